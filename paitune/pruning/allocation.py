@@ -1,0 +1,201 @@
+"""Layerwise allocation: per-layer densities for a global sparsity, fixed before any scoring.
+
+``allocate(shapes, sparsity, scheme)`` implements the fixed-ratio schemes of REFERENCE.md. The
+score-based allocations (``global``: the method's scores ranked across layers; ``lamp``: LAMP-
+normalized scores ranked across layers) have no densities until scores exist, so ``prune`` handles
+them; ``allocate`` names them in its error so callers learn where they live.
+
+Every scheme returns densities in [0, 1] whose parameter-weighted mean is 1 - sparsity (up to the
+rounding to whole weights that ``prune`` does per layer), with the dict in the order of ``shapes``
+(input to output).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from ..errors import PaituneError, unknown_choice
+from .layers import is_conv_shape, numel
+
+FIXED_SCHEMES = ("uniform", "uniform_plus", "er", "erk", "igq", "smart_ratio")
+SCORE_SCHEMES = ("global", "lamp")
+ALLOCATIONS = SCORE_SCHEMES + FIXED_SCHEMES  # plus an explicit {layer: density} map
+
+# Gale et al. (2019): the last layer is never pruned beyond 80% under uniform_plus.
+UNIFORM_PLUS_LAST_LAYER_MIN_DENSITY = 0.2
+# Su et al. (2020): linear layers keep 30% under smart_ratio (their code's default).
+SMART_RATIO_LINEAR_DENSITY = 0.3
+
+
+def check_sparsity(sparsity: float) -> float:
+    try:
+        s = float(sparsity)
+    except (TypeError, ValueError):
+        raise PaituneError(f"sparsity must be a number in [0, 1), got {sparsity!r}") from None
+    if not (0.0 <= s < 1.0) or math.isnan(s):
+        raise PaituneError(f"sparsity must be in [0, 1) (the fraction of weights removed), got {s}")
+    return s
+
+
+def allocate(shapes: Mapping[str, tuple], sparsity: float, scheme) -> dict[str, float]:
+    """Per-layer densities for ``sparsity`` under ``scheme`` (a name or an explicit {layer: density})."""
+    s = check_sparsity(sparsity)
+    shapes = {name: tuple(int(d) for d in shape) for name, shape in shapes.items()}
+    if not shapes:
+        raise PaituneError("the model has no prunable (Conv/Linear) weights")
+    if isinstance(scheme, Mapping):
+        return explicit(shapes, scheme)
+    if scheme in SCORE_SCHEMES:
+        raise PaituneError(
+            f"allocation {scheme!r} ranks a method's scores across layers: use prune(..., allocation={scheme!r})"
+        )
+    rules = {
+        "uniform": uniform,
+        "uniform_plus": uniform_plus,
+        "er": lambda sh, sp: erdos_renyi(sh, sp, kernel=False),
+        "erk": lambda sh, sp: erdos_renyi(sh, sp, kernel=True),
+        "igq": igq,
+        "smart_ratio": smart_ratio,
+    }
+    if scheme not in rules:
+        raise unknown_choice("allocation", scheme, ALLOCATIONS + ("{layer: density} map",))
+    return rules[scheme](shapes, s)
+
+
+def explicit(shapes: dict[str, tuple], densities: Mapping[str, float]) -> dict[str, float]:
+    """An explicit per-layer map; every prunable layer must be named, each density in [0, 1]."""
+    missing = [n for n in shapes if n not in densities]
+    extra = [n for n in densities if n not in shapes]
+    if missing or extra:
+        raise PaituneError(
+            f"explicit allocation must name every prunable layer exactly: missing {missing}, unknown {extra}"
+        )
+    out = {}
+    for name in shapes:
+        d = float(densities[name])
+        if not 0.0 <= d <= 1.0 or math.isnan(d):
+            raise PaituneError(f"explicit allocation: density of {name} must be in [0, 1], got {d}")
+        out[name] = d
+    return out
+
+
+def uniform(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
+    return {name: 1.0 - sparsity for name in shapes}
+
+
+def _fill_free_layers(sizes: dict[str, int], fixed: dict[str, float], budget: float, what: str) -> float:
+    """The common density of the layers not in ``fixed`` so that all kept weights sum to ``budget``."""
+    free = sum(n for name, n in sizes.items() if name not in fixed)
+    left = budget - sum(fixed[name] * sizes[name] for name in fixed)
+    if free == 0:
+        return 0.0
+    d = left / free
+    if d < 0 or d > 1:
+        raise PaituneError(f"{what} cannot meet this sparsity: the remaining layers would need density {d:.4g}")
+    return d
+
+
+def uniform_plus(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
+    """Gale et al.: first conv layer dense, last layer at most 80% sparse, the rest uniform."""
+    sizes = {name: numel(shape) for name, shape in shapes.items()}
+    budget = (1.0 - sparsity) * sum(sizes.values())
+    names = list(shapes)
+    fixed: dict[str, float] = {}
+    first_conv = next((n for n in names if is_conv_shape(shapes[n])), None)
+    if first_conv is not None:
+        fixed[first_conv] = 1.0
+    last = names[-1]
+    rest = _fill_free_layers(sizes, fixed, budget, "uniform_plus")
+    if last not in fixed and rest < UNIFORM_PLUS_LAST_LAYER_MIN_DENSITY:
+        fixed[last] = UNIFORM_PLUS_LAST_LAYER_MIN_DENSITY
+        rest = _fill_free_layers(sizes, fixed, budget, "uniform_plus")
+    return {name: fixed.get(name, rest) for name in names}
+
+
+def _raw_density(shape: tuple, kernel: bool) -> float:
+    if kernel:  # ERK: (sum of the weight's dims) / (product of its dims)
+        return sum(shape) / numel(shape)
+    n_out, n_in = shape[0], shape[1]  # ER: (n_in + n_out) / (n_in * n_out), kernel size ignored
+    return (n_in + n_out) / (n_in * n_out)
+
+
+def _scale_to_budget(sizes: dict[str, int], raw: dict[str, float], budget: float) -> dict[str, float]:
+    """density_l = eps * raw_l meeting the budget, with layers that would exceed 1 made dense.
+
+    As in RigL's code: while some layer's density exceeds 1, every layer tied at the largest raw
+    value among the free layers becomes dense at once, and eps is solved again for the rest.
+    """
+    dense: set[str] = set()
+    while True:
+        free = [n for n in sizes if n not in dense]
+        left = budget - sum(sizes[n] for n in dense)
+        weighted = sum(raw[n] * sizes[n] for n in free)
+        if not free or weighted <= 0:
+            return {n: 1.0 if n in dense else 0.0 for n in sizes}
+        eps = left / weighted
+        if all(eps * raw[n] <= 1.0 for n in free):
+            return {n: 1.0 if n in dense else eps * raw[n] for n in sizes}
+        top = max(raw[n] for n in free)
+        dense.update(n for n in free if raw[n] == top)
+
+
+def erdos_renyi(shapes: dict[str, tuple], sparsity: float, *, kernel: bool) -> dict[str, float]:
+    """ER (Mocanu et al.) or ERK (Evci et al.): density proportional to a layer's raw connectivity."""
+    sizes = {name: numel(shape) for name, shape in shapes.items()}
+    raw = {name: _raw_density(shape, kernel) for name, shape in shapes.items()}
+    return _scale_to_budget(sizes, raw, (1.0 - sparsity) * sum(sizes.values()))
+
+
+def igq(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
+    """Vysogorets & Kempe (2023): density_l = 1 / (1 + F * N_l), F bisected to meet the sparsity."""
+    sizes = {name: numel(shape) for name, shape in shapes.items()}
+    total = sum(sizes.values())
+    target = (1.0 - sparsity) * total
+    if sparsity == 0:
+        return {name: 1.0 for name in sizes}
+
+    def kept(f: float) -> float:
+        return sum(n / (1.0 + f * n) for n in sizes.values())
+
+    # kept(F) falls monotonically from total (F=0) to 0 (F->inf): bisect on log F.
+    lo, hi = 1e-30, 1.0
+    while kept(hi) > target:
+        hi *= 2.0
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        if kept(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi / lo < 1 + 1e-14:
+            break
+    f = math.sqrt(lo * hi)
+    return {name: 1.0 / (1.0 + f * n) for name, n in sizes.items()}
+
+
+def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
+    """Su et al. (2020): layer l of L keeps a ratio proportional to (L-l+1)^2 + (L-l+1).
+
+    As in the authors' code, L counts all prunable layers, linear layers keep a fixed 30%, and the
+    conv layers' ratios are scaled to meet the sparsity (a ratio above 1 is capped and its excess
+    goes to the other conv layers). A model without conv layers (an MLP) applies the quadratic
+    rule to its linear layers instead, since a fixed 30% could not meet most sparsities there.
+    """
+    names = list(shapes)
+    sizes = {name: numel(shapes[name]) for name in names}
+    count = len(names)
+    quadratic = {name: float((count - i) ** 2 + (count - i)) for i, name in enumerate(names)}
+    convs = [n for n in names if is_conv_shape(shapes[n])]
+    budget = (1.0 - sparsity) * sum(sizes.values())
+    if not convs:
+        return _scale_to_budget(sizes, quadratic, budget)
+    linear = {n: SMART_RATIO_LINEAR_DENSITY for n in names if n not in convs}
+    conv_budget = budget - sum(SMART_RATIO_LINEAR_DENSITY * sizes[n] for n in linear)
+    if conv_budget < 0:
+        raise PaituneError(
+            f"smart_ratio cannot meet sparsity {sparsity}: its linear layers alone keep "
+            f"{SMART_RATIO_LINEAR_DENSITY:.0%}; use a lower sparsity or another allocation"
+        )
+    conv_densities = _scale_to_budget({n: sizes[n] for n in convs}, {n: quadratic[n] for n in convs}, conv_budget)
+    return {name: conv_densities.get(name, linear.get(name)) for name in names}
