@@ -1,0 +1,184 @@
+"""The masked training loop: one epoch at a time, so a caller (a Ray trial) can report and checkpoint.
+
+Data splits stay as tensors on the trial's device (no DataLoader round trips for small datasets);
+mini-batches are drawn with a seeded CPU generator, so a fixed seed gives the same run on the CPU.
+Pruned weights are kept at exactly zero by a ``MaskEnforcer`` hooked to the optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import PaituneError, unknown_choice
+from ..pruning import MaskEnforcer, apply_masks
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"
+    step_size: int | None = None  # step schedule: epochs between decays (default: a third of the run)
+    gamma: float = 0.1  # step schedule: decay factor
+    seed: int = 0
+    eval_batch_size: int = 1024
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise unknown_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if int(self.epochs) < 1 or int(self.batch_size) < 1:
+            raise PaituneError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not self.lr > 0:
+            raise PaituneError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    test_acc: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite; ``last`` holds the last good epoch's metrics."""
+
+    def __init__(self, epoch: int, last: EpochMetrics | None):
+        super().__init__(f"training diverged at epoch {epoch} (loss is NaN or infinite)")
+        self.epoch = epoch
+        self.last = last
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.lr_schedule == "step":
+        step = cfg.step_size or max(1, cfg.epochs // 3)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=cfg.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for start in range(0, x.shape[0], batch_size):
+        logits = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
+        correct += (logits.argmax(1) == target).sum()
+    n = max(1, x.shape[0])
+    return float(loss_sum) / n, float(correct) / n
+
+
+class Trainer:
+    """Trains a pruned model epoch by epoch; ``state_dict`` is everything needed to resume."""
+
+    def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor] | None, data, config: TrainConfig, *, device="cpu"):
+        self.device = torch.device(device)
+        self.config = config
+        self.model = model.to(self.device)
+        self.masks = masks
+        if masks:
+            apply_masks(self.model, masks)
+        self.data = data
+        # Whole splits on the device once; each epoch only indexes them.
+        self._train = (data.train.x.to(self.device), data.train.y.to(self.device))
+        self._val = (data.val.x.to(self.device), data.val.y.to(self.device))
+        self._test = (data.test.x.to(self.device), data.test.y.to(self.device))
+        self.optimizer = _optimizer(self.model, config)
+        self.scheduler = _scheduler(self.optimizer, config)
+        self.enforcer = MaskEnforcer(self.model, masks).attach(self.optimizer) if masks else None
+        self.generator = torch.Generator().manual_seed(int(config.seed))
+        self.epoch = 0
+        self.history: list[EpochMetrics] = []
+
+    def run_epoch(self) -> EpochMetrics:
+        start = time.perf_counter()
+        cfg = self.config
+        x, y = self._train
+        self.model.train()
+        order = torch.randperm(x.shape[0], generator=self.generator).to(self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for begin in range(0, x.shape[0], cfg.batch_size):
+            idx = order[begin : begin + cfg.batch_size]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(self.model(x[idx]), y[idx])
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach().double() * idx.numel()
+        self.scheduler.step()
+        train_loss = float(loss_sum) / max(1, x.shape[0])
+        if not math.isfinite(train_loss):
+            raise Diverged(self.epoch + 1, self.history[-1] if self.history else None)
+        val_loss, val_acc = evaluate(self.model, *self._val, cfg.eval_batch_size)
+        _, test_acc = evaluate(self.model, *self._test, cfg.eval_batch_size)
+        self.epoch += 1
+        metrics = EpochMetrics(self.epoch, train_loss, val_loss, val_acc, test_acc, time.perf_counter() - start)
+        self.history.append(metrics)
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "generator": self.generator.get_state(),
+            "history": [m.to_dict() for m in self.history],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.generator.set_state(state["generator"])
+        self.history = [EpochMetrics(**m) for m in state.get("history", [])]
+
+
+def train(
+    model: nn.Module,
+    masks: Mapping[str, torch.Tensor] | None,
+    data,
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
+    device="cpu",
+) -> list[EpochMetrics]:
+    """Train for ``config.epochs``; ``on_epoch`` is called after each epoch and may return False to stop."""
+    trainer = Trainer(model, masks, data, config, device=device)
+    while trainer.epoch < config.epochs:
+        metrics = trainer.run_epoch()
+        if on_epoch is not None and on_epoch(metrics) is False:
+            break
+    return trainer.history
