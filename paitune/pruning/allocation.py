@@ -179,7 +179,7 @@ def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
 
     As in the authors' code, L counts all prunable layers, linear layers keep a fixed 30%, and the
     conv layers' ratios are scaled to meet the sparsity (a ratio above 1 is capped and its excess
-    goes to the other conv layers). A model without conv layers (an MLP) applies the quadratic
+    goes to the other conv layers; when every conv layer is dense, to the linear layers). A model without conv layers (an MLP) applies the quadratic
     rule to its linear layers instead, since a fixed 30% could not meet most sparsities there.
     """
     names = list(shapes)
@@ -198,4 +198,9 @@ def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
             f"{SMART_RATIO_LINEAR_DENSITY:.0%}; use a lower sparsity or another allocation"
         )
     conv_densities = _scale_to_budget({n: sizes[n] for n in convs}, {n: quadratic[n] for n in convs}, conv_budget)
+    # At low sparsity the convs may all be dense with budget to spare: it goes to the linear layers.
+    spare = conv_budget - sum(conv_densities[n] * sizes[n] for n in convs)
+    if spare > 0 and linear:
+        extra = spare / sum(sizes[n] for n in linear)
+        linear = {n: min(1.0, d + extra) for n, d in linear.items()}
     return {name: conv_densities.get(name, linear.get(name)) for name in names}

@@ -37,12 +37,13 @@ class ScoringCopy:
     def device(self) -> torch.device:
         return next(iter(self.params.values())).device
 
-    def set_effective_weights(self, masks: dict[str, torch.Tensor] | None, *, absolute: bool = False) -> None:
-        """Weights := w0 * m (or |w0| * m), so the forward pass sees the current mask."""
+    def set_effective_weights(self, masks: dict[str, torch.Tensor] | None) -> None:
+        """Weights := w0 * m, so the forward pass sees the current mask."""
         with torch.no_grad():
             for name, p in self.params.items():
-                w = self.original[name].abs() if absolute else self.original[name]
-                p.copy_(w if masks is None else w * masks[name].to(w.dtype))
+                p.copy_(self.original[name])
+                if masks is not None:
+                    p.masked_fill_(~masks[name].to(p.device), 0)
 
     def zero_grad(self) -> None:
         for p in self.model.parameters():
@@ -134,12 +135,8 @@ def synflow_scores(scratch: SynflowCopy, masks, input_shape: tuple[int, ...]) ->
     scratch.zero_grad()
     ones = torch.ones((1, *input_shape), dtype=torch.float64, device=scratch.device)
     scratch.model(ones).sum().backward()
-    grads = scratch.gradients()
-    out = {}
-    for name, g in grads.items():
-        w = scratch.original[name] if masks is None else scratch.original[name] * masks[name].to(g.dtype)
-        out[name] = (g * w).abs().cpu()
-    return out
+    # The parameter holds |w0| * m already, so pruned weights score exactly 0.
+    return {name: (p.grad * p.detach()).abs().cpu() for name, p in scratch.params.items()}
 
 
 def lamp_scores(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

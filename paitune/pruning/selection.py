@@ -35,34 +35,48 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return keep
 
 
-def _top_k_among(flat: torch.Tensor, k: int, candidates: torch.Tensor | None) -> torch.Tensor:
-    """top_k_mask restricted to ``candidates`` (the still-alive weights of an iterative method).
+def select_global(
+    scores: dict[str, torch.Tensor], density: float, candidates: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """Rank all layers' scores together and keep round(density * N) overall (N counts all weights).
 
-    Ranking only the candidates is what makes 100 SynFlow rounds cheap: the alive set shrinks
-    geometrically. Ties still go to the lower flat index, as candidates keep their order.
+    ``candidates`` (the still-alive weights of an iterative method) restricts the ranking to them:
+    gathering only those is what makes 100 SynFlow rounds cheap, as the alive set shrinks
+    geometrically. Candidates keep their layer-then-index order, so ties still go to the lower
+    flat index.
     """
+    names = list(scores)
+    total = sum(scores[n].numel() for n in names)
+    pieces, positions = [], []
+    for name in names:
+        flat = scores[name].reshape(-1)
+        if candidates is not None:
+            idx = torch.nonzero(candidates[name].reshape(-1).cpu(), as_tuple=False).reshape(-1)
+            flat = flat[idx]
+            positions.append(idx)
+        pieces.append(flat.double())
+    keep = top_k_mask(torch.cat(pieces), keep_count(density, total))
+    masks, start = {}, 0
+    for i, name in enumerate(names):
+        part = keep[start : start + pieces[i].numel()]
+        start += pieces[i].numel()
+        if candidates is None:
+            masks[name] = part.reshape(scores[name].shape)
+        else:
+            full = torch.zeros(scores[name].numel(), dtype=torch.bool)
+            full[positions[i][part]] = True
+            masks[name] = full.reshape(scores[name].shape)
+    return masks
+
+
+def _top_k_among(flat: torch.Tensor, k: int, candidates: torch.Tensor | None) -> torch.Tensor:
+    """top_k_mask restricted to ``candidates``; ties go to the lower index."""
     if candidates is None:
         return top_k_mask(flat, k)
     idx = torch.nonzero(candidates.reshape(-1), as_tuple=False).reshape(-1)
     keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     keep[idx[top_k_mask(flat[idx], k)]] = True
     return keep
-
-
-def select_global(
-    scores: dict[str, torch.Tensor], density: float, candidates: dict[str, torch.Tensor] | None = None
-) -> dict[str, torch.Tensor]:
-    """Rank all layers' scores together and keep round(density * N) overall (N counts all weights)."""
-    names = list(scores)
-    flat = torch.cat([scores[n].reshape(-1).double() for n in names])
-    alive = None if candidates is None else torch.cat([candidates[n].reshape(-1).cpu() for n in names])
-    keep = _top_k_among(flat, keep_count(density, flat.numel()), alive)
-    masks, start = {}, 0
-    for name in names:
-        size = scores[name].numel()
-        masks[name] = keep[start : start + size].reshape(scores[name].shape)
-        start += size
-    return masks
 
 
 def select_per_layer(

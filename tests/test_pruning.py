@@ -1,0 +1,407 @@
+"""The pruning API against hand-checked cases and independent re-computations of each paper's score."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paitune.errors import PaituneError
+from paitune.pruning import (
+    ALLOCATIONS,
+    CONTROLS,
+    METHODS,
+    MaskEnforcer,
+    allocate,
+    apply_masks,
+    count_flops,
+    from_torch_prune,
+    has_input_output_path,
+    mask_hash,
+    mask_report,
+    prunable_parameters,
+    prune,
+    to_torch_prune,
+)
+from paitune.pruning.selection import select_global, top_k_mask
+
+
+def two_layer(w1, w2) -> nn.Sequential:
+    net = nn.Sequential(nn.Linear(len(w1[0]), len(w1), bias=False), nn.ReLU(), nn.Linear(len(w2[0]), len(w2), bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor(w1, dtype=torch.float32))
+        net[2].weight.copy_(torch.tensor(w2, dtype=torch.float32))
+    net.input_shape = (len(w1[0]),)
+    return net
+
+
+def small_cnn(seed=0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, 20),
+        nn.ReLU(),
+        nn.Linear(20, 5),
+    )
+    net.input_shape = (1, 8, 8)
+    return net
+
+
+def batches(n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 5, (16,), generator=g)) for _ in range(n)]
+
+
+def snapshot(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}, model.training, [p.grad for p in model.parameters()]
+
+
+# --- selection -----------------------------------------------------------------------------
+
+
+def test_top_k_keeps_exactly_k_and_breaks_ties_by_lower_index():
+    scores = torch.tensor([1.0, 3.0, 3.0, 2.0, 3.0, float("nan")])
+    assert top_k_mask(scores, 2).tolist() == [False, True, True, False, False, False]
+    assert top_k_mask(scores, 4).tolist() == [False, True, True, True, True, False]
+    assert top_k_mask(scores, 0).sum() == 0 and top_k_mask(scores, 6).all()
+
+
+def test_global_selection_ranks_across_layers_in_layer_order():
+    scores = {"a": torch.tensor([[5.0, 1.0]]), "b": torch.tensor([[5.0, 4.0, 0.0]])}
+    masks = select_global(scores, 0.4)  # round(0.4 * 5) = 2: both 5.0s (tie -> both kept)
+    assert masks["a"].tolist() == [[True, False]] and masks["b"].tolist() == [[True, False, False]]
+    masks = select_global(scores, 0.2)  # one: the tied 5.0 in the earlier layer
+    assert masks["a"].tolist() == [[True, False]] and not masks["b"].any()
+
+
+# --- methods against hand-computed scores ----------------------------------------------------
+
+
+W1 = [[0.5, -2.0], [0.1, 0.3], [-1.0, 0.2]]
+W2 = [[1.0, -0.5, 0.25], [0.2, 0.1, -3.0]]
+
+
+def test_magnitude_global_keeps_largest_absolute_weights():
+    net = two_layer(W1, W2)
+    masks = prune(net, "magnitude", sparsity=1 - 4 / 12)  # keep 4 of 12: |-3|, |-2|, |1|, |-1| (tie: earlier)
+    assert masks["0.weight"].tolist() == [[False, True], [False, False], [True, False]]
+    assert masks["2.weight"].tolist() == [[True, False, False], [False, False, True]]
+
+
+def test_magnitude_uniform_keeps_top_per_layer():
+    net = two_layer(W1, W2)
+    masks = prune(net, "magnitude", sparsity=0.5, allocation="uniform")
+    assert masks["0.weight"].tolist() == [[True, True], [False, False], [True, False]]
+    assert masks["2.weight"].tolist() == [[True, True, False], [False, False, True]]
+
+
+def test_snip_scores_are_mask_gradients():
+    torch.manual_seed(1)
+    net = two_layer(torch.randn(6, 4).tolist(), torch.randn(3, 6).tolist())
+    data = [(torch.randn(10, 4), torch.randint(0, 3, (10,))), (torch.randn(10, 4), torch.randint(0, 3, (10,)))]
+    # Independent: explicit mask variables of ones in the forward pass, CE summed over batches.
+    m1 = torch.ones(6, 4, requires_grad=True)
+    m2 = torch.ones(3, 6, requires_grad=True)
+    loss = sum(F.cross_entropy(F.linear(F.relu(F.linear(x, net[0].weight.detach() * m1)), net[2].weight.detach() * m2), y) for x, y in data)
+    g1, g2 = torch.autograd.grad(loss, [m1, m2])
+    scores = torch.cat([g1.abs().reshape(-1), g2.abs().reshape(-1)])
+    expected = top_k_mask(scores, 10)
+    masks = prune(net, "snip", sparsity=1 - 10 / 42, batches=data)
+    got = torch.cat([masks["0.weight"].reshape(-1), masks["2.weight"].reshape(-1)])
+    assert torch.equal(got, expected)
+
+
+def test_grasp_keeps_largest_w_times_hessian_gradient():
+    torch.manual_seed(2)
+    net = two_layer(torch.randn(5, 4).tolist(), torch.randn(3, 5).tolist())
+    data = [(torch.randn(12, 4), torch.randint(0, 3, (12,)))]
+    w = [net[0].weight.detach().clone(), net[2].weight.detach().clone()]
+
+    def loss_fn(a, b):
+        x, y = data[0]
+        return F.cross_entropy(F.linear(F.relu(F.linear(x, a)), b) / 200.0, y)
+
+    a, b = [t.clone().requires_grad_() for t in w]
+    grads = torch.autograd.grad(loss_fn(a, b), [a, b])
+    _, hg = torch.autograd.functional.hvp(loss_fn, tuple(w), tuple(gr.detach() for gr in grads))
+    scores = torch.cat([(w[0] * hg[0]).reshape(-1), (w[1] * hg[1]).reshape(-1)])
+    expected = top_k_mask(scores, 14)
+    masks = prune(net, "grasp", sparsity=1 - 14 / 35, batches=data)
+    got = torch.cat([masks["0.weight"].reshape(-1), masks["2.weight"].reshape(-1)])
+    assert torch.equal(got, expected)
+    # invert keeps the smallest signed scores: the order reversed, not 1/score
+    inverted = prune(net, "grasp", sparsity=1 - 14 / 35, batches=data, control="invert")
+    got = torch.cat([inverted["0.weight"].reshape(-1), inverted["2.weight"].reshape(-1)])
+    assert torch.equal(got, top_k_mask(-scores, 14))
+
+
+def test_synflow_one_round_matches_closed_form():
+    # f(1) = 1^T |W2| |W1| 1 for a positive linear net: dR/dW1_ij = (1^T|W2|)_i, dR/dW2_ki = (|W1| 1)_i.
+    net = two_layer(W1, W2)
+    a1, a2 = torch.tensor(W1).abs(), torch.tensor(W2).abs()
+    s1 = a1 * a2.sum(0)[:, None]
+    s2 = a2 * a1.sum(1)[None, :]
+    expected = top_k_mask(torch.cat([s1.reshape(-1), s2.reshape(-1)]), 5)
+    masks = prune(net, "synflow", sparsity=1 - 5 / 12, iterations=1)
+    got = torch.cat([masks["0.weight"].reshape(-1), masks["2.weight"].reshape(-1)])
+    assert torch.equal(got, expected)
+
+
+def test_synflow_default_is_100_rounds_and_never_revives():
+    net = small_cnn()
+    masks = prune(net, "synflow", sparsity=0.9)
+    assert masks.meta["iterations"] == 100
+    few = prune(net, "synflow", sparsity=0.9, iterations=3, schedule="linear")
+    assert few.kept() == masks.kept()
+
+
+def test_iterative_snip_one_round_is_snip_and_force_differs_from_iterative():
+    net, data = small_cnn(), batches()
+    one = prune(net, "iterative_snip", sparsity=0.8, batches=data, iterations=1)
+    snip = prune(net, "snip", sparsity=0.8, batches=data)
+    assert all(torch.equal(one[n], snip[n]) for n in snip)
+    it = prune(net, "iterative_snip", sparsity=0.95, batches=data, iterations=10)
+    force = prune(net, "force", sparsity=0.95, batches=data, iterations=10)
+    assert it.kept() == force.kept()
+    assert any(not torch.equal(it[n], force[n]) for n in it)
+
+
+def test_iterative_rounds_only_shrink_the_mask():
+    # An iterative (non-FORCE) method's final mask lies inside the mask of fewer rounds' first step:
+    # run 2 rounds with a linear schedule and compare with round one's own target.
+    net, data = small_cnn(), batches()
+    final = prune(net, "iterative_snip", sparsity=0.9, batches=data, iterations=2, schedule="linear")
+    first = prune(net, "iterative_snip", sparsity=0.45, batches=data, iterations=1)
+    assert all(bool((final[n] <= first[n]).all()) for n in final)
+
+
+# --- every method x allocation x control ------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("allocation", ALLOCATIONS)
+def test_exact_kept_counts_and_model_untouched(method, allocation):
+    net, data = small_cnn(), batches()
+    net.train()
+    before, mode, grads = snapshot(net)
+    sparsity = 0.6
+    masks = prune(net, method, sparsity=sparsity, allocation=allocation, batches=data, iterations=3, seed=3)
+    params = prunable_parameters(net)
+    assert set(masks) == set(params)
+    assert all(m.dtype == torch.bool and m.shape == params[n].shape for n, m in masks.items())
+    if allocation in ("global", "lamp"):
+        assert masks.kept() == round((1 - sparsity) * masks.total())
+    else:
+        targets = allocate({n: tuple(p.shape) for n, p in params.items()}, sparsity, allocation)
+        for name, m in masks.items():
+            assert int(m.sum()) == round(targets[name] * m.numel())
+    after, mode_after, grads_after = snapshot(net)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert mode_after == mode and all(g is None for g in grads_after)
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_controls(control):
+    net, data = small_cnn(), batches()
+    base = prune(net, "snip", sparsity=0.7, allocation="global", batches=data)
+    masks = prune(net, "snip", sparsity=0.7, allocation="global", batches=data, control=control, seed=0)
+    same_counts = all(int(masks[n].sum()) == int(base[n].sum()) for n in base)
+    if control == "none":
+        assert all(torch.equal(masks[n], base[n]) for n in base) and masks.weights is None
+    elif control == "shuffle":
+        assert same_counts and any(not torch.equal(masks[n], base[n]) for n in base)
+    elif control == "reinit":
+        assert all(torch.equal(masks[n], base[n]) for n in base)
+        assert masks.weights is not None and set(masks.weights) == {n for n, _ in net.named_parameters()}
+        fresh = masks.weights["0.weight"]
+        assert not torch.equal(fresh, net[0].weight)
+        target = small_cnn()
+        apply_masks(target, masks)
+        assert torch.equal(target[0].weight, fresh * masks["0.weight"])
+    elif control == "invert":
+        assert masks.kept() == base.kept()
+        overlap = sum(int((masks[n] & base[n]).sum()) for n in base)
+        assert overlap < 0.5 * base.kept()
+
+
+def test_invert_magnitude_keeps_smallest():
+    net = two_layer(W1, W2)
+    masks = prune(net, "magnitude", sparsity=1 - 2 / 12, control="invert")
+    assert masks["0.weight"].tolist() == [[False, False], [True, False], [False, False]]
+    assert masks["2.weight"].tolist() == [[False, False, False], [False, True, False]]  # the two 0.1s
+
+
+def test_random_is_seeded_and_uniform_over_weights():
+    net = small_cnn()
+    a = prune(net, "random", sparsity=0.9, seed=1)
+    b = prune(net, "random", sparsity=0.9, seed=1)
+    c = prune(net, "random", sparsity=0.9, seed=2)
+    assert mask_hash(a) == mask_hash(b) != mask_hash(c)
+    big = nn.Sequential(nn.Linear(100, 200), nn.Linear(200, 100))
+    m = prune(big, "random", sparsity=0.75, seed=0)
+    densities = m.densities()
+    assert all(abs(d - 0.25) < 0.02 for d in densities.values())
+
+
+# --- allocations ---------------------------------------------------------------------------
+
+
+SHAPES = {"c1": (16, 3, 3, 3), "c2": (32, 16, 3, 3), "c3": (64, 32, 3, 3), "fc": (10, 64)}
+
+
+def kept_fraction(shapes, densities):
+    sizes = {n: math.prod(s) for n, s in shapes.items()}
+    return sum(densities[n] * sizes[n] for n in shapes) / sum(sizes.values())
+
+
+@pytest.mark.parametrize("scheme", ["uniform", "uniform_plus", "er", "erk", "igq", "smart_ratio"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_allocations_meet_the_sparsity(scheme, sparsity):
+    d = allocate(SHAPES, sparsity, scheme)
+    assert list(d) == list(SHAPES) and all(0.0 <= v <= 1.0 for v in d.values())
+    assert kept_fraction(SHAPES, d) == pytest.approx(1 - sparsity, abs=1e-9)
+
+
+def test_erk_by_hand():
+    shapes = {"a": (4, 2), "b": (8, 4)}  # raw: a = 6/8 = .75, b = 12/32 = .375
+    d = allocate(shapes, 0.5, "erk")  # eps (.75*8 + .375*32) = 20 -> eps = 20/18
+    assert d["a"] == pytest.approx(0.75 * 20 / 18) and d["b"] == pytest.approx(0.375 * 20 / 18)
+    d = allocate(shapes, 0.25, "erk")  # eps = 30/18 -> a would be 1.25: dense, b = (30-8)/32
+    assert d["a"] == 1.0 and d["b"] == pytest.approx(22 / 32)
+
+
+def test_er_ignores_kernel_size():
+    shapes = {"a": (4, 2, 3, 3), "b": (8, 4, 3, 3)}  # ER raw = (in+out)/(in*out): a .75, b .375
+    d = allocate(shapes, 0.8, "er")
+    assert d["a"] / d["b"] == pytest.approx(2.0)
+
+
+def test_igq_formula():
+    d = allocate(SHAPES, 0.8, "igq")
+    sizes = {n: math.prod(s) for n, s in SHAPES.items()}
+    f = (1 / d["c1"] - 1) / sizes["c1"]
+    for name in SHAPES:
+        assert d[name] == pytest.approx(1 / (1 + f * sizes[name]), rel=1e-9)
+    assert d["c3"] < d["c2"] < d["c1"]
+
+
+def test_smart_ratio_quadratic_decay_and_linear_30_percent():
+    d = allocate(SHAPES, 0.7, "smart_ratio")
+    assert d["fc"] == pytest.approx(0.3)
+    l_count = 4  # layer l keeps (L-l+1)^2 + (L-l+1): 20, 12, 6 for the convs
+    assert d["c1"] / d["c3"] == pytest.approx(20 / 6) or d["c1"] == 1.0
+    assert d["c2"] / d["c3"] == pytest.approx(12 / 6)
+    assert l_count == len(SHAPES)
+
+
+def test_uniform_plus_first_conv_dense_last_at_least_20_percent():
+    d = allocate(SHAPES, 0.9, "uniform_plus")
+    assert d["c1"] == 1.0 and d["fc"] >= 0.2 and d["c2"] == d["c3"]
+
+
+def test_explicit_map():
+    d = allocate(SHAPES, 0.5, {"c1": 1.0, "c2": 0.5, "c3": 0.1, "fc": 0.3})
+    assert d["c3"] == 0.1
+    with pytest.raises(PaituneError, match="every prunable layer"):
+        allocate(SHAPES, 0.5, {"c1": 1.0})
+    net = two_layer(W1, W2)
+    masks = prune(net, "magnitude", sparsity=0.5, allocation={"0.weight": 1.0, "2.weight": 0.5})
+    assert int(masks["0.weight"].sum()) == 6 and int(masks["2.weight"].sum()) == 3
+
+
+# --- masks in training, reports, interop ------------------------------------------------------
+
+
+def test_mask_enforcer_keeps_pruned_weights_exactly_zero_under_momentum_and_decay():
+    net, data = small_cnn(), batches()
+    masks = prune(net, "magnitude", sparsity=0.8)
+    apply_masks(net, masks)
+    opt = torch.optim.SGD(net.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-2)
+    MaskEnforcer(net, masks).attach(opt)
+    for x, y in data * 3:
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    params = prunable_parameters(net)
+    for name, m in masks.items():
+        assert bool((params[name][~m] == 0).all())
+        assert bool((params[name][m] != 0).any())
+
+
+def test_report_flops_and_densities_by_hand():
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    masks = {"0.weight": torch.tensor([[1, 1, 0, 0]] * 3, dtype=torch.bool), "2.weight": torch.ones(2, 3, dtype=torch.bool)}
+    r = mask_report(net, masks, (4,))
+    assert r.flops_dense == 2 * (4 * 3 + 3 * 2)
+    assert r.flops_sparse == 2 * (6 + 6)
+    assert r.params_kept == 12 and r.params_total == 18 and r.density == pytest.approx(12 / 18)
+    assert not r.collapsed
+    assert count_flops(net, (4,), masks) == r.flops_sparse
+
+
+def test_collapse_empty_layer_and_disconnection_without_empty_layer():
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    empty = {"0.weight": torch.zeros(2, 2, dtype=torch.bool), "2.weight": torch.ones(2, 2, dtype=torch.bool)}
+    r = mask_report(net, empty, (2,))
+    assert r.collapsed and r.collapsed_layers == ["0.weight"] and r.disconnected
+    # layer 1 feeds only hidden unit 0, layer 2 reads only hidden unit 1: no path, no empty layer
+    cut = {"0.weight": torch.tensor([[1, 1], [0, 0]], dtype=torch.bool), "2.weight": torch.tensor([[0, 1], [0, 1]], dtype=torch.bool)}
+    r = mask_report(net, cut, (2,))
+    assert r.collapsed_layers == [] and r.disconnected and r.collapsed
+    ok = {"0.weight": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool), "2.weight": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool)}
+    assert has_input_output_path(net, ok, (2,))
+
+
+def test_torch_prune_interop_round_trip():
+    net = small_cnn()
+    masks = prune(net, "magnitude", sparsity=0.5)
+    to_torch_prune(net, masks)
+    back = from_torch_prune(net)
+    assert set(back) == set(masks) and all(torch.equal(back[n], masks[n]) for n in masks)
+    assert bool((net[0].weight[~masks["0.weight"]] == 0).all())
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="bogus", sparsity=0.5), "unknown pruning method 'bogus'; choose one of"),
+        (dict(method="random", sparsity=1.0), "sparsity must be in"),
+        (dict(method="random", sparsity=-0.1), "sparsity must be in"),
+        (dict(method="random", sparsity=float("nan")), "sparsity must be in"),
+        (dict(method="random", sparsity=0.5, allocation="nope"), "unknown allocation 'nope'"),
+        (dict(method="random", sparsity=0.5, control="nope"), "unknown control 'nope'"),
+        (dict(method="random", sparsity=0.5, schedule="cubic"), "unknown schedule"),
+        (dict(method="snip", sparsity=0.5), "scores with data"),
+        (dict(method="synflow", sparsity=0.5, iterations=0), "iterations must be a positive integer"),
+    ],
+)
+def test_bad_input_is_one_clear_error(kwargs, message):
+    with pytest.raises(PaituneError, match=message.replace("(", r"\(")) as err:
+        prune(small_cnn(), **kwargs)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_layer_collapse_vgg16_magnitude_collapses_synflow_does_not():
+    """Tanaka et al.: VGG-16 at density 1e-3, global magnitude empties layers, SynFlow (100 rounds) does not."""
+    from paitune.models import build_model
+
+    torch.set_num_threads(2)
+    model = build_model("vgg16", (3, 8, 8), 10, seed=0)  # 8x8 inputs: same weights, cheaper SynFlow passes
+    magnitude = mask_report(model, prune(model, "magnitude", sparsity=0.999))
+    synflow = mask_report(model, prune(model, "synflow", sparsity=0.999))
+    assert magnitude.collapsed and magnitude.collapsed_layers
+    assert not synflow.collapsed and all(layer.kept > 0 for layer in synflow.layers)
+    assert synflow.density == pytest.approx(1e-3, rel=1e-3)
