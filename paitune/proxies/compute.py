@@ -1,0 +1,82 @@
+"""compute_proxies: every zero-cost proxy of one network at init, by name."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from paitune.errors import PaituneError, unknown_choice
+from paitune.proxies import cost, gradient
+from paitune.proxies.fisher import fisher
+from paitune.proxies.jacob_cov import jacob_cov
+from paitune.proxies.network import (
+    MaskedNet,
+    check_batch,
+    check_masks,
+    fixed_rng,
+    model_device,
+    working_copy,
+)
+from paitune.proxies.synflow import synflow
+
+Proxy = Callable[[MaskedNet, torch.Tensor, torch.Tensor], float]
+
+_IMPLEMENTATIONS: dict[str, Proxy] = {
+    "grad_norm": gradient.grad_norm,
+    "snip": gradient.snip,
+    "grasp": gradient.grasp,
+    "fisher": fisher,
+    "synflow": synflow,
+    "jacob_cov": jacob_cov,
+    "params": cost.params,
+    "flops": cost.flops,
+}
+
+PROXIES: tuple[str, ...] = tuple(_IMPLEMENTATIONS)
+
+
+def _selected(names: Iterable[str] | str | None) -> list[str]:
+    """The requested proxy names, checked, duplicates dropped, in the order given."""
+    if names is None:
+        return list(PROXIES)
+    if isinstance(names, str):
+        names = [names]
+    selected = list(dict.fromkeys(names))
+    for name in selected:
+        if name not in _IMPLEMENTATIONS:
+            raise unknown_choice("proxy", name, PROXIES)
+    return selected
+
+
+def compute_proxies(
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    names: Iterable[str] | str | None = None,
+    *,
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """Zero-cost proxies of ``model`` on one batch ``(x, y)``, as {name: value}.
+
+    ``names`` picks proxies from ``PROXIES`` (None: all). ``masks`` ({parameter name: bool
+    tensor}) scores the pruned network: each proxy runs on its own deep copy with
+    ``weight * mask`` applied, so the model itself is never changed and no proxy sees another's
+    gradients. Each proxy is deterministic given model and batch (the RNG is seeded for it and
+    the caller's RNG state restored).
+    """
+    if not isinstance(model, nn.Module):
+        raise PaituneError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    selected = _selected(names)
+    device = model_device(model)
+    x, y = check_batch(batch, device)
+    checked_masks = check_masks(model, masks)
+    results: dict[str, float] = {}
+    # Gradients are the proxies' substance: a caller's torch.no_grad() must not switch them off.
+    with torch.enable_grad():
+        for name in selected:
+            masked = working_copy(model, checked_masks)
+            with fixed_rng(device):
+                results[name] = float(_IMPLEMENTATIONS[name](masked, x, y))
+            del masked  # free this copy before the next one is made
+    return results

@@ -1,0 +1,44 @@
+"""The cost proxies: parameter count and forward FLOPs of the (pruned) network.
+
+Both are the cheapest baselines a zero-cost proxy has to beat (Abdelfattah et al. 2021 report
+them beside the gradient proxies).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from paitune.proxies.network import MaskedNet
+
+
+def params(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Number of parameters of the pruned net: all parameters less the pruned entries."""
+    total = sum(p.numel() for p in masked.net.parameters())
+    pruned = sum(int((~mask).sum()) for mask in masked.masks.values())
+    return float(total - pruned)
+
+
+def flops(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Forward FLOPs for one sample, as torch.utils.flop_counter counts them (2 per MAC).
+
+    Each Conv/Linear layer's count is scaled by its mask density (a pruned weight does no
+    multiply-accumulate); every other op counts in full.
+    """
+    net = masked.net
+    # FLOPs do not depend on the mode; eval mode lets batch norm take a single sample.
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x[:1])
+    counts = counter.get_flop_counts()
+    total = float(sum(counts.get("Global", {}).values()))
+    # The counter names modules "<root class name>.<qualified name>".
+    root = type(net).__name__
+    for layer in masked.layers:
+        if layer.mask is None:
+            continue
+        key = root if layer.name == "" else f"{root}.{layer.name}"
+        layer_flops = float(sum(counts.get(key, {}).values()))
+        density = float(layer.mask.float().mean())
+        total -= layer_flops * (1.0 - density)
+    return total

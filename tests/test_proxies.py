@@ -1,0 +1,366 @@
+"""Zero-cost proxies: hand-derived values on tiny nets, masks, invariants, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from paitune.errors import PaituneError
+from paitune.proxies import PROXIES, compute_proxies
+from paitune.proxies.jacob_cov import jacob_cov_score
+
+torch.set_num_threads(1)
+
+EPS = 1e-5  # jacob_cov's eigenvalue offset
+
+
+# --- tiny networks with known weights ---------------------------------------------------------
+
+
+def one_layer_net() -> nn.Linear:
+    """Linear(4 -> 3) with fixed weights of both signs."""
+    layer = nn.Linear(4, 3)
+    with torch.no_grad():
+        layer.weight.copy_(
+            torch.tensor(
+                [[0.5, -1.0, 0.25, 2.0], [-0.75, 0.5, 1.5, -0.25], [1.0, 0.1, -0.5, 0.3]],
+                dtype=torch.float64,
+            )
+        )
+        layer.bias.copy_(torch.tensor([0.1, -0.2, 0.05], dtype=torch.float64))
+    return layer.double()
+
+
+def one_layer_batch():
+    x = torch.tensor(
+        [[1.0, 0.0, -1.0, 0.5], [0.2, -0.3, 0.8, 1.0], [-1.5, 0.7, 0.1, -0.2]],
+        dtype=torch.float64,
+    )
+    return x, torch.tensor([0, 2, 1])
+
+
+def small_cnn(*, dropout: bool = False) -> nn.Sequential:
+    torch.manual_seed(0)
+    layers = [
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 6, 3, stride=2),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(54, 10),
+    ]
+    if dropout:
+        layers.insert(-1, nn.Dropout(0.5))
+    return nn.Sequential(*layers)
+
+
+def cnn_batch(n: int = 8):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 1, 8, 8, generator=generator)
+    return x, torch.randint(0, 10, (n,), generator=generator)
+
+
+def proxy(model, batch, name, **kwargs) -> float:
+    """One proxy's value."""
+    return compute_proxies(model, batch, [name], **kwargs)[name]
+
+
+# --- closed forms for the one-layer net: logits z = W x + b, p = softmax(z) -------------------
+
+
+def analytic_linear_terms(layer: nn.Linear, x, y):
+    """W, dL/dW and dL/dz for mean cross-entropy, derived by hand (no autograd)."""
+    w = layer.weight.detach()
+    z = x @ w.T + layer.bias.detach()
+    p = torch.softmax(z, dim=1)
+    dz = (p - nn.functional.one_hot(y, 3).double()) / len(x)  # dL/dz for mean CE
+    return w, dz.T @ x, dz, z, p
+
+
+def test_registry_matches_contract():
+    assert PROXIES == (
+        "grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "params", "flops"
+    )
+    values = compute_proxies(one_layer_net(), one_layer_batch())
+    assert list(values) == list(PROXIES)
+    assert all(isinstance(v, float) for v in values.values())
+
+
+def test_grad_norm_and_snip_match_the_analytic_gradient():
+    layer, batch = one_layer_net(), one_layer_batch()
+    w, grad, *_ = analytic_linear_terms(layer, *batch)
+    values = compute_proxies(layer, batch, ["grad_norm", "snip"])
+    # The bias is not a prunable weight: only the weight's gradient counts.
+    assert values["grad_norm"] == pytest.approx(float(torch.linalg.norm(grad)), rel=1e-12)
+    assert values["snip"] == pytest.approx(float((grad * w).abs().sum()), rel=1e-12)
+
+
+def test_grasp_matches_the_analytic_hessian_gradient_product():
+    layer, batch = one_layer_net(), one_layer_batch()
+    x, _ = batch
+    w, g, _, _, p = analytic_linear_terms(layer, *batch)
+    # For softmax regression, H v = (1/N) sum_n J_n (v x_n) x_n^T with J_n = diag(p_n) - p_n p_n^T.
+    hg = torch.zeros_like(w)
+    for x_n, p_n in zip(x, p):
+        jac = torch.diag(p_n) - torch.outer(p_n, p_n)
+        hg += torch.outer(jac @ (g @ x_n), x_n) / len(x)
+    expected = float((-w * hg).sum())
+    assert proxy(layer, batch, "grasp") == pytest.approx(expected, rel=1e-10)
+
+
+def test_fisher_matches_the_analytic_channel_values():
+    layer, batch = one_layer_net(), one_layer_batch()
+    _, _, dz, z, _ = analytic_linear_terms(layer, *batch)
+    per_channel = 0.5 * (z * dz).pow(2).mean(dim=0)
+    # As in Abdelfattah et al.'s code, each channel's value counts once per weight (4 inputs).
+    expected = float(per_channel.sum()) * 4
+    assert proxy(layer, batch, "fisher") == pytest.approx(expected, rel=1e-12)
+
+
+def test_fisher_scores_the_layer_output_even_with_an_inplace_relu_after_it():
+    torch.manual_seed(0)
+    inplace = nn.Sequential(nn.Linear(5, 7), nn.ReLU(inplace=True), nn.Linear(7, 3))
+    plain = nn.Sequential(inplace[0], nn.ReLU(), inplace[2])
+    batch = (torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2]))
+    a = proxy(inplace, batch, "fisher")
+    assert a > 0
+    assert a == pytest.approx(proxy(plain, batch, "fisher"), rel=1e-6)
+
+
+def two_layer_linear(w1, w2, bias: bool = False) -> nn.Sequential:
+    net = nn.Sequential(
+        nn.Linear(w1.shape[1], w1.shape[0], bias=bias),
+        nn.Linear(w2.shape[1], w2.shape[0], bias=bias),
+    )
+    with torch.no_grad():
+        net[0].weight.copy_(w1)
+        net[1].weight.copy_(w2)
+    return net
+
+
+def test_synflow_equals_twice_the_flow_of_a_two_layer_linear_net():
+    w1 = torch.tensor([[0.5, 1.0, 2.0], [0.25, 0.75, 1.5]])
+    w2 = torch.tensor([[1.0, 2.0], [0.5, 0.1], [3.0, 0.2], [1.0, 1.0]])
+    # R = 1^T W2 W1 1 is linear in each weight matrix, so sum(w * dR/dw) = R per layer.
+    ones = torch.ones(4, dtype=torch.float64)
+    flow = float(ones @ w2.double() @ w1.double() @ ones[:3])
+    batch = (torch.randn(5, 3), torch.zeros(5, dtype=torch.long))
+    assert proxy(two_layer_linear(w1, w2), batch, "synflow") == pytest.approx(2 * flow, rel=1e-12)
+    # Signs do not matter: synflow linearizes the net with |w|.
+    signed = two_layer_linear(-w1, w2 * torch.tensor([[1.0, -1.0]]))
+    assert proxy(signed, batch, "synflow") == pytest.approx(2 * flow, rel=1e-12)
+
+
+def test_synflow_ignores_batchnorm_and_dropout():
+    w1 = torch.tensor([[0.5, 1.0, 2.0], [0.25, 0.75, 1.5]])
+    w2 = torch.tensor([[1.0, 2.0], [0.5, 0.1]])
+    plain = two_layer_linear(w1, w2)
+    with_bn = nn.Sequential(plain[0], nn.BatchNorm1d(2), nn.Dropout(0.5), plain[1])
+    with torch.no_grad():  # a batch norm that would change the flow if it were kept
+        with_bn[1].weight.fill_(3.0)
+        with_bn[1].running_var.fill_(0.25)
+    batch = (torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+    expected = proxy(plain, batch, "synflow")
+    assert proxy(with_bn, batch, "synflow") == pytest.approx(expected, rel=1e-12)
+
+
+def test_synflow_runs_in_float64_where_float32_overflows():
+    # 40 layers of 64 units with weights 4: the flow is 64^40 * 4^40, far beyond float32.
+    net = nn.Sequential(*[nn.Linear(64, 64, bias=False) for _ in range(40)])
+    for layer in net:
+        nn.init.constant_(layer.weight, 4.0)
+    value = proxy(net, (torch.randn(2, 64), torch.zeros(2, dtype=torch.long)), "synflow")
+    flow = 64 * 64.0**40 * 4.0**40  # R = 1^T W40 ... W1 1
+    assert value == pytest.approx(40 * flow, rel=1e-9)
+
+
+def test_jacob_cov_of_a_linear_net_has_the_collinear_closed_form():
+    # For f(x) = W x every sample has the same input Jacobian 1^T W: C is all ones, with
+    # eigenvalues (n, 0, ..., 0).
+    torch.manual_seed(0)
+    net = nn.Linear(6, 3, bias=False).double()
+    n = 5
+    batch = (torch.randn(n, 6, dtype=torch.float64), torch.zeros(n, dtype=torch.long))
+    expected = -(math.log(n + EPS) + 1 / (n + EPS)) - (n - 1) * (math.log(EPS) + 1 / EPS)
+    assert proxy(net, batch, "jacob_cov") == pytest.approx(expected, rel=1e-6)
+
+
+def test_jacob_cov_score_of_decorrelated_rows_is_minus_batch_size():
+    # Rows with zero mean and orthogonal to each other: C is the identity.
+    rows = np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]])
+    identity_score = -3 * (math.log(1 + EPS) + 1 / (1 + EPS))
+    assert jacob_cov_score(rows) == pytest.approx(identity_score, rel=1e-12)
+    assert math.isnan(jacob_cov_score(np.array([[1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])))
+
+
+def test_proxies_are_deterministic_and_leave_the_callers_rng_alone():
+    model, batch = small_cnn(dropout=True), cnn_batch()
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = compute_proxies(model, batch)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    second = compute_proxies(model, batch)
+    assert first == second
+    assert all(math.isfinite(v) for v in first.values())
+
+
+def test_each_proxy_alone_equals_its_value_in_the_full_run():
+    # No proxy may see another's gradients, running statistics or modified weights.
+    model, batch = small_cnn(), cnn_batch()
+    together = compute_proxies(model, batch)
+    for name in reversed(PROXIES):
+        assert proxy(model, batch, name) == together[name], name
+
+
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_model_is_unchanged(train_mode):
+    model, batch = small_cnn(dropout=True), cnn_batch()
+    model.train(train_mode)
+    model[4].eval()  # a mixed mode must survive too
+    model[0].bias.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    masks = {"0.weight": torch.rand(4, 1, 3, 3) > 0.5}
+    with torch.no_grad():  # a caller's no_grad must not switch the gradient proxies off
+        values = compute_proxies(model, batch, masks=masks)
+    assert all(math.isfinite(v) for v in values.values())
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [m.training for m in model.modules()] == modes
+    assert all(p.grad is None for p in model.parameters())
+    assert not model[0].bias.requires_grad and model[0].weight.requires_grad
+
+
+def test_all_proxies_run_on_a_cnn_with_batchnorm_even_for_one_sample():
+    model = small_cnn()
+    for n in (8, 1):
+        values = compute_proxies(model, cnn_batch(n))
+        assert all(math.isfinite(v) for v in values.values()), values
+        assert values["synflow"] > 0 and values["grad_norm"] > 0 and values["fisher"] > 0
+    # BatchNorm1d cannot compute batch statistics of one sample; we use its running stats.
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    single = (torch.randn(1, 4), torch.tensor([1]))
+    assert all(math.isfinite(v) for v in compute_proxies(mlp, single).values())
+
+
+def test_dense_cnn_params_and_flops():
+    values = compute_proxies(small_cnn(), cnn_batch(), ["params", "flops"])
+    params = (4 * 9 + 4) + 2 * 4 + (6 * 4 * 9 + 6) + 2 * 6 + (54 * 10 + 10)
+    # 2 FLOPs per multiply-accumulate, for one sample: conv1 8x8x4 outputs of 9 MACs,
+    # conv2 3x3x6 outputs of 36 MACs, the linear layer 54x10 MACs.
+    flops = 2 * (8 * 8 * 4 * 9 + 3 * 3 * 6 * 36 + 54 * 10)
+    assert values == {"params": float(params), "flops": float(flops)}
+
+
+def test_masks_halve_a_linear_layers_flops_and_drop_its_pruned_params():
+    layer = nn.Linear(8, 4)
+    batch = (torch.randn(3, 8), torch.tensor([0, 1, 2]))
+    dense = compute_proxies(layer, batch, ["params", "flops"])
+    assert dense == {"params": 36.0, "flops": 64.0}
+    half = torch.zeros(4, 8, dtype=torch.bool)
+    half[:, ::2] = True
+    pruned = compute_proxies(layer, batch, ["params", "flops"], masks={"weight": half})
+    assert pruned == {"params": 36.0 - 16, "flops": 32.0}
+
+
+def test_masks_scale_each_cnn_layer_by_its_own_density():
+    model, batch = small_cnn(), cnn_batch()
+    conv2_quarter = torch.zeros(6, 4, 3, 3, dtype=torch.bool)
+    conv2_quarter[:, :1] = True  # one input channel of four
+    values = compute_proxies(model, batch, ["params", "flops"], masks={"3.weight": conv2_quarter})
+    dense = compute_proxies(model, batch, ["params", "flops"])
+    assert values["params"] == dense["params"] - 6 * 3 * 9
+    assert values["flops"] == dense["flops"] - 2 * 3 * 3 * 6 * 36 * 0.75
+
+
+def test_masked_gradient_proxies_score_the_pruned_network():
+    layer, batch = one_layer_net(), one_layer_batch()
+    mask = torch.tensor([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 0, 1]], dtype=torch.bool)
+    pruned = one_layer_net()
+    with torch.no_grad():
+        pruned.weight.mul_(mask)
+    w, grad, *_ = analytic_linear_terms(pruned, *batch)
+    values = compute_proxies(layer, batch, ["grad_norm", "snip", "synflow"], masks={"weight": mask})
+    # Pruned weights are not parameters of the pruned net: their gradient does not count.
+    assert values["grad_norm"] == pytest.approx(float(torch.linalg.norm(grad * mask)), rel=1e-12)
+    assert values["snip"] == pytest.approx(float((grad * w).abs().sum()), rel=1e-12)
+    # Synflow of a single layer with no bias in the way: sum |w| over the kept weights.
+    assert values["synflow"] == pytest.approx(float((w.abs() * mask).sum()), rel=1e-12)
+    # An all-ones mask, boolean or torch.nn.utils.prune-style float, changes nothing.
+    dense = compute_proxies(layer, batch)
+    for ones in (torch.ones(3, 4, dtype=torch.bool), torch.ones(3, 4)):
+        assert compute_proxies(layer, batch, masks={"weight": ones}) == dense
+
+
+def test_unknown_proxy_name_lists_the_choices():
+    expected = r"unknown proxy 'zen'; choose one of: fisher, flops, grad_norm, grasp"
+    with pytest.raises(PaituneError, match=expected):
+        compute_proxies(one_layer_net(), one_layer_batch(), ["snip", "zen"])
+
+
+@pytest.mark.parametrize(
+    ("masks", "message"),
+    [
+        ({"fc.weight": torch.ones(3, 4) > 0}, "mask for unknown parameter 'fc.weight'"),
+        ({"weight": torch.ones(4, 3) > 0}, r"must match the parameter's shape \(3, 4\)"),
+        ({"weight": torch.rand(3, 4)}, "must be boolean"),
+    ],
+)
+def test_bad_masks_are_rejected(masks, message):
+    with pytest.raises(PaituneError, match=message):
+        compute_proxies(one_layer_net(), one_layer_batch(), masks=masks)
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        torch.randn(3, 4),
+        (torch.randn(3, 4), torch.randn(3)),
+        (torch.randn(3, 4), torch.tensor([0, 1])),
+        (torch.randn(0, 4), torch.zeros(0, dtype=torch.long)),
+        (torch.zeros(3, 4, dtype=torch.long), torch.tensor([0, 1, 2])),
+    ],
+)
+def test_bad_batches_are_rejected(batch):
+    with pytest.raises(PaituneError, match="batch"):
+        compute_proxies(one_layer_net().float(), batch)
+
+
+def test_torch_prune_masks_are_understood():
+    from torch.nn.utils import prune
+
+    layer, batch = one_layer_net(), one_layer_batch()
+    mask = torch.tensor([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 0, 1]], dtype=torch.bool)
+    expected = compute_proxies(layer, batch, masks={"weight": mask})
+    # torch.nn.utils.prune's mask counts as ours (params, flops), and may be narrowed further.
+    pruned = one_layer_net()
+    prune.custom_from_mask(pruned, "weight", mask)
+    assert compute_proxies(pruned, batch) == expected
+    assert hasattr(pruned, "weight_orig") and prune.is_pruned(pruned)  # the caller's is intact
+    assert torch.equal(pruned.weight, layer.weight * mask)
+    narrower = mask.clone()
+    narrower[0, 0] = False
+    assert compute_proxies(pruned, batch, masks={"weight_orig": narrower}) == compute_proxies(
+        layer, batch, masks={"weight": narrower}
+    )
+
+
+def test_parametrized_weights_are_refused_with_the_fix():
+    from torch.nn.utils import parametrize
+
+    class Halve(nn.Module):
+        def forward(self, weight):
+            return weight / 2
+
+    layer = one_layer_net()
+    parametrize.register_parametrization(layer, "weight", Halve())
+    with pytest.raises(PaituneError, match="remove_parametrizations"):
+        compute_proxies(layer, one_layer_batch())
+    assert parametrize.is_parametrized(layer, "weight")
