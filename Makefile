@@ -1,0 +1,41 @@
+# paitune: `make sweep` runs the default sweep on the embedded digits data, then the analysis;
+# `make test` runs the test suite. Both set up .venv first when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Where no GPU is present, install torch's CPU build first: a plain `torch` requirement would pull
+# the multi-GB CUDA build. TORCH_SPEC/TORCH_INDEX override it, e.g. on a CPU machine that has no
+# local wheel: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
+SWEEP_OUT ?= results
+SWEEP_NAME ?= default-$(shell date +%Y%m%d-%H%M%S)
+SWEEP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install test sweep bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+ifneq ($(HAS_GPU),yes)
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+endif
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q --timeout=1200 $(PYTEST_ARGS)
+
+sweep: install
+	$(BIN)/paitune sweep default --out $(SWEEP_OUT) --name $(SWEEP_NAME) $(SWEEP_ARGS)
+	$(BIN)/paitune analyze $(SWEEP_OUT)/$(SWEEP_NAME) --out $(SWEEP_OUT)/$(SWEEP_NAME)/report
+
+bench: install
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
