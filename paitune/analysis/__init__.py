@@ -1,0 +1,30 @@
+"""paitune.analysis: which PaI choices generalize — tables, statistics, plots, report.
+
+Every function takes a ``Results`` (``load_results(DIR/NAME, ...)``) and returns pandas
+DataFrames, for notebooks; ``analyze`` runs them all and ``write_report`` writes report.html,
+summary.json (format: ``paitune.analysis.summary``) and the PNG plots.
+
+"Final accuracy" is ``test_acc`` of completed trials; stopped, failed and diverged trials are
+counted beside every average, never dropped silently.
+"""
+
+from paitune.analysis.accuracy import accuracy_vs_sparsity, completed_trials, status_by_choice, trial_counts
+from paitune.analysis.early import early_vs_final
+from paitune.analysis.importance import build_study, hyperparameter_importance
+from paitune.analysis.layers import layer_collapse, layer_profiles, searched_profiles
+from paitune.analysis.load import Results, load_results
+from paitune.analysis.pareto import pareto_fronts
+from paitune.analysis.proxies import proxy_correlations
+from paitune.analysis.rankings import concordance, pairwise_win_rates, rank_choices, ranking_tables
+from paitune.analysis.report import terminal_text, write_report
+from paitune.analysis.run import Analysis, analyze
+from paitune.analysis.sanity import sanity_checks
+from paitune.analysis.summary import build_summary, write_summary
+
+__all__ = [
+    "Analysis", "Results", "accuracy_vs_sparsity", "analyze", "build_study", "build_summary",
+    "completed_trials", "concordance", "early_vs_final", "hyperparameter_importance",
+    "layer_collapse", "layer_profiles", "load_results", "pairwise_win_rates", "pareto_fronts",
+    "proxy_correlations", "rank_choices", "ranking_tables", "sanity_checks", "searched_profiles",
+    "status_by_choice", "terminal_text", "trial_counts", "write_report", "write_summary",
+]

@@ -1,0 +1,88 @@
+"""Trial accounting and accuracy vs sparsity.
+
+"Final accuracy" throughout the analysis is ``test_acc`` of **completed** trials (those that ran
+their full budget). Stopped (ASHA), failed and diverged trials have no final accuracy; they are
+never dropped silently: every table that averages accuracies carries their counts beside it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from paitune.analysis.load import Results
+from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
+from paitune.results_schema import STATUS_COMPLETED, STATUSES
+
+# A context is one setting in which choices can be compared fairly: same data, network, target
+# sparsity, seed and training budget (max_epochs).
+CONTEXT_COLUMNS = ["dataset", "model", "sparsity", "seed", "max_epochs"]
+CELL_COLUMNS = ["dataset", "model", "max_epochs", "method", "allocation", "control", "sparsity"]
+
+
+def completed_trials(results: Results) -> pd.DataFrame:
+    """Completed trials with a final accuracy (the rows every accuracy statistic uses)."""
+    trials = results.trials
+    return trials.loc[(trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
+
+
+def trial_counts(results: Results) -> pd.DataFrame:
+    """Trials by experiment and status: {experiment, status, n}; every status listed, even at 0."""
+    counts = results.trials.groupby(["experiment", "status"], observed=True).size()
+    experiments = sorted(results.trials["experiment"].unique())
+    statuses = list(STATUSES) + sorted(set(results.trials["status"].unique()) - set(STATUSES))
+    index = pd.MultiIndex.from_product([experiments, statuses], names=["experiment", "status"])
+    return counts.reindex(index, fill_value=0).rename("n").reset_index()
+
+
+def status_by_choice(results: Results) -> pd.DataFrame:
+    """Per method x allocation x control: how many trials ended in each status."""
+    trials = results.trials
+    table = pd.crosstab(
+        [trials["method"], trials["allocation"], trials["control"]], trials["status"]
+    )
+    for status in STATUSES:
+        if status not in table.columns:
+            table[status] = 0
+    table = table[list(STATUSES) + [c for c in table.columns if c not in STATUSES]]
+    table["total"] = table.sum(axis=1)
+    table.columns.name = None
+    return table.reset_index()
+
+
+def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+    """Final accuracy per (dataset, model, budget, method, allocation, control, sparsity).
+
+    Trials of one seed in a cell (e.g. several learning rates) are averaged first, so the
+    bootstrap resamples seeds: ``n`` is the number of seeds, ``n_trials`` the completed trials
+    behind them. ``ci_low``/``ci_high`` are null when ``n`` < 2 (``note`` = "too_few_runs").
+    Stopped/failed/diverged trials of the cell are counted in ``n_stopped``/``n_failed``/``n_diverged``.
+    """
+    done = completed_trials(results)
+    per_seed = (
+        done.groupby(CELL_COLUMNS + ["seed"], dropna=False, observed=True)["test_acc"]
+        .agg(["mean", "size"]).reset_index()
+        .rename(columns={"mean": "acc", "size": "trials"})
+    )
+    table = grouped_mean_ci(per_seed, CELL_COLUMNS, "acc", n_boot=n_boot, seed=seed)
+    n_trials = per_seed.groupby(CELL_COLUMNS, dropna=False, observed=True)["trials"].sum()
+    table = table.merge(n_trials.rename("n_trials").reset_index(), on=CELL_COLUMNS, how="left")
+
+    # Cells that have only non-completed trials still appear (with n = 0), so nothing vanishes.
+    other = results.trials.loc[results.trials["status"] != STATUS_COMPLETED, CELL_COLUMNS + ["status"]]
+    others = (other.groupby(CELL_COLUMNS + ["status"], dropna=False, observed=True).size()
+              .unstack("status", fill_value=0)
+              .reindex(columns=["stopped", "failed", "diverged"], fill_value=0))
+    others.columns = ["n_stopped", "n_failed", "n_diverged"]
+    if len(others):
+        table = table.merge(others.reset_index(), on=CELL_COLUMNS, how="outer")
+    else:
+        table = table.assign(n_stopped=0, n_failed=0, n_diverged=0)
+    for column in ("n", "n_trials", "n_stopped", "n_failed", "n_diverged"):
+        table[column] = table[column].fillna(0).astype("int64")
+    table["note"] = (table["n"] < MIN_RUNS_CI).map({True: "too_few_runs", False: ""})
+    columns = ["method", "allocation", "control", "sparsity", "n", "mean", "ci_low", "ci_high",
+               "dataset", "model", "max_epochs", "n_trials", "n_stopped", "n_failed",
+               "n_diverged", "note"]
+    return table[columns].sort_values(
+        ["dataset", "model", "max_epochs", "method", "allocation", "control", "sparsity"]
+    ).reset_index(drop=True)

@@ -1,0 +1,105 @@
+"""Layerwise profiles (per-layer density by method and allocation) and layer collapse.
+
+Masks exist from init on, so these use every trial with control ``none`` whatever its status
+(a stopped or failed trial still had its mask). Layer collapse is the ``collapsed`` flag the
+pruning step records (a layer, or the path through the network, left with no weights).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from paitune.analysis.load import Results
+
+# Allocations with a fixed rule; any other value (e.g. "searched", an explicit map) is treated as
+# a per-layer profile found by the search.
+STANDARD_ALLOCATIONS = frozenset({"global", "uniform", "uniform_plus", "er", "erk", "igq", "smart_ratio"})
+
+
+def default_profile_sparsity(results: Results) -> float | None:
+    """The sparsity level shown by default: the median level among trials with layer rows."""
+    with_layers = results.trials.loc[results.trials["tix"].isin(results.layers["tix"].unique())]
+    levels = np.sort(with_layers["sparsity"].dropna().unique())
+    return float(levels[(len(levels) - 1) // 2]) if len(levels) else None
+
+
+def _layers_with_trials(results: Results, sparsity: float | None) -> pd.DataFrame:
+    trials = results.trials.loc[results.trials["control"] == "none",
+                                ["tix", "model", "method", "allocation", "sparsity", "status", "test_acc", "trial_id"]]
+    if sparsity is not None:
+        trials = trials.loc[np.isclose(trials["sparsity"], sparsity)]
+    return results.layers.merge(trials, on="tix", how="inner")
+
+
+def layer_profiles(results: Results, sparsity: float | None = None) -> pd.DataFrame:
+    """Mean density per (model, method, allocation, layer) at one sparsity level (default: median level).
+
+    {model, method, allocation, sparsity, layer_index, layer, density, n}; n = trials averaged.
+    """
+    if sparsity is None:
+        sparsity = default_profile_sparsity(results)
+    columns = ["model", "method", "allocation", "sparsity", "layer_index", "layer", "density", "n"]
+    if sparsity is None:
+        return pd.DataFrame(columns=columns)
+    merged = _layers_with_trials(results, sparsity)
+    table = merged.groupby(["model", "method", "allocation", "layer_index", "layer"], observed=True).agg(
+        density=("density", "mean"), n=("density", "size")).reset_index()
+    table["sparsity"] = sparsity
+    return table[columns]
+
+
+def searched_profiles(results: Results, sparsity: float | None = None) -> pd.DataFrame:
+    """For searched allocations: the best per-layer profile found (highest completed test_acc)
+    beside the mean ERK / uniform profiles and each method's own global profile.
+
+    {model, profile, layer_index, layer, density, test_acc, n}; empty when nothing was searched.
+    """
+    columns = ["model", "profile", "layer_index", "layer", "density", "test_acc", "n"]
+    if sparsity is None:
+        sparsity = default_profile_sparsity(results)
+    if sparsity is None:
+        return pd.DataFrame(columns=columns)
+    merged = _layers_with_trials(results, sparsity)
+    searched = merged.loc[~merged["allocation"].isin(STANDARD_ALLOCATIONS) & (merged["status"] == "completed")]
+    if searched.empty:
+        return pd.DataFrame(columns=columns)
+    parts = []
+    per_trial = searched.groupby(["model", "tix"], observed=True)["test_acc"].first().reset_index()
+    best = per_trial.loc[per_trial.groupby("model")["test_acc"].idxmax()]
+    chosen = searched.loc[searched["tix"].isin(best["tix"])]
+    parts.append(chosen.assign(
+        profile="searched best: " + chosen["method"] + "/" + chosen["allocation"] + " (" + chosen["trial_id"] + ")",
+        n=1)[columns])
+    standard = merged.loc[merged["allocation"].isin(["erk", "uniform", "global"])]
+    label = np.where(standard["allocation"] == "global", "global: " + standard["method"], standard["allocation"])
+    means = standard.assign(profile=label).groupby(["model", "profile", "layer_index", "layer"], observed=True).agg(
+        density=("density", "mean"), test_acc=("test_acc", "mean"), n=("density", "size")).reset_index()
+    parts.append(means[columns])
+    return pd.concat(parts, ignore_index=True)
+
+
+def layer_collapse(results: Results) -> pd.DataFrame:
+    """The highest sparsity each method x allocation reaches without collapse.
+
+    Levels are scanned from the lowest sparsity up; ``max_sparsity_without_collapse`` is the last
+    level before the first level where any trial collapsed (null if the lowest already did,
+    ``first_collapse_sparsity`` null if none ever did).
+    {method, allocation, max_sparsity_without_collapse, first_collapse_sparsity, n_trials, n_collapsed, n_levels}
+    """
+    trials = results.trials.loc[(results.trials["control"] == "none") & results.trials["collapsed"].notna()]
+    per_level = trials.groupby(["method", "allocation", "sparsity"], observed=True).agg(
+        any_collapsed=("collapsed", "any"), n=("collapsed", "size"), n_collapsed=("collapsed", "sum")).reset_index()
+    per_level = per_level.sort_values(["method", "allocation", "sparsity"])
+    first = (per_level.loc[per_level["any_collapsed"]].groupby(["method", "allocation"])["sparsity"].min()
+             .rename("first_collapse_sparsity"))
+    per_level = per_level.merge(first.reset_index(), on=["method", "allocation"], how="left")
+    safe = per_level.loc[per_level["first_collapse_sparsity"].isna()
+                         | (per_level["sparsity"] < per_level["first_collapse_sparsity"])]
+    best = safe.groupby(["method", "allocation"])["sparsity"].max().rename("max_sparsity_without_collapse")
+    totals = per_level.groupby(["method", "allocation"]).agg(
+        n_trials=("n", "sum"), n_collapsed=("n_collapsed", "sum"), n_levels=("n", "size"))
+    table = totals.join(best).join(first).reset_index()
+    table["n_collapsed"] = table["n_collapsed"].astype("int64")
+    return table[["method", "allocation", "max_sparsity_without_collapse", "first_collapse_sparsity",
+                  "n_trials", "n_collapsed", "n_levels"]]

@@ -1,0 +1,176 @@
+"""Reading result directories (``DIR/NAME`` with ``trials/``, ``epochs/``, ``layers/``) into pandas.
+
+Only Parquet is read (pyarrow datasets); nothing is ever unpickled. Several directories can be
+given at once (merged experiments): their tables are concatenated and every trial is keyed by
+``(experiment, trial_id)``. Trials of one directory may carry different extra config columns
+(conditional parameters such as ``iterations``), so the trials schema is unified over all files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from paitune.errors import PaituneError
+from paitune.results_schema import EPOCHS, LAYERS, PROXY_PREFIX, TRIALS_FIXED
+
+# Names that the Parquet sink may leave while writing atomically (temp files) are skipped.
+_IGNORE_PREFIXES = [".", "_"]
+
+# Columns of the trials table that describe where and how a trial ran, not what it was: never
+# treated as hyperparameters.
+BOOKKEEPING_COLUMNS = frozenset(TRIALS_FIXED.names) - {
+    "method", "sparsity", "allocation", "control", "model", "dataset", "seed", "max_epochs",
+}
+
+
+@dataclass(frozen=True)
+class Results:
+    """The three tables of one or more experiments.
+
+    ``trials`` gains an integer column ``tix`` (row position) that ``epochs`` and ``layers``
+    carry too, so joins never compare strings. Rows of ``epochs``/``layers`` whose trial is not in
+    ``trials`` are dropped and counted in ``orphan_rows``.
+    """
+
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    layers: pd.DataFrame
+    sources: tuple[str, ...]
+    duplicate_trials: int = 0
+    orphan_rows: dict = field(default_factory=dict)
+
+    @property
+    def proxy_columns(self) -> list[str]:
+        return [c for c in self.trials.columns if c.startswith(PROXY_PREFIX)]
+
+    @property
+    def extra_config_columns(self) -> list[str]:
+        """Config columns beyond the fixed schema (lr, epochs, iterations, ...)."""
+        return [
+            c for c in self.trials.columns
+            if c not in TRIALS_FIXED.names and not c.startswith(PROXY_PREFIX) and c != "tix"
+        ]
+
+
+def _dataset(path: Path, schema: pa.Schema | None) -> ds.Dataset:
+    fs = pafs.LocalFileSystem()
+    selector = pafs.FileSelector(str(path), recursive=True)
+    options = ds.FileSystemFactoryOptions(selector_ignore_prefixes=_IGNORE_PREFIXES)
+    factory = ds.FileSystemDatasetFactory(fs, selector, ds.ParquetFileFormat(), options)
+    if schema is None:
+        # Inspect every file: a conditional parameter may appear in only some of them.
+        schema = factory.inspect(promote_options="permissive", fragments=None)
+    return factory.finish(schema)
+
+
+def _read_trials(path: Path) -> pa.Table:
+    table = _dataset(path, None).to_table()
+    missing = [n for n in TRIALS_FIXED.names if n not in table.column_names]
+    if missing:
+        raise PaituneError(
+            f"{path} is not a paitune trials table: missing column(s) {', '.join(missing)}; "
+            "point analyze at a results directory written by `paitune sweep`"
+        )
+    return table
+
+
+def _read_fixed(path: Path, schema: pa.Schema) -> pa.Table:
+    if not path.is_dir():
+        return schema.empty_table()
+    dataset = _dataset(path, None)
+    present = [n for n in schema.names if n in dataset.schema.names]
+    table = dataset.to_table(columns=present)
+    for name in schema.names:
+        if name not in present:
+            table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
+    return table.select(schema.names).cast(schema)
+
+
+def _trial_keys(table: pa.Table) -> pa.Array:
+    # "\x1f" (unit separator) cannot appear in experiment names or trial ids typed by people.
+    return pc.binary_join_element_wise(
+        pc.cast(table["experiment"], pa.string()), pc.cast(table["trial_id"], pa.string()), "\x1f"
+    )
+
+
+def _attach_tix(table: pa.Table, keys: pa.Array) -> tuple[pd.DataFrame, int]:
+    """Map each row to its trial's position; drop and count rows of unknown trials."""
+    if len(table) == 0:
+        frame = table.to_pandas()
+        frame.insert(0, "tix", pd.Series(dtype=np.int64))
+        return frame, 0
+    index = pc.index_in(_trial_keys(table), value_set=keys)
+    valid = pc.is_valid(index)
+    orphans = len(table) - pc.sum(valid).as_py()
+    table = table.filter(valid)
+    index = index.filter(valid)
+    # Keys are dictionary-heavy: drop the string columns before pandas sees them.
+    frame = table.drop_columns(["experiment", "trial_id", "schema_version"]).to_pandas()
+    frame.insert(0, "tix", index.to_numpy(zero_copy_only=False).astype(np.int64))
+    return frame, int(orphans)
+
+
+def load_results(*paths: str | os.PathLike) -> Results:
+    """Read the result directories; raises PaituneError (one line) for a bad path."""
+    if not paths:
+        raise PaituneError("no results directory given; pass one or more DIR/NAME paths")
+    resolved: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise PaituneError(f"results directory {str(raw)!r} does not exist; pass a DIR/NAME written by `paitune sweep`")
+        if not (path / "trials").is_dir():
+            raise PaituneError(
+                f"{str(raw)!r} has no trials/ table; pass a DIR/NAME written by `paitune sweep` "
+                "(it holds trials/, epochs/, layers/)"
+            )
+        if path.resolve() in [p.resolve() for p in resolved]:
+            raise PaituneError(f"results directory {str(raw)!r} was given twice; pass each directory once")
+        resolved.append(path)
+
+    trial_tables = []
+    for path in resolved:
+        table = _read_trials(path / "trials")
+        if len(table) == 0:
+            raise PaituneError(f"{str(path)!r} has no trials yet; wait for the sweep to finish a trial")
+        trial_tables.append(table)
+    trials_table = pa.concat_tables(trial_tables, promote_options="permissive")
+
+    trials = trials_table.to_pandas()
+    keys_all = _trial_keys(trials_table).to_pandas()
+    duplicated = keys_all.duplicated(keep="first").to_numpy()
+    n_duplicates = int(duplicated.sum())
+    if n_duplicates:
+        # The same trial read twice (e.g. a directory copied into another): keep its first row.
+        trials = trials.loc[~duplicated]
+        trials_table = trials_table.filter(pa.array(~duplicated))
+    trials = trials.reset_index(drop=True)
+    trials.insert(0, "tix", np.arange(len(trials), dtype=np.int64))
+    keys = _trial_keys(trials_table)
+
+    orphan_rows = {}
+    frames = {}
+    for name, schema in (("epochs", EPOCHS), ("layers", LAYERS)):
+        tables = [_read_fixed(path / name, schema) for path in resolved]
+        frame, orphan_rows[name] = _attach_tix(pa.concat_tables(tables), keys)
+        if n_duplicates:
+            frame = frame.drop_duplicates(subset=["tix", "epoch" if name == "epochs" else "layer"])
+        frames[name] = frame.reset_index(drop=True)
+
+    return Results(
+        trials=trials,
+        epochs=frames["epochs"],
+        layers=frames["layers"],
+        sources=tuple(str(p) for p in resolved),
+        duplicate_trials=n_duplicates,
+        orphan_rows=orphan_rows,
+    )

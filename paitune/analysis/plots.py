@@ -1,0 +1,212 @@
+"""Matplotlib figures of the analysis tables (Agg backend: no display needed).
+
+Each function takes the DataFrame its section computed and returns a Figure, or None when there
+is nothing to draw. Only ``save_figure`` touches the disk.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the CLI and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+MAX_PANELS = 6
+MAX_SCATTER_POINTS = 3000
+
+
+def save_figure(figure, path: Path) -> bytes:
+    """Write the figure as PNG at ``path`` and return the PNG bytes (for embedding)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    data = buffer.getvalue()
+    Path(path).write_bytes(data)
+    return data
+
+
+def _panels(n: int, width: float = 4.6, height: float = 3.4):
+    n = max(1, min(n, MAX_PANELS))
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    figure, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return figure, axes.ravel()
+
+
+def accuracy_vs_sparsity(table: pd.DataFrame):
+    """One panel per dataset/model/budget/allocation (control none), one line per method, CI bands.
+
+    x is density on a log axis, inverted, so sparsity grows to the right and the high-sparsity
+    end (where methods differ) is not squeezed into a corner; ticks are labelled in sparsity.
+    """
+    data = table.loc[(table["control"] == "none") & table["mean"].notna()]
+    if data.empty:
+        return None
+    keys = ["dataset", "model", "max_epochs", "allocation"]
+    groups = list(data.groupby(keys, observed=True))[:MAX_PANELS]
+    figure, axes = _panels(len(groups))
+    for ax, (key, group) in zip(axes, groups):
+        for method, line in group.groupby("method"):
+            line = line.sort_values("sparsity")
+            density = 1.0 - line["sparsity"].to_numpy()
+            ax.plot(density, line["mean"], marker="o", ms=3, label=str(method))
+            ax.fill_between(density, line["ci_low"], line["ci_high"], alpha=0.2)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        levels = np.sort(group["sparsity"].unique())
+        ax.set_xticks(1.0 - levels, [f"{s:g}" for s in levels], rotation=45, fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("sparsity (log density axis)")
+        ax.set_ylabel("final test accuracy")
+        ax.set_title("{} / {} / {} ep / {}".format(*key), fontsize=9)
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def rankings(table: pd.DataFrame):
+    """Win rate with CI per choice, one panel per factor; colour = verdict."""
+    if table.empty or table["win_rate"].isna().all():
+        return None
+    colours = {"robust_winner": "tab:green", "context_dependent": "tab:orange",
+               "no_difference": "tab:gray", "robust_loser": "tab:red", "too_few_runs": "lightgray"}
+    factors = list(table.groupby("factor", sort=False))
+    figure, axes = _panels(len(factors), height=3.8)
+    for ax, (factor, group) in zip(axes, factors):
+        group = group.sort_values("win_rate").tail(20)
+        y = np.arange(len(group))
+        low = (group["win_rate"] - group["ci_low"]).clip(lower=0).fillna(0)
+        high = (group["ci_high"] - group["win_rate"]).clip(lower=0).fillna(0)
+        ax.barh(y, group["win_rate"], xerr=[low, high], color=[colours.get(v, "gray") for v in group["verdict"]])
+        ax.axvline(0.5, color="black", lw=0.8, ls="--")
+        ax.set_yticks(y, group["choice"], fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("pairwise win rate (95% CI)")
+        ax.set_title(factor, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def sanity(table: pd.DataFrame):
+    """Accuracy change of each control vs the unmodified mask, per method, with CIs."""
+    data = table.loc[table["delta"].notna()]
+    if data.empty:
+        return None
+    controls = sorted(data["control"].unique())
+    methods = sorted(data["method"].unique())
+    figure, ax = plt.subplots(figsize=(max(5, 1.2 * len(methods) * len(controls) ** 0.5), 3.6))
+    width = 0.8 / len(controls)
+    for i, control in enumerate(controls):
+        rows = data.loc[data["control"] == control].set_index("method").reindex(methods)
+        x = np.arange(len(methods)) + i * width
+        err = [(rows["delta"] - rows["ci_low"]).clip(lower=0).fillna(0),
+               (rows["ci_high"] - rows["delta"]).clip(lower=0).fillna(0)]
+        ax.bar(x, rows["delta"].fillna(0), width, yerr=err, label=control)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(np.arange(len(methods)) + width * (len(controls) - 1) / 2, methods, rotation=30, fontsize=8)
+    ax.set_ylabel("accuracy(control) - accuracy(none)")
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def layer_profiles(table: pd.DataFrame, searched: pd.DataFrame | None = None):
+    """Per-layer density by method/allocation (one panel per model), plus searched profiles."""
+    if table.empty:
+        return None
+    models = list(table.groupby("model"))[:MAX_PANELS - 1]
+    extra = searched is not None and not searched.empty
+    figure, axes = _panels(len(models) + int(extra))
+    for ax, (model, group) in zip(axes, models):
+        for (method, allocation), line in list(group.groupby(["method", "allocation"]))[:12]:
+            ax.plot(line["layer_index"], line["density"], marker=".", label=f"{method}/{allocation}")
+        ax.set_yscale("log")
+        ax.set_xlabel("layer (input -> output)")
+        ax.set_ylabel("density")
+        ax.set_title(f"{model} at sparsity {group['sparsity'].iloc[0]:g}", fontsize=9)
+        ax.legend(fontsize=6)
+    if extra:
+        ax = axes[len(models)]
+        for profile, line in list(searched.groupby("profile"))[:12]:
+            ax.plot(line["layer_index"], line["density"], marker=".", label=str(profile)[:40])
+        ax.set_yscale("log")
+        ax.set_title("searched allocation vs standard profiles", fontsize=9)
+        ax.set_xlabel("layer (input -> output)")
+        ax.legend(fontsize=6)
+    figure.tight_layout()
+    return figure
+
+
+def proxies(trials: pd.DataFrame, proxy_columns: list[str], table: pd.DataFrame):
+    """Scatter of each proxy (at init) vs final accuracy, sampled to MAX_SCATTER_POINTS points."""
+    if not proxy_columns or trials.empty:
+        return None
+    sample = trials.sample(n=min(len(trials), MAX_SCATTER_POINTS), random_state=0)
+    figure, axes = _panels(len(proxy_columns), width=3.6, height=3.0)
+    rho = dict(zip(table["proxy"], table["spearman"])) if not table.empty else {}
+    for ax, column in zip(axes, proxy_columns[:MAX_PANELS]):
+        name = column.removeprefix("proxy_")
+        values = sample[column].astype(float)
+        positive = values[np.isfinite(values)]
+        ax.scatter(values, sample["test_acc"], s=4, alpha=0.4)
+        if len(positive) and (positive > 0).all() and positive.max() / positive.min() > 100:
+            ax.set_xscale("log")
+        value = rho.get(name)
+        ax.set_title(f"{name}: rho = {value:.2f}" if value is not None and np.isfinite(value) else name, fontsize=9)
+        ax.set_xlabel(f"{name} at init")
+        ax.set_ylabel("final test accuracy")
+    figure.tight_layout()
+    return figure
+
+
+def importance(table: pd.DataFrame):
+    if table.empty:
+        return None
+    pivot = table.pivot_table(index="param", columns="evaluator", values="importance").fillna(0)
+    pivot = pivot.sort_values(pivot.columns[0])
+    figure, ax = plt.subplots(figsize=(6, 0.35 * len(pivot) + 1.5))
+    pivot.plot.barh(ax=ax)
+    ax.set_xlabel("share of importance")
+    figure.tight_layout()
+    return figure
+
+
+def early_vs_final(table: pd.DataFrame):
+    data = table.loc[table["spearman"].notna()]
+    if data.empty:
+        return None
+    figure, ax = plt.subplots(figsize=(5.5, 3.4))
+    for budget, line in data.groupby("max_epochs"):
+        ax.plot(line["epoch"], line["spearman"], marker="o", ms=3, label=f"{budget} epochs")
+        ax.fill_between(line["epoch"], line["ci_low"], line["ci_high"], alpha=0.2)
+    ax.set_ylim(-1, 1.02)
+    ax.set_xlabel("epoch (rung)")
+    ax.set_ylabel("Spearman(val acc at epoch, final acc)")
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def pareto(trials: pd.DataFrame, front: pd.DataFrame):
+    data = trials.loc[trials["density_achieved"].notna() & trials["test_acc"].notna()]
+    if data.empty:
+        return None
+    sample = data.sample(n=min(len(data), MAX_SCATTER_POINTS), random_state=0)
+    figure, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.scatter(sample["density_achieved"], sample["test_acc"], s=4, alpha=0.3, color="gray", label="trials")
+    line = front.loc[front["objective"] == "density"]
+    for (dataset, model), group in line.groupby(["dataset", "model"]):
+        ax.step(group["density"], group["test_acc"], where="post", marker="o", ms=3, label=f"front {dataset}/{model}")
+    ax.set_xscale("log")
+    ax.set_xlabel("density (log)")
+    ax.set_ylabel("final test accuracy")
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,157 @@
+"""The report: terminal tables, PNG plots, a self-contained ``report.html`` and ``summary.json``.
+
+``report.html`` has no external resources: CSS is inline and every plot is embedded as a base64
+``data:image/png`` URI, so the file opens from disk in any browser, with no server.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from paitune.analysis import plots
+from paitune.analysis.accuracy import completed_trials
+from paitune.analysis.run import Analysis
+from paitune.analysis.summary import write_summary
+
+# (anchor, heading, what it shows, tables shown, plot builder)
+SECTIONS = [
+    ("trials", "Trials", "Every trial by status. Only completed trials have a final accuracy "
+     "(test_acc); stopped, failed and diverged trials are counted here and beside every average.",
+     ["trials", "status_by_choice"]),
+    ("accuracy", "Accuracy vs sparsity", "Mean final accuracy per cell with a 95% bootstrap CI "
+     "over seeds; n = seeds, n_trials = completed trials behind them.", ["accuracy_vs_sparsity"]),
+    ("rankings", "Generalization of rankings", "Choices compared within contexts (dataset x model "
+     "x sparsity x seed x budget, other factor fixed). Win rate = share of pairwise comparisons "
+     "won (95% CI over contexts). Kendall's W: agreement of the rankings across contexts; regret: "
+     "accuracy lost by carrying a choice to a context it was not picked on.",
+     ["rankings", "concordance", "pairwise"]),
+    ("sanity", "Sanity checks", "Accuracy of each control minus the unmodified mask, paired by "
+     "seed and sparsity (n = pairs).", ["sanity"]),
+    ("layers", "Layerwise profiles", "Mean per-layer density at one sparsity level; for a "
+     "searched allocation, the best profile found beside ERK / uniform / global.",
+     ["layer_profiles", "searched_profiles"]),
+    ("collapse", "Layer collapse", "Highest sparsity reached before any trial collapsed.", ["collapse"]),
+    ("proxies", "Zero-cost proxies", "Rank correlation of each proxy at init with final accuracy: "
+     "overall, and within contexts (mean of per-context Spearman). Baselines: parameter count, FLOPs.",
+     ["proxies"]),
+    ("importance", "Hyperparameter importance", "Share of the variance of final accuracy explained "
+     "by each parameter (Optuna fANOVA, PED-ANOVA).", ["importance"]),
+    ("early", "Early vs final", "Spearman between validation accuracy at each epoch (ASHA rung) and "
+     "final accuracy; top_recall = share of the final top quarter that a top-third cut at that "
+     "epoch would keep.", ["early_vs_final", "early_vs_final_by_method"]),
+    ("pareto", "Pareto front", "Non-dominated trials: accuracy (max) vs density and FLOPs (min).", ["pareto"]),
+]
+MAX_HTML_ROWS = 200
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{font-size:1em;color:#555}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0 1em}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
+th{background:#f3f3f3}img{max-width:100%;display:block;margin:.5em 0}.note{color:#666;font-size:.9em}
+nav a{margin-right:1em}
+"""
+
+
+def _plot_figures(analysis: Analysis) -> dict[str, list[tuple[str, object]]]:
+    t = analysis.tables
+    done = completed_trials(analysis.results)
+    return {
+        "accuracy": [("accuracy_vs_sparsity", plots.accuracy_vs_sparsity(t["accuracy_vs_sparsity"]))],
+        "rankings": [("rankings", plots.rankings(t["rankings"]))],
+        "sanity": [("sanity", plots.sanity(t["sanity"]))],
+        "layers": [("layer_profiles", plots.layer_profiles(t["layer_profiles"], t["searched_profiles"]))],
+        "proxies": [("proxies", plots.proxies(done, analysis.results.proxy_columns, t["proxies"]))],
+        "importance": [("importance", plots.importance(t["importance"]))],
+        "early": [("early_vs_final", plots.early_vs_final(t["early_vs_final"]))],
+        "pareto": [("pareto", plots.pareto(done, t["pareto"]))],
+    }
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    if table.empty:
+        return '<p class="note">no data (too few runs, or not part of this sweep)</p>'
+    shown = table.head(MAX_HTML_ROWS)
+    body = shown.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.4g}", escape=True, border=0)
+    if len(table) > len(shown):
+        body += f'<p class="note">first {len(shown)} of {len(table)} rows; all in summary.json</p>'
+    return body
+
+
+def write_report(analysis: Analysis, out_dir) -> dict[str, Path]:
+    """Write report.html, summary.json and the PNG plots into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    images: dict[str, list[tuple[str, str]]] = {}
+    for anchor, figures in _plot_figures(analysis).items():
+        for name, figure in figures:
+            if figure is None:
+                continue
+            path = out / f"{name}.png"
+            data = plots.save_figure(figure, path)
+            written[name] = path
+            images.setdefault(anchor, []).append((name, base64.b64encode(data).decode("ascii")))
+
+    meta = analysis.tables["meta"].iloc[0]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>paitune analysis</title>", f"<style>{_CSS}</style></head><body>",
+        "<h1>paitune analysis: which PaI choices generalize</h1>",
+        f"<p class='note'>Sources: {html.escape(str(meta['sources']))}. {int(meta['n_trials'])} trials. "
+        f"Final accuracy = {html.escape(str(meta['final_accuracy']))}. CIs: {html.escape(str(meta['ci']))}. "
+        "Every number is also in summary.json.</p>",
+        "<nav>" + "".join(f"<a href='#{a}'>{html.escape(h)}</a>" for a, h, _, _ in SECTIONS) + "</nav>",
+    ]
+    for anchor, heading, text, table_names in SECTIONS:
+        parts.append(f"<section id='{anchor}'><h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
+        for name, encoded in images.get(anchor, []):
+            parts.append(f"<img alt='{name}' src='data:image/png;base64,{encoded}'>")
+        for name in table_names:
+            parts.append(f"<h3>{html.escape(name)}</h3>{_table_html(analysis.tables[name])}")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    report = out / "report.html"
+    tmp = out / ".report.html.tmp"
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(report)
+    written["report"] = report
+    write_summary(analysis.tables, out / "summary.json")
+    written["summary"] = out / "summary.json"
+    return written
+
+
+# Terminal: the tables a user reads first, with the columns that matter.
+TERMINAL = [
+    ("Trials by status", "trials", None),
+    ("Accuracy vs sparsity (control none)", "accuracy_vs_sparsity",
+     ["dataset", "model", "method", "allocation", "sparsity", "n", "mean", "ci_low", "ci_high", "n_stopped", "n_failed", "n_diverged"]),
+    ("Rankings", "rankings", ["factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "verdict"]),
+    ("Concordance", "concordance", ["factor", "kendall_w", "n_contexts", "n_choices", "loco_regret", "transfer_regret"]),
+    ("Sanity checks", "sanity", ["method", "control", "delta", "ci_low", "ci_high", "n", "verdict"]),
+    ("Layer collapse", "collapse", ["method", "allocation", "max_sparsity_without_collapse", "n_trials", "n_collapsed"]),
+    ("Zero-cost proxies", "proxies", ["proxy", "kind", "spearman", "kendall", "ci_low", "ci_high", "n", "within_spearman", "n_contexts"]),
+    ("Hyperparameter importance", "importance", None),
+]
+
+
+def terminal_text(analysis: Analysis, max_rows: int = 40) -> str:
+    lines = []
+    for title, name, columns in TERMINAL:
+        table = analysis.tables[name]
+        if name == "accuracy_vs_sparsity":
+            table = table.loc[table["control"] == "none"]
+        if columns:
+            table = table[[c for c in columns if c in table.columns]]
+        lines.append(f"\n== {title} ==")
+        if table.empty:
+            lines.append("(no data)")
+            continue
+        text = table.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+        lines.append(text)
+        if len(table) > max_rows:
+            lines.append(f"... {len(table) - max_rows} more rows in summary.json")
+    return "\n".join(lines)

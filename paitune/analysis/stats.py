@@ -1,0 +1,251 @@
+"""Vectorized statistics shared by the analyses: percentile bootstrap CIs, Kendall's W.
+
+Bootstrap: percentile intervals from ``N_BOOT`` resamples drawn with a fixed seed, so every run of
+the analysis prints the same numbers. Many small groups are bootstrapped at once: groups are
+batched by size, and all groups of one size share one matrix of resample counts (each group's
+marginal bootstrap distribution is still exact; only the draws are shared), so the work is a few
+matrix products instead of a Python loop per group.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+N_BOOT = 1000
+SEED = 0
+LEVEL = 0.95
+
+# The fewest runs a statistic may rest on; below it the analysis reports "too_few_runs" / null.
+MIN_RUNS_CI = 2  # a mean's CI needs two independent runs
+MIN_RUNS_CORRELATION = 5  # a rank correlation over fewer points is noise
+MIN_CONTEXTS = 3  # rankings / concordance across contexts
+LARGE_N = 5000  # above this many points a CI uses the normal approximation (see each function)
+
+# Bound on the elements of one (groups x resamples) block, to keep memory flat at any size.
+_BLOCK_ELEMENTS = 4_000_000
+
+
+def resample_counts(rng: np.random.Generator, n_boot: int, k: int) -> np.ndarray:
+    """(n_boot, k) multinomial counts: how often each of k items is drawn in each resample."""
+    draws = rng.integers(0, k, size=(n_boot, k)) + (np.arange(n_boot) * k)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * k).reshape(n_boot, k).astype(np.float64)
+
+
+ReplicateFn = Callable[[list[np.ndarray], np.ndarray], np.ndarray]
+
+
+def grouped_bootstrap(
+    codes: np.ndarray,
+    columns: list[np.ndarray],
+    replicate: ReplicateFn,
+    *,
+    n_groups: int,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    level: float = LEVEL,
+    min_size: int = MIN_RUNS_CI,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile CI per group of a statistic computed by ``replicate``.
+
+    ``codes`` assigns each observation to a group 0..n_groups-1; ``columns`` are the per-observation
+    arrays the statistic needs. ``replicate(mats, counts)`` gets each column reshaped to
+    (groups, k) and a (n_boot, k) count matrix and returns (groups, n_boot) replicate values.
+    Returns (ci_low, ci_high, n) with NaN CIs for groups smaller than ``min_size``.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    low = np.full(n_groups, np.nan)
+    high = np.full(n_groups, np.nan)
+    sizes = np.bincount(codes, minlength=n_groups)
+    order = np.argsort(codes, kind="stable")
+    sorted_cols = [np.asarray(c, dtype=np.float64)[order] for c in columns]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rng = np.random.default_rng(seed)
+    alpha = (1.0 - level) / 2.0
+    for k in np.unique(sizes):
+        if k < min_size:
+            continue
+        k = int(k)
+        groups = np.flatnonzero(sizes == k)
+        # Blocks of resamples x groups small enough that counts and data stay a few MB each.
+        boot_rows = max(1, min(n_boot, _BLOCK_ELEMENTS // k))
+        per_block = max(1, _BLOCK_ELEMENTS // (boot_rows * k))
+        count_blocks = [
+            resample_counts(rng, min(boot_rows, n_boot - start), k)
+            for start in range(0, n_boot, boot_rows)
+        ] if n_boot * k <= 4 * _BLOCK_ELEMENTS else None
+        for start in range(0, len(groups), per_block):
+            block = groups[start:start + per_block]
+            positions = starts[block][:, None] + np.arange(k)[None, :]
+            mats = [col[positions] for col in sorted_cols]
+            reps = np.empty((len(block), n_boot))
+            for i, b0 in enumerate(range(0, n_boot, boot_rows)):
+                counts = (count_blocks[i] if count_blocks is not None
+                          else resample_counts(rng, min(boot_rows, n_boot - b0), k))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    reps[:, b0:b0 + len(counts)] = replicate(mats, counts)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                # A group whose every resample is degenerate (e.g. constant ranks) has no CI.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                low[block], high[block] = np.nanquantile(reps, [alpha, 1.0 - alpha], axis=1)
+    return low, high, sizes
+
+
+def _weighted_mean_replicates(mats: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
+    values, weights = mats
+    return ((values * weights) @ counts.T) / (weights @ counts.T)
+
+
+def grouped_mean_ci(
+    frame: pd.DataFrame,
+    by: list[str],
+    value: str,
+    weight: str | None = None,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    min_size: int = MIN_RUNS_CI,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """Mean (weighted if ``weight``) of ``value`` per group with a bootstrap CI over rows.
+
+    Returns one row per group: the ``by`` columns, n, mean, ci_low, ci_high.
+    """
+    frame = frame.loc[frame[value].notna()]
+    grouper = frame.groupby(by, sort=True, dropna=False, observed=True)
+    codes = grouper.ngroup().to_numpy()
+    keys = grouper.size().reset_index()[by]
+    values = frame[value].to_numpy(dtype=np.float64)
+    weights = np.ones_like(values) if weight is None else frame[weight].to_numpy(dtype=np.float64)
+    n_groups = len(keys)
+    sums = np.bincount(codes, weights=values * weights, minlength=n_groups)
+    totals = np.bincount(codes, weights=weights, minlength=n_groups)
+    sizes = np.bincount(codes, minlength=n_groups)
+    large = sizes > LARGE_N
+    keep = ~large[codes]
+    low, high, _ = grouped_bootstrap(
+        codes[keep], [values[keep], weights[keep]], _weighted_mean_replicates,
+        n_groups=n_groups, n_boot=n_boot, seed=seed, min_size=min_size, level=level,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / totals
+    if large.any():
+        # Thousands of rows: the percentile bootstrap and the normal interval coincide, and the
+        # latter costs nothing. Standard error of a weighted (ratio) mean.
+        from scipy.stats import norm
+
+        resid = np.bincount(codes, weights=(weights * (values - means[codes])) ** 2, minlength=n_groups)
+        half = norm.ppf(0.5 + level / 2) * np.sqrt(resid[large]) / totals[large]
+        low[large], high[large] = means[large] - half, means[large] + half
+    out = keys.copy()
+    out["n"] = sizes
+    out["mean"] = means
+    out["ci_low"] = low
+    out["ci_high"] = high
+    return out
+
+
+def _pearson_replicates(mats: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
+    x, y = mats
+    ct = counts.T
+    n = counts.sum(axis=1)[None, :]
+    sx, sy = x @ ct, y @ ct
+    sxx, syy, sxy = (x * x) @ ct, (y * y) @ ct, (x * y) @ ct
+    cov = sxy - sx * sy / n
+    var = (sxx - sx * sx / n) * (syy - sy * sy / n)
+    return np.where(var > 0, cov / np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
+
+
+def grouped_spearman(
+    frame: pd.DataFrame,
+    by: list[str],
+    x: str,
+    y: str,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    min_size: int = MIN_RUNS_CORRELATION,
+) -> pd.DataFrame:
+    """Spearman's rho of x and y within each group, with a bootstrap CI.
+
+    rho is the Pearson correlation of the within-group ranks (average ranks for ties), exactly
+    as scipy.stats.spearmanr computes it. Resamples reuse those ranks rather than re-ranking each
+    resample (the usual shortcut; the two agree to within the resampling noise), which keeps the
+    bootstrap to a few matrix products. Groups under ``min_size`` points get NaN.
+    """
+    frame = frame.loc[frame[x].notna() & frame[y].notna()]
+    if not by:
+        frame = frame.assign(_all=0)
+        by = ["_all"]
+    grouper = frame.groupby(by, sort=True, dropna=False, observed=True)
+    codes = grouper.ngroup().to_numpy()
+    keys = grouper.size().reset_index()[by]
+    rx = grouper[x].rank(method="average").to_numpy(dtype=np.float64)
+    ry = grouper[y].rank(method="average").to_numpy(dtype=np.float64)
+    n_groups = len(keys)
+    sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    sum_x = np.bincount(codes, rx, n_groups)
+    sum_y = np.bincount(codes, ry, n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = np.bincount(codes, rx * ry, n_groups) - sum_x * sum_y / sizes
+        var_x = np.bincount(codes, rx * rx, n_groups) - sum_x ** 2 / sizes
+        var_y = np.bincount(codes, ry * ry, n_groups) - sum_y ** 2 / sizes
+        rho = cov / np.sqrt(var_x * var_y)
+    rho[(sizes < min_size) | ~np.isfinite(rho)] = np.nan
+    # Large groups: the bootstrap and the normal-theory interval agree there, so use the cheap
+    # one: Fisher z with the Bonett-Wright variance for Spearman, (1 + rho^2 / 2) / (n - 3).
+    large = sizes > LARGE_N
+    small_codes = np.where(large[codes], n_groups, codes)  # park large groups out of range
+    keep = small_codes < n_groups
+    low, high, _ = grouped_bootstrap(
+        codes[keep], [rx[keep], ry[keep]], _pearson_replicates, n_groups=n_groups,
+        n_boot=n_boot, seed=seed, min_size=min_size,
+    )
+    if large.any():
+        from scipy.stats import norm
+
+        z = np.arctanh(np.clip(rho[large], -0.999999, 0.999999))
+        half = norm.ppf(0.5 + LEVEL / 2) * np.sqrt((1 + rho[large] ** 2 / 2) / (sizes[large] - 3))
+        low[large], high[large] = np.tanh(z - half), np.tanh(z + half)
+    out = keys.copy()
+    out["n"] = sizes.astype(np.int64)
+    out["spearman"] = rho
+    out["ci_low"] = np.where(np.isnan(rho), np.nan, low)
+    out["ci_high"] = np.where(np.isnan(rho), np.nan, high)
+    return out.drop(columns=["_all"], errors="ignore")
+
+
+def kendalls_w(ranks: np.ndarray) -> float:
+    """Kendall's coefficient of concordance W with the correction for ties.
+
+    ``ranks`` is (m contexts, n choices), each row the ranks within one context (average ranks
+    for ties). W = 12 S / (m^2 (n^3 - n) - m T), S the squared deviation of the rank sums from
+    their mean, T = sum over contexts and tie groups of (t^3 - t). 1 = every context ranks the
+    choices the same way, 0 = no agreement.
+    """
+    m, n = ranks.shape
+    if m < 2 or n < 2:
+        return float("nan")
+    rank_sums = ranks.sum(axis=0)
+    s = float(((rank_sums - rank_sums.mean()) ** 2).sum())
+    # Tie groups: runs of equal values in each sorted row; a new run starts at every change and
+    # at every row start, so one cumulative sum numbers all runs of all rows at once.
+    sorted_rows = np.sort(ranks, axis=1)
+    starts = np.ones_like(sorted_rows, dtype=bool)
+    starts[:, 1:] = sorted_rows[:, 1:] != sorted_rows[:, :-1]
+    t = np.bincount(np.cumsum(starts.ravel()) - 1).astype(np.float64)
+    tie_total = float((t ** 3 - t).sum())
+    denominator = m * m * (n ** 3 - n) - m * tie_total
+    return s * 12.0 / denominator if denominator > 0 else float("nan")
+
+
+def friedman_p_value(w: float, m: int, n: int) -> float:
+    """p-value of the Friedman test implied by W: chi2 = m (n - 1) W with n - 1 dof."""
+    from scipy.stats import chi2
+
+    if not np.isfinite(w) or n < 2:
+        return float("nan")
+    return float(chi2.sf(m * (n - 1) * w, n - 1))

@@ -1,0 +1,56 @@
+"""``paitune analyze DIR/NAME [DIR/OTHER ...] [--out REPORT_DIR] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from paitune.errors import PaituneError
+
+DEFAULT_OUT = "report"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="analyze sweep results: tables, statistics, plots, report.html, summary.json",
+        description=(
+            "Read one or more result directories (DIR/NAME with trials/, epochs/, layers/), print "
+            "the key tables, and write REPORT_DIR/report.html (self-contained), the plots as PNG "
+            "and REPORT_DIR/summary.json (every number of the report)."
+        ),
+    )
+    parser.add_argument("results", nargs="+", metavar="DIR/NAME", help="result directories (several = merged)")
+    parser.add_argument("--out", default=None, metavar="REPORT_DIR",
+                        help=f"where to write the report (default: DIR/NAME/{DEFAULT_OUT} of the first directory)")
+    parser.add_argument("--json", action="store_true",
+                        help="print summary.json to stdout instead of the tables")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per CI (default 1000)")
+    parser.add_argument("--profile-sparsity", type=float, default=None,
+                        help="sparsity level for the layerwise profiles (default: the median level)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args) -> int:
+    # Imported here so `paitune --help` and the other commands do not pay for pandas/matplotlib.
+    from paitune.analysis import analyze, terminal_text, write_report
+    from paitune.analysis.summary import build_summary
+
+    if args.n_boot < 100:
+        raise PaituneError(f"--n-boot {args.n_boot} is too small for a 95% interval; use 100 or more")
+    if args.profile_sparsity is not None and not 0.0 <= args.profile_sparsity < 1.0:
+        raise PaituneError(f"--profile-sparsity {args.profile_sparsity} is outside [0, 1); pass a sparsity level of the sweep")
+    # Everything is read and computed before anything is written: bad input leaves no files.
+    analysis = analyze(*args.results, n_boot=args.n_boot, profile_sparsity=args.profile_sparsity)
+    out = Path(args.out) if args.out else Path(args.results[0]) / DEFAULT_OUT
+    written = write_report(analysis, out)
+    if args.json:
+        json.dump(build_summary(analysis.tables), sys.stdout, indent=1, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        print(terminal_text(analysis))
+        print(f"\nreport: {written['report']}\nsummary: {written['summary']}")
+    return 0

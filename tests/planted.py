@@ -1,0 +1,256 @@
+"""Generate paitune results tables with planted effects (for tests and the analysis benchmark).
+
+Every trial's accuracy is built from known parts, so a test can check that the analysis finds
+exactly what was planted: a base curve that falls with sparsity, a per-method offset that may
+depend on sparsity, a per-(method, control) offset, and Gaussian noise. Proxies: ``proxy_signal``
+tracks final accuracy, ``proxy_noise`` is independent of everything. The generator is fully
+vectorized (numpy / pyarrow), so 100,000 trials x 30 epochs x 20 layers take seconds; the tables
+follow ``paitune.results_schema`` exactly, plus extra config columns (lr, epochs) and proxies.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from paitune.results_schema import EPOCHS, LAYERS, SCHEMA_VERSION, TRIALS_FIXED
+
+Effect = Callable[[np.ndarray], np.ndarray]  # sparsity array -> accuracy offset array
+
+
+@dataclass
+class PlantedSpec:
+    """What to generate. The grid is the full product of the axes below x ``repeats`` (lr values)."""
+
+    methods: tuple[str, ...] = ("alpha", "beta", "gamma", "delta")
+    allocations: tuple[str, ...] = ("global",)
+    controls: tuple[str, ...] = ("none",)
+    sparsities: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.98)
+    seeds: int = 5
+    datasets: tuple[str, ...] = ("digits",)
+    models: tuple[str, ...] = ("mlp",)
+    budgets: tuple[int, ...] = (10,)  # max_epochs
+    repeats: int = 1  # distinct lr values per cell
+    n_layers: int = 4
+    noise: float = 0.01
+    method_effects: dict[str, Effect] = field(default_factory=dict)
+    control_effects: dict[tuple[str, str], float] = field(default_factory=dict)
+    collapse_at: dict[str, float] = field(default_factory=dict)  # method -> first collapsing sparsity
+    stopped_fraction: float = 0.0
+    failed_fraction: float = 0.0
+    diverged_fraction: float = 0.0
+    experiment: str = "planted"
+    seed: int = 0
+
+    @property
+    def n_trials(self) -> int:
+        return (len(self.methods) * len(self.allocations) * len(self.controls) * len(self.sparsities)
+                * self.seeds * len(self.datasets) * len(self.models) * len(self.budgets) * self.repeats)
+
+
+def spec_for_size(n_trials: int, *, epochs: int = 30, n_layers: int = 20, **overrides) -> PlantedSpec:
+    """A spec whose grid has at least ``n_trials`` trials (seeds scaled to reach it)."""
+    spec = PlantedSpec(
+        methods=("random", "magnitude", "snip", "grasp", "synflow"),
+        allocations=("global", "erk", "uniform", "er"),
+        controls=("none", "shuffle", "reinit", "invert"),
+        sparsities=(0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375, 0.99, 0.995),
+        budgets=(epochs,),
+        n_layers=n_layers,
+        repeats=5,
+        stopped_fraction=0.3, failed_fraction=0.01, diverged_fraction=0.01,
+        method_effects={"snip": lambda s: 0.02 + 0 * s, "synflow": lambda s: 0.04 * s},
+        control_effects={("snip", "invert"): -0.2},
+        **overrides,
+    )
+    per_seed = spec.n_trials // spec.seeds
+    spec.seeds = -(-n_trials // per_seed)
+    return spec
+
+
+def _grid(spec: PlantedSpec) -> pd.DataFrame:
+    axes = {
+        "dataset": list(spec.datasets), "model": list(spec.models), "max_epochs": list(spec.budgets),
+        "method": list(spec.methods), "allocation": list(spec.allocations),
+        "control": list(spec.controls), "sparsity": list(spec.sparsities),
+        "seed": list(range(spec.seeds)), "repeat": list(range(spec.repeats)),
+    }
+    index = pd.MultiIndex.from_product(list(axes.values()), names=list(axes))
+    return index.to_frame(index=False)
+
+
+def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
+    """The three tables (trials, epochs, layers) as pyarrow Tables following the schema."""
+    rng = np.random.default_rng(spec.seed)
+    grid = _grid(spec)
+    n = len(grid)
+    s = grid["sparsity"].to_numpy(dtype=np.float64)
+    method = grid["method"].to_numpy()
+    control = grid["control"].to_numpy()
+
+    accuracy = 0.92 - 0.5 * s ** 6 + rng.normal(0.0, spec.noise, n)
+    for name, effect in spec.method_effects.items():
+        hit = method == name
+        accuracy[hit] += np.asarray(effect(s[hit]), dtype=np.float64)
+    for (name, ctrl), offset in spec.control_effects.items():
+        accuracy[(method == name) & (control == ctrl)] += offset
+    collapsed = np.zeros(n, dtype=bool)
+    for name, threshold in spec.collapse_at.items():
+        collapsed |= (method == name) & (s >= threshold - 1e-12)
+    accuracy[collapsed] = 0.1
+    accuracy = np.clip(accuracy, 0.0, 1.0)
+
+    u = rng.random(n)
+    status = np.full(n, "completed", dtype=object)
+    cuts = np.cumsum([spec.stopped_fraction, spec.failed_fraction, spec.diverged_fraction])
+    status[u < cuts[2]] = "diverged"
+    status[u < cuts[1]] = "failed"
+    status[u < cuts[0]] = "stopped"
+    budget = grid["max_epochs"].to_numpy(dtype=np.int64)
+    epochs_run = budget.copy()
+    not_done = status != "completed"
+    epochs_run[not_done] = np.maximum(1, (budget[not_done] * rng.uniform(0.1, 0.6, not_done.sum())).astype(np.int64))
+    epochs_run[status == "failed"] = 0
+
+    trial_id = np.char.add("t", np.arange(n).astype(str)).astype(object)
+    lr = (0.01 * 2.0 ** grid["repeat"].to_numpy()).astype(np.float64)
+    params_total = np.full(n, 10_000 * spec.n_layers, dtype=np.int64)
+    density = 1.0 - s
+    params_kept = np.round(params_total * density).astype(np.int64)
+    flops_dense = np.full(n, 2 * params_total[0], dtype=np.int64)
+
+    # Accuracy after each epoch: saturating curve towards the final value, plus noise.
+    final_test = accuracy
+    final_val = np.clip(accuracy + rng.normal(0.0, spec.noise / 2, n), 0, 1)
+
+    config = grid.drop(columns=["repeat"]).assign(lr=lr, epochs=budget)
+    config_json = _config_json(config)
+    cols = {
+        "schema_version": np.full(n, SCHEMA_VERSION, dtype=np.int32),
+        "experiment": np.full(n, spec.experiment, dtype=object),
+        "trial_id": trial_id,
+        "config_hash": np.char.add("h", np.arange(n).astype(str)).astype(object),
+        "status": status,
+        "method": method,
+        "sparsity": s,
+        "allocation": grid["allocation"].to_numpy(),
+        "control": control,
+        "model": grid["model"].to_numpy(),
+        "dataset": grid["dataset"].to_numpy(),
+        "seed": grid["seed"].to_numpy(dtype=np.int64),
+        "epochs_run": epochs_run,
+        "max_epochs": budget,
+        "val_acc": np.where(status == "failed", np.nan, final_val),
+        "best_val_acc": np.where(status == "failed", np.nan, final_val),
+        "test_acc": np.where(status == "failed", np.nan, final_test),
+        "density_achieved": density,
+        "params_kept": params_kept,
+        "params_total": params_total,
+        "flops_dense": flops_dense,
+        "flops_sparse": np.round(flops_dense * density).astype(np.int64),
+        "collapsed": collapsed,
+        "mask_hash": np.char.add("m", np.arange(n).astype(str)).astype(object),
+        "prune_seconds": rng.uniform(0.01, 0.1, n),
+        "train_seconds": rng.uniform(1.0, 2.0, n),
+        "node": np.full(n, "node0", dtype=object),
+        "device": np.full(n, "cpu", dtype=object),
+        "error": np.where(status == "failed", "RuntimeError: planted failure", None).astype(object),
+        "config_json": config_json,
+        "versions": np.full(n, json.dumps({"paitune": "planted"}), dtype=object),
+    }
+    trials = pa.Table.from_pydict(cols, schema=TRIALS_FIXED)
+    trials = trials.append_column("lr", pa.array(lr))
+    trials = trials.append_column("epochs", pa.array(budget))
+    trials = trials.append_column("proxy_signal", pa.array(final_test + rng.normal(0, spec.noise, n)))
+    trials = trials.append_column("proxy_noise", pa.array(rng.normal(0, 1, n)))
+
+    return {
+        "trials": trials,
+        "epochs": _epochs_table(spec, rng, trial_id, epochs_run, budget, final_val, final_test),
+        "layers": _layers_table(spec, trial_id, grid, density, collapsed),
+    }
+
+
+def _config_json(config: pd.DataFrame) -> np.ndarray:
+    """Canonical JSON (sorted keys) per row, built column-wise instead of one dumps per row."""
+    parts = None
+    for i, name in enumerate(sorted(config.columns)):
+        column = config[name]
+        if not pd.api.types.is_numeric_dtype(column):
+            text = '"' + column.astype(str) + '"'
+        else:
+            text = column.astype(str)
+        piece = f'{"{" if i == 0 else ", "}"{name}": ' + text
+        parts = piece if parts is None else parts + piece
+    return (parts + "}").to_numpy(dtype=object)
+
+
+def _epochs_table(spec, rng, trial_id, epochs_run, max_epochs, final_val, final_test) -> pa.Table:
+    counts = epochs_run
+    total = int(counts.sum())
+    row_trial = np.repeat(np.arange(len(counts)), counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    epoch = np.arange(total) - starts + 1
+    budget = max_epochs[row_trial]
+    progress = 1.0 - np.exp(-3.0 * epoch / budget)
+    noise = rng.normal(0.0, spec.noise, total)
+    val = np.clip(final_val[row_trial] * progress + noise, 0, 1)
+    test = np.clip(final_test[row_trial] * progress + noise, 0, 1)
+    # The last epoch run carries exactly the trial's reported accuracies.
+    last = epoch == counts[row_trial]
+    val[last] = final_val[row_trial][last]
+    test[last] = final_test[row_trial][last]
+    return pa.Table.from_pydict({
+        "schema_version": np.full(total, SCHEMA_VERSION, dtype=np.int32),
+        "experiment": np.full(total, spec.experiment, dtype=object),
+        "trial_id": trial_id[row_trial],
+        "epoch": epoch.astype(np.int64),
+        "train_loss": 2.3 * (1.0 - progress) + 0.05,
+        "val_loss": 2.3 * (1.0 - progress) + 0.1,
+        "val_acc": val,
+        "test_acc": test,
+        "seconds": np.full(total, 0.1),
+    }, schema=EPOCHS)
+
+
+def _layers_table(spec, trial_id, grid, density, collapsed) -> pa.Table:
+    n, L = len(grid), spec.n_layers
+    position = np.linspace(0.0, 1.0, L)
+    # Per (method, allocation) profile: uniform keeps every layer at the target density; others
+    # tilt density towards the input or the output by an amount fixed per combination.
+    combo = pd.factorize(grid["method"] + "|" + grid["allocation"])[0]
+    tilt = ((combo * 0.37) % 1.0 - 0.5) * 1.5
+    tilt[grid["allocation"].to_numpy() == "uniform"] = 0.0
+    shape = np.exp(tilt[:, None] * (position[None, :] - 0.5))
+    shape /= shape.mean(axis=1, keepdims=True)
+    dens = np.clip(density[:, None] * shape, 0.0, 1.0)
+    dens[collapsed, L - 1] = 0.0
+    return pa.Table.from_pydict({
+        "schema_version": np.full(n * L, SCHEMA_VERSION, dtype=np.int32),
+        "experiment": np.full(n * L, spec.experiment, dtype=object),
+        "trial_id": np.repeat(trial_id, L),
+        "layer": np.tile(np.array([f"layers.{i}.weight" for i in range(L)], dtype=object), n),
+        "layer_index": np.tile(np.arange(L, dtype=np.int64), n),
+        "shape": np.tile(np.array(["100x100"] * L, dtype=object), n),
+        "numel": np.full(n * L, 10_000, dtype=np.int64),
+        "density": dens.ravel(),
+    }, schema=LAYERS)
+
+
+def write_results(root: str | Path, name: str, spec: PlantedSpec, *, files_per_table: int = 1) -> Path:
+    """Write the tables under ``root/name/{trials,epochs,layers}/`` as Parquet; returns the dir."""
+    out = Path(root) / name
+    for table_name, table in generate_tables(spec).items():
+        folder = out / table_name
+        folder.mkdir(parents=True, exist_ok=True)
+        step = -(-len(table) // files_per_table) if len(table) else 1
+        for part, start in enumerate(range(0, max(len(table), 1), step)):
+            pq.write_table(table.slice(start, step), folder / f"part-{part:05d}.parquet")
+    return out

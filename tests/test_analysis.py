@@ -1,0 +1,217 @@
+"""The analysis recovers effects planted in generated Parquet tables, and hand-checked statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+
+from paitune.analysis import (
+    accuracy_vs_sparsity, analyze, concordance, early_vs_final, hyperparameter_importance,
+    layer_collapse, load_results, pareto_fronts, proxy_correlations, rank_choices, sanity_checks,
+    trial_counts,
+)
+from paitune.analysis.load import Results
+from paitune.analysis.stats import grouped_mean_ci, grouped_spearman, kendalls_w
+from paitune.errors import PaituneError
+from planted import PlantedSpec, generate_tables, write_results
+
+N_BOOT = 300
+
+
+def _results(tmp_path, name="exp", **spec_args):
+    return load_results(write_results(tmp_path, name, PlantedSpec(experiment=name, **spec_args), files_per_table=3))
+
+
+def _by_choice(table, factor="method"):
+    return table.loc[table["factor"] == factor].set_index("choice")
+
+
+# ---- hand-checked statistics ------------------------------------------------------------------
+
+def test_kendalls_w_matches_friedman_with_ties():
+    ranks = np.array([[1, 2.5, 2.5, 4], [2, 1, 3, 4], [1, 2, 4, 3], [1.5, 1.5, 3, 4]])
+    w = kendalls_w(ranks)
+    m, n = ranks.shape
+    chi2 = stats.friedmanchisquare(*ranks.T).statistic  # scipy applies the tie correction
+    assert w == pytest.approx(chi2 / (m * (n - 1)))
+    assert kendalls_w(np.tile(np.arange(1.0, 5.0), (3, 1))) == pytest.approx(1.0)
+
+
+def test_grouped_mean_and_spearman_match_direct_computation():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"g": np.repeat(["a", "b", "c"], [4, 7, 1]), "x": rng.normal(size=12)})
+    frame["y"] = frame["x"] + rng.normal(size=12)
+    means = grouped_mean_ci(frame, ["g"], "x", n_boot=N_BOOT).set_index("g")
+    assert means.loc["a", "mean"] == pytest.approx(frame.x[:4].mean())
+    assert means.loc["a", "ci_low"] <= means.loc["a", "mean"] <= means.loc["a", "ci_high"]
+    assert np.isnan(means.loc["c", "ci_low"]) and means.loc["c", "n"] == 1  # one run: no CI
+    rho = grouped_spearman(frame, ["g"], "x", "y", n_boot=N_BOOT).set_index("g")
+    assert rho.loc["b", "spearman"] == pytest.approx(stats.spearmanr(frame.x[4:11], frame.y[4:11]).statistic)
+    assert np.isnan(rho.loc["a", "spearman"])  # 4 points < MIN_RUNS_CORRELATION
+
+
+def _hand_results(rows):
+    trials = pd.DataFrame(rows, columns=["method", "seed", "test_acc"]).assign(
+        dataset="d", model="m", sparsity=0.9, max_epochs=5, allocation="global", control="none",
+        status="completed", experiment="e")
+    trials["tix"] = np.arange(len(trials))
+    trials["trial_id"] = trials["tix"].astype(str)
+    return Results(trials=trials, epochs=pd.DataFrame(columns=["tix", "epoch", "val_acc"]),
+                   layers=pd.DataFrame(columns=["tix", "layer", "layer_index", "density"]), sources=())
+
+
+def test_win_rates_ranks_and_regret_by_hand():
+    # Three seeds (contexts): A beats B, A beats B, B beats A; C is always last.
+    results = _hand_results([
+        ("A", 0, 0.9), ("B", 0, 0.8), ("C", 0, 0.1),
+        ("A", 1, 0.7), ("B", 1, 0.6), ("C", 1, 0.1),
+        ("A", 2, 0.5), ("B", 2, 0.6), ("C", 2, 0.1),
+    ])
+    table = rank_choices(results, "method", n_boot=N_BOOT).set_index("choice")
+    assert table.loc["A", "win_rate"] == pytest.approx(5 / 6)  # won 5 of its 6 comparisons
+    assert table.loc["B", "win_rate"] == pytest.approx(4 / 6)  # beat C three times, A once
+    assert table.loc["C", "win_rate"] == 0.0
+    assert table.loc["A", "mean_rank"] == pytest.approx(4 / 3)
+    assert table.loc["A", "mean_regret"] == pytest.approx(0.1 / 3)
+    assert table.loc["C", "verdict"] == "robust_loser"
+    record = concordance(results, "method", n_boot=N_BOOT)
+    ranks = np.array([[1, 2, 3], [1, 2, 3], [2, 1, 3]], dtype=float)
+    assert record["kendall_w"] == pytest.approx(kendalls_w(ranks))
+    # Leave one context out: the best choice elsewhere is A in every case; regret only at seed 2.
+    assert record["loco_regret"] == pytest.approx(0.1 / 3)
+    assert record["n_contexts"] == 3
+
+
+def test_pareto_front_is_the_non_dominated_set():
+    results = _hand_results([("A", 0, 0.9), ("B", 0, 0.8), ("C", 0, 0.95), ("D", 0, 0.7)])
+    results.trials["density_achieved"] = [0.1, 0.05, 0.5, 0.2]  # D is dominated by A
+    results.trials["flops_sparse"] = [10, 5, 50, 20]
+    front = pareto_fronts(results)
+    assert sorted(front.loc[front["objective"] == "density", "method"]) == ["A", "B", "C"]
+
+
+# ---- planted effects --------------------------------------------------------------------------
+
+def test_recovers_robust_and_context_dependent_winners(tmp_path):
+    results = _results(tmp_path, method_effects={
+        "alpha": lambda s: 0.05 + 0 * s,                        # wins everywhere
+        "beta": lambda s: np.where(s < 0.85, 0.03, -0.03),      # wins only at low sparsity
+    }, seeds=5)
+    table = _by_choice(rank_choices(results, "method", n_boot=N_BOOT))
+    assert table.loc["alpha", "verdict"] == "robust_winner"
+    assert table.loc["beta", "verdict"] == "context_dependent"
+    assert table.loc["alpha", "n_contexts"] == 5 * 5  # sparsities x seeds
+    assert concordance(results, "method", n_boot=N_BOOT)["kendall_w"] > 0.5
+
+
+def test_reports_no_winner_where_there_is_none(tmp_path):
+    results = _results(tmp_path, seeds=6)
+    table = rank_choices(results, "method", n_boot=N_BOOT)
+    assert set(table["verdict"]) == {"no_difference"}
+    assert (table["ci_low"] < 0.5).all() and (table["ci_high"] > 0.5).all()
+    record = concordance(results, "method", n_boot=N_BOOT)
+    assert record["kendall_w"] < 0.2 and record["friedman_p"] > 0.01
+
+
+def test_too_few_runs_says_so(tmp_path):
+    results = _results(tmp_path, seeds=1, sparsities=(0.5, 0.9))
+    table = rank_choices(results, "method", n_boot=N_BOOT)
+    assert set(table["verdict"]) == {"too_few_runs"}
+    acc = accuracy_vs_sparsity(results, n_boot=N_BOOT)
+    assert (acc["note"] == "too_few_runs").all() and acc["ci_low"].isna().all()
+
+
+def test_sanity_verdict_differs_for_the_method_a_control_hurts(tmp_path):
+    results = _results(tmp_path, methods=("alpha", "beta"), controls=("none", "shuffle", "invert"),
+                       control_effects={("alpha", "shuffle"): -0.1}, seeds=4)
+    table = sanity_checks(results, n_boot=N_BOOT).set_index(["method", "control"])
+    assert table.loc[("alpha", "shuffle"), "verdict"] == "hurts"
+    assert table.loc[("alpha", "shuffle"), "delta"] == pytest.approx(-0.1, abs=0.01)
+    assert table.loc[("beta", "shuffle"), "verdict"] == "no_effect"
+    assert "per-layer densities carry the signal" in table.loc[("beta", "shuffle"), "interpretation"]
+    assert table.loc[("alpha", "shuffle"), "n"] == 4 * 5  # paired by seed and sparsity
+
+
+def test_proxy_with_signal_vs_noise(tmp_path):
+    results = _results(tmp_path, seeds=4, repeats=3, noise=0.02)
+    table, by_context = proxy_correlations(results, n_boot=N_BOOT)
+    table = table.set_index("proxy")
+    assert table.loc["signal", "spearman"] > 0.8 and table.loc["signal", "ci_low"] > 0.5
+    assert table.loc["signal", "within_spearman"] > 0.3
+    assert abs(table.loc["noise", "spearman"]) < 0.15
+    assert table.loc["noise", "ci_low"] < 0 < table.loc["noise", "ci_high"]
+    assert table.loc["noise", "kendall"] == pytest.approx(
+        stats.kendalltau(results.trials.loc[results.trials.status == "completed", "proxy_noise"],
+                         results.trials.loc[results.trials.status == "completed", "test_acc"]).statistic)
+    assert table.loc["params_kept", "kind"] == "baseline"
+    assert set(by_context["proxy"]) >= {"signal", "noise"}
+
+
+def test_collapse_and_status_accounting(tmp_path):
+    spec = dict(collapse_at={"gamma": 0.95}, stopped_fraction=0.2, failed_fraction=0.05,
+                diverged_fraction=0.05, seeds=4)
+    results = _results(tmp_path, **spec)
+    collapse = layer_collapse(results).set_index("method")
+    assert collapse.loc["gamma", "max_sparsity_without_collapse"] == 0.9
+    assert collapse.loc["gamma", "first_collapse_sparsity"] == 0.95
+    assert collapse.loc["alpha", "max_sparsity_without_collapse"] == 0.98
+    assert np.isnan(collapse.loc["alpha", "first_collapse_sparsity"])
+
+    counts = trial_counts(results).set_index("status")["n"]
+    expected = results.trials["status"].value_counts()
+    assert counts.sum() == len(results.trials) == 80
+    for status in ("stopped", "failed", "diverged"):
+        assert counts[status] == expected.get(status, 0) > 0
+    acc = accuracy_vs_sparsity(results, n_boot=N_BOOT)
+    # Nothing silently dropped: every trial is in exactly one of the counted columns.
+    assert (acc[["n_trials", "n_stopped", "n_failed", "n_diverged"]].to_numpy().sum()) == 80
+
+
+def test_importance_and_early_vs_final(tmp_path):
+    results = _results(tmp_path, seeds=3, repeats=2)
+    importance = hyperparameter_importance(results)
+    fanova = importance.loc[importance["evaluator"] == "fanova"].set_index("param")["importance"]
+    assert fanova.idxmax() == "sparsity"  # the planted accuracy curve is driven by sparsity
+    assert "seed" not in fanova.index
+    overall, by_method = early_vs_final(results, n_boot=N_BOOT)
+    assert list(overall["epoch"]) == list(range(1, 11))
+    assert overall["spearman"].iloc[-1] > 0.9
+    assert (overall["n"] == (results.trials["status"] == "completed").sum()).all()
+    assert set(by_method["method"]) == {"alpha", "beta", "gamma", "delta"}
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+def test_load_errors_are_one_line(tmp_path):
+    with pytest.raises(PaituneError, match="does not exist"):
+        load_results(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PaituneError, match="no trials/ table") as info:
+        load_results(tmp_path / "empty")
+    assert "\n" not in str(info.value)
+    out = write_results(tmp_path, "a", PlantedSpec(seeds=1))
+    with pytest.raises(PaituneError, match="given twice"):
+        load_results(out, out)
+
+
+def test_merged_experiments_and_conditional_columns(tmp_path):
+    first = write_results(tmp_path, "a", PlantedSpec(experiment="a", seeds=2))
+    second = write_results(tmp_path, "b", PlantedSpec(experiment="b", seeds=2, seed=1))
+    # A conditional parameter present in only one file of experiment b.
+    tables = generate_tables(PlantedSpec(experiment="b", seeds=1, seed=2))
+    extra = tables["trials"].slice(0, 3)
+    extra = extra.set_column(extra.schema.get_field_index("trial_id"), "trial_id",
+                             pa.array(["x0", "x1", "x2"])).append_column("iterations", pa.array([10, 20, 30]))
+    pq.write_table(extra, second / "trials" / "part-extra.parquet")
+    results = load_results(first, second)
+    assert len(results.trials) == 40 + 40 + 3
+    assert set(results.trials["experiment"]) == {"a", "b"}
+    assert results.trials["iterations"].notna().sum() == 3
+    # Trial ids repeat across experiments ("t0" in both); epochs join by (experiment, trial_id).
+    assert len(results.epochs) == 80 * 10 and results.epochs["tix"].nunique() == 80
+    analysis = analyze(results=results, n_boot=N_BOOT)
+    assert analysis["trials"]["n"].sum() == 83
