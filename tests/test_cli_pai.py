@@ -1,0 +1,72 @@
+"""`paitune prune` / `paitune proxies` as a user runs them: real subprocesses, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def paitune(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "paitune", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_prune_json_reports_layers_density_and_collapse():
+    out = paitune("prune", "--model", "cnn", "--method", "snip", "--sparsity", "0.9", "--allocation", "erk", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["density"] == pytest.approx(0.1, abs=1e-3)
+    assert report["collapsed"] is False and len(report["layers"]) >= 3
+    assert report["flops_sparse"] < report["flops_dense"] and len(report["mask_hash"]) == 16
+    assert report["config"]["allocation"] == "erk"
+
+
+def test_prune_table_shows_collapse():
+    out = paitune("prune", "--model", "mlp", "--method", "magnitude", "--sparsity", "0.999")
+    assert out.returncode == 0, out.stderr
+    assert "(50/50200 weights kept)" in out.stdout and "LAYER COLLAPSE" in out.stdout
+
+
+def test_proxies_json():
+    out = paitune("proxies", "--model", "cnn", "--method", "random", "--sparsity", "0.5", "--names", "snip,synflow,params", "--json")
+    assert out.returncode == 0, out.stderr
+    values = json.loads(out.stdout)["proxies"]
+    assert set(values) == {"snip", "synflow", "params"} and values["params"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["prune", "--method", "bogus"], "unknown pruning method"),
+        (["prune", "--sparsity", "1.0"], "sparsity must be in [0, 1)"),
+        (["prune", "--sparsity", "-0.5"], "sparsity must be in [0, 1)"),
+        (["prune", "--model", "vgg99"], "unknown model"),
+        (["prune", "--dataset", "imagenet"], "unknown dataset"),
+        (["prune", "--dataset", "cifar10", "--data-root", "/nonexistent/dir"], "not found"),
+        (["prune", "--allocation", "zigzag"], "unknown allocation"),
+        (["prune", "--allocation", "missing.json"], "allocation file missing.json not found"),
+        (["prune", "--control", "flip"], "unknown control"),
+        (["prune", "--sparsity", "abc"], "invalid float value"),
+        (["proxies", "--names", "snip,bogus"], "unknown proxy"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, monkeypatch, capsys):
+    from paitune.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_from_a_real_process():
+    out = paitune("prune", "--method", "bogus")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
