@@ -187,7 +187,7 @@ def test_iterative_rounds_only_shrink_the_mask():
 # --- every method x allocation x control ------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "dense"])
 @pytest.mark.parametrize("allocation", ALLOCATIONS)
 def test_exact_kept_counts_and_model_untouched(method, allocation):
     net, data = small_cnn(), batches()
@@ -231,6 +231,34 @@ def test_controls(control):
         assert masks.kept() == base.kept()
         overlap = sum(int((masks[n] & base[n]).sum()) for n in base)
         assert overlap < 0.5 * base.kept()
+    else:  # corrupt_labels / corrupt_pixels: scored on corrupted data, so a different mask
+        assert masks.kept() == base.kept() and masks.meta["control_applies"]
+        assert any(not torch.equal(masks[n], base[n]) for n in base)
+        data_free = prune(net, "magnitude", sparsity=0.7, control=control)
+        assert not data_free.meta["control_applies"]
+        assert mask_hash(data_free) == mask_hash(prune(net, "magnitude", sparsity=0.7))
+
+
+def test_corrupt_batches_keep_label_range_and_pixel_multiset():
+    from paitune.pruning import corrupt_batches
+
+    data = batches(1)
+    labels = corrupt_batches(data, "corrupt_labels", 0)[0]
+    assert torch.equal(labels[0], data[0][0]) and int(labels[1].max()) <= int(data[0][1].max())
+    assert not torch.equal(labels[1], data[0][1])
+    pixels = corrupt_batches(data, "corrupt_pixels", 0)[0]
+    assert torch.equal(pixels[1], data[0][1])
+    for a, b in zip(pixels[0], data[0][0]):  # each image: same values, other positions
+        assert torch.equal(a.reshape(-1).sort().values, b.reshape(-1).sort().values)
+    assert not torch.equal(pixels[0], data[0][0])
+
+
+def test_dense_reference_keeps_everything_at_sparsity_zero_only():
+    net = small_cnn()
+    masks = prune(net, "dense", sparsity=0.0)
+    assert masks.density() == 1.0
+    with pytest.raises(PaituneError, match="use sparsity 0"):
+        prune(net, "dense", sparsity=0.5)
 
 
 def test_invert_magnitude_keeps_smallest():

@@ -23,9 +23,13 @@ from .layers import layer_shapes, prunable_parameters
 from .masks import Masks
 from .selection import select_global, select_per_layer
 
-METHODS = ("random", "magnitude", "snip", "grasp", "synflow", "iterative_snip", "force")
+METHODS = ("dense", "random", "magnitude", "snip", "grasp", "synflow", "iterative_snip", "force")
 DATA_METHODS = ("snip", "grasp", "iterative_snip", "force")  # need scoring batches
-CONTROLS = ("none", "shuffle", "reinit", "invert")
+# Sanity checks (Frankle et al. 2021; Su et al. 2020). The corrupt_* controls score with corrupted
+# data (random labels, or each image's pixels shuffled) and only apply to the data-dependent methods;
+# for the others the mask is the unmodified one and ``masks.meta["control_applies"]`` is False.
+CONTROLS = ("none", "shuffle", "reinit", "invert", "corrupt_labels", "corrupt_pixels")
+DATA_CONTROLS = ("corrupt_labels", "corrupt_pixels")
 SCHEDULES = ("exponential", "linear")
 # Rounds when the caller passes no ``iterations``: SynFlow's paper and code use 100.
 DEFAULT_ITERATIONS = {"synflow": 100, "iterative_snip": 100, "force": 100}
@@ -33,7 +37,7 @@ REVIVING_METHODS = ("force",)  # FORCE scores all weights each round; the others
 
 # Salts that derive independent random streams from one seed, so that e.g. the shuffle control's
 # permutation does not depend on whether the method itself drew random scores.
-_SALT = {"scores": 0, "shuffle": 1, "reinit": 2}
+_SALT = {"scores": 0, "shuffle": 1, "reinit": 2, "corrupt": 3}
 
 
 def _derived_seed(seed: int, purpose: str) -> int:
@@ -116,6 +120,26 @@ def _shuffle(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tenso
     return out
 
 
+def corrupt_batches(batches: Sequence, control: str, seed: int) -> list:
+    """The scoring batches with labels replaced by uniform random ones, or each image's pixels shuffled.
+
+    Random labels are drawn uniformly from the classes seen in the batches (Su et al.'s "random
+    labels"); pixel shuffling permutes all of an image's elements independently per image.
+    """
+    gen = _generator(seed, "corrupt")
+    classes = int(max(int(y.max()) for _, y in batches)) + 1
+    out = []
+    for x, y in batches:
+        if control == "corrupt_labels":
+            y = torch.randint(0, classes, y.shape, generator=gen).to(y.device, y.dtype)
+        else:
+            flat = x.reshape(x.shape[0], -1)
+            order = torch.argsort(torch.rand(flat.shape, generator=gen), dim=1).to(x.device)
+            x = torch.gather(flat, 1, order).reshape(x.shape)
+        out.append((x, y))
+    return out
+
+
 def prune(
     model: nn.Module,
     method: str,
@@ -132,7 +156,9 @@ def prune(
 
     ``control``: ``shuffle`` permutes each layer's mask, ``invert`` keeps the lowest scores instead
     of the highest (in every round), ``reinit`` keeps the mask and puts freshly initialized weights
-    for the whole model in ``masks.weights`` — ``apply_masks(model, masks)`` loads them.
+    for the whole model in ``masks.weights`` — ``apply_masks(model, masks)`` loads them;
+    ``corrupt_labels`` / ``corrupt_pixels`` score with corrupted batches (data-dependent methods).
+    ``method="dense"`` is the unpruned reference: all-ones masks, sparsity 0 only.
     """
     s = check_sparsity(sparsity)
     batches = list(batches) if batches is not None else None
@@ -141,6 +167,17 @@ def prune(
     params = prunable_parameters(model)
     if not params:
         raise PaituneError("the model has no prunable (Conv/Linear) weights")
+    if method == "dense":
+        if s != 0.0:
+            raise PaituneError(f"method 'dense' is the unpruned reference: use sparsity 0, got {s}")
+        return Masks(
+            {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()},
+            meta={"method": "dense", "sparsity": 0.0, "allocation": "global", "control": "none", "iterations": 0,
+                  "schedule": schedule, "seed": int(seed), "target_densities": None, "control_applies": False},
+        )
+    control_applies = control not in DATA_CONTROLS or method in DATA_METHODS
+    if control in DATA_CONTROLS and control_applies:
+        batches = corrupt_batches(batches, control, seed)
     shapes = layer_shapes(model)
     score_based = not isinstance(allocation, Mapping) and allocation in SCORE_SCHEMES
     targets = None if score_based else allocate(shapes, s, allocation)
@@ -174,5 +211,6 @@ def prune(
         "schedule": schedule,
         "seed": int(seed),
         "target_densities": targets,
+        "control_applies": control_applies,
     }
     return Masks(masks, weights=weights, meta=meta)

@@ -1,0 +1,181 @@
+"""Tune results of one trial -> rows of the trials, epochs and layers tables.
+
+Every trial file of a sweep has the same columns (fixed by the space before the sweep starts), so
+the tables read whole as one dataset: the fixed columns of ``paitune.results_schema``, then every
+other trial config value, the searched allocation's raw parameters, and ``proxy_<name>`` columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from paitune import results_schema as rs
+from paitune.spaces.config import TRIAL_KEYS, canonical_json, config_hash, trial_config
+
+# Types of the trial config values that are not fixed columns of the trials table.
+CONFIG_COLUMN_TYPES: dict[str, pa.DataType] = {
+    "data_root": pa.string(),
+    "synthetic_shape": pa.string(),  # e.g. "3x32x32"
+    "synthetic_classes": pa.int64(),
+    "iterations": pa.int64(),
+    "schedule": pa.string(),
+    "prune_batches": pa.int64(),
+    "prune_batch_size": pa.int64(),
+    "epochs": pa.int64(),
+    "batch_size": pa.int64(),
+    "optimizer": pa.string(),
+    "lr": pa.float64(),
+    "momentum": pa.float64(),
+    "weight_decay": pa.float64(),
+    "lr_schedule": pa.string(),
+    "proxies": pa.string(),  # comma-separated names
+}
+assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_KEYS)
+
+# Keys of the trial function's reports (paitune.search.trainable writes them).
+EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc", "seconds")
+LAYERS_KEY = "layers_json"
+HISTORY_KEY = "history_json"
+VERSIONS_KEY = "versions_json"
+FIRST_RESULT_KEYS = (
+    "density_achieved", "params_kept", "params_total", "flops_dense", "flops_sparse", "collapsed",
+    "mask_hash", "prune_seconds", "node", "device",
+)  # fmt: skip
+
+
+def trials_schema(search_params: list[str], proxies: list[str]) -> pa.Schema:
+    """The trials table's columns for a sweep with these raw search parameters and proxies."""
+    fields = list(rs.TRIALS_FIXED)
+    fields += [pa.field(k, t) for k, t in CONFIG_COLUMN_TYPES.items()]
+    fields += [pa.field(p, pa.float64()) for p in search_params]
+    fields += [pa.field(rs.PROXY_PREFIX + p, pa.float64()) for p in proxies]
+    return pa.schema(fields)
+
+
+def _clean(value: Any) -> Any:
+    # NaN accuracy (a trial that diverged in its first epoch) is stored as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class TrialRecord:
+    """What the driver has seen of one trial: its config, first-result facts and epochs."""
+
+    trial_id: str
+    config: dict[str, Any]
+    facts: dict[str, Any] = field(default_factory=dict)
+    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def add_result(self, result: dict[str, Any]) -> None:
+        if LAYERS_KEY in result:
+            self.facts = {k: result[k] for k in (*FIRST_RESULT_KEYS, LAYERS_KEY, VERSIONS_KEY) if k in result}
+            self.facts["proxies"] = {
+                k[len(rs.PROXY_PREFIX) :]: v for k, v in result.items() if k.startswith(rs.PROXY_PREFIX)
+            }
+        # After a retry from a checkpoint, the first result carries the epochs run before it.
+        for row in json.loads(result.get(HISTORY_KEY) or "[]"):
+            self.epochs.setdefault(int(row["epoch"]), {m: row.get(m) for m in EPOCH_METRICS})
+        epoch = result.get("epoch")
+        if result.get("pai_status") != "diverged" and isinstance(epoch, int) and epoch >= 1:
+            self.epochs[epoch] = {m: result.get(m) for m in EPOCH_METRICS}
+        self.last = dict(result)
+
+    def to_state(self) -> dict:
+        return {"trial_id": self.trial_id, "config": self.config, "facts": self.facts,
+                "epochs": {str(k): v for k, v in self.epochs.items()}, "last": self.last}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict) -> TrialRecord:
+        return cls(state["trial_id"], state["config"], state["facts"],
+                   {int(k): v for k, v in state["epochs"].items()}, state["last"])  # fmt: skip
+
+
+def _allocation_label(tune_config: dict[str, Any], search_params: list[str]) -> str:
+    allocation = tune_config.get("allocation")
+    if isinstance(allocation, dict):
+        return "searched" if any(p in tune_config for p in search_params) else "explicit"
+    return str(allocation)
+
+
+def trial_row(
+    record: TrialRecord, *, experiment: str, status: str, error: str | None, schema: pa.Schema, search_params: list[str]
+) -> pa.Table:
+    config = trial_config(record.config)
+    facts = record.facts
+    epochs = [record.epochs[e] for e in sorted(record.epochs)]
+    last = epochs[-1] if epochs else {}
+    accs = [e["val_acc"] for e in epochs if _clean(e.get("val_acc")) is not None]
+    row: dict[str, Any] = {
+        "schema_version": rs.SCHEMA_VERSION,
+        "experiment": experiment,
+        "trial_id": record.trial_id,
+        "config_hash": config_hash(config),
+        "status": status,
+        "method": config["method"],
+        "sparsity": config["sparsity"],
+        "allocation": _allocation_label(record.config, search_params),
+        "control": config["control"],
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "epochs_run": max(record.epochs) if record.epochs else 0,
+        "max_epochs": config["epochs"],
+        "val_acc": _clean(last.get("val_acc")),
+        "best_val_acc": max(accs) if accs else None,
+        "test_acc": _clean(last.get("test_acc")),
+        "density_achieved": facts.get("density_achieved"),
+        "params_kept": facts.get("params_kept"),
+        "params_total": facts.get("params_total"),
+        "flops_dense": facts.get("flops_dense"),
+        "flops_sparse": facts.get("flops_sparse"),
+        "collapsed": facts.get("collapsed"),
+        "mask_hash": facts.get("mask_hash"),
+        "prune_seconds": facts.get("prune_seconds"),
+        "train_seconds": float(sum(e.get("seconds") or 0.0 for e in epochs)),
+        "node": facts.get("node"),
+        "device": facts.get("device"),
+        "error": error,
+        "config_json": canonical_json(config),
+        "versions": facts.get(VERSIONS_KEY),
+    }
+    for key in CONFIG_COLUMN_TYPES:
+        value = config[key]
+        if key == "proxies":
+            value = ",".join(value)
+        elif key == "synthetic_shape":
+            value = "x".join(str(d) for d in value)
+        row[key] = value
+    for p in search_params:
+        row[p] = record.config.get(p)
+    for name, value in facts.get("proxies", {}).items():
+        if rs.PROXY_PREFIX + name in schema.names:
+            row[rs.PROXY_PREFIX + name] = _clean(value)
+    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names}], schema=schema)
+
+
+def epoch_rows(record: TrialRecord, *, experiment: str) -> pa.Table:
+    rows = [
+        {"schema_version": rs.SCHEMA_VERSION, "experiment": experiment, "trial_id": record.trial_id, "epoch": e,
+         **{m: _clean(record.epochs[e].get(m)) for m in EPOCH_METRICS}}
+        for e in sorted(record.epochs)
+    ]  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=rs.EPOCHS)
+
+
+def layer_rows(record: TrialRecord, *, experiment: str) -> pa.Table:
+    layers = json.loads(record.facts.get(LAYERS_KEY) or "[]")
+    rows = [
+        {"schema_version": rs.SCHEMA_VERSION, "experiment": experiment, "trial_id": record.trial_id,
+         "layer": layer["name"], "layer_index": i, "shape": "x".join(str(d) for d in layer["shape"]),
+         "numel": layer["numel"], "density": layer["density"]}
+        for i, layer in enumerate(layers)
+    ]  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=rs.LAYERS)

@@ -1,0 +1,45 @@
+"""The table printed when a sweep ends: trials per status and the best trials."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from paitune import results_schema as rs
+
+SUMMARY_COLUMNS = ["trial_id", "status", "method", "sparsity", "allocation", "control", "seed", "epochs_run",
+                   "val_acc", "test_acc", "density_achieved"]  # fmt: skip
+TOP = 10
+
+
+def read_trials(experiment_dir: str | Path) -> pd.DataFrame:
+    folder = Path(experiment_dir) / "trials"
+    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        return pd.DataFrame(columns=rs.TRIALS_FIXED.names)
+    return pd.read_parquet(folder)
+
+
+def summary_text(trials: pd.DataFrame, experiment_dir: str | Path) -> str:
+    lines = [f"paitune sweep: {len(trials)} trials -> {experiment_dir}/{{trials,epochs,layers}}"]
+    if trials.empty:
+        return "\n".join(lines)
+    counts = trials["status"].value_counts()
+    lines.append("  " + ", ".join(f"{status} {int(counts.get(status, 0))}" for status in rs.STATUSES))
+    best = trials.sort_values(["val_acc", "epochs_run"], ascending=False, na_position="last").head(TOP)
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
+        lines.append(f"top {min(TOP, len(best))} by val_acc:")
+        lines.append(best[SUMMARY_COLUMNS].to_string(index=False))
+    return "\n".join(lines)
+
+
+def print_summary(experiment_dir: str | Path, grid=None, *, stream=None) -> int:
+    """Print the summary; exit status 1 when no trial succeeded (all failed), else 0."""
+    stream = stream or sys.stdout
+    trials = read_trials(experiment_dir)
+    print(summary_text(trials, experiment_dir), file=stream)
+    if trials.empty or (trials["status"] == rs.STATUS_FAILED).all():
+        print("paitune sweep: no trial succeeded; see the error column of the trials table", file=stream)
+        return 1
+    return 0

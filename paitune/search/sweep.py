@@ -1,0 +1,359 @@
+"""``paitune sweep``: validate everything, then run Ray Tune + Optuna + ASHA into Parquet.
+
+``plan_sweep(options)`` checks the space, the arguments and the output directory without
+starting or writing anything; bad input raises ``PaituneError``. ``run_sweep(plan)`` takes the
+experiment lock, starts (or joins) Ray, runs the Tuner and prints a summary.
+
+Layout of ``DIR/NAME/``: ``sweep.json`` (the resolved space and options, so ``--resume`` needs
+nothing else), ``optuna.db`` (the Optuna study: the sampler's history survives a driver crash),
+``trials/ epochs/ layers/`` (Parquet), ``.lock``, and Tune's own experiment state and trial dirs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paitune.errors import PaituneError, unknown_choice
+from paitune.spaces import CompiledSpace, Space, compile_space, load_space
+from paitune.spaces.loader import build_space
+from paitune.spaces.compile import SEED_PARAM, SLOPE_PARAM, layer_param, model_layer_shapes
+from paitune.spaces.config import TRIAL_DEFAULTS
+from paitune.spaces.schema import PerLayerAllocation
+from paitune.search.lock import SweepLock, lock_holder
+from paitune.search.searcher import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
+
+MANIFEST = "sweep.json"
+OPTUNA_DB = "optuna.db"
+SCHEDULERS = ("asha", "fifo")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class SweepOptions:
+    """The command line of ``paitune sweep``, as plain values."""
+
+    space: str | None = None  # preset name or YAML path; None: "default" (or the resumed sweep's)
+    out: str = "results"
+    name: str = "sweep"
+    num_samples: int | None = None
+    sampler: str = "tpe"
+    scheduler: str | None = None  # None: the space's scheduler
+    address: str | None = None
+    resume: bool = False
+    max_concurrent: int | None = None
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0
+    sets: list[str] = field(default_factory=list)
+    sampler_seed: int | None = 0
+    max_failures: int = 2
+    storage: str | None = None  # Tune's checkpoints and state; default: --out (local)
+    verbose: int = 1
+
+
+@dataclass
+class SweepPlan:
+    options: SweepOptions
+    space: Space
+    compiled: CompiledSpace
+    experiment_dir: Path
+    num_samples: int
+    max_concurrent: int
+    scheduler: str
+    search_params: list[str]
+    storage_path: str
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o.metric for o in self.space.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        return [o.mode for o in self.space.objectives]
+
+
+def _writable_dir(out: str) -> Path:
+    if "://" in out:
+        raise PaituneError(f"--out {out}: must be a local directory (put Tune's checkpoints on a URI with --storage)")
+    path = Path(out).expanduser().resolve()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PaituneError(f"--out {out}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PaituneError(f"--out {out}: {probe} is not writable; pick a directory you can write to")
+    return path
+
+
+def _check_data(space: Space, compiled: CompiledSpace) -> None:
+    """Vision datasets must be on disk before the sweep starts (nothing downloads mid-sweep)."""
+    from paitune.data.vision import VISION_DATASETS, resolve_data_root
+
+    datasets = {space.settings.get("dataset", TRIAL_DEFAULTS["dataset"])}
+    if "dataset" in space.params:
+        from paitune.spaces.check import possible_values
+
+        datasets = set(possible_values(space.params["dataset"]))
+    root = resolve_data_root(space.settings.get("data_root"))
+    for name in sorted(d for d in datasets if d in VISION_DATASETS):
+        spec = VISION_DATASETS[name]
+        missing = [f for f in spec.files if not (root / spec.folder / f).exists()]
+        if missing:
+            raise PaituneError(
+                f"dataset {name}: {root / spec.folder / missing[0]} not found; set data_root to the folder holding {spec.folder} (--set data_root=PATH)"
+            )
+
+
+def _search_params(space: Space) -> list[str]:
+    """Raw Optuna parameters that are not trial config keys (the searched allocation's)."""
+    family = space.allocation_search
+    if family is None:
+        return []
+    if not isinstance(family, PerLayerAllocation):
+        return [SLOPE_PARAM]
+    models = {space.settings.get("model", TRIAL_DEFAULTS["model"])}
+    if "model" in space.params:
+        from paitune.spaces.check import possible_values
+
+        models = set(possible_values(space.params["model"]))
+    dataset = space.settings.get("dataset", TRIAL_DEFAULTS["dataset"])
+    shape = tuple(space.settings.get("synthetic_shape", TRIAL_DEFAULTS["synthetic_shape"]))
+    classes = int(space.settings.get("synthetic_classes", TRIAL_DEFAULTS["synthetic_classes"]))
+    most = max(len(model_layer_shapes(m, dataset, shape, classes)) for m in models)
+    return [layer_param(i) for i in range(most)]
+
+
+def _read_manifest(experiment_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((experiment_dir / MANIFEST).read_text())
+    except (OSError, ValueError) as err:
+        raise PaituneError(f"--resume: cannot read {experiment_dir / MANIFEST}: {err}") from None
+
+
+def plan_sweep(options: SweepOptions) -> SweepPlan:
+    """Validate the space, the arguments and the output directory; start and write nothing."""
+    if not NAME_PATTERN.match(options.name or ""):
+        raise PaituneError(f"--name {options.name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit")
+    out = _writable_dir(options.out)
+    experiment_dir = out / options.name
+    holder = lock_holder(experiment_dir)
+    if holder is not None:
+        raise PaituneError(
+            f"sweep {options.name!r} is already running (pid {holder}); wait for it to finish or use another --name"
+        )
+    exists = (experiment_dir / MANIFEST).exists()
+    space_ref, sets = options.space or "default", list(options.sets)
+    if options.resume:
+        if not exists:
+            raise PaituneError(f"--resume: no sweep {options.name!r} under {out}; start it without --resume first")
+        manifest = _read_manifest(experiment_dir)
+        if options.space or options.sets:
+            raise PaituneError("--resume continues the sweep as it was planned; drop SPACE and --set")
+        saved = SweepOptions(**manifest["options"])
+        saved.resume, saved.address, saved.verbose = True, options.address, options.verbose
+        options = saved
+    elif exists:
+        raise PaituneError(
+            f"a sweep named {options.name!r} already exists under {out}; continue it with --resume or pick another --name"
+        )
+    if options.resume:
+        # The space as it was planned, not as the file or preset reads today.
+        space = build_space(manifest["space"], str(experiment_dir / MANIFEST))
+    else:
+        space = load_space(space_ref, sets)
+    compiled = compile_space(space)
+    if options.sampler not in SAMPLERS:
+        raise unknown_choice("sampler", options.sampler, SAMPLERS)
+    if options.sampler in SINGLE_OBJECTIVE_SAMPLERS and space.multi_objective:
+        raise PaituneError(f"--sampler {options.sampler} handles one objective; the space has {len(space.objectives)}: use nsga2 or tpe")
+    scheduler = options.scheduler or space.scheduler.type
+    if scheduler not in SCHEDULERS:
+        raise unknown_choice("scheduler", scheduler, SCHEDULERS)
+    num_samples = options.num_samples if options.num_samples is not None else space.num_samples
+    if num_samples < 1:
+        raise PaituneError(f"--num-samples must be >= 1, got {num_samples}")
+    if options.sampler == "grid":
+        points = len(compiled.grid_points())
+        num_samples = min(num_samples, points) if options.num_samples is not None else points
+    if not options.cpus_per_trial > 0:
+        raise PaituneError(f"--cpus-per-trial must be > 0, got {options.cpus_per_trial}")
+    if options.gpus_per_trial < 0:
+        raise PaituneError(f"--gpus-per-trial must be >= 0, got {options.gpus_per_trial}")
+    if options.gpus_per_trial > 0 and options.address is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PaituneError("--gpus-per-trial > 0 but this machine has no CUDA GPU; drop it or run on a cluster with --address")
+    if options.max_failures < 0:
+        raise PaituneError(f"--max-failures must be >= 0, got {options.max_failures}")
+    max_concurrent = options.max_concurrent or space.max_concurrent
+    if max_concurrent is None:
+        cpus = os.cpu_count() or 1
+        max_concurrent = max(1, int(cpus // options.cpus_per_trial)) if options.address is None else num_samples
+    if max_concurrent < 1:
+        raise PaituneError(f"--max-concurrent must be >= 1, got {max_concurrent}")
+    if options.address is None:
+        _check_data(space, compiled)
+    storage = options.storage or str(out)
+    return SweepPlan(
+        options=options,
+        space=space,
+        compiled=compiled,
+        experiment_dir=experiment_dir,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        scheduler=scheduler,
+        search_params=_search_params(space),
+        storage_path=storage,
+    )
+
+
+def _start_ray(address: str | None) -> bool:
+    """Start or join Ray; returns True when this process started it (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning", "log_to_driver": True}
+    try:
+        if address is None:
+            # A private single-machine cluster: every service on the loopback interface only.
+            ray.init(_node_ip_address="127.0.0.1", **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = "start one with `ray start --head` (or `ray up cluster.yaml`) or drop --address"
+        if "auth" in first.lower() or "token" in first.lower():
+            hint = "set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the cluster's token (see `ray get-auth-token`)"
+        raise PaituneError(f"cannot connect to Ray at {address or 'a new local instance'}: {first}; {hint}") from None
+    return True
+
+
+def build_searcher(plan: SweepPlan):
+    import optuna
+
+    from paitune.search.searcher import PaiOptunaSearch, make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{plan.experiment_dir / OPTUNA_DB}")
+    metric = plan.metrics if plan.space.multi_objective else plan.metrics[0]
+    mode = plan.modes if plan.space.multi_objective else plan.modes[0]
+    sampler = make_sampler(plan.options.sampler, seed=plan.options.sampler_seed, n_objectives=len(plan.metrics))
+    return PaiOptunaSearch(
+        plan.compiled, metric=metric, mode=mode, sampler=sampler, storage=storage,
+        study_name=plan.options.name, grid=plan.options.sampler == "grid",
+    )  # fmt: skip
+
+
+def build_scheduler(plan: SweepPlan):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if plan.scheduler == "fifo":
+        return FIFOScheduler()
+    settings = plan.space.scheduler
+    epochs = int(plan.space.settings.get("epochs", TRIAL_DEFAULTS["epochs"]))
+    return ASHAScheduler(
+        time_attr="epoch", metric=plan.metrics[0], mode=plan.modes[0], max_t=epochs,
+        grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
+    )  # fmt: skip
+
+
+def trial_dirname(trial) -> str:
+    """Short trial directories (Tune's default spells out the whole config)."""
+    return f"trial_{trial.trial_id}"
+
+
+def build_tuner(plan: SweepPlan):
+    from ray import tune
+
+    from paitune.search.rows import trials_schema
+    from paitune.search.sink import ParquetSink
+    from paitune.search.trainable import run_trial
+
+    proxies = list(plan.space.settings.get("proxies", TRIAL_DEFAULTS["proxies"]))
+    sink = ParquetSink(plan.experiment_dir, plan.options.name, trials_schema(plan.search_params, proxies), plan.search_params)
+    trainable = tune.with_resources(run_trial, {"cpu": plan.options.cpus_per_trial, "gpu": plan.options.gpus_per_trial})
+    reporter = tune.CLIReporter(
+        metric_columns={"epoch": "ep", plan.metrics[0]: plan.metrics[0]},
+        parameter_columns={k: k for k in ("method", "sparsity", "allocation", "control", SEED_PARAM)},
+        max_report_frequency=15,
+        print_intermediate_tables=True,
+    )
+    run_config = tune.RunConfig(
+        name=plan.options.name,
+        storage_path=plan.storage_path,
+        callbacks=[sink],
+        failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        progress_reporter=reporter,
+        verbose=plan.options.verbose,
+    )
+    if plan.options.resume:
+        path = f"{plan.storage_path.rstrip('/')}/{plan.options.name}"
+        if tune.Tuner.can_restore(path):
+            return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), sink
+    tune_config = tune.TuneConfig(
+        search_alg=build_searcher(plan),
+        scheduler=build_scheduler(plan),
+        num_samples=plan.num_samples,
+        max_concurrent_trials=plan.max_concurrent,
+        reuse_actors=True,
+        trial_dirname_creator=trial_dirname,
+    )
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), sink
+
+
+def _write_manifest(plan: SweepPlan) -> None:
+    manifest = {"options": asdict(plan.options), "space": plan.space.model_dump(mode="json")}
+    tmp = plan.experiment_dir / f".{MANIFEST}.tmp"
+    # No sort_keys: the order of params is the order they are sampled in.
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, plan.experiment_dir / MANIFEST)
+
+
+def execute_sweep(plan: SweepPlan):
+    """Run the planned sweep to the end under the experiment lock; returns Tune's ResultGrid."""
+    created = not plan.experiment_dir.exists()
+    # The old-style reporter prints the few columns we chose; the default new output engine would
+    # print every reported key of every trial.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Keeping one checkpoint per trial forces an experiment snapshot after each epoch's checkpoint
+    # (wanted: a resumed sweep then matches its checkpoints); Tune warns about it every time.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    lock = SweepLock(plan.experiment_dir, plan.options.name)
+    try:
+        try:
+            started = _start_ray(plan.options.address)
+        except PaituneError:
+            lock.release()
+            if created:
+                shutil.rmtree(plan.experiment_dir, ignore_errors=True)
+            raise
+        try:
+            if not plan.options.resume:
+                _write_manifest(plan)
+            tuner, _ = build_tuner(plan)
+            return tuner.fit()
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    finally:
+        lock.release()
+
+
+def run_sweep(plan: SweepPlan, *, stream=None) -> int:
+    """Run the planned sweep and print its summary; returns the exit status (1: no trial succeeded)."""
+    from paitune.search.summary import print_summary
+
+    grid = execute_sweep(plan)
+    return print_summary(plan.experiment_dir, grid, stream=stream or sys.stdout)

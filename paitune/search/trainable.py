@@ -1,0 +1,149 @@
+"""The Tune trial function: prepare (data, model, prune), then train and report once per epoch.
+
+One code path for every device: the trial runs on CUDA when Ray gave it a GPU, else on the CPU
+with as many torch threads as CPUs it was given. Its first report (after every start, also after a
+retry from a checkpoint) carries the prune-time facts: density, kept parameters, FLOPs, layer
+collapse, mask hash, per-layer densities, proxies, node, device, library versions, and the epochs
+run before the checkpoint. Every report carries one epoch's metrics and a checkpoint (model,
+masks, optimizer, scheduler, RNG, history) so a lost worker costs at most one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from paitune.search.rows import HISTORY_KEY, LAYERS_KEY, VERSIONS_KEY
+from paitune.search.searcher import EPOCH_KEY, MAX_EPOCHS_KEY, STATUS_KEY
+from paitune.spaces.config import config_hash, trial_config
+
+CHECKPOINT_FILE = "trial.pt"
+NAN = float("nan")
+
+
+def versions() -> dict[str, str]:
+    import optuna
+
+    import paitune
+
+    return {
+        "paitune": paitune.__version__,
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def assigned_device() -> tuple[str, int]:
+    """(device, torch threads) for the resources Ray assigned to this trial."""
+    resources = ray.get_runtime_context().get_assigned_resources() if ray.is_initialized() else {}
+    threads = max(1, int(resources.get("CPU", 1)))
+    gpus = ray.get_gpu_ids() if ray.is_initialized() else []
+    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs, so "cuda" is the first of them.
+    device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
+    return device, threads
+
+
+def prune_facts(prepared, device: str) -> dict[str, Any]:
+    report = prepared.report
+    layers = [
+        {"name": layer.name, "shape": list(layer.shape), "numel": int(layer.numel), "density": float(layer.density)}
+        for layer in report.layers
+    ]
+    facts = {
+        "density_achieved": float(report.density),
+        "params_kept": int(report.params_kept),
+        "params_total": int(report.params_total),
+        "flops_dense": int(report.flops_dense),
+        "flops_sparse": int(report.flops_sparse),
+        "collapsed": bool(report.collapsed),
+        "mask_hash": prepared.mask_hash,
+        "prune_seconds": float(prepared.prune_seconds),
+        "node": platform.node(),
+        "device": device,
+        LAYERS_KEY: json.dumps(layers),
+        VERSIONS_KEY: json.dumps(versions(), sort_keys=True),
+    }
+    facts.update({f"proxy_{name}": float(value) for name, value in (prepared.proxies or {}).items()})
+    return facts
+
+
+def _epoch_metrics(metrics) -> dict[str, float]:
+    return {
+        "train_loss": float(metrics.train_loss),
+        "val_loss": float(metrics.val_loss),
+        "val_acc": float(metrics.val_acc),
+        "test_acc": float(metrics.test_acc),
+        "seconds": float(metrics.seconds),
+    }
+
+
+def _restore(trainer, facts: dict[str, Any]) -> list[dict]:
+    """Load the latest checkpoint into ``trainer``; returns the epochs it had run."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return []
+    with checkpoint.as_directory() as folder:
+        # weights_only: a checkpoint is tensors and plain containers, never arbitrary pickles.
+        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location=trainer.device, weights_only=True)
+    if state["mask_hash"] != facts["mask_hash"]:
+        raise RuntimeError(
+            f"checkpoint mask {state['mask_hash']} differs from the re-pruned mask {facts['mask_hash']}: pruning is not deterministic"
+        )
+    trainer.load_state_dict(state["trainer"])
+    return list(state["trainer"].get("history", []))
+
+
+def _report(result: dict[str, Any], trainer, facts: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save({"trainer": trainer.state_dict(), "mask_hash": facts["mask_hash"]}, Path(folder) / CHECKPOINT_FILE)
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def run_trial(tune_config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: one PaI trial, reported per epoch."""
+    from paitune.search.pipeline import prepare_trial
+    from paitune.training import Diverged
+
+    # One INFO line per checkpoint (each epoch) from Ray's storage layer would drown the progress table.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    config = trial_config(tune_config)
+    device, threads = assigned_device()
+    torch.set_num_threads(threads)
+    prepared = prepare_trial(config, device=device)
+    trainer = prepared.trainer
+    facts = prune_facts(prepared, device)
+    history = _restore(trainer, facts)
+    # Every report carries what the objectives and the sink need; the first one adds the facts.
+    always = {
+        MAX_EPOCHS_KEY: int(config["epochs"]),
+        "config_hash": config_hash(config),
+        **{k: facts[k] for k in ("density_achieved", "params_kept", "flops_sparse")},
+    }
+    pending_first = {**facts, HISTORY_KEY: json.dumps(history)}
+    while trainer.epoch < config["epochs"]:
+        try:
+            metrics = _epoch_metrics(trainer.run_epoch())
+        except Diverged as diverged:
+            last = _epoch_metrics(diverged.last) if diverged.last is not None else dict.fromkeys(
+                ("train_loss", "val_loss", "val_acc", "test_acc", "seconds"), NAN
+            )
+            result = {**pending_first, **always, **last, EPOCH_KEY: trainer.epoch, STATUS_KEY: "diverged"}
+            result["diverged_at"] = int(diverged.epoch)
+            tune.report(result)
+            print(f"paitune: trial diverged at epoch {diverged.epoch} (loss NaN/inf)", file=sys.stderr)
+            return
+        status = "completed" if trainer.epoch >= config["epochs"] else "running"
+        result = {**pending_first, **always, **metrics, EPOCH_KEY: trainer.epoch, STATUS_KEY: status}
+        pending_first = {}
+        _report(result, trainer, facts)

@@ -1,0 +1,175 @@
+"""A validated space -> an Optuna define-by-run function that returns the full trial config.
+
+``CompiledSpace.define_by_run(trial)`` samples the parameters in the order the space lists them
+(skipping those whose ``when`` does not hold), then the seed, then the searched allocation if the
+trial drew ``allocation: searched``, and returns the resolved flat trial config. Ray's OptunaSearch
+accepts such a function as ``space=``. ``grid_points()`` enumerates the same tree for
+``--sampler grid``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Any
+
+from paitune.errors import PaituneError
+from paitune.spaces.allocation import depth_weights, searched_allocation
+from paitune.spaces.check import SEARCHED_ALLOCATION
+from paitune.spaces.config import resolve_config
+from paitune.spaces.schema import Categorical, DepthAllocation, Fixed, FloatRange, IntRange, PerLayerAllocation, Space
+
+SEED_PARAM = "seed"
+SLOPE_PARAM = "alloc_slope"
+
+
+def layer_param(index: int) -> str:
+    """Optuna name of the searched weight of the index-th prunable layer (input to output)."""
+    return f"alloc_{index:02d}"
+
+
+def dataset_signature(name: str, synthetic_shape: tuple[int, ...], synthetic_classes: int) -> tuple[tuple[int, ...], int]:
+    """(input_shape, num_classes) of a dataset, without loading it."""
+    from paitune.data.vision import VISION_DATASETS
+
+    if name in VISION_DATASETS:
+        spec = VISION_DATASETS[name]
+        return tuple(spec.input_shape), spec.num_classes
+    if name == "synthetic":
+        return tuple(synthetic_shape), int(synthetic_classes)
+    from paitune.data import load_dataset
+
+    bundle = load_dataset(name)  # the embedded digits: in memory, no files needed
+    return tuple(bundle.input_shape), bundle.num_classes
+
+
+@functools.lru_cache(maxsize=16)
+def model_layer_shapes(
+    model: str, dataset: str, synthetic_shape: tuple[int, ...] = (3, 32, 32), synthetic_classes: int = 10
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Prunable layer names and shapes of ``model`` built for ``dataset``, input to output."""
+    from paitune.models import build_model
+    from paitune.pruning import prunable_parameters
+
+    input_shape, num_classes = dataset_signature(dataset, synthetic_shape, synthetic_classes)
+    net = build_model(model, input_shape, num_classes, seed=0)
+    return tuple((name, tuple(p.shape)) for name, p in prunable_parameters(net).items())
+
+
+def iterative_defaults() -> dict[str, int]:
+    from paitune.pruning.api import DEFAULT_ITERATIONS
+
+    return dict(DEFAULT_ITERATIONS)
+
+
+def finalize(values: dict[str, Any]) -> dict[str, Any]:
+    """Resolve a trial config: defaults filled, ``iterations`` only where the method reads it."""
+    config = resolve_config(values)
+    defaults = iterative_defaults()
+    if config["method"] in defaults:
+        if config["iterations"] is None:
+            config["iterations"] = defaults[config["method"]]
+    else:
+        # Non-iterative methods ignore it; keeping a value would make equal runs hash differently.
+        config["iterations"] = None
+    return config
+
+
+def _active(param, values: dict[str, Any]) -> bool:
+    return all(values.get(ref) in allowed for ref, allowed in (param.when or {}).items())
+
+
+class CompiledSpace:
+    """A space ready for Optuna: the define-by-run function and the grid enumeration."""
+
+    def __init__(self, space: Space):
+        self.space = space
+        self.settings = dict(space.settings)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.space.seeds)
+
+    def _sample(self, trial, name: str, param) -> Any:
+        if isinstance(param, Categorical):
+            return trial.suggest_categorical(name, list(param.choices))
+        if isinstance(param, FloatRange):
+            return trial.suggest_float(name, param.low, param.high, log=param.log, step=param.step)
+        if isinstance(param, IntRange):
+            return trial.suggest_int(name, param.low, param.high, log=param.log, step=param.step)
+        if isinstance(param, Fixed):
+            return param.value
+        raise TypeError(f"unknown parameter type {type(param).__name__}")
+
+    def define_by_run(self, trial) -> dict[str, Any]:
+        """Sample one trial's values through ``trial.suggest_*`` and return its resolved config."""
+        values = dict(self.settings)
+        for name, param in self.space.params.items():
+            if _active(param, values):
+                values[name] = self._sample(trial, name, param)
+        values["seed"] = trial.suggest_categorical(SEED_PARAM, self.seeds)
+        if values.get("allocation") == SEARCHED_ALLOCATION:
+            values["allocation"] = self._searched_allocation(trial, values)
+        return finalize(values)
+
+    __call__ = define_by_run
+
+    def _searched_allocation(self, trial, values: dict[str, Any]) -> dict[str, float]:
+        family = self.space.allocation_search
+        base = finalize({k: v for k, v in values.items() if k != "allocation"})
+        shapes = dict(
+            model_layer_shapes(base["model"], base["dataset"], tuple(base["synthetic_shape"]), base["synthetic_classes"])
+        )
+        layers = list(shapes)
+        if isinstance(family, PerLayerAllocation):
+            weights = {
+                name: trial.suggest_float(layer_param(i), family.low, family.high, log=family.log)
+                for i, name in enumerate(layers)
+            }
+        elif isinstance(family, DepthAllocation):
+            weights = depth_weights(layers, trial.suggest_float(SLOPE_PARAM, family.low, family.high))
+        else:
+            raise TypeError(f"unknown allocation family {type(family).__name__}")
+        return searched_allocation(shapes, base["sparsity"], weights)
+
+    def _grid_values(self, name: str, param) -> list[Any]:
+        if isinstance(param, Categorical):
+            return list(param.choices)
+        if isinstance(param, Fixed):
+            return [param.value]
+        if isinstance(param, IntRange):
+            if param.log:
+                raise PaituneError(f"--sampler grid: params.{name} is a log-scale int range; list its values (type: categorical)")
+            return list(range(param.low, param.high + 1, param.step))
+        if isinstance(param, FloatRange):
+            if param.step is None:
+                raise PaituneError(
+                    f"--sampler grid: params.{name} is a continuous range; give it a step or list its values (type: categorical)"
+                )
+            count = int(math.floor((param.high - param.low) / param.step + 1e-9)) + 1
+            return [param.low + i * param.step for i in range(count)]
+        raise TypeError(f"unknown parameter type {type(param).__name__}")
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the sampled parameters (Optuna names -> values), seeds innermost."""
+        if self.space.allocation_search is not None:
+            raise PaituneError("--sampler grid cannot enumerate a searched allocation; use tpe, random, cmaes or gp")
+        points: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, dict(self.settings))]
+        for name, param in self.space.params.items():
+            grown = []
+            for optuna_params, values in points:
+                if not _active(param, values):
+                    grown.append((optuna_params, values))
+                    continue
+                for v in self._grid_values(name, param):
+                    p = dict(optuna_params)
+                    if not isinstance(param, Fixed):
+                        p[name] = v
+                    grown.append((p, {**values, name: v}))
+            points = grown
+        return [{**p, SEED_PARAM: seed} for (p, _), seed in itertools.product(points, self.seeds)]
+
+
+def compile_space(space: Space) -> CompiledSpace:
+    return CompiledSpace(space)

@@ -1,0 +1,99 @@
+"""The trial config: the flat dict of resolved values one trial runs with, and its content hash.
+
+Every key ``paitune.search.pipeline.prepare_trial`` accepts is listed in ``TRIAL_DEFAULTS`` with the
+value a space gets when it says nothing about that key, so a trial config is always complete and two
+configs that run the same experiment hash the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+TRIAL_DEFAULTS: dict[str, Any] = {
+    "dataset": "digits",
+    "data_root": None,
+    "synthetic_shape": [3, 32, 32],  # only the synthetic dataset reads these two
+    "synthetic_classes": 10,
+    "model": "mlp",
+    "method": "random",
+    "sparsity": 0.9,
+    "allocation": "global",
+    "control": "none",
+    "iterations": None,  # only iterative methods use it; None = the method's own default
+    "schedule": "exponential",
+    "prune_batches": 1,
+    "prune_batch_size": 256,
+    "seed": 0,
+    "epochs": 10,
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "lr_schedule": "cosine",
+    "proxies": [],
+}
+TRIAL_KEYS = tuple(TRIAL_DEFAULTS)
+
+# Methods that prune over several rounds and therefore read ``iterations`` and ``schedule``.
+ITERATIVE_METHODS = ("synflow", "iterative_snip")
+
+# Keep in step with paitune.search.pipeline.TRIAL_DEFAULTS: a test checks the two agree.
+
+# Keys that must hold whole numbers, and keys that must hold real numbers.
+INT_KEYS = ("iterations", "prune_batches", "prune_batch_size", "seed", "epochs", "batch_size", "synthetic_classes")
+FLOAT_KEYS = ("sparsity", "lr", "momentum", "weight_decay")
+
+
+def resolve_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill every default in, in the canonical key order; unknown keys are a programming error."""
+    unknown = sorted(set(values) - set(TRIAL_KEYS))
+    if unknown:
+        raise KeyError(f"not trial config keys: {unknown}")
+    config = {key: values.get(key, default) for key, default in TRIAL_DEFAULTS.items()}
+    for key in FLOAT_KEYS:
+        if config[key] is not None:
+            config[key] = float(config[key])
+    for key in INT_KEYS:
+        if config[key] is not None:
+            config[key] = int(config[key])
+    config["proxies"] = list(config["proxies"] or [])
+    config["synthetic_shape"] = [int(d) for d in config["synthetic_shape"]]
+    if isinstance(config["allocation"], Mapping):
+        config["allocation"] = {str(k): float(v) for k, v in config["allocation"].items()}
+    return config
+
+
+def trial_config(tune_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial config inside a Tune config, which also carries the searcher's raw parameters."""
+    return resolve_config({key: tune_config[key] for key in TRIAL_KEYS if key in tune_config})
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the same config always gives the same text."""
+
+    def default(obj):
+        # numpy scalars and the like arrive from samplers; store their Python value.
+        if hasattr(obj, "item"):
+            return obj.item()
+        raise TypeError(f"not JSON-serializable: {obj!r}")
+
+    def finite(obj):
+        if isinstance(obj, float) and not math.isfinite(obj):
+            return repr(obj)
+        if isinstance(obj, dict):
+            return {k: finite(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [finite(v) for v in obj]
+        return obj
+
+    return json.dumps(finite(value), sort_keys=True, separators=(",", ":"), default=default)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 of the config's canonical JSON, first 16 hex characters."""
+    return hashlib.sha256(canonical_json(dict(config)).encode("utf-8")).hexdigest()[:16]

@@ -1,0 +1,266 @@
+"""Search spaces: presets, compilation to Optuna, conditionals, searched allocations, bad input."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import optuna
+import pytest
+
+from paitune.errors import PaituneError
+from paitune.spaces import (
+    TRIAL_DEFAULTS,
+    TRIAL_KEYS,
+    compile_space,
+    config_hash,
+    list_presets,
+    load_space,
+    load_space_text,
+)
+from paitune.spaces.allocation import depth_weights, scale_to_budget, searched_allocation
+from paitune.spaces.check import check_value
+from paitune.spaces.compile import model_layer_shapes
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PRESETS = ("default", "sanity", "allocation", "zero_cost", "cifar")
+
+
+def _configs(compiled, n, seed=0):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append((trial, compiled.define_by_run(trial)))
+    return out
+
+
+def test_every_preset_ships_and_validates():
+    assert set(PRESETS) <= set(list_presets())
+    for name in PRESETS:
+        space = load_space(name)
+        assert space.name == name and space.description
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_compile_to_complete_valid_configs(name):
+    compiled = compile_space(load_space(name))
+    for _, config in _configs(compiled, 15):
+        assert list(config) == list(TRIAL_KEYS)  # every default filled in, canonical order
+        for key, value in config.items():
+            if key != "allocation" or not isinstance(value, dict):
+                check_value(key, value)
+        assert config["seed"] in compiled.seeds
+
+
+def test_trial_defaults_match_the_pipeline():
+    from paitune.search.pipeline import TRIAL_DEFAULTS as PIPELINE_DEFAULTS
+
+    assert set(TRIAL_DEFAULTS) == set(PIPELINE_DEFAULTS)
+
+
+def test_config_hash_is_16_hex_and_order_independent():
+    config = dict(TRIAL_DEFAULTS)
+    h = config_hash(config)
+    assert len(h) == 16 and int(h, 16) >= 0
+    assert config_hash(dict(reversed(list(config.items())))) == h
+    assert config_hash({**config, "seed": 1}) != h
+
+
+def test_default_preset_covers_the_core_axes():
+    space = load_space("default")
+    assert set(space.params["method"].choices) == {"random", "magnitude", "snip", "grasp", "synflow", "iterative_snip"}
+    assert {"global", "uniform", "erk"} <= set(space.params["allocation"].choices)
+    assert set(space.params["control"].choices) == {"none", "shuffle", "reinit", "invert"}
+    assert len(space.params["sparsity"].choices) >= 3
+    assert space.scheduler.type == "asha"
+
+
+def test_conditional_iterations_only_for_iterative_methods():
+    compiled = compile_space(load_space("default"))
+    seen = set()
+    for trial, config in _configs(compiled, 60):
+        iterative = config["method"] in ("synflow", "iterative_snip")
+        assert ("iterations" in trial.params) == iterative
+        if iterative:
+            assert 5 <= config["iterations"] <= 50
+        else:
+            assert config["iterations"] is None
+        seen.add(config["method"])
+    assert {"synflow", "random"} <= seen
+
+
+def test_seed_replicate_axis_and_settings_override():
+    space = load_space("default", ["epochs=2", "method=snip", "seed=[3, 4]"])
+    assert space.settings["epochs"] == 2 and "method" not in space.params
+    assert space.seeds == [3, 4]
+    for _, config in _configs(compile_space(space), 10):
+        assert config["method"] == "snip" and config["epochs"] == 2 and config["seed"] in (3, 4)
+
+
+def test_scale_to_budget_hand_checked():
+    # c * (1*100 + 3*100) = 0.5 * 200  ->  c = 0.25
+    assert scale_to_budget({"a": 100, "b": 100}, {"a": 1.0, "b": 3.0}, 0.5) == pytest.approx({"a": 0.25, "b": 0.75})
+    # b would get 10 * 120/1100 > 1: made dense (100 weights), a keeps the remaining 20 of 100
+    assert scale_to_budget({"a": 100, "b": 100}, {"a": 1.0, "b": 10.0}, 0.6) == pytest.approx({"a": 0.2, "b": 1.0})
+    assert scale_to_budget({"a": 10}, {"a": 2.0}, 1.0) == {"a": 1.0}
+
+
+def test_depth_weights_follow_the_slope():
+    w = depth_weights(["l0", "l1", "l2"], 2.0)
+    assert w["l0"] == pytest.approx(1.0) and w["l2"] == pytest.approx(math.e**2)
+    assert w["l0"] < w["l1"] < w["l2"]
+
+
+def test_searched_allocation_meets_the_sparsity_exactly():
+    space = load_space("allocation")
+    compiled = compile_space(space)
+    shapes = dict(model_layer_shapes("cnn", "digits"))
+    sizes = {n: math.prod(s) for n, s in shapes.items()}
+    searched = 0
+    for trial, config in _configs(compiled, 40, seed=3):
+        if not isinstance(config["allocation"], dict):
+            assert not any(p.startswith("alloc_") for p in trial.params)
+            continue
+        searched += 1
+        densities = config["allocation"]
+        assert list(densities) == list(shapes)
+        assert all(0.0 <= d <= 1.0 for d in densities.values())
+        kept = sum(densities[n] * sizes[n] for n in sizes)
+        assert kept / sum(sizes.values()) == pytest.approx(1 - config["sparsity"], rel=1e-9)
+        assert sum(p.startswith("alloc_") for p in trial.params) == len(shapes)
+    assert searched > 0
+
+
+def test_searched_allocation_reaches_prune():
+    import torch
+
+    from paitune.models import build_model
+    from paitune.pruning import prune
+
+    shapes = dict(model_layer_shapes("mlp", "digits"))
+    weights = {n: float(i + 1) for i, n in enumerate(shapes)}
+    densities = searched_allocation(shapes, 0.8, weights)
+    model = build_model("mlp", (1, 8, 8), 10, seed=0)
+    masks = prune(model, "magnitude", sparsity=0.8, allocation=densities)
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    assert abs(kept / total - 0.2) < 0.01
+    for name, mask in masks.items():
+        assert float(mask.float().mean()) == pytest.approx(densities[name], abs=1.0 / mask.numel() + 1e-9)
+    assert isinstance(masks[next(iter(masks))], torch.Tensor)
+
+
+def test_grid_points_respect_conditions():
+    space = load_space_text(
+        """
+settings: {epochs: 2}
+params:
+  method: {type: categorical, choices: [magnitude, synflow]}
+  iterations: {type: categorical, choices: [10, 20], when: {method: [synflow]}}
+  lr: {type: float, low: 0.01, high: 0.03, step: 0.01}
+seeds: [0, 1]
+"""
+    )
+    points = compile_space(space).grid_points()
+    # (magnitude + synflow x 2 iterations) x 3 lrs x 2 seeds
+    assert len(points) == 3 * 3 * 2
+    assert all(("iterations" in p) == (p["method"] == "synflow") for p in points)
+    assert len({tuple(sorted(p.items())) for p in points}) == len(points)
+    assert len(compile_space(load_space("sanity")).grid_points()) == 96
+
+
+MALFORMED = [
+    ("params: {method: {type: categorical, choices: [snip]}\n", "invalid YAML"),
+    ("- just\n- a list\n", "must be a YAML mapping"),
+    ("", "empty"),
+    ("setings: {epochs: 2}\n", "setings: unknown key"),
+    ("params: {method: {type: categorical, choices: [snip], colour: red}}\n", "params.method.colour: unknown key"),
+    ("params: {method: {type: categorical, choices: []}}\n", "params.method.choices"),
+    ("params: {sparsity: {type: categorical, choices: [0.5, 1.0]}}\n", "sparsity must be in [0, 1)"),
+    ("params: {sparsity: {type: float, low: -0.1, high: 0.9}}\n", "sparsity must be in [0, 1)"),
+    ("params: {lr: {type: float, low: 0, high: 0.1, log: true}}\n", "log-scale range needs low > 0"),
+    ("params: {lr: {type: float, low: 0.1, high: 0.01}}\n", "low must be < high"),
+    ("params: {method: {type: categorical, choices: [snap]}}\n", "unknown method 'snap'"),
+    ("settings: {model: resnet7}\n", "unknown model 'resnet7'"),
+    ("settings: {dataset: imagenet}\n", "unknown dataset 'imagenet'"),
+    ("settings: {epochs: two}\n", "epochs must be an integer"),
+    ("settings: {colour: red}\n", "unknown setting 'colour'"),
+    ("params: {iterations: {type: int, low: 5, high: 9, when: {methd: [synflow]}}}\n", "condition on unknown parameter 'methd'"),
+    (
+        "params:\n  method: {type: categorical, choices: [snip, synflow]}\n"
+        "  iterations: {type: int, low: 5, high: 9, when: {method: [grasp]}}\n",
+        "'grasp' is not a value of 'method'",
+    ),
+    ("params: {method: {type: uniform, choices: [snip]}}\n", "choose one of: categorical, float, int, fixed"),
+    ("params: {epochs: {type: int, low: 1, high: 5}}\n", "epochs is the training budget"),
+    ("params: {seed: {type: categorical, choices: [0, 1]}}\n", "seeds are a replicate axis"),
+    ("params: {allocation: {type: categorical, choices: [global, searched]}}\n", "needs an allocation_search"),
+    ("allocation_search: {family: per_layer}\n", "no trial uses it"),
+    ("settings: {epochs: 3}\nscheduler: {max_t: 5}\n", "scheduler.max_t (5) must equal settings.epochs (3)"),
+    ("scheduler: {reduction_factor: 1}\n", "scheduler.reduction_factor"),
+    ("seeds: []\n", "seeds"),
+    ("objectives: [{metric: accuracy, mode: max}]\n", "objectives[0].metric"),
+    ("settings: {proxies: [snip, nope]}\n", "unknown proxy 'nope'"),
+    ("params: {method: {type: float, low: 0.1, high: 0.2}}\n", "takes names, not numbers"),
+    ("settings: {lr: 0.1}\nparams: {lr: {type: float, low: 0.01, high: 0.1}}\n", "also set under settings"),
+]
+
+
+@pytest.mark.parametrize("text,expected", MALFORMED, ids=[e for _, e in MALFORMED])
+def test_malformed_spaces_get_one_clear_line(text, expected):
+    with pytest.raises(PaituneError) as info:
+        load_space_text(text, "bad.yaml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("bad.yaml")
+    assert expected in message, message
+
+
+def test_yaml_error_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("settings:\n  epochs: 2\n  lr: [0.1\n")
+    with pytest.raises(PaituneError, match=r"broken.yaml: line \d+"):
+        load_space(str(path))
+
+
+@pytest.mark.parametrize(
+    "ref,sets,expected",
+    [
+        ("no_such_preset", [], "unknown space"),
+        ("missing.yaml", [], "does not exist"),
+        ("default", ["epochs"], "expected key=value"),
+        ("default", ["sparsity=1.5"], "sparsity must be in [0, 1)"),
+        ("default", ["scheduler.grace_period=0"], "scheduler.grace_period"),
+    ],
+)
+def test_bad_references_and_overrides(ref, sets, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PaituneError) as info:
+        load_space(ref, sets)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def _cli(argv):
+    from paitune.cli import spaces as spaces_cli
+
+    parser = argparse.ArgumentParser(prog="paitune")
+    spaces_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_list_show_check(tmp_path, capsys):
+    assert _cli(["spaces", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in PRESETS)
+    assert _cli(["spaces", "show", "default"]) == 0
+    shown = capsys.readouterr().out
+    path = tmp_path / "copy.yaml"
+    path.write_text(shown)
+    assert _cli(["spaces", "check", str(path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("ok")
+    path.write_text("settings: {method: snap}\n")
+    with pytest.raises(PaituneError, match="unknown method 'snap'"):
+        _cli(["spaces", "check", str(path)])

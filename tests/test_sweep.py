@@ -1,0 +1,355 @@
+"""The search side: honest Optuna states, the Parquet sink, sweep validation, and a real sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pandas as pd
+import pyarrow.dataset as pads
+import pytest
+from optuna.trial import TrialState
+
+from paitune.errors import PaituneError
+from paitune.search.lock import SweepLock
+from paitune.search.parquet_io import write_table_atomic
+from paitune.search.rows import trials_schema
+from paitune.search.searcher import PaiOptunaSearch, trial_outcome
+from paitune.search.sink import ParquetSink
+from paitune.search.sweep import SweepOptions, plan_sweep
+from paitune.spaces import compile_space, config_hash, load_space_text, trial_config
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SMALL_SPACE = """
+name: small
+settings: {dataset: digits, model: mlp, epochs: 3, batch_size: 64, lr: 0.05, proxies: [grad_norm, synflow]}
+params:
+  method: {type: categorical, choices: [random, magnitude, snip]}
+  sparsity: {type: categorical, choices: [0.5, 0.9, 0.995]}
+  control: {type: categorical, choices: [none, shuffle]}
+seeds: [0, 1]
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+num_samples: 8
+"""
+
+
+def _searcher(seeds="[0]", **kwargs):
+    space = load_space_text(SMALL_SPACE.replace("seeds: [0, 1]", f"seeds: {seeds}"))
+    return PaiOptunaSearch(
+        compile_space(space), metric="val_acc", mode="max", sampler=optuna.samplers.RandomSampler(seed=0), **kwargs
+    )
+
+
+def _result(epoch, acc, max_epochs=3, status="running"):
+    return {"epoch": epoch, "val_acc": acc, "max_epochs": max_epochs, "pai_status": status, "training_iteration": epoch}
+
+
+def test_trial_outcome_table():
+    assert trial_outcome(_result(3, 0.9), error=False) == "completed"
+    assert trial_outcome(_result(1, 0.2), error=False) == "stopped"
+    assert trial_outcome(_result(1, 0.2, status="diverged"), error=False) == "diverged"
+    assert trial_outcome(_result(2, 0.2), error=True) == "failed"
+    assert trial_outcome(None, error=False) == "stopped"
+
+
+def test_asha_stopped_trials_reach_optuna_as_pruned_with_intermediate_values():
+    searcher = _searcher()
+    for tid in ("full", "cut", "boom", "nan"):
+        assert searcher.suggest(tid)["method"] in ("random", "magnitude", "snip")
+    for epoch, acc in ((1, 0.5), (2, 0.7)):
+        searcher.on_trial_result("full", _result(epoch, acc))
+    searcher.on_trial_complete("full", _result(3, 0.8))
+    # ASHA stops "cut" on its first rung: Tune passes that result to on_trial_complete only.
+    searcher.on_trial_complete("cut", _result(1, 0.1))
+    searcher.on_trial_result("boom", _result(1, 0.3))
+    searcher.on_trial_complete("boom", None, error=True)
+    searcher.on_trial_complete("nan", _result(0, float("nan"), status="diverged"))
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in searcher.study.trials}
+    full, cut, boom, nan = (by_tune_id[k] for k in ("full", "cut", "boom", "nan"))
+    assert full.state == TrialState.COMPLETE and full.value == 0.8
+    assert full.intermediate_values == {1: 0.5, 2: 0.7, 3: 0.8}
+    assert cut.state == TrialState.PRUNED and cut.intermediate_values == {1: 0.1}
+    assert cut.value == 0.1  # Optuna records the last intermediate value of a pruned trial
+    assert boom.state == TrialState.FAIL and boom.user_attrs["pai_status"] == "failed"
+    assert nan.state == TrialState.FAIL and nan.user_attrs["pai_status"] == "diverged"
+    # a late duplicate completion changes nothing
+    searcher.on_trial_complete("cut", _result(3, 0.99))
+    assert searcher.study.trials[cut.number].state == TrialState.PRUNED
+
+
+def test_multi_objective_completion_and_pruning():
+    space = load_space_text(SMALL_SPACE + "objectives: [{metric: val_acc, mode: max}, {metric: density_achieved, mode: min}]\n")
+    searcher = PaiOptunaSearch(
+        compile_space(space), metric=["val_acc", "density_achieved"], mode=["max", "min"],
+        sampler=optuna.samplers.NSGAIISampler(seed=0),
+    )  # fmt: skip
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", {**_result(3, 0.9), "density_achieved": 0.1})
+    searcher.on_trial_complete("b", {**_result(1, 0.2), "density_achieved": 0.5})
+    a, b = searcher.study.trials
+    assert a.state == TrialState.COMPLETE and a.values == [0.9, 0.1]
+    assert b.state == TrialState.PRUNED
+
+
+def test_seeds_are_replicates_of_one_sampled_config():
+    searcher = _searcher(seeds="[0, 1, 2]")
+    configs = [searcher.suggest(f"t{i}") for i in range(6)]
+    for group in (configs[:3], configs[3:]):
+        assert sorted(c["seed"] for c in group) == [0, 1, 2]
+        drop_seed = [{k: v for k, v in c.items() if k != "seed"} for c in group]
+        assert drop_seed[0] == drop_seed[1] == drop_seed[2]
+        assert len({config_hash(trial_config(c)) for c in group}) == 3
+
+
+def test_grid_sampler_enqueues_every_point_once():
+    searcher = _searcher(seeds="[0, 1]", grid=True)
+    configs = [searcher.suggest(f"g{i}") for i in range(3 * 3 * 2 * 2)]
+    keys = {(c["method"], c["sparsity"], c["control"], c["seed"]) for c in configs}
+    assert len(keys) == 36
+
+
+# ---- the Parquet sink ---------------------------------------------------------------------------
+
+
+def _fake_trial(trial_id, config, error=None):
+    return SimpleNamespace(trial_id=trial_id, config=config, last_result={}, get_error=lambda: error)
+
+
+def _first_facts():
+    layers = [{"name": "a.weight", "shape": [4, 2], "numel": 8, "density": 0.5},
+              {"name": "b.weight", "shape": [2, 4], "numel": 8, "density": 0.25}]  # fmt: skip
+    return {"density_achieved": 0.375, "params_kept": 6, "params_total": 16, "flops_dense": 32, "flops_sparse": 12,
+            "collapsed": False, "mask_hash": "abc", "prune_seconds": 0.1, "node": "n", "device": "cpu",
+            "layers_json": json.dumps(layers), "versions_json": "{}", "history_json": "[]",
+            "proxy_grad_norm": 1.5, "proxy_synflow": 2.5}  # fmt: skip
+
+
+def _epoch(epoch, acc, max_epochs=3):
+    return {**_result(epoch, acc, max_epochs), "train_loss": 1.0 / epoch, "val_loss": 2.0 / epoch, "test_acc": acc - 0.01,
+            "seconds": 0.5}  # fmt: skip
+
+
+def _sink(tmp_path):
+    schema = trials_schema([], ["grad_norm", "synflow"])
+    return ParquetSink(tmp_path / "exp", "exp", schema, [])
+
+
+def _feed(sink, trial, epochs):
+    for i, acc in enumerate(epochs, start=1):
+        result = _epoch(i, acc)
+        if i == 1:
+            result.update(_first_facts())
+        sink.on_trial_result(0, [], trial, result)
+
+
+def test_sink_writes_three_tables_once_per_trial(tmp_path):
+    import duckdb
+
+    sink = _sink(tmp_path)
+    config = {**trial_config({"method": "snip", "epochs": 3, "proxies": ["grad_norm", "synflow"]})}
+    done, cut = _fake_trial("t_done", config), _fake_trial("t_cut", {**config, "seed": 1})
+    _feed(sink, done, [0.5, 0.6, 0.7])
+    _feed(sink, cut, [0.2])
+    sink.on_trial_complete(0, [], done)
+    sink.on_trial_complete(0, [], cut)
+    failed = _fake_trial("t_fail", {**config, "seed": 2}, error="Traceback...\n  ...\nValueError: boom\n")
+    sink.on_trial_error(0, [], failed)
+    root = tmp_path / "exp"
+    trials = pd.read_parquet(root / "trials").set_index("trial_id")
+    assert trials.loc["t_done", "status"] == "completed" and trials.loc["t_cut", "status"] == "stopped"
+    assert trials.loc["t_fail", "status"] == "failed" and trials.loc["t_fail", "error"] == "ValueError: boom"
+    assert trials.loc["t_done", "epochs_run"] == 3 and trials.loc["t_done", "best_val_acc"] == 0.7
+    assert trials.loc["t_cut", "val_acc"] == 0.2 and trials.loc["t_done", "proxy_synflow"] == 2.5
+    assert trials.loc["t_done", "config_hash"] == config_hash(config)
+    assert json.loads(trials.loc["t_done", "config_json"]) == config
+    epochs = pd.read_parquet(root / "epochs")
+    assert sorted(epochs[epochs.trial_id == "t_done"].epoch) == [1, 2, 3]
+    layers = pd.read_parquet(root / "layers")
+    assert list(layers[layers.trial_id == "t_done"]["shape"]) == ["4x2", "2x4"]
+    # every reader sees the same rows
+    assert pads.dataset(root / "trials").count_rows() == 3
+    assert duckdb.sql(f"select count(*) from '{root}/epochs/*.parquet'").fetchall() == [(4,)]
+    # columns are identical in every file, so the tables read whole
+    assert set(trials.columns) >= {"lr", "epochs", "proxy_grad_norm", "proxy_synflow"}
+
+    # Writing a trial again (a resumed driver) replaces its files: no duplicate rows.
+    _feed(sink, done, [0.5, 0.6, 0.7])
+    sink.on_trial_complete(0, [], done)
+    assert len(pd.read_parquet(root / "trials")) == 3
+    assert len(pd.read_parquet(root / "epochs")) == 4
+    assert not list(root.rglob(".tmp-*"))
+
+
+def test_sink_history_from_a_restored_trial_fills_earlier_epochs(tmp_path):
+    sink = _sink(tmp_path)
+    trial = _fake_trial("t", trial_config({"epochs": 3}))
+    history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0, "val_acc": 0.4, "test_acc": 0.39, "seconds": 0.5}]
+    sink.on_trial_result(0, [], trial, {**_epoch(2, 0.5), **_first_facts(), "history_json": json.dumps(history)})
+    sink.on_trial_result(0, [], trial, _epoch(3, 0.6))
+    restored = ParquetSink(tmp_path / "exp", "exp", sink.schema, [])
+    restored.set_state(sink.get_state())  # what Tune restores into a resumed driver
+    restored.on_trial_complete(0, [], trial)
+    epochs = pd.read_parquet(tmp_path / "exp" / "epochs")
+    assert list(epochs.sort_values("epoch").val_acc) == [0.4, 0.5, 0.6]
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"x": [1, 2]})
+    write_table_atomic(table, tmp_path, "t1")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", crash)
+    with pytest.raises(OSError):
+        write_table_atomic(pa.table({"x": [3]}), tmp_path, "t1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t1.parquet"]
+    assert pd.read_parquet(tmp_path / "t1.parquet").x.tolist() == [1, 2]  # the old file is intact
+
+
+# ---- validation before anything starts ----------------------------------------------------------
+
+
+def _plan(tmp_path, **kwargs):
+    options = SweepOptions(**{"space": "default", "out": str(tmp_path / "out"), "name": "s", **kwargs})
+    return plan_sweep(options)
+
+
+@pytest.mark.parametrize(
+    "kwargs,expected",
+    [
+        ({"sampler": "bayes"}, "unknown sampler 'bayes'"),
+        ({"scheduler": "hyperband"}, "unknown scheduler 'hyperband'"),
+        ({"resume": True}, "--resume: no sweep 's'"),
+        ({"name": "../x"}, "--name"),
+        ({"num_samples": 0}, "--num-samples must be >= 1"),
+        ({"cpus_per_trial": 0}, "--cpus-per-trial must be > 0"),
+        ({"max_concurrent": -1}, "--max-concurrent must be >= 1"),
+        ({"sets": ["sparsity=1.0"]}, "sparsity must be in [0, 1)"),
+        ({"space": "nope.yaml"}, "does not exist"),
+        ({"sampler": "cmaes", "sets": ["objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"]},
+         "handles one objective"),
+        ({"sets": ["dataset=cifar10", "data_root=/nonexistent/data"]}, "not found; set data_root"),
+        ({"sampler": "grid", "space": "zero_cost"}, "continuous range"),
+    ],
+)
+def test_bad_sweep_input_is_rejected_before_anything_is_written(tmp_path, kwargs, expected, monkeypatch):
+    import ray
+
+    def no_ray(*args, **kw):
+        raise AssertionError("planning a sweep must not start Ray")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    with pytest.raises(PaituneError) as info:
+        _plan(tmp_path, **kwargs)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_and_names_in_use(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PaituneError, match="is not a directory"):
+        plan_sweep(SweepOptions(out=str(blocker / "sub"), name="s"))
+    with pytest.raises(PaituneError, match="local directory"):
+        plan_sweep(SweepOptions(out="s3://bucket/x", name="s"))
+    lock = SweepLock(tmp_path / "out" / "busy", "busy")
+    try:
+        with pytest.raises(PaituneError, match="already running"):
+            _plan(tmp_path, name="busy")
+    finally:
+        lock.release()
+    (tmp_path / "out" / "done").mkdir(parents=True)
+    (tmp_path / "out" / "done" / "sweep.json").write_text("{}")
+    with pytest.raises(PaituneError, match="already exists"):
+        _plan(tmp_path, name="done")
+
+
+def test_grid_plan_counts_the_points(tmp_path):
+    plan = _plan(tmp_path, space="sanity", sampler="grid")
+    assert plan.num_samples == 96
+
+
+# ---- one real sweep -----------------------------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
+    from paitune.search.sweep import execute_sweep
+    from paitune.search.summary import print_summary
+
+    space_file = tmp_path / "small.yaml"
+    space_file.write_text(SMALL_SPACE)
+    plan = plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name="real", sampler="random",
+                                   max_concurrent=2, verbose=0))  # fmt: skip
+    grid = execute_sweep(plan)
+    root = tmp_path / "real"
+    assert len(grid) == 8 and not grid.errors
+    trials = pd.read_parquet(root / "trials").set_index("trial_id")
+    epochs = pd.read_parquet(root / "epochs")
+    layers = pd.read_parquet(root / "layers")
+    assert sorted(trials.index) == sorted(r.metrics["trial_id"] for r in grid)
+    for result in grid:
+        tid, last = result.metrics["trial_id"], result.metrics
+        row = trials.loc[tid]
+        assert row.experiment == "real" and row.config_hash == last["config_hash"]
+        assert row.epochs_run == last["epoch"] and row.val_acc == pytest.approx(last["val_acc"])
+        assert row.status == ("completed" if last["epoch"] == 3 else "stopped")
+        assert row.method == result.config["method"] and row.seed == result.config["seed"]
+        history = result.metrics_dataframe.sort_values("epoch")
+        mine = epochs[epochs.trial_id == tid].sort_values("epoch")
+        assert list(mine.epoch) == list(history.epoch)
+        assert mine.val_acc.tolist() == pytest.approx(history.val_acc.tolist())
+        assert mine.train_loss.tolist() == pytest.approx(history.train_loss.tolist())
+        assert row.best_val_acc == pytest.approx(history.val_acc.max())
+        first = history.iloc[0]
+        assert row.mask_hash == first["mask_hash"] and row.params_kept == first["params_kept"]
+        assert row.proxy_synflow == pytest.approx(first["proxy_synflow"])
+        mine_layers = layers[layers.trial_id == tid]
+        assert len(mine_layers) == 3  # the MLP's three Linear weights
+        kept = (mine_layers.density * mine_layers.numel).sum()
+        assert kept / mine_layers.numel.sum() == pytest.approx(row.density_achieved)
+        assert math.isclose(row.density_achieved, 1 - row.sparsity, abs_tol=0.01)
+    assert (trials.status == "stopped").sum() >= 1  # ASHA cut some trials
+    assert (trials.status == "completed").sum() >= 1
+
+    study = optuna.load_study(study_name="real", storage=f"sqlite:///{root / 'optuna.db'}")
+    states = {t.user_attrs["tune_trial_id"]: t for t in study.trials if "tune_trial_id" in t.user_attrs}
+    assert sorted(states) == sorted(trials.index)
+    for tid, t in states.items():
+        row = trials.loc[tid]
+        if row.status == "stopped":
+            assert t.state == TrialState.PRUNED
+            assert sorted(t.intermediate_values) == list(range(1, row.epochs_run + 1))
+        else:
+            assert t.state == TrialState.COMPLETE and t.value == pytest.approx(row.val_acc)
+    assert not list(Path(root).rglob(".tmp-*"))
+    assert print_summary(root, grid) == 0
+
+
+def test_cluster_yaml_is_a_closed_ray_launcher_config():
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    path = Path(__file__).resolve().parents[1] / "cluster.yaml"
+    text = path.read_text()
+    config = yaml.safe_load(text)
+    for key in ("cluster_name", "provider", "auth", "available_node_types", "head_node_type", "setup_commands",
+                "head_start_ray_commands", "worker_start_ray_commands"):  # fmt: skip
+        assert key in config, key
+    validate_config(prepare_config(yaml.safe_load(text)))  # Ray's own schema, as `ray up` checks it
+    assert config["provider"]["type"] == "aws"
+    workers = [t for name, t in config["available_node_types"].items() if name != config["head_node_type"]]
+    assert any(t["node_config"]["InstanceType"].startswith(("g", "p")) for t in workers)  # GPU instances
+    assert any("pip install" in c and "paitune" in c for c in config["setup_commands"])
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start
+    assert "0.0.0.0" not in text and "IpRanges" not in text  # no inbound rule open to the world
