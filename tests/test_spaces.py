@@ -54,12 +54,6 @@ def test_presets_compile_to_complete_valid_configs(name):
         assert config["seed"] in compiled.seeds
 
 
-def test_trial_defaults_match_the_pipeline():
-    from paitune.search.pipeline import TRIAL_DEFAULTS as PIPELINE_DEFAULTS
-
-    assert set(TRIAL_DEFAULTS) == set(PIPELINE_DEFAULTS)
-
-
 def test_config_hash_is_16_hex_and_order_independent():
     config = dict(TRIAL_DEFAULTS)
     h = config_hash(config)

@@ -9,8 +9,6 @@ unknown keys, so the config recorded with each result (and its ``config_hash``) 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -23,59 +21,28 @@ from ..errors import PaituneError, unknown_choice
 from ..models import MODELS, build_model
 from ..proxies import PROXIES, compute_proxies
 from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, mask_hash, mask_report, prune
+from ..spaces.config import TRIAL_DEFAULTS
+from ..spaces.config import resolve_config as resolve_defaults
 from ..training import Trainer, TrainConfig
 
-# Every key a trial config may hold, with its default. ``iterations: None`` means the method's own
-# default (100 for synflow, iterative_snip and force; 1 otherwise).
-TRIAL_DEFAULTS: dict = {
-    "dataset": "digits",
-    "data_root": None,
-    "synthetic_shape": [3, 32, 32],
-    "synthetic_classes": 10,
-    "model": "mlp",
-    "method": "random",
-    "sparsity": 0.9,
-    "allocation": "global",
-    "control": "none",
-    "iterations": None,
-    "schedule": "exponential",
-    "prune_batches": 1,
-    "prune_batch_size": 256,
-    "seed": 0,
-    "epochs": 10,
-    "batch_size": 128,
-    "optimizer": "sgd",
-    "lr": 0.05,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "lr_schedule": "cosine",
-    "proxies": [],
-}
-
-
 def resolve_config(config: Mapping) -> dict:
-    """The full trial config: defaults filled in, unknown keys and bad names rejected."""
+    """The full trial config (defaults from ``paitune.spaces.config``); unknown keys and bad names rejected."""
     unknown = sorted(set(config) - set(TRIAL_DEFAULTS))
     if unknown:
         raise PaituneError(f"unknown trial config keys {unknown}; valid keys: {', '.join(TRIAL_DEFAULTS)}")
-    resolved = {**TRIAL_DEFAULTS, **dict(config)}
     for key, choices in (("dataset", DATASETS), ("model", MODELS), ("method", METHODS), ("control", CONTROLS)):
-        if resolved[key] not in choices:
-            raise unknown_choice(key.replace("method", "pruning method"), resolved[key], choices)
-    proxies = resolved["proxies"]
-    if isinstance(proxies, str):
-        proxies = [proxies] if proxies else []
+        value = config.get(key, TRIAL_DEFAULTS[key])
+        if value not in choices:
+            raise unknown_choice("pruning method" if key == "method" else key, value, choices)
+    proxies = config.get("proxies") or []
+    proxies = [proxies] if isinstance(proxies, str) else list(proxies)
     for name in proxies:
         if name not in PROXIES:
             raise unknown_choice("proxy", name, PROXIES)
-    resolved["proxies"] = list(proxies)
-    return resolved
-
-
-def config_hash(config: Mapping) -> str:
-    """sha256 of the canonical JSON of the config (sorted keys), first 16 hex characters."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    try:
+        return resolve_defaults({**dict(config), "proxies": proxies})
+    except (TypeError, ValueError) as err:
+        raise PaituneError(f"bad trial config value: {err}") from None
 
 
 def train_config(config: Mapping) -> TrainConfig:

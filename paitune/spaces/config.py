@@ -39,10 +39,6 @@ TRIAL_DEFAULTS: dict[str, Any] = {
 }
 TRIAL_KEYS = tuple(TRIAL_DEFAULTS)
 
-# Methods that prune over several rounds and therefore read ``iterations`` and ``schedule``.
-ITERATIVE_METHODS = ("synflow", "iterative_snip")
-
-# Keep in step with paitune.search.pipeline.TRIAL_DEFAULTS: a test checks the two agree.
 
 # Keys that must hold whole numbers, and keys that must hold real numbers.
 INT_KEYS = ("iterations", "prune_batches", "prune_batch_size", "seed", "epochs", "batch_size", "synthetic_classes")
