@@ -96,8 +96,12 @@ def _scorer(model: nn.Module, method: str, batches, input_shape, seed: int):
 
 
 def _fresh_weights(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """All parameters re-drawn from the model's own initializer (``reset_parameters``), seeded."""
-    scratch = copy.deepcopy(model)
+    """All parameters re-drawn from the model's own initializer (``reset_parameters``), seeded.
+
+    Drawn on a CPU copy: the same seed gives the same weights on every device, and no CUDA RNG
+    state is consumed. ``apply_masks`` moves them to the model's device.
+    """
+    scratch = copy.deepcopy(model).cpu()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_derived_seed(seed, "reinit"))
         if callable(getattr(scratch, "reset_parameters", None)):
