@@ -5,14 +5,20 @@ computes the same thing with or without Ray. Nothing here imports Ray or Optuna.
 
 A trial config is a flat dict of resolved values. ``resolve_config`` fills every default and rejects
 unknown keys, so the config recorded with each result (and its ``config_hash``) is complete.
+
+The ``method`` axis also takes the sparse methods of ``paitune.sparse`` (set, rigl, imp, edge_popup);
+their extra keys (``SPARSE_DEFAULTS``) are filled in here for every config. A sparse trial's trainer
+may change its mask while training (or, for IMP, run one whole round per ``run_epoch``): ``report``
+and ``mask_hash`` describe the mask training starts from, ``final_facts()`` the mask now, and
+``trainer.total_epochs`` is the number of ``run_epoch`` calls of the whole run.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 
@@ -21,16 +27,23 @@ from ..errors import PaituneError, unknown_choice
 from ..models import MODELS, build_model
 from ..proxies import PROXIES, compute_proxies
 from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, mask_hash, mask_report, prune
+from ..sparse import SPARSE_DEFAULTS, SPARSE_METHODS, build_sparse_trial, check_sparse_config
 from ..spaces.config import TRIAL_DEFAULTS
 from ..spaces.config import resolve_config as resolve_defaults
 from ..training import Trainer, TrainConfig
 
+ALL_METHODS = METHODS + SPARSE_METHODS
+# The sparse keys paitune.spaces does not list yet; they are resolved here (paitune.sparse.config).
+_OWN_KEYS = tuple(key for key in SPARSE_DEFAULTS if key not in TRIAL_DEFAULTS)
+VALID_KEYS = tuple(TRIAL_DEFAULTS) + _OWN_KEYS
+
+
 def resolve_config(config: Mapping) -> dict:
     """The full trial config (defaults from ``paitune.spaces.config``); unknown keys and bad names rejected."""
-    unknown = sorted(set(config) - set(TRIAL_DEFAULTS))
+    unknown = sorted(set(config) - set(VALID_KEYS))
     if unknown:
-        raise PaituneError(f"unknown trial config keys {unknown}; valid keys: {', '.join(TRIAL_DEFAULTS)}")
-    for key, choices in (("dataset", DATASETS), ("model", MODELS), ("method", METHODS), ("control", CONTROLS)):
+        raise PaituneError(f"unknown trial config keys {unknown}; valid keys: {', '.join(VALID_KEYS)}")
+    for key, choices in (("dataset", DATASETS), ("model", MODELS), ("method", ALL_METHODS), ("control", CONTROLS)):
         value = config.get(key, TRIAL_DEFAULTS[key])
         if value not in choices:
             raise unknown_choice("pruning method" if key == "method" else key, value, choices)
@@ -39,10 +52,13 @@ def resolve_config(config: Mapping) -> dict:
     for name in proxies:
         if name not in PROXIES:
             raise unknown_choice("proxy", name, PROXIES)
+    own = {key: config[key] for key in _OWN_KEYS if key in config}
+    shared = {key: value for key, value in config.items() if key not in own}
     try:
-        return resolve_defaults({**dict(config), "proxies": proxies})
+        resolved = resolve_defaults({**shared, "proxies": proxies})
     except (TypeError, ValueError) as err:
         raise PaituneError(f"bad trial config value: {err}") from None
+    return check_sparse_config({**resolved, **own})
 
 
 def train_config(config: Mapping) -> TrainConfig:
@@ -67,8 +83,35 @@ class PreparedTrial:
     report: MaskReport
     proxies: dict
     prune_seconds: float
-    trainer: Trainer
-    mask_hash: str
+    trainer: Trainer  # or paitune.sparse.IMPTrainer (same interface)
+    mask_hash: str  # of the starting mask
+    method_facts: dict = field(default_factory=dict)  # sparse methods: known before training (imp_rounds)
+    current_masks: Callable[[], Masks] | None = None  # sparse methods: the mask now (None: static)
+    method_progress: Callable[[], dict] = dict  # sparse methods: counters that grow with training
+
+    def masks_now(self) -> Masks:
+        """The mask the model uses now: the final mask once training is done."""
+        return self.current_masks() if self.current_masks is not None else self.masks
+
+    def final_facts(self) -> dict:
+        """The mask facts of ``masks_now()`` (for the trial's last row and its layers table).
+
+        For the static methods they equal the prune facts; DST, IMP and edge-popup change the mask.
+        """
+        masks = self.masks_now()
+        report = mask_report(self.model, masks, self.data.input_shape)
+        return {
+            "density_achieved": report.density,
+            "params_kept": report.params_kept,
+            "params_total": report.params_total,
+            "flops_dense": report.flops_dense,
+            "flops_sparse": report.flops_sparse,
+            "collapsed": report.collapsed,
+            "mask_hash": mask_hash(masks),
+            "layer_densities": {layer.name: layer.density for layer in report.layers},
+            "layer_shapes": {layer.name: list(layer.shape) for layer in report.layers},
+            **self.method_progress(),
+        }
 
     def prune_facts(self) -> dict:
         """What a trial reports about its mask once, before training (flat, JSON-friendly)."""
@@ -86,6 +129,7 @@ class PreparedTrial:
         }
         for name, value in self.proxies.items():
             facts[f"proxy_{name}"] = value if math.isfinite(value) else float("nan")
+        facts.update(self.method_facts)
         return facts
 
 
@@ -102,6 +146,8 @@ def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
     model = build_model(cfg["model"], data.input_shape, data.num_classes, seed=seed).to(device)
     batches = scoring_batches(data, int(cfg["prune_batches"]), int(cfg["prune_batch_size"]), seed=seed)
     batches = [(x.to(device), y.to(device)) for x, y in batches]
+    if cfg["method"] in SPARSE_METHODS:
+        return _prepare_sparse(cfg, data, model, batches, device)
     start = time.perf_counter()
     masks = prune(
         model,
@@ -120,3 +166,17 @@ def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
     proxies = compute_proxies(model, batches[0], cfg["proxies"], masks=masks) if cfg["proxies"] else {}
     trainer = Trainer(model, masks, data, train_config(cfg), device=device)
     return PreparedTrial(cfg, data, model, masks, report, proxies, prune_seconds, trainer, mask_hash(masks))
+
+
+def _prepare_sparse(cfg: dict, data, model: torch.nn.Module, batches: list, device) -> PreparedTrial:
+    """A sparse method's trial: its trainer and starting mask come from ``paitune.sparse``."""
+    start = time.perf_counter()
+    setup = build_sparse_trial(cfg, model, data, batches, train_config(cfg), device=device)
+    prune_seconds = time.perf_counter() - start  # the starting mask (DST's PaI prune; edge-popup's scores)
+    masks = setup.masks
+    report = mask_report(model, masks, data.input_shape)
+    proxies = compute_proxies(model, batches[0], cfg["proxies"], masks=masks) if cfg["proxies"] else {}
+    return PreparedTrial(
+        cfg, data, model, masks, report, proxies, prune_seconds, setup.trainer, mask_hash(masks),
+        method_facts=dict(setup.facts), current_masks=setup.current_masks, method_progress=setup.progress,
+    )  # fmt: skip

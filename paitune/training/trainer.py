@@ -3,6 +3,13 @@
 Data splits stay as tensors on the trial's device (no DataLoader round trips for small datasets);
 mini-batches are drawn with a seeded CPU generator, so a fixed seed gives the same run on the CPU.
 Pruned weights are kept at exactly zero by a ``MaskEnforcer`` hooked to the optimizer step.
+
+Masks are static unless a *step hook* changes them: ``Trainer(..., step_hook=hook)`` calls
+``hook(trainer)`` after every optimizer step (the weights already re-masked, this batch's gradients
+still in ``.grad``); the hook may call ``trainer.set_masks`` (dynamic sparse training). Without a
+hook the loop is the static one (one ``is None`` test per step). A hook with ``state_dict`` /
+``load_state_dict`` has its state saved in the trainer's, and masks replaced by ``set_masks`` are
+saved too, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -11,13 +18,14 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PaituneError, unknown_choice
-from ..pruning import MaskEnforcer, apply_masks
+from ..pruning import MaskEnforcer, Masks, apply_masks
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "step", "constant")
@@ -59,6 +67,13 @@ class EpochMetrics:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class StepHook(Protocol):
+    """Called as ``hook(trainer)`` after every optimizer step; optionally has ``state_dict()`` and
+    ``load_state_dict(state)`` (saved in and restored from the trainer's state)."""
+
+    def __call__(self, trainer: "Trainer") -> None: ...
 
 
 class Diverged(RuntimeError):
@@ -103,7 +118,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 class Trainer:
     """Trains a pruned model epoch by epoch; ``state_dict`` is everything needed to resume."""
 
-    def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor] | None, data, config: TrainConfig, *, device="cpu"):
+    def __init__(
+        self,
+        model: nn.Module,
+        masks: Mapping[str, torch.Tensor] | None,
+        data,
+        config: TrainConfig,
+        *,
+        device="cpu",
+        step_hook: StepHook | None = None,
+    ):
         self.device = torch.device(device)
         self.config = config
         self.model = model.to(self.device)
@@ -119,13 +143,32 @@ class Trainer:
         self.scheduler = _scheduler(self.optimizer, config)
         self.enforcer = MaskEnforcer(self.model, masks).attach(self.optimizer) if masks else None
         self.generator = torch.Generator().manual_seed(int(config.seed))
+        self.step_hook = step_hook
+        self._masks_replaced = False  # masks in the state dict only once they differ from the initial ones
         self.epoch = 0
         self.history: list[EpochMetrics] = []
+
+    @property
+    def total_epochs(self) -> int:
+        """Reporting units (``run_epoch`` calls) of the whole run: the budget a scheduler sees."""
+        return int(self.config.epochs)
+
+    def set_masks(self, masks: Mapping[str, torch.Tensor]) -> None:
+        """Replace the masks mid-training: newly pruned weights are zeroed and kept at zero from now on."""
+        masks = Masks({name: m.to(self.device, torch.bool) for name, m in masks.items()},
+                      meta=getattr(self.masks, "meta", None))  # fmt: skip
+        if self.enforcer is not None:
+            self.enforcer.detach()
+        apply_masks(self.model, masks)  # a plain Masks: never reloads a control's fresh weights
+        self.enforcer = MaskEnforcer(self.model, masks).attach(self.optimizer)
+        self.masks = masks
+        self._masks_replaced = True
 
     def run_epoch(self) -> EpochMetrics:
         start = time.perf_counter()
         cfg = self.config
         x, y = self._train
+        hook = self.step_hook
         self.model.train()
         order = torch.randperm(x.shape[0], generator=self.generator).to(self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -135,6 +178,8 @@ class Trainer:
             loss = F.cross_entropy(self.model(x[idx]), y[idx])
             loss.backward()
             self.optimizer.step()
+            if hook is not None:
+                hook(self)
             loss_sum += loss.detach().double() * idx.numel()
         self.scheduler.step()
         train_loss = float(loss_sum) / max(1, x.shape[0])
@@ -148,7 +193,7 @@ class Trainer:
         return metrics
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -156,14 +201,23 @@ class Trainer:
             "generator": self.generator.get_state(),
             "history": [m.to_dict() for m in self.history],
         }
+        if self._masks_replaced:
+            state["masks"] = {name: m.detach().clone() for name, m in self.masks.items()}
+        if self.step_hook is not None and hasattr(self.step_hook, "state_dict"):
+            state["step_hook"] = self.step_hook.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if "masks" in state:
+            self.set_masks(state["masks"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.generator.set_state(state["generator"])
         self.history = [EpochMetrics(**m) for m in state.get("history", [])]
+        if "step_hook" in state and self.step_hook is not None:
+            self.step_hook.load_state_dict(state["step_hook"])
 
 
 def train(

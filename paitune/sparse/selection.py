@@ -1,0 +1,74 @@
+"""Top-k selections the sparse methods share: within a candidate set, per layer or across layers.
+
+Every selection returns exactly the requested number of weights (ties are broken by ``torch.topk``),
+so densities are exact counts, not thresholds that ties could overshoot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ..pruning import allocate
+
+
+def top_k_mask(scores: torch.Tensor, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool mask (shape of ``scores``) of the ``k`` largest scores among ``candidates`` (all if None).
+
+    ``k`` is capped at the number of candidates.
+    """
+    flat = scores.detach().reshape(-1).double()
+    if candidates is not None:
+        allowed = candidates.reshape(-1)
+        flat = flat.masked_fill(~allowed, float("-inf"))
+        k = min(int(k), int(allowed.sum()))
+    k = max(0, min(int(k), flat.numel()))
+    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if k:
+        mask[torch.topk(flat, k, sorted=False).indices] = True
+    return mask.reshape(scores.shape)
+
+
+def global_top_k(
+    scores: Mapping[str, torch.Tensor], k: int, candidates: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """The ``k`` largest scores ranked across all tensors, as one bool mask per name."""
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().reshape(-1).double() for n in names])
+    allowed = None if candidates is None else torch.cat([candidates[n].reshape(-1) for n in names])
+    chosen = top_k_mask(flat, k, allowed)
+    out, start = {}, 0
+    for name in names:
+        size = scores[name].numel()
+        out[name] = chosen[start : start + size].reshape(scores[name].shape)
+        start += size
+    return out
+
+
+def lamp_normalize(scores: torch.Tensor) -> torch.Tensor:
+    """LAMP scores (Lee et al. 2021) of one layer: s_u^2 / sum of s_v^2 over all v ranked at or above u.
+
+    Ranking these across layers is LAMP's layer-adaptive global magnitude pruning.
+    """
+    squared = scores.detach().reshape(-1).double() ** 2
+    ordered, order = torch.sort(squared)
+    tail_sums = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])
+    lamp = torch.zeros_like(squared)
+    lamp[order] = ordered / tail_sums.clamp_min(torch.finfo(torch.float64).tiny)
+    return lamp.reshape(scores.shape)
+
+
+def layer_densities(shapes: Mapping[str, tuple], sparsity: float, allocation) -> dict[str, float] | None:
+    """Per-layer densities of a fixed allocation (a scheme name or a {layer: density} map).
+
+    ``None`` for the score-ranked allocations ("global", "lamp"): their densities emerge from scores.
+    """
+    if isinstance(allocation, str) and allocation in ("global", "lamp"):
+        return None
+    return allocate(shapes, sparsity, allocation)
+
+
+def keep_counts(sizes: Mapping[str, int], densities: Mapping[str, float]) -> dict[str, int]:
+    """Whole numbers of weights to keep per layer."""
+    return {name: int(round(densities[name] * sizes[name])) for name in sizes}
