@@ -2,8 +2,15 @@
 
 Every trial's accuracy is built from known parts, so a test can check that the analysis finds
 exactly what was planted: a base curve that falls with sparsity, a per-method offset that may
-depend on sparsity, a per-(method, control) offset, and Gaussian noise. Proxies: ``proxy_signal``
-tracks final accuracy, ``proxy_noise`` is independent of everything. The generator is fully
+depend on sparsity, a per-(method, control) offset, a per-seed offset shared by every trial of the
+seed (``seed_effect``: what pairing by seed removes), and Gaussian noise. Optional extras: dense
+reference trials (``dense``: method dense at sparsity 0, one per dataset x model x budget x seed,
+accuracy ``dense_accuracy`` + seed offset + noise) and/or a ``dense_test_acc`` column; data-free
+methods whose corrupt_* control trials reuse the unmodified mask and result (as the real pipeline
+does: the control does not apply to them); sparsity jittered around the grid (``sparsity_jitter``,
+relative, in compression ratio) to imitate a continuous sampler. Proxies: ``proxy_signal`` tracks
+final accuracy, ``proxy_noise`` is independent of everything, ``proxy_size`` is the parameter
+count in disguise (log params_kept times a tiny noise factor). The generator is fully
 vectorized (numpy / pyarrow), so 100,000 trials x 30 epochs x 20 layers take seconds; the tables
 follow ``paitune.results_schema`` exactly, plus extra config columns (lr, epochs) and proxies.
 """
@@ -48,26 +55,39 @@ class PlantedSpec:
     diverged_fraction: float = 0.0
     experiment: str = "planted"
     seed: int = 0
+    seed_effect: float = 0.0  # std of the per-seed offset
+    dense: bool = False  # add dense reference trials
+    dense_accuracy: float = 0.95
+    dense_column: bool = False  # add the dense_test_acc column (the context's planted dense accuracy)
+    data_free_methods: tuple[str, ...] = ("random", "magnitude", "synflow")
+    sparsity_jitter: float = 0.0
+
+    @property
+    def n_dense(self) -> int:
+        return self.seeds * len(self.datasets) * len(self.models) * len(self.budgets) if self.dense else 0
 
     @property
     def n_trials(self) -> int:
         return (len(self.methods) * len(self.allocations) * len(self.controls) * len(self.sparsities)
-                * self.seeds * len(self.datasets) * len(self.models) * len(self.budgets) * self.repeats)
+                * self.seeds * len(self.datasets) * len(self.models) * len(self.budgets) * self.repeats
+                + self.n_dense)
 
 
 def spec_for_size(n_trials: int, *, epochs: int = 30, n_layers: int = 20, **overrides) -> PlantedSpec:
     """A spec whose grid has at least ``n_trials`` trials (seeds scaled to reach it)."""
     spec = PlantedSpec(
-        methods=("random", "magnitude", "snip", "grasp", "synflow"),
         allocations=("global", "erk", "uniform", "er"),
-        controls=("none", "shuffle", "reinit", "invert"),
         sparsities=(0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375, 0.99, 0.995),
         budgets=(epochs,),
         n_layers=n_layers,
+        methods=("random", "magnitude", "snip", "grasp", "synflow", "imp"),
+        controls=("none", "shuffle", "reinit", "invert", "corrupt_labels"),
         repeats=5,
         stopped_fraction=0.3, failed_fraction=0.01, diverged_fraction=0.01,
-        method_effects={"snip": lambda s: 0.02 + 0 * s, "synflow": lambda s: 0.04 * s},
-        control_effects={("snip", "invert"): -0.2},
+        method_effects={"snip": lambda s: 0.02 + 0 * s, "synflow": lambda s: 0.04 * s,
+                        "imp": lambda s: 0.06 + 0 * s},
+        control_effects={("snip", "invert"): -0.2, ("snip", "corrupt_labels"): -0.05},
+        dense=True, seed_effect=0.01,
         **overrides,
     )
     per_seed = spec.n_trials // spec.seeds
@@ -83,7 +103,28 @@ def _grid(spec: PlantedSpec) -> pd.DataFrame:
         "seed": list(range(spec.seeds)), "repeat": list(range(spec.repeats)),
     }
     index = pd.MultiIndex.from_product(list(axes.values()), names=list(axes))
-    return index.to_frame(index=False)
+    grid = index.to_frame(index=False)
+    if spec.dense:
+        contexts = pd.MultiIndex.from_product(
+            [axes["dataset"], axes["model"], axes["max_epochs"], axes["seed"]],
+            names=["dataset", "model", "max_epochs", "seed"]).to_frame(index=False)
+        dense = contexts.assign(method="dense", allocation=spec.allocations[0], control="none",
+                                sparsity=0.0, repeat=0)[list(axes)]
+        grid = pd.concat([grid, dense], ignore_index=True)
+    return grid
+
+
+def _unmodified_twin(grid: pd.DataFrame, spec: PlantedSpec) -> np.ndarray:
+    """Row index of each row's control-none twin for data-free methods under corrupt_* controls, else -1."""
+    twin = np.full(len(grid), -1, dtype=np.int64)
+    hit = (grid["method"].isin(spec.data_free_methods) & grid["control"].str.startswith("corrupt_")).to_numpy()
+    if not hit.any() or "none" not in spec.controls:
+        return twin
+    keys = [c for c in grid.columns if c != "control"]
+    base = grid.loc[grid["control"] == "none", keys].reset_index()
+    found = grid.loc[hit, keys].merge(base, on=keys, how="left")["index"].to_numpy()
+    twin[hit] = found
+    return twin
 
 
 def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
@@ -94,8 +135,16 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
     s = grid["sparsity"].to_numpy(dtype=np.float64)
     method = grid["method"].to_numpy()
     control = grid["control"].to_numpy()
+    is_dense = method == "dense"
+    # The optional extras draw from their own stream, so the base tables stay the same with or without them.
+    extra_rng = np.random.default_rng([spec.seed, 1])
+    if spec.sparsity_jitter:
+        factor = np.exp(extra_rng.uniform(-spec.sparsity_jitter, spec.sparsity_jitter, n))
+        s = np.where(is_dense, s, 1.0 - (1.0 - s) / factor)
+    seed_offset = extra_rng.normal(0.0, spec.seed_effect, spec.seeds)[grid["seed"].to_numpy()]
 
-    accuracy = 0.92 - 0.5 * s ** 6 + rng.normal(0.0, spec.noise, n)
+    accuracy = 0.92 - 0.5 * s ** 6 + rng.normal(0.0, spec.noise, n) + seed_offset
+    accuracy[is_dense] = spec.dense_accuracy + seed_offset[is_dense] + extra_rng.normal(0.0, spec.noise, is_dense.sum())
     for name, effect in spec.method_effects.items():
         hit = method == name
         accuracy[hit] += np.asarray(effect(s[hit]), dtype=np.float64)
@@ -106,6 +155,10 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         collapsed |= (method == name) & (s >= threshold - 1e-12)
     accuracy[collapsed] = 0.1
     accuracy = np.clip(accuracy, 0.0, 1.0)
+    # Data-free methods ignore corrupt_* controls: same mask, same result as the unmodified trial.
+    twin = _unmodified_twin(grid, spec)
+    copied = twin >= 0
+    accuracy[copied] = accuracy[twin[copied]]
 
     u = rng.random(n)
     status = np.full(n, "completed", dtype=object)
@@ -156,7 +209,7 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         "flops_dense": flops_dense,
         "flops_sparse": np.round(flops_dense * density).astype(np.int64),
         "collapsed": collapsed,
-        "mask_hash": np.char.add("m", np.arange(n).astype(str)).astype(object),
+        "mask_hash": np.char.add("m", np.where(copied, twin, np.arange(n)).astype(str)).astype(object),
         "prune_seconds": rng.uniform(0.01, 0.1, n),
         "train_seconds": rng.uniform(1.0, 2.0, n),
         "node": np.full(n, "node0", dtype=object),
@@ -170,6 +223,14 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
     trials = trials.append_column("epochs", pa.array(budget))
     trials = trials.append_column("proxy_signal", pa.array(final_test + rng.normal(0, spec.noise, n)))
     trials = trials.append_column("proxy_noise", pa.array(rng.normal(0, 1, n)))
+    trials = trials.append_column("proxy_size", pa.array(np.log(params_kept + 1.0) * (1 + extra_rng.normal(0, 1e-4, n))))
+    if spec.dense_column:
+        truth = spec.dense_accuracy + seed_offset
+        if spec.dense:  # the sweep writes the dense trial's own result
+            dense_rows = grid.loc[is_dense, ["dataset", "model", "max_epochs", "seed"]].assign(acc=accuracy[is_dense])
+            truth = grid[["dataset", "model", "max_epochs", "seed"]].merge(
+                dense_rows, how="left")["acc"].to_numpy()
+        trials = trials.append_column("dense_test_acc", pa.array(truth))
 
     return {
         "trials": trials,

@@ -7,9 +7,12 @@ never dropped silently: every table that averages accuracies carries their count
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
+from paitune.analysis.reference import DENSE_METHOD, NO_DENSE, dense_per_seed, with_gap
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
 from paitune.results_schema import STATUS_COMPLETED, STATUSES
 
@@ -23,6 +26,12 @@ def completed_trials(results: Results) -> pd.DataFrame:
     """Completed trials with a final accuracy (the rows every accuracy statistic uses)."""
     trials = results.trials
     return trials.loc[(trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
+
+
+def completed_methods(results: Results) -> pd.DataFrame:
+    """Completed trials of the methods that compete: the dense reference left out."""
+    done = completed_trials(results)
+    return done.loc[done["method"] != DENSE_METHOD]
 
 
 def trial_counts(results: Results) -> pd.DataFrame:
@@ -56,16 +65,30 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     bootstrap resamples seeds: ``n`` is the number of seeds, ``n_trials`` the completed trials
     behind them. ``ci_low``/``ci_high`` are null when ``n`` < 2 (``note`` = "too_few_runs").
     Stopped/failed/diverged trials of the cell are counted in ``n_stopped``/``n_failed``/``n_diverged``.
+
+    Beside sparsity: ``compression`` = 1 / (1 - sparsity). Beside the accuracy: the gap to the
+    dense reference of the same context, paired by seed (``paitune.analysis.reference``):
+    ``gap`` (mean over seeds of accuracy - dense accuracy), ``gap_ci_low``/``gap_ci_high``,
+    ``n_gap`` (seeds with a reference), ``dense_mean``; ``gap_note`` = "no_dense_reference" when
+    no seed of the cell has one (gap null), "too_few_runs" when one seed has.
     """
     done = completed_trials(results)
+    done = with_gap(done, dense_per_seed(results))
     per_seed = (
-        done.groupby(CELL_COLUMNS + ["seed"], dropna=False, observed=True)["test_acc"]
-        .agg(["mean", "size"]).reset_index()
-        .rename(columns={"mean": "acc", "size": "trials"})
+        done.groupby(CELL_COLUMNS + ["seed"], dropna=False, observed=True)
+        .agg(acc=("test_acc", "mean"), trials=("test_acc", "size"), gap=("gap", "mean"),
+             dense_acc=("dense_acc", "mean"))
+        .reset_index()
     )
     table = grouped_mean_ci(per_seed, CELL_COLUMNS, "acc", n_boot=n_boot, seed=seed)
     n_trials = per_seed.groupby(CELL_COLUMNS, dropna=False, observed=True)["trials"].sum()
     table = table.merge(n_trials.rename("n_trials").reset_index(), on=CELL_COLUMNS, how="left")
+    gaps = grouped_mean_ci(per_seed, CELL_COLUMNS, "gap", n_boot=n_boot, seed=seed).rename(columns={
+        "n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"})
+    paired = per_seed.loc[per_seed["gap"].notna()]
+    dense_mean = paired.groupby(CELL_COLUMNS, dropna=False, observed=True)["dense_acc"].mean()
+    gaps = gaps.merge(dense_mean.rename("dense_mean").reset_index(), on=CELL_COLUMNS, how="left")
+    table = table.merge(gaps, on=CELL_COLUMNS, how="left")
 
     # Cells that have only non-completed trials still appear (with n = 0), so nothing vanishes.
     other = results.trials.loc[results.trials["status"] != STATUS_COMPLETED, CELL_COLUMNS + ["status"]]
@@ -77,12 +100,16 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
         table = table.merge(others.reset_index(), on=CELL_COLUMNS, how="outer")
     else:
         table = table.assign(n_stopped=0, n_failed=0, n_diverged=0)
-    for column in ("n", "n_trials", "n_stopped", "n_failed", "n_diverged"):
+    for column in ("n", "n_trials", "n_stopped", "n_failed", "n_diverged", "n_gap"):
         table[column] = table[column].fillna(0).astype("int64")
     table["note"] = (table["n"] < MIN_RUNS_CI).map({True: "too_few_runs", False: ""})
+    table["gap_note"] = np.select([table["n_gap"] == 0, table["n_gap"] < MIN_RUNS_CI],
+                                  [NO_DENSE, "too_few_runs"], "")
+    table["compression"] = compression_ratio(table["sparsity"])
     columns = ["method", "allocation", "control", "sparsity", "n", "mean", "ci_low", "ci_high",
                "dataset", "model", "max_epochs", "n_trials", "n_stopped", "n_failed",
-               "n_diverged", "note"]
+               "n_diverged", "note", "compression", "dense_mean", "gap", "gap_ci_low",
+               "gap_ci_high", "n_gap", "gap_note"]
     return table[columns].sort_values(
         ["dataset", "model", "max_epochs", "method", "allocation", "control", "sparsity"]
     ).reset_index(drop=True)

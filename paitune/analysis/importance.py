@@ -1,6 +1,6 @@
 """Hyperparameter importance for final accuracy, with Optuna's evaluators.
 
-The completed trials become an in-memory Optuna study (``optuna.create_trial`` +
+The completed trials (minus the dense reference, which the optimizer does not sample) become an in-memory Optuna study (``optuna.create_trial`` +
 ``study.add_trials``): each config value is a parameter with a distribution inferred from the
 column (categorical for strings and booleans, int or float ranges otherwise; log scale for a
 positive float spanning two decades or more), and the objective is final accuracy. fANOVA
@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from paitune.analysis.accuracy import completed_trials
+from paitune.analysis.accuracy import completed_methods
 from paitune.analysis.load import Results
 from paitune.analysis.stats import MIN_RUNS_CORRELATION, SEED
 
@@ -72,7 +72,7 @@ def build_study(results: Results, *, max_trials: int = MAX_TRIALS, seed: int = S
     """An in-memory Optuna study of completed trials (objective: final accuracy, maximized)."""
     import optuna
 
-    done = completed_trials(results)
+    done = completed_methods(results)
     if len(done) > max_trials:
         done = done.sample(n=max_trials, random_state=seed)
     params = [k for k in _config_keys(done) if done[k].nunique(dropna=True) > 1]

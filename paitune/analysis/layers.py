@@ -1,7 +1,8 @@
 """Layerwise profiles (per-layer density by method and allocation) and layer collapse.
 
 Masks exist from init on, so these use every trial with control ``none`` whatever its status
-(a stopped or failed trial still had its mask). Layer collapse is the ``collapsed`` flag the
+(a stopped or failed trial still had its mask), except the dense reference (it has no mask to
+profile and never collapses). Layer collapse is the ``collapsed`` flag the
 pruning step records (a layer, or the path through the network, left with no weights).
 """
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from paitune.analysis.load import Results
+from paitune.analysis.reference import without_dense
 
 # Allocations with a fixed rule; any other value (e.g. "searched", an explicit map) is treated as
 # a per-layer profile found by the search.
@@ -19,14 +21,16 @@ STANDARD_ALLOCATIONS = frozenset({"global", "uniform", "uniform_plus", "er", "er
 
 def default_profile_sparsity(results: Results) -> float | None:
     """The sparsity level shown by default: the median level among trials with layer rows."""
-    with_layers = results.trials.loc[results.trials["tix"].isin(results.layers["tix"].unique())]
+    trials = without_dense(results)
+    with_layers = trials.loc[trials["tix"].isin(results.layers["tix"].unique())]
     levels = np.sort(with_layers["sparsity"].dropna().unique())
     return float(levels[(len(levels) - 1) // 2]) if len(levels) else None
 
 
 def _layers_with_trials(results: Results, sparsity: float | None) -> pd.DataFrame:
-    trials = results.trials.loc[results.trials["control"] == "none",
-                                ["tix", "model", "method", "allocation", "sparsity", "status", "test_acc", "trial_id"]]
+    trials = without_dense(results)
+    trials = trials.loc[trials["control"] == "none",
+                        ["tix", "model", "method", "allocation", "sparsity", "status", "test_acc", "trial_id"]]
     if sparsity is not None:
         trials = trials.loc[np.isclose(trials["sparsity"], sparsity)]
     return results.layers.merge(trials, on="tix", how="inner")
@@ -87,7 +91,8 @@ def layer_collapse(results: Results) -> pd.DataFrame:
     ``first_collapse_sparsity`` null if none ever did).
     {method, allocation, max_sparsity_without_collapse, first_collapse_sparsity, n_trials, n_collapsed, n_levels}
     """
-    trials = results.trials.loc[(results.trials["control"] == "none") & results.trials["collapsed"].notna()]
+    trials = without_dense(results)
+    trials = trials.loc[(trials["control"] == "none") & trials["collapsed"].notna()]
     per_level = trials.groupby(["method", "allocation", "sparsity"], observed=True).agg(
         any_collapsed=("collapsed", "any"), n=("collapsed", "size"), n_collapsed=("collapsed", "sum")).reset_index()
     per_level = per_level.sort_values(["method", "allocation", "sparsity"])

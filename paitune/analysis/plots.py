@@ -45,8 +45,11 @@ def accuracy_vs_sparsity(table: pd.DataFrame):
 
     x is density on a log axis, inverted, so sparsity grows to the right and the high-sparsity
     end (where methods differ) is not squeezed into a corner; ticks are labelled in sparsity.
+    The dense reference of the panel's dataset/model/budget is a dashed black line with its band.
     """
     data = table.loc[(table["control"] == "none") & table["mean"].notna()]
+    dense = data.loc[data["method"] == "dense"]
+    data = data.loc[data["method"] != "dense"]
     if data.empty:
         return None
     keys = ["dataset", "model", "max_epochs", "allocation"]
@@ -58,6 +61,14 @@ def accuracy_vs_sparsity(table: pd.DataFrame):
             density = 1.0 - line["sparsity"].to_numpy()
             ax.plot(density, line["mean"], marker="o", ms=3, label=str(method))
             ax.fill_between(density, line["ci_low"], line["ci_high"], alpha=0.2)
+        reference = dense.loc[(dense["dataset"] == key[0]) & (dense["model"] == key[1])
+                              & (dense["max_epochs"] == key[2])]
+        if not reference.empty:
+            mean = reference["mean"].mean()
+            ax.axhline(mean, color="black", ls="--", lw=1, label="dense")
+            low, high = reference["ci_low"].min(), reference["ci_high"].max()
+            if np.isfinite(low) and np.isfinite(high):
+                ax.axhspan(low, high, color="black", alpha=0.08)
         ax.set_xscale("log")
         ax.invert_xaxis()
         levels = np.sort(group["sparsity"].unique())
@@ -67,6 +78,82 @@ def accuracy_vs_sparsity(table: pd.DataFrame):
         ax.set_ylabel("final test accuracy")
         ax.set_title("{} / {} / {} ep / {}".format(*key), fontsize=9)
         ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def _ratio_axis(ax, ratios) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ratios, [f"{r:g}x" for r in ratios], fontsize=7)
+    ax.minorticks_off()
+
+
+def operating_points(table: pd.DataFrame):
+    """Gap to dense (or accuracy, without a dense reference) at the standard compression ratios."""
+    data = table.loc[table["n"] > 0]
+    if data.empty:
+        return None
+    use_gap = data["gap"].notna().any()
+    value, low, high = ("gap", "gap_ci_low", "gap_ci_high") if use_gap else ("mean", "ci_low", "ci_high")
+    data = data.loc[data[value].notna()]
+    groups = list(data.groupby(["dataset", "model", "max_epochs"], observed=True))[:MAX_PANELS]
+    figure, axes = _panels(len(groups))
+    for ax, (key, group) in zip(axes, groups):
+        for (method, allocation), line in list(group.groupby(["method", "allocation"]))[:12]:
+            line = line.sort_values("ratio")
+            ax.plot(line["ratio"], line[value], marker="o", ms=3, label=f"{method}/{allocation}")
+            ax.fill_between(line["ratio"], line[low], line[high], alpha=0.15)
+        if use_gap:
+            ax.axhline(0.0, color="black", ls="--", lw=1, label="dense")
+        _ratio_axis(ax, sorted(group["ratio"].unique()))
+        ax.set_xlabel("compression ratio (1 / density)")
+        ax.set_ylabel("accuracy - dense accuracy" if use_gap else "final test accuracy")
+        ax.set_title("{} / {} / {} ep".format(*key), fontsize=9)
+        ax.legend(fontsize=6)
+    figure.tight_layout()
+    return figure
+
+
+def pai_vs_imp(table: pd.DataFrame):
+    """Each method's gap to IMP (lottery ticket with rewinding) vs compression, with CIs."""
+    data = table.loc[table["gap"].notna()] if not table.empty else table
+    if data.empty:
+        return None
+    groups = list(data.groupby(["dataset", "model", "max_epochs"], observed=True))[:MAX_PANELS]
+    figure, axes = _panels(len(groups))
+    for ax, (key, group) in zip(axes, groups):
+        for (method, allocation), line in list(group.groupby(["method", "allocation"]))[:12]:
+            line = line.sort_values("compression")
+            ax.plot(line["compression"], line["gap"], marker="o", ms=3, label=f"{method}/{allocation}")
+            ax.fill_between(line["compression"], line["ci_low"], line["ci_high"], alpha=0.15)
+        ax.axhline(0.0, color="black", ls="--", lw=1, label="imp")
+        _ratio_axis(ax, sorted(group["compression"].unique()))
+        ax.set_xlabel("compression ratio (1 / density)")
+        ax.set_ylabel("accuracy - IMP accuracy")
+        ax.set_title("{} / {} / {} ep".format(*key), fontsize=9)
+        ax.legend(fontsize=6)
+    figure.tight_layout()
+    return figure
+
+
+def proxy_size_bias(table: pd.DataFrame):
+    """Raw vs partial (size-controlled) Spearman per proxy, with CIs; baselines for scale."""
+    data = table.loc[table["spearman"].notna()] if not table.empty else table
+    if data.empty:
+        return None
+    figure, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(data) + 2), 3.4))
+    x = np.arange(len(data))
+    raw_err = [(data["spearman"] - data["ci_low"]).clip(lower=0).fillna(0),
+               (data["ci_high"] - data["spearman"]).clip(lower=0).fillna(0)]
+    ax.bar(x - 0.2, data["spearman"], 0.4, yerr=raw_err, label="Spearman with accuracy")
+    partial = data["partial_spearman"]
+    part_err = [(partial - data["partial_ci_low"]).clip(lower=0).fillna(0),
+                (data["partial_ci_high"] - partial).clip(lower=0).fillna(0)]
+    ax.bar(x + 0.2, partial.fillna(0), 0.4, yerr=part_err, label="partial, controlling params + FLOPs")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, data["proxy"], rotation=30, fontsize=8)
+    ax.set_ylim(-1, 1)
+    ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
 

@@ -3,7 +3,7 @@
 A *factor* is what is compared: ``method``, ``allocation`` or ``method_x_allocation``. Choices are
 compared only within a *context*: dataset x model x sparsity x seed x training budget, plus the
 other factor held fixed (methods are compared under the same allocation and vice versa), using
-completed trials with control ``none``. Several trials of one choice in one context (e.g. several
+completed trials with control ``none`` (the dense reference is not a choice: it is left out). Several trials of one choice in one context (e.g. several
 learning rates) are averaged.
 
 Within a context of k choices, a choice's *win score* is (choices it beats + half the ties) / (k-1);
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kruskal
 
-from paitune.analysis.accuracy import CONTEXT_COLUMNS, completed_trials
+from paitune.analysis.accuracy import CONTEXT_COLUMNS, completed_methods
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
     LEVEL, MIN_CONTEXTS, N_BOOT, SEED, friedman_p_value, grouped_mean_ci, kendalls_w,
@@ -48,7 +48,7 @@ VERDICTS = ("robust_winner", "context_dependent", "no_difference", "robust_loser
 
 def context_scores(results: Results, factor: str) -> pd.DataFrame:
     """One row per (context, choice): {ctx, choice, acc, rank, k, win_score} + context columns."""
-    done = completed_trials(results)
+    done = completed_methods(results)
     done = done.loc[done["control"] == "none"]
     if factor == "method_x_allocation":
         choice = done["method"].astype(str) + "/" + done["allocation"].astype(str)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from paitune.analysis import plots
+from paitune.analysis import operating, plots
 from paitune.analysis.accuracy import completed_trials
 from paitune.analysis.run import Analysis
 from paitune.analysis.summary import write_summary
@@ -23,20 +23,33 @@ SECTIONS = [
      "(test_acc); stopped, failed and diverged trials are counted here and beside every average.",
      ["trials", "status_by_choice"]),
     ("accuracy", "Accuracy vs sparsity", "Mean final accuracy per cell with a 95% bootstrap CI "
-     "over seeds; n = seeds, n_trials = completed trials behind them.", ["accuracy_vs_sparsity"]),
+     "over seeds; n = seeds, n_trials = completed trials behind them. compression = 1 / density. "
+     "gap = accuracy - accuracy of the dense (unpruned) model of the same dataset, model, budget "
+     "and seed, with a 95% CI over the paired seeds (n_gap); the dense reference is the dashed line.",
+     ["accuracy_vs_sparsity", "dense_reference"]),
+    ("operating_points", "Standard operating points", "Accuracy at the compression ratios of the "
+     "literature's tables (ShrinkBench): 2, 4, 8, 16, 32 and, where swept, up to 1000; control none; "
+     "mean and 95% CI over seeds and the paired gap to dense.", ["operating_points"]),
     ("rankings", "Generalization of rankings", "Choices compared within contexts (dataset x model "
      "x sparsity x seed x budget, other factor fixed). Win rate = share of pairwise comparisons "
      "won (95% CI over contexts). Kendall's W: agreement of the rankings across contexts; regret: "
      "accuracy lost by carrying a choice to a context it was not picked on.",
      ["rankings", "concordance", "pairwise"]),
     ("sanity", "Sanity checks", "Accuracy of each control minus the unmodified mask, paired by "
-     "seed and sparsity (n = pairs).", ["sanity"]),
+     "seed and sparsity (n = pairs). corrupt_labels / corrupt_pixels score the mask on corrupted "
+     "data: hurting means the mask uses the data; for data-free methods they are not applicable.",
+     ["sanity"]),
+    ("pai_vs_imp", "PaI vs after-training (IMP)", "Each method's accuracy minus that of the lottery "
+     "ticket with rewinding (IMP) at the same sparsity, dataset, model, budget and seed; 95% CI over "
+     "the paired seeds (n).", ["pai_vs_imp"]),
     ("layers", "Layerwise profiles", "Mean per-layer density at one sparsity level; for a "
      "searched allocation, the best profile found beside ERK / uniform / global.",
      ["layer_profiles", "searched_profiles"]),
     ("collapse", "Layer collapse", "Highest sparsity reached before any trial collapsed.", ["collapse"]),
     ("proxies", "Zero-cost proxies", "Rank correlation of each proxy at init with final accuracy: "
-     "overall, and within contexts (mean of per-context Spearman). Baselines: parameter count, FLOPs.",
+     "overall, and within contexts (mean of per-context Spearman). Baselines: parameter count, FLOPs. "
+     "Size bias: partial_spearman is the proxy's correlation after controlling for both "
+     "(adds_beyond_size: its CI excludes 0).",
      ["proxies"]),
     ("importance", "Hyperparameter importance", "Share of the variance of final accuracy explained "
      "by each parameter (Optuna fANOVA, PED-ANOVA).", ["importance"]),
@@ -52,7 +65,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em a
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{font-size:1em;color:#555}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0 1em}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}img{max-width:100%;display:block;margin:.5em 0}.note{color:#666;font-size:.9em}
-nav a{margin-right:1em}
+nav a{margin-right:1em}.finding{background:#fff8e1;border-left:3px solid #f0b400;padding:.3em .6em}
 """
 
 
@@ -61,10 +74,13 @@ def _plot_figures(analysis: Analysis) -> dict[str, list[tuple[str, object]]]:
     done = completed_trials(analysis.results)
     return {
         "accuracy": [("accuracy_vs_sparsity", plots.accuracy_vs_sparsity(t["accuracy_vs_sparsity"]))],
+        "operating_points": [("operating_points", plots.operating_points(t["operating_points"]))],
+        "pai_vs_imp": [("pai_vs_imp", plots.pai_vs_imp(t["pai_vs_imp"]))],
         "rankings": [("rankings", plots.rankings(t["rankings"]))],
         "sanity": [("sanity", plots.sanity(t["sanity"]))],
         "layers": [("layer_profiles", plots.layer_profiles(t["layer_profiles"], t["searched_profiles"]))],
-        "proxies": [("proxies", plots.proxies(done, analysis.results.proxy_columns, t["proxies"]))],
+        "proxies": [("proxies", plots.proxies(done, analysis.results.proxy_columns, t["proxies"])),
+                    ("proxy_size_bias", plots.proxy_size_bias(t["proxies"]))],
         "importance": [("importance", plots.importance(t["importance"]))],
         "early": [("early_vs_final", plots.early_vs_final(t["early_vs_final"]))],
         "pareto": [("pareto", plots.pareto(done, t["pareto"]))],
@@ -106,8 +122,12 @@ def write_report(analysis: Analysis, out_dir) -> dict[str, Path]:
         "Every number is also in summary.json.</p>",
         "<nav>" + "".join(f"<a href='#{a}'>{html.escape(h)}</a>" for a, h, _, _ in SECTIONS) + "</nav>",
     ]
+    notes = analysis.tables.get("notes")
     for anchor, heading, text, table_names in SECTIONS:
         parts.append(f"<section id='{anchor}'><h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
+        if notes is not None and not notes.empty:
+            for note in notes.loc[notes["section"] == anchor, "note"]:
+                parts.append(f"<p class='finding'>{html.escape(str(note))}</p>")
         for name, encoded in images.get(anchor, []):
             parts.append(f"<img alt='{name}' src='data:image/png;base64,{encoded}'>")
         for name in table_names:
@@ -128,12 +148,17 @@ def write_report(analysis: Analysis, out_dir) -> dict[str, Path]:
 TERMINAL = [
     ("Trials by status", "trials", None),
     ("Accuracy vs sparsity (control none)", "accuracy_vs_sparsity",
-     ["dataset", "model", "method", "allocation", "sparsity", "n", "mean", "ci_low", "ci_high", "n_stopped", "n_failed", "n_diverged"]),
+     ["dataset", "model", "method", "allocation", "sparsity", "compression", "n", "mean", "ci_low", "ci_high",
+      "gap", "gap_ci_low", "gap_ci_high", "n_stopped", "n_failed", "n_diverged"]),
+    ("Dense reference (unpruned model)", "dense_reference", ["dataset", "model", "max_epochs", "n", "mean", "ci_low", "ci_high", "note"]),
+    ("Standard operating points: accuracy (gap to dense) at compression ratio", "operating_points", None),
     ("Rankings", "rankings", ["factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "verdict"]),
     ("Concordance", "concordance", ["factor", "kendall_w", "n_contexts", "n_choices", "loco_regret", "transfer_regret"]),
     ("Sanity checks", "sanity", ["method", "control", "delta", "ci_low", "ci_high", "n", "verdict"]),
+    ("PaI vs after-training: gap to IMP", "pai_vs_imp", ["dataset", "model", "method", "allocation", "sparsity", "n", "gap", "ci_low", "ci_high", "verdict"]),
     ("Layer collapse", "collapse", ["method", "allocation", "max_sparsity_without_collapse", "n_trials", "n_collapsed"]),
-    ("Zero-cost proxies", "proxies", ["proxy", "kind", "spearman", "kendall", "ci_low", "ci_high", "n", "within_spearman", "n_contexts"]),
+    ("Zero-cost proxies", "proxies", ["proxy", "kind", "spearman", "kendall", "ci_low", "ci_high", "n", "within_spearman",
+                                       "n_contexts", "partial_spearman", "partial_ci_low", "partial_ci_high", "adds_beyond_size"]),
     ("Hyperparameter importance", "importance", None),
 ]
 
@@ -144,6 +169,8 @@ def terminal_text(analysis: Analysis, max_rows: int = 40) -> str:
         table = analysis.tables[name]
         if name == "accuracy_vs_sparsity":
             table = table.loc[table["control"] == "none"]
+        if name == "operating_points":
+            table = operating.wide_table(table)
         if columns:
             table = table[[c for c in columns if c in table.columns]]
         lines.append(f"\n== {title} ==")
@@ -154,4 +181,8 @@ def terminal_text(analysis: Analysis, max_rows: int = 40) -> str:
         lines.append(text)
         if len(table) > max_rows:
             lines.append(f"... {len(table) - max_rows} more rows in summary.json")
+    notes = analysis.tables.get("notes")
+    if notes is not None and not notes.empty:
+        lines.append("\n== Notes ==")
+        lines.extend(f"- {note}" for note in notes["note"])
     return "\n".join(lines)

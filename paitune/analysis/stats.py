@@ -249,3 +249,108 @@ def friedman_p_value(w: float, m: int, n: int) -> float:
     if not np.isfinite(w) or n < 2:
         return float("nan")
     return float(chi2.sf(m * (n - 1) * w, n - 1))
+
+
+# A residual variance below this share of the raw variance means the controls explain the
+# variable completely (e.g. a proxy that is a monotone function of the parameter count).
+_EXPLAINED = 1e-9
+
+
+def _partial_from_moments(cov: np.ndarray) -> np.ndarray:
+    """Partial correlation of variables 0 and 1 given variables 2.. from covariance matrices.
+
+    ``cov`` is (..., 2 + q, 2 + q). The residual covariance of (0, 1) after projecting out the
+    controls is C_aa - C_ac C_cc^+ C_ca; the pseudo-inverse (eigenvalues below a relative
+    tolerance dropped) makes collinear or constant controls harmless: parameter count and FLOPs
+    are often almost the same ranking. A variable the controls explain entirely has partial
+    correlation 0 (there is nothing left in it to correlate).
+    """
+    c_aa = cov[..., :2, :2]
+    c_ac = cov[..., :2, 2:]
+    c_cc = cov[..., 2:, 2:]
+    values, vectors = np.linalg.eigh(c_cc)
+    scale = np.maximum(values.max(axis=-1, keepdims=True), 1e-300)
+    inverse_values = np.where(values > 1e-10 * scale, 1.0 / np.where(values > 0, values, 1.0), 0.0)
+    c_cc_pinv = (vectors * inverse_values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+    residual = c_aa - c_ac @ c_cc_pinv @ np.swapaxes(c_ac, -1, -2)
+    var_x, var_y, cov_xy = residual[..., 0, 0], residual[..., 1, 1], residual[..., 0, 1]
+    explained = (var_x <= _EXPLAINED * c_aa[..., 0, 0]) | (var_y <= _EXPLAINED * c_aa[..., 1, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = cov_xy / np.sqrt(np.where(explained, 1.0, var_x * var_y))
+    degenerate = (c_aa[..., 0, 0] <= 0) | (c_aa[..., 1, 1] <= 0)
+    return np.where(degenerate, np.nan, np.where(explained, 0.0, np.clip(r, -1.0, 1.0)))
+
+
+def _moment_matrices(sums: list[np.ndarray], products: dict, n: np.ndarray) -> np.ndarray:
+    """Covariance matrices (..., p, p) from sums of each variable and of each pair's product."""
+    p = len(sums)
+    cov = np.empty(sums[0].shape + (p, p))
+    for i in range(p):
+        for j in range(i, p):
+            cov[..., i, j] = cov[..., j, i] = products[i, j] / n - sums[i] * sums[j] / (n * n)
+    return cov
+
+
+def _partial_replicates(mats: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
+    ct = counts.T
+    n = counts.sum(axis=1)[None, :]
+    sums = [m @ ct for m in mats]
+    products = {(i, j): (mats[i] * mats[j]) @ ct for i in range(len(mats)) for j in range(i, len(mats))}
+    return _partial_from_moments(_moment_matrices(sums, products, n))
+
+
+def grouped_partial_spearman(
+    frame: pd.DataFrame,
+    by: list[str],
+    x: str,
+    y: str,
+    controls: list[str],
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    min_size: int = MIN_RUNS_CORRELATION,
+) -> pd.DataFrame:
+    """Partial Spearman correlation of x and y controlling for ``controls``, per group, with CI.
+
+    Every variable is rank-transformed within the group (average ranks for ties), the controls'
+    ranks are regressed out of x's and y's ranks (least squares with intercept), and the
+    residuals are correlated. The bootstrap reuses the ranks (as ``grouped_spearman`` does) and
+    redoes the regression in every resample; groups above LARGE_N points use Fisher's z with the
+    Bonett-Wright variance, (1 + r^2 / 2) / (n - 3 - q). Returns {by, n, partial, ci_low, ci_high}.
+    """
+    names = [x, y] + list(controls)
+    frame = frame.loc[frame[names].notna().all(axis=1)]
+    if not by:
+        frame = frame.assign(_all=0)
+        by = ["_all"]
+    grouper = frame.groupby(by, sort=True, dropna=False, observed=True)
+    codes = grouper.ngroup().to_numpy()
+    keys = grouper.size().reset_index()[by]
+    ranks = [grouper[name].rank(method="average").to_numpy(dtype=np.float64) for name in names]
+    n_groups = len(keys)
+    sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    sums = [np.bincount(codes, r, n_groups) for r in ranks]
+    products = {(i, j): np.bincount(codes, ranks[i] * ranks[j], n_groups)
+                for i in range(len(ranks)) for j in range(i, len(ranks))}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        partial = _partial_from_moments(_moment_matrices(sums, products, np.maximum(sizes, 1.0)))
+    partial[sizes < min_size] = np.nan
+    large = sizes > LARGE_N
+    keep = ~large[codes]
+    low, high, _ = grouped_bootstrap(
+        codes[keep], [r[keep] for r in ranks], _partial_replicates, n_groups=n_groups,
+        n_boot=n_boot, seed=seed, min_size=min_size,
+    )
+    if large.any():
+        from scipy.stats import norm
+
+        z = np.arctanh(np.clip(partial[large], -0.999999, 0.999999))
+        dof = np.maximum(sizes[large] - 3 - len(controls), 1.0)
+        half = norm.ppf(0.5 + LEVEL / 2) * np.sqrt((1 + partial[large] ** 2 / 2) / dof)
+        low[large], high[large] = np.tanh(z - half), np.tanh(z + half)
+    out = keys.copy()
+    out["n"] = sizes.astype(np.int64)
+    out["partial"] = partial
+    out["ci_low"] = np.where(np.isnan(partial), np.nan, low)
+    out["ci_high"] = np.where(np.isnan(partial), np.nan, high)
+    return out.drop(columns=["_all"], errors="ignore")

@@ -18,8 +18,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="analyze sweep results: tables, statistics, plots, report.html, summary.json",
         description=(
             "Read one or more result directories (DIR/NAME with trials/, epochs/, layers/), print "
-            "the key tables, and write REPORT_DIR/report.html (self-contained), the plots as PNG "
-            "and REPORT_DIR/summary.json (every number of the report)."
+            "the key tables — accuracy with its gap to the dense model, the standard operating points "
+            "(compression 2x to 32x, up to 1000x), rankings, sanity and corrupted-data controls, "
+            "PaI vs IMP, proxies with their size bias — and write REPORT_DIR/report.html "
+            "(self-contained), the plots as PNG and REPORT_DIR/summary.json (every number of the report)."
         ),
     )
     parser.add_argument("results", nargs="+", metavar="DIR/NAME", help="result directories (several = merged)")

@@ -1,0 +1,102 @@
+"""The dense reference: the unpruned model of each context, and every accuracy's gap to it.
+
+Trials with ``method == "dense"`` (sparsity 0, control none) are the unpruned model trained in a
+*dense context*: dataset x model x training budget (max_epochs) x seed. They are the reference
+line, not a method that competes: rankings, concordance, proxies, importance, layer profiles and
+collapse leave them out.
+
+A trial's dense accuracy is, in this order: its own ``dense_test_acc`` column (the sweep writes it
+when it knows the reference), else the mean final accuracy of the completed dense trials of its
+dense context (same dataset, model, budget and seed: the gap is paired by seed). When neither
+exists the gap is null and the tables say ``no_dense_reference`` — a reference is never invented.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from paitune.analysis.load import Results
+from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
+from paitune.results_schema import STATUS_COMPLETED
+
+DENSE_METHOD = "dense"
+DENSE_COLUMN = "dense_test_acc"  # optional trials column written by the sweep
+DENSE_KEYS = ["dataset", "model", "max_epochs", "seed"]
+BUDGET_KEYS = ["dataset", "model", "max_epochs"]
+NO_DENSE = "no_dense_reference"
+
+
+def is_dense(trials: pd.DataFrame) -> pd.Series:
+    return trials["method"] == DENSE_METHOD
+
+
+def without_dense(results: Results) -> pd.DataFrame:
+    """The trials minus the dense reference (the methods that compete)."""
+    return results.trials.loc[~is_dense(results.trials)]
+
+
+def dense_per_seed(results: Results) -> pd.DataFrame:
+    """{dataset, model, max_epochs, seed, dense_acc, n_dense, source}: the reference per dense context.
+
+    From completed dense trials (``source`` = "dense_trials"); contexts with no dense trial but
+    whose trials carry ``dense_test_acc`` take that column's mean (``source`` = "trial_rows").
+    """
+    trials = results.trials
+    done = trials.loc[is_dense(trials) & (trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
+    own = (done.groupby(DENSE_KEYS, observed=True)["test_acc"].agg(["mean", "size"]).reset_index()
+           .rename(columns={"mean": "dense_acc", "size": "n_dense"}).assign(source="dense_trials"))
+    if DENSE_COLUMN in trials.columns:
+        rows = trials.loc[trials[DENSE_COLUMN].notna() & ~is_dense(trials)]
+        column = (rows.groupby(DENSE_KEYS, observed=True)[DENSE_COLUMN].mean().reset_index()
+                  .rename(columns={DENSE_COLUMN: "dense_acc"}).assign(n_dense=0, source="trial_rows"))
+        if not own.empty:
+            known = column[DENSE_KEYS].merge(own[DENSE_KEYS], how="left", indicator=True)["_merge"] == "both"
+            column = column.loc[~known.to_numpy()]
+        own = pd.concat([own, column], ignore_index=True) if not column.empty else own
+    return own[DENSE_KEYS + ["dense_acc", "n_dense", "source"]].reset_index(drop=True)
+
+
+def dense_accuracy(frame: pd.DataFrame, per_seed: pd.DataFrame) -> np.ndarray:
+    """Each row's dense accuracy: its own ``dense_test_acc`` if set, else its dense context's."""
+    joined = frame[DENSE_KEYS].merge(per_seed[DENSE_KEYS + ["dense_acc"]], on=DENSE_KEYS, how="left")
+    values = joined["dense_acc"].to_numpy(dtype=np.float64)
+    if DENSE_COLUMN in frame.columns:
+        own = frame[DENSE_COLUMN].to_numpy(dtype=np.float64)
+        values = np.where(np.isfinite(own), own, values)
+    return values
+
+
+def with_gap(frame: pd.DataFrame, per_seed: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (trial rows with test_acc) plus ``dense_acc`` and ``gap`` = test_acc - dense_acc."""
+    dense = dense_accuracy(frame, per_seed)
+    return frame.assign(dense_acc=dense, gap=frame["test_acc"].to_numpy(dtype=np.float64) - dense)
+
+
+def dense_reference(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+    """Per dataset x model x budget: the dense accuracy over seeds, or a note that there is none.
+
+    {dataset, model, max_epochs, n, mean, ci_low, ci_high, n_trials, source, note}; n = seeds.
+    """
+    per_seed = dense_per_seed(results)
+    contexts = results.trials[BUDGET_KEYS].drop_duplicates()
+    table = grouped_mean_ci(per_seed, BUDGET_KEYS, "dense_acc", n_boot=n_boot, seed=seed)
+    extra = per_seed.groupby(BUDGET_KEYS, observed=True).agg(
+        n_trials=("n_dense", "sum"), source=("source", lambda s: "+".join(sorted(set(s))))).reset_index()
+    table = contexts.merge(table.merge(extra, on=BUDGET_KEYS), on=BUDGET_KEYS, how="left")
+    table["n"] = table["n"].fillna(0).astype("int64")
+    table["n_trials"] = table["n_trials"].fillna(0).astype("int64")
+    table["note"] = np.select([table["n"] == 0, table["n"] < MIN_RUNS_CI], [NO_DENSE, "too_few_runs"], "")
+    columns = BUDGET_KEYS + ["n", "mean", "ci_low", "ci_high", "n_trials", "source", "note"]
+    return table[columns].sort_values(BUDGET_KEYS).reset_index(drop=True)
+
+
+def missing_reference_note(reference: pd.DataFrame) -> str:
+    """A sentence naming the contexts without a dense trial (empty when every context has one)."""
+    missing = reference.loc[reference["n"] == 0]
+    if missing.empty:
+        return ""
+    names = ", ".join(f"{r.dataset}/{r.model}/{r.max_epochs} ep" for r in missing.head(5).itertuples())
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    return (f"no completed dense (unpruned) trial for {names}{more}: gaps to dense are null there; "
+            "add method dense (sparsity 0) to the sweep to get them")
