@@ -1,9 +1,9 @@
 """Analysis at scale: ``paitune analyze`` on 100,000 trials x 30 epochs x 20 layers.
 
 The results set is generated with planted effects (``tests/planted.py``, vectorized) into a temp
-directory as Parquet that follows ``paitune.results_schema``: five methods x four allocations x
-four controls x eight sparsities x five lr values x enough seeds to pass the trial count (102,400
-for 100,000). No trial is stopped early, so every non-failed trial has all its epochs (1% failed,
+directory as Parquet that follows ``paitune.results_schema`` (``spec_for_size``: PaI methods
+plus IMP and dense reference trials, allocations, controls including ``corrupt_labels``,
+sparsities, lr values, and enough seeds to pass the trial count). No trial is stopped early, so every non-failed trial has all its epochs (1% failed,
 1% diverged). The tables are split into ``--files`` Parquet files each.
 
 The analysis runs as the CLI does, in a child process (``python -m paitune analyze DIR --out
