@@ -27,15 +27,13 @@ from ..errors import PaituneError, unknown_choice
 from ..models import MODELS, build_model
 from ..proxies import PROXIES, compute_proxies
 from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, mask_hash, mask_report, prune
-from ..sparse import SPARSE_DEFAULTS, SPARSE_METHODS, build_sparse_trial, check_sparse_config
+from ..sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
 from ..spaces.config import TRIAL_DEFAULTS
 from ..spaces.config import resolve_config as resolve_defaults
 from ..training import Trainer, TrainConfig
 
 ALL_METHODS = METHODS + SPARSE_METHODS
-# The sparse keys paitune.spaces does not list yet; they are resolved here (paitune.sparse.config).
-_OWN_KEYS = tuple(key for key in SPARSE_DEFAULTS if key not in TRIAL_DEFAULTS)
-VALID_KEYS = tuple(TRIAL_DEFAULTS) + _OWN_KEYS
+VALID_KEYS = tuple(TRIAL_DEFAULTS)
 
 
 def resolve_config(config: Mapping) -> dict:
@@ -52,13 +50,11 @@ def resolve_config(config: Mapping) -> dict:
     for name in proxies:
         if name not in PROXIES:
             raise unknown_choice("proxy", name, PROXIES)
-    own = {key: config[key] for key in _OWN_KEYS if key in config}
-    shared = {key: value for key, value in config.items() if key not in own}
     try:
-        resolved = resolve_defaults({**shared, "proxies": proxies})
+        resolved = resolve_defaults({**dict(config), "proxies": proxies})
     except (TypeError, ValueError) as err:
         raise PaituneError(f"bad trial config value: {err}") from None
-    return check_sparse_config({**resolved, **own})
+    return check_sparse_config(resolved)
 
 
 def train_config(config: Mapping) -> TrainConfig:

@@ -33,12 +33,16 @@ def registries() -> dict[str, tuple[str, ...]]:
     from paitune.data import DATASETS
     from paitune.models import MODELS
     from paitune.pruning import ALLOCATIONS, CONTROLS, METHODS, SCHEDULES
+    from paitune.sparse.config import DROP_SCHEDULES, INIT_METHODS, POPUP_WEIGHT_INITS, SPARSE_METHODS
     from paitune.training import LR_SCHEDULES, OPTIMIZERS
 
     return {
         "dataset": tuple(DATASETS),
         "model": tuple(MODELS),
-        "method": tuple(METHODS),
+        "method": tuple(METHODS) + tuple(SPARSE_METHODS),
+        "init_method": tuple(INIT_METHODS),
+        "drop_schedule": tuple(DROP_SCHEDULES),
+        "popup_weight_init": tuple(POPUP_WEIGHT_INITS),
         "control": tuple(CONTROLS),
         "schedule": tuple(SCHEDULES),
         "allocation": tuple(ALLOCATIONS) + (SEARCHED_ALLOCATION,),
@@ -74,6 +78,11 @@ _RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "epochs": (lambda v: v >= 1, ">= 1"),
     "seed": (lambda v: v >= 0, ">= 0"),
     "synthetic_classes": (lambda v: v >= 2, ">= 2"),
+    "update_interval": (lambda v: v >= 1, ">= 1 optimizer step"),
+    "rewind_epoch": (lambda v: v >= 0, ">= 0 (and below epochs)"),
+    "drop_fraction": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    "drop_until": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    "imp_prune_fraction": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
 }
 
 

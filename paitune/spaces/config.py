@@ -36,13 +36,25 @@ TRIAL_DEFAULTS: dict[str, Any] = {
     "weight_decay": 5e-4,
     "lr_schedule": "cosine",
     "proxies": [],
+    # The sparse-training methods' keys (paitune.sparse reads them; each only for its own methods).
+    "init_method": "random",  # set/rigl: the static PaI method of the starting mask
+    "update_interval": 100,  # set/rigl: optimizer steps between mask updates
+    "drop_fraction": 0.3,  # set/rigl: fraction of each layer's active weights moved per update, at step 0
+    "drop_schedule": "cosine",  # set/rigl: how that fraction decays to 0
+    "drop_until": 0.75,  # set/rigl: fraction of all training steps after which the mask is frozen
+    "imp_prune_fraction": 0.2,  # imp: fraction of the remaining weights removed per round
+    "rewind_epoch": 0,  # imp: epoch of the dense run every round rewinds to (0 = init)
+    "popup_weight_init": "signed_constant",  # edge_popup: frozen weights, +-sqrt(2/fan_in) or the model's init
 }
 TRIAL_KEYS = tuple(TRIAL_DEFAULTS)
 
 
 # Keys that must hold whole numbers, and keys that must hold real numbers.
-INT_KEYS = ("iterations", "prune_batches", "prune_batch_size", "seed", "epochs", "batch_size", "synthetic_classes")
-FLOAT_KEYS = ("sparsity", "lr", "momentum", "weight_decay")
+INT_KEYS = (
+    "iterations", "prune_batches", "prune_batch_size", "seed", "epochs", "batch_size", "synthetic_classes",
+    "update_interval", "rewind_epoch",
+)
+FLOAT_KEYS = ("sparsity", "lr", "momentum", "weight_decay", "drop_fraction", "drop_until", "imp_prune_fraction")
 
 
 def resolve_config(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,7 +68,10 @@ def resolve_config(values: Mapping[str, Any]) -> dict[str, Any]:
             config[key] = float(config[key])
     for key in INT_KEYS:
         if config[key] is not None:
-            config[key] = int(config[key])
+            number = float(config[key])
+            if not number.is_integer():
+                raise ValueError(f"{key} must be a whole number, got {config[key]!r}")
+            config[key] = int(number)
     config["proxies"] = list(config["proxies"] or [])
     config["synthetic_shape"] = [int(d) for d in config["synthetic_shape"]]
     if isinstance(config["allocation"], Mapping):

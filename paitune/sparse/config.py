@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import PaituneError, unknown_choice
 from ..pruning import METHODS as STATIC_METHODS
+from ..spaces.config import TRIAL_DEFAULTS
 
 DST_METHODS = ("set", "rigl")
 SPARSE_METHODS = ("set", "rigl", "imp", "edge_popup")
@@ -22,16 +23,12 @@ INIT_METHODS = tuple(m for m in STATIC_METHODS if m != "dense")
 DROP_SCHEDULES = ("cosine", "linear", "constant")
 POPUP_WEIGHT_INITS = ("signed_constant", "model")
 
-SPARSE_DEFAULTS: dict[str, Any] = {
-    "init_method": "random",  # set/rigl: the static PaI method of the starting mask
-    "update_interval": 100,  # set/rigl: optimizer steps between mask updates
-    "drop_fraction": 0.3,  # set/rigl: fraction of each layer's active weights moved per update, at step 0
-    "drop_schedule": "cosine",  # set/rigl: how that fraction decays to 0
-    "drop_until": 0.75,  # set/rigl: fraction of all training steps after which the mask is frozen
-    "imp_prune_fraction": 0.2,  # imp: fraction of the remaining weights removed per round
-    "rewind_epoch": 0,  # imp: epoch of the dense run whose weights every round rewinds to (0 = init)
-    "popup_weight_init": "signed_constant",  # edge_popup: frozen weights, +-sqrt(2/fan_in) or the model's init
-}
+# The defaults live with every other trial-config default (paitune.spaces.config): one source.
+SPARSE_KEYS = (
+    "init_method", "update_interval", "drop_fraction", "drop_schedule", "drop_until",
+    "imp_prune_fraction", "rewind_epoch", "popup_weight_init",
+)
+SPARSE_DEFAULTS: dict[str, Any] = {key: TRIAL_DEFAULTS[key] for key in SPARSE_KEYS}
 
 KEYS_BY_METHOD: dict[str, tuple[str, ...]] = {
     "set": ("init_method", "update_interval", "drop_fraction", "drop_schedule", "drop_until"),
