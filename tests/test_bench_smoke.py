@@ -105,3 +105,79 @@ def test_table_and_json_helpers(tmp_path):
     path = write_json("x", {"v": float("nan"), "t": (1, 2)}, tmp_path)
     assert json.loads(path.read_text()) == {"v": None, "t": [1, 2]}
     assert median([3.0, 1.0, 2.0]) == 2.0 and math.isnan(median([]))
+
+
+def test_sweep_efficiency_quick(tmp_path):
+    result = run_quick("sweep_efficiency", tmp_path)
+    sweep, floor = result["rows"]
+    settings, summary = result["settings"], result["summary"]
+    n, cpus, parallel = sweep["trials"], settings["cpus"], settings["parallelism"]
+    # paitune may run unpruned reference trials beside the requested ones; the floor replays them all.
+    assert floor["trials"] == n >= settings["trials"] == 4 and sweep["parallel"] == parallel
+    assert sweep["utilization"] == pytest.approx(sweep["compute_s"] / (sweep["wall_s"] * cpus))
+    assert floor["utilization"] == pytest.approx(floor["compute_s"] / floor["wall_s"])
+    assert sweep["s_per_trial"] == pytest.approx(sweep["wall_s"] / n)
+    assert summary["utilization"] == sweep["utilization"]
+    assert summary["overhead_s_per_trial"] == pytest.approx((sweep["wall_s"] - floor["wall_s"] / parallel) / n)
+    # The floor reruns the sweep's own configs: same seeds, one thread, so the same accuracies.
+    assert summary["floor_max_acc_diff"] <= 1e-9
+    assert summary["goal_utilization_met"] == (sweep["utilization"] >= 0.8)
+    assert summary["goal_overhead_met"] == (summary["overhead_s_per_trial"] <= 0.2)
+    split = settings["breakdown"]
+    assert split["slot_s"] == pytest.approx(sweep["wall_s"] * parallel)
+    assert split["compute_s"] + split["in_trial_overhead_s"] + split["between_trials_s"] == pytest.approx(split["slot_s"])
+    assert split["compute_s"] <= split["compute_s"] + split["in_trial_overhead_s"] <= split["slot_s"]
+    assert split["reports"] == n * 4  # fifo: every trial reports each of the default space's 4 epochs
+    assert 1 <= split["actors"] <= parallel
+
+
+def test_search_efficiency_quick(tmp_path):
+    result = run_quick("search_efficiency", tmp_path)
+    rows, summary, settings = result["rows"], result["summary"], result["settings"]
+    grid, asha_tpe, curve_1, curve_2 = rows
+    epochs = settings["space"]["settings"]["epochs"]
+    assert grid["arm"] == "grid" and grid["found"] == grid["seeds"] == 1
+    assert summary["grid_epochs"] == summary["grid_configs"] * epochs == grid["median_epochs_total"]
+    assert summary["target_val_acc"] == pytest.approx(summary["grid_best_val_acc"] - 0.01)
+    (grid_run,) = grid["per_seed"]
+    # fifo: every grid trial runs the full budget, so epochs to target = trials x epochs.
+    assert grid_run["epochs_to_target"] == grid_run["trials_to_target"] * epochs
+    assert grid_run["best_val_acc"] == summary["grid_best_val_acc"]
+    for row in (asha_tpe, curve_1, curve_2):
+        for run in row["per_seed"]:
+            assert run["trials"] == settings["budget_trials"] and run["epochs_total"] <= run["trials"] * epochs
+            if run["found"]:
+                assert run["epochs_to_target"] <= run["epochs_total"] and run["best_val_acc"] >= summary["target_val_acc"]
+                assert run["wall_to_target_s"] <= run["wall_s"]
+        if row["median_epochs_to_target"] is not None:
+            assert row["fraction_of_grid"] == pytest.approx(row["median_epochs_to_target"] / summary["grid_epochs"])
+    assert (curve_1["workers"], curve_2["workers"]) == (1, 2) and curve_2["per_seed"] == asha_tpe["per_seed"]
+    assert summary["goal_met"] == (asha_tpe["fraction_of_grid"] is not None and asha_tpe["fraction_of_grid"] <= 0.25)
+
+
+def test_time_to_target_counts_epochs_in_completion_order_until_a_full_budget_hit():
+    import pandas as pd
+
+    from bench._sweep_runs import SweepRun
+    from bench.search_efficiency import arm_row, time_to_target
+
+    trials = pd.DataFrame({
+        "trial_id": list("abcd"), "method": ["snip"] * 4, "config_hash": ["x", "y", "z", "x"], "epochs_run": [1, 2, 4, 4],
+        "max_epochs": [4] * 4, "val_acc": [0.90, 0.95, 0.80, 0.93], "finished_s": [1.0, 2.0, 3.5, 5.0],
+        "prune_seconds": [0.1] * 4, "train_seconds": [0.5] * 4,
+    })  # fmt: skip
+    run = SweepRun("r", Path("."), 0.0, 6.0, trials, pd.DataFrame())
+    # b reaches 0.95 but was stopped after 2 epochs: only d (full budget, 0.93) counts.
+    hit = time_to_target(run, 0.92)
+    assert (hit["found"], hit["epochs_to_target"], hit["trials_to_target"], hit["wall_to_target_s"]) == (True, 11, 4, 5.0)
+    assert (hit["epochs_total"], hit["distinct_configs"], hit["best_val_acc"]) == (11, 3, 0.93)
+    assert run.compute_s == pytest.approx(2.4)
+    # paitune's unpruned reference trial is no part of the search: it changes nothing but reference_epochs.
+    reference = trials.iloc[:1].assign(trial_id="r", method="dense", val_acc=0.99, epochs_run=4, finished_s=0.5)
+    with_reference = SweepRun("r", Path("."), 0.0, 6.0, pd.concat([reference, trials], ignore_index=True), pd.DataFrame())
+    assert time_to_target(with_reference, 0.92) == {**hit, "reference_epochs": 4}
+    miss = time_to_target(run, 0.94)
+    assert not miss["found"] and miss["epochs_to_target"] == math.inf
+    # Not-found seeds are infinite: the median is finite while most seeds found the target.
+    row = arm_row("a", "tpe", "asha", 2, [hit, miss, {**hit, "epochs_to_target": 20}], grid_epochs=44)
+    assert (row["found"], row["median_epochs_to_target"], row["fraction_of_grid"]) == (2, 20, 20 / 44)

@@ -1,0 +1,237 @@
+"""Search efficiency: epochs (and wall time) a search spends before it finds a near-best config.
+
+One fixed space small enough to run whole (the digits MLP: pruning method x sparsity x layer
+allocation, one seed, a few epochs) is first run as a full grid (``--sampler grid --scheduler
+fifo``): the grid's best final ``val_acc`` sets the target, best - 1 point. Then each search arm
+runs with a budget of ``budget`` trials, once per sweep seed (``--sampler-seed``):
+
+* ``asha_tpe``: TPE + ASHA (paitune's default pairing);
+* ``tpe``: TPE alone, every trial to its full budget (fifo);
+* ``random_asha``: random sampling + ASHA;
+
+and ``asha_tpe`` once more with one worker (``--max-concurrent 1``) for the scaling curve.
+
+Only the sampled (pruned) trials count: the unpruned reference trial paitune runs beside every
+sweep is the same fixed cost in every arm (its epochs are in ``reference_epochs``).
+Epochs spent = the cumulative ``epochs_run`` of the trials in the order they finished (the order
+the sink wrote their files), up to and including the first trial that ran its full budget with a
+final ``val_acc`` >= target. Training is deterministic per config (one seed, one thread), so a
+config scores the same in every arm. A seed whose sweep never reaches the target within its
+budget counts as not found (its epochs as infinite in the median): the table shows how many
+seeds found it. ``wall_to_target_s`` is the seconds from ``run_sweep``'s call to that trial's
+end, so it includes the sweep's fixed start-up (see bench.sweep_efficiency).
+
+All sweeps share one local Ray instance started by the benchmark. Goal: asha_tpe's median
+epochs to target <= 25% of the full grid's epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bench._sweep_runs import SweepRun, run_sweep_inprocess, start_ray, stop_ray
+from bench.common import bench_parser, report, set_threads
+
+NAME = "search_efficiency"
+GOAL_FRACTION = 0.25
+TOLERANCE = 0.01  # "within 1 point" of the grid's best accuracy
+ARMS = {"asha_tpe": ("tpe", "asha"), "tpe": ("tpe", "fifo"), "random_asha": ("random", "asha")}
+CURVE_ARM = "asha_tpe"
+REFERENCE_METHOD = "dense"  # paitune's unpruned reference trials (paitune.spaces.compile.dense_references)
+
+
+@dataclass(frozen=True)
+class Setup:
+    methods: tuple[str, ...]
+    sparsities: tuple[float, ...]
+    allocations: tuple[str, ...]
+    epochs: int
+    budget: int  # trials per search sweep
+    seeds: int  # sweep seeds (--sampler-seed 0..seeds-1) per search arm
+    curve_seeds: int  # of those, how many also run with one worker
+    arms: tuple[str, ...] = tuple(ARMS)  # the search arms run (all three in full mode)
+
+    @property
+    def grid_size(self) -> int:
+        return len(self.methods) * len(self.sparsities) * len(self.allocations)
+
+
+def setup(quick: bool) -> Setup:
+    if quick:
+        # A sweep's fixed start-up (~10 s on 2 cores) dominates a tiny one: the smoke run keeps to the
+        # grid, the goal's arm and its one-worker run (the other arms differ only in flags).
+        return Setup(("random", "snip"), (0.9, 0.98), ("global", "erk"), epochs=2, budget=4, seeds=1, curve_seeds=1,
+                     arms=(CURVE_ARM,))  # fmt: skip
+    # 36 configs x 4 epochs = 144 grid epochs; a search sweep may run as many trials as the grid
+    # has configs (the samplers draw with replacement, so that is not the whole grid).
+    return Setup(("random", "magnitude", "snip", "grasp"), (0.9, 0.95, 0.98), ("global", "uniform", "erk"),
+                 epochs=4, budget=36, seeds=5, curve_seeds=3)  # fmt: skip
+
+
+def space_yaml(s: Setup) -> dict:
+    """The fixed space (the default space's training settings, no proxies, one seed)."""
+    return {
+        "name": "search_efficiency",
+        "description": "digits MLP: method x sparsity x allocation, one seed (bench.search_efficiency)",
+        "settings": {"dataset": "digits", "model": "mlp", "epochs": s.epochs, "batch_size": 64, "optimizer": "sgd",
+                     "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005, "lr_schedule": "cosine",
+                     "prune_batches": 1, "prune_batch_size": 256, "proxies": []},
+        "params": {
+            "method": {"type": "categorical", "choices": list(s.methods)},
+            "sparsity": {"type": "categorical", "choices": list(s.sparsities)},
+            "allocation": {"type": "categorical", "choices": list(s.allocations)},
+        },
+        "seeds": [0],
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        "objectives": [{"metric": "val_acc", "mode": "max"}],
+        "num_samples": s.grid_size,
+    }  # fmt: skip
+
+
+def searched(trials):
+    """The sampled trials, without the unpruned reference paitune schedules beside them (one per
+    seed): the same in every arm and never proposed by the sampler, so not part of the search."""
+    return trials[trials["method"] != REFERENCE_METHOD].reset_index(drop=True)
+
+
+def time_to_target(run: SweepRun, target: float) -> dict:
+    """Epochs, trials and seconds spent, in completion order, until a full-budget trial hits ``target``."""
+    trials = searched(run.trials)
+    references = run.trials[run.trials["method"] == REFERENCE_METHOD]
+    spent = trials["epochs_run"].cumsum()
+    hits = trials.index[(trials["epochs_run"] >= trials["max_epochs"]) & (trials["val_acc"] >= target)]
+    found = len(hits) > 0
+    first = hits[0] if found else None
+    return {
+        "found": found,
+        "epochs_to_target": int(spent[first]) if found else math.inf,
+        "trials_to_target": int(first) + 1 if found else math.inf,
+        "wall_to_target_s": float(trials["finished_s"][first]) if found else math.inf,
+        "epochs_total": int(trials["epochs_run"].sum()),
+        "reference_epochs": int(references["epochs_run"].sum()),
+        "trials": len(trials),
+        "distinct_configs": int(trials["config_hash"].nunique()),
+        "best_val_acc": float(trials.loc[trials["epochs_run"] >= trials["max_epochs"], "val_acc"].max()),
+        "wall_s": run.wall_s,
+    }
+
+
+def _median(values: list[float]) -> float:
+    # Not-found seeds are +inf: the median is finite only when most seeds found the target.
+    return statistics.median(values) if values else math.nan
+
+
+def arm_row(arm: str, sampler: str, scheduler: str, workers: int, outcomes: list[dict], grid_epochs: int) -> dict:
+    epochs = [o["epochs_to_target"] for o in outcomes]
+    median_epochs = _median(epochs)
+    return {
+        "arm": arm,
+        "sampler": sampler,
+        "scheduler": scheduler,
+        "workers": workers,
+        "seeds": len(outcomes),
+        "found": sum(o["found"] for o in outcomes),
+        "median_epochs_to_target": median_epochs,
+        # Over the seeds that found the target only: optimistic, shown beside the honest median.
+        "median_epochs_found": _median([e for e in epochs if math.isfinite(e)]),
+        "max_epochs_to_target": max(epochs),
+        "fraction_of_grid": median_epochs / grid_epochs,
+        "median_trials_to_target": _median([o["trials_to_target"] for o in outcomes]),
+        "median_wall_to_target_s": _median([o["wall_to_target_s"] for o in outcomes]),
+        "median_epochs_total": _median([o["epochs_total"] for o in outcomes]),
+        "median_sweep_wall_s": _median([o["wall_s"] for o in outcomes]),
+        "median_distinct_configs": _median([o["distinct_configs"] for o in outcomes]),
+        "per_seed": outcomes,
+    }
+
+
+COLUMNS = [
+    ("arm", "arm", ""), ("workers", "workers", "d"), ("seeds", "seeds", "d"), ("found", "found", "d"),
+    ("median_epochs_to_target", "epochs to target (median)", ".0f"), ("max_epochs_to_target", "worst", ".0f"),
+    ("fraction_of_grid", "of grid epochs", ".3f"), ("median_epochs_found", "(found seeds)", ".0f"), ("median_trials_to_target", "trials to target", ".1f"),
+    ("median_wall_to_target_s", "wall to target s", ".1f"), ("median_epochs_total", "epochs run", ".0f"),
+    ("median_sweep_wall_s", "sweep wall s", ".1f"),
+]
+
+
+def main(argv=None) -> int:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray, and the workers of the main arms (default 2)")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    if args.cpus < 2:
+        parser.error(f"--cpus must be >= 2 (the curve compares 1 and 2 workers), got {args.cpus}")
+    s = setup(args.quick)
+    workers = 2
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="paitune-bench-") as tmp:
+        space = Path(tmp) / "space.yaml"
+        space.write_text(yaml.safe_dump(space_yaml(s), sort_keys=False))
+        ray_init = start_ray(args.cpus)
+        try:
+            def sweep(name, sampler, scheduler, seed, max_concurrent, num_samples):
+                return run_sweep_inprocess(str(space), Path(tmp), name, num_samples=num_samples, sampler=sampler,
+                                           scheduler=scheduler, sampler_seed=seed, max_concurrent=max_concurrent)
+
+            grid = sweep("grid", "grid", "fifo", 0, workers, None)
+            if len(searched(grid.trials)) != s.grid_size:
+                raise RuntimeError(f"the grid ran {len(searched(grid.trials))} pruned trials, expected {s.grid_size}")
+            grid_best = float(searched(grid.trials)["val_acc"].max())
+            target = grid_best - TOLERANCE
+            grid_outcome = time_to_target(grid, target)
+            outcomes: dict[tuple[str, int], list[dict]] = {}
+            for seed in range(s.seeds):
+                for arm in s.arms:
+                    sampler, scheduler = ARMS[arm]
+                    run = sweep(f"{arm}-w{workers}-s{seed}", sampler, scheduler, seed, workers, s.budget)
+                    outcomes.setdefault((arm, workers), []).append({"seed": seed, **time_to_target(run, target)})
+                if seed < s.curve_seeds:
+                    sampler, scheduler = ARMS[CURVE_ARM]
+                    run = sweep(f"{CURVE_ARM}-w1-s{seed}", sampler, scheduler, seed, 1, s.budget)
+                    outcomes.setdefault((CURVE_ARM, 1), []).append({"seed": seed, **time_to_target(run, target)})
+        finally:
+            stop_ray()
+    grid_epochs = int(searched(grid.trials)["epochs_run"].sum())
+    rows = [{**arm_row("grid", "grid", "fifo", workers, [{"seed": 0, **grid_outcome}], grid_epochs)}]
+    rows += [arm_row(arm, *ARMS[arm], workers, outcomes[(arm, workers)], grid_epochs) for arm in s.arms]
+    curve = {n: arm_row(CURVE_ARM, *ARMS[CURVE_ARM], n, outcomes[(CURVE_ARM, n)][: s.curve_seeds], grid_epochs)
+             for n in (1, workers)}  # fmt: skip
+    rows += [{**curve[n], "arm": f"{CURVE_ARM} (curve seeds)"} for n in (1, workers)]
+    asha_tpe = next(r for r in rows if r["arm"] == CURVE_ARM)
+    wall = {n: curve[n]["median_wall_to_target_s"] for n in curve}
+    summary = {
+        "grid_best_val_acc": grid_best,
+        "target_val_acc": target,
+        "grid_epochs": grid_epochs,
+        "grid_configs": s.grid_size,
+        "asha_tpe_fraction_of_grid": asha_tpe["fraction_of_grid"],
+        "goal_fraction": GOAL_FRACTION,
+        "goal_met": asha_tpe["fraction_of_grid"] <= GOAL_FRACTION,
+        "wall_to_target_1_worker_s": wall[1],
+        "wall_to_target_2_workers_s": wall[workers],
+        "speedup_2_workers": wall[1] / wall[workers] if wall[workers] > 0 else math.nan,
+        "ray_init_s": ray_init,
+        "benchmark_s": time.perf_counter() - started,
+    }
+    settings = {
+        "space": space_yaml(s), "budget_trials": s.budget, "sweep_seeds": s.seeds, "curve_seeds": s.curve_seeds,
+        "tolerance": TOLERANCE, "arms": {a: {"sampler": ARMS[a][0], "scheduler": ARMS[a][1]} for a in s.arms},
+        "cpus": args.cpus, "threads": args.threads,
+        "definition": "epochs to target: cumulative epochs_run in completion order up to the first full-budget "
+                      "trial with val_acc >= grid best - tolerance; not found = inf",
+    }  # fmt: skip
+    report(NAME, args, settings=settings, rows=rows, summary=summary, columns=COLUMNS,
+           title=f"Search efficiency: {s.grid_size} configs x {s.epochs} epochs, budget {s.budget} trials, "
+                 f"{s.seeds} sweep seed(s)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
