@@ -258,3 +258,27 @@ def test_cli_list_show_check(tmp_path, capsys):
     path.write_text("settings: {method: snap}\n")
     with pytest.raises(PaituneError, match="unknown method 'snap'"):
         _cli(["spaces", "check", str(path)])
+
+
+def test_dense_references_one_per_sampled_context():
+    space = load_space_text(
+        """
+settings: {dataset: digits, epochs: 3, lr: 0.02, proxies: [synflow]}
+params:
+  model: {type: categorical, choices: [mlp, cnn]}
+  method: {type: categorical, choices: [snip, random]}
+  sparsity: {type: float, low: 0.5, high: 0.99}
+  lr: {type: categorical, choices: [0.1, 0.01]}
+seeds: [3, 4]
+"""
+        .replace("lr: 0.02, ", "")
+    )
+    refs = compile_space(space).dense_references()
+    assert [(r["model"], r["seed"]) for r in refs] == [("mlp", 3), ("mlp", 4), ("cnn", 3), ("cnn", 4)]
+    for r in refs:
+        assert (r["method"], r["sparsity"], r["allocation"], r["control"]) == ("dense", 0.0, "global", "none")
+        assert r["epochs"] == 3 and r["proxies"] == ["synflow"] and r["iterations"] is None
+        assert r["lr"] == TRIAL_DEFAULTS["lr"]  # a searched training setting takes its default
+        assert list(r) == list(TRIAL_KEYS)
+    only_dense = load_space_text("settings: {method: dense, sparsity: 0.0}\n")
+    assert compile_space(only_dense).dense_references() == []

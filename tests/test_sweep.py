@@ -186,16 +186,40 @@ def test_sink_writes_three_tables_once_per_trial(tmp_path):
 
 
 def test_sink_history_from_a_restored_trial_fills_earlier_epochs(tmp_path):
+    # A resumed driver's sink starts empty: the restored trial's first report carries the facts
+    # and the epochs it ran before its checkpoint.
     sink = _sink(tmp_path)
     trial = _fake_trial("t", trial_config({"epochs": 3}))
     history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0, "val_acc": 0.4, "test_acc": 0.39, "seconds": 0.5}]
     sink.on_trial_result(0, [], trial, {**_epoch(2, 0.5), **_first_facts(), "history_json": json.dumps(history)})
     sink.on_trial_result(0, [], trial, _epoch(3, 0.6))
-    restored = ParquetSink(tmp_path / "exp", "exp", sink.schema, [])
-    restored.set_state(sink.get_state())  # what Tune restores into a resumed driver
-    restored.on_trial_complete(0, [], trial)
+    sink.on_trial_complete(0, [], trial)
     epochs = pd.read_parquet(tmp_path / "exp" / "epochs")
     assert list(epochs.sort_values("epoch").val_acc) == [0.4, 0.5, 0.6]
+    assert sink.get_state() is None  # nothing of the sink is pickled into Tune's snapshot
+
+
+def test_sink_setup_removes_what_a_killed_writer_left(tmp_path):
+    from paitune.search.sink import remove_incomplete_trials
+
+    sink = _sink(tmp_path)
+    config = trial_config({"epochs": 3, "proxies": ["grad_norm", "synflow"]})
+    whole, cut = _fake_trial("whole", config), _fake_trial("cut", {**config, "seed": 1})
+    for trial in (whole, cut):
+        _feed(sink, trial, [0.5, 0.6, 0.7])
+    sink.on_trial_complete(0, [], whole)
+    root = tmp_path / "exp"
+    # "cut" was killed between its epochs/layers files and its trials file, plus a temporary.
+    record = sink.records["cut"]
+    from paitune.search.rows import epoch_rows, layer_rows
+
+    write_table_atomic(epoch_rows(record, experiment="exp"), root / "epochs", "cut")
+    write_table_atomic(layer_rows(record, experiment="exp"), root / "layers", "cut")
+    (root / "trials" / ".tmp-cut-0000.parquet").write_bytes(b"PAR1 half")
+    assert remove_incomplete_trials(root) == ["cut"]
+    for table in ("trials", "epochs", "layers"):
+        assert sorted(p.name for p in (root / table).iterdir()) == ["whole.parquet"]
+    assert len(pd.read_parquet(root / "epochs")) == 3
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
@@ -292,8 +316,17 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
                                    max_concurrent=2, verbose=0))  # fmt: skip
     grid = execute_sweep(plan)
     root = tmp_path / "real"
-    assert len(grid) == 8 and not grid.errors
+    assert len(grid) == 8 + 2 and not grid.errors  # 8 sampled + the dense reference of each seed
     trials = pd.read_parquet(root / "trials").set_index("trial_id")
+    dense = trials[trials.method == "dense"]
+    assert sorted(dense.seed) == [0, 1] and (dense.sparsity == 0).all() and (dense.allocation == "global").all()
+    assert (dense.control == "none").all() and (dense.status == "completed").all() and (dense.epochs_run == 3).all()
+    assert (dense.density_achieved == 1.0).all()
+    acc_by_seed = dict(zip(dense.seed, dense.test_acc))
+    pruned = trials[trials.method != "dense"]
+    assert pruned.dense_test_acc.notna().any()
+    for row in pruned.itertuples():  # filled once that seed's dense reference had finished
+        assert pd.isna(row.dense_test_acc) or row.dense_test_acc == acc_by_seed[row.seed]
     epochs = pd.read_parquet(root / "epochs")
     layers = pd.read_parquet(root / "layers")
     assert sorted(trials.index) == sorted(r.metrics["trial_id"] for r in grid)
@@ -322,8 +355,12 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
     assert (trials.status == "completed").sum() >= 1
 
     study = optuna.load_study(study_name="real", storage=f"sqlite:///{root / 'optuna.db'}")
+    # paitune's own state sits beside Tune's experiment folder, never inside it
+    assert (root / "tune").is_dir() and not list((root / "tune").glob("sweep.json"))
+    assert (root / "asha.json").exists() and not (root / "ray.pids").exists()
     states = {t.user_attrs["tune_trial_id"]: t for t in study.trials if "tune_trial_id" in t.user_attrs}
-    assert sorted(states) == sorted(trials.index)
+    assert sorted(states) == sorted(pruned.index)  # the dense references never reach the sampler
+    assert len(study.trials) == 8
     for tid, t in states.items():
         row = trials.loc[tid]
         if row.status == "stopped":
@@ -353,3 +390,43 @@ def test_cluster_yaml_is_a_closed_ray_launcher_config():
     head_start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_start
     assert "0.0.0.0" not in text and "IpRanges" not in text  # no inbound rule open to the world
+
+
+def test_dense_references_are_handed_out_first_and_never_reach_optuna(tmp_path):
+    space = load_space_text(SMALL_SPACE)
+    compiled = compile_space(space)
+    dense = compiled.dense_references()
+    assert len(dense) == 2  # digits x mlp x 3 epochs x seeds [0, 1]
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    searcher = PaiOptunaSearch(compiled, metric="val_acc", mode="max", sampler=optuna.samplers.RandomSampler(seed=0),
+                               storage=optuna.storages.RDBStorage(url), study_name="s", dense=dense)  # fmt: skip
+    first = [searcher.suggest(t) for t in ("d0", "d1", "x0")]
+    assert [c["method"] for c in first[:2]] == ["dense", "dense"] and [c["seed"] for c in first[:2]] == [0, 1]
+    assert first[2]["method"] != "dense" and len(searcher.study.trials) == 2  # x0 and its queued replicate
+    searcher.on_trial_result("d0", _result(1, 0.9))
+    searcher.on_trial_complete("d0", _result(3, 0.95))
+    assert len(searcher.study.trials) == 2 and all(t.user_attrs.get("tune_trial_id") != "d0" for t in searcher.study.trials)
+    # a resumed driver does not hand the same references out again
+    path = tmp_path / "state.json"
+    searcher.save(str(path))
+    again = PaiOptunaSearch(compiled, metric="val_acc", mode="max", sampler=optuna.samplers.RandomSampler(seed=0),
+                            storage=optuna.storages.RDBStorage(url), study_name="s", dense=dense)  # fmt: skip
+    again.restore(str(path))
+    assert again.suggest("y")["method"] != "dense" and again.suggest("d1")["seed"] == 1
+
+
+def test_asha_never_stops_or_records_the_dense_reference(tmp_path):
+    from ray.tune.schedulers import TrialScheduler
+
+    from paitune.search.asha import PersistentASHA
+
+    asha = PersistentASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
+                          reduction_factor=2, state_path=tmp_path / "asha.json")  # fmt: skip
+    ctl = SimpleNamespace(checkpoint=lambda **kw: None)
+    good, dense = SimpleNamespace(trial_id="g", config={"method": "snip"}), SimpleNamespace(trial_id="d", config={"method": "dense"})
+    asha.on_trial_add(ctl, good)
+    asha.on_trial_add(ctl, dense)
+    assert asha.on_trial_result(ctl, good, {"epoch": 1, "val_acc": 0.9}) == TrialScheduler.CONTINUE
+    assert asha.on_trial_result(ctl, dense, {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.CONTINUE
+    asha.on_trial_complete(ctl, dense, {"epoch": 4, "val_acc": 0.99})
+    assert all("d" not in rec for bracket in asha.rungs() for _, rec in bracket)

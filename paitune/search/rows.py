@@ -18,7 +18,7 @@ from paitune import results_schema as rs
 from paitune.spaces.config import TRIAL_KEYS, canonical_json, config_hash, trial_config
 
 # Types of the trial config values that are not fixed columns of the trials table.
-CONFIG_COLUMN_TYPES: dict[str, pa.DataType] = {
+_CONFIG_TYPES: dict[str, pa.DataType] = {
     "data_root": pa.string(),
     "synthetic_shape": pa.string(),  # e.g. "3x32x32"
     "synthetic_classes": pa.int64(),
@@ -34,7 +34,17 @@ CONFIG_COLUMN_TYPES: dict[str, pa.DataType] = {
     "weight_decay": pa.float64(),
     "lr_schedule": pa.string(),
     "proxies": pa.string(),  # comma-separated names
+    # the sparse-training methods' keys (paitune.sparse)
+    "init_method": pa.string(),
+    "update_interval": pa.int64(),
+    "drop_fraction": pa.float64(),
+    "drop_schedule": pa.string(),
+    "drop_until": pa.float64(),
+    "imp_prune_fraction": pa.float64(),
+    "rewind_epoch": pa.int64(),
+    "popup_weight_init": pa.string(),
 }
+CONFIG_COLUMN_TYPES = {k: t for k, t in _CONFIG_TYPES.items() if k in TRIAL_KEYS}
 assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_KEYS)
 
 # Keys of the trial function's reports (paitune.search.trainable writes them).
@@ -48,9 +58,18 @@ FIRST_RESULT_KEYS = (
 )  # fmt: skip
 
 
+DENSE_ACC_COLUMN = "dense_test_acc"  # test_acc of the same context's dense reference, when known
+CONTEXT_KEYS = ("dataset", "model", "epochs", "seed")  # as paitune.spaces.compile.CONTEXT_KEYS
+
+
+def context_key(config: dict[str, Any]) -> str:
+    """The (dataset, model, training budget, seed) context of a trial config, as one string."""
+    return json.dumps([config[k] for k in CONTEXT_KEYS])
+
+
 def trials_schema(search_params: list[str], proxies: list[str]) -> pa.Schema:
     """The trials table's columns for a sweep with these raw search parameters and proxies."""
-    fields = list(rs.TRIALS_FIXED)
+    fields = list(rs.TRIALS_FIXED) + [pa.field(DENSE_ACC_COLUMN, pa.float64())]
     fields += [pa.field(k, t) for k, t in CONFIG_COLUMN_TYPES.items()]
     fields += [pa.field(p, pa.float64()) for p in search_params]
     fields += [pa.field(rs.PROXY_PREFIX + p, pa.float64()) for p in proxies]
@@ -106,7 +125,8 @@ def _allocation_label(tune_config: dict[str, Any], search_params: list[str]) -> 
 
 
 def trial_row(
-    record: TrialRecord, *, experiment: str, status: str, error: str | None, schema: pa.Schema, search_params: list[str]
+    record: TrialRecord, *, experiment: str, status: str, error: str | None, schema: pa.Schema, search_params: list[str],
+    dense_test_acc: float | None = None,
 ) -> pa.Table:
     config = trial_config(record.config)
     facts = record.facts
@@ -145,6 +165,7 @@ def trial_row(
         "error": error,
         "config_json": canonical_json(config),
         "versions": facts.get(VERSIONS_KEY),
+        DENSE_ACC_COLUMN: _clean(dense_test_acc),
     }
     for key in CONFIG_COLUMN_TYPES:
         value = config[key]

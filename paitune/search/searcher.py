@@ -9,12 +9,24 @@ one and is biased towards configs that start fast. ``PaiOptunaSearch`` tells Opt
   per epoch, and records the last one as the pruned trial's value);
 - FAIL, for a trial that raised or diverged (NaN/inf loss).
 
+The study lives in Optuna's RDB storage, the source of truth across a driver restart: a trial the
+study already holds as finished is never told again (a trial restored from its checkpoint ends a
+second time), and trials the dead driver had asked for but Tune never recorded are told FAIL on
+restore (or, for those Tune may still run, when the sweep ends), with the user attr ``orphaned``,
+so the study holds no trial forever RUNNING; those failed on restore have their configs enqueued
+again (user attr ``retry_of``), so the resumed sweep still runs them.
+
+Dense references (one unpruned trial per context, ``CompiledSpace.dense_references``) are handed
+to Tune first, straight from a queue: they never become Optuna trials, so the sampler neither
+spends budget on them nor learns from them.
+
 It also makes seeds a replicate axis: each freshly sampled config is enqueued once more per other
 seed, so every config runs with every seed and the sampler never "tunes" the seed.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -37,6 +49,8 @@ REPLICATE_ATTR = "replicate_of"  # user attr of an enqueued replicate: the Optun
 GRID_ATTR = "grid_point"  # user attr of an enqueued grid point
 TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr: the Tune trial id, to join the study with the tables
 STATUS_ATTR = "pai_status"  # user attr: completed | stopped | failed | diverged
+ORPHAN_ATTR = "orphaned"  # user attr: asked by a driver that died before Tune recorded the trial
+RETRY_ATTR = "retry_of"  # user attr of an enqueued retry: the Optuna number of the orphan it replaces
 
 
 def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
@@ -72,6 +86,17 @@ def trial_outcome(result: dict | None, error: bool) -> str:
     return "stopped"
 
 
+def fail_unfinished(study: optuna.Study) -> list[int]:
+    """When a sweep has ended: fail the trials still RUNNING (asked by a driver that died, for a
+    Tune trial the resumed Tune never ran), marked ``orphaned``; returns their numbers."""
+    failed = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(frozen._trial_id, ORPHAN_ATTR, True)
+        study.tell(frozen.number, state=TrialState.FAIL)
+        failed.append(frozen.number)
+    return failed
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -89,6 +114,7 @@ class PaiOptunaSearch(OptunaSearch):
         storage: optuna.storages.BaseStorage | None = None,
         study_name: str = "paitune",
         grid: bool = False,
+        dense: list[dict] | None = None,
     ):
         super().__init__(
             space=compiled.define_by_run,
@@ -101,15 +127,31 @@ class PaiOptunaSearch(OptunaSearch):
         self._seeds = compiled.seeds
         self._grid = grid
         self._reported_steps: dict[str, set[int]] = {}
+        self._dense = list(dense or [])
+        self._dense_issued: dict[str, int] = {}  # Tune trial id -> index into self._dense
         if grid and not self._ot_study.trials:
             for point in compiled.grid_points():
                 self._ot_study.enqueue_trial(point, user_attrs={GRID_ATTR: True})
+        # Checked once, before the first suggestion: by restore() when Tune restores its snapshot,
+        # else by suggest() (a resumed sweep whose driver died before Tune saved any state).
+        self._orphans_checked = False
 
     @property
     def study(self) -> optuna.Study:
         return self._ot_study
 
+    def is_dense(self, trial_id: str) -> bool:
+        return trial_id in self._dense_issued
+
     def suggest(self, trial_id: str) -> dict | None:
+        if not getattr(self, "_orphans_checked", False):
+            self._fail_orphans()
+        if trial_id in self._dense_issued:
+            return dict(self._dense[self._dense_issued[trial_id]])
+        pending = sorted(set(range(len(self._dense))) - set(self._dense_issued.values()))
+        if pending and trial_id not in self._ot_trials:
+            self._dense_issued[trial_id] = pending[0]
+            return dict(self._dense[pending[0]])
         fresh = trial_id not in self._ot_trials
         config = super().suggest(trial_id)
         ot_trial = self._ot_trials[trial_id]
@@ -120,7 +162,7 @@ class PaiOptunaSearch(OptunaSearch):
 
     def _enqueue_replicates(self, ot_trial: optuna.Trial) -> None:
         attrs = ot_trial.user_attrs
-        if self._grid or REPLICATE_ATTR in attrs or GRID_ATTR in attrs or len(self._seeds) < 2:
+        if self._grid or REPLICATE_ATTR in attrs or GRID_ATTR in attrs or RETRY_ATTR in attrs or len(self._seeds) < 2:
             return
         drawn = ot_trial.params.get(SEED_PARAM)
         for seed in self._seeds:
@@ -129,9 +171,61 @@ class PaiOptunaSearch(OptunaSearch):
                     {**ot_trial.params, SEED_PARAM: seed}, user_attrs={REPLICATE_ATTR: ot_trial.number}
                 )
 
+    def _finished_in_storage(self, trial_id: str) -> bool:
+        ot_trial = self._ot_trials[trial_id]
+        return self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished()
+
+    # Tune saves the searcher into its snapshot after every step and restores it on --resume.
+    # The study itself is in the RDB storage; the snapshot needs only which Tune trial is which
+    # Optuna trial, as JSON (stock OptunaSearch pickles its whole __dict__).
+    def save(self, checkpoint_path: str) -> None:
+        state = {
+            "trials": {tid: t.number for tid, t in self._ot_trials.items()},
+            "completed": sorted(self._completed_trials),
+            "reported": {tid: sorted(steps) for tid, steps in self._reported_steps.items()},
+            "dense": self._dense_issued,
+        }
+        with open(checkpoint_path, "w") as handle:
+            json.dump(state, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as handle:
+            state = json.load(handle)
+        # The study, not the saved map, says which Optuna trial is which Tune trial: Tune uploads
+        # its snapshot file by file, so a driver killed mid-upload can leave a searcher state
+        # older than the trial table it is restored with.
+        self._ot_trials = {
+            t.user_attrs[TUNE_TRIAL_ATTR]: optuna.Trial(self._ot_study, t._trial_id)
+            for t in self._ot_study.get_trials(deepcopy=False)
+            if TUNE_TRIAL_ATTR in t.user_attrs and not t.user_attrs.get(ORPHAN_ATTR)
+        }
+        self._completed_trials = set(state["completed"])
+        self._reported_steps = {tid: set(steps) for tid, steps in state["reported"].items()}
+        self._dense_issued = {tid: int(i) for tid, i in state.get("dense", {}).items()}
+        # Trials asked but never named: the driver died inside suggest(), so no Tune trial has
+        # them. Named ones Tune may still run; those it never reports are failed when the sweep
+        # ends (fail_unfinished).
+        self._fail_orphans(unnamed_only=True)
+
+    def _fail_orphans(self, *, unnamed_only: bool = False) -> None:
+        """Tell FAIL to RUNNING trials a dead driver asked for that no Tune trial will report
+        (the experiment lock guarantees no other live driver is asking), and queue their
+        configs again so the sweep still runs them."""
+        self._orphans_checked = True
+        known = {t._trial_id for t in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen._trial_id in known or (unnamed_only and TUNE_TRIAL_ATTR in frozen.user_attrs):
+                continue
+            self._ot_study._storage.set_trial_user_attr(frozen._trial_id, ORPHAN_ATTR, True)
+            self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+            attrs = {k: v for k, v in frozen.user_attrs.items() if k in (REPLICATE_ATTR, GRID_ATTR)}
+            self._ot_study.enqueue_trial(dict(frozen.params), user_attrs={**attrs, RETRY_ATTR: frozen.number})
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna keeps intermediate values for single-objective studies only.
         if isinstance(self.metric, list) or trial_id in self._completed_trials:
+            return
+        if trial_id in self._ot_trials and self._finished_in_storage(trial_id):
             return
         value = result.get(self.metric)
         step = result.get(EPOCH_KEY)
@@ -145,6 +239,10 @@ class PaiOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if self._finished_in_storage(trial_id):
+            # Told before the driver restarted; the study already has its outcome.
+            self._completed_trials.add(trial_id)
             return
         if result and not error:
             # Tune hands the final result (and the one that made ASHA stop the trial) only to

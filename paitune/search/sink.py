@@ -3,9 +3,16 @@
 It collects each trial's results as they arrive and, when the trial ends (finished, stopped by
 the scheduler, diverged or failed), writes one file per table for it under ``DIR/NAME/{trials,
 epochs,layers}/``, named by trial id. The epochs and layers files go first and the trials file
-last, so a row in ``trials`` means the trial's other rows are on disk too. Its state (the
-results of running trials) is saved with Tune's experiment checkpoint, so a resumed driver
-still writes complete files.
+last, so a row in ``trials`` means the trial's other rows are on disk too.
+
+The sink keeps no state of its own across a driver restart (nothing of it is pickled into Tune's
+snapshot): a trial restored from its checkpoint re-sends, in its first report, the prune-time
+facts and the history of the epochs it ran before, which is all the sink needs to write its
+files whole. A file is named by trial id, so writing a trial again replaces it.
+
+Each trial row carries ``dense_test_acc``, the test accuracy of the dense reference of its
+(dataset, model, budget, seed) context, when that reference has finished before the row is
+written (the sweep schedules the references first); otherwise it is null and the analysis joins it.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from pathlib import Path
 import pyarrow as pa
 from ray.tune import Callback
 
+from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic
-from paitune.search.rows import TrialRecord, epoch_rows, layer_rows, trial_row
+from paitune.search.rows import TrialRecord, context_key, epoch_rows, layer_rows, trial_row
+from paitune.spaces.config import trial_config
 from paitune.search.searcher import trial_outcome
 
 
@@ -31,6 +40,40 @@ def _error_line(trial) -> str:
     return lines[-1] if lines else "trial failed (no error trace was saved)"
 
 
+def remove_incomplete_trials(root: Path) -> list[str]:
+    """Clear what a killed writer left: temporaries, and the epochs/layers files of a trial whose
+    trials file (always written last) is missing. Returns the trial ids whose files were removed;
+    the ones Tune still knows are written again, whole, when they end."""
+    root = Path(root)
+    for table in ("trials", "epochs", "layers"):
+        remove_stale_temporaries(root / table)
+    done = {p.stem for p in (root / "trials").glob("*.parquet")}
+    removed = set()
+    for table in ("epochs", "layers"):
+        for path in (root / table).glob("*.parquet"):
+            if path.stem not in done:
+                path.unlink(missing_ok=True)
+                removed.add(path.stem)
+    return sorted(removed)
+
+
+def finished_dense_references(root: Path) -> dict[str, float]:
+    """context -> test_acc of the dense references already written under ``root/trials``."""
+    import json
+
+    import pyarrow.dataset as pads
+
+    folder = Path(root) / "trials"
+    if not any(folder.glob("[!.]*.parquet")):
+        return {}
+    table = pads.dataset(folder).to_table(columns=["method", "status", "config_json", "test_acc"])
+    found = {}
+    for row in table.to_pylist():
+        if row["method"] == "dense" and row["status"] == "completed":
+            found[context_key(json.loads(row["config_json"]))] = row["test_acc"]
+    return found
+
+
 class ParquetSink(Callback):
     def __init__(self, root: str | Path, experiment: str, schema: pa.Schema, search_params: list[str]):
         self.root = Path(root)
@@ -39,8 +82,12 @@ class ParquetSink(Callback):
         self.search_params = list(search_params)
         self.records: dict[str, TrialRecord] = {}
         self.written: list[str] = []
-        for table in ("trials", "epochs", "layers"):
-            remove_stale_temporaries(self.root / table)
+        self.dense_acc: dict[str, float] = {}  # context -> test_acc of its finished dense reference
+
+    def setup(self, **info):
+        # Called when a run starts, also a resumed one (whose sink is unpickled, not constructed).
+        remove_incomplete_trials(self.root)
+        self.dense_acc = finished_dense_references(self.root)
 
     def _record(self, trial) -> TrialRecord:
         if trial.trial_id not in self.records:
@@ -48,6 +95,7 @@ class ParquetSink(Callback):
         return self.records[trial.trial_id]
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        fault_point("sink-result")
         self._record(trial).add_result(result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -61,16 +109,15 @@ class ParquetSink(Callback):
         stem = record.trial_id
         write_table_atomic(epoch_rows(record, experiment=self.experiment), self.root / "epochs", stem)
         write_table_atomic(layer_rows(record, experiment=self.experiment), self.root / "layers", stem)
+        fault_point("sink-before-trials-file")
+        config = trial_config(record.config)
+        context = context_key(config)
+        if config["method"] == "dense" and status == "completed" and record.epochs:
+            self.dense_acc[context] = record.epochs[max(record.epochs)].get("test_acc")
         row = trial_row(
             record, experiment=self.experiment, status=status, error=error, schema=self.schema,
-            search_params=self.search_params,
+            search_params=self.search_params, dense_test_acc=self.dense_acc.get(context),
         )  # fmt: skip
         write_table_atomic(row, self.root / "trials", stem)
         self.records.pop(record.trial_id, None)
         self.written.append(record.trial_id)
-
-    def get_state(self) -> dict:
-        return {"records": {k: r.to_state() for k, r in self.records.items()}}
-
-    def set_state(self, state: dict) -> None:
-        self.records = {k: TrialRecord.from_state(v) for k, v in (state or {}).get("records", {}).items()}

@@ -4,9 +4,13 @@
 starting or writing anything; bad input raises ``PaituneError``. ``run_sweep(plan)`` takes the
 experiment lock, starts (or joins) Ray, runs the Tuner and prints a summary.
 
-Layout of ``DIR/NAME/``: ``sweep.json`` (the resolved space and options, so ``--resume`` needs
-nothing else), ``optuna.db`` (the Optuna study: the sampler's history survives a driver crash),
-``trials/ epochs/ layers/`` (Parquet), ``.lock``, and Tune's own experiment state and trial dirs.
+Layout of ``DIR/NAME/``: ``trials/ epochs/ layers/`` (Parquet, the results), paitune's own state
+— ``sweep.json`` (the resolved space and options, so ``--resume`` needs nothing else),
+``optuna.db`` (the Optuna study: the sampler's history survives a driver crash), ``asha.json``
+(ASHA's rungs), ``ray.pids`` (the Ray processes a running driver started), ``.lock`` — and
+``tune/``, Tune's experiment (its snapshots and per-trial checkpoints). Tune's restore copies every
+``*.json``/``*.pkl`` at the top of its experiment folder into its staging folder and uploads them
+back, so paitune's files must not sit there: they live one level up.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ from paitune.spaces.compile import SEED_PARAM, SLOPE_PARAM, layer_param, model_l
 from paitune.spaces.config import TRIAL_DEFAULTS
 from paitune.spaces.schema import PerLayerAllocation
 from paitune.search.lock import SweepLock, lock_holder
+from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
+from paitune.search.tune_state import serialized_snapshots
 from paitune.search.searcher import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 
 MANIFEST = "sweep.json"
 OPTUNA_DB = "optuna.db"
+TUNE_DIR = "tune"  # Tune's experiment folder inside DIR/NAME
 SCHEDULERS = ("asha", "fifo")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -68,6 +75,12 @@ class SweepPlan:
     scheduler: str
     search_params: list[str]
     storage_path: str
+    dense_references: list[dict[str, Any]] = field(default_factory=list)  # run besides num_samples
+
+    @property
+    def total_trials(self) -> int:
+        """Trials Tune runs: the sampled ones plus one dense reference per context."""
+        return self.num_samples + len(self.dense_references)
 
     @property
     def metrics(self) -> list[str]:
@@ -193,6 +206,8 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
             raise PaituneError("--gpus-per-trial > 0 but this machine has no CUDA GPU; drop it or run on a cluster with --address")
     if options.max_failures < 0:
         raise PaituneError(f"--max-failures must be >= 0, got {options.max_failures}")
+    if options.max_concurrent is not None and options.max_concurrent < 1:
+        raise PaituneError(f"--max-concurrent must be >= 1, got {options.max_concurrent}")
     max_concurrent = options.max_concurrent or space.max_concurrent
     if max_concurrent is None:
         cpus = os.cpu_count() or 1
@@ -212,29 +227,8 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
         scheduler=scheduler,
         search_params=_search_params(space),
         storage_path=storage,
+        dense_references=compiled.dense_references(),
     )
-
-
-def _start_ray(address: str | None) -> bool:
-    """Start or join Ray; returns True when this process started it (and must shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning", "log_to_driver": True}
-    try:
-        if address is None:
-            # A private single-machine cluster: every service on the loopback interface only.
-            ray.init(_node_ip_address="127.0.0.1", **kwargs)
-        else:
-            ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        hint = "start one with `ray start --head` (or `ray up cluster.yaml`) or drop --address"
-        if "auth" in first.lower() or "token" in first.lower():
-            hint = "set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the cluster's token (see `ray get-auth-token`)"
-        raise PaituneError(f"cannot connect to Ray at {address or 'a new local instance'}: {first}; {hint}") from None
-    return True
 
 
 def build_searcher(plan: SweepPlan):
@@ -249,26 +243,32 @@ def build_searcher(plan: SweepPlan):
     sampler = make_sampler(plan.options.sampler, seed=plan.options.sampler_seed, n_objectives=len(plan.metrics))
     return PaiOptunaSearch(
         plan.compiled, metric=metric, mode=mode, sampler=sampler, storage=storage,
-        study_name=plan.options.name, grid=plan.options.sampler == "grid",
+        study_name=plan.options.name, grid=plan.options.sampler == "grid", dense=plan.dense_references,
     )  # fmt: skip
 
 
 def build_scheduler(plan: SweepPlan):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from paitune.search.asha import STATE_FILE, PaiFIFO, PersistentASHA
 
     if plan.scheduler == "fifo":
-        return FIFOScheduler()
+        return PaiFIFO()
     settings = plan.space.scheduler
     epochs = int(plan.space.settings.get("epochs", TRIAL_DEFAULTS["epochs"]))
-    return ASHAScheduler(
+    return PersistentASHA(
         time_attr="epoch", metric=plan.metrics[0], mode=plan.modes[0], max_t=epochs,
         grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
+        state_path=plan.experiment_dir / STATE_FILE,
     )  # fmt: skip
 
 
 def trial_dirname(trial) -> str:
     """Short trial directories (Tune's default spells out the whole config)."""
     return f"trial_{trial.trial_id}"
+
+
+def tune_storage(plan: SweepPlan) -> str:
+    """Tune's storage path: its experiment is ``<storage>/NAME/tune`` (DIR/NAME/tune by default)."""
+    return f"{plan.storage_path.rstrip('/')}/{plan.options.name}"
 
 
 def build_tuner(plan: SweepPlan):
@@ -288,22 +288,27 @@ def build_tuner(plan: SweepPlan):
         print_intermediate_tables=True,
     )
     run_config = tune.RunConfig(
-        name=plan.options.name,
-        storage_path=plan.storage_path,
+        name=TUNE_DIR,
+        storage_path=tune_storage(plan),
         callbacks=[sink],
         failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Every epoch's checkpoint is kept. Tune deletes checkpoints beyond num_to_keep as soon as
+        # a newer one lands, while its experiment snapshot (what --resume restores) still names
+        # the older one until the next snapshot: a driver killed in between leaves trials whose
+        # checkpoint is gone, and they fail on resume. Kept checkpoints cost disk (an MLP's are
+        # kilobytes); DIR/NAME/tune can be deleted once the sweep is done.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         progress_reporter=reporter,
         verbose=plan.options.verbose,
     )
     if plan.options.resume:
-        path = f"{plan.storage_path.rstrip('/')}/{plan.options.name}"
+        path = f"{tune_storage(plan)}/{TUNE_DIR}"
         if tune.Tuner.can_restore(path):
             return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), sink
     tune_config = tune.TuneConfig(
         search_alg=build_searcher(plan),
         scheduler=build_scheduler(plan),
-        num_samples=plan.num_samples,
+        num_samples=plan.total_trials,
         max_concurrent_trials=plan.max_concurrent,
         reuse_actors=True,
         trial_dirname_creator=trial_dirname,
@@ -319,19 +324,28 @@ def _write_manifest(plan: SweepPlan) -> None:
     os.replace(tmp, plan.experiment_dir / MANIFEST)
 
 
+def _close_study(plan: SweepPlan) -> None:
+    """The sweep has ended: no trial of the study can still be running."""
+    import optuna
+
+    from paitune.search.searcher import fail_unfinished
+
+    study = optuna.load_study(study_name=plan.options.name, storage=f"sqlite:///{plan.experiment_dir / OPTUNA_DB}")
+    fail_unfinished(study)
+
+
 def execute_sweep(plan: SweepPlan):
     """Run the planned sweep to the end under the experiment lock; returns Tune's ResultGrid."""
     created = not plan.experiment_dir.exists()
     # The old-style reporter prints the few columns we chose; the default new output engine would
     # print every reported key of every trial.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Keeping one checkpoint per trial forces an experiment snapshot after each epoch's checkpoint
-    # (wanted: a resumed sweep then matches its checkpoints); Tune warns about it every time.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     lock = SweepLock(plan.experiment_dir, plan.options.name)
     try:
+        # A driver of this sweep that was SIGKILLed may have left Ray helpers running.
+        reap_orphans(plan.experiment_dir)
         try:
-            started = _start_ray(plan.options.address)
+            started = start_ray(plan.options.address, plan.experiment_dir)
         except PaituneError:
             lock.release()
             if created:
@@ -341,12 +355,16 @@ def execute_sweep(plan: SweepPlan):
             if not plan.options.resume:
                 _write_manifest(plan)
             tuner, _ = build_tuner(plan)
-            return tuner.fit()
+            with serialized_snapshots():
+                grid = tuner.fit()
+            _close_study(plan)
+            return grid
         finally:
             if started:
                 import ray
 
                 ray.shutdown()
+                forget_processes(plan.experiment_dir)
     finally:
         lock.release()
 

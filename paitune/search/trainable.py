@@ -88,15 +88,23 @@ def _epoch_metrics(metrics) -> dict[str, float]:
     }
 
 
-def _restore(trainer, facts: dict[str, Any]) -> list[dict]:
+def load_checkpoint(path: str | Path, device="cpu") -> dict[str, Any]:
+    # weights_only: a checkpoint is tensors and plain containers; torch refuses arbitrary pickles.
+    return torch.load(Path(path), map_location=device, weights_only=True)
+
+
+def _restore(trainer, masks, facts: dict[str, Any]) -> list[dict]:
     """Load the latest checkpoint into ``trainer``; returns the epochs it had run."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return []
     with checkpoint.as_directory() as folder:
-        # weights_only: a checkpoint is tensors and plain containers, never arbitrary pickles.
-        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location=trainer.device, weights_only=True)
-    if state["mask_hash"] != facts["mask_hash"]:
+        state = load_checkpoint(Path(folder) / CHECKPOINT_FILE, trainer.device)
+    saved = state.get("masks", {})
+    same = state["mask_hash"] == facts["mask_hash"] and set(saved) == set(masks) and all(
+        torch.equal(saved[k].to(masks[k].device), masks[k]) for k in masks
+    )
+    if not same:
         raise RuntimeError(
             f"checkpoint mask {state['mask_hash']} differs from the re-pruned mask {facts['mask_hash']}: pruning is not deterministic"
         )
@@ -104,9 +112,16 @@ def _restore(trainer, facts: dict[str, Any]) -> list[dict]:
     return list(state["trainer"].get("history", []))
 
 
-def _report(result: dict[str, Any], trainer, facts: dict[str, Any]) -> None:
+def _report(result: dict[str, Any], trainer, masks, facts: dict[str, Any]) -> None:
+    """Report one epoch with a checkpoint of everything a retry needs: model, masks, optimizer,
+    LR schedule, data-order RNG and the epoch history."""
     with tempfile.TemporaryDirectory() as folder:
-        torch.save({"trainer": trainer.state_dict(), "mask_hash": facts["mask_hash"]}, Path(folder) / CHECKPOINT_FILE)
+        state = {
+            "trainer": trainer.state_dict(),
+            "masks": {k: v.detach().cpu() for k, v in masks.items()},
+            "mask_hash": facts["mask_hash"],
+        }
+        torch.save(state, Path(folder) / CHECKPOINT_FILE)
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
@@ -123,7 +138,7 @@ def run_trial(tune_config: dict[str, Any]) -> None:
     prepared = prepare_trial(config, device=device)
     trainer = prepared.trainer
     facts = prune_facts(prepared, device)
-    history = _restore(trainer, facts)
+    history = _restore(trainer, prepared.masks, facts)
     # Every report carries what the objectives and the sink need; the first one adds the facts.
     always = {
         MAX_EPOCHS_KEY: int(config["epochs"]),
@@ -131,6 +146,15 @@ def run_trial(tune_config: dict[str, Any]) -> None:
         **{k: facts[k] for k in ("density_achieved", "params_kept", "flops_sparse")},
     }
     pending_first = {**facts, HISTORY_KEY: json.dumps(history)}
+    if history and trainer.epoch >= config["epochs"]:
+        # Restored from its final checkpoint (the driver died before it saw the trial end):
+        # report the last epoch again so the trial ends, and the sink writes it, normally.
+        last = history[-1]
+        result = {**facts, HISTORY_KEY: json.dumps(history[:-1]), **always,
+                  **{k: float(last[k]) for k in ("train_loss", "val_loss", "val_acc", "test_acc", "seconds")},
+                  EPOCH_KEY: trainer.epoch, STATUS_KEY: "completed"}  # fmt: skip
+        tune.report(result)
+        return
     while trainer.epoch < config["epochs"]:
         try:
             metrics = _epoch_metrics(trainer.run_epoch())
@@ -146,4 +170,4 @@ def run_trial(tune_config: dict[str, Any]) -> None:
         status = "completed" if trainer.epoch >= config["epochs"] else "running"
         result = {**pending_first, **always, **metrics, EPOCH_KEY: trainer.epoch, STATUS_KEY: status}
         pending_first = {}
-        _report(result, trainer, facts)
+        _report(result, trainer, prepared.masks, facts)

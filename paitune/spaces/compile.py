@@ -17,10 +17,13 @@ from typing import Any
 from paitune.errors import PaituneError
 from paitune.spaces.allocation import depth_weights, searched_allocation
 from paitune.spaces.check import SEARCHED_ALLOCATION
-from paitune.spaces.config import resolve_config
+from paitune.spaces.config import TRIAL_DEFAULTS, resolve_config
 from paitune.spaces.schema import Categorical, DepthAllocation, Fixed, FloatRange, IntRange, PerLayerAllocation, Space
 
 SEED_PARAM = "seed"
+# The unpruned reference every sweep runs once per context it samples (see dense_references).
+DENSE = {"method": "dense", "sparsity": 0.0, "allocation": "global", "control": "none"}
+CONTEXT_KEYS = ("dataset", "model", "epochs", "seed")  # what a dense reference is the reference for
 SLOPE_PARAM = "alloc_slope"
 
 
@@ -132,6 +135,28 @@ class CompiledSpace:
         else:
             raise TypeError(f"unknown allocation family {type(family).__name__}")
         return searched_allocation(shapes, base["sparsity"], weights)
+
+    def _context_values(self, key: str) -> list[Any]:
+        if key == SEED_PARAM:
+            return self.seeds
+        param = self.space.params.get(key)
+        if isinstance(param, (Categorical, Fixed)):
+            return list(param.choices) if isinstance(param, Categorical) else [param.value]
+        return [self.settings.get(key, TRIAL_DEFAULTS[key])]
+
+    def dense_references(self) -> list[dict[str, Any]]:
+        """One unpruned trial config (method dense, sparsity 0, allocation global, control none)
+        per (dataset, model, training budget, seed) context the space can sample, seeds innermost.
+
+        They are scheduled beside the sampled trials, never through the sampler, so they cannot
+        bias it. Everything else comes from the space's settings; a training setting the space
+        searches (say lr) takes its default, ``paitune.spaces.config.TRIAL_DEFAULTS``. A space
+        that samples only the dense method needs no reference: none."""
+        methods = self._context_values("method")
+        if all(m == DENSE["method"] for m in methods):
+            return []
+        contexts = itertools.product(*(self._context_values(k) for k in CONTEXT_KEYS))
+        return [finalize({**self.settings, **dict(zip(CONTEXT_KEYS, values)), **DENSE}) for values in contexts]
 
     def _grid_values(self, name: str, param) -> list[Any]:
         if isinstance(param, Categorical):

@@ -1,0 +1,263 @@
+"""Bad input corpus: malformed spaces and command lines.
+
+Each case must give exit status 2 and one line on stderr that names the problem (and the fix),
+no traceback, start no Ray (nothing that starts Ray is even called) and write no file. Most cases
+run in-process through ``paitune.cli.main`` (fast); a few run as real subprocesses, where "no Ray
+started" is checked on the machine: no Ray session folder of that process and no process left.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, kill_session, paitune_env, session_pids
+
+GOOD = """
+name: good
+settings: {dataset: digits, model: mlp, epochs: 2}
+params:
+  method: {type: categorical, choices: [random, snip]}
+  sparsity: {type: categorical, choices: [0.5, 0.9]}
+seeds: [0]
+num_samples: 2
+"""
+
+# name -> (space YAML, or None for the good one; extra command-line args; expected text in the line)
+SPACE_CASES = {
+    "yaml-syntax-bracket": ("params: {method: [random, snip}\n", [], "invalid YAML"),
+    "yaml-syntax-indent": ("settings:\n  epochs: 2\n   lr: 0.1\n", [], "invalid YAML"),
+    "yaml-not-a-mapping": ("- random\n- snip\n", [], "must be a YAML mapping"),
+    "yaml-empty": ("", [], "the space is empty"),
+    "unknown-top-level-key": (GOOD + "parms: {}\n", [], "parms: unknown key"),
+    "unknown-setting": ("settings: {epoch: 2}\n", [], "unknown setting 'epoch'"),
+    "unknown-key-in-param": ("params:\n  method: {type: categorical, choices: [snip], weights: [1]}\n", [], "weights: unknown key"),
+    "unknown-param-type": ("params:\n  lr: {type: uniform, low: 0.1, high: 1}\n", [], "choose one of: categorical, float, int, fixed"),
+    "unknown-param-name": ("params:\n  learning_rate: {type: categorical, choices: [0.1]}\n", [], "unknown parameter 'learning_rate'"),
+    "wrong-type-epochs": ("settings: {epochs: two}\n", [], "epochs must be an integer"),
+    "wrong-type-seeds": ("seeds: zero\n", [], "seeds"),
+    "wrong-type-choices": ("params:\n  method: {type: categorical, choices: snip}\n", [], "choices"),
+    "empty-categorical": ("params:\n  method: {type: categorical, choices: []}\n", [], "choices"),
+    "sparsity-one": ("params:\n  sparsity: {type: categorical, choices: [0.5, 1.0]}\n", [], "sparsity must be in [0, 1)"),
+    "sparsity-negative": ("params:\n  sparsity: {type: float, low: -0.1, high: 0.5}\n", [], "sparsity must be in [0, 1)"),
+    "sparsity-setting-one": ("settings: {sparsity: 1.0}\n", [], "sparsity must be in [0, 1)"),
+    "log-lower-bound-zero": ("params:\n  lr: {type: float, low: 0, high: 1, log: true}\n", [], "log-scale range needs low > 0"),
+    "range-low-above-high": ("params:\n  lr: {type: float, low: 0.5, high: 0.1}\n", [], "low must be < high"),
+    "conditional-unknown-param": (
+        "params:\n  method: {type: categorical, choices: [synflow]}\n  iterations: {type: int, low: 5, high: 9, when: {methd: [synflow]}}\n",
+        [], "condition on unknown parameter 'methd'"),
+    "conditional-unknown-value": (
+        "params:\n  method: {type: categorical, choices: [snip]}\n  iterations: {type: int, low: 5, high: 9, when: {method: [synflow]}}\n",
+        [], "'synflow' is not a value of 'method'"),
+    "unknown-model": ("settings: {model: resnet9000}\n", [], "unknown model 'resnet9000'"),
+    "unknown-dataset": ("settings: {dataset: imagenet22k}\n", [], "unknown dataset 'imagenet22k'"),
+    "unknown-method": ("params:\n  method: {type: categorical, choices: [snip, snipp]}\n", [], "unknown method 'snipp'"),
+    "unknown-allocation": ("settings: {allocation: erk2}\n", [], "unknown allocation 'erk2'"),
+    "unknown-control": ("settings: {control: shufle}\n", [], "unknown control 'shufle'"),
+    "unknown-proxy": ("settings: {proxies: [synflow, zen]}\n", [], "unknown proxy 'zen'"),
+    "momentum-one": ("settings: {momentum: 1.0}\n", [], "momentum must be in [0, 1)"),
+    "epochs-searched": ("params:\n  epochs: {type: int, low: 1, high: 5}\n", [], "epochs is the training budget"),
+    "grace-beyond-budget": ("settings: {epochs: 2}\nscheduler: {grace_period: 5}\n", [], "exceeds the budget"),
+    "unknown-objective": ("objectives: [{metric: accuracy, mode: max}]\n", [], "objectives"),
+    "duplicate-seeds": ("seeds: [0, 0]\n", [], "seeds must be distinct"),
+    "searched-without-family": ("params:\n  allocation: {type: categorical, choices: [global, searched]}\n", [], "needs an allocation_search"),
+    "missing-data-root": ("settings: {dataset: cifar10, data_root: /nonexistent/data}\n", [], "not found; set data_root"),
+}
+
+# name -> (args after `paitune sweep`, with {space} {out}; expected text)
+ARG_CASES = {
+    "unknown-sampler": (["{space}", "--sampler", "bayes"], "unknown sampler 'bayes'"),
+    "unknown-scheduler": (["{space}", "--scheduler", "hyperband"], "unknown scheduler 'hyperband'"),
+    "num-samples-zero": (["{space}", "--num-samples", "0"], "--num-samples must be >= 1"),
+    "num-samples-not-int": (["{space}", "--num-samples", "ten"], "invalid int value: 'ten'"),
+    "max-concurrent-zero": (["{space}", "--max-concurrent", "0"], "--max-concurrent must be >= 1"),
+    "cpus-per-trial-zero": (["{space}", "--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
+    "gpus-without-gpu": (["{space}", "--gpus-per-trial", "1"], "no CUDA GPU"),
+    "set-without-equals": (["{space}", "--set", "epochs"], "expected key=value"),
+    "set-sparsity-one": (["{space}", "--set", "sparsity=1.0"], "sparsity must be in [0, 1)"),
+    "set-unknown-key": (["{space}", "--set", "epochz=2"], "epochz: unknown key"),
+    "set-missing-data-root": (["{space}", "--set", "dataset=mnist", "--set", "data_root=/nonexistent"], "not found; set data_root"),
+    "space-file-missing": (["{out}/nope.yaml"], "does not exist"),
+    "unknown-preset": (["defualt"], "unknown space (preset name or YAML file) 'defualt'"),
+    "bad-name": (["{space}", "--name", "../escape"], "--name"),
+    "out-is-a-file": (["{space}", "--out", "{space}/sub"], "is not a directory"),
+    "out-on-uri": (["{space}", "--out", "s3://bucket/x"], "must be a local directory"),
+    "cmaes-multi-objective": (["{space}", "--sampler", "cmaes", "--set", "objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"],
+                              "handles one objective"),
+    "grid-continuous": (["{space}", "--sampler", "grid", "--set", "lr={type: float, low: 0.01, high: 0.1}"], "lr"),
+    "resume-missing": (["--resume"], "--resume: no sweep 's'"),
+    "resume-with-space": (["{space}", "--resume"], "--resume: no sweep 's'"),
+}
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Anything that would start or join Ray fails the test."""
+    import ray
+
+    import paitune.search.sweep as sweep
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("bad input must be rejected before Ray starts")
+
+    monkeypatch.setattr(ray, "init", forbidden)
+    monkeypatch.setattr(sweep, "start_ray", forbidden)
+
+
+def _run_main(argv, capsys):
+    from paitune.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _assert_one_line(code, err, expected):
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert expected in lines[0], lines[0]
+    assert lines[0].startswith("paitune sweep: error:") or lines[0].startswith("paitune sweep: error"), lines[0]
+
+
+@pytest.mark.parametrize("case", list(SPACE_CASES))
+def test_bad_space_is_rejected_with_one_line(case, tmp_path, capsys, no_ray):
+    text, extra, expected = SPACE_CASES[case]
+    space = tmp_path / "space.yaml"
+    space.write_text(text)
+    out = tmp_path / "out"
+    before = _tree(tmp_path)
+    code, err = _run_main(["sweep", str(space), "--out", str(out), "--name", "s", *extra], capsys)
+    _assert_one_line(code, err, expected)
+    assert _tree(tmp_path) == before  # nothing written
+    # the same file through `paitune spaces check` fails the same way (except where only the
+    # sweep knows: data on disk)
+    if case != "missing-data-root":
+        from paitune.cli import main
+
+        assert main(["spaces", "check", str(space)]) == 2
+        assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", list(ARG_CASES))
+def test_bad_command_line_is_rejected_with_one_line(case, tmp_path, capsys, no_ray):
+    args, expected = ARG_CASES[case]
+    space = tmp_path / "space.yaml"
+    space.write_text(GOOD)
+    out = tmp_path / "out"
+    argv = ["sweep", *[a.replace("{space}", str(space)).replace("{out}", str(out)) for a in args]]
+    if "--out" not in argv:
+        argv += ["--out", str(out)]
+    if "--name" not in argv:
+        argv += ["--name", "s"]
+    before = _tree(tmp_path)
+    if case == "num-samples-not-int":  # argparse's own usage error: also one line, status 2
+        with pytest.raises(SystemExit) as info:
+            _run_main(argv, capsys)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and len(err.strip().splitlines()) == 1 and expected in err
+        return
+    code, err = _run_main(argv, capsys)
+    _assert_one_line(code, err, expected)
+    assert _tree(tmp_path) == before
+
+
+def test_unwritable_out_and_existing_or_corrupt_sweeps(tmp_path, capsys, no_ray):
+    space = tmp_path / "space.yaml"
+    space.write_text(GOOD)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    # root writes anywhere it has mode bits for; /proc/1 is a directory nobody may create files in
+    unwritable = locked if not os.access(locked, os.W_OK) else Path("/proc/1")
+    code, err = _run_main(["sweep", str(space), "--out", str(unwritable / "results"), "--name", "s"], capsys)
+    _assert_one_line(code, err, "is not writable; pick a directory you can write to")
+    locked.chmod(0o700)
+
+    out = tmp_path / "out"
+    (out / "done").mkdir(parents=True)
+    (out / "done" / "sweep.json").write_text("{}")
+    code, err = _run_main(["sweep", str(space), "--out", str(out), "--name", "done"], capsys)
+    _assert_one_line(code, err, "already exists under")
+    (out / "broken").mkdir()
+    (out / "broken" / "sweep.json").write_text('{"options": {')  # a manifest cut short
+    code, err = _run_main(["sweep", "--out", str(out), "--name", "broken", "--resume"], capsys)
+    _assert_one_line(code, err, "--resume: cannot read")
+    assert sorted(p.name for p in out.iterdir()) == ["broken", "done"]
+
+
+# ---- real subprocesses: the installed entry point, and a second process holding the lock --------
+
+
+def _run_cli(args, tmp_path) -> subprocess.CompletedProcess:
+    sessions_before = set(Path("/tmp/ray").glob("session_*")) if Path("/tmp/ray").exists() else set()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from paitune.cli import main; sys.exit(main())", *args],
+        cwd=ROOT, env=paitune_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=120)
+    assert not session_pids(proc.pid)  # it started no process that outlived it
+    new_sessions = (set(Path("/tmp/ray").glob("session_*")) if Path("/tmp/ray").exists() else set()) - sessions_before
+    assert not [p for p in new_sessions if p.name.endswith(f"_{proc.pid}")]  # and no Ray session
+    kill_session(proc.pid)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["sweep", "{space_bad}", "--out", "{out}", "--name", "s"], "invalid YAML"),
+        (["sweep", "{space}", "--out", "{out}", "--name", "s", "--set", "method=snipp"], "unknown method 'snipp'"),
+        (["sweep", "--out", "{out}", "--name", "ghost", "--resume"], "--resume: no sweep 'ghost'"),
+    ],
+)
+def test_bad_input_in_a_real_process(args, expected, tmp_path):
+    (tmp_path / "good.yaml").write_text(GOOD)
+    (tmp_path / "bad.yaml").write_text("params: {method: [random, snip}\n")
+    out = tmp_path / "out"
+    argv = [a.format(space=tmp_path / "good.yaml", space_bad=tmp_path / "bad.yaml", out=out) for a in args]
+    done = _run_cli(argv, tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert not out.exists()
+
+
+def test_two_sweeps_with_the_same_name_at_once(tmp_path):
+    """A second ``paitune sweep --name N`` while another process runs sweep N: refused at once."""
+    (tmp_path / "good.yaml").write_text(GOOD)
+    out = tmp_path / "out"
+    # The first "sweep": a real process holding the experiment lock, as a running sweep does.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from paitune.search.lock import SweepLock; "
+         "lock = SweepLock(Path(sys.argv[1]), 's'); print('locked', flush=True); time.sleep(60)", str(out / "s")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = _tree(out)
+        for args in (["sweep", str(tmp_path / "good.yaml")], ["sweep", "--resume"]):
+            done = _run_cli([*args, "--out", str(out), "--name", "s"], tmp_path)
+            assert done.returncode == 2, done.stderr
+            line = done.stderr.strip()
+            assert "\n" not in line and f"already running (pid {holder.pid})" in line and "use another --name" in line
+        assert _tree(out) == before
+    finally:
+        kill_session(holder.pid)
+        holder.wait()
+    # once the holder is gone (even killed), its flock is gone too
+    from paitune.search.lock import lock_holder
+
+    assert lock_holder(out / "s") is None
