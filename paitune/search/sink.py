@@ -17,16 +17,18 @@ written (the sweep schedules the references first); otherwise it is null and the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 from ray.tune import Callback
 
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic
 from paitune.search.rows import TrialRecord, context_key, epoch_rows, layer_rows, trial_row
-from paitune.spaces.config import trial_config
 from paitune.search.searcher import trial_outcome
+from paitune.spaces.config import trial_config
 
 
 def _error_line(trial) -> str:
@@ -59,10 +61,6 @@ def remove_incomplete_trials(root: Path) -> list[str]:
 
 def finished_dense_references(root: Path) -> dict[str, float]:
     """context -> test_acc of the dense references already written under ``root/trials``."""
-    import json
-
-    import pyarrow.dataset as pads
-
     folder = Path(root) / "trials"
     if not any(folder.glob("[!.]*.parquet")):
         return {}
