@@ -430,3 +430,50 @@ def test_asha_never_stops_or_records_the_dense_reference(tmp_path):
     assert asha.on_trial_result(ctl, dense, {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.CONTINUE
     asha.on_trial_complete(ctl, dense, {"epoch": 4, "val_acc": 0.99})
     assert all("d" not in rec for bracket in asha.rungs() for _, rec in bracket)
+
+
+SPARSE_SPACE = """
+name: sparse
+settings: {dataset: digits, model: mlp, epochs: 2, batch_size: 128, sparsity: 0.5, allocation: erk, update_interval: 5}
+params:
+  method: {type: categorical, choices: [rigl, imp]}
+seeds: [0]
+scheduler: {type: fifo}
+num_samples: 2
+"""
+
+
+@pytest.mark.ray
+def test_sparse_methods_run_as_trials_and_record_their_final_masks(ray_session, tmp_path):
+    """RigL and IMP through a real sweep: IMP reports one row per round, both record the final mask."""
+    import math
+
+    from paitune.search.sweep import execute_sweep
+
+    space_file = tmp_path / "sparse.yaml"
+    space_file.write_text(SPARSE_SPACE)
+    plan = plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name="sparse", sampler="grid",
+                                   max_concurrent=2, verbose=0))  # fmt: skip
+    grid = execute_sweep(plan)
+    assert not grid.errors
+    trials = pd.read_parquet(tmp_path / "sparse" / "trials").set_index("method")
+    epochs = pd.read_parquet(tmp_path / "sparse" / "epochs")
+    layers = pd.read_parquet(tmp_path / "sparse" / "layers")
+    rounds = math.ceil(math.log(0.5) / math.log(0.8))  # 4 rounds of 20% reach sparsity 0.5
+    imp = trials.loc["imp"]
+    assert imp.status == "completed" and imp.max_epochs == rounds + 1 and imp.epochs_run == rounds + 1
+    assert sorted(epochs[epochs.trial_id == imp.trial_id].epoch) == list(range(1, rounds + 2))
+    for method in ("imp", "rigl"):
+        row = trials.loc[method]
+        assert row.density_achieved == pytest.approx(0.5, abs=2e-3)  # the final mask, not a dense start
+        mine = layers[layers.trial_id == row.trial_id]
+        kept = (mine.density * mine.numel).sum() / mine.numel.sum()
+        assert kept == pytest.approx(row.density_achieved, abs=1e-6)
+
+
+def test_imp_under_asha_is_rejected_before_anything_starts(tmp_path):
+    space_file = tmp_path / "imp_asha.yaml"
+    space_file.write_text(SPARSE_SPACE.replace("{type: fifo}", "{type: asha}"))
+    with pytest.raises(PaituneError, match="method imp reports one round per step"):
+        plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name="x"))
+    assert list(tmp_path.iterdir()) == [space_file]

@@ -147,7 +147,8 @@ def trial_row(
         "dataset": config["dataset"],
         "seed": config["seed"],
         "epochs_run": max(record.epochs) if record.epochs else 0,
-        "max_epochs": config["epochs"],
+        # reported by the trial: its epochs, or its rounds + 1 for IMP (one report per round)
+        "max_epochs": int(record.last.get("max_epochs", config["epochs"])),
         "val_acc": _clean(last.get("val_acc")),
         "best_val_acc": max(accs) if accs else None,
         "test_acc": _clean(last.get("test_acc")),

@@ -29,6 +29,7 @@ from paitune.spaces import CompiledSpace, Space, compile_space, load_space
 from paitune.spaces.loader import build_space
 from paitune.spaces.compile import SEED_PARAM, SLOPE_PARAM, layer_param, model_layer_shapes
 from paitune.spaces.config import TRIAL_DEFAULTS
+from paitune.spaces.check import possible_values
 from paitune.spaces.schema import PerLayerAllocation
 from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
@@ -189,6 +190,13 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     scheduler = options.scheduler or space.scheduler.type
     if scheduler not in SCHEDULERS:
         raise unknown_choice("scheduler", scheduler, SCHEDULERS)
+    if scheduler == "asha" and "imp" in _possible_methods(space):
+        # An IMP trial reports one whole round per step and needs more steps than the epochs
+        # budget; ASHA's rungs would compare its rounds with other methods' epochs.
+        raise PaituneError(
+            "method imp reports one round per step, a different budget unit than epochs: "
+            "use --scheduler fifo (or scheduler: {type: fifo}) or put imp in a space of its own"
+        )
     num_samples = options.num_samples if options.num_samples is not None else space.num_samples
     if num_samples < 1:
         raise PaituneError(f"--num-samples must be >= 1, got {num_samples}")
@@ -245,6 +253,13 @@ def build_searcher(plan: SweepPlan):
         plan.compiled, metric=metric, mode=mode, sampler=sampler, storage=storage,
         study_name=plan.options.name, grid=plan.options.sampler == "grid", dense=plan.dense_references,
     )  # fmt: skip
+
+
+def _possible_methods(space) -> set:
+    param = space.params.get("method")
+    if param is None:
+        return {space.settings.get("method", TRIAL_DEFAULTS["method"])}
+    return set(possible_values(param))
 
 
 def build_scheduler(plan: SweepPlan):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import sys
 import tempfile
@@ -78,6 +79,22 @@ def prune_facts(prepared, device: str) -> dict[str, Any]:
     return facts
 
 
+def final_mask_facts(prepared, facts: dict[str, Any]) -> dict[str, Any]:
+    """``facts`` with the mask facts of the mask training ended with.
+
+    DST, IMP and edge-popup change the mask while training; the trial row and the layers table
+    record the final one (for the static methods it is the pruned mask itself).
+    """
+    final = prepared.final_facts()
+    layers = [
+        {"name": name, "shape": list(final["layer_shapes"][name]), "numel": int(math.prod(final["layer_shapes"][name])),
+         "density": float(density)}
+        for name, density in final["layer_densities"].items()
+    ]  # fmt: skip
+    keys = ("density_achieved", "params_kept", "params_total", "flops_dense", "flops_sparse", "collapsed", "mask_hash")
+    return {**facts, **{k: final[k] for k in keys}, LAYERS_KEY: json.dumps(layers)}
+
+
 def _epoch_metrics(metrics) -> dict[str, float]:
     return {
         "train_loss": float(metrics.train_loss),
@@ -139,23 +156,29 @@ def run_trial(tune_config: dict[str, Any]) -> None:
     trainer = prepared.trainer
     facts = prune_facts(prepared, device)
     history = _restore(trainer, prepared.masks, facts)
+    # One reported "epoch" is one run_epoch() call: a training epoch, or a whole round for IMP,
+    # so the scheduler can never stop a trial inside its budget unit.
+    total = int(trainer.total_epochs)
+    changes_mask = prepared.current_masks is not None
     # Every report carries what the objectives and the sink need; the first one adds the facts.
     always = {
-        MAX_EPOCHS_KEY: int(config["epochs"]),
+        MAX_EPOCHS_KEY: total,
         "config_hash": config_hash(config),
         **{k: facts[k] for k in ("density_achieved", "params_kept", "flops_sparse")},
     }
     pending_first = {**facts, HISTORY_KEY: json.dumps(history)}
-    if history and trainer.epoch >= config["epochs"]:
+    if history and trainer.epoch >= total:
         # Restored from its final checkpoint (the driver died before it saw the trial end):
         # report the last epoch again so the trial ends, and the sink writes it, normally.
         last = history[-1]
-        result = {**facts, HISTORY_KEY: json.dumps(history[:-1]), **always,
+        ending = final_mask_facts(prepared, facts) if changes_mask else facts
+        result = {**ending, HISTORY_KEY: json.dumps(history[:-1]), **always,
+                  **{k: ending[k] for k in ("density_achieved", "params_kept", "flops_sparse")},
                   **{k: float(last[k]) for k in ("train_loss", "val_loss", "val_acc", "test_acc", "seconds")},
                   EPOCH_KEY: trainer.epoch, STATUS_KEY: "completed"}  # fmt: skip
         tune.report(result)
         return
-    while trainer.epoch < config["epochs"]:
+    while trainer.epoch < total:
         try:
             metrics = _epoch_metrics(trainer.run_epoch())
         except Diverged as diverged:
@@ -167,7 +190,12 @@ def run_trial(tune_config: dict[str, Any]) -> None:
             tune.report(result)
             print(f"paitune: trial diverged at epoch {diverged.epoch} (loss NaN/inf)", file=sys.stderr)
             return
-        status = "completed" if trainer.epoch >= config["epochs"] else "running"
+        done = trainer.epoch >= total
+        status = "completed" if done else "running"
         result = {**pending_first, **always, **metrics, EPOCH_KEY: trainer.epoch, STATUS_KEY: status}
+        if done and changes_mask:
+            ending = final_mask_facts(prepared, facts)
+            result.update(ending)
+            result.update({k: ending[k] for k in ("density_achieved", "params_kept", "flops_sparse")})
         pending_first = {}
         _report(result, trainer, prepared.masks, facts)

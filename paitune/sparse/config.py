@@ -1,8 +1,8 @@
 """The sparse methods' trial-config keys: their defaults, which method reads which, and validation.
 
 The methods SET, RigL, IMP and edge-popup are values of the trial config's ``method`` axis, like the
-static PaI methods. Each reads a few extra (conditional) keys. A key a method does not read must stay
-at its default, so two configs that run the same experiment never differ (and never hash
+static PaI methods. Each reads a few extra (conditional) keys. A key a method does not read is reset
+to its default, so two configs that run the same experiment never differ (and never hash
 differently) only in a key nobody looked at.
 """
 
@@ -101,12 +101,10 @@ def check_sparse_config(config: Mapping[str, Any]) -> dict[str, Any]:
     method = out.get("method")
     used = KEYS_BY_METHOD.get(method, ())
     for key, default in SPARSE_DEFAULTS.items():
-        if key not in used and out[key] != default:
-            readers = ", ".join(m for m, keys in KEYS_BY_METHOD.items() if key in keys)
-            raise PaituneError(
-                f"trial config key {key!r} applies only to method(s) {readers}; "
-                f"leave it at its default {default!r} for method {method!r}"
-            )
+        if key not in used:
+            # Nobody reads it: hold it at its default, so that configs running the same experiment
+            # (e.g. a space that sets update_interval for every method) hash the same.
+            out[key] = default
     if method in CONTROL_FREE_METHODS and out.get("control", "none") != "none":
         raise PaituneError(
             f"method {method!r} chooses its own mask, so controls do not apply: use control 'none' "
