@@ -86,13 +86,22 @@ def trial_outcome(result: dict | None, error: bool) -> str:
     return "stopped"
 
 
+NOT_RUN_ATTR = "not_run"  # user attr: queued (a seed replicate or a retry) but the sweep ended first
+
+
 def fail_unfinished(study: optuna.Study) -> list[int]:
     """When a sweep has ended: fail the trials still RUNNING (asked by a driver that died, for a
-    Tune trial the resumed Tune never ran), marked ``orphaned``; returns their numbers."""
+    Tune trial the resumed Tune never ran), marked ``orphaned``, and those still WAITING (queued
+    after the last trial was asked for), marked ``not_run``; returns their numbers."""
     failed = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(frozen._trial_id, ORPHAN_ATTR, True)
         study.tell(frozen.number, state=TrialState.FAIL)
+        failed.append(frozen.number)
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        # Optuna's tell() takes only RUNNING trials; a queued one is closed in its storage.
+        study._storage.set_trial_user_attr(frozen._trial_id, NOT_RUN_ATTR, True)
+        study._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
         failed.append(frozen.number)
     return failed
 
