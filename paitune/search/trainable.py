@@ -55,28 +55,25 @@ def assigned_device() -> tuple[str, int]:
     return device, threads
 
 
-def prune_facts(prepared, device: str) -> dict[str, Any]:
-    report = prepared.report
+MASK_FACT_KEYS = ("density_achieved", "params_kept", "params_total", "flops_dense", "flops_sparse", "collapsed", "mask_hash")
+
+
+def _mask_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """The mask facts of a pipeline facts dict, with the layers as the JSON the sink reads."""
+    shapes = facts["layer_shapes"]
     layers = [
-        {"name": layer.name, "shape": list(layer.shape), "numel": int(layer.numel), "density": float(layer.density)}
-        for layer in report.layers
+        {"name": name, "shape": list(shapes[name]), "numel": int(math.prod(shapes[name])), "density": float(density)}
+        for name, density in facts["layer_densities"].items()
     ]
-    facts = {
-        "density_achieved": float(report.density),
-        "params_kept": int(report.params_kept),
-        "params_total": int(report.params_total),
-        "flops_dense": int(report.flops_dense),
-        "flops_sparse": int(report.flops_sparse),
-        "collapsed": bool(report.collapsed),
-        "mask_hash": prepared.mask_hash,
-        "prune_seconds": float(prepared.prune_seconds),
-        "node": platform.node(),
-        "device": device,
-        LAYERS_KEY: json.dumps(layers),
-        VERSIONS_KEY: json.dumps(versions(), sort_keys=True),
-    }
-    facts.update({f"proxy_{name}": float(value) for name, value in (prepared.proxies or {}).items()})
-    return facts
+    return {**{k: facts[k] for k in MASK_FACT_KEYS}, LAYERS_KEY: json.dumps(layers)}
+
+
+def prune_facts(prepared, device: str) -> dict[str, Any]:
+    """What the trial's first report carries: the pruned mask, proxies, where it ran, versions."""
+    facts = prepared.prune_facts()
+    extra = {k: v for k, v in facts.items() if k not in ("layer_densities", "layer_shapes")}
+    return {**extra, **_mask_facts(facts), "node": platform.node(), "device": device,
+            VERSIONS_KEY: json.dumps(versions(), sort_keys=True)}  # fmt: skip
 
 
 def final_mask_facts(prepared, facts: dict[str, Any]) -> dict[str, Any]:
@@ -85,14 +82,7 @@ def final_mask_facts(prepared, facts: dict[str, Any]) -> dict[str, Any]:
     DST, IMP and edge-popup change the mask while training; the trial row and the layers table
     record the final one (for the static methods it is the pruned mask itself).
     """
-    final = prepared.final_facts()
-    layers = [
-        {"name": name, "shape": list(final["layer_shapes"][name]), "numel": int(math.prod(final["layer_shapes"][name])),
-         "density": float(density)}
-        for name, density in final["layer_densities"].items()
-    ]  # fmt: skip
-    keys = ("density_achieved", "params_kept", "params_total", "flops_dense", "flops_sparse", "collapsed", "mask_hash")
-    return {**facts, **{k: final[k] for k in keys}, LAYERS_KEY: json.dumps(layers)}
+    return {**facts, **_mask_facts(prepared.final_facts())}
 
 
 def _epoch_metrics(metrics) -> dict[str, float]:
