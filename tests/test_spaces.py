@@ -162,7 +162,7 @@ seeds: [0, 1]
     assert len(points) == 3 * 3 * 2
     assert all(("iterations" in p) == (p["method"] == "synflow") for p in points)
     assert len({tuple(sorted(p.items())) for p in points}) == len(points)
-    assert len(compile_space(load_space("sanity")).grid_points()) == 96
+    assert len(compile_space(load_space("sanity")).grid_points()) == 144  # 4 methods x 2 sparsities x 6 controls x 3 seeds
 
 
 MALFORMED = [
