@@ -136,9 +136,12 @@ def test_searcher_state_is_json_and_a_restart_never_tells_optuna_twice(tmp_path)
     # b never reports again (Tune never ran it after the restart): failed when the sweep ends
     from paitune.search.searcher import fail_unfinished
 
-    assert fail_unfinished(study) == [1]
+    # ... and the queued retry the sweep never got to is closed too (not_run), leaving nothing open
+    assert fail_unfinished(study) == [1, retry[0].number]
     assert study.trials[1].state == TrialState.FAIL and study.trials[1].user_attrs[ORPHAN_ATTR]
-    assert not study.get_trials(states=(TrialState.RUNNING,))
+    closed = study.trials[retry[0].number]
+    assert closed.state == TrialState.FAIL and closed.user_attrs["not_run"]
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
 
 
 def test_snapshots_wait_for_the_upload_in_flight():
