@@ -299,7 +299,7 @@ def test_out_that_is_a_file_and_names_in_use(tmp_path):
 
 def test_grid_plan_counts_the_points(tmp_path):
     plan = _plan(tmp_path, space="sanity", sampler="grid")
-    assert plan.num_samples == 96
+    assert plan.num_samples == 144  # 4 methods x 2 sparsities x 6 controls x 3 seeds
 
 
 # ---- one real sweep -----------------------------------------------------------------------------
