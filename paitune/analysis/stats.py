@@ -205,17 +205,23 @@ def grouped_spearman(
         n_boot=n_boot, seed=seed, min_size=min_size,
     )
     if large.any():
-        from scipy.stats import norm
-
-        z = np.arctanh(np.clip(rho[large], -0.999999, 0.999999))
-        half = norm.ppf(0.5 + LEVEL / 2) * np.sqrt((1 + rho[large] ** 2 / 2) / (sizes[large] - 3))
-        low[large], high[large] = np.tanh(z - half), np.tanh(z + half)
+        low[large], high[large] = _fisher_z_interval(rho[large], sizes[large] - 3)
     out = keys.copy()
     out["n"] = sizes.astype(np.int64)
     out["spearman"] = rho
     out["ci_low"] = np.where(np.isnan(rho), np.nan, low)
     out["ci_high"] = np.where(np.isnan(rho), np.nan, high)
     return out.drop(columns=["_all"], errors="ignore")
+
+
+def _fisher_z_interval(rho: np.ndarray, dof: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normal-approximation CI of a Spearman (or partial) correlation on Fisher's z scale
+    (Bonett-Wright variance (1 + rho^2 / 2) / dof), for groups too large to bootstrap."""
+    from scipy.stats import norm
+
+    z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
+    half = norm.ppf(0.5 + LEVEL / 2) * np.sqrt((1 + rho**2 / 2) / dof)
+    return np.tanh(z - half), np.tanh(z + half)
 
 
 def kendalls_w(ranks: np.ndarray) -> float:
@@ -342,12 +348,7 @@ def grouped_partial_spearman(
         n_boot=n_boot, seed=seed, min_size=min_size,
     )
     if large.any():
-        from scipy.stats import norm
-
-        z = np.arctanh(np.clip(partial[large], -0.999999, 0.999999))
-        dof = np.maximum(sizes[large] - 3 - len(controls), 1.0)
-        half = norm.ppf(0.5 + LEVEL / 2) * np.sqrt((1 + partial[large] ** 2 / 2) / dof)
-        low[large], high[large] = np.tanh(z - half), np.tanh(z + half)
+        low[large], high[large] = _fisher_z_interval(partial[large], np.maximum(sizes[large] - 3 - len(controls), 1.0))
     out = keys.copy()
     out["n"] = sizes.astype(np.int64)
     out["partial"] = partial

@@ -26,8 +26,9 @@ from ..data import DATASETS, load_dataset, scoring_batches
 from ..errors import PaituneError, unknown_choice
 from ..models import MODELS, build_model
 from ..proxies import PROXIES, compute_proxies
-from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, mask_hash, mask_report, prune
+from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, mask_hash, mask_report
 from ..sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
+from ..sparse.registry import prune_from_config
 from ..spaces.config import TRIAL_DEFAULTS
 from ..spaces.config import resolve_config as resolve_defaults
 from ..training import Trainer, TrainConfig
@@ -145,17 +146,7 @@ def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
     if cfg["method"] in SPARSE_METHODS:
         return _prepare_sparse(cfg, data, model, batches, device)
     start = time.perf_counter()
-    masks = prune(
-        model,
-        cfg["method"],
-        sparsity=float(cfg["sparsity"]),
-        allocation=cfg["allocation"],
-        batches=batches,
-        iterations=None if cfg["iterations"] is None else int(cfg["iterations"]),
-        schedule=cfg["schedule"],
-        control=cfg["control"],
-        seed=seed,
-    )
+    masks = prune_from_config(model, cfg, batches, method=cfg["method"])
     prune_seconds = time.perf_counter() - start
     apply_masks(model, masks)  # reinit's fresh weights are loaded here, so proxies see them too
     report = mask_report(model, masks, data.input_shape)

@@ -40,10 +40,11 @@ class SparseSetup:
     progress: Callable[[], dict] = dict  # counters that grow with training (e.g. DST updates)
 
 
-def _dynamic(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, device) -> SparseSetup:
-    masks = prune(
+def prune_from_config(model: nn.Module, cfg: Mapping, batches: Sequence, *, method: str) -> Masks:
+    """``prune`` with a resolved trial config's settings (the static trials and DST's starting mask)."""
+    return prune(
         model,
-        cfg["init_method"],
+        method,
         sparsity=float(cfg["sparsity"]),
         allocation=cfg["allocation"],
         batches=batches,
@@ -52,6 +53,10 @@ def _dynamic(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: Tra
         control=cfg["control"],
         seed=int(cfg["seed"]),
     )
+
+
+def _dynamic(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, device) -> SparseSetup:
+    masks = prune_from_config(model, cfg, batches, method=cfg["init_method"])
     masks.meta.update(method=cfg["method"], init_method=cfg["init_method"])
     apply_masks(model, masks)
     steps_per_epoch = math.ceil(data.train.y.shape[0] / train.batch_size)
