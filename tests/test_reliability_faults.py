@@ -13,13 +13,13 @@ import math
 import time
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
 
 from conftest import alive, kill_session, session_pids, start_paitune
+from paitune.search.study_store import load_study
 
 EPOCHS = 3
 NUM_SAMPLES = 6
@@ -74,7 +74,7 @@ def check_sweep_is_whole(root: Path, name: str, num_samples: int, epochs: int) -
     assert set(layers.trial_id) == set(trials.trial_id)
     assert not layers.duplicated(["trial_id", "layer"]).any()
 
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{root / 'optuna.db'}")
+    study = load_study(root, name)
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     by_tune_id: dict[str, list] = {}
     for t in study.trials:
@@ -206,7 +206,7 @@ num_samples: 2
         assert bad.val_acc == pytest.approx(mine.sort_values("epoch").val_acc.iloc[-1])
     else:
         assert pd.isna(bad.val_acc)
-    study = optuna.load_study(study_name="d", storage=f"sqlite:///{out / 'd' / 'optuna.db'}")
+    study = load_study(out / "d", "d")
     states = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
     assert states[bad.trial_id].state == TrialState.FAIL and states[bad.trial_id].user_attrs["pai_status"] == "diverged"
     assert states[good.trial_id].state == TrialState.COMPLETE

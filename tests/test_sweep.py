@@ -19,6 +19,7 @@ from paitune.search.parquet_io import write_table_atomic
 from paitune.search.rows import trials_schema
 from paitune.search.searcher import PaiOptunaSearch, trial_outcome
 from paitune.search.sink import ParquetSink
+from paitune.search.study_store import load_study
 from paitune.search.sweep import SweepOptions, plan_sweep
 from paitune.spaces import compile_space, config_hash, load_space_text, trial_config
 
@@ -354,7 +355,7 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
     assert (trials.status == "stopped").sum() >= 1  # ASHA cut some trials
     assert (trials.status == "completed").sum() >= 1
 
-    study = optuna.load_study(study_name="real", storage=f"sqlite:///{root / 'optuna.db'}")
+    study = load_study(root, "real")
     # paitune's own state sits beside Tune's experiment folder, never inside it
     assert (root / "tune").is_dir() and not list((root / "tune").glob("sweep.json"))
     assert (root / "asha.json").exists() and not (root / "ray.pids").exists()

@@ -30,6 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the Optuna sampler (default: 0)")
     parser.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its last checkpoint (default: 2)")
     parser.add_argument("--storage", default=None, help="where Tune keeps checkpoints and state: a path or a pyarrow URI such as s3://bucket/dir (default: --out)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write Tune's TensorBoard event files per trial (off by default: the Parquet tables are the record)")
     parser.add_argument("--quiet", action="store_true", help="no progress table while it runs")
     parser.set_defaults(func=run)
     return parser
@@ -54,6 +56,7 @@ def run(args) -> int:
         sampler_seed=args.sampler_seed,
         max_failures=args.max_failures,
         storage=args.storage,
+        tensorboard=args.tensorboard,
         verbose=0 if args.quiet else 1,
     )
     plan = plan_sweep(options)  # raises PaituneError before anything starts

@@ -181,8 +181,9 @@ class PaiOptunaSearch(OptunaSearch):
                 )
 
     def _finished_in_storage(self, trial_id: str) -> bool:
-        ot_trial = self._ot_trials[trial_id]
-        return self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished()
+        # Only a trial told before a driver restart can be finished without this driver having
+        # told it, so the study is read once, on restore, not on every result.
+        return trial_id in getattr(self, "_finished_before_restore", ())
 
     # Tune saves the searcher into its snapshot after every step and restores it on --resume.
     # The study itself is in the RDB storage; the snapshot needs only which Tune trial is which
@@ -209,6 +210,11 @@ class PaiOptunaSearch(OptunaSearch):
             if TUNE_TRIAL_ATTR in t.user_attrs and not t.user_attrs.get(ORPHAN_ATTR)
         }
         self._completed_trials = set(state["completed"])
+        self._finished_before_restore = {
+            t.user_attrs[TUNE_TRIAL_ATTR]
+            for t in self._ot_study.get_trials(deepcopy=False)
+            if TUNE_TRIAL_ATTR in t.user_attrs and t.state.is_finished()
+        }
         self._reported_steps = {tid: set(steps) for tid, steps in state["reported"].items()}
         self._dense_issued = {tid: int(i) for tid, i in state.get("dense", {}).items()}
         # Trials asked but never named: the driver died inside suggest(), so no Tune trial has

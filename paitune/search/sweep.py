@@ -6,7 +6,8 @@ experiment lock, starts (or joins) Ray, runs the Tuner and prints a summary.
 
 Layout of ``DIR/NAME/``: ``trials/ epochs/ layers/`` (Parquet, the results), paitune's own state
 — ``sweep.json`` (the resolved space and options, so ``--resume`` needs nothing else),
-``optuna.db`` (the Optuna study: the sampler's history survives a driver crash), ``asha.json``
+``optuna.journal`` (the Optuna study, see ``paitune.search.study_store``: the sampler's history
+survives a driver crash), ``asha.json``
 (ASHA's rungs), ``ray.pids`` (the Ray processes a running driver started), ``.lock`` — and
 ``tune/``, Tune's experiment (its snapshots and per-trial checkpoints). Tune's restore copies every
 ``*.json``/``*.pkl`` at the top of its experiment folder into its staging folder and uploads them
@@ -35,9 +36,9 @@ from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
 from paitune.search.tune_state import serialized_snapshots
 from paitune.search.searcher import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
+from paitune.search.study_store import load_study, study_storage
 
 MANIFEST = "sweep.json"
-OPTUNA_DB = "optuna.db"
 TUNE_DIR = "tune"  # Tune's experiment folder inside DIR/NAME
 SCHEDULERS = ("asha", "fifo")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -62,6 +63,7 @@ class SweepOptions:
     sampler_seed: int | None = 0
     max_failures: int = 2
     storage: str | None = None  # Tune's checkpoints and state; default: --out (local)
+    tensorboard: bool = False  # Tune's TensorBoard logger per trial (besides its JSON result log)
     verbose: int = 1
 
 
@@ -245,7 +247,7 @@ def build_searcher(plan: SweepPlan):
     from paitune.search.searcher import PaiOptunaSearch, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{plan.experiment_dir / OPTUNA_DB}")
+    storage = study_storage(plan.experiment_dir)
     metric = plan.metrics if plan.space.multi_objective else plan.metrics[0]
     mode = plan.modes if plan.space.multi_objective else plan.modes[0]
     sampler = make_sampler(plan.options.sampler, seed=plan.options.sampler_seed, n_objectives=len(plan.metrics))
@@ -288,6 +290,7 @@ def tune_storage(plan: SweepPlan) -> str:
 
 def build_tuner(plan: SweepPlan):
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback, TBXLoggerCallback
 
     from paitune.search.rows import trials_schema
     from paitune.search.sink import ParquetSink
@@ -305,7 +308,11 @@ def build_tuner(plan: SweepPlan):
     run_config = tune.RunConfig(
         name=TUNE_DIR,
         storage_path=tune_storage(plan),
-        callbacks=[sink],
+        # Tune's own per-trial result log stays (result.json); its CSV and TensorBoard loggers are
+        # off unless asked for (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS, set in execute_sweep): they
+        # repeat what the Parquet tables hold, and the TensorBoard writer alone cost the driver
+        # ~20 ms per result, on the critical path of every trial's next epoch.
+        callbacks=[sink, JsonLoggerCallback()] + ([TBXLoggerCallback()] if plan.options.tensorboard else []),
         failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
         # Every epoch's checkpoint is kept. Tune deletes checkpoints beyond num_to_keep as soon as
         # a newer one lands, while its experiment snapshot (what --resume restores) still names
@@ -341,12 +348,9 @@ def _write_manifest(plan: SweepPlan) -> None:
 
 def _close_study(plan: SweepPlan) -> None:
     """The sweep has ended: no trial of the study can still be running."""
-    import optuna
-
     from paitune.search.searcher import fail_unfinished
 
-    study = optuna.load_study(study_name=plan.options.name, storage=f"sqlite:///{plan.experiment_dir / OPTUNA_DB}")
-    fail_unfinished(study)
+    fail_unfinished(load_study(plan.experiment_dir, plan.options.name))
 
 
 def execute_sweep(plan: SweepPlan):
@@ -355,6 +359,7 @@ def execute_sweep(plan: SweepPlan):
     # The old-style reporter prints the few columns we chose; the default new output engine would
     # print every reported key of every trial.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # see build_tuner
     lock = SweepLock(plan.experiment_dir, plan.options.name)
     try:
         # A driver of this sweep that was SIGKILLed may have left Ray helpers running.
