@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 
@@ -358,3 +359,21 @@ def test_scoring_batches_wrap_when_asking_for_more_than_the_split(small_bundle):
 def test_scoring_batches_rejects_bad_counts(small_bundle):
     with pytest.raises(PaituneError, match="n_batches must be a positive integer"):
         scoring_batches(small_bundle, 0, 4, seed=0)
+
+
+def test_digits_read_without_sklearn_equals_load_digits():
+    from sklearn.datasets import load_digits
+
+    from paitune.data.digits import digits_arrays
+
+    images, labels = digits_arrays()
+    raw = load_digits()
+    assert images.dtype == raw.images.dtype and np.array_equal(images, raw.images)
+    assert np.array_equal(labels, raw.target)
+
+
+def test_loading_digits_does_not_import_sklearn():
+    # A fresh Ray worker pays every import before its first trial: digits must not need sklearn.
+    code = "import sys; from paitune.data import load_dataset; load_dataset('digits'); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

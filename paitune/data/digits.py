@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -14,6 +18,27 @@ _VAL_FRACTION = 0.2
 _TEST_FRACTION = 0.2
 
 
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images (1797, 8, 8) float64, labels (1797,) int) exactly as ``sklearn.datasets.load_digits``.
+
+    Read straight from the CSV that scikit-learn ships, without importing scikit-learn: its import
+    (~1 s) would otherwise be paid by every fresh Ray worker before its first trial. Falls back to
+    ``load_digits`` if the file is not where scikit-learn keeps it.
+    """
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    for root in roots:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as handle:
+                data = np.loadtxt(handle, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    return raw.images, raw.target
+
+
 def load_digits_bundle(split_seed: int) -> DataBundle:
     """The 1797 digits as (N, 1, 8, 8) float32, split 60/20/20, stratified by class.
 
@@ -21,11 +46,9 @@ def load_digits_bundle(split_seed: int) -> DataBundle:
     split only (per channel, as for image datasets; a per-pixel std would be zero on the always-
     blank border pixels).
     """
-    from sklearn.datasets import load_digits  # sklearn is slow to import; only pay for it here
-
-    raw = load_digits()
-    images = (raw.images.astype(np.float32) / _PIXEL_MAX)[:, None, :, :]
-    labels = raw.target.astype(np.int64)
+    raw_images, raw_labels = digits_arrays()
+    images = (raw_images.astype(np.float32) / _PIXEL_MAX)[:, None, :, :]
+    labels = raw_labels.astype(np.int64)
 
     total = len(labels)
     n_val = round(total * _VAL_FRACTION)
