@@ -127,6 +127,7 @@ def run_sweep_inprocess(space: str, out: Path, name: str, *, num_samples: int | 
         # Own time shows where the driver waits or works; paitune's functions by cumulative time
         # show which of its steps (searcher, sink, sweep setup) that work belongs to.
         profile_rows = top_functions(profiler) + top_functions(profiler, 15, only="paitune/", key="cumulative_s")
+        if os.environ.get("XPROF"): profile_rows += top_functions(profiler, 60, only="", key="cumulative_s")
     return SweepRun(name, experiment_dir, started, wall, trials, epochs, profile_rows)
 
 

@@ -17,7 +17,7 @@ from paitune.errors import PaituneError
 from paitune.search.lock import SweepLock
 from paitune.search.parquet_io import write_table_atomic
 from paitune.search.rows import trials_schema
-from paitune.search.searcher import PaiOptunaSearch, trial_outcome
+from paitune.search.searcher import DUPLICATE_ATTR, MAX_REDRAWS, PaiOptunaSearch, trial_outcome
 from paitune.search.sink import ParquetSink
 from paitune.search.study_store import load_study
 from paitune.search.sweep import SweepOptions, plan_sweep
@@ -113,6 +113,39 @@ def test_grid_sampler_enqueues_every_point_once():
     keys = {(c["method"], c["sparsity"], c["control"], c["seed"]) for c in configs}
     assert len(keys) == 36
 
+
+
+def test_sampled_repeats_are_never_run_until_the_space_is_exhausted():
+    # 3 x 3 x 2 = 18 configs, one seed: a random sampler repeats itself long before 18 draws; the
+    # last configs are found by enumerating the untried ones.
+    searcher = _searcher()
+    configs = [searcher.suggest(f"t{i}") for i in range(18)]
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == 18
+    duplicates = [t for t in searcher.study.trials if DUPLICATE_ATTR in t.user_attrs]
+    assert duplicates, "the random sampler drew no repeat: the test checks nothing"
+    # each repeat was closed at once (FAIL: its config was still running) and never named a Tune trial
+    assert all(t.state == TrialState.FAIL and "tune_trial_id" not in t.user_attrs for t in duplicates)
+    running = [t for t in searcher.study.trials if t.state == TrialState.RUNNING]
+    assert sorted(t.user_attrs["tune_trial_id"] for t in running) == sorted(f"t{i}" for i in range(18))
+
+
+def test_a_repeat_is_told_the_earlier_outcome():
+    one_config = SMALL_SPACE.replace("[random, magnitude, snip]", "[snip]").replace("[0.5, 0.9, 0.995]", "[0.9]")
+    one_config = one_config.replace("[none, shuffle]", "[none]").replace("seeds: [0, 1]", "seeds: [0]")
+    for earlier_result, state in ((_result(3, 0.8), TrialState.COMPLETE), (_result(1, 0.3), TrialState.PRUNED)):
+        searcher = PaiOptunaSearch(compile_space(load_space_text(one_config)), metric="val_acc", mode="max",
+                                   sampler=optuna.samplers.TPESampler(seed=0))  # fmt: skip
+        first = searcher.suggest("a")
+        searcher.on_trial_complete("a", earlier_result)
+        # the space holds one config: every draw repeats it, so after MAX_REDRAWS it runs anyway
+        assert searcher.suggest("b") == first
+        trials = searcher.study.trials
+        told = [t for t in trials if DUPLICATE_ATTR in t.user_attrs]
+        assert len(told) == MAX_REDRAWS and all(t.user_attrs[DUPLICATE_ATTR] == trials[0].number for t in told)
+        assert all(t.state == state and t.value == earlier_result["val_acc"] for t in told)
+        if state == TrialState.PRUNED:
+            assert all(t.intermediate_values == {1: 0.3} for t in told)
+        assert trials[-1].user_attrs["tune_trial_id"] == "b" and trials[-1].state == TrialState.RUNNING
 
 # ---- the Parquet sink ---------------------------------------------------------------------------
 

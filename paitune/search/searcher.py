@@ -22,12 +22,22 @@ spends budget on them nor learns from them.
 
 It also makes seeds a replicate axis: each freshly sampled config is enqueued once more per other
 seed, so every config runs with every seed and the sampler never "tunes" the seed.
+
+On a finite space the samplers draw configs they have drawn before (TPE keeps returning to its
+best region; a third of the draws of a 36-config space were repeats). A repeat would train the
+same config with the same seed again, bit for bit, so it is never run: it is told to Optuna at
+once with the earlier trial's outcome (the values, or the intermediate values of a PRUNED trial;
+FAIL while the earlier one is still running or queued), marked ``duplicate_of``, and the sampler
+draws again — Optuna's own advice for samplers that repeat (its FAQ), done inside the searcher.
+After ``MAX_REDRAWS`` repeats in a row, a finite space's untried configs are enumerated and one is
+run (user attr ``untried_fill``); only a space with no untried config left runs a repeat.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 from typing import Any
 
 import optuna
@@ -51,6 +61,9 @@ TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr: the Tune trial id, to join the s
 STATUS_ATTR = "pai_status"  # user attr: completed | stopped | failed | diverged
 ORPHAN_ATTR = "orphaned"  # user attr: asked by a driver that died before Tune recorded the trial
 RETRY_ATTR = "retry_of"  # user attr of an enqueued retry: the Optuna number of the orphan it replaces
+DUPLICATE_ATTR = "duplicate_of"  # user attr of a sampled config that had been asked for already
+FILL_ATTR = "untried_fill"  # user attr: an untried point picked after MAX_REDRAWS repeats in a row
+MAX_REDRAWS = 20  # sampler repeats in a row before an untried point of a finite space is picked
 
 
 def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
@@ -134,6 +147,8 @@ class PaiOptunaSearch(OptunaSearch):
             study_name=study_name,
         )
         self._seeds = compiled.seeds
+        self._compiled = compiled
+        self._finite_points: list[dict] | None = None  # every config of a finite space, once enumerated
         self._grid = grid
         self._reported_steps: dict[str, set[int]] = {}
         self._dense = list(dense or [])
@@ -165,9 +180,81 @@ class PaiOptunaSearch(OptunaSearch):
         config = super().suggest(trial_id)
         ot_trial = self._ot_trials[trial_id]
         if fresh:
+            for redraw in range(MAX_REDRAWS + 1):
+                earlier = self._earlier_same_config(ot_trial)
+                if earlier is None:
+                    break
+                point = self._untried_point() if redraw == MAX_REDRAWS else None
+                if redraw == MAX_REDRAWS and point is None:
+                    break  # nothing untried is left: the repeat runs
+                self._tell_duplicate(ot_trial, earlier)
+                del self._ot_trials[trial_id]
+                if point is not None:
+                    self._ot_study.enqueue_trial(point, user_attrs={FILL_ATTR: True})
+                config = super().suggest(trial_id)
+                ot_trial = self._ot_trials[trial_id]
+            self._remember_config(ot_trial.params, ot_trial._trial_id)
             ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
             self._enqueue_replicates(ot_trial)
         return config
+
+    # -- repeats of a config -------------------------------------------------------------------
+    @staticmethod
+    def _config_key(params: dict) -> tuple:
+        return tuple(sorted(params.items()))
+
+    def _remember_config(self, params: dict, storage_id: int) -> None:
+        self._configs_asked()[self._config_key(params)] = storage_id
+
+    def _configs_asked(self) -> dict[tuple, int]:
+        """Config (every parameter, the seed included) -> storage id of the trial that runs it:
+        the study's trials that ran or run, and the queued ones (their fixed parameters)."""
+        if getattr(self, "_asked_configs", None) is None:
+            asked = {}
+            for frozen in self._ot_study.get_trials(deepcopy=False):
+                if DUPLICATE_ATTR in frozen.user_attrs or frozen.user_attrs.get(ORPHAN_ATTR):
+                    continue
+                params = frozen.params if frozen.state != TrialState.WAITING else frozen.system_attrs.get("fixed_params")
+                if params:
+                    asked.setdefault(self._config_key(params), frozen._trial_id)
+            self._asked_configs = asked
+        return self._asked_configs
+
+    def _earlier_same_config(self, ot_trial: optuna.Trial):
+        """The earlier trial with the same config as a freshly sampled ``ot_trial``, or None
+        (always None for configs fixed by the queue: grid points, replicates, retries)."""
+        attrs = ot_trial.user_attrs
+        if any(key in attrs for key in (REPLICATE_ATTR, GRID_ATTR, RETRY_ATTR)):
+            return None
+        storage_id = self._configs_asked().get(self._config_key(ot_trial.params))
+        if storage_id is None or storage_id == ot_trial._trial_id:
+            return None
+        return self._ot_study._storage.get_trial(storage_id)
+
+    def _untried_point(self) -> dict | None:
+        """A config (with a seed) of a finite space that no trial has been asked for; None when
+        there is none left or the space is not finite."""
+        if self._finite_points is None:
+            try:
+                self._finite_points = self._compiled.grid_points()
+            except PaituneError:  # a continuous range or a searched allocation: not enumerable
+                self._finite_points = []
+        taken = self._configs_asked()
+        rest = [point for point in self._finite_points if self._config_key(point) not in taken]
+        # Seeded by the study's size: reproducible, and not always the grid's first corner.
+        return random.Random(len(self._ot_study.get_trials(deepcopy=False))).choice(rest) if rest else None
+
+    def _tell_duplicate(self, ot_trial: optuna.Trial, earlier) -> None:
+        """Close the repeat ``ot_trial`` with ``earlier``'s outcome, without running it."""
+        ot_trial.set_user_attr(DUPLICATE_ATTR, earlier.number)
+        if earlier.state == TrialState.COMPLETE:
+            self._ot_study.tell(ot_trial, earlier.values)
+        elif earlier.state == TrialState.PRUNED:
+            for step, value in sorted(earlier.intermediate_values.items()):
+                ot_trial.report(value, step)
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        else:  # failed, or still running or queued: nothing to learn from it yet
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
     def _enqueue_replicates(self, ot_trial: optuna.Trial) -> None:
         attrs = ot_trial.user_attrs
@@ -176,9 +263,9 @@ class PaiOptunaSearch(OptunaSearch):
         drawn = ot_trial.params.get(SEED_PARAM)
         for seed in self._seeds:
             if seed != drawn:
-                self._ot_study.enqueue_trial(
-                    {**ot_trial.params, SEED_PARAM: seed}, user_attrs={REPLICATE_ATTR: ot_trial.number}
-                )
+                params = {**ot_trial.params, SEED_PARAM: seed}
+                self._ot_study.enqueue_trial(params, user_attrs={REPLICATE_ATTR: ot_trial.number})
+        self._asked_configs = None  # rebuilt from the study, with the queued replicates' ids
 
     def _finished_in_storage(self, trial_id: str) -> bool:
         # Only a trial told before a driver restart can be finished without this driver having
@@ -210,6 +297,7 @@ class PaiOptunaSearch(OptunaSearch):
             if TUNE_TRIAL_ATTR in t.user_attrs and not t.user_attrs.get(ORPHAN_ATTR)
         }
         self._completed_trials = set(state["completed"])
+        self._asked_configs = None
         self._finished_before_restore = {
             t.user_attrs[TUNE_TRIAL_ATTR]
             for t in self._ot_study.get_trials(deepcopy=False)
@@ -235,6 +323,7 @@ class PaiOptunaSearch(OptunaSearch):
             self._ot_study.tell(frozen.number, state=TrialState.FAIL)
             attrs = {k: v for k, v in frozen.user_attrs.items() if k in (REPLICATE_ATTR, GRID_ATTR)}
             self._ot_study.enqueue_trial(dict(frozen.params), user_attrs={**attrs, RETRY_ATTR: frozen.number})
+        self._asked_configs = None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna keeps intermediate values for single-objective studies only.
