@@ -87,7 +87,7 @@ ARG_CASES = {
     "unknown-preset": (["defualt"], "unknown space (preset name or YAML file) 'defualt'"),
     "bad-name": (["{space}", "--name", "../escape"], "--name"),
     "out-is-a-file": (["{space}", "--out", "{space}/sub"], "is not a directory"),
-    "out-on-uri": (["{space}", "--out", "s3://bucket/x"], "must be a local directory"),
+    "out-uri-no-filesystem": (["{space}", "--out", "nosuchscheme://bucket/x"], "pyarrow cannot open this location"),
     "cmaes-multi-objective": (["{space}", "--sampler", "cmaes", "--set", "objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"],
                               "handles one objective"),
     "grid-continuous": (["{space}", "--sampler", "grid", "--set", "lr={type: float, low: 0.01, high: 0.1}"], "lr"),

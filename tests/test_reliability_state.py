@@ -109,7 +109,9 @@ def test_searcher_state_is_json_and_a_restart_never_tells_optuna_twice(tmp_path)
     snapshot = tmp_path / "searcher-state.pkl"
     first.save(str(snapshot))
     state = json.loads(snapshot.read_text())  # plain JSON, nothing pickled
-    assert state["trials"] == {"a": 0, "b": 1, "c": 2} and state["completed"] == ["a"]
+    numbers = {t.user_attrs["tune_trial_id"]: t.number for t in first.study.trials if "tune_trial_id" in t.user_attrs}
+    assert state["trials"] == numbers and state["completed"] == ["a"]
+    assert numbers["a"] == 0 and numbers["b"] == 1  # (c's number is higher if the sampler repeated a)
     # The driver goes on past that snapshot: c finishes, d is asked and named, and the driver is
     # killed inside the next suggest(), after Optuna's ask but before the trial got its Tune id.
     first.on_trial_complete("c", {"epoch": 1, "val_acc": 0.2, "max_epochs": 2})
@@ -128,7 +130,8 @@ def test_searcher_state_is_json_and_a_restart_never_tells_optuna_twice(tmp_path)
     # c ran to its end again from its checkpoint: Optuna already has its outcome, nothing raises
     resumed.on_trial_result("c", {"epoch": 2, "val_acc": 0.9, "max_epochs": 2})
     resumed.on_trial_complete("c", {"epoch": 2, "val_acc": 0.9, "max_epochs": 2})
-    assert study.trials[2].state == TrialState.PRUNED and study.trials[2].intermediate_values == {1: 0.2}
+    c = study.trials[numbers["c"]]
+    assert c.state == TrialState.PRUNED and c.intermediate_values == {1: 0.2}
     # d is not in the (older) saved state, but the study names it: when Tune runs it, it lands
     resumed.on_trial_complete("d", {"epoch": 2, "val_acc": 0.6, "max_epochs": 2})
     d = [t for t in study.trials if t.user_attrs.get("tune_trial_id") == "d"][0]

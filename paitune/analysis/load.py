@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
 from paitune.errors import PaituneError
 from paitune.results_schema import EPOCHS, LAYERS, PROXY_PREFIX, TRIALS_FIXED
+from paitune.storage import Location, locate, parquet_dataset
 
-# Names that the Parquet sink may leave while writing atomically (temp files) are skipped.
-_IGNORE_PREFIXES = [".", "_"]
 
 # Columns of the trials table that describe where and how a trial ran, not what it was: never
 # treated as hyperparameters.
@@ -61,19 +57,9 @@ class Results:
         ]
 
 
-def _dataset(path: Path, schema: pa.Schema | None) -> ds.Dataset:
-    fs = pafs.LocalFileSystem()
-    selector = pafs.FileSelector(str(path), recursive=True)
-    options = ds.FileSystemFactoryOptions(selector_ignore_prefixes=_IGNORE_PREFIXES)
-    factory = ds.FileSystemDatasetFactory(fs, selector, ds.ParquetFileFormat(), options)
-    if schema is None:
-        # Inspect every file: a conditional parameter may appear in only some of them.
-        schema = factory.inspect(promote_options="permissive", fragments=None)
-    return factory.finish(schema)
-
-
-def _read_trials(path: Path) -> pa.Table:
-    table = _dataset(path, None).to_table()
+def _read_trials(path: Location) -> pa.Table:
+    dataset = parquet_dataset(path)
+    table = dataset.to_table() if dataset is not None else pa.table({})
     missing = [n for n in TRIALS_FIXED.names if n not in table.column_names]
     if missing:
         raise PaituneError(
@@ -83,10 +69,10 @@ def _read_trials(path: Path) -> pa.Table:
     return table
 
 
-def _read_fixed(path: Path, schema: pa.Schema) -> pa.Table:
-    if not path.is_dir():
+def _read_fixed(path: Location, schema: pa.Schema) -> pa.Table:
+    dataset = parquet_dataset(path)
+    if dataset is None:
         return schema.empty_table()
-    dataset = _dataset(path, None)
     present = [n for n in schema.names if n in dataset.schema.names]
     table = dataset.to_table(columns=present)
     for name in schema.names:
@@ -123,23 +109,27 @@ def load_results(*paths: str | os.PathLike) -> Results:
     """Read the result directories; raises PaituneError (one line) for a bad path."""
     if not paths:
         raise PaituneError("no results directory given; pass one or more DIR/NAME paths")
-    resolved: list[Path] = []
+    resolved: list[Location] = []
     for raw in paths:
-        path = Path(raw).expanduser()
+        path = locate(raw)
+        try:
+            found = path.exists() and path.join("trials").is_dir()
+        except OSError as err:  # a URI whose storage cannot be reached
+            raise PaituneError(f"results directory {str(raw)!r}: cannot read it: {str(err).splitlines()[0]}") from None
         if not path.exists():
             raise PaituneError(f"results directory {str(raw)!r} does not exist; pass a DIR/NAME written by `paitune sweep`")
-        if not (path / "trials").is_dir():
+        if not found:
             raise PaituneError(
                 f"{str(raw)!r} has no trials/ table; pass a DIR/NAME written by `paitune sweep` "
                 "(it holds trials/, epochs/, layers/)"
             )
-        if path.resolve() in [p.resolve() for p in resolved]:
+        if path.uri in [p.uri for p in resolved]:
             raise PaituneError(f"results directory {str(raw)!r} was given twice; pass each directory once")
         resolved.append(path)
 
     trial_tables = []
     for path in resolved:
-        table = _read_trials(path / "trials")
+        table = _read_trials(path.join("trials"))
         if len(table) == 0:
             raise PaituneError(f"{str(path)!r} has no trials yet; wait for the sweep to finish a trial")
         trial_tables.append(table)
@@ -160,7 +150,7 @@ def load_results(*paths: str | os.PathLike) -> Results:
     orphan_rows = {}
     frames = {}
     for name, schema in (("epochs", EPOCHS), ("layers", LAYERS)):
-        tables = [_read_fixed(path / name, schema) for path in resolved]
+        tables = [_read_fixed(path.join(name), schema) for path in resolved]
         frame, orphan_rows[name] = _attach_tix(pa.concat_tables(tables), keys)
         if n_duplicates:
             frame = frame.drop_duplicates(subset=["tix", "epoch" if name == "epochs" else "layer"])

@@ -24,9 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "(self-contained), the plots as PNG and REPORT_DIR/summary.json (every number of the report)."
         ),
     )
-    parser.add_argument("results", nargs="+", metavar="DIR/NAME", help="result directories (several = merged)")
+    parser.add_argument("results", nargs="+", metavar="DIR/NAME", help="result directories, local or URIs such as s3://bucket/results/NAME (several = merged)")
     parser.add_argument("--out", default=None, metavar="REPORT_DIR",
-                        help=f"where to write the report (default: DIR/NAME/{DEFAULT_OUT} of the first directory)")
+                        help=f"where to write the report (default: DIR/NAME/{DEFAULT_OUT} of the first directory; ./{DEFAULT_OUT}-NAME for a URI)")
     parser.add_argument("--json", action="store_true",
                         help="print summary.json to stdout instead of the tables")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per CI (default 1000)")
@@ -40,6 +40,7 @@ def run(args) -> int:
     # Imported here so `paitune --help` and the other commands do not pay for pandas/matplotlib.
     from paitune.analysis import analyze, terminal_text, write_report
     from paitune.analysis.summary import build_summary
+    from paitune.storage import is_uri
 
     if args.n_boot < 100:
         raise PaituneError(f"--n-boot {args.n_boot} is too small for a 95% interval; use 100 or more")
@@ -47,7 +48,13 @@ def run(args) -> int:
         raise PaituneError(f"--profile-sparsity {args.profile_sparsity} is outside [0, 1); pass a sparsity level of the sweep")
     # Everything is read and computed before anything is written: bad input leaves no files.
     analysis = analyze(*args.results, n_boot=args.n_boot, profile_sparsity=args.profile_sparsity)
-    out = Path(args.out) if args.out else Path(args.results[0]) / DEFAULT_OUT
+    if args.out:
+        out = Path(args.out)
+    elif is_uri(args.results[0]):
+        # The report is written locally: ./report-NAME for results read from a URI.
+        out = Path(f"{DEFAULT_OUT}-{args.results[0].split('?')[0].rstrip('/').rsplit('/', 1)[-1]}")
+    else:
+        out = Path(args.results[0]) / DEFAULT_OUT
     written = write_report(analysis, out)
     if args.json:
         json.dump(build_summary(analysis.tables), sys.stdout, indent=1, allow_nan=False)

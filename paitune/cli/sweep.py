@@ -15,7 +15,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "trial lands in OUT/NAME/{trials,epochs,layers} as Parquet. Everything is validated before Ray starts.",
     )
     parser.add_argument("space", nargs="?", default=None, help="preset name (see `paitune spaces list`) or YAML file; default: default")
-    parser.add_argument("--out", default="results", help="results directory (default: results)")
+    parser.add_argument("--out", default="results",
+                        help="results directory, local or a pyarrow URI such as s3://bucket/results (default: results)")
     parser.add_argument("--name", default="sweep", help="experiment name: results go to OUT/NAME (default: sweep)")
     parser.add_argument("--num-samples", type=int, default=None, help="trials to run (configs x seeds); default: the space's num_samples")
     parser.add_argument("--sampler", default="tpe", help=f"Optuna sampler: {', '.join(SAMPLER_CHOICES)} (default: tpe)")
@@ -30,6 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the Optuna sampler (default: 0)")
     parser.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its last checkpoint (default: 2)")
     parser.add_argument("--storage", default=None, help="where Tune keeps checkpoints and state: a path or a pyarrow URI such as s3://bucket/dir (default: --out)")
+    parser.add_argument("--state-dir", default=None,
+                        help="with a URI --out: local folder for paitune's live state (default: ~/.cache/paitune/sweeps/<hash of --out>)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write Tune's TensorBoard event files per trial (off by default: the Parquet tables are the record)")
     parser.add_argument("--quiet", action="store_true", help="no progress table while it runs")
@@ -57,6 +60,7 @@ def run(args) -> int:
         max_failures=args.max_failures,
         storage=args.storage,
         tensorboard=args.tensorboard,
+        state_dir=args.state_dir,
         verbose=0 if args.quiet else 1,
     )
     plan = plan_sweep(options)  # raises PaituneError before anything starts

@@ -4,6 +4,10 @@ A file is written under a hidden temporary name in its final directory, flushed 
 renamed over the final name (``os.replace`` is atomic within a filesystem). Readers of the table
 directory (pandas, pyarrow datasets, DuckDB globs on ``*.parquet``) skip the hidden names. Files
 are named by trial id, so writing a trial again replaces its file instead of adding a duplicate.
+
+On a remote location (``paitune.storage.Location`` from a URI) the same steps go through the
+pyarrow filesystem: write the hidden temporary, then move it over the final name (a rename on
+file systems; on object stores a server-side copy, after which the final object appears whole).
 """
 
 from __future__ import annotations
@@ -15,11 +19,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from paitune.storage import Location
+
 TMP_PREFIX = ".tmp-"
 
 
-def write_table_atomic(table: pa.Table, directory: str | Path, stem: str) -> Path:
+def write_table_atomic(table: pa.Table, directory: str | Path | Location, stem: str) -> Path | str:
     """Write ``table`` to ``directory/stem.parquet`` atomically; returns the final path."""
+    if isinstance(directory, Location):
+        if not directory.local:
+            return _write_remote(table, directory, stem)
+        directory = directory.local_path()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{stem}.parquet"
@@ -36,8 +46,29 @@ def write_table_atomic(table: pa.Table, directory: str | Path, stem: str) -> Pat
     return final
 
 
-def remove_stale_temporaries(directory: str | Path) -> int:
+def _write_remote(table: pa.Table, directory: Location, stem: str) -> str:
+    directory.fs.create_dir(directory.path, recursive=True)
+    final = f"{directory.path}/{stem}.parquet"
+    tmp = f"{directory.path}/{TMP_PREFIX}{stem}-{uuid.uuid4().hex[:8]}.parquet"
+    try:
+        with directory.fs.open_output_stream(tmp) as stream:
+            pq.write_table(table, stream)
+        directory.fs.move(tmp, final)
+    except BaseException:
+        directory.delete(tmp.rsplit("/", 1)[1])
+        raise
+    return final
+
+
+def remove_stale_temporaries(directory: str | Path | Location) -> int:
     """Delete temporaries a killed writer left behind (they are never visible to readers)."""
+    if isinstance(directory, Location):
+        if not directory.local:
+            stale = [name for name in directory.files() if name.startswith(TMP_PREFIX)]
+            for name in stale:
+                directory.delete(name)
+            return len(stale)
+        directory = directory.local_path()
     directory = Path(directory)
     if not directory.is_dir():
         return 0

@@ -2,7 +2,7 @@
 
 It collects each trial's results as they arrive and, when the trial ends (finished, stopped by
 the scheduler, diverged or failed), writes one file per table for it under ``DIR/NAME/{trials,
-epochs,layers}/``, named by trial id. The epochs and layers files go first and the trials file
+epochs,layers}/`` (a local directory or a URI, see ``paitune.storage``), named by trial id. The epochs and layers files go first and the trials file
 last, so a row in ``trials`` means the trial's other rows are on disk too.
 
 The sink keeps no state of its own across a driver restart (nothing of it is pickled into Tune's
@@ -21,7 +21,6 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 from ray.tune import Callback
 
 from paitune.search.faults import fault_point
@@ -29,6 +28,7 @@ from paitune.search.parquet_io import remove_stale_temporaries, write_table_atom
 from paitune.search.rows import TrialRecord, context_key, epoch_rows, layer_rows, trial_row
 from paitune.search.searcher import trial_outcome
 from paitune.spaces.config import trial_config
+from paitune.storage import Location, locate, parquet_dataset
 
 
 def _error_line(trial) -> str:
@@ -42,29 +42,34 @@ def _error_line(trial) -> str:
     return lines[-1] if lines else "trial failed (no error trace was saved)"
 
 
-def remove_incomplete_trials(root: Path) -> list[str]:
+def _parquet_files(folder: Location) -> list[str]:
+    return [name for name in folder.files(".parquet") if not name.startswith(".")]
+
+
+def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
     """Clear what a killed writer left: temporaries, and the epochs/layers files of a trial whose
     trials file (always written last) is missing. Returns the trial ids whose files were removed;
     the ones Tune still knows are written again, whole, when they end."""
-    root = Path(root)
+    root = root if isinstance(root, Location) else locate(root)
     for table in ("trials", "epochs", "layers"):
-        remove_stale_temporaries(root / table)
-    done = {p.stem for p in (root / "trials").glob("*.parquet")}
+        remove_stale_temporaries(root.join(table))
+    done = {name.removesuffix(".parquet") for name in _parquet_files(root.join("trials"))}
     removed = set()
     for table in ("epochs", "layers"):
-        for path in (root / table).glob("*.parquet"):
-            if path.stem not in done:
-                path.unlink(missing_ok=True)
-                removed.add(path.stem)
+        folder = root.join(table)
+        for name in _parquet_files(folder):
+            if name.removesuffix(".parquet") not in done:
+                folder.delete(name)
+                removed.add(name.removesuffix(".parquet"))
     return sorted(removed)
 
 
-def finished_dense_references(root: Path) -> dict[str, float]:
+def finished_dense_references(root: str | Path | Location) -> dict[str, float]:
     """context -> test_acc of the dense references already written under ``root/trials``."""
-    folder = Path(root) / "trials"
-    if not any(folder.glob("[!.]*.parquet")):
+    dataset = parquet_dataset((root if isinstance(root, Location) else locate(root)).join("trials"))
+    if dataset is None:
         return {}
-    table = pads.dataset(folder).to_table(columns=["method", "status", "config_json", "test_acc"])
+    table = dataset.to_table(columns=["method", "status", "config_json", "test_acc"])
     found = {}
     for row in table.to_pylist():
         if row["method"] == "dense" and row["status"] == "completed":
@@ -73,8 +78,8 @@ def finished_dense_references(root: Path) -> dict[str, float]:
 
 
 class ParquetSink(Callback):
-    def __init__(self, root: str | Path, experiment: str, schema: pa.Schema, search_params: list[str]):
-        self.root = Path(root)
+    def __init__(self, root: str | Path | Location, experiment: str, schema: pa.Schema, search_params: list[str]):
+        self.root = root if isinstance(root, Location) else locate(root)
         self.experiment = experiment
         self.schema = schema
         self.search_params = list(search_params)
@@ -105,8 +110,8 @@ class ParquetSink(Callback):
 
     def write(self, record: TrialRecord, status: str, error: str | None) -> None:
         stem = record.trial_id
-        write_table_atomic(epoch_rows(record, experiment=self.experiment), self.root / "epochs", stem)
-        write_table_atomic(layer_rows(record, experiment=self.experiment), self.root / "layers", stem)
+        write_table_atomic(epoch_rows(record, experiment=self.experiment), self.root.join("epochs"), stem)
+        write_table_atomic(layer_rows(record, experiment=self.experiment), self.root.join("layers"), stem)
         fault_point("sink-before-trials-file")
         config = trial_config(record.config)
         context = context_key(config)
@@ -116,6 +121,6 @@ class ParquetSink(Callback):
             record, experiment=self.experiment, status=status, error=error, schema=self.schema,
             search_params=self.search_params, dense_test_acc=self.dense_acc.get(context),
         )  # fmt: skip
-        write_table_atomic(row, self.root / "trials", stem)
+        write_table_atomic(row, self.root.join("trials"), stem)
         self.records.pop(record.trial_id, None)
         self.written.append(record.trial_id)

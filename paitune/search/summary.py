@@ -8,20 +8,22 @@ from pathlib import Path
 import pandas as pd
 
 from paitune import results_schema as rs
+from paitune.storage import Location, locate, parquet_dataset
 
 SUMMARY_COLUMNS = ["trial_id", "status", "method", "sparsity", "allocation", "control", "seed", "epochs_run",
                    "val_acc", "test_acc", "density_achieved"]  # fmt: skip
 TOP = 10
 
 
-def read_trials(experiment_dir: str | Path) -> pd.DataFrame:
-    folder = Path(experiment_dir) / "trials"
-    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+def read_trials(experiment_dir: str | Path | Location) -> pd.DataFrame:
+    where = experiment_dir if isinstance(experiment_dir, Location) else locate(experiment_dir)
+    dataset = parquet_dataset(where.join("trials"))
+    if dataset is None:
         return pd.DataFrame(columns=rs.TRIALS_FIXED.names)
-    return pd.read_parquet(folder)
+    return dataset.to_table().to_pandas()
 
 
-def summary_text(trials: pd.DataFrame, experiment_dir: str | Path) -> str:
+def summary_text(trials: pd.DataFrame, experiment_dir: str | Path | Location) -> str:
     lines = [f"paitune sweep: {len(trials)} trials -> {experiment_dir}/{{trials,epochs,layers}}"]
     if trials.empty:
         return "\n".join(lines)
@@ -34,7 +36,7 @@ def summary_text(trials: pd.DataFrame, experiment_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
-def print_summary(experiment_dir: str | Path, grid=None, *, stream=None) -> int:
+def print_summary(experiment_dir: str | Path | Location, grid=None, *, stream=None) -> int:
     """Print the summary; exit status 1 when no trial succeeded (all failed), else 0."""
     stream = stream or sys.stdout
     trials = read_trials(experiment_dir)

@@ -16,6 +16,7 @@ back, so paitune's files must not sit there: they live one level up.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,6 +25,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pyarrow.fs as pafs
 
 from paitune.errors import PaituneError, unknown_choice
 from paitune.spaces import CompiledSpace, Space, compile_space, load_space
@@ -36,7 +39,8 @@ from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
 from paitune.search.tune_state import serialized_snapshots
 from paitune.search.searcher import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
-from paitune.search.study_store import load_study, study_storage
+from paitune.search.study_store import STUDY_FILE, load_study, study_storage
+from paitune.storage import Location, is_uri, locate
 
 MANIFEST = "sweep.json"
 TUNE_DIR = "tune"  # Tune's experiment folder inside DIR/NAME
@@ -64,6 +68,7 @@ class SweepOptions:
     max_failures: int = 2
     storage: str | None = None  # Tune's checkpoints and state; default: --out (local)
     tensorboard: bool = False  # Tune's TensorBoard logger per trial (besides its JSON result log)
+    state_dir: str | None = None  # local home of paitune's state when --out is a URI (default: a cache dir)
     verbose: int = 1
 
 
@@ -72,13 +77,18 @@ class SweepPlan:
     options: SweepOptions
     space: Space
     compiled: CompiledSpace
-    experiment_dir: Path
+    experiment_dir: Path  # paitune's state (local); also the results, unless --out is a URI
     num_samples: int
     max_concurrent: int
     scheduler: str
     search_params: list[str]
     storage_path: str
     dense_references: list[dict[str, Any]] = field(default_factory=list)  # run besides num_samples
+
+    @property
+    def results(self) -> Location:
+        """Where the three tables go: DIR/NAME, local or on the --out URI."""
+        return locate(self.options.out).join(self.options.name) if is_uri(self.options.out) else locate(self.experiment_dir)
 
     @property
     def total_trials(self) -> int:
@@ -94,9 +104,26 @@ class SweepPlan:
         return [o.mode for o in self.space.objectives]
 
 
+def _reachable_uri(out: str) -> Location:
+    """A URI --out that pyarrow can open and reach (credentials, network), checked read-only."""
+    location = locate(out)
+    try:
+        info = location.info()
+    except Exception as err:  # auth, network, missing bucket: pyarrow raises OSError and friends
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PaituneError(f"--out {out}: cannot reach it: {first}") from None
+    if info.type == pafs.FileType.File:
+        raise PaituneError(f"--out {out}: is a file, not a directory")
+    return location
+
+
+def default_state_dir(out: str) -> Path:
+    """Local home of paitune's state for the URI ``out``: one folder per URI under the user's cache."""
+    digest = hashlib.sha256(out.rstrip("/").encode()).hexdigest()[:16]
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "paitune" / "sweeps" / digest
+
+
 def _writable_dir(out: str) -> Path:
-    if "://" in out:
-        raise PaituneError(f"--out {out}: must be a local directory (put Tune's checkpoints on a URI with --storage)")
     path = Path(out).expanduser().resolve()
     probe = path
     while not probe.exists():
@@ -146,6 +173,14 @@ def _search_params(space: Space) -> list[str]:
     return [layer_param(i) for i in range(most)]
 
 
+def _read_remote_manifest(remote: Location) -> dict[str, Any]:
+    try:
+        with remote.fs.open_input_stream(remote.join(MANIFEST).path) as stream:
+            return json.loads(stream.read().decode())
+    except (OSError, ValueError) as err:
+        raise PaituneError(f"--resume: cannot read {remote.join(MANIFEST)}: {err}") from None
+
+
 def _read_manifest(experiment_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((experiment_dir / MANIFEST).read_text())
@@ -157,7 +192,12 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     """Validate the space, the arguments and the output directory; start and write nothing."""
     if not NAME_PATTERN.match(options.name or ""):
         raise PaituneError(f"--name {options.name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit")
-    out = _writable_dir(options.out)
+    remote = None
+    if is_uri(options.out):
+        remote = _reachable_uri(options.out).join(options.name)
+        out = _writable_dir(options.state_dir or str(default_state_dir(options.out)))
+    else:
+        out = _writable_dir(options.out)
     experiment_dir = out / options.name
     holder = lock_holder(experiment_dir)
     if holder is not None:
@@ -165,19 +205,23 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
             f"sweep {options.name!r} is already running (pid {holder}); wait for it to finish or use another --name"
         )
     exists = (experiment_dir / MANIFEST).exists()
+    if remote is not None and not exists:
+        exists = remote.join(MANIFEST).exists()
+    where = remote.uri.rsplit("/", 1)[0] if remote is not None else out
     space_ref, sets = options.space or "default", list(options.sets)
     if options.resume:
         if not exists:
-            raise PaituneError(f"--resume: no sweep {options.name!r} under {out}; start it without --resume first")
-        manifest = _read_manifest(experiment_dir)
+            raise PaituneError(f"--resume: no sweep {options.name!r} under {where}; start it without --resume first")
+        manifest = _read_manifest(experiment_dir) if (experiment_dir / MANIFEST).exists() else _read_remote_manifest(remote)
         if options.space or options.sets:
             raise PaituneError("--resume continues the sweep as it was planned; drop SPACE and --set")
         saved = SweepOptions(**manifest["options"])
         saved.resume, saved.address, saved.verbose = True, options.address, options.verbose
+        saved.state_dir = options.state_dir
         options = saved
     elif exists:
         raise PaituneError(
-            f"a sweep named {options.name!r} already exists under {out}; continue it with --resume or pick another --name"
+            f"a sweep named {options.name!r} already exists under {where}; continue it with --resume or pick another --name"
         )
     if options.resume:
         # The space as it was planned, not as the file or preset reads today.
@@ -226,7 +270,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
         raise PaituneError(f"--max-concurrent must be >= 1, got {max_concurrent}")
     if options.address is None:
         _check_data(space, compiled)
-    storage = options.storage or str(out)
+    storage = options.storage or (options.out.rstrip("/") if remote is not None else str(out))
     return SweepPlan(
         options=options,
         space=space,
@@ -297,7 +341,7 @@ def build_tuner(plan: SweepPlan):
     from paitune.search.trainable import run_trial
 
     proxies = list(plan.space.settings.get("proxies", TRIAL_DEFAULTS["proxies"]))
-    sink = ParquetSink(plan.experiment_dir, plan.options.name, trials_schema(plan.search_params, proxies), plan.search_params)
+    sink = ParquetSink(plan.results, plan.options.name, trials_schema(plan.search_params, proxies), plan.search_params)
     trainable = tune.with_resources(run_trial, {"cpu": plan.options.cpus_per_trial, "gpu": plan.options.gpus_per_trial})
     reporter = tune.CLIReporter(
         metric_columns={"epoch": "ep", plan.metrics[0]: plan.metrics[0]},
@@ -346,6 +390,38 @@ def _write_manifest(plan: SweepPlan) -> None:
     os.replace(tmp, plan.experiment_dir / MANIFEST)
 
 
+def _state_files() -> tuple[str, ...]:
+    """What a resume needs besides Tune's own experiment."""
+    from paitune.search.asha import STATE_FILE
+
+    return (MANIFEST, STUDY_FILE, STATE_FILE)
+
+
+def mirror_state(plan: SweepPlan) -> None:
+    """With a URI --out, copy paitune's state files next to the tables, so the experiment there is
+    whole (and a resume on another machine finds the study as it was when the sweep stopped)."""
+    if plan.results.local:
+        return
+    plan.results.fs.create_dir(plan.results.path, recursive=True)
+    for name in _state_files():
+        source = plan.experiment_dir / name
+        if source.exists():
+            pafs.copy_files(str(source), plan.results.join(name).path,
+                            source_filesystem=pafs.LocalFileSystem(), destination_filesystem=plan.results.fs)  # fmt: skip
+
+
+def fetch_state(plan: SweepPlan) -> None:
+    """On --resume with a URI --out and no local state (another machine): fetch the mirrored state."""
+    if plan.results.local or (plan.experiment_dir / MANIFEST).exists():
+        return
+    plan.experiment_dir.mkdir(parents=True, exist_ok=True)
+    for name in _state_files():
+        source = plan.results.join(name)
+        if source.exists():
+            pafs.copy_files(source.path, str(plan.experiment_dir / name),
+                            source_filesystem=plan.results.fs, destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+
+
 def _close_study(plan: SweepPlan) -> None:
     """The sweep has ended: no trial of the study can still be running."""
     from paitune.search.searcher import fail_unfinished
@@ -372,14 +448,18 @@ def execute_sweep(plan: SweepPlan):
                 shutil.rmtree(plan.experiment_dir, ignore_errors=True)
             raise
         try:
-            if not plan.options.resume:
+            if plan.options.resume:
+                fetch_state(plan)
+            else:
                 _write_manifest(plan)
+                mirror_state(plan)
             tuner, _ = build_tuner(plan)
             with serialized_snapshots():
                 grid = tuner.fit()
             _close_study(plan)
             return grid
         finally:
+            mirror_state(plan)
             if started:
                 import ray
 
@@ -394,4 +474,4 @@ def run_sweep(plan: SweepPlan, *, stream=None) -> int:
     from paitune.search.summary import print_summary
 
     grid = execute_sweep(plan)
-    return print_summary(plan.experiment_dir, grid, stream=stream or sys.stdout)
+    return print_summary(plan.results, grid, stream=stream or sys.stdout)
