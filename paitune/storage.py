@@ -42,7 +42,8 @@ class Location:
         return Location(self.fs, posixpath.join(self.path, *parts), joined)
 
     def __str__(self) -> str:
-        return self.uri
+        # Shown to people without the URI's options (endpoints, flags): scheme and path only.
+        return self.uri.split("?", 1)[0]
 
     def info(self) -> pafs.FileInfo:
         return self.fs.get_file_info(self.path)

@@ -90,3 +90,59 @@ def test_analyze_cli_reads_a_uri_and_rejects_a_missing_one(tmp_path):
     assert not (tmp_path / "rep").exists()
     fs = pafs.LocalFileSystem()
     assert fs.get_file_info(str(tmp_path / "rep")).type == pafs.FileType.NotFound
+
+
+@pytest.fixture()
+def s3_uri(tmp_path):
+    """A bucket on a local S3 endpoint (moto's server, started in its own process session and
+    killed by pid); yields the URI of a folder in it, credentials and endpoint in the URI."""
+    pytest.importorskip("moto")
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from conftest import kill_session
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        options = f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fs, _ = pafs.FileSystem.from_uri(f"s3://key:secret@bkt?{options}&allow_bucket_creation=true")
+                fs.create_dir("bkt")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield f"s3://key:secret@bkt/results?{options}"
+    finally:
+        kill_session(server.pid)
+
+
+def test_sweep_to_s3_and_analyze_from_it(ray_session, tmp_path, s3_uri):
+    from paitune.analysis import load_results
+
+    space = tmp_path / "uri.yaml"
+    space.write_text(SPACE)
+    plan = plan_sweep(SweepOptions(space=str(space), out=s3_uri, name="s", sampler="random", max_concurrent=2,
+                                   verbose=0, state_dir=str(tmp_path / "state")))  # fmt: skip
+    execute_sweep(plan)
+    bucket = locate(s3_uri).join("s")
+    assert {"trials", "epochs", "layers", "tune", "sweep.json", "optuna.journal"} <= {
+        info.base_name for info in bucket.fs.get_file_info(pafs.FileSelector(bucket.path))
+    }
+    assert len(bucket.join("trials").files(".parquet")) == 4
+    checkpoints = [i for i in bucket.fs.get_file_info(pafs.FileSelector(bucket.join("tune").path, recursive=True))
+                   if "/checkpoint_" in i.path]  # fmt: skip
+    assert checkpoints  # Tune's per-epoch checkpoints went to the bucket too
+    results = load_results(bucket.uri)
+    assert len(results.trials) == 4 and (results.trials.status == "completed").all()
+    assert len(results.epochs) == 8 and len(results.layers) == 4 * 3

@@ -327,9 +327,14 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def tune_storage(plan: SweepPlan) -> str:
-    """Tune's storage path: its experiment is ``<storage>/NAME/tune`` (DIR/NAME/tune by default)."""
-    return f"{plan.storage_path.rstrip('/')}/{plan.options.name}"
+def tune_storage(plan: SweepPlan) -> tuple[str, Any]:
+    """Tune's storage (path, pyarrow filesystem or None): its experiment is ``<storage>/NAME/tune``
+    (DIR/NAME/tune by default). A URI is opened here and handed to Tune as a filesystem plus a
+    path, so URI options (``?endpoint_override=...``) survive Tune's own path joins."""
+    if not is_uri(plan.storage_path):
+        return f"{plan.storage_path.rstrip('/')}/{plan.options.name}", None
+    where = locate(plan.storage_path).join(plan.options.name)
+    return where.path, where.fs
 
 
 def build_tuner(plan: SweepPlan):
@@ -349,9 +354,11 @@ def build_tuner(plan: SweepPlan):
         max_report_frequency=15,
         print_intermediate_tables=True,
     )
+    storage_path, storage_filesystem = tune_storage(plan)
     run_config = tune.RunConfig(
         name=TUNE_DIR,
-        storage_path=tune_storage(plan),
+        storage_path=storage_path,
+        storage_filesystem=storage_filesystem,
         # Tune's own per-trial result log stays (result.json); its CSV and TensorBoard loggers are
         # off unless asked for (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS, set in execute_sweep): they
         # repeat what the Parquet tables hold, and the TensorBoard writer alone cost the driver
@@ -368,9 +375,11 @@ def build_tuner(plan: SweepPlan):
         verbose=plan.options.verbose,
     )
     if plan.options.resume:
-        path = f"{tune_storage(plan)}/{TUNE_DIR}"
-        if tune.Tuner.can_restore(path):
-            return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), sink
+        path = f"{storage_path}/{TUNE_DIR}"
+        if tune.Tuner.can_restore(path, storage_filesystem=storage_filesystem):
+            restored = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                                          storage_filesystem=storage_filesystem)  # fmt: skip
+            return restored, sink
     tune_config = tune.TuneConfig(
         search_alg=build_searcher(plan),
         scheduler=build_scheduler(plan),
