@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray (default 2: the goal's machine)")
     parser.add_argument("--profile", action="store_true", help="profile the driver during the main sweep")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting of the default space, as `paitune sweep --set` (e.g. epochs=40: longer trials)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     if args.cpus < 1:
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
         ray_init = start_ray(args.cpus)
         try:
             options = dict(num_samples=trials, sampler=SAMPLER, scheduler=SCHEDULER, sampler_seed=SAMPLER_SEED,
-                           max_concurrent=parallelism)  # fmt: skip
+                           max_concurrent=parallelism, sets=list(args.sets))  # fmt: skip
             run = run_sweep_inprocess(SPACE, Path(tmp), "main", profile=args.profile, **options)
             split = breakdown(run, parallelism)
             small_run = None
@@ -163,15 +165,17 @@ def main(argv=None) -> int:
     if split is not None:
         summary.update({f"breakdown_{k}": v for k, v in split.items()})
     settings = {
-        "space": SPACE, "sampler": SAMPLER, "sampler_seed": SAMPLER_SEED, "scheduler": SCHEDULER,
+        "space": SPACE, "sets": list(args.sets), "sampler": SAMPLER, "sampler_seed": SAMPLER_SEED, "scheduler": SCHEDULER,
         "cpus": args.cpus, "parallelism": parallelism, "trials": trials, "small_trials": small,
         "threads": args.threads, "goal_utilization": GOAL_UTILIZATION, "goal_overhead_s": GOAL_OVERHEAD_S,
         "breakdown": split, "driver_profile": run.profile,
         "timing": "wall_s: run_sweep call to return on an already running Ray (ray.init timed apart); "
                   "compute: prune_seconds + train_seconds of the trials table",
     }  # fmt: skip
-    report(NAME, args, settings=settings, rows=rows, summary=summary, columns=COLUMNS,
-           title=f"Sweep efficiency: default space, {n} trials, {args.cpus} CPUs")
+    # A run with --set writes its own JSON beside the default one.
+    name = NAME if not args.sets else f"{NAME}-" + "-".join(x.replace("=", "") for x in args.sets)
+    report(name, args, settings=settings, rows=rows, summary=summary, columns=COLUMNS,
+           title=f"Sweep efficiency: default space{' with ' + ', '.join(args.sets) if args.sets else ''}, {n} trials, {args.cpus} CPUs")
     if run.profile:
         print("driver profile (own s, cumulative s, calls): top by own time, then paitune's by cumulative time")
         for entry in run.profile:
