@@ -88,20 +88,29 @@ def final_test_accuracy(config: dict) -> float:
     return metrics.test_acc
 
 
-def test_rigl_from_erk_beats_random_static_pruning_at_98_percent_sparsity():
-    """Evci et al. (2020): at high sparsity RigL (ERK start) beats a static random (uniform) mask."""
+def assert_beats(label: str, method: dict, baseline: dict, margin: float, seeds=range(5)) -> None:
+    """``method`` beats ``baseline`` in final test accuracy, by a mean gap over ``seeds`` above
+    ``margin`` and above 4 standard errors of the per-seed gaps."""
     torch.set_num_threads(1)
-    seeds = range(5)
-    base = {"model": "mlp", "sparsity": 0.98, "epochs": 20, "lr": 0.05}
-    # 9 steps per epoch on the digits: an update every 10 steps until 75% of the 180 steps.
-    rigl = [final_test_accuracy({**base, "method": "rigl", "allocation": "erk", "update_interval": 10, "seed": s})
-            for s in seeds]  # fmt: skip
-    static = [final_test_accuracy({**base, "method": "random", "allocation": "uniform", "seed": s}) for s in seeds]
-    gaps = [a - b for a, b in zip(rigl, static)]
-    print(f"\nrigl (erk) test acc {rigl}\nrandom (uniform) test acc {static}")
+    ours = [final_test_accuracy({**method, "seed": s}) for s in seeds]
+    theirs = [final_test_accuracy({**baseline, "seed": s}) for s in seeds]
+    gaps = [a - b for a, b in zip(ours, theirs)]
+    print(f"\n{label}: test acc {ours}\nbaseline: test acc {theirs}")
     mean_gap = statistics.mean(gaps)
     standard_error = statistics.stdev(gaps) / len(gaps) ** 0.5
-    assert mean_gap > 0.15 and mean_gap > 4 * standard_error, (rigl, static)
+    assert mean_gap > margin and mean_gap > 4 * standard_error, (ours, theirs)
+
+
+def test_rigl_from_erk_beats_random_static_pruning_at_98_percent_sparsity():
+    """Evci et al. (2020): at high sparsity RigL beats a static random mask of the same allocation.
+
+    Like with like: the digits MLP, ERK allocation for both (RigL starts from a random ERK mask),
+    20 epochs at lr 0.5 (random ERK's best; at lr 0.05 random masks train badly and any method looks
+    good). 9 steps per epoch: a RigL update every 10 steps until 75% of the 180 steps. Measured
+    (seeds 0-4): 0.952 vs 0.774 test accuracy.
+    """
+    base = {"model": "mlp", "sparsity": 0.98, "epochs": 20, "lr": 0.5, "allocation": "erk"}
+    assert_beats("rigl (erk)", {**base, "method": "rigl", "update_interval": 10}, {**base, "method": "random"}, 0.1)
 
 
 def test_imp_with_rewinding_beats_random_static_pruning_at_98_percent_sparsity():
@@ -110,41 +119,25 @@ def test_imp_with_rewinding_beats_random_static_pruning_at_98_percent_sparsity()
     Like with like: the digits MLP, uniform allocation for both, lr 0.2, and 20 epochs per training:
     the random mask trains 20 epochs from the initialization; IMP trains the dense net 20 epochs, then
     prunes half the remaining weights per round (6 rounds: 0.5, 0.25, ..., 0.03125, 0.02), each round
-    rewinding to epoch 1 and training the remaining 19. Measured (seeds 0-4): 0.962 vs 0.297 test
-    accuracy; random stays below 0.53 even given IMP's whole 134 epochs, or lr 1.0.
+    rewinding to epoch 1 and training the remaining 19. Measured (seeds 0-4): 0.965 vs 0.293 test
+    accuracy; the random mask stays below 0.53 even with IMP's whole 134 epochs, or at lr 1.0.
     """
-    torch.set_num_threads(1)
-    seeds = range(5)
     base = {"model": "mlp", "sparsity": 0.98, "epochs": 20, "lr": 0.2, "allocation": "uniform"}
-    imp = [final_test_accuracy({**base, "method": "imp", "imp_prune_fraction": 0.5, "rewind_epoch": 1, "seed": s})
-           for s in seeds]  # fmt: skip
-    static = [final_test_accuracy({**base, "method": "random", "seed": s}) for s in seeds]
-    gaps = [a - b for a, b in zip(imp, static)]
-    print(f"\nimp (uniform) test acc {imp}\nrandom (uniform) test acc {static}")
-    mean_gap = statistics.mean(gaps)
-    standard_error = statistics.stdev(gaps) / len(gaps) ** 0.5
-    assert mean_gap > 0.4 and mean_gap > 4 * standard_error, (imp, static)
+    imp = {**base, "method": "imp", "imp_prune_fraction": 0.5, "rewind_epoch": 1}
+    assert_beats("imp (uniform)", imp, {**base, "method": "random"}, 0.4)
 
 
 def test_edge_popup_beats_random_static_pruning_at_98_percent_sparsity():
     """Ramanujan et al. (2020): a learned top-k mask over frozen random weights beats a random mask.
 
     Sparsity is the fraction of the frozen weights removed (1,004 of the MLP's 50,200 kept). Like
-    with like: the digits MLP, 20 epochs, lr 1.0 (the best of 0.05-2 for both by validation
-    accuracy), and the same "global" allocation rule: ranked across layers, edge-popup's initial
-    scores and the random method's scores both pick a uniformly random 2% of the whole net. Edge-popup
-    trains only its scores, the random mask only its weights. Measured (seeds 0-4): 0.686 vs 0.433
-    test accuracy (0.443 for a uniform random mask). Its scores move weights into the 100x10 head
-    (about 15% dense at the end), an ERK-like allocation; a random ERK mask trained at lr 0.5 reaches
-    0.774, so this is not a claim against every random mask.
+    with like: the digits MLP, 20 epochs, lr 1.0 (for both the best of 0.05, 0.2, 0.5, 1 and 2 by
+    validation accuracy), and the same "global" allocation rule: ranked across layers, edge-popup's
+    initial scores and the random method's scores both pick a uniformly random 2% of the whole net.
+    Edge-popup trains only its scores, the random mask only its weights. Measured (seeds 0-4): 0.686
+    vs 0.433 test accuracy (0.457 for a uniform random mask). Its scores move weights into the 100x10
+    head (about 15% dense at the end), an ERK-like allocation; a random ERK mask trained at lr 0.5
+    reaches 0.774, so this is not a claim against every random mask.
     """
-    torch.set_num_threads(1)
-    seeds = range(5)
     base = {"model": "mlp", "sparsity": 0.98, "epochs": 20, "lr": 1.0, "allocation": "global"}
-    popup = [final_test_accuracy({**base, "method": "edge_popup", "seed": s}) for s in seeds]
-    static = [final_test_accuracy({**base, "method": "random", "seed": s}) for s in seeds]
-    gaps = [a - b for a, b in zip(popup, static)]
-    print(f"\nedge_popup (global) test acc {popup}\nrandom (global) test acc {static}")
-    mean_gap = statistics.mean(gaps)
-    standard_error = statistics.stdev(gaps) / len(gaps) ** 0.5
-    assert mean_gap > 0.1 and mean_gap > 4 * standard_error, (popup, static)
+    assert_beats("edge_popup (global)", {**base, "method": "edge_popup"}, {**base, "method": "random"}, 0.1)
