@@ -1,6 +1,7 @@
 """Worker node lost: a real two-node Ray cluster on this machine (``ray start --head`` plus a
 worker node, token authentication on), a sweep joined with ``--address``; the worker's raylet is
-SIGKILLed while it trains a trial. The trial must be retried from its last per-epoch checkpoint on
+SIGKILLed while it trains a trial. The trial must be retried from its last checkpoint (one per epoch
+here: ``--checkpoint-every 0``) on
 the surviving node and the sweep must complete with every result.
 
 Everything runs in subprocesses, each in its own process session, so this test never touches the
@@ -102,7 +103,7 @@ def test_worker_node_lost_trials_retry_from_checkpoint(tmp_path, spawned_session
     out = tmp_path / "out"
     driver = start([sys.executable, "-c", "import sys; from paitune.cli import main; sys.exit(main())", "sweep",
                     str(space), "--address", address, "--out", str(out), "--name", "c", "--sampler", "grid",
-                    "--max-concurrent", "2", "--max-failures", "3", "--quiet"], "driver.log")  # fmt: skip
+                    "--max-concurrent", "2", "--max-failures", "3", "--checkpoint-every", "0", "--quiet"], "driver.log")  # fmt: skip
 
     def trial_on_worker():
         for pid in session_pids(worker.pid):

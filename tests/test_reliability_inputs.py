@@ -87,6 +87,7 @@ ARG_CASES = {
     "unknown-preset": (["defualt"], "unknown space (preset name or YAML file) 'defualt'"),
     "bad-name": (["{space}", "--name", "../escape"], "--name"),
     "out-is-a-file": (["{space}", "--out", "{space}/sub"], "is not a directory"),
+    "negative-checkpoint-interval": (["{space}", "--checkpoint-every", "-1"], "--checkpoint-every"),
     "out-uri-no-filesystem": (["{space}", "--out", "nosuchscheme://bucket/x"], "pyarrow cannot open this location"),
     "cmaes-multi-objective": (["{space}", "--sampler", "cmaes", "--set", "objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"],
                               "handles one objective"),

@@ -20,6 +20,7 @@ from paitune.search.rows import trials_schema
 from paitune.search.searcher import DUPLICATE_ATTR, MAX_REDRAWS, PaiOptunaSearch, trial_outcome
 from paitune.search.sink import ParquetSink
 from paitune.search.study_store import load_study
+from paitune.search.trainable import CHECKPOINT_FILE, load_checkpoint
 from paitune.search.sweep import SweepOptions, plan_sweep
 from paitune.spaces import compile_space, config_hash, load_space_text, trial_config
 
@@ -515,3 +516,26 @@ def test_imp_under_asha_is_rejected_before_anything_starts(tmp_path):
     with pytest.raises(PaituneError, match="method imp reports one round per step"):
         plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name="x"))
     assert list(tmp_path.iterdir()) == [space_file]
+
+
+@pytest.mark.parametrize("every, per_trial", [(0.0, 3), (3600.0, 1)])
+def test_checkpoint_interval(ray_session, tmp_path, every, per_trial):
+    """--checkpoint-every 0: a checkpoint per epoch; otherwise one when the interval has passed,
+    and always one with the last epoch (what a resume of a finished-but-unseen trial reads)."""
+    from paitune.search.sweep import execute_sweep
+
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text(SMALL_SPACE.replace("type: asha, grace_period: 1, reduction_factor: 2", "type: fifo")
+                          .replace("seeds: [0, 1]", "seeds: [0]"))  # fmt: skip
+    plan = plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name="c", sampler="random",
+                                   num_samples=2, max_concurrent=2, verbose=0, checkpoint_every_s=every))  # fmt: skip
+    execute_sweep(plan)
+    trial_dirs = sorted((tmp_path / "c" / "tune").glob("trial_*"))
+    assert len(trial_dirs) == 3  # 2 sampled + the dense reference
+    for trial_dir in trial_dirs:
+        checkpoints = sorted(trial_dir.glob("checkpoint_*"))
+        assert len(checkpoints) == per_trial
+        last = load_checkpoint(checkpoints[-1] / CHECKPOINT_FILE)
+        assert last["trainer"]["epoch"] == 3  # the last epoch is always checkpointed
+    epochs = pd.read_parquet(tmp_path / "c" / "epochs")
+    assert len(epochs) == 3 * 3  # every epoch reported either way

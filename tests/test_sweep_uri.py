@@ -142,7 +142,7 @@ def test_sweep_to_s3_and_analyze_from_it(ray_session, tmp_path, s3_uri):
     assert len(bucket.join("trials").files(".parquet")) == 4
     checkpoints = [i for i in bucket.fs.get_file_info(pafs.FileSelector(bucket.join("tune").path, recursive=True))
                    if "/checkpoint_" in i.path]  # fmt: skip
-    assert checkpoints  # Tune's per-epoch checkpoints went to the bucket too
+    assert checkpoints  # Tune's checkpoints went to the bucket too
     results = load_results(bucket.uri)
     assert len(results.trials) == 4 and (results.trials.status == "completed").all()
     assert len(results.epochs) == 8 and len(results.layers) == 4 * 3

@@ -31,6 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the Optuna sampler (default: 0)")
     parser.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its last checkpoint (default: 2)")
     parser.add_argument("--storage", default=None, help="where Tune keeps checkpoints and state: a path or a pyarrow URI such as s3://bucket/dir (default: --out)")
+    parser.add_argument("--checkpoint-every", dest="checkpoint_every_s", type=float, default=5.0, metavar="SECONDS",
+                        help="checkpoint a trial when this long has passed since its last checkpoint, and at its end; "
+                             "0: every epoch (default: 5)")
     parser.add_argument("--state-dir", default=None,
                         help="with a URI --out: local folder for paitune's live state (default: ~/.cache/paitune/sweeps/<hash of --out>)")
     parser.add_argument("--tensorboard", action="store_true",
@@ -61,6 +64,7 @@ def run(args) -> int:
         storage=args.storage,
         tensorboard=args.tensorboard,
         state_dir=args.state_dir,
+        checkpoint_every_s=args.checkpoint_every_s,
         verbose=0 if args.quiet else 1,
     )
     plan = plan_sweep(options)  # raises PaituneError before anything starts

@@ -68,6 +68,7 @@ class SweepOptions:
     max_failures: int = 2
     storage: str | None = None  # Tune's checkpoints and state; default: --out (local)
     tensorboard: bool = False  # Tune's TensorBoard logger per trial (besides its JSON result log)
+    checkpoint_every_s: float = 5.0  # a trial checkpoints when this long has passed (0: every epoch), and at its end
     state_dir: str | None = None  # local home of paitune's state when --out is a URI (default: a cache dir)
     verbose: int = 1
 
@@ -258,6 +259,8 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
 
         if not torch.cuda.is_available():
             raise PaituneError("--gpus-per-trial > 0 but this machine has no CUDA GPU; drop it or run on a cluster with --address")
+    if not options.checkpoint_every_s >= 0:
+        raise PaituneError(f"--checkpoint-every must be >= 0 seconds, got {options.checkpoint_every_s}")
     if options.max_failures < 0:
         raise PaituneError(f"--max-failures must be >= 0, got {options.max_failures}")
     if options.max_concurrent is not None and options.max_concurrent < 1:
@@ -347,7 +350,10 @@ def build_tuner(plan: SweepPlan):
 
     proxies = list(plan.space.settings.get("proxies", TRIAL_DEFAULTS["proxies"]))
     sink = ParquetSink(plan.results, plan.options.name, trials_schema(plan.search_params, proxies), plan.search_params)
-    trainable = tune.with_resources(run_trial, {"cpu": plan.options.cpus_per_trial, "gpu": plan.options.gpus_per_trial})
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, checkpoint_every_s=plan.options.checkpoint_every_s),
+        {"cpu": plan.options.cpus_per_trial, "gpu": plan.options.gpus_per_trial},
+    )
     reporter = tune.CLIReporter(
         metric_columns={"epoch": "ep", plan.metrics[0]: plan.metrics[0]},
         parameter_columns={k: k for k in ("method", "sparsity", "allocation", "control", SEED_PARAM)},
