@@ -113,6 +113,15 @@ def test_rigl_from_erk_beats_random_static_pruning_at_98_percent_sparsity():
     assert_beats("rigl (erk)", {**base, "method": "rigl", "update_interval": 10}, {**base, "method": "random"}, 0.1)
 
 
+def test_set_from_erk_beats_random_static_pruning_at_98_percent_sparsity():
+    """Mocanu et al. (2018): SET's drop-and-regrow at random beats the static random mask it starts
+    from. Same setting as the RigL test (ERK for both, 20 epochs, lr 0.5, an update every 10 steps).
+    Measured (seeds 0-4): 0.876 vs 0.774 test accuracy; at sparsity 0.95 both reach ~0.96 (no claim).
+    """
+    base = {"model": "mlp", "sparsity": 0.98, "epochs": 20, "lr": 0.5, "allocation": "erk"}
+    assert_beats("set (erk)", {**base, "method": "set", "update_interval": 10}, {**base, "method": "random"}, 0.05)
+
+
 def test_imp_with_rewinding_beats_random_static_pruning_at_98_percent_sparsity():
     """Frankle & Carbin (2019), Frankle et al. (2020): IMP's ticket beats a random mask at high sparsity.
 
