@@ -96,13 +96,13 @@ def top_functions(profile: cProfile.Profile, limit: int = 20, *, only: str = "",
 
 def run_sweep_inprocess(space: str, out: Path, name: str, *, num_samples: int | None, sampler: str,
                         scheduler: str, sampler_seed: int, max_concurrent: int, sets: list[str] | None = None,
-                        profile: bool = False) -> SweepRun:
+                        profile: bool = False, tune_logs: bool = False) -> SweepRun:
     """Plan and run one sweep on the running Ray through paitune's public API; read its tables."""
     from paitune.search.sweep import SweepOptions, plan_sweep, run_sweep
 
     options = SweepOptions(space=space, out=str(out), name=name, num_samples=num_samples, sampler=sampler,
                            scheduler=scheduler, sampler_seed=sampler_seed, max_concurrent=max_concurrent,
-                           sets=list(sets or []), verbose=0)  # fmt: skip
+                           sets=list(sets or []), verbose=0, tune_logs=tune_logs)  # fmt: skip
     plan = plan_sweep(options)
     profiler = cProfile.Profile() if profile else None
     sink = io.StringIO()  # the end-of-sweep summary table: not part of the benchmark's output

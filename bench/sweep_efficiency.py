@@ -18,8 +18,8 @@ are the epochs' own timings). Utilization = compute / (wall x CPUs). Ray's overh
 work on ``parallelism`` perfect workers. In full mode a second, smaller sweep of the same configs
 splits the sweep's wall into a fixed part (per sweep) and a marginal part (per trial).
 
-``breakdown`` splits the sweep's slot-seconds (wall x parallelism) with Tune's per-trial result
-logs: compute; in-trial overhead (inside the trial function but not pruning or training: imports
+``--breakdown`` (sweeps with Tune's per-trial logs on, ``--tune-logs``, off by default) splits the
+sweep's slot-seconds (wall x parallelism) with those logs: compute; in-trial overhead (inside the trial function but not pruning or training: imports
 and data loading in a fresh actor, model build, proxies, checkpoints and reports); and
 between-trial time (no trial function running on a slot: Tuner setup and teardown, actor start,
 scheduling, the driver's bookkeeping). ``--profile`` adds the driver's top functions by own time.
@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray (default 2: the goal's machine)")
     parser.add_argument("--profile", action="store_true", help="profile the driver during the main sweep")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="split the slot time with Tune's per-trial logs (runs the sweeps with --tune-logs, which cost time)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting of the default space, as `paitune sweep --set` (e.g. epochs=40: longer trials)")
     args = parser.parse_args(argv)
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
         ray_init = start_ray(args.cpus)
         try:
             options = dict(num_samples=trials, sampler=SAMPLER, scheduler=SCHEDULER, sampler_seed=SAMPLER_SEED,
-                           max_concurrent=parallelism, sets=list(args.sets))  # fmt: skip
+                           max_concurrent=parallelism, sets=list(args.sets), tune_logs=args.breakdown)  # fmt: skip
             run = run_sweep_inprocess(SPACE, Path(tmp), "main", profile=args.profile, **options)
             split = breakdown(run, parallelism)
             small_run = None
@@ -168,7 +170,7 @@ def main(argv=None) -> int:
         "space": SPACE, "sets": list(args.sets), "sampler": SAMPLER, "sampler_seed": SAMPLER_SEED, "scheduler": SCHEDULER,
         "cpus": args.cpus, "parallelism": parallelism, "trials": trials, "small_trials": small,
         "threads": args.threads, "goal_utilization": GOAL_UTILIZATION, "goal_overhead_s": GOAL_OVERHEAD_S,
-        "breakdown": split, "driver_profile": run.profile,
+        "breakdown": split, "tune_logs": args.breakdown, "driver_profile": run.profile,
         "timing": "wall_s: run_sweep call to return on an already running Ray (ray.init timed apart); "
                   "compute: prune_seconds + train_seconds of the trials table",
     }  # fmt: skip

@@ -25,8 +25,8 @@ from bench.common import RESULT_KEYS, format_table, median, write_json  # noqa: 
 from bench.run_all import benchmarks  # noqa: E402
 
 
-def run_quick(name: str, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(out)],
+def run_quick(name: str, out: Path, *extra: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(out), *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((out / f"{name}.json").read_text())
@@ -108,7 +108,7 @@ def test_table_and_json_helpers(tmp_path):
 
 
 def test_sweep_efficiency_quick(tmp_path):
-    result = run_quick("sweep_efficiency", tmp_path)
+    result = run_quick("sweep_efficiency", tmp_path, "--breakdown")  # the breakdown reads Tune's logs
     sweep, floor = result["rows"]
     settings, summary = result["settings"], result["summary"]
     n, cpus, parallel = sweep["trials"], settings["cpus"], settings["parallelism"]

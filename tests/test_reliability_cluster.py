@@ -103,7 +103,7 @@ def test_worker_node_lost_trials_retry_from_checkpoint(tmp_path, spawned_session
     out = tmp_path / "out"
     driver = start([sys.executable, "-c", "import sys; from paitune.cli import main; sys.exit(main())", "sweep",
                     str(space), "--address", address, "--out", str(out), "--name", "c", "--sampler", "grid",
-                    "--max-concurrent", "2", "--max-failures", "3", "--checkpoint-every", "0", "--quiet"], "driver.log")  # fmt: skip
+                    "--max-concurrent", "2", "--max-failures", "3", "--checkpoint-every", "0", "--tune-logs", "--quiet"], "driver.log")  # fmt: skip
 
     def trial_on_worker():
         for pid in session_pids(worker.pid):

@@ -352,7 +352,7 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
     space_file = tmp_path / "small.yaml"
     space_file.write_text(SMALL_SPACE)
     plan = plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name="real", sampler="random",
-                                   max_concurrent=2, verbose=0))  # fmt: skip
+                                   max_concurrent=2, verbose=0, tune_logs=True))  # fmt: skip
     grid = execute_sweep(plan)
     root = tmp_path / "real"
     assert len(grid) == 8 + 2 and not grid.errors  # 8 sampled + the dense reference of each seed
@@ -533,6 +533,7 @@ def test_checkpoint_interval(ray_session, tmp_path, every, per_trial):
     trial_dirs = sorted((tmp_path / "c" / "tune").glob("trial_*"))
     assert len(trial_dirs) == 3  # 2 sampled + the dense reference
     for trial_dir in trial_dirs:
+        assert not list(trial_dir.glob("result.json"))  # Tune's own logs only with --tune-logs
         checkpoints = sorted(trial_dir.glob("checkpoint_*"))
         assert len(checkpoints) == per_trial
         last = load_checkpoint(checkpoints[-1] / CHECKPOINT_FILE)

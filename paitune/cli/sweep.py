@@ -36,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "0: every epoch (default: 5)")
     parser.add_argument("--state-dir", default=None,
                         help="with a URI --out: local folder for paitune's live state (default: ~/.cache/paitune/sweeps/<hash of --out>)")
+    parser.add_argument("--tune-logs", action="store_true",
+                        help="also write Tune's per-trial result.json and progress.csv (off by default: the Parquet tables "
+                             "are the record, and Tune re-uploads those logs at every experiment snapshot)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write Tune's TensorBoard event files per trial (off by default: the Parquet tables are the record)")
     parser.add_argument("--quiet", action="store_true", help="no progress table while it runs")
@@ -63,6 +66,7 @@ def run(args) -> int:
         max_failures=args.max_failures,
         storage=args.storage,
         tensorboard=args.tensorboard,
+        tune_logs=args.tune_logs,
         state_dir=args.state_dir,
         checkpoint_every_s=args.checkpoint_every_s,
         verbose=0 if args.quiet else 1,
