@@ -130,6 +130,19 @@ def test_sampled_repeats_are_never_run_until_the_space_is_exhausted():
     assert sorted(t.user_attrs["tune_trial_id"] for t in running) == sorted(f"t{i}" for i in range(18))
 
 
+def test_repeats_of_queued_replicates_are_never_run():
+    # 18 configs x 2 seeds: a fresh draw often repeats a config whose other-seed replicate is
+    # queued or already asked; every (config, seed) still runs exactly once.
+    searcher = _searcher(seeds="[0, 1]")
+    configs = [searcher.suggest(f"t{i}") for i in range(36)]
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == 36
+    for t in searcher.study.trials:
+        if DUPLICATE_ATTR in t.user_attrs:
+            earlier = searcher.study.trials[t.user_attrs[DUPLICATE_ATTR]]
+            assert (earlier.params or earlier.system_attrs["fixed_params"]) == t.params
+            assert DUPLICATE_ATTR not in earlier.user_attrs
+
+
 def test_a_repeat_is_told_the_earlier_outcome():
     one_config = SMALL_SPACE.replace("[random, magnitude, snip]", "[snip]").replace("[0.5, 0.9, 0.995]", "[0.9]")
     one_config = one_config.replace("[none, shuffle]", "[none]").replace("seeds: [0, 1]", "seeds: [0]")

@@ -64,6 +64,8 @@ RETRY_ATTR = "retry_of"  # user attr of an enqueued retry: the Optuna number of 
 DUPLICATE_ATTR = "duplicate_of"  # user attr of a sampled config that had been asked for already
 FILL_ATTR = "untried_fill"  # user attr: an untried point picked after MAX_REDRAWS repeats in a row
 MAX_REDRAWS = 20  # sampler repeats in a row before an untried point of a finite space is picked
+MAX_ENUMERATED = 100_000  # a finite space with more configs than this is never enumerated
+QUEUED = -1  # the storage id recorded for a queued config (it gets a real one when asked)
 
 
 def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
@@ -226,9 +228,18 @@ class PaiOptunaSearch(OptunaSearch):
         attrs = ot_trial.user_attrs
         if any(key in attrs for key in (REPLICATE_ATTR, GRID_ATTR, RETRY_ATTR)):
             return None
-        storage_id = self._configs_asked().get(self._config_key(ot_trial.params))
+        key = self._config_key(ot_trial.params)
+        storage_id = self._configs_asked().get(key)
         if storage_id is None or storage_id == ot_trial._trial_id:
             return None
+        if storage_id == QUEUED:  # a queued replicate (or asked since): find it, a rare path
+            candidates = (
+                t for t in self._ot_study.get_trials(deepcopy=False)
+                if t._trial_id != ot_trial._trial_id and DUPLICATE_ATTR not in t.user_attrs
+                and not t.user_attrs.get(ORPHAN_ATTR)
+                and self._config_key(t.params or t.system_attrs.get("fixed_params") or {}) == key
+            )  # fmt: skip
+            return next(candidates, None)
         return self._ot_study._storage.get_trial(storage_id)
 
     def _untried_point(self) -> dict | None:
@@ -236,7 +247,8 @@ class PaiOptunaSearch(OptunaSearch):
         there is none left or the space is not finite."""
         if self._finite_points is None:
             try:
-                self._finite_points = self._compiled.grid_points()
+                bounded = self._compiled.grid_size_bound() <= MAX_ENUMERATED
+                self._finite_points = self._compiled.grid_points() if bounded else []
             except PaituneError:  # a continuous range or a searched allocation: not enumerable
                 self._finite_points = []
         taken = self._configs_asked()
@@ -265,7 +277,7 @@ class PaiOptunaSearch(OptunaSearch):
             if seed != drawn:
                 params = {**ot_trial.params, SEED_PARAM: seed}
                 self._ot_study.enqueue_trial(params, user_attrs={REPLICATE_ATTR: ot_trial.number})
-        self._asked_configs = None  # rebuilt from the study, with the queued replicates' ids
+                self._configs_asked().setdefault(self._config_key(params), QUEUED)
 
     def _finished_in_storage(self, trial_id: str) -> bool:
         # Only a trial told before a driver restart can be finished without this driver having

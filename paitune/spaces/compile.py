@@ -176,6 +176,13 @@ class CompiledSpace:
             return [param.low + i * param.step for i in range(count)]
         raise TypeError(f"unknown parameter type {type(param).__name__}")
 
+    def grid_size_bound(self) -> int:
+        """An upper bound of ``len(grid_points())`` without enumerating them (conditional
+        parameters make the real count smaller); raises like ``grid_points`` when not enumerable."""
+        if self.space.allocation_search is not None:
+            raise PaituneError("--sampler grid cannot enumerate a searched allocation; use tpe, random, cmaes or gp")
+        return math.prod(len(self._grid_values(name, param)) for name, param in self.space.params.items()) * len(self.seeds)
+
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the sampled parameters (Optuna names -> values), seeds innermost."""
         if self.space.allocation_search is not None:
