@@ -61,6 +61,11 @@ class Location:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=False))
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(suffix))
 
+    def parquet_files(self) -> list[str]:
+        """The visible ``*.parquet`` files directly inside: hidden names (a writer's temporaries,
+        ``.`` or ``_`` first) are skipped, as pandas, pyarrow and DuckDB globs skip them."""
+        return [name for name in self.files(".parquet") if not name.startswith((".", "_"))]
+
     def delete(self, name: str) -> None:
         try:
             self.fs.delete_file(posixpath.join(self.path, name))
@@ -79,7 +84,7 @@ def parquet_dataset(folder: Location, schema=None):
     merged: a conditional parameter's column may be in only some files."""
     import pyarrow.dataset as ds
 
-    names = [name for name in folder.files(".parquet") if not name.startswith((".", "_"))]
+    names = folder.parquet_files()
     if not names:
         return None
     factory = ds.FileSystemDatasetFactory(
@@ -90,8 +95,11 @@ def parquet_dataset(folder: Location, schema=None):
     return factory.finish(schema)
 
 
-def locate(where: str | Path) -> Location:
-    """The Location of a local path or a URI; a URI pyarrow cannot open raises PaituneError."""
+def locate(where: str | Path | Location) -> Location:
+    """The Location of a local path or a URI (a Location is returned as it is); a URI pyarrow
+    cannot open raises PaituneError."""
+    if isinstance(where, Location):
+        return where
     text = str(where)
     if not is_uri(text):
         path = Path(text).expanduser().resolve()

@@ -42,22 +42,18 @@ def _error_line(trial) -> str:
     return lines[-1] if lines else "trial failed (no error trace was saved)"
 
 
-def _parquet_files(folder: Location) -> list[str]:
-    return [name for name in folder.files(".parquet") if not name.startswith(".")]
-
-
 def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
     """Clear what a killed writer left: temporaries, and the epochs/layers files of a trial whose
     trials file (always written last) is missing. Returns the trial ids whose files were removed;
     the ones Tune still knows are written again, whole, when they end."""
-    root = root if isinstance(root, Location) else locate(root)
+    root = locate(root)
     for table in ("trials", "epochs", "layers"):
         remove_stale_temporaries(root.join(table))
-    done = {name.removesuffix(".parquet") for name in _parquet_files(root.join("trials"))}
+    done = {name.removesuffix(".parquet") for name in root.join("trials").parquet_files()}
     removed = set()
     for table in ("epochs", "layers"):
         folder = root.join(table)
-        for name in _parquet_files(folder):
+        for name in folder.parquet_files():
             if name.removesuffix(".parquet") not in done:
                 folder.delete(name)
                 removed.add(name.removesuffix(".parquet"))
@@ -66,7 +62,7 @@ def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
 
 def finished_dense_references(root: str | Path | Location) -> dict[str, float]:
     """context -> test_acc of the dense references already written under ``root/trials``."""
-    dataset = parquet_dataset((root if isinstance(root, Location) else locate(root)).join("trials"))
+    dataset = parquet_dataset(locate(root).join("trials"))
     if dataset is None:
         return {}
     table = dataset.to_table(columns=["method", "status", "config_json", "test_acc"])
@@ -79,7 +75,7 @@ def finished_dense_references(root: str | Path | Location) -> dict[str, float]:
 
 class ParquetSink(Callback):
     def __init__(self, root: str | Path | Location, experiment: str, schema: pa.Schema, search_params: list[str]):
-        self.root = root if isinstance(root, Location) else locate(root)
+        self.root = locate(root)
         self.experiment = experiment
         self.schema = schema
         self.search_params = list(search_params)

@@ -16,8 +16,7 @@ TOP = 10
 
 
 def read_trials(experiment_dir: str | Path | Location) -> pd.DataFrame:
-    where = experiment_dir if isinstance(experiment_dir, Location) else locate(experiment_dir)
-    dataset = parquet_dataset(where.join("trials"))
+    dataset = parquet_dataset(locate(experiment_dir).join("trials"))
     if dataset is None:
         return pd.DataFrame(columns=rs.TRIALS_FIXED.names)
     return dataset.to_table().to_pandas()

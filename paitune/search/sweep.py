@@ -16,6 +16,7 @@ back, so paitune's files must not sit there: they live one level up.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -88,9 +89,10 @@ class SweepPlan:
     storage_path: str
     dense_references: list[dict[str, Any]] = field(default_factory=list)  # run besides num_samples
 
-    @property
+    @functools.cached_property
     def results(self) -> Location:
-        """Where the three tables go: DIR/NAME, local or on the --out URI."""
+        """Where the three tables go: DIR/NAME, local or on the --out URI (opened once: opening an
+        s3:// URI may ask the store for the bucket's region)."""
         return locate(self.options.out).join(self.options.name) if is_uri(self.options.out) else locate(self.experiment_dir)
 
     @property
