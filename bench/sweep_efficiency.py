@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray (default 2: the goal's machine)")
     parser.add_argument("--profile", action="store_true", help="profile the driver during the main sweep")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials of the measured sweep (default 48; e.g. 200 to see whether per-trial cost grows)")
     parser.add_argument("--breakdown", action="store_true",
                         help="split the slot time with Tune's per-trial logs (runs the sweeps with --tune-logs, which cost time)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -124,6 +126,7 @@ def main(argv=None) -> int:
     if args.cpus < 1:
         parser.error(f"--cpus must be >= 1, got {args.cpus}")
     trials, small = sizes(args.quick)
+    trials = args.trials or trials
     parallelism = args.cpus  # one CPU per trial: paitune's default --cpus-per-trial
     with tempfile.TemporaryDirectory(prefix="paitune-bench-") as tmp:
         ray_init = start_ray(args.cpus)
@@ -151,6 +154,11 @@ def main(argv=None) -> int:
                  "compute_s": floor["compute_s"], "utilization": floor["compute_s"] / floor["wall_s"],
                  "s_per_trial": floor["wall_s"] / n})  # fmt: skip
     utilization = rows[0]["utilization"]
+    # Wall seconds per trial in each quarter of the sweep (by finishing order): flat unless some
+    # per-trial cost grows with the trials already run.
+    finished = run.trials["finished_s"].to_numpy()
+    q = n // 4
+    quarters = [float((finished[(i + 1) * q - 1] - finished[i * q]) / q) for i in range(4)] if q >= 2 else None
     overhead = (run.wall_s - floor["wall_s"] / parallelism) / n
     summary = {
         "ray_init_s": ray_init,
@@ -160,6 +168,7 @@ def main(argv=None) -> int:
         "floor_prepare_s": floor["prepare_s"],
         "floor_max_acc_diff": floor["max_acc_diff"],
         "marginal_s_per_trial": marginal,
+        "s_per_trial_by_quarter": quarters,
         "fixed_s_per_sweep": fixed,
         "goal_utilization_met": utilization >= GOAL_UTILIZATION,
         "goal_overhead_met": overhead <= GOAL_OVERHEAD_S,
