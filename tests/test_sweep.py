@@ -553,3 +553,41 @@ def test_checkpoint_interval(ray_session, tmp_path, every, per_trial):
         assert last["trainer"]["epoch"] == 3  # the last epoch is always checkpointed
     epochs = pd.read_parquet(tmp_path / "c" / "epochs")
     assert len(epochs) == 3 * 3  # every epoch reported either way
+
+
+@pytest.mark.ray
+def test_reports_only_where_needed_and_every_epoch_still_lands(ray_session, tmp_path):
+    """A trial reports at ASHA's rungs, its end and its checkpoints (a long --report-every), not
+    every epoch; the epochs between reach the epochs table and Optuna through the next report,
+    with the values a report-every-epoch sweep of the same configs records."""
+    from paitune.search.sweep import execute_sweep
+
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text(SMALL_SPACE.replace("epochs: 3", "epochs: 4").replace("seeds: [0, 1]", "seeds: [0]"))
+    tables = {}
+    for name, every in (("sparse", 3600.0), ("dense", 0.0)):
+        plan = plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name=name, sampler="random",
+                                       num_samples=6, max_concurrent=2, verbose=0, tune_logs=True,
+                                       checkpoint_every_s=3600.0, report_every_s=every))  # fmt: skip
+        grid = execute_sweep(plan)
+        trials = pd.read_parquet(tmp_path / name / "trials").set_index("trial_id")
+        epochs = pd.read_parquet(tmp_path / name / "epochs")
+        reported = {r.metrics["trial_id"]: sorted(r.metrics_dataframe.epoch) for r in grid}
+        for tid, row in trials.iterrows():
+            assert sorted(epochs[epochs.trial_id == tid].epoch) == list(range(1, row.epochs_run + 1))
+            if every:  # the rungs are epochs 1, 2 and 4: epoch 3 is never reported on its own
+                assert set(reported[tid]) <= {1, 2, 4} and reported[tid][-1] == row.epochs_run
+            else:
+                assert reported[tid] == list(range(1, row.epochs_run + 1))
+        if every:  # the dense reference runs all 4 epochs: its epoch 3 came with epoch 4's report
+            assert any(r[-1] == 4 and 3 not in r for r in reported.values())
+        study = load_study(tmp_path / name, name)
+        for t in study.trials:
+            if "tune_trial_id" in t.user_attrs and t.state in (TrialState.PRUNED, TrialState.COMPLETE):
+                ran = int(trials.loc[t.user_attrs["tune_trial_id"], "epochs_run"])
+                assert sorted(t.intermediate_values) == list(range(1, ran + 1))
+        tables[name] = epochs.merge(trials[["config_hash"]], left_on="trial_id", right_index=True)
+    both = tables["sparse"].merge(tables["dense"], on=["config_hash", "epoch"], suffixes=("", "_every"))
+    assert len(both) >= 6  # the same configs (fixed sampler seed) ran epochs in both sweeps
+    assert both.val_acc.tolist() == both.val_acc_every.tolist()
+    assert both.train_loss.tolist() == both.train_loss_every.tolist()

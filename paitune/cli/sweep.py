@@ -34,6 +34,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", dest="checkpoint_every_s", type=float, default=5.0, metavar="SECONDS",
                         help="checkpoint a trial when this long has passed since its last checkpoint, and at its end; "
                              "0: every epoch (default: 5)")
+    parser.add_argument("--report-every", dest="report_every_s", type=float, default=1.0, metavar="SECONDS",
+                        help="a trial reports to Tune at the scheduler's decision points (ASHA's rungs), at its end, with "
+                             "each checkpoint, and when this long has passed since its last report; every epoch still "
+                             "reaches the tables. 0: every epoch (default: 1)")
     parser.add_argument("--state-dir", default=None,
                         help="with a URI --out: local folder for paitune's live state (default: ~/.cache/paitune/sweeps/<hash of --out>)")
     parser.add_argument("--tune-logs", action="store_true",
@@ -69,6 +73,7 @@ def run(args) -> int:
         tune_logs=args.tune_logs,
         state_dir=args.state_dir,
         checkpoint_every_s=args.checkpoint_every_s,
+        report_every_s=args.report_every_s,
         verbose=0 if args.quiet else 1,
     )
     plan = plan_sweep(options)  # raises PaituneError before anything starts

@@ -45,6 +45,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from paitune.errors import PaituneError, unknown_choice
+from paitune.search.rows import HISTORY_KEY
 from paitune.spaces.compile import SEED_PARAM, CompiledSpace
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2", "gp")
@@ -343,9 +344,17 @@ class PaiOptunaSearch(OptunaSearch):
             return
         if trial_id in self._ot_trials and self._finished_in_storage(trial_id):
             return
-        value = result.get(self.metric)
-        step = result.get(EPOCH_KEY)
-        if trial_id not in self._ot_trials or not _finite(value) or not isinstance(step, int) or step < 1:
+        if trial_id not in self._ot_trials:
+            return
+        # A report carries the epochs the trial ran since its previous report (it reports only
+        # where the scheduler decides, or when a progress interval passed) and, after a retry,
+        # the epochs restored from its checkpoint: Optuna gets each epoch's value in order.
+        earlier = json.loads(result.get(HISTORY_KEY) or "[]")
+        for row in [*earlier, {**result, "epoch": result.get(EPOCH_KEY)}]:
+            self._report_step(trial_id, row.get(self.metric), row.get("epoch"))
+
+    def _report_step(self, trial_id: str, value, step) -> None:
+        if not _finite(value) or not isinstance(step, int) or step < 1:
             return
         # A trial retried from a checkpoint may report an epoch again; Optuna keeps the first.
         reported = self._reported_steps.setdefault(trial_id, set())

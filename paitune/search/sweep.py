@@ -72,6 +72,7 @@ class SweepOptions:
     tensorboard: bool = False  # Tune's TensorBoard logger per trial
     tune_logs: bool = False  # Tune's result.json / progress.csv per trial (the ResultGrid's metrics_dataframe)
     checkpoint_every_s: float = 5.0  # a trial checkpoints when this long has passed (0: every epoch), and at its end
+    report_every_s: float = 1.0  # a trial reports at the scheduler's decision points, its end, checkpoints, and when this long has passed (0: every epoch)
     state_dir: str | None = None  # local home of paitune's state when --out is a URI (default: a cache dir)
     verbose: int = 1
 
@@ -265,6 +266,8 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
             raise PaituneError("--gpus-per-trial > 0 but this machine has no CUDA GPU; drop it or run on a cluster with --address")
     if not options.checkpoint_every_s >= 0:
         raise PaituneError(f"--checkpoint-every must be >= 0 seconds, got {options.checkpoint_every_s}")
+    if not options.report_every_s >= 0:
+        raise PaituneError(f"--report-every must be >= 0 seconds, got {options.report_every_s}")
     if options.max_failures < 0:
         raise PaituneError(f"--max-failures must be >= 0, got {options.max_failures}")
     if options.max_concurrent is not None and options.max_concurrent < 1:
@@ -329,6 +332,13 @@ def build_scheduler(plan: SweepPlan):
     )  # fmt: skip
 
 
+def decision_epochs(scheduler) -> tuple[int, ...]:
+    """The epochs at which ``scheduler`` can stop a trial: ASHA's rung milestones over all its
+    brackets, as Tune's own ASHA computed them; none for FIFO."""
+    brackets = getattr(scheduler, "_brackets", [])
+    return tuple(sorted({int(milestone) for bracket in brackets for milestone, _ in bracket._rungs}))
+
+
 def trial_dirname(trial) -> str:
     """Short trial directories (Tune's default spells out the whole config)."""
     return f"trial_{trial.trial_id}"
@@ -362,8 +372,15 @@ def build_tuner(plan: SweepPlan):
 
     proxies = list(plan.space.settings.get("proxies", TRIAL_DEFAULTS["proxies"]))
     sink = ParquetSink(plan.results, plan.options.name, trials_schema(plan.search_params, proxies), plan.search_params)
+    scheduler = build_scheduler(plan)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, checkpoint_every_s=plan.options.checkpoint_every_s),
+        tune.with_parameters(
+            run_trial,
+            checkpoint_every_s=plan.options.checkpoint_every_s,
+            report_every_s=plan.options.report_every_s,
+            # Where the scheduler decides: a trial must report these epochs, and need not report others.
+            report_epochs=decision_epochs(scheduler),
+        ),
         {"cpu": plan.options.cpus_per_trial, "gpu": plan.options.gpus_per_trial},
     )
     reporter = tune.CLIReporter(
@@ -401,7 +418,7 @@ def build_tuner(plan: SweepPlan):
             return restored, sink
     tune_config = tune.TuneConfig(
         search_alg=build_searcher(plan),
-        scheduler=build_scheduler(plan),
+        scheduler=scheduler,
         num_samples=plan.total_trials,
         max_concurrent_trials=plan.max_concurrent,
         reuse_actors=True,

@@ -1,15 +1,24 @@
-"""The Tune trial function: prepare (data, model, prune), then train and report once per epoch.
+"""The Tune trial function: prepare (data, model, prune), then train and report its epochs.
 
 One code path for every device: the trial runs on CUDA when Ray gave it a GPU, else on the CPU
 with as many torch threads as CPUs it was given. Its first report (after every start, also after a
 retry from a checkpoint) carries the prune-time facts: density, kept parameters, FLOPs, layer
 collapse, mask hash, per-layer densities, proxies, node, device, library versions, and the epochs
-run before the checkpoint. Every report carries one epoch's metrics; a report carries a checkpoint
-(model, masks, optimizer, scheduler, RNG, history) when ``checkpoint_every_s`` seconds have passed
-since the trial's last one, and always with the last epoch, so a lost worker costs at most that
-long (or one epoch, if longer) of training. Each checkpoint costs a save round trip between the
-trial and the driver besides the file: on epochs of a few tens of milliseconds, checkpointing
-every epoch took a quarter of a sweep's wall time. 0 checkpoints every epoch.
+run before the checkpoint.
+
+A report is one round trip between the trial and the driver (~10-15 ms here, during which the
+trial waits), so on epochs of tens of milliseconds reporting every epoch costs more than the
+training. A trial reports an epoch when something needs it: a scheduler decision point (ASHA's
+rung milestones, ``report_epochs``: the scheduler cannot act between them), its last epoch, a
+checkpoint, or when ``report_every_s`` seconds have passed since its last report (progress; 0:
+every epoch). Each report carries the epochs not reported since the last one (``history_json``),
+so the epochs table and Optuna's intermediate values still get every epoch.
+
+A report carries a checkpoint (model, masks, optimizer, scheduler, RNG, history) when
+``checkpoint_every_s`` seconds have passed since the trial's last one, and always with the last
+epoch, so a lost worker costs at most that long (or one epoch, if longer) of training. Each
+checkpoint costs a save round trip besides the file: on epochs of a few tens of milliseconds,
+checkpointing every epoch took a quarter of a sweep's wall time. 0 checkpoints every epoch.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from paitune.spaces.config import config_hash, trial_config
 
 CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_EVERY_S = 5.0  # default of `paitune sweep --checkpoint-every`
+REPORT_EVERY_S = 1.0  # default of `paitune sweep --report-every`
 NAN = float("nan")
 
 
@@ -138,9 +148,14 @@ def _report(result: dict[str, Any], trainer, masks, facts: dict[str, Any]) -> No
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def run_trial(tune_config: dict[str, Any], checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
-    """Ray Tune function trainable: one PaI trial, reported per epoch (bind ``checkpoint_every_s``
-    with ``tune.with_parameters``)."""
+def run_trial(
+    tune_config: dict[str, Any],
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    report_every_s: float = REPORT_EVERY_S,
+    report_epochs: tuple[int, ...] = (),
+) -> None:
+    """Ray Tune function trainable: one PaI trial (bind the keyword arguments with
+    ``tune.with_parameters``; ``report_epochs``: the scheduler's decision points)."""
     from paitune.search.pipeline import prepare_trial
     from paitune.training import Diverged
 
@@ -163,7 +178,11 @@ def run_trial(tune_config: dict[str, Any], checkpoint_every_s: float = CHECKPOIN
         "config_hash": config_hash(config),
         **{k: facts[k] for k in ("density_achieved", "params_kept", "flops_sparse")},
     }
-    pending_first = {**facts, HISTORY_KEY: json.dumps(history)}
+    pending_first = dict(facts)
+    # Epochs the driver has not seen yet: those restored from the checkpoint, then the ones run
+    # since the last report. The next report carries them.
+    unreported: list[dict] = list(history)
+    decision_points = frozenset(int(e) for e in report_epochs)
     if history and trainer.epoch >= total:
         # Restored from its final checkpoint (the driver died before it saw the trial end):
         # report the last epoch again so the trial ends, and the sink writes it, normally.
@@ -175,7 +194,7 @@ def run_trial(tune_config: dict[str, Any], checkpoint_every_s: float = CHECKPOIN
                   EPOCH_KEY: trainer.epoch, STATUS_KEY: "completed"}  # fmt: skip
         tune.report(result)
         return
-    last_checkpoint = time.monotonic()
+    last_checkpoint = last_report = time.monotonic()
     while trainer.epoch < total:
         try:
             metrics = _epoch_metrics(trainer.run_epoch())
@@ -183,21 +202,29 @@ def run_trial(tune_config: dict[str, Any], checkpoint_every_s: float = CHECKPOIN
             last = _epoch_metrics(diverged.last) if diverged.last is not None else dict.fromkeys(
                 ("train_loss", "val_loss", "val_acc", "test_acc", "seconds"), NAN
             )
-            result = {**pending_first, **always, **last, EPOCH_KEY: trainer.epoch, STATUS_KEY: "diverged"}
+            result = {**pending_first, HISTORY_KEY: json.dumps(unreported), **always, **last,
+                      EPOCH_KEY: trainer.epoch, STATUS_KEY: "diverged"}  # fmt: skip
             result["diverged_at"] = int(diverged.epoch)
             tune.report(result)
             print(f"paitune: trial diverged at epoch {diverged.epoch} (loss NaN/inf)", file=sys.stderr)
             return
         done = trainer.epoch >= total
+        now = time.monotonic()
+        checkpoint_due = done or now - last_checkpoint >= checkpoint_every_s
+        if not (checkpoint_due or trainer.epoch in decision_points or now - last_report >= report_every_s):
+            unreported.append({"epoch": trainer.epoch, **metrics})
+            continue
         status = "completed" if done else "running"
-        result = {**pending_first, **always, **metrics, EPOCH_KEY: trainer.epoch, STATUS_KEY: status}
+        result = {**pending_first, HISTORY_KEY: json.dumps(unreported), **always, **metrics,
+                  EPOCH_KEY: trainer.epoch, STATUS_KEY: status}  # fmt: skip
         if done and changes_mask:
             ending = final_mask_facts(prepared, facts)
             result.update(ending)
             result.update({k: ending[k] for k in ("density_achieved", "params_kept", "flops_sparse")})
-        pending_first = {}
-        if done or time.monotonic() - last_checkpoint >= checkpoint_every_s:
+        pending_first, unreported = {}, []
+        if checkpoint_due:
             _report(result, trainer, prepared.masks, facts)
             last_checkpoint = time.monotonic()
         else:
             tune.report(result)
+        last_report = time.monotonic()
