@@ -18,22 +18,19 @@ from ray.tune.schedulers import TrialScheduler
 from paitune.search.asha import PersistentASHA
 from paitune.search.ray_procs import descendants, reap_orphans, record_processes
 from paitune.search.searcher import ORPHAN_ATTR, RETRY_ATTR, PaiOptunaSearch
+from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces import compile_space, load_space_text
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class FakeController:
-    def __init__(self):
-        self.snapshots = 0
-
-    def checkpoint(self, force=False, wait=False):
-        self.snapshots += 1
+    pass
 
 
-def _asha(path):
+def _asha(path, tune_trials=None):
     return PersistentASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
-                          reduction_factor=2, state_path=path)  # fmt: skip
+                          reduction_factor=2, state_path=path, tune_trials=tune_trials)  # fmt: skip
 
 
 def _trial(tid, method="snip"):
@@ -43,15 +40,16 @@ def _trial(tid, method="snip"):
 def test_asha_rungs_and_stop_decisions_survive_a_restart(tmp_path):
     path = tmp_path / "asha.json"
     ctl = FakeController()
-    first = _asha(path)
+    registry = TuneTrialIds()
+    first = _asha(path, registry)
     for tid in "abc":
         first.on_trial_add(ctl, _trial(tid))
+    assert registry.ids == {"a", "b", "c"}  # every trial Tune adds is recorded for the searcher
     # rung 1 (each result is compared with the median of those recorded before it):
     # a is first (no cutoff), b 0.95 >= 0.9, c 0.1 < median(0.9, 0.95)
     assert first.on_trial_result(ctl, _trial("a"), {"epoch": 1, "val_acc": 0.9}) == TrialScheduler.CONTINUE
     assert first.on_trial_result(ctl, _trial("b"), {"epoch": 1, "val_acc": 0.95}) == TrialScheduler.CONTINUE
     assert first.on_trial_result(ctl, _trial("c"), {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.STOP
-    assert ctl.snapshots == 3  # one forced Tune snapshot per trial's first result
     assert first.on_trial_result(ctl, _trial("a"), {"epoch": 2, "val_acc": 0.95}) == TrialScheduler.CONTINUE
     before = first.rungs()
     assert before[0][-1][1] == {"a": 0.9, "b": 0.95, "c": 0.1}
@@ -94,57 +92,99 @@ seeds: [0, 1]
 """
 
 
-def _searcher(storage):
+def _searcher(storage, **kwargs):
     return PaiOptunaSearch(compile_space(load_space_text(SPACE)), metric="val_acc", mode="max",
-                           sampler=optuna.samplers.RandomSampler(seed=0), storage=storage, study_name="s")  # fmt: skip
+                           sampler=optuna.samplers.RandomSampler(seed=0), storage=storage, study_name="s",
+                           **kwargs)  # fmt: skip
 
 
-def test_searcher_state_is_json_and_a_restart_never_tells_optuna_twice(tmp_path):
+def _written(results, *tids):
+    """Parquet trial rows for ``tids``, as the sink leaves them when those trials end."""
+    import pyarrow as pa
+
+    from paitune.search.parquet_io import write_table_atomic
+
+    for tid in tids:
+        write_table_atomic(pa.table({"trial_id": [tid]}), results / "trials", tid)
+
+
+def test_searcher_state_is_json_and_a_restart_squares_the_study_with_the_restored_tune(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    first = _searcher(optuna.storages.RDBStorage(url))
+    results = tmp_path / "results"
+    first = _searcher(optuna.storages.RDBStorage(url), budget=6, results=results, tune_trials=TuneTrialIds())
     for tid in ("a", "b", "c"):
         first.suggest(tid)  # a: sampled, b: a's replicate (other seed), c: sampled
     first.on_trial_result("a", {"epoch": 1, "val_acc": 0.5, "max_epochs": 2})
     first.on_trial_complete("a", {"epoch": 2, "val_acc": 0.7, "max_epochs": 2})
+    _written(results, "a")
     snapshot = tmp_path / "searcher-state.pkl"
-    first.save(str(snapshot))
+    first.save(str(snapshot))  # Tune's snapshot: it holds a, b and c
     state = json.loads(snapshot.read_text())  # plain JSON, nothing pickled
     numbers = {t.user_attrs["tune_trial_id"]: t.number for t in first.study.trials if "tune_trial_id" in t.user_attrs}
     assert state["trials"] == numbers and state["completed"] == ["a"]
     assert numbers["a"] == 0 and numbers["b"] == 1  # (c's number is higher if the sampler repeated a)
-    # The driver goes on past that snapshot: c finishes, d is asked and named, and the driver is
-    # killed inside the next suggest(), after Optuna's ask but before the trial got its Tune id.
+    # The driver goes on past that snapshot: c is stopped and written; d is asked and runs; e is
+    # asked, finishes and is written; then the driver is killed inside the next suggest(), after
+    # Optuna's ask but before the trial got its Tune id.
     first.on_trial_complete("c", {"epoch": 1, "val_acc": 0.2, "max_epochs": 2})
+    _written(results, "c")
     first.suggest("d")
+    first.suggest("e")
+    first.on_trial_complete("e", {"epoch": 2, "val_acc": 0.8, "max_epochs": 2})
+    _written(results, "e")
     unnamed = first.study.ask()
 
-    resumed = _searcher(optuna.storages.RDBStorage(url))
+    # The resume: Tune restores a, b and c from its snapshot (the scheduler records them), then
+    # restores the searcher; d and e came after the snapshot, so Tune does not know them.
+    held = TuneTrialIds()
+    for tid in ("a", "b", "c"):
+        held.add(tid)
+    resumed = _searcher(optuna.storages.RDBStorage(url), budget=6, results=results, tune_trials=held)
     resumed.restore(str(snapshot))
+    first_new = resumed.suggest("f")  # squares the study with the restored Tune first
     study = resumed.study
-    # the unnamed trial belongs to no Tune trial: FAIL + orphaned, and its config is queued again
-    lost = study.trials[unnamed.number]
-    assert lost.state == TrialState.FAIL and lost.user_attrs[ORPHAN_ATTR]
-    retry = [t for t in study.trials if t.user_attrs.get(RETRY_ATTR) == lost.number]
-    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
-    assert retry[0].system_attrs["fixed_params"] == lost.params
+    by_tid = {t.user_attrs["tune_trial_id"]: t for t in study.trials if "tune_trial_id" in t.user_attrs}
+    # unnamed, and d (named after the snapshot, never written): FAIL + orphaned, configs queued again
+    lost = [study.trials[unnamed.number], by_tid["d"]]
+    for trial in lost:
+        assert trial.state == TrialState.FAIL and trial.user_attrs[ORPHAN_ATTR]
+        retry = [t for t in study.trials if t.user_attrs.get(RETRY_ATTR) == trial.number]
+        # (ask() took a queued replicate for the unnamed one: its config is in fixed_params)
+        config = trial.params or trial.system_attrs["fixed_params"]
+        assert len(retry) == 1 and (retry[0].system_attrs.get("fixed_params") or retry[0].params) == config
+    # e finished after the snapshot and its row is written: kept as it is, never run again
+    assert by_tid["e"].state == TrialState.COMPLETE and not by_tid["e"].user_attrs.get(ORPHAN_ATTR)
+    # the budget: a, b, c (Tune's) and e (written) used 4 of 6 trials; f was the 5th
+    assert isinstance(first_new, dict)
+    assert isinstance(resumed.suggest("g"), dict) and resumed.suggest("h") == "FINISHED"
     # c ran to its end again from its checkpoint: Optuna already has its outcome, nothing raises
     resumed.on_trial_result("c", {"epoch": 2, "val_acc": 0.9, "max_epochs": 2})
     resumed.on_trial_complete("c", {"epoch": 2, "val_acc": 0.9, "max_epochs": 2})
     c = study.trials[numbers["c"]]
     assert c.state == TrialState.PRUNED and c.intermediate_values == {1: 0.2}
-    # d is not in the (older) saved state, but the study names it: when Tune runs it, it lands
-    resumed.on_trial_complete("d", {"epoch": 2, "val_acc": 0.6, "max_epochs": 2})
-    d = [t for t in study.trials if t.user_attrs.get("tune_trial_id") == "d"][0]
-    assert d.state == TrialState.COMPLETE and d.value == 0.6
-    # b never reports again (Tune never ran it after the restart): failed when the sweep ends
+    # b never reports again (say Tune lost it): failed when the sweep ends, with what the sweep
+    # never got to from the queue (not_run), leaving nothing open
     from paitune.search.searcher import fail_unfinished
 
-    # ... and the queued retry the sweep never got to is closed too (not_run), leaving nothing open
-    assert fail_unfinished(study) == [1, retry[0].number]
-    assert study.trials[1].state == TrialState.FAIL and study.trials[1].user_attrs[ORPHAN_ATTR]
-    closed = study.trials[retry[0].number]
-    assert closed.state == TrialState.FAIL and closed.user_attrs["not_run"]
+    failed = fail_unfinished(study)
+    assert 1 in failed and study.trials[1].state == TrialState.FAIL and study.trials[1].user_attrs[ORPHAN_ATTR]
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def test_the_budget_counts_dense_references_written_after_the_snapshot(tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    results = tmp_path / "results"
+    dense = [{"method": "dense", "seed": 0}, {"method": "dense", "seed": 1}]
+    first = _searcher(optuna.storages.RDBStorage(url), budget=4, results=results, tune_trials=TuneTrialIds(), dense=dense)
+    assert first.suggest("r0") == dense[0] and first.suggest("r1") == dense[1]  # references go first
+    _written(results, "r0")  # r0 finished after Tune's last snapshot; r1 was running when the driver died
+    resumed = _searcher(optuna.storages.RDBStorage(url), budget=4, results=results, tune_trials=TuneTrialIds(), dense=dense)
+    # nothing of Tune's state survived: r0 (written) is kept and r1 runs again, under a new trial
+    assert resumed.suggest("x") == dense[1]
+    assert resumed.is_dense("x") and not resumed.is_dense("r1")
+    for tid in ("y", "z"):  # the 3rd and 4th trials: sampled
+        assert isinstance(resumed.suggest(tid), dict) and not resumed.is_dense(tid)
+    assert resumed.suggest("w") == "FINISHED"
 
 
 def test_snapshots_wait_for_the_upload_in_flight():

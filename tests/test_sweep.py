@@ -21,6 +21,7 @@ from paitune.search.searcher import DUPLICATE_ATTR, MAX_REDRAWS, PaiOptunaSearch
 from paitune.search.sink import ParquetSink
 from paitune.search.study_store import load_study
 from paitune.search.trainable import CHECKPOINT_FILE, load_checkpoint
+from paitune.search.tune_trials import TuneTrialIds
 from paitune.search.sweep import SweepOptions, plan_sweep
 from paitune.spaces import compile_space, config_hash, load_space_text, trial_config
 
@@ -458,11 +459,16 @@ def test_dense_references_are_handed_out_first_and_never_reach_optuna(tmp_path):
     searcher.on_trial_result("d0", _result(1, 0.9))
     searcher.on_trial_complete("d0", _result(3, 0.95))
     assert len(searcher.study.trials) == 2 and all(t.user_attrs.get("tune_trial_id") != "d0" for t in searcher.study.trials)
-    # a resumed driver does not hand the same references out again
+    # a resumed driver whose Tune holds the references (restored from its snapshot) does not
+    # hand them out again
     path = tmp_path / "state.json"
     searcher.save(str(path))
+    held = TuneTrialIds()
+    for tid in ("d0", "d1", "x0"):
+        held.add(tid)
     again = PaiOptunaSearch(compiled, metric="val_acc", mode="max", sampler=optuna.samplers.RandomSampler(seed=0),
-                            storage=optuna.storages.RDBStorage(url), study_name="s", dense=dense)  # fmt: skip
+                            storage=optuna.storages.RDBStorage(url), study_name="s", dense=dense,
+                            tune_trials=held)  # fmt: skip
     again.restore(str(path))
     assert again.suggest("y")["method"] != "dense" and again.suggest("d1")["seed"] == 1
 

@@ -1,19 +1,18 @@
 """Schedulers whose decisions survive a driver restart.
 
-Two things go wrong with stock Tune when the driver dies and the sweep is resumed:
+Ray restores a resumed Tuner's scheduler from the copy pickled when the Tuner was built, before
+any result arrived: stock ASHA's rungs come back empty, the first trial to reach a rung is
+compared with nobody, and the sweep's early stopping depends on when the driver died.
+``PersistentASHA`` writes its rungs (per bracket: milestone -> trial id -> recorded score) and its
+stop decisions to a small JSON file after every change, atomically, and loads them the first time
+it is used in a new process. A trial that re-runs epochs from its checkpoint after the restart is
+stopped again where it was stopped before, so its outcome — and what Optuna was told about it —
+does not change.
 
-- Ray restores a resumed Tuner's scheduler from the copy pickled when the Tuner was built, before
-  any result arrived: stock ASHA's rungs come back empty, the first trial to reach a rung is
-  compared with nobody, and the sweep's early stopping depends on when the driver died.
-  ``PersistentASHA`` writes its rungs (per bracket: milestone -> trial id -> recorded score) and
-  its stop decisions to a small JSON file after every change, atomically, and loads them the
-  first time it is used in a new process. A trial that re-runs epochs from its checkpoint after
-  the restart is stopped again where it was stopped before, so its outcome — and what Optuna was
-  told about it — does not change.
-- Tune snapshots its experiment (what ``--resume`` restores) every few seconds. A short trial can
-  start, finish and be written to Parquet between two snapshots; the resumed Tune would not know
-  it and would plan another trial in its place. Both schedulers here force a snapshot when a
-  trial reports for the first time, so every trial that produced a result is known to a resume.
+Both schedulers record the id of every trial Tune adds (``TuneTrialIds``): after a restart, the
+searcher squares the study with the trials the restored Tune holds (see ``paitune.search.searcher``).
+Tune itself snapshots on its own schedule, which keeps the snapshot's cost a small fraction of the
+sweep: a snapshot lists every trial (~30 KB each), so one forced per trial made a sweep O(N^2).
 
 The dense reference trials (method ``dense``) are left out of the rungs and never stopped.
 """
@@ -26,6 +25,8 @@ import os
 from pathlib import Path
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+from paitune.search.tune_trials import TuneTrialIds
 
 STATE_FILE = "asha.json"
 
@@ -47,35 +48,24 @@ def _is_dense_reference(trial) -> bool:
     return (getattr(trial, "config", None) or {}).get("method") == "dense"
 
 
-class _SnapshotOnFirstResult:
-    """Force a Tune experiment snapshot the first time each trial reports."""
+class PaiFIFO(FIFOScheduler):
+    def __init__(self, *, tune_trials: TuneTrialIds | None = None):
+        super().__init__()
+        self.tune_trials = tune_trials
 
-    def _snapshot_if_new(self, tune_controller, trial) -> None:
-        seen = self.__dict__.setdefault("_snapshotted", set())
-        if trial.trial_id in seen:
-            return
-        seen.add(trial.trial_id)
-        # Schedulers get the controller behind a wrapper that logs a warning for every API it
-        # does not list (checkpoint is not listed); the snapshot is Tune's own, public on the
-        # controller itself.
-        controller = tune_controller.__dict__.get("_tune_controller", tune_controller)
-        # wait: the upload is finished before the trial can end, so no trial that ended (and
-        # was written to Parquet) can be missing from the snapshot a resume restores.
-        controller.checkpoint(force=True, wait=True)
+    def on_trial_add(self, tune_controller, trial):
+        if self.tune_trials is not None:
+            self.tune_trials.add(trial.trial_id)
+        super().on_trial_add(tune_controller, trial)
 
 
-class PaiFIFO(_SnapshotOnFirstResult, FIFOScheduler):
-    def on_trial_result(self, tune_controller, trial, result):
-        self._snapshot_if_new(tune_controller, trial)
-        return super().on_trial_result(tune_controller, trial, result)
-
-
-class PersistentASHA(_SnapshotOnFirstResult, AsyncHyperBandScheduler):
+class PersistentASHA(AsyncHyperBandScheduler):
     """``AsyncHyperBandScheduler`` + rung records and stop decisions in ``state_path`` (JSON)."""
 
-    def __init__(self, *args, state_path: str | Path, **kwargs):
+    def __init__(self, *args, state_path: str | Path, tune_trials: TuneTrialIds | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.state_path = str(state_path)
+        self.tune_trials = tune_trials
         self._stopped_at: dict[str, float] = {}  # trial id -> time_attr value ASHA stopped it at
         self._loaded = False
 
@@ -119,17 +109,17 @@ class PersistentASHA(_SnapshotOnFirstResult, AsyncHyperBandScheduler):
         # Tune pickles the scheduler inside its Tuner file; a copy must reload the JSON when used.
         state = dict(self.__dict__)
         state["_loaded"] = False
-        state.pop("_snapshotted", None)
         return state
 
     # -- Tune's scheduler hooks ----------------------------------------------------------------
     def on_trial_add(self, tune_controller, trial):
         self._ensure_loaded()
+        if self.tune_trials is not None:
+            self.tune_trials.add(trial.trial_id)
         super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result):
         self._ensure_loaded()
-        self._snapshot_if_new(tune_controller, trial)
         if _is_dense_reference(trial):
             return TrialScheduler.CONTINUE
         self._trial_info.setdefault(trial.trial_id, self._brackets[0])

@@ -9,12 +9,16 @@ one and is biased towards configs that start fast. ``PaiOptunaSearch`` tells Opt
   per epoch, and records the last one as the pruned trial's value);
 - FAIL, for a trial that raised or diverged (NaN/inf loss).
 
-The study lives in Optuna's RDB storage, the source of truth across a driver restart: a trial the
-study already holds as finished is never told again (a trial restored from its checkpoint ends a
-second time), and trials the dead driver had asked for but Tune never recorded are told FAIL on
-restore (or, for those Tune may still run, when the sweep ends), with the user attr ``orphaned``,
-so the study holds no trial forever RUNNING; those failed on restore have their configs enqueued
-again (user attr ``retry_of``), so the resumed sweep still runs them.
+The study lives in Optuna's storage (a journal file), the source of truth across a driver
+restart: a trial the study already holds as finished is never told again (a trial restored from
+its checkpoint ends a second time). Tune's experiment snapshot, what a resume restores, lags the
+study, so before its first suggestion a driver squares the two (``_reconcile``). A trial of the
+study that the restored Tune holds is Tune's to run (``TuneTrialIds``, filled by the scheduler);
+one it does not hold whose row is in the Parquet trials table finished for good; any other one —
+asked but never named, or named after the snapshot and not finished — is marked ``orphaned`` (told
+FAIL if still RUNNING) and its config enqueued again (user attr ``retry_of``), so the sweep still
+runs it. The sweep's budget (Tune trials, dense references included) is kept here, not by Tune:
+Tune's own count restarts from its snapshot, which may miss trials that finished after it.
 
 Dense references (one unpruned trial per context, ``CompiledSpace.dense_references``) are handed
 to Tune first, straight from a queue: they never become Optuna trials, so the sampler neither
@@ -42,10 +46,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from paitune.errors import PaituneError, unknown_choice
 from paitune.search.rows import HISTORY_KEY
+from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import SEED_PARAM, CompiledSpace
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2", "gp")
@@ -64,6 +70,7 @@ ORPHAN_ATTR = "orphaned"  # user attr: asked by a driver that died before Tune r
 RETRY_ATTR = "retry_of"  # user attr of an enqueued retry: the Optuna number of the orphan it replaces
 DUPLICATE_ATTR = "duplicate_of"  # user attr of a sampled config that had been asked for already
 FILL_ATTR = "untried_fill"  # user attr: an untried point picked after MAX_REDRAWS repeats in a row
+DENSE_ATTR = "dense_references"  # study user attr: Tune trial id -> index of the dense reference it runs
 MAX_REDRAWS = 20  # sampler repeats in a row before an untried point of a finite space is picked
 MAX_ENUMERATED = 100_000  # a finite space with more configs than this is never enumerated
 QUEUED = -1  # the storage id recorded for a queued config (it gets a real one when asked)
@@ -122,6 +129,19 @@ def fail_unfinished(study: optuna.Study) -> list[int]:
     return failed
 
 
+def superseded_trials(trials) -> set[int]:
+    """Numbers of the trials a retry replaced (an orphan, or a trial whose rows a dead driver
+    never wrote): the study's trials without a row of their own in the tables."""
+    return {t.user_attrs[RETRY_ATTR] for t in trials if RETRY_ATTR in t.user_attrs}
+
+
+def _written_trial_ids(results) -> set[str]:
+    """The trial ids with a row in the Parquet trials table under ``results``."""
+    from paitune.storage import locate
+
+    return {name.removesuffix(".parquet") for name in locate(results).join("trials").parquet_files()}
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -140,7 +160,13 @@ class PaiOptunaSearch(OptunaSearch):
         study_name: str = "paitune",
         grid: bool = False,
         dense: list[dict] | None = None,
+        budget: int | None = None,
+        results=None,
+        tune_trials: TuneTrialIds | None = None,
     ):
+        """``budget``: Tune trials to run, dense references included (None: Tune's num_samples
+        limits them); ``results``: the folder (or ``paitune.storage.Location``) holding the
+        Parquet tables; ``tune_trials``: the registry the scheduler fills."""
         super().__init__(
             space=compiled.define_by_run,
             metric=metric,
@@ -156,11 +182,14 @@ class PaiOptunaSearch(OptunaSearch):
         self._reported_steps: dict[str, set[int]] = {}
         self._dense = list(dense or [])
         self._dense_issued: dict[str, int] = {}  # Tune trial id -> index into self._dense
+        self._budget = budget
+        self._issued = 0  # Tune trials this sweep has: counted by _reconcile, then one per suggestion
+        self._results = results
+        self._tune_trials = tune_trials
         if grid and not self._ot_study.trials:
             for point in compiled.grid_points():
                 self._ot_study.enqueue_trial(point, user_attrs={GRID_ATTR: True})
-        # Checked once, before the first suggestion: by restore() when Tune restores its snapshot,
-        # else by suggest() (a resumed sweep whose driver died before Tune saved any state).
+        # Squared with the study once, before this driver's first suggestion (_reconcile).
         self._orphans_checked = False
 
     @property
@@ -170,16 +199,22 @@ class PaiOptunaSearch(OptunaSearch):
     def is_dense(self, trial_id: str) -> bool:
         return trial_id in self._dense_issued
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def suggest(self, trial_id: str) -> dict | str | None:
         if not getattr(self, "_orphans_checked", False):
-            self._fail_orphans()
+            self._reconcile()
         if trial_id in self._dense_issued:
             return dict(self._dense[self._dense_issued[trial_id]])
-        pending = sorted(set(range(len(self._dense))) - set(self._dense_issued.values()))
-        if pending and trial_id not in self._ot_trials:
-            self._dense_issued[trial_id] = pending[0]
-            return dict(self._dense[pending[0]])
         fresh = trial_id not in self._ot_trials
+        if fresh and self._budget is not None and self._issued >= self._budget:
+            return Searcher.FINISHED
+        pending = sorted(set(range(len(self._dense))) - set(self._dense_issued.values()))
+        if pending and fresh:
+            self._dense_issued[trial_id] = pending[0]
+            self._ot_study.set_user_attr(DENSE_ATTR, self._dense_issued)
+            self._issued += 1
+            return dict(self._dense[pending[0]])
+        if fresh:
+            self._issued += 1
         config = super().suggest(trial_id)
         ot_trial = self._ot_trials[trial_id]
         if fresh:
@@ -317,25 +352,54 @@ class PaiOptunaSearch(OptunaSearch):
             if TUNE_TRIAL_ATTR in t.user_attrs and t.state.is_finished()
         }
         self._reported_steps = {tid: set(steps) for tid, steps in state["reported"].items()}
-        self._dense_issued = {tid: int(i) for tid, i in state.get("dense", {}).items()}
-        # Trials asked but never named: the driver died inside suggest(), so no Tune trial has
-        # them. Named ones Tune may still run; those it never reports are failed when the sweep
-        # ends (fail_unfinished).
-        self._fail_orphans(unnamed_only=True)
+        # The trials the restored Tune holds are not known yet (the scheduler learns them next):
+        # the first suggestion squares the study with them (_reconcile).
+        self._orphans_checked = False
 
-    def _fail_orphans(self, *, unnamed_only: bool = False) -> None:
-        """Tell FAIL to RUNNING trials a dead driver asked for that no Tune trial will report
-        (the experiment lock guarantees no other live driver is asking), and queue their
-        configs again so the sweep still runs them."""
+    def _reconcile(self) -> None:
+        """Square the study with what this driver's Tune holds, before its first suggestion.
+
+        A trial the dead driver asked for is the restored Tune's to run if Tune holds it, and
+        finished for good if its Parquet row exists; any other one (asked but never named, or
+        named after Tune's last snapshot and not written) is marked orphaned — told FAIL if still
+        RUNNING — and its config queued again, so the sweep still runs it. The experiment lock
+        guarantees no other live driver is asking. Counts the budget used so far."""
         self._orphans_checked = True
-        known = {t._trial_id for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen._trial_id in known or (unnamed_only and TUNE_TRIAL_ATTR in frozen.user_attrs):
+        held = self._tune_trials.ids if self._tune_trials is not None else set()
+        written = _written_trial_ids(self._results) if self._results is not None else set()
+        used = 0
+        trials = self._ot_study.get_trials(deepcopy=False)
+        retried = superseded_trials(trials)
+        for frozen in trials:
+            attrs = frozen.user_attrs
+            if frozen.state == TrialState.WAITING or DUPLICATE_ATTR in attrs or frozen.number in retried:
                 continue
-            self._ot_study._storage.set_trial_user_attr(frozen._trial_id, ORPHAN_ATTR, True)
-            self._ot_study.tell(frozen.number, state=TrialState.FAIL)
-            attrs = {k: v for k, v in frozen.user_attrs.items() if k in (REPLICATE_ATTR, GRID_ATTR)}
-            self._ot_study.enqueue_trial(dict(frozen.params), user_attrs={**attrs, RETRY_ATTR: frozen.number})
+            tid = attrs.get(TUNE_TRIAL_ATTR)
+            if tid is not None and (tid in held or tid in written):
+                used += 1
+                continue
+            if tid is None and frozen.state != TrialState.RUNNING:
+                continue
+            if frozen.state == TrialState.RUNNING:
+                self._ot_study._storage.set_trial_user_attr(frozen._trial_id, ORPHAN_ATTR, True)
+                self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+            # else: told, but the driver died before its rows were written (Tune tells the
+            # searcher before the callbacks). Optuna keeps its outcome (a finished trial takes no
+            # new attrs); the retry, whose retry_of names it, supersedes it in the tables.
+            # A queued config taken by ask() holds its values in fixed_params until they are
+            # sampled; a trial asked with neither was never drawn: nothing to run again.
+            params = dict(frozen.params or frozen.system_attrs.get("fixed_params") or {})
+            if params:
+                kept = {k: v for k, v in attrs.items() if k in (REPLICATE_ATTR, GRID_ATTR)}
+                self._ot_study.enqueue_trial(params, user_attrs={**kept, RETRY_ATTR: frozen.number})
+            if tid is not None:
+                self._ot_trials.pop(tid, None)
+        issued = {tid: int(i) for tid, i in self._ot_study.user_attrs.get(DENSE_ATTR, {}).items()}
+        # A dense reference neither held nor written runs again, under a new Tune trial.
+        self._dense_issued = {tid: i for tid, i in issued.items() if tid in held or tid in written}
+        if self._dense_issued != issued:
+            self._ot_study.set_user_attr(DENSE_ATTR, self._dense_issued)
+        self._issued = used + len(self._dense_issued)
         self._asked_configs = None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

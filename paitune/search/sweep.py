@@ -295,7 +295,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     )
 
 
-def build_searcher(plan: SweepPlan):
+def build_searcher(plan: SweepPlan, tune_trials=None):
     import optuna
 
     from paitune.search.searcher import PaiOptunaSearch, make_sampler
@@ -308,6 +308,7 @@ def build_searcher(plan: SweepPlan):
     return PaiOptunaSearch(
         plan.compiled, metric=metric, mode=mode, sampler=sampler, storage=storage,
         study_name=plan.options.name, grid=plan.options.sampler == "grid", dense=plan.dense_references,
+        budget=plan.total_trials, results=plan.results, tune_trials=tune_trials,
     )  # fmt: skip
 
 
@@ -318,17 +319,17 @@ def _possible_methods(space) -> set:
     return set(possible_values(param))
 
 
-def build_scheduler(plan: SweepPlan):
+def build_scheduler(plan: SweepPlan, tune_trials=None):
     from paitune.search.asha import STATE_FILE, PaiFIFO, PersistentASHA
 
     if plan.scheduler == "fifo":
-        return PaiFIFO()
+        return PaiFIFO(tune_trials=tune_trials)
     settings = plan.space.scheduler
     epochs = int(plan.space.settings.get("epochs", TRIAL_DEFAULTS["epochs"]))
     return PersistentASHA(
         time_attr="epoch", metric=plan.metrics[0], mode=plan.modes[0], max_t=epochs,
         grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
-        state_path=plan.experiment_dir / STATE_FILE,
+        state_path=plan.experiment_dir / STATE_FILE, tune_trials=tune_trials,
     )  # fmt: skip
 
 
@@ -369,10 +370,14 @@ def build_tuner(plan: SweepPlan):
     from paitune.search.rows import trials_schema
     from paitune.search.sink import ParquetSink
     from paitune.search.trainable import run_trial
+    from paitune.search.tune_trials import TuneTrialIds
 
     proxies = list(plan.space.settings.get("proxies", TRIAL_DEFAULTS["proxies"]))
     sink = ParquetSink(plan.results, plan.options.name, trials_schema(plan.search_params, proxies), plan.search_params)
-    scheduler = build_scheduler(plan)
+    # The scheduler records every trial Tune adds (also those a resume restores); the searcher
+    # reads them to square the study with the restored Tune (see paitune.search.searcher).
+    tune_trials = TuneTrialIds()
+    scheduler = build_scheduler(plan, tune_trials)
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial,
@@ -417,9 +422,11 @@ def build_tuner(plan: SweepPlan):
                                           storage_filesystem=storage_filesystem)  # fmt: skip
             return restored, sink
     tune_config = tune.TuneConfig(
-        search_alg=build_searcher(plan),
+        search_alg=build_searcher(plan, tune_trials),
         scheduler=scheduler,
-        num_samples=plan.total_trials,
+        # The searcher keeps the budget (plan.total_trials) and ends the search: after a restart
+        # Tune's own count comes from its snapshot, which may miss trials that finished after it.
+        num_samples=-1,
         max_concurrent_trials=plan.max_concurrent,
         reuse_actors=True,
         trial_dirname_creator=trial_dirname,
