@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -216,6 +217,38 @@ def test_each_proxy_alone_equals_its_value_in_the_full_run():
     together = compute_proxies(model, batch)
     for name in reversed(PROXIES):
         assert proxy(model, batch, name) == together[name], name
+
+
+@pytest.mark.parametrize("n", [8, 1])
+def test_grad_norm_and_snip_share_one_backward_with_the_values_each_gets_alone(n, monkeypatch):
+    from paitune.proxies import compute as compute_module
+
+    model, batch = small_cnn(dropout=True), cnn_batch(n)
+    masks = {"3.weight": torch.rand(6, 4, 3, 3, generator=torch.Generator().manual_seed(2)) > 0.5}
+    alone = {name: proxy(model, batch, name, masks=masks) for name in ("grad_norm", "snip", "synflow")}
+    copies = []
+    original = compute_module.working_copy
+    monkeypatch.setattr(compute_module, "working_copy", lambda *a: copies.append(1) or original(*a))
+    together = compute_proxies(model, batch, ["snip", "synflow", "grad_norm"], masks=masks)
+    assert list(together) == ["snip", "synflow", "grad_norm"]
+    assert together == alone and len(copies) == 2  # one copy for both gradient proxies
+    # Independently: the masked net's loss gradient in train mode, dropout seeded with 0.
+    net = copy.deepcopy(model)
+    with torch.no_grad():
+        net[3].weight.mul_(masks["3.weight"])
+    net.train()
+    if n == 1:
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+    weights = [net[0].weight, net[3].weight, net[-1].weight]
+    kept = [torch.ones_like(weights[0]), masks["3.weight"].float(), torch.ones_like(weights[2])]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        grads = torch.autograd.grad(nn.functional.cross_entropy(net(batch[0]), batch[1]), weights)
+    assert together["grad_norm"] == pytest.approx(sum(float((g * k).norm()) for g, k in zip(grads, kept)), rel=1e-6)
+    expected_snip = sum(float((g * k * w.detach()).abs().sum()) for g, k, w in zip(grads, kept, weights))
+    assert together["snip"] == pytest.approx(expected_snip, rel=1e-6)
 
 
 @pytest.mark.parametrize("train_mode", [True, False])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -396,6 +397,34 @@ def test_torch_prune_interop_round_trip():
     back = from_torch_prune(net)
     assert set(back) == set(masks) and all(torch.equal(back[n], masks[n]) for n in masks)
     assert bool((net[0].weight[~masks["0.weight"]] == 0).all())
+
+
+# --- module copies ----------------------------------------------------------------------------
+
+
+def test_copy_module_equals_deepcopy_and_shares_nothing_with_the_original():
+    from paitune.models import copy_module
+
+    shared = nn.Linear(3, 3)
+    net = nn.Sequential(shared, nn.BatchNorm1d(3), nn.ReLU(), shared, nn.Linear(3, 2))
+    net[4].weight = nn.Parameter(torch.randn(2, 3))
+    net.tag = {"kept": [1, 2]}
+    calls = []
+    net[2].register_forward_hook(lambda module, inputs, output: calls.append(1))
+    copied, reference = copy_module(net), copy.deepcopy(net)
+    for left, right in zip(copied.modules(), reference.modules()):
+        assert type(left) is type(right) and vars(left).keys() == vars(right).keys()
+    assert copied[0] is copied[3] and copied[0] is not shared  # sharing kept, nothing aliased
+    assert copied.tag == net.tag and copied.tag is not net.tag
+    for (name, p), q in zip(copied.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(p, q) and p.data_ptr() != q.data_ptr(), name
+    copied(torch.randn(4, 3))
+    assert calls == [1]  # hooks are copied along
+    copied[0].register_forward_hook(lambda *args: calls.append(2))
+    copied[1].register_buffer("extra", torch.zeros(1), persistent=False)
+    assert not shared._forward_hooks and "extra" not in net[1]._non_persistent_buffers_set
+    net(torch.randn(4, 3))
+    assert calls == [1, 1]
 
 
 # --- bad input ---------------------------------------------------------------------------

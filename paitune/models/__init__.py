@@ -6,6 +6,7 @@
 """
 
 from paitune.models.base import PaiModel, init_module
+from paitune.models.copying import copy_module
 from paitune.models.registry import MODELS, build_model
 
-__all__ = ["MODELS", "PaiModel", "build_model", "init_module"]
+__all__ = ["MODELS", "PaiModel", "build_model", "copy_module", "init_module"]

@@ -56,8 +56,21 @@ def build_model(
     # devices=[]: models are built on the CPU, and forking CUDA RNGs would initialize CUDA in
     # processes that never use it.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        seed_cpu_generator(seed)
         return builder(shape, int(num_classes))
+
+
+def seed_cpu_generator(seed: int) -> None:
+    """``torch.manual_seed(seed)`` for weights drawn on the CPU: seeds the CPU generator only.
+
+    torch.manual_seed also seeds every accelerator's generator, which ``fork_rng(devices=[])``
+    does not restore, and costs about 0.3 ms a call. Where the default device is not the CPU the
+    weights come from that device's generator, so there torch.manual_seed is kept.
+    """
+    if torch.empty(0).device.type == "cpu":  # a tensor without a device: the default device
+        torch.random.default_generator.manual_seed(int(seed))
+    else:
+        torch.manual_seed(seed)
 
 
 def _builder(name: str) -> Builder:

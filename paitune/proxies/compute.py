@@ -36,6 +36,15 @@ _IMPLEMENTATIONS: dict[str, Proxy] = {
 
 PROXIES: tuple[str, ...] = tuple(_IMPLEMENTATIONS)
 
+# Proxies that are functions of the same loss gradients (``gradient.loss_gradients``) of a fresh
+# working copy: when several are asked for, one copy and one backward pass serve them all. Each
+# would run the very same computation on its own identical copy with the same seeded RNG, so the
+# values are the same as computing them one by one.
+_FROM_LOSS_GRADIENTS: dict[str, Callable[[MaskedNet, list], float]] = {
+    "grad_norm": gradient.grad_norm_from,
+    "snip": gradient.snip_from,
+}
+
 
 def _selected(names: Iterable[str] | str | None) -> list[str]:
     """The requested proxy names, checked, duplicates dropped, in the order given."""
@@ -62,8 +71,9 @@ def compute_proxies(
     ``names`` picks proxies from ``PROXIES`` (None: all). ``masks`` ({parameter name: bool
     tensor}) scores the pruned network: each proxy runs on its own deep copy with
     ``weight * mask`` applied, so the model itself is never changed and no proxy sees another's
-    gradients. Each proxy is deterministic given model and batch (the RNG is seeded for it and
-    the caller's RNG state restored).
+    gradients (grad_norm and snip, functions of the same loss gradients, share one copy and one
+    backward pass, with the values each gets alone). Each proxy is deterministic given model and
+    batch (the RNG is seeded for it and the caller's RNG state restored).
     """
     if not isinstance(model, nn.Module):
         raise PaituneError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -72,11 +82,23 @@ def compute_proxies(
     x, y = check_batch(batch, device)
     checked_masks = check_masks(model, masks)
     results: dict[str, float] = {}
+    shared = [name for name in selected if name in _FROM_LOSS_GRADIENTS]
+    done: dict[str, float] = {}  # computed early with a proxy that shares their gradients
     # Gradients are the proxies' substance: a caller's torch.no_grad() must not switch them off.
     with torch.enable_grad():
         for name in selected:
+            if name in done:
+                results[name] = done.pop(name)
+                continue
             masked = working_copy(model, checked_masks)
             with fixed_rng(device):
-                results[name] = float(_IMPLEMENTATIONS[name](masked, x, y))
+                if name in _FROM_LOSS_GRADIENTS:
+                    grads = gradient.loss_gradients(masked, x, y)
+                    for other in shared:
+                        done[other] = float(_FROM_LOSS_GRADIENTS[other](masked, grads))
+                    del grads
+                    results[name] = done.pop(name)
+                else:
+                    results[name] = float(_IMPLEMENTATIONS[name](masked, x, y))
             del masked  # free this copy before the next one is made
     return results

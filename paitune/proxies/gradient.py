@@ -19,24 +19,40 @@ def _weight_gradients(masked: MaskedNet, loss: torch.Tensor, *, create_graph=Fal
     return list(torch.autograd.grad(loss, weights, allow_unused=True, create_graph=create_graph))
 
 
-def grad_norm(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Sum over layers of the L2 norm of the layer's weight gradient."""
+def loss_gradients(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> list:
+    """dL/dW of the batch's loss for every prunable layer, the net in train mode.
+
+    grad_norm and snip are both functions of these gradients (and the weights): computed once on
+    a fresh working copy, they give both proxies exactly the values each would get on its own.
+    """
     set_data_mode(masked.net, len(x))
-    grads = _weight_gradients(masked, cross_entropy(masked.net, x, y))
+    return _weight_gradients(masked, cross_entropy(masked.net, x, y))
+
+
+def grad_norm_from(masked: MaskedNet, grads: list) -> float:
+    """grad_norm from ``loss_gradients(masked, x, y)``."""
     return sum(
         float(layer.masked(g).norm()) for layer, g in zip(masked.layers, grads) if g is not None
     )
 
 
-def snip(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Sum of |g * w|: the saliency of each weight's connection (Lee et al. 2019)."""
-    set_data_mode(masked.net, len(x))
-    grads = _weight_gradients(masked, cross_entropy(masked.net, x, y))
+def snip_from(masked: MaskedNet, grads: list) -> float:
+    """snip from ``loss_gradients(masked, x, y)``."""
     return sum(
         float((layer.masked(g) * layer.module.weight.detach()).abs().sum())
         for layer, g in zip(masked.layers, grads)
         if g is not None
     )
+
+
+def grad_norm(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Sum over layers of the L2 norm of the layer's weight gradient."""
+    return grad_norm_from(masked, loss_gradients(masked, x, y))
+
+
+def snip(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Sum of |g * w|: the saliency of each weight's connection (Lee et al. 2019)."""
+    return snip_from(masked, loss_gradients(masked, x, y))
 
 
 def grasp(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -2,12 +2,12 @@
 
 Each proxy gets its own fresh deep copy of the caller's model with the masks multiplied into the
 weights, so no proxy can change the model or see another proxy's gradients, running statistics
-or modified weights.
+or modified weights. (grad_norm and snip, two functions of the same loss gradients, are computed
+from one copy and one backward pass: the very computation each would run on a copy of its own.)
 """
 
 from __future__ import annotations
 
-import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping
@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from paitune.errors import PaituneError
+from paitune.models.copying import copy_module
 
 # "Prunable" as in Abdelfattah et al.'s code: the weights of convolution and linear layers.
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -149,7 +150,7 @@ def _deepcopy(model: nn.Module) -> nn.Module:
         for value in vars(module).values():
             if isinstance(value, torch.Tensor) and not value.is_leaf:
                 memo[id(value)] = value.detach().clone()
-    return copy.deepcopy(model, memo)
+    return copy_module(model, memo)
 
 
 def _bake_torch_prune_masks(net: nn.Module) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

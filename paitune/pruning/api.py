@@ -10,13 +10,14 @@ net. Only FORCE may revive a weight pruned in an earlier round.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import PaituneError, unknown_choice
+from ..models.copying import copy_module
+from ..models.registry import seed_cpu_generator
 from . import scores as S
 from .allocation import SCORE_SCHEMES, allocate, check_sparsity
 from .layers import layer_shapes, prunable_parameters
@@ -101,9 +102,9 @@ def _fresh_weights(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     Drawn on a CPU copy: the same seed gives the same weights on every device, and no CUDA RNG
     state is consumed. ``apply_masks`` moves them to the model's device.
     """
-    scratch = copy.deepcopy(model).cpu()
+    scratch = copy_module(model).cpu()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_derived_seed(seed, "reinit"))
+        seed_cpu_generator(_derived_seed(seed, "reinit"))
         if callable(getattr(scratch, "reset_parameters", None)):
             scratch.reset_parameters()  # the model's own init (paitune's models define one)
         else:

@@ -10,7 +10,6 @@ when some input-to-output path survives (averaging keeps float64 far from under/
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..models.copying import copy_module
 from .layers import prunable_parameters
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
@@ -65,7 +65,7 @@ def _module_of(param_name: str) -> str:
 
 def layer_flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
     """Total forward FLOPs for one sample, and FLOPs per module path (``""`` for the root)."""
-    model = copy.deepcopy(model).eval()  # eval: BN uses running stats, no side effects on the caller
+    model = copy_module(model).eval()  # eval: BN uses running stats, no side effects on the caller
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
@@ -96,7 +96,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], masks: Mapping[s
 @torch.no_grad()
 def has_input_output_path(model: nn.Module, masks: Mapping[str, torch.Tensor], input_shape: tuple[int, ...]) -> bool:
     """True when some path of kept weights still links the input to the output."""
-    probe = copy.deepcopy(model).to(torch.float64).eval()
+    probe = copy_module(model).to(torch.float64).eval()
     params = prunable_parameters(probe)
     for name, p in params.items():
         fan_in = max(1, p[0].numel())
