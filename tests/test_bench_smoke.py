@@ -127,7 +127,9 @@ def test_sweep_efficiency_quick(tmp_path):
     assert split["slot_s"] == pytest.approx(sweep["wall_s"] * parallel)
     assert split["compute_s"] + split["in_trial_overhead_s"] + split["between_trials_s"] == pytest.approx(split["slot_s"])
     assert split["compute_s"] <= split["compute_s"] + split["in_trial_overhead_s"] <= split["slot_s"]
-    assert split["reports"] == n * 4  # fifo: every trial reports each of the default space's 4 epochs
+    # FIFO decides nothing mid-trial: a trial reports its last epoch, and another one only each
+    # second (--report-every), so never every one of the default space's 16 epochs.
+    assert n <= split["reports"] < n * 16
     assert 1 <= split["actors"] <= parallel
 
 
