@@ -136,7 +136,7 @@ def main(argv=None) -> int:
             run = run_sweep_inprocess(SPACE, Path(tmp), "main", profile=args.profile, **options)
             split = breakdown(run, parallelism)
             small_run = None
-            if small is not None:
+            if small is not None and trials > small:  # the fixed part needs two sizes
                 small_run = run_sweep_inprocess(SPACE, Path(tmp), "small", **{**options, "num_samples": small})
         finally:
             stop_ray()
