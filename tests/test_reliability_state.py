@@ -240,3 +240,17 @@ def test_a_fresh_searcher_over_an_existing_study_fails_what_the_dead_driver_left
     # the lost config's queued replicate (seed 1) comes first; the retry of "lost" is queued too
     assert {k: config[k] for k in ("method", "sparsity")} == {k: asked[k] for k in ("method", "sparsity")}
     assert any(t.user_attrs.get(RETRY_ATTR) == lost.number for t in fresh.study.trials)
+
+
+def test_a_restored_scheduler_and_searcher_share_one_empty_registry(tmp_path):
+    # Tune pickles the scheduler and the searcher together (its tuner file): after a restore they
+    # must share the registry, and it must hold only what the restoring controller adds.
+    import pickle
+
+    registry = TuneTrialIds()
+    searcher = _searcher(optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}"), tune_trials=registry)
+    registry.add("from-the-dead-driver")
+    scheduler, restored = pickle.loads(pickle.dumps((_asha(tmp_path / "asha.json", registry), searcher)))
+    assert scheduler.tune_trials is restored._tune_trials and not scheduler.tune_trials.ids
+    scheduler.on_trial_add(FakeController(), _trial("restored"))
+    assert restored._tune_trials.ids == {"restored"}

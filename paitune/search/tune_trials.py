@@ -17,3 +17,8 @@ class TuneTrialIds:
 
     def add(self, trial_id: str) -> None:
         self.ids.add(trial_id)
+
+    def __getstate__(self) -> dict:
+        # The ids describe one live Tune controller: a copy unpickled in a new driver starts empty
+        # and is filled by the controller that restores the trials.
+        return {"ids": set()}
