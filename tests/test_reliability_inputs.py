@@ -88,6 +88,7 @@ ARG_CASES = {
     "bad-name": (["{space}", "--name", "../escape"], "--name"),
     "out-is-a-file": (["{space}", "--out", "{space}/sub"], "is not a directory"),
     "negative-checkpoint-interval": (["{space}", "--checkpoint-every", "-1"], "--checkpoint-every"),
+    "negative-report-interval": (["{space}", "--report-every", "-0.5"], "--report-every must be >= 0 seconds"),
     "out-uri-no-filesystem": (["{space}", "--out", "nosuchscheme://bucket/x"], "pyarrow cannot open this location"),
     "cmaes-multi-objective": (["{space}", "--sampler", "cmaes", "--set", "objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"],
                               "handles one objective"),
