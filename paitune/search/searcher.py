@@ -15,9 +15,9 @@ its checkpoint ends a second time). Tune's experiment snapshot, what a resume re
 study, so before its first suggestion a driver squares the two (``_reconcile``). A trial of the
 study that the restored Tune holds is Tune's to run (``TuneTrialIds``, filled by the scheduler);
 one it does not hold whose row is in the Parquet trials table finished for good; any other one —
-asked but never named, or named after the snapshot and not finished — is marked ``orphaned`` (told
-FAIL if still RUNNING) and its config enqueued again (user attr ``retry_of``), so the sweep still
-runs it. The sweep's budget (Tune trials, dense references included) is kept here, not by Tune:
+asked but never named, or named after the snapshot and not written — has its config enqueued again
+(user attr ``retry_of``), so the sweep still runs it; one still RUNNING is told FAIL and marked
+``orphaned`` first, a finished one keeps its outcome and is superseded by the retry. The sweep's budget (Tune trials, dense references included) is kept here, not by Tune:
 Tune's own count restarts from its snapshot, which may miss trials that finished after it.
 
 Dense references (one unpruned trial per context, ``CompiledSpace.dense_references``) are handed
@@ -361,9 +361,9 @@ class PaiOptunaSearch(OptunaSearch):
 
         A trial the dead driver asked for is the restored Tune's to run if Tune holds it, and
         finished for good if its Parquet row exists; any other one (asked but never named, or
-        named after Tune's last snapshot and not written) is marked orphaned — told FAIL if still
-        RUNNING — and its config queued again, so the sweep still runs it. The experiment lock
-        guarantees no other live driver is asking. Counts the budget used so far."""
+        named after Tune's last snapshot and not written) has its config queued again, so the
+        sweep still runs it (one still RUNNING is told FAIL and marked orphaned first). The
+        experiment lock guarantees no other live driver is asking. Counts the budget used so far."""
         self._orphans_checked = True
         held = self._tune_trials.ids if self._tune_trials is not None else set()
         written = _written_trial_ids(self._results) if self._results is not None else set()
