@@ -58,6 +58,10 @@ class PaiFIFO(FIFOScheduler):
             self.tune_trials.add(trial.trial_id)
         super().on_trial_add(tune_controller, trial)
 
+    def decision_epochs(self) -> tuple[int, ...]:
+        """The epochs at which this scheduler can stop a trial: none (FIFO never does)."""
+        return ()
+
 
 class PersistentASHA(AsyncHyperBandScheduler):
     """``AsyncHyperBandScheduler`` + rung records and stop decisions in ``state_path`` (JSON)."""
@@ -68,6 +72,11 @@ class PersistentASHA(AsyncHyperBandScheduler):
         self.tune_trials = tune_trials
         self._stopped_at: dict[str, float] = {}  # trial id -> time_attr value ASHA stopped it at
         self._loaded = False
+
+    def decision_epochs(self) -> tuple[int, ...]:
+        """The epochs at which ASHA can stop a trial: its rung milestones over all brackets, as
+        Tune's own ASHA computed them. A trial must report these; between them ASHA only waits."""
+        return tuple(sorted({int(milestone) for b in self._brackets for milestone, _ in b._rungs}))
 
     # -- persistence ---------------------------------------------------------------------------
     def rungs(self) -> list[list[tuple[float, dict[str, float]]]]:

@@ -333,13 +333,6 @@ def build_scheduler(plan: SweepPlan, tune_trials=None):
     )  # fmt: skip
 
 
-def decision_epochs(scheduler) -> tuple[int, ...]:
-    """The epochs at which ``scheduler`` can stop a trial: ASHA's rung milestones over all its
-    brackets, as Tune's own ASHA computed them; none for FIFO."""
-    brackets = getattr(scheduler, "_brackets", [])
-    return tuple(sorted({int(milestone) for bracket in brackets for milestone, _ in bracket._rungs}))
-
-
 def trial_dirname(trial) -> str:
     """Short trial directories (Tune's default spells out the whole config)."""
     return f"trial_{trial.trial_id}"
@@ -384,7 +377,7 @@ def build_tuner(plan: SweepPlan):
             checkpoint_every_s=plan.options.checkpoint_every_s,
             report_every_s=plan.options.report_every_s,
             # Where the scheduler decides: a trial must report these epochs, and need not report others.
-            report_epochs=decision_epochs(scheduler),
+            report_epochs=scheduler.decision_epochs(),
         ),
         {"cpu": plan.options.cpus_per_trial, "gpu": plan.options.gpus_per_trial},
     )
