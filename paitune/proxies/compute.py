@@ -82,22 +82,23 @@ def compute_proxies(
     x, y = check_batch(batch, device)
     checked_masks = check_masks(model, masks)
     results: dict[str, float] = {}
-    shared = [name for name in selected if name in _FROM_LOSS_GRADIENTS]
-    done: dict[str, float] = {}  # computed early with a proxy that shares their gradients
+    from_gradients: dict[str, float] | None = None  # every selected one, from the first's backward pass
     # Gradients are the proxies' substance: a caller's torch.no_grad() must not switch them off.
     with torch.enable_grad():
         for name in selected:
-            if name in done:
-                results[name] = done.pop(name)
+            if name in _FROM_LOSS_GRADIENTS and from_gradients is not None:
+                results[name] = from_gradients[name]
                 continue
             masked = working_copy(model, checked_masks)
             with fixed_rng(device):
                 if name in _FROM_LOSS_GRADIENTS:
                     grads = gradient.loss_gradients(masked, x, y)
-                    for other in shared:
-                        done[other] = float(_FROM_LOSS_GRADIENTS[other](masked, grads))
+                    from_gradients = {
+                        other: float(_FROM_LOSS_GRADIENTS[other](masked, grads))
+                        for other in selected if other in _FROM_LOSS_GRADIENTS
+                    }  # fmt: skip
                     del grads
-                    results[name] = done.pop(name)
+                    results[name] = from_gradients[name]
                 else:
                     results[name] = float(_IMPLEMENTATIONS[name](masked, x, y))
             del masked  # free this copy before the next one is made

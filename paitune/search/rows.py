@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from paitune import results_schema as rs
+from paitune.storage import locate
 from paitune.spaces.config import TRIAL_KEYS, canonical_json, config_hash, trial_config
 
 # Types of the trial config values that are not fixed columns of the trials table.
@@ -201,3 +202,9 @@ def layer_rows(record: TrialRecord, *, experiment: str) -> pa.Table:
         for i, layer in enumerate(layers)
     ]  # fmt: skip
     return pa.Table.from_pylist(rows, schema=rs.LAYERS)
+
+
+def written_trial_ids(root) -> set[str]:
+    """The trial ids with a row in the trials table under ``root`` (a path, URI or Location):
+    the sink writes a trial's trials file last, so these trials have all their rows."""
+    return {name.removesuffix(".parquet") for name in locate(root).join("trials").parquet_files()}

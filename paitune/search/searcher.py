@@ -50,7 +50,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from paitune.errors import PaituneError, unknown_choice
-from paitune.search.rows import HISTORY_KEY
+from paitune.search.rows import HISTORY_KEY, written_trial_ids
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import SEED_PARAM, CompiledSpace
 
@@ -133,13 +133,6 @@ def superseded_trials(trials) -> set[int]:
     """Numbers of the trials a retry replaced (an orphan, or a trial whose rows a dead driver
     never wrote): the study's trials without a row of their own in the tables."""
     return {t.user_attrs[RETRY_ATTR] for t in trials if RETRY_ATTR in t.user_attrs}
-
-
-def _written_trial_ids(results) -> set[str]:
-    """The trial ids with a row in the Parquet trials table under ``results``."""
-    from paitune.storage import locate
-
-    return {name.removesuffix(".parquet") for name in locate(results).join("trials").parquet_files()}
 
 
 def _finite(value: Any) -> bool:
@@ -366,7 +359,7 @@ class PaiOptunaSearch(OptunaSearch):
         experiment lock guarantees no other live driver is asking. Counts the budget used so far."""
         self._orphans_checked = True
         held = self._tune_trials.ids if self._tune_trials is not None else set()
-        written = _written_trial_ids(self._results) if self._results is not None else set()
+        written = written_trial_ids(self._results) if self._results is not None else set()
         used = 0
         trials = self._ot_study.get_trials(deepcopy=False)
         retried = superseded_trials(trials)

@@ -25,7 +25,7 @@ from ray.tune import Callback
 
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic
-from paitune.search.rows import TrialRecord, context_key, epoch_rows, layer_rows, trial_row
+from paitune.search.rows import TrialRecord, context_key, epoch_rows, layer_rows, trial_row, written_trial_ids
 from paitune.search.searcher import trial_outcome
 from paitune.spaces.config import trial_config
 from paitune.storage import Location, locate, parquet_dataset
@@ -49,7 +49,7 @@ def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
     root = locate(root)
     for table in ("trials", "epochs", "layers"):
         remove_stale_temporaries(root.join(table))
-    done = {name.removesuffix(".parquet") for name in root.join("trials").parquet_files()}
+    done = written_trial_ids(root)
     removed = set()
     for table in ("epochs", "layers"):
         folder = root.join(table)
