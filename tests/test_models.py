@@ -214,3 +214,29 @@ def test_image_models_reject_flat_input_shapes(name):
 def test_bad_arguments(name, shape, classes, message):
     with pytest.raises(PaituneError, match=message):
         build_model(name, shape, classes)
+
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (64,)), ("cnn", (1, 8, 8)), ("resnet20", (3, 32, 32))])
+def test_forward_flops_per_module_path(name, shape):
+    """Keys are named_modules paths ("" the root, which holds the total); a Linear layer does
+    2 x in x out FLOPs and a Conv2d 2 x (in / groups) x k x k x out x output pixels per sample."""
+    from paitune.models.flops import forward_flops
+
+    model = build_model(name, shape, 10, seed=0).eval()
+    sizes = {}
+    for path, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            module.register_forward_hook(lambda m, i, o, path=path: sizes.__setitem__(path, o.shape[-2] * o.shape[-1]))
+    total, per_module = forward_flops(model, torch.zeros(1, *shape))
+    modules = dict(model.named_modules())
+    assert set(per_module) <= set(modules) and per_module[""] == total > 0
+    layers = [p for p, m in modules.items() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert layers
+    for path in layers:
+        m = modules[path]
+        if isinstance(m, nn.Linear):
+            assert per_module[path] == 2 * m.in_features * m.out_features
+        else:
+            kh, kw = m.kernel_size
+            assert per_module[path] == 2 * (m.in_channels // m.groups) * kh * kw * m.out_channels * sizes[path]

@@ -7,8 +7,7 @@ them beside the gradient proxies).
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
+from paitune.models.flops import forward_flops
 from paitune.proxies.network import MaskedNet
 
 
@@ -28,17 +27,11 @@ def flops(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
     net = masked.net
     # FLOPs do not depend on the mode; eval mode lets batch norm take a single sample.
     net.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(x[:1])
-    counts = counter.get_flop_counts()
-    total = float(sum(counts.get("Global", {}).values()))
-    # The counter names modules "<root class name>.<qualified name>".
-    root = type(net).__name__
+    total, per_module = forward_flops(net, x[:1])
     for layer in masked.layers:
         if layer.mask is None:
             continue
-        key = root if layer.name == "" else f"{root}.{layer.name}"
-        layer_flops = float(sum(counts.get(key, {}).values()))
+        layer_flops = float(per_module.get(layer.name, 0))
         density = float(layer.mask.float().mean())
         total -= layer_flops * (1.0 - density)
-    return total
+    return float(total)

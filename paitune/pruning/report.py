@@ -1,6 +1,6 @@
 """What a mask does to a network: densities, kept parameters, FLOPs, and layer collapse.
 
-FLOPs come from ``torch.utils.flop_counter`` (one sample, a multiply-add counted as 2), per module;
+FLOPs come from ``torch.utils.flop_counter`` (through ``paitune.models.flops``; one sample, a multiply-add counted as 2), per module;
 a pruned layer's count is scaled by its density (the work a sparse kernel would do), every other op
 counts in full. Layer collapse (Tanaka et al. 2020) is a layer with nothing kept, or no path left
 from the input to the output: checked by one forward pass of the masked net with every weight set
@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
 from ..models.copying import copy_module
+from ..models.flops import forward_flops
 from .layers import prunable_parameters
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
@@ -69,16 +68,7 @@ def layer_flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, di
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    root = type(model).__name__
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros((1, *input_shape), device=device, dtype=dtype))
-    per_module = {}
-    for key, ops in counter.get_flop_counts().items():
-        if key == root:
-            per_module[""] = int(sum(ops.values()))
-        elif key.startswith(root + "."):
-            per_module[key[len(root) + 1 :]] = int(sum(ops.values()))
-    return int(counter.get_total_flops()), per_module
+    return forward_flops(model, torch.zeros((1, *input_shape), device=device, dtype=dtype))
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...], masks: Mapping[str, torch.Tensor] | None = None) -> int:
