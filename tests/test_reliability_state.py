@@ -195,11 +195,12 @@ def test_snapshots_wait_for_the_upload_in_flight():
     manager = _manager_class()(storage=SimpleNamespace(syncer=syncer, experiment_driver_staging_path="/nonexistent",
                                                        experiment_fs_path="/nonexistent"),
                                checkpoint_period=0, sync_every_n_trial_checkpoints=None)  # fmt: skip
-    with serialized_snapshots():
+    with serialized_snapshots(before_save=lambda: events.append("flush-rows")):
         manager.sync_up_experiment_state(lambda: events.append("save"), force=False)
         manager.sync_up_experiment_state(lambda: events.append("save"), force=False)
-    # every save into the staging folder comes after the previous upload has finished
-    assert events == ["wait-upload", "save", "upload", "wait-upload", "save", "upload"]
+    # every save into the staging folder comes after the previous upload has finished, and after
+    # the rows of the trials it records as ended are written
+    assert events == ["wait-upload", "flush-rows", "save", "upload"] * 2
     events.clear()
     manager.sync_up_experiment_state(lambda: events.append("save"), force=False)
     assert events == ["save", "upload"]  # outside the block Tune is as it was

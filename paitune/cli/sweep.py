@@ -32,7 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its last checkpoint (default: 2)")
     parser.add_argument("--storage", default=None, help="where Tune keeps checkpoints and state: a path or a pyarrow URI such as s3://bucket/dir (default: --out)")
     parser.add_argument("--checkpoint-every", dest="checkpoint_every_s", type=float, default=5.0, metavar="SECONDS",
-                        help="checkpoint a trial when this long has passed since its last checkpoint, and at its end; "
+                        help="checkpoint a trial when this long has passed since it began or last checkpointed (a shorter trial reruns "
+                             "from its start after a crash); "
                              "0: every epoch (default: 5)")
     parser.add_argument("--report-every", dest="report_every_s", type=float, default=1.0, metavar="SECONDS",
                         help="a trial reports to Tune at the scheduler's decision points (ASHA's rungs), at its end, with "

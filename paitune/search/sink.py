@@ -10,6 +10,15 @@ snapshot): a trial restored from its checkpoint re-sends, in its first report, t
 facts and the history of the epochs it ran before, which is all the sink needs to write its
 files whole. A file is named by trial id, so writing a trial again replaces it.
 
+In a sweep (``background=True``) the files are written by one writer thread per driver process,
+in the order trials end, so the driver's loop can hand the worker its next trial instead of
+waiting ~10 ms per trial for three Parquet files. Nothing is lost that a resume would not redo:
+``flush_writes()`` runs before each of Tune's experiment snapshots (a trial the snapshot records as
+ended has its files on disk, so a resume never holds an ended trial without a row), at the end of
+the experiment and when the sweep returns; a trial whose write was still queued when the driver
+died is, for the resumed Tune, one that had not ended (it reruns) or one it never knew (the
+searcher retries it, see ``paitune.search.searcher``). A failed write is raised at the next one.
+
 Each trial row carries ``dense_test_acc``, the test accuracy of the dense reference of its
 (dataset, model, budget, seed) context, when that reference has finished before the row is
 written (the sweep schedules the references first); otherwise it is null and the analysis joins it.
@@ -18,6 +27,8 @@ written (the sweep schedules the references first); otherwise it is null and the
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -73,8 +84,44 @@ def finished_dense_references(root: str | Path | Location) -> dict[str, float]:
     return found
 
 
+_writer: ThreadPoolExecutor | None = None
+_pending: list[Future] = []
+_writer_lock = threading.Lock()
+
+
+def _submit(fn, *args) -> None:
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paitune-parquet")
+        # Raise a failed earlier write here, on the driver's thread, before queueing more.
+        done = [f for f in _pending if f.done()]
+        for future in done:
+            _pending.remove(future)
+        for future in done:
+            future.result()
+        _pending.append(_writer.submit(fn, *args))
+
+
+def flush_writes() -> None:
+    """Wait for every queued trial write of this process; raise the first that failed."""
+    with _writer_lock:
+        pending = list(_pending)
+        _pending.clear()
+    errors = []
+    for future in pending:
+        try:
+            future.result()
+        except Exception as err:  # noqa: PERF203 (every write is waited for, the first error raised)
+            errors.append(err)
+    if errors:
+        raise errors[0]
+
+
 class ParquetSink(Callback):
-    def __init__(self, root: str | Path | Location, experiment: str, schema: pa.Schema, search_params: list[str]):
+    def __init__(self, root: str | Path | Location, experiment: str, schema: pa.Schema, search_params: list[str],
+                 *, background: bool = False):  # fmt: skip
+        self.background = background
         self.root = locate(root)
         self.experiment = experiment
         self.schema = schema
@@ -99,10 +146,21 @@ class ParquetSink(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = self._record(trial)
-        self.write(record, trial_outcome(record.last or trial.last_result, error=False), None)
+        self._write(record, trial_outcome(record.last or trial.last_result, error=False), None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.write(self._record(trial), "failed", _error_line(trial))
+        self._write(self._record(trial), "failed", _error_line(trial))
+
+    def on_experiment_end(self, trials, **info):
+        flush_writes()
+
+    def _write(self, record: TrialRecord, status: str, error: str | None) -> None:
+        if not self.background:
+            self.write(record, status, error)
+            return
+        # The record leaves the driver's table now; the writer thread owns it.
+        self.records.pop(record.trial_id, None)
+        _submit(self.write, record, status, error)
 
     def write(self, record: TrialRecord, status: str, error: str | None) -> None:
         stem = record.trial_id

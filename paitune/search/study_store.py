@@ -7,6 +7,8 @@ It is an order of magnitude cheaper per operation than SQLite through SQLAlchemy
 a few dozen such operations per trial on the driver, between a trial's reports), and it needs no
 database server on a cluster. Open the study with :func:`load_study`, or with
 ``optuna.load_study(storage=JournalStorage(JournalFileBackend(path)))``.
+
+The sweep appends without Optuna's ``fsync`` per operation: see ``paitune.search.journal``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ STUDY_FILE = "optuna.journal"
 def study_storage(experiment_dir: str | Path):
     """The Optuna storage of the sweep in ``experiment_dir`` (created on first write)."""
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(Path(experiment_dir) / STUDY_FILE)))
+    from paitune.search.journal import UnsyncedJournalFile
+
+    return JournalStorage(UnsyncedJournalFile(Path(experiment_dir) / STUDY_FILE))
 
 
 def load_study(experiment_dir: str | Path, name: str):

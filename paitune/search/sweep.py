@@ -366,7 +366,8 @@ def build_tuner(plan: SweepPlan):
     from paitune.search.tune_trials import TuneTrialIds
 
     proxies = list(plan.space.settings.get("proxies", TRIAL_DEFAULTS["proxies"]))
-    sink = ParquetSink(plan.results, plan.options.name, trials_schema(plan.search_params, proxies), plan.search_params)
+    sink = ParquetSink(plan.results, plan.options.name, trials_schema(plan.search_params, proxies), plan.search_params,
+                       background=True)  # fmt: skip
     # The scheduler records every trial Tune adds (also those a resume restores); the searcher
     # reads them to square the study with the restored Tune (see paitune.search.searcher).
     tune_trials = TuneTrialIds()
@@ -502,9 +503,14 @@ def execute_sweep(plan: SweepPlan):
             else:
                 _write_manifest(plan)
                 mirror_state(plan)
+            from paitune.search.sink import flush_writes
+
             tuner, _ = build_tuner(plan)
-            with serialized_snapshots():
-                grid = tuner.fit()
+            try:
+                with serialized_snapshots(before_save=flush_writes):
+                    grid = tuner.fit()
+            finally:
+                flush_writes()  # the rows of every trial that ended, also when fit raised
             _close_study(plan)
             return grid
         finally:

@@ -9,6 +9,9 @@ renamed away and logs "Saving experiment state to storage ... failed ... FileNot
 (or copies a half-written ``experiment_state-*.json``). ``serialized_snapshots()`` makes every
 snapshot wait for the upload in flight before touching the staging folder, so the upload always
 reads a folder nobody is writing. Uploads stay in the background between snapshots.
+
+``before_save`` runs right before each snapshot is written: the sweep flushes its queued Parquet
+writes there, so every trial a snapshot records as ended has its rows on disk.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def _manager_class():
     return _ExperimentCheckpointManager
 
 
-def _wait_then(original):
+def _wait_then(original, before_save):
     @functools.wraps(original)
     def sync_up_experiment_state(self, save_fn, force=False, wait=False):
         def save_after_upload():
@@ -34,6 +37,8 @@ def _wait_then(original):
                 self._storage.syncer.wait()
             except Exception as err:  # the upload's own failure is reported by the next snapshot
                 logger.warning("previous experiment-state upload failed: %s", err)
+            if before_save is not None:
+                before_save()
             save_fn()
 
         return original(self, save_after_upload, force=force, wait=wait)
@@ -43,14 +48,15 @@ def _wait_then(original):
 
 
 @contextlib.contextmanager
-def serialized_snapshots():
-    """Within this block, Tune's experiment snapshots wait for the previous upload first."""
+def serialized_snapshots(before_save=None):
+    """Within this block, Tune's experiment snapshots wait for the previous upload first (and call
+    ``before_save``, when given)."""
     cls = _manager_class()
     original = cls.sync_up_experiment_state
     if getattr(original, "__paitune_serialized__", False):  # nested: already in place
         yield
         return
-    cls.sync_up_experiment_state = _wait_then(original)
+    cls.sync_up_experiment_state = _wait_then(original, before_save)
     try:
         yield
     finally:

@@ -1,0 +1,40 @@
+"""``UnsyncedJournalFile``: Optuna's journal file, appended without an ``fsync`` per operation.
+
+Optuna's ``JournalFileBackend`` fsyncs every operation. The fsync
+guards the journal against an operating-system crash or power loss, not against a killed driver
+(what is written is in the OS's page cache either way), and it was a third of the journal's cost,
+~9 ms of the driver's time per trial at the boundary between two trials. Appends still take
+Optuna's own lock file, so another process writing the study at the same time stays safe. After an
+OS crash, the journal may lack its last operations: ``--resume`` then retries trials it does not
+know finished.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend, JournalFileSymlinkLock
+
+
+class UnsyncedJournalFile(BaseJournalBackend):
+    """Optuna's journal file format and lock, appended without an ``fsync`` (see above)."""
+
+    def __init__(self, path: str | Path):
+        self._path = str(path)
+        self._reader = JournalFileBackend(self._path)  # reads (with its offset cache); creates the file
+        self._lock = JournalFileSymlinkLock(self._path)
+
+    def read_logs(self, log_number_from: int):
+        return self._reader.read_logs(log_number_from)
+
+    def append_logs(self, logs: list[dict]) -> None:
+        # The line format of JournalFileBackend.append_logs: one compact JSON object per line.
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
+        self._lock.acquire()
+        try:
+            with open(self._path, "ab") as handle:
+                handle.write(data)
+        finally:
+            self._lock.release()
+
