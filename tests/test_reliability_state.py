@@ -255,3 +255,29 @@ def test_a_restored_scheduler_and_searcher_share_one_empty_registry(tmp_path):
     assert scheduler.tune_trials is restored._tune_trials and not scheduler.tune_trials.ids
     scheduler.on_trial_add(FakeController(), _trial("restored"))
     assert restored._tune_trials.ids == {"restored"}
+
+
+def test_sweep_journal_is_optunas_format_without_fsync(tmp_path, monkeypatch):
+    """The sweep's study journal reads back through Optuna's stock JournalFileBackend (same lines,
+    same lock file), and appends without an fsync per operation."""
+    import os
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from paitune.search.study_store import STUDY_FILE, study_storage
+
+    syncs = []
+    monkeypatch.setattr(os, "fsync", lambda fd: syncs.append(fd))
+    study = optuna.create_study(study_name="s", storage=study_storage(tmp_path))
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    for step in range(3):
+        trial.report(0.1 * step, step)
+    study.tell(trial, 0.5)
+    assert syncs == []
+    stock = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / STUDY_FILE))))
+    (read,) = stock.trials
+    assert read.value == 0.5 and read.params["x"] == trial.params["x"]
+    assert read.intermediate_values == {0: 0.0, 1: 0.1, 2: 0.2}
+    assert not list(tmp_path.glob("*.lock"))  # the lock is released after each append
