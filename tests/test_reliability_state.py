@@ -281,3 +281,68 @@ def test_sweep_journal_is_optunas_format_without_fsync(tmp_path, monkeypatch):
     assert read.value == 0.5 and read.params["x"] == trial.params["x"]
     assert read.intermediate_values == {0: 0.0, 1: 0.1, 2: 0.2}
     assert not list(tmp_path.glob("*.lock"))  # the lock is released after each append
+
+
+
+@pytest.mark.parametrize("taken_from_queue", [False, True])
+def test_a_driver_killed_inside_an_ask_leaves_no_partial_config_to_run(tmp_path, taken_from_queue):
+    """Killed after Optuna's ask had drawn some params but before the trial got its Tune id: a
+    fresh draw ran nothing and is not retried (retrying its partial params, the seed drawn anew,
+    once ran a config twice); a config taken from the queue (here a replicate) is retried whole."""
+    from paitune.search.study_store import study_storage
+
+    results = tmp_path / "results"
+    first = _searcher(study_storage(tmp_path), budget=4, results=results, tune_trials=TuneTrialIds())
+    first.suggest("a")  # sampled; its replicate (the other seed) is queued
+    if not taken_from_queue:
+        first.suggest("b")  # takes the replicate: the queue is empty, the next ask draws fresh
+    killed = first.study.ask()
+    killed.suggest_categorical("method", ["random", "magnitude", "snip"])  # ... and the driver dies
+    fixed = first.study.trials[killed.number].system_attrs.get("fixed_params")
+    assert (fixed is not None) == taken_from_queue
+
+    held = TuneTrialIds()  # Tune restores the trials it had been given
+    for tid in ["a"] if taken_from_queue else ["a", "b"]:
+        held.add(tid)
+    resumed = _searcher(study_storage(tmp_path), budget=4, results=results, tune_trials=held)
+    new = ["c", "d"] if not taken_from_queue else ["c", "d", "e"]
+    assert all(isinstance(resumed.suggest(tid), dict) for tid in new)
+    assert resumed.suggest("f") == "FINISHED"
+    study = resumed.study
+    lost = study.trials[killed.number]
+    assert lost.state == TrialState.FAIL and lost.user_attrs[ORPHAN_ATTR]
+    retries = [t for t in study.trials if t.user_attrs.get(RETRY_ATTR) == killed.number]
+    if taken_from_queue:
+        assert len(retries) == 1 and retries[0].params == fixed and retries[0].user_attrs["tune_trial_id"] == "c"
+    else:
+        assert retries == []
+    ran = [tuple(sorted(t.params.items())) for t in study.trials if "tune_trial_id" in t.user_attrs]
+    assert len(ran) == 4 and len(set(ran)) == 4  # no config twice
+    assert all(len(config) == 3 for config in ran)  # method, sparsity, seed: no partial config ran
+
+
+def test_a_driver_killed_before_queueing_a_replicate_has_it_queued_on_resume(tmp_path, monkeypatch):
+    """A fresh draw is named, then its replicates (the other seeds) are queued: a driver killed in
+    between would leave the config with one seed; the resumed searcher queues the missing one."""
+    from paitune.search.study_store import study_storage
+
+    results = tmp_path / "results"
+    first = _searcher(study_storage(tmp_path), budget=4, results=results, tune_trials=TuneTrialIds())
+    monkeypatch.setattr(PaiOptunaSearch, "_enqueue_replicates", lambda self, trial: None)  # killed right there
+    first.suggest("a")
+    monkeypatch.undo()
+    assert not [t for t in first.study.trials if t.state == TrialState.WAITING]
+
+    held = TuneTrialIds()
+    held.add("a")
+    resumed = _searcher(study_storage(tmp_path), budget=4, results=results, tune_trials=held)
+    config = resumed.suggest("b")
+    study = resumed.study
+    a = study.trials[0]
+    replicate = next(t for t in study.trials if t.user_attrs.get("tune_trial_id") == "b")
+    assert replicate.user_attrs["replicate_of"] == a.number
+    assert replicate.params == {**a.params, "seed": 1 - a.params["seed"]} and isinstance(config, dict)
+    assert isinstance(resumed.suggest("c"), dict) and isinstance(resumed.suggest("d"), dict)
+    assert resumed.suggest("e") == "FINISHED"
+    ran = [tuple(sorted(t.params.items())) for t in study.trials if "tune_trial_id" in t.user_attrs]
+    assert len(ran) == len(set(ran)) == 4

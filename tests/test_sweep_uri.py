@@ -52,8 +52,10 @@ def test_sweep_to_a_uri_then_analyze_and_resume_elsewhere(ray_session, tmp_path,
     space.write_text(SPACE)
     out = f"file://{tmp_path}/bucket/results"
     state = tmp_path / "state"
+    # --checkpoint-every 0: these sub-second trials would otherwise save none, and the checkpoints'
+    # place (the URI) is what is checked.
     plan = plan_sweep(SweepOptions(space=str(space), out=out, name="u", sampler="random", max_concurrent=2,
-                                   verbose=0, state_dir=str(state)))  # fmt: skip
+                                   verbose=0, state_dir=str(state), checkpoint_every_s=0.0))  # fmt: skip
     assert plan.experiment_dir == state / "u" and plan.storage_path == out
     execute_sweep(plan)
     remote = tmp_path / "bucket" / "results" / "u"
@@ -133,7 +135,7 @@ def test_sweep_to_s3_and_analyze_from_it(ray_session, tmp_path, s3_uri):
     space = tmp_path / "uri.yaml"
     space.write_text(SPACE)
     plan = plan_sweep(SweepOptions(space=str(space), out=s3_uri, name="s", sampler="random", max_concurrent=2,
-                                   verbose=0, state_dir=str(tmp_path / "state")))  # fmt: skip
+                                   verbose=0, state_dir=str(tmp_path / "state"), checkpoint_every_s=0.0))  # fmt: skip
     execute_sweep(plan)
     bucket = locate(s3_uri).join("s")
     assert {"trials", "epochs", "layers", "tune", "sweep.json", "optuna.journal"} <= {

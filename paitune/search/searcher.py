@@ -15,8 +15,9 @@ its checkpoint ends a second time). Tune's experiment snapshot, what a resume re
 study, so before its first suggestion a driver squares the two (``_reconcile``). A trial of the
 study that the restored Tune holds is Tune's to run (``TuneTrialIds``, filled by the scheduler);
 one it does not hold whose row is in the Parquet trials table finished for good; any other one —
-asked but never named, or named after the snapshot and not written — has its config enqueued again
-(user attr ``retry_of``), so the sweep still runs it; one still RUNNING is told FAIL and marked
+taken from the queue but never named, or named after the snapshot and not written — has its
+config enqueued again (user attr ``retry_of``), so the sweep still runs it; a fresh draw never named
+ran nothing and is not retried (the sampler draws again). One still RUNNING is told FAIL and marked
 ``orphaned`` first, a finished one keeps its outcome and is superseded by the retry. The sweep's budget (Tune trials, dense references included) is kept here, not by Tune:
 Tune's own count restarts from its snapshot, which may miss trials that finished after it.
 
@@ -308,6 +309,27 @@ class PaiOptunaSearch(OptunaSearch):
                 self._ot_study.enqueue_trial(params, user_attrs={REPLICATE_ATTR: ot_trial.number})
                 self._configs_asked().setdefault(self._config_key(params), QUEUED)
 
+    def _requeue_missing_replicates(self, trials) -> None:
+        """A fresh draw enqueues its replicates right after it is named (one enqueue per other
+        seed): a driver killed in between left some of them unqueued. Queue those again."""
+        if self._grid or len(self._seeds) < 2:
+            return
+        seeds_of: dict[int, set] = {}
+        for frozen in trials:
+            if REPLICATE_ATTR in frozen.user_attrs and DUPLICATE_ATTR not in frozen.user_attrs:
+                params = frozen.params or frozen.system_attrs.get("fixed_params") or {}
+                seeds_of.setdefault(frozen.user_attrs[REPLICATE_ATTR], set()).add(params.get(SEED_PARAM))
+        for frozen in trials:
+            attrs = frozen.user_attrs
+            fresh = not any(key in attrs for key in (REPLICATE_ATTR, GRID_ATTR, RETRY_ATTR, DUPLICATE_ATTR))
+            if not fresh or TUNE_TRIAL_ATTR not in attrs:
+                continue
+            covered = seeds_of.get(frozen.number, set()) | {frozen.params.get(SEED_PARAM)}
+            for seed in self._seeds:
+                if seed not in covered:
+                    params = {**frozen.params, SEED_PARAM: seed}
+                    self._ot_study.enqueue_trial(params, user_attrs={REPLICATE_ATTR: frozen.number})
+
     def _finished_in_storage(self, trial_id: str) -> bool:
         # Only a trial told before a driver restart can be finished without this driver having
         # told it, so the study is read once, on restore, not on every result.
@@ -355,7 +377,8 @@ class PaiOptunaSearch(OptunaSearch):
         A trial the dead driver asked for is the restored Tune's to run if Tune holds it, and
         finished for good if its Parquet row exists; any other one (asked but never named, or
         named after Tune's last snapshot and not written) has its config queued again, so the
-        sweep still runs it (one still RUNNING is told FAIL and marked orphaned first). The
+        sweep still runs it (one still RUNNING is told FAIL and marked orphaned first), unless it
+        was a fresh draw never named to Tune: nothing of it ran, the sampler draws again. The
         experiment lock guarantees no other live driver is asking. Counts the budget used so far."""
         self._orphans_checked = True
         held = self._tune_trials.ids if self._tune_trials is not None else set()
@@ -379,14 +402,20 @@ class PaiOptunaSearch(OptunaSearch):
             # else: told, but the driver died before its rows were written (Tune tells the
             # searcher before the callbacks). Optuna keeps its outcome (a finished trial takes no
             # new attrs); the retry, whose retry_of names it, supersedes it in the tables.
-            # A queued config taken by ask() holds its values in fixed_params until they are
-            # sampled; a trial asked with neither was never drawn: nothing to run again.
-            params = dict(frozen.params or frozen.system_attrs.get("fixed_params") or {})
+            # What is owed again: a trial named to Tune, its whole config (named only once drawn).
+            # One never named ran nothing, and its params may be partial (a driver killed inside
+            # the ask): taken from the queue (a replicate, grid point or retry), it still owes the
+            # queued config, whole in fixed_params; a fresh draw owes nothing, the sampler draws
+            # again (retrying its partial draw ran a config twice: its seed drawn anew, it matched
+            # a later draw's replicate).
+            fixed = frozen.system_attrs.get("fixed_params") or {}
+            params = dict((frozen.params or fixed) if tid is not None else fixed)
             if params:
                 kept = {k: v for k, v in attrs.items() if k in (REPLICATE_ATTR, GRID_ATTR)}
                 self._ot_study.enqueue_trial(params, user_attrs={**kept, RETRY_ATTR: frozen.number})
             if tid is not None:
                 self._ot_trials.pop(tid, None)
+        self._requeue_missing_replicates(self._ot_study.get_trials(deepcopy=False))
         issued = {tid: int(i) for tid, i in self._ot_study.user_attrs.get(DENSE_ATTR, {}).items()}
         # A dense reference neither held nor written runs again, under a new Tune trial.
         self._dense_issued = {tid: i for tid, i in issued.items() if tid in held or tid in written}
