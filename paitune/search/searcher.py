@@ -298,37 +298,35 @@ class PaiOptunaSearch(OptunaSearch):
         else:  # failed, or still running or queued: nothing to learn from it yet
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
-    def _enqueue_replicates(self, ot_trial: optuna.Trial) -> None:
-        attrs = ot_trial.user_attrs
-        if self._grid or REPLICATE_ATTR in attrs or GRID_ATTR in attrs or RETRY_ATTR in attrs or len(self._seeds) < 2:
+    def _has_replicates(self, attrs: dict) -> bool:
+        """Whether a trial with these user attrs is a draw that runs once per seed (not itself a
+        replicate, grid point, retry or told repeat)."""
+        taken = (REPLICATE_ATTR, GRID_ATTR, RETRY_ATTR, DUPLICATE_ATTR)
+        return not self._grid and len(self._seeds) >= 2 and not any(key in attrs for key in taken)
+
+    def _enqueue_replicates(self, ot_trial: optuna.Trial, covered=None) -> None:
+        """Queue ``ot_trial``'s config with each seed not in ``covered`` (default: its own)."""
+        if not self._has_replicates(ot_trial.user_attrs):
             return
-        drawn = ot_trial.params.get(SEED_PARAM)
+        covered = {ot_trial.params.get(SEED_PARAM)} if covered is None else covered
         for seed in self._seeds:
-            if seed != drawn:
+            if seed not in covered:
                 params = {**ot_trial.params, SEED_PARAM: seed}
                 self._ot_study.enqueue_trial(params, user_attrs={REPLICATE_ATTR: ot_trial.number})
                 self._configs_asked().setdefault(self._config_key(params), QUEUED)
 
     def _requeue_missing_replicates(self, trials) -> None:
-        """A fresh draw enqueues its replicates right after it is named (one enqueue per other
+        """A fresh draw queues its replicates right after it is named (one enqueue per other
         seed): a driver killed in between left some of them unqueued. Queue those again."""
-        if self._grid or len(self._seeds) < 2:
-            return
         seeds_of: dict[int, set] = {}
         for frozen in trials:
             if REPLICATE_ATTR in frozen.user_attrs and DUPLICATE_ATTR not in frozen.user_attrs:
                 params = frozen.params or frozen.system_attrs.get("fixed_params") or {}
                 seeds_of.setdefault(frozen.user_attrs[REPLICATE_ATTR], set()).add(params.get(SEED_PARAM))
         for frozen in trials:
-            attrs = frozen.user_attrs
-            fresh = not any(key in attrs for key in (REPLICATE_ATTR, GRID_ATTR, RETRY_ATTR, DUPLICATE_ATTR))
-            if not fresh or TUNE_TRIAL_ATTR not in attrs:
-                continue
-            covered = seeds_of.get(frozen.number, set()) | {frozen.params.get(SEED_PARAM)}
-            for seed in self._seeds:
-                if seed not in covered:
-                    params = {**frozen.params, SEED_PARAM: seed}
-                    self._ot_study.enqueue_trial(params, user_attrs={REPLICATE_ATTR: frozen.number})
+            if TUNE_TRIAL_ATTR in frozen.user_attrs:
+                covered = seeds_of.get(frozen.number, set()) | {frozen.params.get(SEED_PARAM)}
+                self._enqueue_replicates(frozen, covered)
 
     def _finished_in_storage(self, trial_id: str) -> bool:
         # Only a trial told before a driver restart can be finished without this driver having
