@@ -71,7 +71,7 @@ class SweepOptions:
     storage: str | None = None  # Tune's checkpoints and state; default: --out (local)
     tensorboard: bool = False  # Tune's TensorBoard logger per trial
     tune_logs: bool = False  # Tune's result.json / progress.csv per trial (the ResultGrid's metrics_dataframe)
-    checkpoint_every_s: float = 5.0  # a trial checkpoints when this long has passed (0: every epoch), and at its end
+    checkpoint_every_s: float = 5.0  # a trial checkpoints when this long has passed since it began or last checkpointed (0: every epoch)
     report_every_s: float = 1.0  # a trial reports at the scheduler's decision points, its end, checkpoints, and when this long has passed (0: every epoch)
     state_dir: str | None = None  # local home of paitune's state when --out is a URI (default: a cache dir)
     verbose: int = 1

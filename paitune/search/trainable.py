@@ -186,7 +186,7 @@ def run_trial(
     unreported: list[dict] = list(history)
     decision_points = frozenset(int(e) for e in report_epochs)
     if history and trainer.epoch >= total:
-        # Restored from its final checkpoint (the driver died before it saw the trial end):
+        # Restored from a checkpoint of its last epoch (the driver died before it saw the trial end):
         # report the last epoch again so the trial ends, and the sink writes it, normally.
         last = history[-1]
         ending = final_mask_facts(prepared, facts) if changes_mask else facts
