@@ -33,6 +33,7 @@ TRIALS_FIXED = pa.schema(
         ("experiment", pa.string()),
         ("trial_id", pa.string()),
         ("config_hash", pa.string()),
+        ("context", pa.string()),  # paitune.spaces.context.context_id: choices are compared within it
         ("status", pa.string()),
         ("method", pa.string()),
         ("sparsity", pa.float64()),

@@ -218,6 +218,11 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         "config_json": config_json,
         "versions": np.full(n, json.dumps({"paitune": "planted"}), dtype=object),
     }
+    # The context id, as paitune.spaces.context.context_id writes it with the default keys.
+    cols["context"] = np.array([
+        f"dataset={d},model={m},sparsity={float(sp)!r},epochs={int(b)}"
+        for d, m, sp, b in zip(cols["dataset"], cols["model"], cols["sparsity"], cols["max_epochs"])
+    ], dtype=object)  # fmt: skip
     trials = pa.Table.from_pydict(cols, schema=TRIALS_FIXED)
     trials = trials.append_column("lr", pa.array(lr))
     trials = trials.append_column("epochs", pa.array(budget))

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from paitune.errors import PaituneError
 from paitune.results_schema import EPOCHS, LAYERS, PROXY_PREFIX, TRIALS_FIXED
+from paitune.spaces.context import CONTEXT_COLUMN, context_id
 from paitune.storage import Location, locate, parquet_dataset
 
 
@@ -57,9 +58,20 @@ class Results:
         ]
 
 
+def _default_contexts(table: pa.Table) -> pa.Array:
+    """The context ids of a trials table written without a context column: the default context
+    keys, the training budget read from the epochs column (max_epochs where it is missing)."""
+    frame = table.select([c for c in ("dataset", "model", "sparsity", "epochs", "max_epochs") if c in table.column_names]).to_pandas()
+    if "epochs" not in frame:
+        frame["epochs"] = frame.get("max_epochs")
+    return pa.array([context_id(row) for row in frame.to_dict("records")], pa.string())
+
+
 def _read_trials(path: Location) -> pa.Table:
     dataset = parquet_dataset(path)
     table = dataset.to_table() if dataset is not None else pa.table({})
+    if CONTEXT_COLUMN not in table.column_names and len(table):
+        table = table.append_column(CONTEXT_COLUMN, _default_contexts(table))
     missing = [n for n in TRIALS_FIXED.names if n not in table.column_names]
     if missing:
         raise PaituneError(

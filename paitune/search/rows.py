@@ -16,7 +16,9 @@ import pyarrow as pa
 
 from paitune import results_schema as rs
 from paitune.storage import locate
+from paitune.spaces.compile import REFERENCE_KEYS
 from paitune.spaces.config import TRIAL_KEYS, canonical_json, config_hash, trial_config
+from paitune.spaces.context import CONTEXT_COLUMN, context_id
 
 # Types of the trial config values that are not fixed columns of the trials table.
 _CONFIG_TYPES: dict[str, pa.DataType] = {
@@ -60,12 +62,9 @@ FIRST_RESULT_KEYS = (
 
 
 DENSE_ACC_COLUMN = "dense_test_acc"  # test_acc of the same context's dense reference, when known
-CONTEXT_KEYS = ("dataset", "model", "epochs", "seed")  # as paitune.spaces.compile.CONTEXT_KEYS
-
-
-def context_key(config: dict[str, Any]) -> str:
-    """The (dataset, model, training budget, seed) context of a trial config, as one string."""
-    return json.dumps([config[k] for k in CONTEXT_KEYS])
+def reference_key(config: dict[str, Any]) -> str:
+    """The (dataset, model, training budget, seed) a dense reference is the reference for, as one string."""
+    return json.dumps([config[k] for k in REFERENCE_KEYS])
 
 
 def trials_schema(search_params: list[str], proxies: list[str]) -> pa.Schema:
@@ -139,6 +138,8 @@ def trial_row(
         "experiment": experiment,
         "trial_id": record.trial_id,
         "config_hash": config_hash(config),
+        # The searcher puts the context id (the space's context keys) into the Tune config.
+        "context": record.config.get(CONTEXT_COLUMN) or context_id(config),
         "status": status,
         "method": config["method"],
         "sparsity": config["sparsity"],

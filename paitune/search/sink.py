@@ -36,7 +36,7 @@ from ray.tune import Callback
 
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic
-from paitune.search.rows import TrialRecord, context_key, epoch_rows, layer_rows, trial_row, written_trial_ids
+from paitune.search.rows import TrialRecord, reference_key, epoch_rows, layer_rows, trial_row, written_trial_ids
 from paitune.search.searcher import trial_outcome
 from paitune.spaces.config import trial_config
 from paitune.storage import Location, locate, parquet_dataset
@@ -80,7 +80,7 @@ def finished_dense_references(root: str | Path | Location) -> dict[str, float]:
     found = {}
     for row in table.to_pylist():
         if row["method"] == "dense" and row["status"] == "completed":
-            found[context_key(json.loads(row["config_json"]))] = row["test_acc"]
+            found[reference_key(json.loads(row["config_json"]))] = row["test_acc"]
     return found
 
 
@@ -168,7 +168,7 @@ class ParquetSink(Callback):
         write_table_atomic(layer_rows(record, experiment=self.experiment), self.root.join("layers"), stem)
         fault_point("sink-before-trials-file")
         config = trial_config(record.config)
-        context = context_key(config)
+        context = reference_key(config)
         if config["method"] == "dense" and status == "completed" and record.epochs:
             self.dense_acc[context] = record.epochs[max(record.epochs)].get("test_acc")
         row = trial_row(

@@ -170,6 +170,29 @@ def _check_allocation_search(space: Space) -> None:
         )
 
 
+def _check_context(space: Space) -> None:
+    """Context keys are trial config keys other than the choices and the seed, and a context
+    parameter lists its values: contexts are covered by design, so they must be enumerable."""
+    from paitune.spaces.context import NOT_CONTEXT
+
+    for i, key in enumerate(space.context or ()):
+        where = f"context[{i}]"
+        if key in NOT_CONTEXT:
+            raise PaituneError(
+                f"{where}: {key} cannot be context ({'the seed is the replicate axis' if key == 'seed' else 'it is a choice the sweep compares'})"
+            )
+        if key not in TRIAL_KEYS:
+            raise unknown_choice("context key", key, [k for k in TRIAL_KEYS if k not in NOT_CONTEXT])
+        param = space.params.get(key)
+        if isinstance(param, (FloatRange, IntRange)):
+            raise PaituneError(
+                f"params.{key}: a context parameter must list its values (type: categorical), "
+                f"so every context is covered; or leave {key} out of context: to search it as a choice"
+            )
+        if param is not None and param.when:
+            raise PaituneError(f"params.{key}.when: a context parameter cannot be conditional")
+
+
 def check_space(space: Space) -> Space:
     """Raise PaituneError (one line, naming the key) at the first rule the space breaks."""
     for key, value in space.settings.items():
@@ -206,6 +229,7 @@ def check_space(space: Space) -> Space:
         except PaituneError as err:
             raise PaituneError(f"seeds[{i}]: {err}") from None
     _check_conditions(space)
+    _check_context(space)
     _check_allocation_search(space)
     budget = int(space.settings.get("epochs", TRIAL_DEFAULTS["epochs"]))
     sched = space.scheduler

@@ -18,12 +18,15 @@ from paitune.errors import PaituneError
 from paitune.spaces.allocation import depth_weights, searched_allocation
 from paitune.spaces.check import SEARCHED_ALLOCATION
 from paitune.spaces.config import TRIAL_DEFAULTS, resolve_config
+from paitune.spaces.context import DEFAULT_CONTEXT_KEYS, context_id
 from paitune.spaces.schema import Categorical, DepthAllocation, Fixed, FloatRange, IntRange, PerLayerAllocation, Space
 
 SEED_PARAM = "seed"
 # The unpruned reference every sweep runs once per context it samples (see dense_references).
 DENSE = {"method": "dense", "sparsity": 0.0, "allocation": "global", "control": "none"}
-CONTEXT_KEYS = ("dataset", "model", "epochs", "seed")  # what a dense reference is the reference for
+REFERENCE_KEYS = ("dataset", "model", "epochs", "seed")  # what a dense reference is the reference for
+CONTROL = "control"
+NO_CONTROL = "none"
 SLOPE_PARAM = "alloc_slope"
 
 
@@ -94,6 +97,38 @@ class CompiledSpace:
     def seeds(self) -> list[int]:
         return list(self.space.seeds)
 
+    # -- context and choices (paitune.spaces.context) -------------------------------------------
+    @property
+    def context_keys(self) -> tuple[str, ...]:
+        return tuple(self.space.context or DEFAULT_CONTEXT_KEYS)
+
+    def context_of(self, config: dict[str, Any]) -> str:
+        """The context id of a (resolved) trial config."""
+        return context_id(config, self.context_keys)
+
+    def contexts(self) -> list[dict[str, Any]]:
+        """Every context of the space (context key -> value), in the order the space lists the
+        values, the first context key outermost."""
+        keys = self.context_keys
+        values = [self._context_values(key) for key in keys]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+    def context_ids(self) -> list[str]:
+        return [self.context_of(finalize({**self.settings, **ctx})) for ctx in self.contexts()]
+
+    @property
+    def control_arms(self) -> list[str]:
+        """The controls every sampled config also runs with, as paired arms (control none is the
+        sampled trial itself): the space's control choices (or setting) other than none."""
+        return [c for c in self._context_values(CONTROL) if c != NO_CONTROL]
+
+    def for_context(self, context: dict[str, Any]) -> CompiledSpace:
+        """The space of the choices within one context: the context's values (and control none:
+        controls run as paired arms, never sampled) become settings, the rest stays searched."""
+        fixed = {**context, CONTROL: NO_CONTROL}
+        params = {name: p for name, p in self.space.params.items() if name not in fixed}
+        return CompiledSpace(self.space.model_copy(update={"settings": {**self.settings, **fixed}, "params": params}))
+
     def _sample(self, trial, name: str, param) -> Any:
         if isinstance(param, Categorical):
             return trial.suggest_categorical(name, list(param.choices))
@@ -155,8 +190,8 @@ class CompiledSpace:
         methods = self._context_values("method")
         if all(m == DENSE["method"] for m in methods):
             return []
-        contexts = itertools.product(*(self._context_values(k) for k in CONTEXT_KEYS))
-        return [finalize({**self.settings, **dict(zip(CONTEXT_KEYS, values)), **DENSE}) for values in contexts]
+        contexts = itertools.product(*(self._context_values(k) for k in REFERENCE_KEYS))
+        return [finalize({**self.settings, **dict(zip(REFERENCE_KEYS, values)), **DENSE}) for values in contexts]
 
     def _grid_values(self, name: str, param) -> list[Any]:
         if isinstance(param, Categorical):

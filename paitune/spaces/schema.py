@@ -126,6 +126,9 @@ class Space(_Strict):
     name: StrictStr | None = None
     description: StrictStr = ""
     settings: dict[StrictStr, Any] = Field(default_factory=dict)
+    # The trial config keys whose values form a trial's context (paitune.spaces.context); None:
+    # DEFAULT_CONTEXT_KEYS. Contexts are covered by design; every other parameter is a choice.
+    context: Annotated[list[StrictStr], Field(min_length=1)] | None = None
     params: dict[StrictStr, Param] = Field(default_factory=dict)
     allocation_search: AllocationSearch | None = None
     seeds: Annotated[list[StrictInt], Field(min_length=1)] = Field(default_factory=lambda: [0])
@@ -143,6 +146,8 @@ class Space(_Strict):
         metrics = [o.metric for o in self.objectives]
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"objectives name a metric twice: {metrics}")
+        if self.context is not None and len(set(self.context)) != len(self.context):
+            raise ValueError(f"context names a key twice: {self.context}")
         return self
 
     @property
