@@ -355,3 +355,98 @@ def grouped_partial_spearman(
     out["ci_low"] = np.where(np.isnan(partial), np.nan, low)
     out["ci_high"] = np.where(np.isnan(partial), np.nan, high)
     return out.drop(columns=["_all"], errors="ignore")
+
+
+# ---- small-sample inference over independent units (seeds, dataset x model groups) -----------
+
+ALPHA = 1.0 - LEVEL
+# The fewest independent units (seeds; dataset x model groups for transfer) a verdict may rest
+# on. Two seeds give a t-interval with one degree of freedom: far too wide to decide anything.
+MIN_UNITS = 3
+
+
+def grouped_t_test(frame: pd.DataFrame, by: list[str], value: str, *, null: float = 0.0,
+                   level: float = LEVEL, margin: float | None = None) -> pd.DataFrame:
+    """Per group of units: mean, Student-t CI and two-sided t-test of mean == ``null``.
+
+    One row of ``frame`` is one independent unit (e.g. one seed's mean over contexts). Returns
+    {by, n_units, mean, sd, ci_low, ci_high, p} and, with ``margin``, ``p_equivalent``: the TOST
+    p-value (Schuirmann 1987) of |mean - null| < margin (the larger of the two one-sided p).
+    Groups with fewer than two units get null CIs and p. A group whose units are all equal has
+    sd 0: its p is 0 when the mean differs from ``null`` and 1 when it equals it.
+    """
+    from scipy.stats import t as student_t
+
+    frame = frame.loc[frame[value].notna()]
+    if not by:
+        frame = frame.assign(_all=0)
+        by = ["_all"]
+    grouped = frame.groupby(by, sort=True, dropna=False, observed=True)[value]
+    out = grouped.agg(n_units="size", mean="mean", sd="std").reset_index()
+    n = out["n_units"].to_numpy(dtype=np.float64)
+    mean = out["mean"].to_numpy(dtype=np.float64)
+    sd = np.nan_to_num(out["sd"].to_numpy(dtype=np.float64), nan=0.0)
+    dof = np.maximum(n - 1.0, 1.0)
+    se = sd / np.sqrt(np.maximum(n, 1.0))
+    q = student_t.ppf(0.5 + level / 2.0, dof)
+    ok = n >= 2
+    # A spread of a few ULPs is rounding, not variation: treat it as exactly 0.
+    zero = se <= 1e-12 * np.maximum(1.0, np.abs(mean))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_stat = np.where(zero, np.where(np.isclose(mean, null, rtol=0, atol=1e-12), 0.0, np.inf * np.sign(mean - null)),
+                          (mean - null) / np.where(zero, 1.0, se))
+        p = np.where(np.isinf(t_stat), 0.0, 2.0 * student_t.sf(np.abs(t_stat), dof))
+    out["ci_low"] = np.where(ok, mean - q * se, np.nan)
+    out["ci_high"] = np.where(ok, mean + q * se, np.nan)
+    out["p"] = np.where(ok, p, np.nan)
+    if margin is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lower = np.where(zero, np.where(mean - null > -margin, 0.0, 1.0),
+                             student_t.sf((mean - (null - margin)) / np.where(zero, 1.0, se), dof))
+            upper = np.where(zero, np.where(mean - null < margin, 0.0, 1.0),
+                             student_t.cdf((mean - (null + margin)) / np.where(zero, 1.0, se), dof))
+        out["p_equivalent"] = np.where(ok, np.maximum(lower, upper), np.nan)
+    return out.drop(columns=["_all"], errors="ignore")
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-adjusted p-values (statsmodels ``multipletests``); NaN entries stay NaN and are not
+    counted among the tests."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    valid = np.isfinite(p)
+    if valid.any():
+        out[valid] = multipletests(p[valid], alpha=ALPHA, method="holm")[1]
+    return out
+
+
+def fisher_z_combine(rho: np.ndarray, n: np.ndarray, *, level: float = LEVEL) -> tuple[float, float, float, int]:
+    """Combine per-context correlations: (mean, ci_low, ci_high, n_contexts).
+
+    Each context's correlation is put on Fisher's z scale. With at least MIN_UNITS contexts the
+    mean z gets a Student-t interval over contexts (each context one unit, so variation between
+    contexts widens it); with fewer, a fixed-effect interval from the contexts' sizes (weights
+    n - 3, Bonett-Wright variance for Spearman). The result is mapped back with tanh.
+    """
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
+    rho, n = np.asarray(rho, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    keep = np.isfinite(rho) & (n > 3)
+    rho, n = rho[keep], n[keep]
+    m = len(rho)
+    if m == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
+    if m >= MIN_UNITS:
+        mean = float(z.mean())
+        sd = float(z.std(ddof=1))
+        half = student_t.ppf(0.5 + level / 2.0, m - 1) * sd / np.sqrt(m)
+    else:
+        w = n - 3.0
+        mean = float((w * z).sum() / w.sum())
+        var = float((w * w * (1 + rho ** 2 / 2) / w).sum() / w.sum() ** 2)
+        half = norm.ppf(0.5 + level / 2.0) * np.sqrt(var)
+    return float(np.tanh(mean)), float(np.tanh(mean - half)), float(np.tanh(mean + half)), m

@@ -1,20 +1,31 @@
-"""Schedulers whose decisions survive a driver restart.
+"""Schedulers: ASHA within each context, control arms that follow their partner, state that
+survives a driver restart.
+
+``ContextASHA`` is asynchronous successive halving (Li et al. 2020, one bracket, as Ray's
+``AsyncHyperBandScheduler`` runs it: rungs at ``grace_period * reduction_factor**k`` epochs; at a
+rung a trial is stopped when its score is below the ``1 - 1/reduction_factor`` quantile of the
+scores recorded there before it) with two changes that make its decisions mean something in a
+PaI sweep:
+
+- **Rungs per context.** A trial is compared only with trials of its own context (the ``context``
+  id the searcher puts in every config: same dataset, model, sparsity and budget), so a trial at
+  compression 32 is never stopped for being behind trials at compression 2. A context with fewer
+  than ``min_rung_trials`` recorded trials at a rung stops nobody there.
+- **Paired controls.** A control trial (control other than none) is the paired arm of the
+  unmodified trial with the same config and seed; it is never ranked. It stops at the epoch its
+  partner was stopped at, and a partner is not stopped below an epoch one of its arms already
+  reported, so every control-vs-none delta is measured at a common epoch (a trial waits inside its
+  report until the driver answers, and reports at every rung, so the arm is never ahead).
 
 Ray restores a resumed Tuner's scheduler from the copy pickled when the Tuner was built, before
-any result arrived: stock ASHA's rungs come back empty, the first trial to reach a rung is
-compared with nobody, and the sweep's early stopping depends on when the driver died.
-``PersistentASHA`` writes its rungs (per bracket: milestone -> trial id -> recorded score) and its
-stop decisions to a small JSON file after every change, atomically, and loads them the first time
-it is used in a new process. A trial that re-runs epochs from its checkpoint after the restart is
-stopped again where it was stopped before, so its outcome — and what Optuna was told about it —
-does not change.
+any result arrived; this one writes its rungs and decisions to a small JSON file after every
+change, atomically, and loads them the first time it is used in a new process. A trial that
+re-runs epochs from its checkpoint after a restart is stopped again where it was stopped before,
+so its outcome (and what Optuna was told about it) does not change.
 
-Both schedulers record the id of every trial Tune adds (``TuneTrialIds``): after a restart, the
-searcher squares the study with the trials the restored Tune holds (see ``paitune.search.searcher``).
-Tune itself snapshots on its own schedule, which keeps the snapshot's cost a small fraction of the
-sweep: a snapshot lists every trial (~30 KB each), so one forced per trial made a sweep O(N^2).
-
-The dense reference trials (method ``dense``) are left out of the rungs and never stopped.
+Both schedulers record the id of every trial Tune adds (``TuneTrialIds``): after a restart the
+searcher squares its studies with the trials the restored Tune holds (``paitune.search.searcher``).
+The dense reference trials (method ``dense``) are never ranked or stopped.
 """
 
 from __future__ import annotations
@@ -24,9 +35,13 @@ import math
 import os
 from pathlib import Path
 
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+import numpy as np
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from paitune.search.tune_trials import TuneTrialIds
+from paitune.spaces.compile import CONTROL, NO_CONTROL
+from paitune.spaces.config import config_hash, trial_config
+from paitune.spaces.context import CONTEXT_COLUMN, context_id
 
 STATE_FILE = "asha.json"
 
@@ -42,10 +57,24 @@ def _decode(value):
     return float(value) if isinstance(value, str) else value
 
 
+def _config(trial) -> dict:
+    return getattr(trial, "config", None) or {}
+
+
 def _is_dense_reference(trial) -> bool:
     # The unpruned reference runs its whole budget and is never compared on a rung: it would
     # raise every cutoff and change which pruned trials are stopped.
-    return (getattr(trial, "config", None) or {}).get("method") == "dense"
+    return _config(trial).get("method") == "dense"
+
+
+def trial_context(config: dict) -> str:
+    """The context id the searcher put in a Tune config (derived with the default keys if absent)."""
+    return config.get(CONTEXT_COLUMN) or context_id(trial_config(config))
+
+
+def pair_key(config: dict) -> str:
+    """What an unmodified trial and its control arms share: the hash of the config with control none."""
+    return config_hash(trial_config({**config, CONTROL: NO_CONTROL}))
 
 
 class PaiFIFO(FIFOScheduler):
@@ -63,25 +92,45 @@ class PaiFIFO(FIFOScheduler):
         return ()
 
 
-class PersistentASHA(AsyncHyperBandScheduler):
-    """``AsyncHyperBandScheduler`` + rung records and stop decisions in ``state_path`` (JSON)."""
+class ContextASHA(FIFOScheduler):
+    """ASHA with rungs per context, control arms paired with their partner, and its state in
+    ``state_path`` (JSON)."""
 
-    def __init__(self, *args, state_path: str | Path, tune_trials: TuneTrialIds | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, *, time_attr: str = "epoch", metric: str, mode: str, max_t: int, grace_period: int = 1,
+        reduction_factor: float = 2.0, min_rung_trials: int | None = None, state_path: str | Path,
+        tune_trials: TuneTrialIds | None = None,
+    ):  # fmt: skip
+        super().__init__()
+        if not (max_t >= grace_period >= 1 and reduction_factor > 1 and mode in ("max", "min")):
+            raise ValueError("ContextASHA needs max_t >= grace_period >= 1, reduction_factor > 1 and mode max|min")
+        self.time_attr, self._metric, self._mode = time_attr, metric, mode
+        self.max_t, self.reduction_factor = int(max_t), float(reduction_factor)
+        # Below this many earlier records at a rung, a context cannot tell good from bad yet.
+        self.min_rung_trials = int(min_rung_trials or math.ceil(reduction_factor))
+        count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1 + 1e-9)
+        self.milestones = tuple(
+            m for m in sorted({int(round(grace_period * reduction_factor**k)) for k in range(count)}) if m < max_t
+        )
         self.state_path = str(state_path)
         self.tune_trials = tune_trials
-        self._stopped_at: dict[str, float] = {}  # trial id -> time_attr value ASHA stopped it at
+        self._rungs: dict[str, dict[int, dict[str, float]]] = {}  # context -> milestone -> trial -> score
+        self._stopped_at: dict[str, float] = {}  # trial id -> epoch ASHA stopped it at
+        self._pair_stopped: dict[str, float] = {}  # pair key -> epoch its unmodified trial was stopped at
+        self._arm_epoch: dict[str, float] = {}  # pair key -> furthest epoch one of its control arms reported
+        self._num_stopped = 0
         self._loaded = False
 
     def decision_epochs(self) -> tuple[int, ...]:
-        """The epochs at which ASHA can stop a trial: its rung milestones over all brackets, as
-        Tune's own ASHA computed them. A trial must report these; between them ASHA only waits."""
-        return tuple(sorted({int(milestone) for b in self._brackets for milestone, _ in b._rungs}))
+        """The epochs at which a trial can be stopped: the rung milestones. A trial must report
+        these; between them ASHA only waits."""
+        return self.milestones
 
     # -- persistence ---------------------------------------------------------------------------
-    def rungs(self) -> list[list[tuple[float, dict[str, float]]]]:
-        """Per bracket, the rungs as (milestone, {trial_id: recorded score}), highest first."""
-        return [[(milestone, dict(recorded)) for milestone, recorded in b._rungs] for b in self._brackets]
+    def rungs(self) -> dict[str, list[tuple[int, dict[str, float]]]]:
+        """Per context, the rungs as (milestone, {trial_id: recorded score}), lowest first."""
+        self._ensure_loaded()
+        return {ctx: [(m, dict(rec)) for m, rec in sorted(rungs.items())] for ctx, rungs in self._rungs.items()}
 
     def _ensure_loaded(self) -> None:
         if self._loaded:
@@ -91,22 +140,24 @@ class PersistentASHA(AsyncHyperBandScheduler):
             state = json.loads(Path(self.state_path).read_text())
         except FileNotFoundError:
             return
-        for bracket, saved in zip(self._brackets, state["brackets"]):
-            by_milestone = {float(m): rec for m, rec in saved}
-            bracket._rungs = [
-                (milestone, {tid: _decode(v) for tid, v in by_milestone.get(float(milestone), {}).items()})
-                for milestone, _ in bracket._rungs
-            ]
+        self._rungs = {
+            ctx: {int(m): {tid: _decode(v) for tid, v in rec.items()} for m, rec in rungs.items()}
+            for ctx, rungs in state["rungs"].items()
+        }
         self._stopped_at = {tid: float(t) for tid, t in state.get("stopped_at", {}).items()}
+        self._pair_stopped = {k: float(t) for k, t in state.get("pair_stopped", {}).items()}
+        self._arm_epoch = {k: float(t) for k, t in state.get("arm_epoch", {}).items()}
         self._num_stopped = int(state.get("num_stopped", 0))
 
     def _save(self) -> None:
         state = {
-            "brackets": [
-                [[milestone, {tid: _encode(v) for tid, v in recorded.items()}] for milestone, recorded in b._rungs]
-                for b in self._brackets
-            ],
+            "rungs": {
+                ctx: {str(m): {tid: _encode(v) for tid, v in rec.items()} for m, rec in rungs.items()}
+                for ctx, rungs in self._rungs.items()
+            },
             "stopped_at": self._stopped_at,
+            "pair_stopped": self._pair_stopped,
+            "arm_epoch": self._arm_epoch,
             "num_stopped": self._num_stopped,
         }
         path = Path(self.state_path)
@@ -120,37 +171,80 @@ class PersistentASHA(AsyncHyperBandScheduler):
         state["_loaded"] = False
         return state
 
-    # -- Tune's scheduler hooks ----------------------------------------------------------------
+    # -- decisions -----------------------------------------------------------------------------
+    def _score(self, result: dict) -> float | None:
+        value = result.get(self._metric)
+        if value is None:
+            return None
+        value = float(value)
+        if not math.isfinite(value):
+            return -math.inf  # a diverged trial ranks last
+        return value if self._mode == "max" else -value
+
+    def _rank(self, trial, now: int, score: float) -> str:
+        """ASHA's rule on the rung ``now`` reached, among the trials of the same context."""
+        milestone = max((m for m in self.milestones if m <= now), default=None)
+        if milestone is None:
+            return TrialScheduler.CONTINUE
+        recorded = self._rungs.setdefault(trial_context(_config(trial)), {}).setdefault(milestone, {})
+        if trial.trial_id in recorded:
+            return TrialScheduler.CONTINUE  # decided at this rung already
+        action = TrialScheduler.CONTINUE
+        if len(recorded) >= self.min_rung_trials:
+            cutoff = np.nanpercentile(list(recorded.values()), (1 - 1 / self.reduction_factor) * 100)
+            if score < cutoff:
+                action = TrialScheduler.STOP
+        recorded[trial.trial_id] = score
+        return action
+
     def on_trial_add(self, tune_controller, trial):
         self._ensure_loaded()
         if self.tune_trials is not None:
             self.tune_trials.add(trial.trial_id)
-        super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result):
         self._ensure_loaded()
-        if _is_dense_reference(trial):
+        config = _config(trial)
+        now = result.get(self.time_attr)
+        if _is_dense_reference(trial) or now is None:
             return TrialScheduler.CONTINUE
-        self._trial_info.setdefault(trial.trial_id, self._brackets[0])
-        now = result.get(self._time_attr)
         before = self._stopped_at.get(trial.trial_id)
-        if before is not None and now is not None and now >= before:
+        if before is not None and now >= before:
             # Re-running from a checkpoint after a restart: the decision was made already.
             return TrialScheduler.STOP
-        action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and now is not None:
+        pair = pair_key(config)
+        if config.get(CONTROL, NO_CONTROL) != NO_CONTROL:
+            action = self._follow_partner(pair, now)
+        else:
+            score = self._score(result)
+            if score is None:
+                return TrialScheduler.CONTINUE
+            action = self._rank(trial, int(now), score)
+            # A trial waits in its report until the driver answers, and arms report at every
+            # rung: an arm that has reported this epoch already trains on towards its next
+            # report, so stopping the partner here would leave the arm ahead of it.
+            if action == TrialScheduler.STOP and self._arm_epoch.get(pair, 0) >= now:
+                action = TrialScheduler.CONTINUE
+            if action == TrialScheduler.STOP:
+                self._pair_stopped[pair] = float(now)
+        if action == TrialScheduler.STOP:
             self._stopped_at[trial.trial_id] = float(now)
+            self._num_stopped += 1
         self._save()
         return action
 
+    def _follow_partner(self, pair: str, now: float) -> str:
+        stopped = self._pair_stopped.get(pair)
+        if stopped is not None and now >= stopped:
+            return TrialScheduler.STOP
+        self._arm_epoch[pair] = max(self._arm_epoch.get(pair, 0.0), float(now))
+        return TrialScheduler.CONTINUE
+
     def on_trial_complete(self, tune_controller, trial, result):
         self._ensure_loaded()
-        if _is_dense_reference(trial):
-            self._trial_info.pop(trial.trial_id, None)
-            return
-        self._trial_info.setdefault(trial.trial_id, self._brackets[0])
-        super().on_trial_complete(tune_controller, trial, result)
-        self._save()
 
     def on_trial_remove(self, tune_controller, trial):
-        self._trial_info.pop(trial.trial_id, None)
+        pass
+
+    def debug_string(self) -> str:
+        return f"ContextASHA: {len(self._rungs)} contexts, {self._num_stopped} stopped"

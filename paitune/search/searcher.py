@@ -334,21 +334,25 @@ class PaiOptunaSearch(OptunaSearch):
         return trial_id in getattr(self, "_finished_before_restore", ())
 
     # Tune saves the searcher into its snapshot after every step and restores it on --resume.
-    # The study itself is in the RDB storage; the snapshot needs only which Tune trial is which
+    # The study itself is in Optuna's storage; the snapshot needs only which Tune trial is which
     # Optuna trial, as JSON (stock OptunaSearch pickles its whole __dict__).
     def save(self, checkpoint_path: str) -> None:
-        state = {
+        with open(checkpoint_path, "w") as handle:
+            json.dump(self.get_state(), handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as handle:
+            self.set_state(json.load(handle))
+
+    def get_state(self) -> dict:
+        return {
             "trials": {tid: t.number for tid, t in self._ot_trials.items()},
             "completed": sorted(self._completed_trials),
             "reported": {tid: sorted(steps) for tid, steps in self._reported_steps.items()},
             "dense": self._dense_issued,
         }
-        with open(checkpoint_path, "w") as handle:
-            json.dump(state, handle)
 
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path) as handle:
-            state = json.load(handle)
+    def set_state(self, state: dict) -> None:
         # The study, not the saved map, says which Optuna trial is which Tune trial: Tune uploads
         # its snapshot file by file, so a driver killed mid-upload can leave a searcher state
         # older than the trial table it is restored with.

@@ -41,7 +41,7 @@ from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
 from paitune.search.tune_state import serialized_snapshots
 from paitune.search.searcher import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
-from paitune.search.study_store import STUDY_FILE, load_study, study_storage
+from paitune.search.study_store import STUDY_FILE, study_storage
 from paitune.storage import Location, is_uri, locate
 
 MANIFEST = "sweep.json"
@@ -97,9 +97,14 @@ class SweepPlan:
         return locate(self.options.out).join(self.options.name) if is_uri(self.options.out) else locate(self.experiment_dir)
 
     @property
+    def arms_per_trial(self) -> int:
+        """Control arms each sampled trial runs beside it (0 for methods controls do not apply to)."""
+        return len(self.compiled.control_arms)
+
+    @property
     def total_trials(self) -> int:
-        """Trials Tune runs: the sampled ones plus one dense reference per context."""
-        return self.num_samples + len(self.dense_references)
+        """Trials Tune runs at most: the sampled ones, their control arms, and the dense references."""
+        return self.num_samples * (1 + self.arms_per_trial) + len(self.dense_references)
 
     @property
     def metrics(self) -> list[str]:
@@ -253,7 +258,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     if num_samples < 1:
         raise PaituneError(f"--num-samples must be >= 1, got {num_samples}")
     if options.sampler == "grid":
-        points = len(compiled.grid_points())
+        points = sum(len(compiled.for_context(context).grid_points()) for context in compiled.contexts())
         num_samples = min(num_samples, points) if options.num_samples is not None else points
     if not options.cpus_per_trial > 0:
         raise PaituneError(f"--cpus-per-trial must be > 0, got {options.cpus_per_trial}")
@@ -298,17 +303,24 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
 def build_searcher(plan: SweepPlan, tune_trials=None):
     import optuna
 
-    from paitune.search.searcher import PaiOptunaSearch, make_sampler
+    from paitune.search.contexts import ContextSearch
+    from paitune.search.searcher import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = study_storage(plan.experiment_dir)
     metric = plan.metrics if plan.space.multi_objective else plan.metrics[0]
     mode = plan.modes if plan.space.multi_objective else plan.modes[0]
-    sampler = make_sampler(plan.options.sampler, seed=plan.options.sampler_seed, n_objectives=len(plan.metrics))
-    return PaiOptunaSearch(
-        plan.compiled, metric=metric, mode=mode, sampler=sampler, storage=storage,
+    base_seed = plan.options.sampler_seed
+
+    def sampler_factory(index: int):
+        # Each context's study has its own sampler, seeded apart from the others'.
+        seed = None if base_seed is None else base_seed + 1000 * index
+        return make_sampler(plan.options.sampler, seed=seed, n_objectives=len(plan.metrics))
+
+    return ContextSearch(
+        plan.compiled, metric=metric, mode=mode, sampler_factory=sampler_factory, storage=storage,
         study_name=plan.options.name, grid=plan.options.sampler == "grid", dense=plan.dense_references,
-        budget=plan.total_trials, results=plan.results, tune_trials=tune_trials,
+        budget=plan.num_samples, results=plan.results, tune_trials=tune_trials,
     )  # fmt: skip
 
 
@@ -320,16 +332,16 @@ def _possible_methods(space) -> set:
 
 
 def build_scheduler(plan: SweepPlan, tune_trials=None):
-    from paitune.search.asha import STATE_FILE, PaiFIFO, PersistentASHA
+    from paitune.search.asha import STATE_FILE, ContextASHA, PaiFIFO
 
     if plan.scheduler == "fifo":
         return PaiFIFO(tune_trials=tune_trials)
     settings = plan.space.scheduler
     epochs = int(plan.space.settings.get("epochs", TRIAL_DEFAULTS["epochs"]))
-    return PersistentASHA(
+    return ContextASHA(
         time_attr="epoch", metric=plan.metrics[0], mode=plan.modes[0], max_t=epochs,
         grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
-        state_path=plan.experiment_dir / STATE_FILE, tune_trials=tune_trials,
+        min_rung_trials=settings.min_rung_trials, state_path=plan.experiment_dir / STATE_FILE, tune_trials=tune_trials,
     )  # fmt: skip
 
 
@@ -395,9 +407,8 @@ def build_tuner(plan: SweepPlan):
         storage_filesystem=storage_filesystem,
         # Tune's own per-trial logs are off unless asked for (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS,
         # set in execute_sweep): they repeat what the Parquet tables hold, Tune re-uploads every
-        # trial's log folder at each experiment snapshot (paitune forces one per trial, so a sweep
-        # with them slows down as it grows: 0.13 -> 0.22 s per trial over 200 trials, flat
-        # without), and the TensorBoard writer alone cost the driver ~4 ms per result.
+        # trial's log folder at each experiment snapshot, and the TensorBoard writer alone costs
+        # the driver ~4 ms per result.
         callbacks=[sink] + tune_loggers(plan.options),
         failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
         # Every epoch's checkpoint is kept. Tune deletes checkpoints beyond num_to_keep as soon as
@@ -418,7 +429,7 @@ def build_tuner(plan: SweepPlan):
     tune_config = tune.TuneConfig(
         search_alg=build_searcher(plan, tune_trials),
         scheduler=scheduler,
-        # The searcher keeps the budget (plan.total_trials) and ends the search: after a restart
+        # The searcher keeps the budget (plan.num_samples, side trials on top) and ends the search: after a restart
         # Tune's own count comes from its snapshot, which may miss trials that finished after it.
         num_samples=-1,
         max_concurrent_trials=plan.max_concurrent,
@@ -470,9 +481,11 @@ def fetch_state(plan: SweepPlan) -> None:
 
 def _close_study(plan: SweepPlan) -> None:
     """The sweep has ended: no trial of the study can still be running."""
+    from paitune.search.contexts import load_context_studies
     from paitune.search.searcher import fail_unfinished
 
-    fail_unfinished(load_study(plan.experiment_dir, plan.options.name))
+    for study in load_context_studies(study_storage(plan.experiment_dir), plan.options.name).values():
+        fail_unfinished(study)
 
 
 def execute_sweep(plan: SweepPlan):

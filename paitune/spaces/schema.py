@@ -115,6 +115,9 @@ class Scheduler(_Strict):
     max_t: Annotated[int, Field(ge=1)] | None = None  # None: the space's epochs
     grace_period: Annotated[int, Field(ge=1)] = 1
     reduction_factor: Annotated[float, Field(gt=1)] = 3.0
+    # Trials of a context recorded at a rung before it may stop anyone there (None: the
+    # reduction factor, rounded up).
+    min_rung_trials: Annotated[int, Field(ge=1)] | None = None
 
 
 class Objective(_Strict):

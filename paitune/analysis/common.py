@@ -1,0 +1,216 @@
+"""Like with like: each trial's context, the epoch every trial of a context reached, and each
+trial's accuracy there.
+
+A *context* is what a PaI question is asked in: dataset x model x sparsity x training budget
+(``paitune.spaces.context``); the seed is never part of it. The trials table's ``context`` column
+is used when the sweep wrote it; otherwise (older results, or sparsity binned from a continuous
+sampler) it is derived with ``context_id`` from dataset, model, sparsity and the budget
+(``epochs``, else ``max_epochs``).
+
+Stopped trials are data. Within a context, the *common epoch* is the last epoch that every trial
+of the context reached (failed trials aside: an error is not a verdict on a choice; the dense
+reference, sparsity 0, is its own context). Every comparison between trials of a context uses
+their accuracy at that epoch, read from the epochs table, so an ASHA-stopped trial counts with
+what it showed when it was stopped instead of vanishing, and a survivor is never compared with
+trials that were not allowed to get as far. When nothing was stopped, the common epoch is the
+budget and the accuracy is the final one. A trial without epoch rows has one known point: its
+reported accuracy at ``epochs_run``.
+
+*Selection on validation, reporting on test*: where a choice was run with several configs in a
+context (e.g. learning rates), the config with the best mean validation accuracy over seeds at
+the common epoch is selected (``selected``) and its test accuracy is what the comparisons use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from paitune.analysis.load import Results
+from paitune.spaces.context import CONTEXT_COLUMN, DEFAULT_CONTEXT_KEYS, context_id
+
+DENSE_METHOD = "dense"
+STATUS_FAILED = "failed"
+# Trials-table columns that are never a choice's hyperparameter (config identity for selection).
+NOT_HYPERPARAMETERS = frozenset({
+    CONTEXT_COLUMN, "epochs", "seed", "dense_test_acc", "sparsity_raw", "method", "allocation",
+    "control", "dataset", "model", "sparsity", "max_epochs",
+})
+
+_CACHE: dict[int, tuple[Results, pd.DataFrame, dict]] = {}
+
+
+def _budget(trials: pd.DataFrame) -> pd.Series:
+    if "epochs" in trials.columns and pd.api.types.is_numeric_dtype(trials["epochs"]):
+        return trials["epochs"].fillna(trials["max_epochs"])
+    return trials["max_epochs"]
+
+
+def context_of(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's context id (string): the sweep's ``context`` column, else derived."""
+    derived_needed = CONTEXT_COLUMN not in trials.columns or "sparsity_raw" in trials.columns
+    if not derived_needed:
+        column = trials[CONTEXT_COLUMN]
+        if column.notna().all():
+            return column.astype(str)
+    parts = pd.DataFrame({"dataset": trials["dataset"], "model": trials["model"],
+                          "sparsity": trials["sparsity"].astype(np.float64), "epochs": _budget(trials)})
+    codes, uniques = pd.MultiIndex.from_frame(parts).factorize()
+    names = np.array([context_id(dict(zip(DEFAULT_CONTEXT_KEYS, (d, m, float(s), _int(e)))))
+                      for d, m, s, e in uniques], dtype=object)
+    derived = pd.Series(names[codes], index=trials.index)
+    if not derived_needed:
+        derived = trials[CONTEXT_COLUMN].where(trials[CONTEXT_COLUMN].notna(), derived)
+    return derived.astype(str)
+
+
+def _int(value):
+    try:
+        return int(value) if float(value).is_integer() else value
+    except (TypeError, ValueError):
+        return value
+
+
+def hyperparameter_columns(results: Results) -> list[str]:
+    """Config columns that tell two configs of one choice apart (lr, iterations, ...)."""
+    return [c for c in results.extra_config_columns if c not in NOT_HYPERPARAMETERS]
+
+
+def _lookup(epochs: pd.DataFrame, tix: np.ndarray, epoch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(val_acc, test_acc) of each (tix, epoch) pair from the epochs table; NaN where absent."""
+    val = np.full(len(tix), np.nan)
+    test = np.full(len(tix), np.nan)
+    if epochs.empty or len(tix) == 0:
+        return val, test
+    span = int(max(epochs["epoch"].max(), np.nanmax(epoch) if len(epoch) else 0)) + 2
+    keys = epochs["tix"].to_numpy(np.int64) * span + epochs["epoch"].to_numpy(np.int64)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    wanted = tix.astype(np.int64) * span + np.nan_to_num(epoch, nan=-1).astype(np.int64)
+    pos = np.searchsorted(sorted_keys, wanted)
+    pos = np.minimum(pos, len(sorted_keys) - 1)
+    hit = sorted_keys[pos] == wanted
+    rows = order[pos[hit]]
+    ev = epochs["val_acc"].to_numpy(np.float64) if "val_acc" in epochs.columns else np.full(len(epochs), np.nan)
+    et = epochs["test_acc"].to_numpy(np.float64) if "test_acc" in epochs.columns else np.full(len(epochs), np.nan)
+    val[hit] = ev[rows]
+    test[hit] = et[rows]
+    return val, test
+
+
+def _reached(results: Results) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs reached, has epoch rows) per trial (indexed by tix)."""
+    trials = results.trials
+    n = len(trials)
+    reached = np.zeros(n, dtype=np.float64)
+    has_rows = np.zeros(n, dtype=bool)
+    epochs = results.epochs
+    if not epochs.empty and "epoch" in epochs.columns:
+        tix = epochs["tix"].to_numpy(np.int64)
+        ok = np.isfinite(epochs["test_acc"].to_numpy(np.float64)) if "test_acc" in epochs.columns else np.ones(len(tix), bool)
+        ep = epochs["epoch"].to_numpy(np.float64)
+        np.maximum.at(reached, tix[ok], ep[ok])
+        has_rows[tix[ok]] = True
+    fallback = ~has_rows & trials["test_acc"].notna().to_numpy()
+    if "epochs_run" in trials.columns:
+        run = trials["epochs_run"].to_numpy(np.float64)
+    else:
+        run = np.full(n, np.nan)
+    completed = (trials["status"] == "completed").to_numpy()
+    run = np.where(np.isfinite(run) & (run > 0), run,
+                   np.where(completed, trials["max_epochs"].to_numpy(np.float64), np.nan))
+    reached[fallback] = np.nan_to_num(run[fallback], nan=0.0)
+    return reached, has_rows
+
+
+def scored_trials(results: Results) -> pd.DataFrame:
+    """One row per trial that has an accuracy at its context's common epoch.
+
+    Columns: tix, context, dataset, model, sparsity, max_epochs, seed, method, allocation,
+    control, status, completed, reached, common_epoch, val, acc (val / test accuracy at the
+    common epoch), config (integer id of the hyperparameter values), selected (the config picked
+    by validation accuracy for its context x method x allocation x control).
+    ``scoring_meta(results)`` holds the accounting: ``n_failed`` (failed trials left out),
+    ``n_without_accuracy`` (trials with no accuracy at the common epoch), ``contexts`` (a table
+    per context: common_epoch, budget, n_trials, n_completed).
+    """
+    return _scored(results)[0]
+
+
+def scoring_meta(results: Results) -> dict:
+    """{n_failed, n_without_accuracy, contexts}: what ``scored_trials`` left out, and per context
+    its common epoch and completion counts."""
+    return _scored(results)[1]
+
+
+def _scored(results: Results) -> tuple[pd.DataFrame, dict]:
+    key = id(results)
+    cached = _CACHE.get(key)
+    if cached is not None and cached[0] is results:
+        return cached[1], cached[2]
+    trials = results.trials
+    reached, has_rows = _reached(results)
+    frame = pd.DataFrame({
+        "tix": trials["tix"].to_numpy(np.int64),
+        "context": context_of(trials).to_numpy(),
+        "dataset": trials["dataset"].to_numpy(), "model": trials["model"].to_numpy(),
+        "sparsity": trials["sparsity"].to_numpy(np.float64),
+        "max_epochs": trials["max_epochs"].to_numpy(),
+        "seed": trials["seed"].to_numpy(),
+        "method": trials["method"].to_numpy(), "allocation": trials["allocation"].to_numpy(),
+        "control": trials["control"].to_numpy(), "status": trials["status"].to_numpy(),
+        "reached": reached,
+    })
+    frame["completed"] = (frame["status"] == "completed") & (frame["reached"] >= frame["max_epochs"].astype(np.float64))
+    failed = (frame["status"] == STATUS_FAILED).to_numpy()
+    usable = ~failed & (reached > 0)
+    common = frame.loc[usable].groupby("context", sort=False)["reached"].min()
+    frame["common_epoch"] = frame["context"].map(common).to_numpy(np.float64)
+    val, acc = _lookup(results.epochs, frame["tix"].to_numpy(), frame["common_epoch"].to_numpy())
+    # Trials without epoch rows: their reported accuracy counts at the epoch they reported it.
+    own = ~has_rows & (reached == frame["common_epoch"].to_numpy())
+    trial_val = trials["val_acc"].to_numpy(np.float64) if "val_acc" in trials.columns else np.full(len(trials), np.nan)
+    val[own] = trial_val[own]
+    acc[own] = trials["test_acc"].to_numpy(np.float64)[own]
+    frame["val"] = val
+    frame["acc"] = acc
+    contexts = frame.loc[~(frame["method"] == DENSE_METHOD)].groupby("context", sort=True).agg(
+        dataset=("dataset", "first"), model=("model", "first"), sparsity=("sparsity", "first"),
+        max_epochs=("max_epochs", "first"), common_epoch=("common_epoch", "first"),
+        n_trials=("tix", "size"), n_completed=("completed", "sum"),
+        n_stopped=("status", lambda s: int((s == "stopped").sum()))).reset_index()
+    contexts["completion_rate"] = contexts["n_completed"] / contexts["n_trials"]
+    n_failed = int(failed.sum())
+    kept = usable & np.isfinite(acc)
+    n_without = int((~failed & ~kept).sum())
+    frame = frame.loc[kept].copy()
+    hyper = hyperparameter_columns(results)
+    if hyper:
+        config = trials.iloc[frame["tix"].to_numpy()][hyper]
+        frame["config"] = config.groupby(hyper, dropna=False, sort=False).ngroup().to_numpy()
+    else:
+        frame["config"] = 0
+    frame["selected"] = _select(frame)
+    frame = frame.reset_index(drop=True)
+    meta = {"n_failed": n_failed, "n_without_accuracy": n_without, "contexts": contexts}
+    _CACHE.clear()  # one Results at a time: the analysis of a table, not a growing store
+    _CACHE[key] = (results, frame, meta)
+    return frame, meta
+
+
+def _select(frame: pd.DataFrame) -> np.ndarray:
+    cell = ["context", "method", "allocation", "control"]
+    if frame.empty:
+        return np.zeros(0, dtype=bool)
+    score = frame["val"].where(frame["val"].notna(), frame["acc"])
+    means = frame.assign(_score=score).groupby(cell + ["config"], dropna=False, observed=True, sort=False)["_score"].mean()
+    means = means.reset_index()
+    best = means.loc[means.groupby(cell, dropna=False, observed=True, sort=False)["_score"].idxmax().dropna()]
+    chosen = frame[cell + ["config"]].merge(best[cell + ["config"]].assign(_pick=True), on=cell + ["config"], how="left")
+    return chosen["_pick"].eq(True).to_numpy()
+
+
+def context_table(results: Results) -> pd.DataFrame:
+    """Per context: {context, dataset, model, sparsity, max_epochs, common_epoch, n_trials,
+    n_completed, n_stopped, completion_rate} (the dense reference left out)."""
+    return scoring_meta(results)["contexts"]
