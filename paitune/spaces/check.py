@@ -173,9 +173,9 @@ def _check_allocation_search(space: Space) -> None:
 def _check_context(space: Space) -> None:
     """Context keys are trial config keys other than the choices and the seed, and a context
     parameter lists its values: contexts are covered by design, so they must be enumerable."""
-    from paitune.spaces.context import NOT_CONTEXT
+    from paitune.spaces.context import DEFAULT_CONTEXT_KEYS, NOT_CONTEXT
 
-    for i, key in enumerate(space.context or ()):
+    for i, key in enumerate(space.context or DEFAULT_CONTEXT_KEYS):
         where = f"context[{i}]"
         if key in NOT_CONTEXT:
             raise PaituneError(
