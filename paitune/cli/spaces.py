@@ -51,9 +51,17 @@ def describe(space) -> list[str]:
         lines.append(f"  {name}: {what}{when}")
     if space.allocation_search is not None:
         lines.append(f"  allocation searched: family {space.allocation_search.family}")
+    from paitune.spaces.compile import compile_space
+
+    compiled = compile_space(space)
+    arms = compiled.control_arms
+    lines.append(f"  context: {', '.join(compiled.context_keys)} ({len(compiled.contexts())} contexts, each covered; "
+                 "the other parameters are the choices compared within a context)")
+    if arms:
+        lines.append(f"  control arms: {', '.join(arms)} (each sampled trial also runs with each, as its paired control)")
     lines.append(f"  seeds {space.seeds}; scheduler {space.scheduler.type}; objectives "
                  + ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives)
-                 + f"; {space.num_samples} trials by default")  # fmt: skip
+                 + f"; {space.num_samples} sampled trials by default")  # fmt: skip
     return lines
 
 
