@@ -14,9 +14,12 @@ SWEEP_NAME ?= default-$(shell date +%Y%m%d-%H%M%S)
 SWEEP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test sweep bench clean
+.PHONY: install install-dev test test-fast lint sweep bench clean
 
+# install: what a sweep needs; install-dev adds the test and lint stack (pytest, a local S3 server, ruff).
 install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,11 +27,19 @@ $(VENV)/.installed: pyproject.toml
 ifneq ($(HAS_GPU),yes)
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 endif
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-test: install
+test: install-dev
 	$(BIN)/python -m pytest -q --timeout=1200 $(PYTEST_ARGS)
+
+# The inner loop: no Ray, no slow multi-process tests (a minute or two).
+test-fast: install-dev
+	$(BIN)/python -m pytest -q --timeout=600 -m "not slow and not ray" $(PYTEST_ARGS)
 
 sweep: install
 	$(BIN)/paitune sweep default --out $(SWEEP_OUT) --name $(SWEEP_NAME) $(SWEEP_ARGS)

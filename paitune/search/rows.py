@@ -51,6 +51,9 @@ CONFIG_COLUMN_TYPES = {k: t for k, t in _CONFIG_TYPES.items() if k in TRIAL_KEYS
 assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_KEYS)
 
 # Keys of the trial function's reports (paitune.search.trainable writes them).
+EPOCH_KEY = "epoch"
+MAX_EPOCHS_KEY = "max_epochs"
+STATUS_KEY = "pai_status"
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc", "seconds")
 LAYERS_KEY = "layers_json"
 HISTORY_KEY = "history_json"

@@ -51,17 +51,13 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from paitune.errors import PaituneError, unknown_choice
-from paitune.search.rows import HISTORY_KEY, written_trial_ids
+from paitune.search.rows import EPOCH_KEY, HISTORY_KEY, MAX_EPOCHS_KEY, STATUS_KEY, written_trial_ids
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import SEED_PARAM, CompiledSpace
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2", "gp")
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 
-# Keys of every result the trial function reports (see paitune.search.trainable).
-EPOCH_KEY = "epoch"
-MAX_EPOCHS_KEY = "max_epochs"
-STATUS_KEY = "pai_status"
 
 REPLICATE_ATTR = "replicate_of"  # user attr of an enqueued replicate: the Optuna number it repeats
 GRID_ATTR = "grid_point"  # user attr of an enqueued grid point

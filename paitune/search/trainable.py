@@ -39,8 +39,8 @@ import ray
 import torch
 from ray import tune
 
-from paitune.search.rows import HISTORY_KEY, LAYERS_KEY, VERSIONS_KEY
-from paitune.search.searcher import EPOCH_KEY, MAX_EPOCHS_KEY, STATUS_KEY
+# Not the searcher: a trial worker needs its report keys, not Optuna.
+from paitune.search.rows import EPOCH_KEY, HISTORY_KEY, LAYERS_KEY, MAX_EPOCHS_KEY, STATUS_KEY, VERSIONS_KEY
 from paitune.spaces.config import config_hash, trial_config
 
 CHECKPOINT_FILE = "trial.pt"
@@ -50,7 +50,7 @@ NAN = float("nan")
 
 
 def versions() -> dict[str, str]:
-    import optuna
+    from importlib.metadata import version
 
     import paitune
 
@@ -58,7 +58,7 @@ def versions() -> dict[str, str]:
         "paitune": paitune.__version__,
         "torch": torch.__version__,
         "ray": ray.__version__,
-        "optuna": optuna.__version__,
+        "optuna": version("optuna"),  # without importing it into every trial worker
         "python": platform.python_version(),
     }
 
