@@ -50,13 +50,12 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from paitune.errors import PaituneError, unknown_choice
+from paitune.errors import PaituneError
 from paitune.search.rows import EPOCH_KEY, HISTORY_KEY, MAX_EPOCHS_KEY, STATUS_KEY, written_trial_ids
+from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS, make_sampler  # noqa: F401 (re-exported)
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import SEED_PARAM, CompiledSpace
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2", "gp")
-SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 
 
 REPLICATE_ATTR = "replicate_of"  # user attr of an enqueued replicate: the Optuna number it repeats
@@ -71,26 +70,6 @@ DENSE_ATTR = "dense_references"  # study user attr: Tune trial id -> index of th
 MAX_REDRAWS = 20  # sampler repeats in a row before an untried point of a finite space is picked
 MAX_ENUMERATED = 100_000  # a finite space with more configs than this is never enumerated
 QUEUED = -1  # the storage id recorded for a queued config (it gets a real one when asked)
-
-
-def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler for ``--sampler NAME``."""
-    if name not in SAMPLERS:
-        raise unknown_choice("sampler", name, SAMPLERS)
-    if name in SINGLE_OBJECTIVE_SAMPLERS and n_objectives > 1:
-        raise PaituneError(f"--sampler {name} handles one objective; the space has {n_objectives}: use nsga2 or tpe")
-    if name == "tpe":
-        # constant_liar: trials running in parallel are treated as bad, so the workers spread out
-        # instead of all sampling the same promising region.
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    if name in ("random", "grid"):
-        # grid: every point is enqueued up front; the sampler only fills what the queue does not fix.
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.GPSampler(seed=seed)
 
 
 def trial_outcome(result: dict | None, error: bool) -> str:

@@ -40,7 +40,7 @@ from paitune.spaces.schema import PerLayerAllocation
 from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
 from paitune.search.tune_state import serialized_snapshots
-from paitune.search.searcher import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
+from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 from paitune.search.study_store import STUDY_FILE, study_storage
 from paitune.storage import Location, is_uri, locate
 
@@ -304,7 +304,7 @@ def build_searcher(plan: SweepPlan, tune_trials=None):
     import optuna
 
     from paitune.search.contexts import ContextSearch
-    from paitune.search.searcher import make_sampler
+    from paitune.search.samplers import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = study_storage(plan.experiment_dir)
