@@ -61,6 +61,8 @@ class PlantedSpec:
     dense_column: bool = False  # add the dense_test_acc column (the context's planted dense accuracy)
     data_free_methods: tuple[str, ...] = ("random", "magnitude", "synflow")
     sparsity_jitter: float = 0.0
+    method_seed_effect: float = 0.0  # std of a per-(method, seed) offset: a method x seed interaction
+    dataset_effects: dict[str, float] = field(default_factory=dict)  # dataset -> accuracy offset
 
     @property
     def n_dense(self) -> int:
@@ -148,6 +150,12 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
     for name, effect in spec.method_effects.items():
         hit = method == name
         accuracy[hit] += np.asarray(effect(s[hit]), dtype=np.float64)
+    for name, offset in spec.dataset_effects.items():
+        accuracy[grid["dataset"].to_numpy() == name] += offset
+    if spec.method_seed_effect:
+        methods, codes = np.unique(method, return_inverse=True)
+        table = extra_rng.normal(0.0, spec.method_seed_effect, (len(methods), spec.seeds))
+        accuracy += np.where(is_dense, 0.0, table[codes, grid["seed"].to_numpy()])
     for (name, ctrl), offset in spec.control_effects.items():
         accuracy[(method == name) & (control == ctrl)] += offset
     collapsed = np.zeros(n, dtype=bool)
@@ -182,6 +190,11 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
     # Accuracy after each epoch: saturating curve towards the final value, plus noise.
     final_test = accuracy
     final_val = np.clip(accuracy + rng.normal(0.0, spec.noise / 2, n), 0, 1)
+    # What a trial reports is its accuracy at the last epoch it ran: the final value for a trial
+    # that ran its budget, the curve's value at the epoch a stopped (or diverged) trial ended.
+    ended_early = epochs_run < budget
+    at_end = np.where(ended_early, 1.0 - np.exp(-3.0 * epochs_run / budget), 1.0)
+    reported_test, reported_val = final_test * at_end, final_val * at_end
 
     config = grid.drop(columns=["repeat"]).assign(lr=lr, epochs=budget)
     config_json = _config_json(config)
@@ -200,9 +213,9 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         "seed": grid["seed"].to_numpy(dtype=np.int64),
         "epochs_run": epochs_run,
         "max_epochs": budget,
-        "val_acc": np.where(status == "failed", np.nan, final_val),
-        "best_val_acc": np.where(status == "failed", np.nan, final_val),
-        "test_acc": np.where(status == "failed", np.nan, final_test),
+        "val_acc": np.where(status == "failed", np.nan, reported_val),
+        "best_val_acc": np.where(status == "failed", np.nan, reported_val),
+        "test_acc": np.where(status == "failed", np.nan, reported_test),
         "density_achieved": density,
         "params_kept": params_kept,
         "params_total": params_total,
@@ -229,6 +242,10 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
     trials = trials.append_column("proxy_signal", pa.array(final_test + rng.normal(0, spec.noise, n)))
     trials = trials.append_column("proxy_noise", pa.array(rng.normal(0, 1, n)))
     trials = trials.append_column("proxy_size", pa.array(np.log(params_kept + 1.0) * (1 + extra_rng.normal(0, 1e-4, n))))
+    if spec.dataset_effects:
+        # Shifted between datasets like accuracy, pure noise within each dataset.
+        shift = grid["dataset"].map(spec.dataset_effects).fillna(0.0).to_numpy(dtype=np.float64)
+        trials = trials.append_column("proxy_dataset", pa.array(shift * 100 + extra_rng.normal(0, 1, n)))
     if spec.dense_column:
         truth = spec.dense_accuracy + seed_offset
         if spec.dense:  # the sweep writes the dense trial's own result
@@ -239,7 +256,7 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
 
     return {
         "trials": trials,
-        "epochs": _epochs_table(spec, rng, trial_id, epochs_run, budget, final_val, final_test),
+        "epochs": _epochs_table(spec, rng, trial_id, epochs_run, budget, reported_val, reported_test),
         "layers": _layers_table(spec, trial_id, grid, density, collapsed),
     }
 
@@ -258,7 +275,7 @@ def _config_json(config: pd.DataFrame) -> np.ndarray:
     return (parts + "}").to_numpy(dtype=object)
 
 
-def _epochs_table(spec, rng, trial_id, epochs_run, max_epochs, final_val, final_test) -> pa.Table:
+def _epochs_table(spec, rng, trial_id, epochs_run, max_epochs, reported_val, reported_test) -> pa.Table:
     counts = epochs_run
     total = int(counts.sum())
     row_trial = np.repeat(np.arange(len(counts)), counts)
@@ -267,12 +284,17 @@ def _epochs_table(spec, rng, trial_id, epochs_run, max_epochs, final_val, final_
     budget = max_epochs[row_trial]
     progress = 1.0 - np.exp(-3.0 * epoch / budget)
     noise = rng.normal(0.0, spec.noise, total)
-    val = np.clip(final_val[row_trial] * progress + noise, 0, 1)
+    # The curve heads for the trial's full-budget accuracy; reported_* / at_end recovers it.
+    at_end = np.where(epochs_run < max_epochs, 1.0 - np.exp(-3.0 * epochs_run / max_epochs), 1.0)
+    final_test, final_val = reported_test / np.maximum(at_end, 1e-12), reported_val / np.maximum(at_end, 1e-12)
     test = np.clip(final_test[row_trial] * progress + noise, 0, 1)
+    # Validation and test sets are disjoint: their noise is independent (drawn last, so the other
+    # draws do not move).
+    val = np.clip(final_val[row_trial] * progress + rng.normal(0.0, spec.noise, total), 0, 1)
     # The last epoch run carries exactly the trial's reported accuracies.
     last = epoch == counts[row_trial]
-    val[last] = final_val[row_trial][last]
-    test[last] = final_test[row_trial][last]
+    val[last] = reported_val[row_trial][last]
+    test[last] = reported_test[row_trial][last]
     return pa.Table.from_pydict({
         "schema_version": np.full(total, SCHEMA_VERSION, dtype=np.int32),
         "experiment": np.full(total, spec.experiment, dtype=object),
@@ -320,3 +342,54 @@ def write_results(root: str | Path, name: str, spec: PlantedSpec, *, files_per_t
         for part, start in enumerate(range(0, max(len(table), 1), step)):
             pq.write_table(table.slice(start, step), folder / f"part-{part:05d}.parquet")
     return out
+
+
+def results_from_tables(tables: dict[str, pa.Table], source: str = "memory"):
+    """A ``paitune.analysis.Results`` straight from ``generate_tables`` (no Parquet round trip):
+    what ``load_results`` would give for one experiment, for fast simulation tests."""
+    from paitune.analysis.load import Results
+
+    trials = tables["trials"].to_pandas()
+    trials.insert(0, "tix", np.arange(len(trials), dtype=np.int64))
+    index = pd.Series(np.arange(len(trials)), index=trials["trial_id"].to_numpy())
+    frames = {}
+    for name in ("epochs", "layers"):
+        frame = tables[name].to_pandas()
+        tix = index.reindex(frame["trial_id"].to_numpy()).to_numpy()
+        frame = frame.drop(columns=["experiment", "trial_id", "schema_version"])
+        frame.insert(0, "tix", tix.astype(np.int64))
+        frames[name] = frame
+    return Results(trials=trials, epochs=frames["epochs"], layers=frames["layers"], sources=(source,))
+
+
+def planted_results(spec: PlantedSpec):
+    return results_from_tables(generate_tables(spec), spec.experiment)
+
+
+def asha_censor(results, rung: int, keep: float = 1.0 / 3.0):
+    """The same trials as if ASHA had stopped, at epoch ``rung``, every unmodified trial outside
+    the top ``keep`` of its context (dataset x model x sparsity x budget, all seeds together) by
+    validation accuracy there; control trials (paired arms) stop with their unmodified partner.
+    Stopped trials keep their epochs up to ``rung`` and report the accuracies of that epoch."""
+    from paitune.analysis.load import Results
+
+    trials = results.trials.copy()
+    epochs = results.epochs
+    at_rung = epochs.loc[epochs["epoch"] == rung].set_index("tix")
+    trials["_val"] = trials["tix"].map(at_rung["val_acc"])
+    context = ["dataset", "model", "sparsity", "max_epochs"]
+    base = trials.loc[(trials["control"] == "none") & (trials["method"] != "dense")]
+    share = base.groupby(context)["_val"].rank(ascending=False, pct=True)
+    stopped_base = base.loc[share > keep]
+    pair = context + ["method", "allocation", "seed", "lr"]
+    stop = trials[pair].merge(stopped_base[pair].drop_duplicates().assign(_stop=True), on=pair, how="left")["_stop"]
+    stop = stop.eq(True).to_numpy() & (trials["status"] == "completed").to_numpy() & (trials["max_epochs"] > rung).to_numpy()
+    trials.loc[stop, "status"] = "stopped"
+    trials.loc[stop, "epochs_run"] = rung
+    trials.loc[stop, "val_acc"] = trials.loc[stop, "tix"].map(at_rung["val_acc"]).to_numpy()
+    trials.loc[stop, "best_val_acc"] = trials.loc[stop, "val_acc"].to_numpy()
+    trials.loc[stop, "test_acc"] = trials.loc[stop, "tix"].map(at_rung["test_acc"]).to_numpy()
+    stopped_tix = trials.loc[stop, "tix"].to_numpy()
+    drop = np.isin(epochs["tix"].to_numpy(), stopped_tix) & (epochs["epoch"].to_numpy() > rung)
+    return Results(trials=trials.drop(columns="_val"), epochs=epochs.loc[~drop].reset_index(drop=True),
+                   layers=results.layers, sources=results.sources)

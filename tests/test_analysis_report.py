@@ -19,9 +19,10 @@ from planted import PlantedSpec, write_results
 CONTRACT = {
     "trials": {"experiment", "status", "n"},
     "accuracy_vs_sparsity": {"method", "allocation", "control", "sparsity", "n", "mean", "ci_low", "ci_high"},
-    "rankings": {"factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "verdict"},
+    "rankings": {"factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "verdict",
+                 "n_units", "p_adjusted"},
     "concordance": {"factor", "kendall_w", "n_contexts"},
-    "sanity": {"method", "control", "delta", "ci_low", "ci_high", "n", "verdict"},
+    "sanity": {"method", "control", "delta", "ci_low", "ci_high", "n", "verdict", "n_units", "p_adjusted"},
     "proxies": {"proxy", "spearman", "kendall", "ci_low", "ci_high", "n"},
     "importance": {"param", "importance"},
     "early_vs_final": {"epoch", "spearman", "n"},
@@ -41,16 +42,16 @@ HEADINGS = ["Trials", "Accuracy vs sparsity", "Standard operating points", "Gene
             "Sanity checks", "PaI vs after-training (IMP)", "Layerwise profiles", "Layer collapse",
             "Zero-cost proxies", "Hyperparameter importance", "Early vs final", "Pareto front"]
 IMAGES = ("accuracy_vs_sparsity", "operating_points", "rankings", "sanity", "pai_vs_imp", "layer_profiles",
-          "proxies", "proxy_size_bias", "pareto")
+          "proxies", "proxy_size_bias", "pareto", "critical_difference")
 
 
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
     spec = PlantedSpec(
         methods=("alpha", "beta", "gamma", "random", "imp"), allocations=("global", "erk", "searched"),
-        controls=("none", "shuffle", "corrupt_labels"), sparsities=(0.5, 0.75, 0.9, 0.97, 0.98), seeds=3,
+        controls=("none", "shuffle", "corrupt_labels"), sparsities=(0.5, 0.75, 0.9, 0.97, 0.98), seeds=5,
         stopped_fraction=0.15, failed_fraction=0.03, dense=True,
-        method_effects={"alpha": lambda s: 0.05 + 0 * s, "imp": lambda s: 0.02 + 0 * s},
+        method_effects={"alpha": lambda s: 0.15 + 0 * s, "imp": lambda s: 0.02 + 0 * s},
         control_effects={("alpha", "shuffle"): -0.1}, collapse_at={"gamma": 0.98},
     )
     return write_results(tmp_path_factory.mktemp("res"), "planted", spec, files_per_table=2)
@@ -74,12 +75,12 @@ def test_summary_json_contract(report):
             assert keys <= set(record), (section, keys - set(record))
             # Flat records: no nested containers anywhere.
             assert all(v is None or isinstance(v, (str, int, float, bool)) for v in record.values())
-    verdicts = {"robust_winner", "context_dependent", "no_difference", "robust_loser", "too_few_runs"}
+    verdicts = {"robust_winner", "context_dependent", "no_difference", "inconclusive", "robust_loser", "too_few_runs"}
     assert {r["verdict"] for r in summary["rankings"]} <= verdicts
     alpha = [r for r in summary["rankings"] if r["factor"] == "method" and r["choice"] == "alpha"]
     assert alpha[0]["verdict"] == "robust_winner"
     assert {r["status"] for r in summary["trials"]} == {"completed", "stopped", "failed", "diverged"}
-    assert sum(r["n"] for r in summary["trials"]) == 5 * 3 * 3 * 5 * 3 + 3  # + one dense trial per seed
+    assert sum(r["n"] for r in summary["trials"]) == 5 * 3 * 3 * 5 * 5 + 5  # + one dense trial per seed
     for section, keys in NEW_COLUMNS.items():
         for record in summary[section]:
             assert keys <= set(record), (section, keys - set(record))

@@ -19,8 +19,9 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import alive, kill_session, session_pids, start_paitune
+from paitune.search.contexts import load_context_studies, study_trials
 from paitune.search.searcher import superseded_trials
-from paitune.search.study_store import load_study
+from paitune.search.study_store import study_storage
 
 EPOCHS = 3
 NUM_SAMPLES = 6
@@ -30,6 +31,7 @@ settings: {{dataset: digits, model: mlp, epochs: {EPOCHS}, batch_size: 64, lr: 0
 params:
   method: {{type: categorical, choices: [random, magnitude, snip]}}
   sparsity: {{type: categorical, choices: [0.5, 0.9, 0.99]}}
+  control: {{type: categorical, choices: [none, shuffle]}}
 seeds: [0, 1]
 scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
 num_samples: {NUM_SAMPLES}
@@ -52,16 +54,18 @@ def tune_trial_ids(root: Path) -> set[str]:
     return {json.loads(trial_json)["trial_id"] for trial_json, _ in state["trial_data"]}
 
 
-def check_sweep_is_whole(root: Path, name: str, num_samples: int, epochs: int) -> pd.DataFrame:
-    """The budget's trials exactly once (no config run twice), every epoch once, no temporary or
-    truncated file, every trial Tune holds written, and the Optuna study agrees with the tables."""
+def check_sweep_is_whole(root: Path, name: str, num_samples: int, epochs: int, arms: int = 0, dense: int = 2) -> pd.DataFrame:
+    """The budget's trials exactly once (no config run twice), each sampled trial's ``arms`` control
+    arms exactly once (stopped at its partner's epoch), ``dense`` references, every epoch once, no
+    temporary or truncated file, every trial Tune holds written, and the Optuna studies (one per
+    context) agree with the tables."""
     for table in ("trials", "epochs", "layers"):
         folder = root / table
         assert not [p.name for p in folder.iterdir() if not p.name.endswith(".parquet")], table
         for path in folder.glob("*.parquet"):
             pq.read_table(path)  # a truncated file would raise here
     trials = pd.read_parquet(root / "trials")
-    assert len(trials) == num_samples and trials.trial_id.is_unique
+    assert len(trials) == num_samples * (1 + arms) + dense and trials.trial_id.is_unique
     assert not trials.config_hash.duplicated().any(), trials[["trial_id", "config_hash"]]
     # Tune's latest snapshot misses the trials that finished after the one the resume restored
     # (the searcher keeps the budget), but every trial it holds has its row.
@@ -77,17 +81,30 @@ def check_sweep_is_whole(root: Path, name: str, num_samples: int, epochs: int) -
     assert set(layers.trial_id) == set(trials.trial_id)
     assert not layers.duplicated(["trial_id", "layer"]).any()
 
-    study = load_study(root, name)
-    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    studies = load_context_studies(study_storage(root), name)
     by_tune_id: dict[str, list] = {}
-    replaced = superseded_trials(study.trials)
-    for t in study.trials:
-        if "tune_trial_id" in t.user_attrs and not t.user_attrs.get("orphaned") and t.number not in replaced:
-            by_tune_id.setdefault(t.user_attrs["tune_trial_id"], []).append(t)
-    sampled = trials[trials.method != "dense"]
-    assert sorted(by_tune_id) == sorted(sampled.trial_id)  # dense references bypass the sampler
-    dense = trials[trials.method == "dense"]
-    assert len(dense) == 2 and (dense.status == "completed").all()  # one per seed, full budget
+    for context, study in studies.items():
+        assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+        replaced = superseded_trials(study.trials)  # numbers are per study
+        for t in study.trials:
+            if "tune_trial_id" in t.user_attrs and not t.user_attrs.get("orphaned") and t.number not in replaced:
+                by_tune_id.setdefault(t.user_attrs["tune_trial_id"], []).append(t)
+                assert trials.set_index("trial_id").loc[t.user_attrs["tune_trial_id"], "context"] == context
+    sampled = trials[(trials.method != "dense") & (trials.control == "none")]
+    # dense references and control arms bypass the samplers
+    assert sorted(by_tune_id) == sorted(sampled.trial_id)
+    assert len(sampled) == num_samples
+    dense_rows = trials[trials.method == "dense"]
+    assert len(dense_rows) == dense and (dense_rows.status == "completed").all()  # one per seed, full budget
+    arm_rows = trials[(trials.method != "dense") & (trials.control != "none")]
+    assert len(arm_rows) == num_samples * arms
+    partner = {(r.context, r.method, r.allocation, r.seed): r for r in sampled.itertuples()}
+    for arm in arm_rows.itertuples():  # every arm pairs with one sampled trial, at its epoch
+        mate = partner[(arm.context, arm.method, arm.allocation, arm.seed)]
+        assert arm.epochs_run == mate.epochs_run, (arm.trial_id, arm.epochs_run, mate.trial_id, mate.epochs_run)
+    if arms:
+        pairs = arm_rows.groupby(["context", "method", "allocation", "seed"]).control.nunique()
+        assert len(pairs) == num_samples and (pairs == arms).all()
     for row in sampled.itertuples():
         (t,) = by_tune_id[row.trial_id]
         expected = TrialState.COMPLETE if row.status == "completed" else TrialState.PRUNED
@@ -97,12 +114,16 @@ def check_sweep_is_whole(root: Path, name: str, num_samples: int, epochs: int) -
     return trials
 
 
-def _asha_records(root: Path) -> set[tuple[float, str, float]]:
+def _asha_records(root: Path) -> set[tuple[str, float, str, float]]:
+    """(context, milestone, trial id, score) of every record on ASHA's rungs (asha.json)."""
     path = root / "asha.json"
     if not path.exists():
         return set()
     state = json.loads(path.read_text())
-    return {(float(m), tid, float(v)) for bracket in state["brackets"] for m, rec in bracket for tid, v in rec.items()}
+    return {
+        (ctx, float(m), tid, float(v))
+        for ctx, rungs in state["rungs"].items() for m, rec in rungs.items() for tid, v in rec.items()
+    }  # fmt: skip
 
 
 def _wait_for(predicate, proc, timeout):
@@ -160,7 +181,8 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, point
     spawned_sessions.append(second.pid)
     assert _wait(second, 300) == 0, (tmp_path / "second.log").read_text()[-3000:]
 
-    trials = check_sweep_is_whole(root, name, NUM_SAMPLES + 2, EPOCHS)  # + a dense reference per seed
+    # each sampled trial with its shuffle arm, + a dense reference per seed
+    trials = check_sweep_is_whole(root, name, NUM_SAMPLES, EPOCHS, arms=1, dense=2)
     assert set(written_before) <= set(trials.trial_id)  # rows written before the kill are kept
     # ASHA's rungs came back: every record made before the kill is still there.
     assert rungs_before <= _asha_records(root)
@@ -210,7 +232,6 @@ num_samples: 2
         assert bad.val_acc == pytest.approx(mine.sort_values("epoch").val_acc.iloc[-1])
     else:
         assert pd.isna(bad.val_acc)
-    study = load_study(out / "d", "d")
-    states = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    states = {t.user_attrs["tune_trial_id"]: t for t in study_trials(study_storage(out / "d"), "d")}
     assert states[bad.trial_id].state == TrialState.FAIL and states[bad.trial_id].user_attrs["pai_status"] == "diverged"
     assert states[good.trial_id].state == TrialState.COMPLETE

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-from paitune.search.asha import PersistentASHA
+from paitune.search.asha import ContextASHA
 from paitune.search.ray_procs import descendants, reap_orphans, record_processes
 from paitune.search.searcher import ORPHAN_ATTR, RETRY_ATTR, PaiOptunaSearch
 from paitune.search.tune_trials import TuneTrialIds
@@ -29,12 +29,13 @@ class FakeController:
 
 
 def _asha(path, tune_trials=None):
-    return PersistentASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
-                          reduction_factor=2, state_path=path, tune_trials=tune_trials)  # fmt: skip
+    # min_rung_trials=1: a result is compared with every one recorded at its rung before it
+    return ContextASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
+                       reduction_factor=2, min_rung_trials=1, state_path=path, tune_trials=tune_trials)  # fmt: skip
 
 
-def _trial(tid, method="snip"):
-    return SimpleNamespace(trial_id=tid, config={"method": method})
+def _trial(tid, method="snip", seed=0, control="none"):
+    return SimpleNamespace(trial_id=tid, config={"method": method, "seed": seed, "control": control})
 
 
 def test_asha_rungs_and_stop_decisions_survive_a_restart(tmp_path):
@@ -42,35 +43,45 @@ def test_asha_rungs_and_stop_decisions_survive_a_restart(tmp_path):
     ctl = FakeController()
     registry = TuneTrialIds()
     first = _asha(path, registry)
+    # three configs of one context (seeds 0, 1, 2): each its own pair
+    trial = {tid: _trial(tid, seed=i) for i, tid in enumerate("abc")}
     for tid in "abc":
-        first.on_trial_add(ctl, _trial(tid))
+        first.on_trial_add(ctl, trial[tid])
     assert registry.ids == {"a", "b", "c"}  # every trial Tune adds is recorded for the searcher
     # rung 1 (each result is compared with the median of those recorded before it):
     # a is first (no cutoff), b 0.95 >= 0.9, c 0.1 < median(0.9, 0.95)
-    assert first.on_trial_result(ctl, _trial("a"), {"epoch": 1, "val_acc": 0.9}) == TrialScheduler.CONTINUE
-    assert first.on_trial_result(ctl, _trial("b"), {"epoch": 1, "val_acc": 0.95}) == TrialScheduler.CONTINUE
-    assert first.on_trial_result(ctl, _trial("c"), {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.STOP
-    assert first.on_trial_result(ctl, _trial("a"), {"epoch": 2, "val_acc": 0.95}) == TrialScheduler.CONTINUE
+    assert first.on_trial_result(ctl, trial["a"], {"epoch": 1, "val_acc": 0.9}) == TrialScheduler.CONTINUE
+    assert first.on_trial_result(ctl, trial["b"], {"epoch": 1, "val_acc": 0.95}) == TrialScheduler.CONTINUE
+    assert first.on_trial_result(ctl, trial["c"], {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.STOP
+    assert first.on_trial_result(ctl, trial["a"], {"epoch": 2, "val_acc": 0.95}) == TrialScheduler.CONTINUE
     before = first.rungs()
-    assert before[0][-1][1] == {"a": 0.9, "b": 0.95, "c": 0.1}
+    ((context, rungs),) = before.items()  # one context, its rungs lowest milestone first
+    assert context == "dataset=digits,model=mlp,sparsity=0.9,epochs=10"  # the default context of these configs
+    assert rungs == [(1, {"a": 0.9, "b": 0.95, "c": 0.1}), (2, {"a": 0.95})]
 
     import pickle
 
     # What Tune restores on --resume: the scheduler as pickled when the Tuner was built (empty)...
     restored = pickle.loads(pickle.dumps(_asha(path)))
-    restored.on_trial_add(ctl, _trial("b"))
-    restored.on_trial_add(ctl, _trial("c"))
+    restored.on_trial_add(ctl, trial["b"])
+    restored.on_trial_add(ctl, trial["c"])
     # ...and it reads the rungs back the first time it is used.
     assert restored.rungs() == before
     # c re-runs from its checkpoint: it is stopped where it was stopped, whatever the rung says now
-    assert restored.on_trial_result(ctl, _trial("c"), {"epoch": 1, "val_acc": 0.99}) == TrialScheduler.STOP
+    assert restored.on_trial_result(ctl, trial["c"], {"epoch": 1, "val_acc": 0.99}) == TrialScheduler.STOP
     # b's epoch-2 result meets a's pre-restart record (0.95) on rung 2: below it, stopped
-    assert restored.on_trial_result(ctl, _trial("b"), {"epoch": 2, "val_acc": 0.5}) == TrialScheduler.STOP
-    assert json.loads(path.read_text())["stopped_at"] == {"c": 1.0, "b": 2.0}
+    assert restored.on_trial_result(ctl, trial["b"], {"epoch": 2, "val_acc": 0.5}) == TrialScheduler.STOP
+    # c's control arm, started after the restart, stops where c was stopped before it
+    arm = _trial("c-shuffle", seed=2, control="shuffle")
+    restored.on_trial_add(ctl, arm)
+    assert restored.on_trial_result(ctl, arm, {"epoch": 1, "val_acc": 0.99}) == TrialScheduler.STOP
+    state = json.loads(path.read_text())
+    assert state["stopped_at"] == {"c": 1.0, "b": 2.0, "c-shuffle": 1.0} and state["num_stopped"] == 3
+    assert sorted(state["pair_stopped"].values()) == [1.0, 2.0]
 
 
 def test_stock_asha_forgets_its_rungs_when_restored():
-    # The problem PersistentASHA solves, shown on Ray's own class.
+    # The problem ContextASHA's state file solves, shown on Ray's own class.
     from ray.tune.schedulers import ASHAScheduler
 
     stock = ASHAScheduler(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1, reduction_factor=2)
@@ -346,3 +357,75 @@ def test_a_driver_killed_before_queueing_a_replicate_has_it_queued_on_resume(tmp
     assert resumed.suggest("e") == "FINISHED"
     ran = [tuple(sorted(t.params.items())) for t in study.trials if "tune_trial_id" in t.user_attrs]
     assert len(ran) == len(set(ran)) == 4
+
+
+CONTROL_SPACE = """
+name: s
+settings: {dataset: digits, model: mlp, epochs: 2}
+params:
+  method: {type: categorical, choices: [random, magnitude, snip]}
+  sparsity: {type: categorical, choices: [0.5, 0.9]}
+  control: {type: categorical, choices: [none, shuffle]}
+seeds: [0]
+"""
+
+
+def test_an_arm_written_before_its_partner_is_not_run_again_when_the_partner_is_retried(tmp_path):
+    """The sweep's searcher (ContextSearch) after a restart: a shuffle arm that finished (and was
+    written) while its partner was still running, both after Tune's last snapshot. The partner is
+    neither held nor written: its config runs again (a retry); the arm must not."""
+    from paitune.search.asha import pair_key
+    from paitune.search.contexts import ContextSearch
+    from paitune.search.study_store import study_storage
+
+    compiled = compile_space(load_space_text(CONTROL_SPACE))
+    results = tmp_path / "results"
+
+    def searcher(held):
+        return ContextSearch(compiled, metric="val_acc", mode="max", storage=study_storage(tmp_path), study_name="s",
+                             sampler_factory=lambda i: optuna.samplers.RandomSampler(seed=i), budget=4,
+                             dense=compiled.dense_references(), results=results, tune_trials=held)  # fmt: skip
+
+    first = searcher(TuneTrialIds())
+    configs = {tid: first.suggest(tid) for tid in ("d0", "s1", "a1", "s2", "a2")}
+    assert [configs[t]["control"] for t in ("s1", "a1", "s2", "a2")] == ["none", "shuffle"] * 2
+    assert configs["d0"]["method"] == "dense" and pair_key(configs["s1"]) == pair_key(configs["a1"])
+    snapshot = tmp_path / "searcher.json"
+    first.save(str(snapshot))
+    _written(results, "d0", "a1")  # Tune's snapshot holds only d0; a1 finished after it, s1 runs on
+    held = TuneTrialIds()
+    held.add("d0")
+    resumed = searcher(held)
+    resumed.restore(str(snapshot))
+    new = []
+    for i in range(20):
+        config = resumed.suggest(f"n{i}")
+        if not isinstance(config, dict):
+            assert config == "FINISHED"
+            break
+        new.append(config)
+    ran = [configs["d0"], configs["a1"], *new]  # what the sweep ran in all: kept rows + the resume's
+    keys = [(pair_key(c), c["control"]) for c in ran]
+    assert len(keys) == len(set(keys))  # nothing ran twice
+    sampled = [c for c in ran if c["method"] != "dense" and c["control"] == "none"]
+    arms = [c for c in ran if c["control"] == "shuffle"]
+    assert len(sampled) == 4 and sorted(map(pair_key, arms)) == sorted(map(pair_key, sampled))
+    assert pair_key(configs["s1"]) in map(pair_key, sampled)  # the lost partner's config ran again
+
+
+def test_a_retried_partner_stops_where_its_first_run_and_its_arm_stopped(tmp_path):
+    """A partner stopped before the driver died, its row never written and Tune not holding it, runs
+    again under a new Tune trial: it stops at the epoch its arm stopped at, whatever the rung says."""
+    ctl = FakeController()
+    asha = _asha(tmp_path / "asha.json")
+    others = [_trial(tid, seed=i) for i, tid in enumerate("xy", start=1)]
+    for trial, acc in zip(others, (0.9, 0.95)):
+        assert asha.on_trial_result(ctl, trial, {"epoch": 1, "val_acc": acc}) == TrialScheduler.CONTINUE
+    partner, arm = _trial("p", seed=0), _trial("p-shuffle", seed=0, control="shuffle")
+    assert asha.on_trial_result(ctl, partner, {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.STOP
+    assert asha.on_trial_result(ctl, arm, {"epoch": 1, "val_acc": 0.5}) == TrialScheduler.STOP
+    restored = _asha(tmp_path / "asha.json")
+    retry = _trial("p-retry", seed=0)  # same config, new Tune trial
+    assert restored.on_trial_result(ctl, retry, {"epoch": 1, "val_acc": 0.99}) == TrialScheduler.STOP
+    (rungs,) = restored.rungs().values()
+    assert "p-retry" not in rungs[0][1]  # the config is on the rung once

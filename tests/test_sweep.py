@@ -19,7 +19,8 @@ from paitune.search.parquet_io import write_table_atomic
 from paitune.search.rows import trials_schema
 from paitune.search.searcher import DUPLICATE_ATTR, MAX_REDRAWS, PaiOptunaSearch, trial_outcome
 from paitune.search.sink import ParquetSink
-from paitune.search.study_store import load_study
+from paitune.search.contexts import study_trials
+from paitune.search.study_store import study_storage
 from paitune.search.trainable import CHECKPOINT_FILE, load_checkpoint
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.search.sweep import SweepOptions, plan_sweep
@@ -342,7 +343,10 @@ def _plan(tmp_path, **kwargs):
         ({"sampler": "cmaes", "sets": ["objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"]},
          "handles one objective"),
         ({"sets": ["dataset=cifar10", "data_root=/nonexistent/data"]}, "not found; set data_root"),
-        ({"sampler": "grid", "space": "zero_cost"}, "continuous range"),
+        # a float range is a choice only outside the context (a context parameter must list its values)
+        ({"sampler": "grid", "space": "zero_cost",
+          "sets": ["params.sparsity={type: float, low: 0.5, high: 0.9}", "context=[dataset, model, epochs]"]},
+         "continuous range"),
     ],
 )
 def test_bad_sweep_input_is_rejected_before_anything_is_written(tmp_path, kwargs, expected, monkeypatch):
@@ -383,7 +387,10 @@ def test_out_that_is_a_file_and_names_in_use(tmp_path):
 
 def test_grid_plan_counts_the_points(tmp_path):
     plan = _plan(tmp_path, space="sanity", sampler="grid")
-    assert plan.num_samples == 144  # 4 methods x 2 sparsities x 6 controls x 3 seeds
+    # 4 methods x 2 sparsities (the contexts) x 3 seeds sampled; the 5 controls other than none run as
+    # the paired arms of each, beside one dense reference per seed
+    assert plan.num_samples == 24 and plan.arms_per_trial == 5
+    assert plan.total_trials == 24 * (1 + 5) + 3
 
 
 # ---- one real sweep -----------------------------------------------------------------------------
@@ -400,7 +407,8 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
                                    max_concurrent=2, verbose=0, tune_logs=True))  # fmt: skip
     grid = execute_sweep(plan)
     root = tmp_path / "real"
-    assert len(grid) == 8 + 2 and not grid.errors  # 8 sampled + the dense reference of each seed
+    # 8 sampled, each with its paired shuffle arm, + the dense reference of each seed
+    assert len(grid) == 8 * 2 + 2 and not grid.errors
     trials = pd.read_parquet(root / "trials").set_index("trial_id")
     dense = trials[trials.method == "dense"]
     assert sorted(dense.seed) == [0, 1] and (dense.sparsity == 0).all() and (dense.allocation == "global").all()
@@ -438,13 +446,28 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
     assert (trials.status == "stopped").sum() >= 1  # ASHA cut some trials
     assert (trials.status == "completed").sum() >= 1
 
-    study = load_study(root, "real")
+    # every trial's context is its dataset, model, sparsity and budget
+    for row in trials.itertuples():
+        assert row.context == f"dataset=digits,model=mlp,sparsity={row.sparsity!r},epochs=3"
+    # controls are never sampled: each sampled trial (control none) has one shuffle arm, the same
+    # config and seed, stopped at the epoch its partner was stopped at
+    sampled, arms = pruned[pruned.control == "none"], pruned[pruned.control == "shuffle"]
+    assert len(sampled) == len(arms) == 8 and set(pruned.control) == {"none", "shuffle"}
+    partner = {(r.context, r.method, r.allocation, r.seed): r for r in sampled.itertuples()}
+    assert len(partner) == 8
+    for arm in arms.itertuples():
+        mate = partner.pop((arm.context, arm.method, arm.allocation, arm.seed))
+        assert arm.epochs_run == mate.epochs_run and arm.status == mate.status
+    assert not partner
+
+    study_rows = study_trials(study_storage(root), "real")
     # paitune's own state sits beside Tune's experiment folder, never inside it
     assert (root / "tune").is_dir() and not list((root / "tune").glob("sweep.json"))
     assert (root / "asha.json").exists() and not (root / "ray.pids").exists()
-    states = {t.user_attrs["tune_trial_id"]: t for t in study.trials if "tune_trial_id" in t.user_attrs}
-    assert sorted(states) == sorted(pruned.index)  # the dense references never reach the sampler
-    assert len([t for t in study.trials if DUPLICATE_ATTR not in t.user_attrs]) == 8  # repeats are told, never run
+    states = {t.user_attrs["tune_trial_id"]: t for t in study_rows if "tune_trial_id" in t.user_attrs}
+    # the dense references and the control arms never reach a sampler
+    assert sorted(states) == sorted(sampled.index)
+    assert len([t for t in study_rows if DUPLICATE_ATTR not in t.user_attrs]) == 8  # repeats are told, never run
     for tid, t in states.items():
         row = trials.loc[tid]
         if row.status == "stopped":
@@ -507,10 +530,10 @@ def test_dense_references_are_handed_out_first_and_never_reach_optuna(tmp_path):
 def test_asha_never_stops_or_records_the_dense_reference(tmp_path):
     from ray.tune.schedulers import TrialScheduler
 
-    from paitune.search.asha import PersistentASHA
+    from paitune.search.asha import ContextASHA
 
-    asha = PersistentASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
-                          reduction_factor=2, state_path=tmp_path / "asha.json")  # fmt: skip
+    asha = ContextASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
+                       reduction_factor=2, min_rung_trials=1, state_path=tmp_path / "asha.json")  # fmt: skip
     ctl = SimpleNamespace(checkpoint=lambda **kw: None)
     good, dense = SimpleNamespace(trial_id="g", config={"method": "snip"}), SimpleNamespace(trial_id="d", config={"method": "dense"})
     asha.on_trial_add(ctl, good)
@@ -518,7 +541,12 @@ def test_asha_never_stops_or_records_the_dense_reference(tmp_path):
     assert asha.on_trial_result(ctl, good, {"epoch": 1, "val_acc": 0.9}) == TrialScheduler.CONTINUE
     assert asha.on_trial_result(ctl, dense, {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.CONTINUE
     asha.on_trial_complete(ctl, dense, {"epoch": 4, "val_acc": 0.99})
-    assert all("d" not in rec for bracket in asha.rungs() for _, rec in bracket)
+    # a worse pruned trial of the same context is stopped where the dense reference was not
+    worse = SimpleNamespace(trial_id="w", config={"method": "snip"})
+    assert asha.on_trial_result(ctl, worse, {"epoch": 1, "val_acc": 0.5}) == TrialScheduler.STOP
+    rungs = asha.rungs()
+    assert rungs and all("d" not in rec for ctx in rungs.values() for _, rec in ctx)
+    assert any("g" in rec for ctx in rungs.values() for _, rec in ctx)
 
 
 SPARSE_SPACE = """
@@ -581,7 +609,7 @@ def test_checkpoint_interval(ray_session, tmp_path, every, per_trial):
                                    num_samples=2, max_concurrent=2, verbose=0, checkpoint_every_s=every))  # fmt: skip
     execute_sweep(plan)
     trial_dirs = sorted((tmp_path / "c" / "tune").glob("trial_*"))
-    assert len(trial_dirs) == 3  # 2 sampled + the dense reference
+    assert len(trial_dirs) == 5  # 2 sampled, their 2 shuffle arms, and the dense reference
     for trial_dir in trial_dirs:
         assert not list(trial_dir.glob("result.json"))  # Tune's own logs only with --tune-logs
         checkpoints = sorted(trial_dir.glob("checkpoint_*"))
@@ -589,7 +617,7 @@ def test_checkpoint_interval(ray_session, tmp_path, every, per_trial):
         if checkpoints:
             assert [load_checkpoint(c / CHECKPOINT_FILE)["trainer"]["epoch"] for c in checkpoints] == [1, 2, 3]
     epochs = pd.read_parquet(tmp_path / "c" / "epochs")
-    assert len(epochs) == 3 * 3  # every epoch reported either way
+    assert len(epochs) == 5 * 3  # every epoch reported either way
 
 
 @pytest.mark.ray
@@ -618,8 +646,9 @@ def test_reports_only_where_needed_and_every_epoch_still_lands(ray_session, tmp_
                 assert reported[tid] == list(range(1, row.epochs_run + 1))
         if every:  # the dense reference runs all 4 epochs: its epoch 3 came with epoch 4's report
             assert any(r[-1] == 4 and 3 not in r for r in reported.values())
-        study = load_study(tmp_path / name, name)
-        for t in study.trials:
+        study_rows = study_trials(study_storage(tmp_path / name), name)  # every context's study
+        assert len([t for t in study_rows if "tune_trial_id" in t.user_attrs]) >= 6
+        for t in study_rows:
             if "tune_trial_id" in t.user_attrs and t.state in (TrialState.PRUNED, TrialState.COMPLETE):
                 ran = int(trials.loc[t.user_attrs["tune_trial_id"], "epochs_run"])
                 assert sorted(t.intermediate_values) == list(range(1, ran + 1))

@@ -15,7 +15,8 @@ import pytest
 from paitune.errors import PaituneError
 from paitune.search.parquet_io import TMP_PREFIX, write_table_atomic
 from paitune.search.sink import remove_incomplete_trials
-from paitune.search.study_store import load_study
+from paitune.search.contexts import study_trials
+from paitune.search.study_store import study_storage
 from paitune.search.sweep import SweepOptions, execute_sweep, plan_sweep
 from paitune.storage import locate
 
@@ -80,7 +81,7 @@ def test_sweep_to_a_uri_then_analyze_and_resume_elsewhere(ray_session, tmp_path,
     assert resumed.options.sampler == "random" and resumed.num_samples == 3
     execute_sweep(resumed)
     assert json.loads((state / "u" / "sweep.json").read_text())["options"]["name"] == "u"
-    assert len(load_study(state / "u", "u").trials) >= 3
+    assert len(study_trials(study_storage(state / "u"), "u")) >= 3  # every context's study came back
     again = pd.read_parquet(remote / "trials")
     assert sorted(again.trial_id) == sorted(trials.trial_id)  # nothing ran twice
 

@@ -4,9 +4,14 @@ Every function takes a ``Results`` (``load_results(DIR/NAME, ...)``) and returns
 DataFrames, for notebooks; ``analyze`` runs them all and ``write_report`` writes report.html,
 summary.json (format: ``paitune.analysis.summary``) and the PNG plots.
 
-"Final accuracy" is ``test_acc`` of completed trials; stopped, failed and diverged trials are
-counted beside every average, never dropped silently. The dense (unpruned) trials are the
-reference every accuracy is compared with (gap to dense), not a competing method.
+Comparisons are like with like (``paitune.analysis.common``): within a context (dataset x model x
+sparsity x budget), every trial counts with its test accuracy at the last epoch all trials of the
+context reached, so stopped trials are data; per choice x context the config is picked by
+validation accuracy. Verdicts treat the seed as the independent unit (t-intervals over seeds,
+Holm-adjusted tests, equivalence tests for "no effect"; ``docs/analysis.md``). The descriptive
+tables show the final accuracy (``test_acc`` of completed trials) with stopped, failed and
+diverged trials counted beside every average. The dense (unpruned) trials are the reference
+every accuracy is compared with (gap to dense), not a competing method.
 """
 
 from paitune.analysis.accuracy import (

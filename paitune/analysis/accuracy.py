@@ -1,8 +1,10 @@
 """Trial accounting and accuracy vs sparsity.
 
-"Final accuracy" throughout the analysis is ``test_acc`` of **completed** trials (those that ran
-their full budget). Stopped (ASHA), failed and diverged trials have no final accuracy; they are
-never dropped silently: every table that averages accuracies carries their counts beside it.
+"Final accuracy" in these descriptive tables is ``test_acc`` of **completed** trials (those that
+ran their full budget); stopped (ASHA), failed and diverged trials are counted beside every
+average, never dropped silently. Comparisons between trials (gaps to dense here; rankings,
+sanity, IMP, proxies elsewhere) use the accuracy at each context's common epoch instead, which
+stopped trials have too (``paitune.analysis.common``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pandas as pd
 
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
-from paitune.analysis.reference import DENSE_METHOD, NO_DENSE, dense_per_seed, with_gap
+from paitune.analysis.reference import DENSE_METHOD, NO_DENSE, common_epoch_gaps
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
 from paitune.results_schema import STATUS_COMPLETED, STATUSES
 
@@ -67,25 +69,30 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     Stopped/failed/diverged trials of the cell are counted in ``n_stopped``/``n_failed``/``n_diverged``.
 
     Beside sparsity: ``compression`` = 1 / (1 - sparsity). Beside the accuracy: the gap to the
-    dense reference of the same context, paired by seed (``paitune.analysis.reference``):
+    dense reference of the same context, paired by seed and compared at the context's common
+    epoch over every trial that reached it, stopped ones included (``paitune.analysis.reference.
+    common_epoch_gaps``; it equals mean - dense_mean when nothing was stopped):
     ``gap`` (mean over seeds of accuracy - dense accuracy), ``gap_ci_low``/``gap_ci_high``,
     ``n_gap`` (seeds with a reference), ``dense_mean``; ``gap_note`` = "no_dense_reference" when
     no seed of the cell has one (gap null), "too_few_runs" when one seed has.
     """
     done = completed_trials(results)
-    done = with_gap(done, dense_per_seed(results))
     per_seed = (
         done.groupby(CELL_COLUMNS + ["seed"], dropna=False, observed=True)
-        .agg(acc=("test_acc", "mean"), trials=("test_acc", "size"), gap=("gap", "mean"),
-             dense_acc=("dense_acc", "mean"))
+        .agg(acc=("test_acc", "mean"), trials=("test_acc", "size"))
         .reset_index()
     )
     table = grouped_mean_ci(per_seed, CELL_COLUMNS, "acc", n_boot=n_boot, seed=seed)
     n_trials = per_seed.groupby(CELL_COLUMNS, dropna=False, observed=True)["trials"].sum()
     table = table.merge(n_trials.rename("n_trials").reset_index(), on=CELL_COLUMNS, how="left")
-    gaps = grouped_mean_ci(per_seed, CELL_COLUMNS, "gap", n_boot=n_boot, seed=seed).rename(columns={
+    # The gap compares like with like: every trial with an accuracy at its context's common
+    # epoch (stopped ones too) against the dense model at that same epoch, paired by seed.
+    gap_rows = common_epoch_gaps(results)
+    gap_seed = (gap_rows.groupby(CELL_COLUMNS + ["seed"], dropna=False, observed=True)
+                .agg(gap=("gap", "mean"), dense_acc=("dense_acc", "mean")).reset_index())
+    gaps = grouped_mean_ci(gap_seed, CELL_COLUMNS, "gap", n_boot=n_boot, seed=seed).rename(columns={
         "n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"})
-    paired = per_seed.loc[per_seed["gap"].notna()]
+    paired = gap_seed.loc[gap_seed["gap"].notna()]
     dense_mean = paired.groupby(CELL_COLUMNS, dropna=False, observed=True)["dense_acc"].mean()
     gaps = gaps.merge(dense_mean.rename("dense_mean").reset_index(), on=CELL_COLUMNS, how="left")
     table = table.merge(gaps, on=CELL_COLUMNS, how="left")

@@ -10,8 +10,18 @@ averaged first (IMP's across its allocations too: it is one reference per contex
 ``n`` = pairs. Sparsity levels are matched exactly (after the binning of continuously sampled
 sparsity, ``paitune.analysis.levels``); a level IMP did not reach has no row.
 
-Verdict: ``too_few_runs`` (fewer than MIN_RUNS_CI pairs: no CI), ``below_imp`` (CI below 0),
-``above_imp`` (CI above 0), ``matches_imp`` (CI includes 0: no difference shown at this n).
+Every trial counts with its test accuracy at its context's common epoch (the last epoch every
+trial of the context reached, IMP's included: ``paitune.analysis.common``), and per method x
+context the config with the best validation accuracy is used. The unit is the seed: ``gap`` is
+the mean over seeds of accuracy(method) - accuracy(IMP), with a Student-t 95% interval over the
+paired seeds; ``n`` = ``n_units`` = paired seeds; ``p_adjusted`` = the t-test p of gap = 0,
+Holm-adjusted over every row; ``p_equivalent`` = the TOST p of |gap| < EQUIVALENCE_MARGIN
+(each equivalence claim tested on its own at 5%; the multiplicity correction guards the claims
+of a difference); ``epoch`` = the common epoch compared at (mean over the row's contexts).
+
+Verdict: ``too_few_runs`` (fewer than MIN_UNITS paired seeds), ``below_imp`` / ``above_imp``
+(p_adjusted < 0.05, gap below / above 0), ``matches_imp`` (equivalent: p_equivalent
+< 0.05), else ``inconclusive``.
 """
 
 from __future__ import annotations
@@ -19,41 +29,50 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from paitune.analysis.accuracy import completed_methods
+from paitune.analysis.common import DENSE_METHOD, scored_trials
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
-from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
+from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
 IMP_METHOD = "imp"
+EQUIVALENCE_MARGIN = 0.01  # accuracy (fraction): matches_imp means |gap| < 1 point, shown by TOST
 LEVEL_KEYS = ["dataset", "model", "max_epochs", "sparsity"]
 CELL = LEVEL_KEYS + ["method", "allocation"]
 
 
 def pai_vs_imp(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
-    """{dataset, model, max_epochs, method, allocation, sparsity, compression, n, mean_method,
-    mean_imp, gap, ci_low, ci_high, verdict}; empty when the sweep has no completed IMP trial."""
+    """{dataset, model, max_epochs, method, allocation, sparsity, compression, n, n_units,
+    mean_method, mean_imp, gap, ci_low, ci_high, verdict, p_adjusted, p_equivalent,
+    epoch}; empty when the sweep has no IMP trial with an accuracy."""
     columns = ["dataset", "model", "max_epochs", "method", "allocation", "sparsity", "compression", "n",
-               "mean_method", "mean_imp", "gap", "ci_low", "ci_high", "verdict"]
-    done = completed_methods(results)
-    done = done.loc[done["control"] == "none"]
+               "n_units", "mean_method", "mean_imp", "gap", "ci_low", "ci_high", "verdict", "p_adjusted",
+               "p_equivalent", "epoch"]
+    scored = scored_trials(results)
+    done = scored.loc[scored["selected"] & (scored["control"] == "none") & (scored["method"] != DENSE_METHOD)]
     imp = done.loc[done["method"] == IMP_METHOD]
     if imp.empty:
         return pd.DataFrame(columns=columns)
-    reference = (imp.groupby(LEVEL_KEYS + ["seed"], observed=True)["test_acc"].mean()
+    reference = (imp.groupby(LEVEL_KEYS + ["seed"], observed=True)["acc"].mean()
                  .rename("acc_imp").reset_index())
     others = done.loc[done["method"] != IMP_METHOD]
-    per_seed = (others.groupby(CELL + ["seed"], observed=True)["test_acc"].mean()
-                .rename("acc").reset_index())
+    per_seed = (others.groupby(CELL + ["seed"], observed=True)
+                .agg(acc=("acc", "mean"), epoch=("common_epoch", "mean")).reset_index())
     pairs = per_seed.merge(reference, on=LEVEL_KEYS + ["seed"], how="inner")
     if pairs.empty:
         return pd.DataFrame(columns=columns)
     pairs["gap"] = pairs["acc"] - pairs["acc_imp"]
-    table = grouped_mean_ci(pairs, CELL, "gap", n_boot=n_boot, seed=seed).rename(columns={"mean": "gap"})
-    means = pairs.groupby(CELL, observed=True).agg(mean_method=("acc", "mean"), mean_imp=("acc_imp", "mean"))
+    table = grouped_t_test(pairs, CELL, "gap", margin=EQUIVALENCE_MARGIN).rename(columns={"mean": "gap"})
+    means = pairs.groupby(CELL, observed=True).agg(mean_method=("acc", "mean"), mean_imp=("acc_imp", "mean"),
+                                                   epoch=("epoch", "mean"))
     table = table.merge(means.reset_index(), on=CELL)
+    table["n"] = table["n_units"]
     table["compression"] = compression_ratio(table["sparsity"])
+    tested = (table["n_units"] >= MIN_UNITS).to_numpy()
+    table["p_adjusted"] = holm(np.where(tested, table["p"], np.nan))
+    table["p_equivalent"] = np.where(tested, table["p_equivalent"], np.nan)
     table["verdict"] = np.select(
-        [table["n"] < MIN_RUNS_CI, table["ci_high"] < 0, table["ci_low"] > 0],
-        ["too_few_runs", "below_imp", "above_imp"], "matches_imp")
+        [~tested, (table["p_adjusted"] < ALPHA) & (table["gap"] < 0), (table["p_adjusted"] < ALPHA) & (table["gap"] > 0),
+         table["p_equivalent"] < ALPHA],
+        ["too_few_runs", "below_imp", "above_imp", "matches_imp"], "inconclusive")
     return table[columns].sort_values(["dataset", "model", "max_epochs", "method", "allocation", "sparsity"]
                                       ).reset_index(drop=True)

@@ -98,8 +98,21 @@ def _lookup(epochs: pd.DataFrame, tix: np.ndarray, epoch: np.ndarray) -> tuple[n
     return val, test
 
 
+_REACHED: dict[int, tuple] = {}
+
+
 def _reached(results: Results) -> tuple[np.ndarray, np.ndarray]:
     """(epochs reached, has epoch rows) per trial (indexed by tix)."""
+    cached = _REACHED.get(id(results))
+    if cached is not None and cached[0] is results:
+        return cached[1], cached[2]
+    reached, has_rows = _compute_reached(results)
+    _REACHED.clear()
+    _REACHED[id(results)] = (results, reached, has_rows)
+    return reached, has_rows
+
+
+def _compute_reached(results: Results) -> tuple[np.ndarray, np.ndarray]:
     trials = results.trials
     n = len(trials)
     reached = np.zeros(n, dtype=np.float64)
@@ -174,11 +187,11 @@ def _scored(results: Results) -> tuple[pd.DataFrame, dict]:
     acc[own] = trials["test_acc"].to_numpy(np.float64)[own]
     frame["val"] = val
     frame["acc"] = acc
-    contexts = frame.loc[~(frame["method"] == DENSE_METHOD)].groupby("context", sort=True).agg(
+    contexts = frame.assign(_stopped=(frame["status"] == "stopped").to_numpy())
+    contexts = contexts.loc[(frame["method"] != DENSE_METHOD).to_numpy()].groupby("context", sort=True).agg(
         dataset=("dataset", "first"), model=("model", "first"), sparsity=("sparsity", "first"),
         max_epochs=("max_epochs", "first"), common_epoch=("common_epoch", "first"),
-        n_trials=("tix", "size"), n_completed=("completed", "sum"),
-        n_stopped=("status", lambda s: int((s == "stopped").sum()))).reset_index()
+        n_trials=("tix", "size"), n_completed=("completed", "sum"), n_stopped=("_stopped", "sum")).reset_index()
     contexts["completion_rate"] = contexts["n_completed"] / contexts["n_trials"]
     n_failed = int(failed.sum())
     kept = usable & np.isfinite(acc)
@@ -214,3 +227,24 @@ def context_table(results: Results) -> pd.DataFrame:
     """Per context: {context, dataset, model, sparsity, max_epochs, common_epoch, n_trials,
     n_completed, n_stopped, completion_rate} (the dense reference left out)."""
     return scoring_meta(results)["contexts"]
+
+
+def reached_epochs(results: Results) -> np.ndarray:
+    """Epochs each trial reached (indexed by tix): the last epoch with an accuracy in the epochs
+    table, else ``epochs_run`` (else the budget for a completed trial); 0 when unknown."""
+    return _reached(results)[0]
+
+
+def accuracy_at(results: Results, tix: np.ndarray, epoch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(val_acc, test_acc) of trials ``tix`` at ``epoch`` (arrays of equal length): from the
+    epochs table, else the trial's reported accuracy when ``epoch`` is the epoch it reached."""
+    tix = np.asarray(tix, dtype=np.int64)
+    epoch = np.asarray(epoch, dtype=np.float64)
+    val, test = _lookup(results.epochs, tix, epoch)
+    reached, has_rows = _reached(results)
+    own = ~has_rows[tix] & (reached[tix] == epoch)
+    trials = results.trials
+    if "val_acc" in trials.columns:
+        val[own] = trials["val_acc"].to_numpy(np.float64)[tix[own]]
+    test[own] = trials["test_acc"].to_numpy(np.float64)[tix[own]]
+    return val, test

@@ -30,7 +30,8 @@ def default_profile_sparsity(results: Results) -> float | None:
 def _layers_with_trials(results: Results, sparsity: float | None) -> pd.DataFrame:
     trials = without_dense(results)
     trials = trials.loc[trials["control"] == "none",
-                        ["tix", "model", "method", "allocation", "sparsity", "status", "test_acc", "trial_id"]]
+                        ["tix", "model", "method", "allocation", "sparsity", "status", "test_acc", "trial_id"]
+                        + (["val_acc"] if "val_acc" in trials.columns else [])]
     if sparsity is not None:
         trials = trials.loc[np.isclose(trials["sparsity"], sparsity)]
     return results.layers.merge(trials, on="tix", how="inner")
@@ -54,7 +55,8 @@ def layer_profiles(results: Results, sparsity: float | None = None) -> pd.DataFr
 
 
 def searched_profiles(results: Results, sparsity: float | None = None) -> pd.DataFrame:
-    """For searched allocations: the best per-layer profile found (highest completed test_acc)
+    """For searched allocations: the best per-layer profile found (highest validation accuracy
+    among completed trials; its test_acc shown)
     beside the mean ERK / uniform profiles and each method's own global profile.
 
     {model, profile, layer_index, layer, density, test_acc, n}; empty when nothing was searched.
@@ -69,8 +71,10 @@ def searched_profiles(results: Results, sparsity: float | None = None) -> pd.Dat
     if searched.empty:
         return pd.DataFrame(columns=columns)
     parts = []
-    per_trial = searched.groupby(["model", "tix"], observed=True)["test_acc"].first().reset_index()
-    best = per_trial.loc[per_trial.groupby("model")["test_acc"].idxmax()]
+    # Picked by validation accuracy (test_acc only where a trial has none), reported on test.
+    pick = searched["val_acc"].fillna(searched["test_acc"]) if "val_acc" in searched.columns else searched["test_acc"]
+    per_trial = searched.assign(_pick=pick).groupby(["model", "tix"], observed=True)["_pick"].first().reset_index()
+    best = per_trial.loc[per_trial.groupby("model")["_pick"].idxmax()]
     chosen = searched.loc[searched["tix"].isin(best["tix"])]
     parts.append(chosen.assign(
         profile="searched best: " + chosen["method"] + "/" + chosen["allocation"] + " (" + chosen["trial_id"] + ")",
@@ -84,27 +88,30 @@ def searched_profiles(results: Results, sparsity: float | None = None) -> pd.Dat
 
 
 def layer_collapse(results: Results) -> pd.DataFrame:
-    """The highest sparsity each method x allocation reaches without collapse.
+    """The highest sparsity each method x allocation reaches without collapse, per dataset x model
+    (collapse is a property of a network, so models are never pooled).
 
     Levels are scanned from the lowest sparsity up; ``max_sparsity_without_collapse`` is the last
     level before the first level where any trial collapsed (null if the lowest already did,
     ``first_collapse_sparsity`` null if none ever did).
-    {method, allocation, max_sparsity_without_collapse, first_collapse_sparsity, n_trials, n_collapsed, n_levels}
+    {dataset, model, method, allocation, max_sparsity_without_collapse, first_collapse_sparsity,
+    n_trials, n_collapsed, n_levels}
     """
+    keys = ["dataset", "model", "method", "allocation"]
     trials = without_dense(results)
     trials = trials.loc[(trials["control"] == "none") & trials["collapsed"].notna()]
-    per_level = trials.groupby(["method", "allocation", "sparsity"], observed=True).agg(
+    per_level = trials.groupby(keys + ["sparsity"], observed=True).agg(
         any_collapsed=("collapsed", "any"), n=("collapsed", "size"), n_collapsed=("collapsed", "sum")).reset_index()
-    per_level = per_level.sort_values(["method", "allocation", "sparsity"])
-    first = (per_level.loc[per_level["any_collapsed"]].groupby(["method", "allocation"])["sparsity"].min()
+    per_level = per_level.sort_values(keys + ["sparsity"])
+    first = (per_level.loc[per_level["any_collapsed"]].groupby(keys)["sparsity"].min()
              .rename("first_collapse_sparsity"))
-    per_level = per_level.merge(first.reset_index(), on=["method", "allocation"], how="left")
+    per_level = per_level.merge(first.reset_index(), on=keys, how="left")
     safe = per_level.loc[per_level["first_collapse_sparsity"].isna()
                          | (per_level["sparsity"] < per_level["first_collapse_sparsity"])]
-    best = safe.groupby(["method", "allocation"])["sparsity"].max().rename("max_sparsity_without_collapse")
-    totals = per_level.groupby(["method", "allocation"]).agg(
+    best = safe.groupby(keys)["sparsity"].max().rename("max_sparsity_without_collapse")
+    totals = per_level.groupby(keys).agg(
         n_trials=("n", "sum"), n_collapsed=("n_collapsed", "sum"), n_levels=("n", "size"))
     table = totals.join(best).join(first).reset_index()
     table["n_collapsed"] = table["n_collapsed"].astype("int64")
-    return table[["method", "allocation", "max_sparsity_without_collapse", "first_collapse_sparsity",
-                  "n_trials", "n_collapsed", "n_levels"]]
+    return table[keys + ["max_sparsity_without_collapse", "first_collapse_sparsity",
+                         "n_trials", "n_collapsed", "n_levels"]]

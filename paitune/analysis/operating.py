@@ -22,7 +22,7 @@ import pandas as pd
 from paitune.analysis.accuracy import completed_methods
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
-from paitune.analysis.reference import NO_DENSE, dense_per_seed, with_gap, without_dense
+from paitune.analysis.reference import NO_DENSE, common_epoch_gaps, without_dense
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
 
 CORE_RATIOS = (2, 4, 8, 16, 32)
@@ -54,19 +54,26 @@ def operating_points(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED
     done = done.loc[done["control"] == "none"]
     raw = done["sparsity_raw"] if "sparsity_raw" in done.columns else done["sparsity"]
     ratio = match_ratio(raw.to_numpy(dtype=np.float64), tolerance=tolerance)
-    done = with_gap(done.assign(ratio=ratio, raw_sparsity=raw.to_numpy(dtype=np.float64)),
-                    dense_per_seed(results))
+    done = done.assign(ratio=ratio, raw_sparsity=raw.to_numpy(dtype=np.float64))
     matched = done.loc[np.isfinite(done["ratio"])]
     cell = KEYS + ["ratio"]
     per_seed = matched.groupby(cell + ["seed"], observed=True).agg(
-        acc=("test_acc", "mean"), gap=("gap", "mean"), dense_acc=("dense_acc", "mean"),
-        trials=("test_acc", "size"), sparsity=("raw_sparsity", "mean")).reset_index()
+        acc=("test_acc", "mean"), trials=("test_acc", "size"), sparsity=("raw_sparsity", "mean")).reset_index()
     table = grouped_mean_ci(per_seed, cell, "acc", n_boot=n_boot, seed=seed)
-    gaps = grouped_mean_ci(per_seed, cell, "gap", n_boot=n_boot, seed=seed).rename(columns={
+    # Gaps at the common epoch over every trial that reached it (reference.common_epoch_gaps).
+    gap_rows = common_epoch_gaps(results)
+    gap_rows = gap_rows.loc[(gap_rows["control"] == "none") & (gap_rows["method"] != "dense")]
+    trials = results.trials
+    gap_raw = (trials["sparsity_raw"] if "sparsity_raw" in trials.columns else trials["sparsity"]).to_numpy(
+        dtype=np.float64)[gap_rows["tix"].to_numpy()]
+    gap_rows = gap_rows.assign(ratio=match_ratio(gap_raw, tolerance=tolerance))
+    gap_seed = gap_rows.loc[np.isfinite(gap_rows["ratio"])].groupby(cell + ["seed"], observed=True).agg(
+        gap=("gap", "mean"), dense_acc=("dense_acc", "mean")).reset_index()
+    gaps = grouped_mean_ci(gap_seed, cell, "gap", n_boot=n_boot, seed=seed).rename(columns={
         "n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"})
     extra = per_seed.groupby(cell, observed=True).agg(
         n_trials=("trials", "sum"), sparsity_mean=("sparsity", "mean")).reset_index()
-    dense = per_seed.loc[per_seed["gap"].notna()].groupby(cell, observed=True)["dense_acc"].mean()
+    dense = gap_seed.loc[gap_seed["gap"].notna()].groupby(cell, observed=True)["dense_acc"].mean()
     table = table.merge(extra, on=cell).merge(gaps, on=cell, how="left").merge(
         dense.rename("dense_mean").reset_index(), on=cell, how="left")
 

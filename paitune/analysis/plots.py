@@ -163,7 +163,8 @@ def rankings(table: pd.DataFrame):
     if table.empty or table["win_rate"].isna().all():
         return None
     colours = {"robust_winner": "tab:green", "context_dependent": "tab:orange",
-               "no_difference": "tab:gray", "robust_loser": "tab:red", "too_few_runs": "lightgray"}
+               "no_difference": "tab:gray", "inconclusive": "tab:blue", "robust_loser": "tab:red",
+               "too_few_runs": "lightgray"}
     factors = list(table.groupby("factor", sort=False))
     figure, axes = _panels(len(factors), height=3.8)
     for ax, (factor, group) in zip(axes, factors):
@@ -175,8 +176,30 @@ def rankings(table: pd.DataFrame):
         ax.axvline(0.5, color="black", lw=0.8, ls="--")
         ax.set_yticks(y, group["choice"], fontsize=7)
         ax.set_xlim(0, 1)
-        ax.set_xlabel("pairwise win rate (95% CI)")
+        ax.set_xlabel("win rate (95% t-CI over seeds)")
         ax.set_title(factor, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def critical_difference(tests: dict):
+    """Critical-difference diagrams (Demsar 2006), one per factor with at least three choices:
+    mean rank over seeds (1 = best) and bars joining choices whose Holm-adjusted head-to-head
+    comparison is not significant at 5% (scikit-posthocs ``critical_difference_diagram``)."""
+    import scikit_posthocs as sp
+
+    usable = [(factor, t) for factor, t in tests.items()
+              if len(t.get("ranks", ())) >= 3 and not t["p_matrix"].empty and t["p_matrix"].notna().all().all()]
+    usable = [(f, t) for f, t in usable if len(t["ranks"]) <= 20]  # beyond 20 labels the diagram is unreadable
+    if not usable:
+        return None
+    figure, axes = plt.subplots(len(usable), 1, figsize=(8, 2.2 * len(usable)), squeeze=False)
+    for ax, (factor, t) in zip(axes.ravel(), usable):
+        ranks = t["ranks"].astype(float)
+        p_matrix = t["p_matrix"].loc[ranks.index, ranks.index].astype(float)
+        sp.critical_difference_diagram(ranks, p_matrix, ax=ax, label_props={"fontsize": 8})
+        ax.set_title(f"{factor}: mean rank over seeds (Friedman p = {t['friedman_p']:.3g}); "
+                     "a bar joins choices not significantly different", fontsize=8)
     figure.tight_layout()
     return figure
 

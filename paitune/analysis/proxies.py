@@ -1,25 +1,24 @@
-"""Zero-cost proxies at init vs final accuracy.
+"""Zero-cost proxies at init vs accuracy, compared like with like.
 
-Every ``proxy_<name>`` column of the trials table is correlated with final accuracy (test_acc of
-completed trials, any control). Beside the proxies, two plain baselines are scored the same way
-(``kind`` = "baseline"): ``params_kept`` and ``flops_sparse``; a proxy that does no better than
-counting parameters adds nothing.
+Only unmodified masks count (control ``none``: an inverted or shuffled mask is a different
+question) and the dense reference is left out. The target is each trial's test accuracy at its
+context's common epoch (``paitune.analysis.common``): stopped trials count with what they showed.
+Beside the proxies, two plain baselines are scored the same way (``kind`` = "baseline"):
+``params_kept`` and ``flops_sparse``; a proxy that does no better than counting parameters adds
+nothing.
 
-- overall: Spearman (CI: bootstrap, normal approximation above LARGE_N points) and Kendall's tau-b
-  (scipy) over all completed trials. Across sparsities, every proxy that tracks density looks good
-  here, so read the within-context numbers too:
-- within context: Spearman inside each context (dataset x model x sparsity x seed x budget) with
-  at least MIN_RUNS_CORRELATION trials, then their mean over contexts with a bootstrap CI over
-  contexts (``within_spearman``, ``within_ci_low``/``within_ci_high``, ``n_contexts``).
-- size bias (NAS-Bench-Suite-Zero, Krishnakumar et al. 2022: many proxies mostly count
-  parameters): beside each proxy, the overall Spearman of the two baselines (``params_spearman``,
-  ``flops_spearman``) and the proxy's *partial* Spearman with accuracy controlling for both
-  (``partial_spearman``: ranks, baselines regressed out, residuals correlated; CI by bootstrap:
-  ``partial_ci_low``/``partial_ci_high``). ``adds_beyond_size`` is true when the partial CI
-  excludes 0, false when it includes 0 (in particular when the raw CI does not: the proxy's
-  correlation was only size), null when it cannot be computed; ``size_note`` says it in words.
-
-The dense reference trials (method dense) are left out: they are not sampled choices.
+- within context (what decides): in each context (dataset x model x sparsity x budget) with at
+  least MIN_RUNS_CORRELATION trials, the proxy's Spearman with accuracy and its partial Spearman
+  controlling for the two baselines (ranks, baselines regressed out, residuals correlated). The
+  per-context values are combined on Fisher's z scale: mean z with a Student-t 95% interval over
+  contexts (a fixed-effect interval with fewer than MIN_UNITS contexts), mapped back with tanh:
+  ``within_spearman`` (``within_ci_low``/``within_ci_high``), ``within_partial_spearman``
+  (``within_partial_ci_low``/``within_partial_ci_high``), ``n_contexts``.
+  ``adds_beyond_size`` is true when the within-context partial interval excludes 0, false when it
+  includes 0, null when it cannot be computed (and for the baselines); ``size_note`` says it in words.
+- pooled (descriptive only): Spearman (bootstrap CI), Kendall's tau-b and the partial Spearman
+  over all trials of all contexts. Across contexts, anything that tracks sparsity or the dataset
+  correlates with accuracy, so these numbers never decide a verdict.
 """
 
 from __future__ import annotations
@@ -28,14 +27,15 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from paitune.analysis.accuracy import CONTEXT_COLUMNS, completed_methods
+from paitune.analysis.common import DENSE_METHOD, scored_trials
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
-    MIN_RUNS_CORRELATION, N_BOOT, SEED, grouped_mean_ci, grouped_partial_spearman, grouped_spearman,
+    MIN_RUNS_CORRELATION, N_BOOT, SEED, fisher_z_combine, grouped_partial_spearman, grouped_spearman,
 )
 from paitune.results_schema import PROXY_PREFIX
 
 BASELINES = ("params_kept", "flops_sparse")
+CONTEXT_KEYS = ["context", "dataset", "model", "sparsity", "max_epochs"]
 
 
 def _size_columns(done: pd.DataFrame) -> list[str]:
@@ -43,19 +43,24 @@ def _size_columns(done: pd.DataFrame) -> list[str]:
 
 
 def _long(results: Results) -> pd.DataFrame:
-    done = completed_methods(results)
-    proxies = [c for c in results.proxy_columns if pd.api.types.is_numeric_dtype(done[c])]
-    sizes = _size_columns(done)
-    value_columns = proxies + sizes
+    scored = scored_trials(results)
+    rows = scored.loc[(scored["control"] == "none") & (scored["method"] != DENSE_METHOD)]
+    trials = results.trials.iloc[rows["tix"].to_numpy()]
+    proxies = [c for c in results.proxy_columns if pd.api.types.is_numeric_dtype(trials[c])]
+    sizes = _size_columns(trials)
+    base = pd.DataFrame({"context": rows["context"].to_numpy(), "dataset": rows["dataset"].to_numpy(),
+                         "model": rows["model"].to_numpy(), "sparsity": rows["sparsity"].to_numpy(),
+                         "max_epochs": rows["max_epochs"].to_numpy(), "test_acc": rows["acc"].to_numpy()})
+    for size in sizes:
+        base[size] = trials[size].to_numpy(dtype=np.float64)
     frames = []
-    for column in value_columns:  # one block per proxy column (a handful), vectorized inside
+    for column in proxies + sizes:  # one block per proxy column (a handful), vectorized inside
         name = column[len(PROXY_PREFIX):] if column.startswith(PROXY_PREFIX) else column
-        frame = done[CONTEXT_COLUMNS + ["test_acc"] + sizes].assign(
-            proxy=name, kind="proxy" if column in proxies else "baseline",
-            value=done[column].astype(np.float64))
+        frame = base.assign(proxy=name, kind="proxy" if column in proxies else "baseline",
+                            value=trials[column].to_numpy(dtype=np.float64))
         frames.append(frame.loc[np.isfinite(frame["value"])])
     if not frames:
-        return pd.DataFrame(columns=CONTEXT_COLUMNS + ["test_acc", "proxy", "kind", "value"])
+        return pd.DataFrame(columns=CONTEXT_KEYS + ["test_acc", "proxy", "kind", "value"])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -68,15 +73,16 @@ def _size_sentence(row) -> str:
     if row.kind != "proxy":
         return ""
     if pd.isna(row.adds_beyond_size):
-        return f"{row.proxy}: too few runs (or no parameter/FLOP counts) to control for size"
-    partial = f"partial Spearman {row.partial_spearman:.2f} [{row.partial_ci_low:.2f}, {row.partial_ci_high:.2f}]"
+        return f"{row.proxy}: too few runs per context (or no parameter/FLOP counts) to control for size"
+    partial = (f"within-context partial Spearman {row.within_partial_spearman:.2f} "
+               f"[{row.within_partial_ci_low:.2f}, {row.within_partial_ci_high:.2f}] over {row.n_contexts} contexts")
     if row.adds_beyond_size:
         return (f"{row.proxy} adds information beyond size: {partial} after controlling for parameter "
-                f"count and FLOPs (raw {row.spearman:.2f})")
+                f"count and FLOPs (pooled raw Spearman {row.spearman:.2f})")
     if _excludes_zero(row.ci_low, row.ci_high):
-        return (f"{row.proxy} adds nothing beyond size: its correlation with accuracy ({row.spearman:.2f}) "
-                f"vanishes after controlling for parameter count and FLOPs ({partial})")
-    return f"{row.proxy} does not predict accuracy, with or without controlling for size (raw {row.spearman:.2f}, {partial})"
+        return (f"{row.proxy} adds nothing beyond size: its pooled correlation with accuracy ({row.spearman:.2f}) "
+                f"does not hold within contexts once parameter count and FLOPs are controlled for ({partial})")
+    return f"{row.proxy} does not predict accuracy, with or without controlling for size (pooled {row.spearman:.2f}, {partial})"
 
 
 def size_bias(long: pd.DataFrame, overall: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
@@ -94,42 +100,78 @@ def size_bias(long: pd.DataFrame, overall: pd.DataFrame, *, n_boot: int, seed: i
         overall = overall.merge(partial, on="proxy", how="left")
     else:
         overall = overall.assign(partial_spearman=np.nan, partial_ci_low=np.nan, partial_ci_high=np.nan)
-    known = (overall["kind"] == "proxy") & overall["partial_ci_low"].notna() & overall["partial_ci_high"].notna()
-    flag = _excludes_zero(overall["partial_ci_low"], overall["partial_ci_high"])
+    known = ((overall["kind"] == "proxy") & overall["within_partial_ci_low"].notna()
+             & overall["within_partial_ci_high"].notna())
+    flag = _excludes_zero(overall["within_partial_ci_low"], overall["within_partial_ci_high"])
     overall["adds_beyond_size"] = pd.array(np.where(known, flag, False), dtype="boolean")
     overall.loc[~known.to_numpy(), "adds_beyond_size"] = pd.NA
     overall["size_note"] = [_size_sentence(row) for row in overall.itertuples()]  # one per proxy
     return overall
 
 
+def _combine(by_context: pd.DataFrame, value: str, prefix: str) -> pd.DataFrame:
+    rows = []
+    for proxy, group in by_context.groupby("proxy"):  # one per proxy column: a handful
+        mean, low, high, m = fisher_z_combine(group[value].to_numpy(), group["n"].to_numpy())
+        rows.append({"proxy": proxy, prefix: mean, f"{prefix.replace('_spearman', '')}_ci_low": low,
+                     f"{prefix.replace('_spearman', '')}_ci_high": high, f"_n_{prefix}": m})
+    return pd.DataFrame(rows)
+
+
 def proxy_correlations(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(proxies, proxies_by_context).
 
     proxies: {proxy, spearman, kendall, ci_low, ci_high, n, kind, within_spearman, within_ci_low,
-    within_ci_high, n_contexts, params_spearman, flops_spearman, partial_spearman, partial_ci_low,
-    partial_ci_high, adds_beyond_size, size_note}; ci_* are Spearman's. proxies_by_context: {proxy, <context
-    columns>, spearman, ci_low, ci_high, n}.
+    within_ci_high, n_contexts, within_partial_spearman, within_partial_ci_low,
+    within_partial_ci_high, params_spearman, flops_spearman, partial_spearman, partial_ci_low,
+    partial_ci_high, adds_beyond_size, size_note}; ci_* are the pooled Spearman's.
+    proxies_by_context: {proxy, context, dataset, model, sparsity, max_epochs, n, spearman,
+    ci_low, ci_high, partial_spearman}.
     """
     long = _long(results)
     columns = ["proxy", "spearman", "kendall", "ci_low", "ci_high", "n", "kind", "within_spearman",
-               "within_ci_low", "within_ci_high", "n_contexts", "params_spearman", "flops_spearman",
+               "within_ci_low", "within_ci_high", "n_contexts", "within_partial_spearman",
+               "within_partial_ci_low", "within_partial_ci_high", "params_spearman", "flops_spearman",
                "partial_spearman", "partial_ci_low", "partial_ci_high", "adds_beyond_size", "size_note"]
+    context_columns = ["proxy"] + CONTEXT_KEYS + ["n", "spearman", "ci_low", "ci_high", "partial_spearman"]
     if long.empty:
-        return pd.DataFrame(columns=columns), pd.DataFrame(columns=["proxy"] + CONTEXT_COLUMNS + ["spearman", "ci_low", "ci_high", "n"])
+        return pd.DataFrame(columns=columns), pd.DataFrame(columns=context_columns)
     overall = grouped_spearman(long, ["kind", "proxy"], "value", "test_acc", n_boot=n_boot, seed=seed)
     kendall = {}
     for name, group in long.groupby("proxy"):  # one scipy call per proxy, O(n log n) each
         if len(group) >= MIN_RUNS_CORRELATION:
             kendall[name] = kendalltau(group["value"], group["test_acc"]).statistic
     overall["kendall"] = overall["proxy"].map(kendall)
-    by_context = grouped_spearman(long, ["proxy"] + CONTEXT_COLUMNS, "value", "test_acc",
+    by_context = grouped_spearman(long, ["proxy"] + CONTEXT_KEYS, "value", "test_acc",
                                   n_boot=n_boot, seed=seed)
+    controls = [b for b in BASELINES if b in long.columns]
+    if controls:
+        # Per-context partial correlations: only the point values are combined (over contexts),
+        # so no per-context bootstrap is drawn.
+        partial = grouped_partial_spearman(long.loc[long["kind"] == "proxy"], ["proxy"] + CONTEXT_KEYS,
+                                           "value", "test_acc", controls, n_boot=1, seed=seed)
+        by_context = by_context.merge(partial[["proxy"] + CONTEXT_KEYS + ["partial"]].rename(
+            columns={"partial": "partial_spearman"}), on=["proxy"] + CONTEXT_KEYS, how="left")
+    else:
+        by_context["partial_spearman"] = np.nan
     valid = by_context.loc[by_context["spearman"].notna()]
-    within = grouped_mean_ci(valid, ["proxy"], "spearman", n_boot=n_boot, seed=seed).rename(columns={
-        "mean": "within_spearman", "ci_low": "within_ci_low", "ci_high": "within_ci_high",
-        "n": "n_contexts"})
-    overall = overall.merge(within, on="proxy", how="left")
-    overall["n_contexts"] = overall["n_contexts"].fillna(0).astype("int64")
+    within = _combine(valid, "spearman", "within_spearman")
+    if within.empty:
+        within = pd.DataFrame(columns=["proxy", "within_spearman", "within_ci_low", "within_ci_high", "_n_within_spearman"])
+    within = within.rename(columns={"_n_within_spearman": "n_contexts"})
+    partial_within = _combine(by_context.loc[by_context["partial_spearman"].notna()], "partial_spearman",
+                              "within_partial_spearman")
+    if partial_within.empty:
+        partial_within = pd.DataFrame(columns=["proxy", "within_partial_spearman", "within_partial_ci_low",
+                                               "within_partial_ci_high"])
+    partial_within = partial_within.drop(columns=[c for c in partial_within.columns if c.startswith("_n_")])
+    overall = overall.merge(within, on="proxy", how="left").merge(partial_within, on="proxy", how="left")
+    for column in ("within_spearman", "within_ci_low", "within_ci_high", "within_partial_spearman",
+                   "within_partial_ci_low", "within_partial_ci_high"):
+        overall[column] = pd.to_numeric(overall[column], errors="coerce")
+    overall.loc[overall["kind"] != "proxy", ["within_partial_spearman", "within_partial_ci_low",
+                                             "within_partial_ci_high"]] = np.nan
+    overall["n_contexts"] = pd.to_numeric(overall["n_contexts"], errors="coerce").fillna(0).astype("int64")
     overall = size_bias(long, overall, n_boot=n_boot, seed=seed)
     overall = overall[columns].sort_values(["kind", "spearman"], ascending=[False, False], na_position="last")
-    return overall.reset_index(drop=True), by_context.reset_index(drop=True)
+    return overall.reset_index(drop=True), by_context[context_columns].reset_index(drop=True)

@@ -1,41 +1,64 @@
 """Do rankings of PaI choices generalize across contexts?
 
 A *factor* is what is compared: ``method``, ``allocation`` or ``method_x_allocation``. Choices are
-compared only within a *context*: dataset x model x sparsity x seed x training budget, plus the
-other factor held fixed (methods are compared under the same allocation and vice versa), using
-completed trials with control ``none`` (the dense reference is not a choice: it is left out). Several trials of one choice in one context (e.g. several
-learning rates) are averaged.
+compared only within a *block*: one context (dataset x model x sparsity x budget,
+``paitune.analysis.common``) with the other factor held fixed (methods under the same allocation
+and vice versa); control ``none`` only, the dense reference left out. Two choices are compared at
+the last epoch *both* of their trials reached (the epochs table has every epoch), so an
+ASHA-stopped trial meets each rival at the epoch it was stopped, never dropped, and two trials
+that both ran the budget meet at its end. (``acc``, and the regret and transfer numbers built on
+it, are each trial's accuracy at the context's *common epoch*, the last epoch every trial of the
+context reached.) Where a choice ran
+several configs in a context (e.g. learning rates) the one with the best validation accuracy is
+used, and its test accuracy is compared.
 
-Within a context of k choices, a choice's *win score* is (choices it beats + half the ties) / (k-1);
-its *win rate* is the mean win score over contexts, weighted by k-1 (= the share of all pairwise
-comparisons it won), with a bootstrap CI over contexts.
+The unit of replication is the **seed**: contexts that share a seed share its draws (data order,
+initialization), so they are not independent. Within each (block, seed) a choice's *win score*
+is the share of the other choices present that it beats (ties half), each pair at the last epoch
+both reached. Each seed contributes one number per choice: its mean win score over the blocks of
+that seed. Then:
 
-Verdict rules (first that applies), evaluated per choice:
-- ``too_few_runs``: fewer than MIN_CONTEXTS contexts, or fewer than two choices.
-- *slices* are the contexts grouped by the level of one context variable other than the seed
-  (e.g. all contexts at sparsity 0.9, or all on dataset cifar10); slices with fewer than
-  MIN_CONTEXTS contexts are ignored.
-- ``robust_winner``: the overall win-rate CI lies above 0.5 and the win rate is above 0.5 in
-  every slice (ahead of the field overall, behind it nowhere).
-- ``context_dependent``: the choice's win scores differ between the levels of some context
-  variable (Kruskal-Wallis, p below 0.05 / (variables x choices), Bonferroni over all those
-  tests so a table of pure noise rarely shows one) and it is ahead of the field (win rate
-  above 0.5) in at least one slice: it wins somewhere, not everywhere.
-- ``robust_loser``: the overall CI lies below 0.5 and the win rate is below 0.5 in every slice.
-- ``no_difference``: none of the above; the choice is not shown to differ from the field.
-``heterogeneity_p`` in the table is the smallest Kruskal-Wallis p over the context variables.
+- ``win_rate`` = mean over seeds of that number, with a Student-t 95% CI over seeds;
+  ``n_units`` = seeds, ``n_contexts`` = blocks behind them.
+- The Friedman test (seeds as blocks, on the per-seed win scores; scipy) asks whether any choice
+  differs. Every pair is then tested head to head: a paired t-test over seeds of the per-seed
+  mean test-accuracy difference between the two (over the blocks they share, each at the last
+  epoch both reached), Holm-adjusted over the k (k - 1) / 2 pairs. (A rank-based post-hoc test
+  on the win scores, such as Conover's, cannot separate a choice that is always first from one
+  that is usually second at five seeds: the ranks have no more to give. The accuracy differences
+  do, and they answer the question asked: is A better than B where both ran?)
+- ``p_adjusted`` = the largest Holm-adjusted pairwise p between the choice and any other choice
+  (what a robust verdict needs below 0.05); ``n_ahead`` / ``n_behind`` = how many other choices
+  it is significantly ahead of / behind.
+
+Verdict rules (first that applies), per choice:
+- ``too_few_runs``: fewer than MIN_UNITS seeds hold every choice, or fewer than two choices.
+- ``robust_winner``: the Friedman p is below 0.05 and the choice is significantly ahead of
+  *every* other choice (Holm-adjusted pairwise p < 0.05, higher mean win score).
+- ``robust_loser``: the same, behind every other choice.
+- ``context_dependent``: its per-seed win scores differ between the levels of some context
+  variable (Friedman across levels with seeds as blocks, or a paired t-test for two levels,
+  p below 0.05 / (variables x choices): Bonferroni) and it is ahead of the field at some level
+  (the t-interval over seeds of its win rate there lies above 0.5).
+- ``no_difference``: equivalent to the field: the 90% t-interval of its win rate lies inside
+  0.5 +/- WIN_MARGIN (two one-sided tests at 5%).
+- ``inconclusive``: none of the above (it may be significantly ahead of some choices and behind
+  others: ``n_ahead`` / ``n_behind`` say).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
-from scipy.stats import kruskal
+from scipy.stats import friedmanchisquare
+from scipy.stats import t as student_t
 
-from paitune.analysis.accuracy import CONTEXT_COLUMNS, completed_methods
+from paitune.analysis.common import DENSE_METHOD, accuracy_at, scored_trials, scoring_meta
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
-    LEVEL, MIN_CONTEXTS, N_BOOT, SEED, friedman_p_value, grouped_mean_ci, kendalls_w,
+    ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm, kendalls_w,
 )
 
 FACTORS = {
@@ -43,160 +66,375 @@ FACTORS = {
     "allocation": ["method"],
     "method_x_allocation": [],
 }
-VERDICTS = ("robust_winner", "context_dependent", "no_difference", "robust_loser", "too_few_runs")
+VERDICTS = ("robust_winner", "context_dependent", "no_difference", "inconclusive", "robust_loser", "too_few_runs")
+WIN_MARGIN = 0.1  # equivalence margin on the win rate for no_difference
+SLICE_COLUMNS = ["dataset", "model", "sparsity", "max_epochs"]
+
+
+_SCORES: dict[tuple[int, str], tuple[Results, pd.DataFrame]] = {}
 
 
 def context_scores(results: Results, factor: str) -> pd.DataFrame:
-    """One row per (context, choice): {ctx, choice, acc, rank, k, win_score} + context columns."""
-    done = completed_methods(results)
-    done = done.loc[done["control"] == "none"]
-    if factor == "method_x_allocation":
-        choice = done["method"].astype(str) + "/" + done["allocation"].astype(str)
-    else:
-        choice = done[factor].astype(str)
-    keys = CONTEXT_COLUMNS + FACTORS[factor]
-    frame = done[keys].assign(choice=choice, acc=done["test_acc"])
-    scores = frame.groupby(keys + ["choice"], dropna=False, observed=True)["acc"].mean().reset_index()
-    scores["ctx"] = scores.groupby(keys, dropna=False, observed=True).ngroup()
-    scores["k"] = scores.groupby("ctx")["choice"].transform("size")
-    scores = scores.loc[scores["k"] >= 2].copy()
-    scores["ctx"] = pd.factorize(scores["ctx"])[0]
-    scores["rank"] = scores.groupby("ctx")["acc"].rank(ascending=False, method="average")
-    scores["win_score"] = (scores["k"] - scores["rank"]) / (scores["k"] - 1)
-    scores["weight"] = scores["k"] - 1
-    scores["regret"] = scores.groupby("ctx")["acc"].transform("max") - scores["acc"]
+    """One row per (block, seed, choice): {ctx, seed, choice, acc, rank, k, win_score, regret}
+    plus the block's context columns; ``ctx`` numbers the blocks."""
+    cached = _SCORES.get((id(results), factor))
+    if cached is not None and cached[0] is results:
+        return cached[1]
+    if any(r is not results for r, _ in _SCORES.values()):
+        _SCORES.clear()  # one Results at a time
+    scores = _context_scores(results, factor)
+    _SCORES[(id(results), factor)] = (results, scores)
     return scores
+
+
+def _context_scores(results: Results, factor: str) -> pd.DataFrame:
+    scored = scored_trials(results)
+    rows = scored.loc[scored["selected"] & (scored["control"] == "none") & (scored["method"] != DENSE_METHOD)]
+    if factor == "method_x_allocation":
+        choice = rows["method"].astype(str) + "/" + rows["allocation"].astype(str)
+    else:
+        choice = rows[factor].astype(str)
+    # A block is the context (as the sweep defines it) with the other factor fixed; the context's
+    # descriptive columns (slices) are carried along, never used to split it.
+    keys = ["context"] + FACTORS[factor]
+    frame = rows[keys + SLICE_COLUMNS + ["seed"]].assign(choice=choice.to_numpy(), acc=rows["acc"].to_numpy())
+    scores = frame.groupby(keys + ["seed", "choice"], dropna=False, observed=True).agg(
+        acc=("acc", "mean"), **{c: (c, "first") for c in SLICE_COLUMNS}).reset_index()
+    scores["ctx"] = scores.groupby(keys, dropna=False, observed=True).ngroup()
+    cell = ["ctx", "seed"]
+    scores["k"] = scores.groupby(cell)["choice"].transform("size")
+    scores = scores.loc[scores["k"] >= 2].copy()
+    scores = scores.reset_index(drop=True)
+    scores["win_score"] = _pairwise_win_scores(results, frame.assign(tix=rows["tix"].to_numpy(),
+                                               reached=rows["reached"].to_numpy()), scores, keys)  # fmt: skip
+    scores["rank"] = scores["k"] - scores["win_score"] * (scores["k"] - 1)
+    scores["regret"] = scores.groupby(cell)["acc"].transform("max") - scores["acc"]
+    return scores
+
+
+def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Each (block, seed, choice)'s win score from pairwise comparisons, each pair of choices at
+    the last epoch *both* reached: an ASHA-stopped trial meets a survivor where both have an
+    accuracy, and two survivors meet at their full budget (a context-wide common epoch would
+    compare everyone at the first rung). Test accuracy decides; a tie counts half. Also keeps,
+    per seed and ordered pair, the mean win and accuracy difference over the blocks they share
+    (``head_to_head``)."""
+    one = trials.groupby(keys + ["seed", "choice"], dropna=False, observed=True, sort=False).agg(
+        tix=("tix", "first"), reached=("reached", "first")).reset_index()
+    one = one.merge(scores[keys + ["seed", "choice", "ctx"]], on=keys + ["seed", "choice"])
+    pairs = one.merge(one, on=["ctx", "seed"], suffixes=("_a", "_b"))
+    pairs = pairs.loc[pairs["choice_a"] != pairs["choice_b"]]
+    epoch = np.minimum(pairs["reached_a"].to_numpy(np.float64), pairs["reached_b"].to_numpy(np.float64))
+    _, acc_a = accuracy_at(results, pairs["tix_a"].to_numpy(), epoch)
+    _, acc_b = accuracy_at(results, pairs["tix_b"].to_numpy(), epoch)
+    valid = np.isfinite(acc_a) & np.isfinite(acc_b)
+    win = np.where(acc_a > acc_b, 1.0, np.where(acc_a == acc_b, 0.5, 0.0))
+    win[~valid] = np.nan
+    pairs = pairs.assign(win=win, diff=np.where(valid, acc_a - acc_b, np.nan))
+    mean = pairs.groupby(["ctx", "seed", "choice_a"])["win"].mean()
+    h2h = pairs.loc[valid].groupby(["seed", "choice_a", "choice_b"]).agg(
+        win=("win", "mean"), diff=("diff", "mean"), n_blocks=("ctx", "nunique")).reset_index()
+    scores.attrs["head_to_head"] = h2h.rename(columns={"choice_a": "choice", "choice_b": "opponent"})
+    index = pd.MultiIndex.from_frame(scores[["ctx", "seed", "choice"]])
+    return mean.reindex(index).to_numpy(np.float64)
+
+
+def head_to_head(results: Results, factor: str) -> pd.DataFrame:
+    """Per seed and ordered pair of choices: {seed, choice, opponent, win, diff, n_blocks}: the
+    share of the blocks they share where ``choice`` beat ``opponent`` (ties half) and the mean
+    test-accuracy difference, each pair at the last epoch both trials reached."""
+    scores = context_scores(results, factor)
+    return scores.attrs.get("head_to_head", pd.DataFrame(columns=["seed", "choice", "opponent", "win", "diff", "n_blocks"]))
+
+
+def _unit_matrix(scores: pd.DataFrame, value: str = "win_score") -> pd.DataFrame:
+    """seeds x choices: each seed's mean over its blocks (NaN where the seed lacks the choice)."""
+    return scores.groupby(["seed", "choice"])[value].mean().unstack("choice")
+
+
+def pairwise_tests(matrix: pd.DataFrame, h2h: pd.DataFrame) -> tuple[float, pd.DataFrame, int]:
+    """(Friedman p, Holm-adjusted pairwise p matrix, complete seeds).
+
+    The Friedman test (seeds as blocks) runs on the seeds x choices matrix of per-seed win
+    scores: does any choice differ? Each pair is then tested head to head: a paired t-test over
+    seeds of the per-seed mean test-accuracy difference between the two (each block compared at
+    the last epoch both trials reached; ``head_to_head``), Holm-adjusted over the k (k - 1) / 2
+    pairs. Seeds missing a choice are left out of the Friedman test."""
+    complete = matrix.dropna(axis=0, how="any")
+    choices = list(matrix.columns)
+    n, k = complete.shape
+    p_matrix = pd.DataFrame(np.nan, index=choices, columns=choices)
+    if n < MIN_UNITS or k < 2:
+        return float("nan"), p_matrix, n
+    values = complete.to_numpy(dtype=np.float64)
+    raw, index = [], []
+    per_pair = h2h.set_index(["choice", "opponent"]) if len(h2h) else None
+    for i in range(k):
+        for j in range(i + 1, k):
+            key = (choices[i], choices[j])
+            found = per_pair is not None and key in per_pair.index
+            diffs = per_pair.loc[[key], "diff"].to_numpy(np.float64) if found else np.zeros(0)
+            raw.append(_t_p(diffs) if len(diffs) >= MIN_UNITS else np.nan)
+            index.append((i, j))
+    raw = np.asarray(raw, dtype=np.float64)
+    adjusted = np.full(len(raw), np.nan)
+    ok = np.isfinite(raw)
+    adjusted[ok] = holm(raw[ok])
+    for (i, j), p in zip(index, adjusted):
+        p_matrix.iloc[i, j] = p_matrix.iloc[j, i] = p
+    for i in range(k):
+        p_matrix.iloc[i, i] = 1.0
+    friedman = _friedman(values) if k > 2 else float(p_matrix.iloc[0, 1])
+    return friedman, p_matrix, n
+
+
+def _friedman(values: np.ndarray) -> float:
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")
+        if np.ptp(values, axis=1).max() == 0:  # every seed ties every choice
+            return 1.0
+        p = float(friedmanchisquare(*values.T).pvalue)
+    return p if np.isfinite(p) else 0.0  # perfect agreement: the statistic's variance term is 0
+
+
+def _t_p(diff: np.ndarray) -> float:
+    n = len(diff)
+    mean, sd = float(diff.mean()), float(diff.std(ddof=1)) if n > 1 else 0.0
+    if sd <= 1e-12 * max(1.0, abs(mean)):
+        return 0.0 if abs(mean) > 1e-12 else 1.0
+    return float(2 * student_t.sf(abs(mean) / (sd / np.sqrt(n)), n - 1))
 
 
 def _slice_columns(scores: pd.DataFrame, factor: str) -> list[str]:
     if scores.empty:
         return []
-    candidates = [c for c in CONTEXT_COLUMNS + FACTORS[factor] if c != "seed"]
+    candidates = SLICE_COLUMNS + FACTORS[factor]
     return [c for c in candidates if scores[c].nunique(dropna=False) > 1]
 
 
-def slice_win_rates(scores: pd.DataFrame, factor: str, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
-    """Win rate of each choice within each slice: {choice, slice, level, n, mean, ci_low, ci_high}."""
+def slice_win_rates(scores: pd.DataFrame, factor: str) -> pd.DataFrame:
+    """Win rate of each choice within each slice (the contexts at one level of one context
+    variable): {choice, slice, level, n, n_units, mean, ci_low, ci_high}; n = blocks, CI over seeds."""
+    names = ["choice", "slice", "level", "n", "n_units", "mean", "ci_low", "ci_high"]
     parts = []
     for column in _slice_columns(scores, factor):
-        table = grouped_mean_ci(scores.assign(level=scores[column].astype(str)), ["choice", "level"],
-                                "win_score", "weight", n_boot=n_boot, seed=seed, min_size=MIN_CONTEXTS)
-        parts.append(table.assign(slice=column))
-    names = ["choice", "slice", "level", "n", "mean", "ci_low", "ci_high"]
+        frame = scores.assign(level=scores[column].astype(str))
+        per_seed = frame.groupby(["choice", "level", "seed"])["win_score"].mean().rename("w").reset_index()
+        table = grouped_t_test(per_seed, ["choice", "level"], "w", null=0.5)
+        blocks = frame.groupby(["choice", "level"])["ctx"].nunique().rename("n").reset_index()
+        parts.append(table.merge(blocks, on=["choice", "level"]).assign(slice=column))
     if not parts:
         return pd.DataFrame(columns=names)
     return pd.concat(parts, ignore_index=True)[names]
 
 
 def heterogeneity(scores: pd.DataFrame, factor: str) -> pd.Series:
-    """Per choice: the smallest Kruskal-Wallis p-value, over the slice variables, of the test
-    that its per-context win scores have the same distribution at every level."""
+    """Per choice: the smallest p, over the slice variables, of the test that its per-seed win
+    score is the same at every level (Friedman with seeds as blocks; paired t for two levels)."""
     p_values: dict[str, float] = {}
     columns = _slice_columns(scores, factor)
-    for (choice, group) in scores.groupby("choice"):  # choices x variables tests: a handful
+    for choice, group in scores.groupby("choice"):  # choices x variables tests: a handful
         best = np.nan
         for column in columns:
-            samples = [g.to_numpy() for _, g in group.groupby(column, observed=True)["win_score"]
-                       if len(g) >= MIN_CONTEXTS]
-            if len(samples) < 2 or np.ptp(np.concatenate(samples)) == 0:
+            matrix = group.groupby(["seed", column])["win_score"].mean().unstack(column).dropna()
+            if len(matrix) < MIN_UNITS or matrix.shape[1] < 2:
                 continue
-            p = kruskal(*samples).pvalue
+            values = matrix.to_numpy(dtype=np.float64)
+            if np.ptp(values) == 0:
+                continue
+            if values.shape[1] == 2:
+                p = _t_p(values[:, 0] - values[:, 1])
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    p = float(friedmanchisquare(*values.T).pvalue)
+                if not np.isfinite(p):
+                    p = 0.0
             best = p if np.isnan(best) else min(best, p)
         p_values[choice] = best
     return pd.Series(p_values, dtype=np.float64)
 
 
-def _verdicts(overall: pd.DataFrame, slices: pd.DataFrame, n_choices: int, n_variables: int) -> pd.Series:
-    usable = slices.loc[slices["n"] >= MIN_CONTEXTS]
-    ahead_all = (usable["mean"] > 0.5).groupby(usable["choice"]).all()
-    ahead_any = (usable["mean"] > 0.5).groupby(usable["choice"]).any()
-    behind_all = (usable["mean"] < 0.5).groupby(usable["choice"]).all()
-    threshold = (1.0 - LEVEL) / max(1, n_variables * n_choices)
-    verdicts = []
-    for row in overall.itertuples():  # one row per choice: a handful, not per trial
-        if row.n_contexts < MIN_CONTEXTS or n_choices < 2:
+def _verdicts(overall: pd.DataFrame, slices: pd.DataFrame, friedman_p: float, p_matrix: pd.DataFrame,
+              n_complete: int, n_variables: int, direction: pd.DataFrame | None = None) -> pd.DataFrame:
+    choices = list(overall["choice"])
+    n_choices = len(choices)
+    means = overall.set_index("choice")["win_rate"]
+    # Significantly ahead of the field at some level (t-interval over seeds above 0.5).
+    ahead_any = (slices["ci_low"] > 0.5).groupby(slices["choice"]).any() if len(slices) else pd.Series(dtype=bool)
+    threshold = ALPHA / max(1, n_variables * n_choices)
+    gate = np.isfinite(friedman_p) and friedman_p < ALPHA
+    q = student_t.ppf(1 - ALPHA, np.maximum(overall["n_units"].to_numpy(np.float64) - 1, 1))
+    se = overall["sd"].fillna(0).to_numpy() / np.sqrt(np.maximum(overall["n_units"].to_numpy(np.float64), 1))
+    equivalent = ((overall["win_rate"] - q * se > 0.5 - WIN_MARGIN)
+                  & (overall["win_rate"] + q * se < 0.5 + WIN_MARGIN)).to_numpy()
+    verdicts, ahead_counts, behind_counts, p_adjusted = [], [], [], []
+    for i, row in enumerate(overall.itertuples()):  # one row per choice: a handful
+        others = [c for c in choices if c != row.choice]
+        p_row = p_matrix.loc[row.choice, others] if others else pd.Series(dtype=float)
+        significant = p_row < ALPHA
+        if direction is not None and row.choice in direction.index:
+            # Head to head: ahead of an opponent = a positive mean accuracy difference.
+            sign = direction.loc[row.choice].reindex(others).fillna(0.0)
+        else:
+            sign = means[row.choice] - means[others]
+        ahead = int((significant & (sign > 0)).sum()) if others else 0
+        behind = int((significant & (sign < 0)).sum()) if others else 0
+        ahead_counts.append(ahead)
+        behind_counts.append(behind)
+        p_adjusted.append(float(p_row.max()) if len(p_row) and p_row.notna().all() else np.nan)
+        if n_complete < MIN_UNITS or n_choices < 2:
             verdicts.append("too_few_runs")
-        elif row.ci_low > 0.5 and ahead_all.get(row.choice, True):
+        elif gate and ahead == len(others):
             verdicts.append("robust_winner")
+        elif gate and behind == len(others):
+            verdicts.append("robust_loser")
         elif row.heterogeneity_p < threshold and ahead_any.get(row.choice, False):
             verdicts.append("context_dependent")
-        elif row.ci_high < 0.5 and behind_all.get(row.choice, True):
-            verdicts.append("robust_loser")
-        else:
+        elif equivalent[i]:
             verdicts.append("no_difference")
-    return pd.Series(verdicts, index=overall.index)
+        else:
+            verdicts.append("inconclusive")
+    return pd.DataFrame({"verdict": verdicts, "n_ahead": ahead_counts, "n_behind": behind_counts,
+                         "p_adjusted": p_adjusted}, index=overall.index)
+
+
+COLUMNS = ["factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "n_units",
+           "verdict", "p_adjusted", "friedman_p", "n_ahead", "n_behind", "best_share", "mean_regret",
+           "mean_acc", "heterogeneity_p", "completion_rate", "n_dropped_contexts"]
 
 
 def rank_choices(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: int = SEED,
-                 with_slices: bool = False):
-    """Per choice: {factor, choice, mean_rank, win_rate, ci_low, ci_high, n_contexts, verdict, ...}.
-
-    With ``with_slices`` also returns the per-slice win rates the verdicts rest on.
-    """
+                 with_slices: bool = False, with_tests: bool = False):
+    """Per choice: {factor, choice, mean_rank, win_rate, ci_low, ci_high, n_contexts, n_units,
+    verdict, p_adjusted, ...} (see the module docstring). With ``with_slices`` also returns the
+    per-slice win rates; with ``with_tests`` also the pairwise p matrix and mean Friedman ranks
+    (for the critical-difference diagram). ``n_boot`` / ``seed`` are accepted for compatibility:
+    the intervals are t-intervals over seeds, nothing is resampled."""
     scores = context_scores(results, factor)
-    columns = ["factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts",
-               "verdict", "best_share", "mean_regret", "mean_acc", "heterogeneity_p"]
+    extras = []
     if scores.empty:
-        empty = pd.DataFrame(columns=columns)
-        return (empty, slice_win_rates(scores, factor)) if with_slices else empty
-    overall = grouped_mean_ci(scores, ["choice"], "win_score", "weight", n_boot=n_boot, seed=seed,
-                              min_size=MIN_CONTEXTS)
-    overall = overall.rename(columns={"n": "n_contexts", "mean": "win_rate"})
+        empty = pd.DataFrame(columns=COLUMNS)
+        if with_slices:
+            extras.append(slice_win_rates(scores, factor))
+        if with_tests:
+            extras.append({"p_matrix": pd.DataFrame(), "ranks": pd.Series(dtype=float), "friedman_p": np.nan})
+        return (empty, *extras) if extras else empty
+    matrix = _unit_matrix(scores)
+    h2h = head_to_head(results, factor)
+    friedman_p, p_matrix, n_complete = pairwise_tests(matrix, h2h)
+    per_seed = matrix.stack().rename("w").reset_index()
+    overall = grouped_t_test(per_seed, ["choice"], "w", null=0.5).rename(columns={"mean": "win_rate"})
     stats = scores.groupby("choice").agg(
         mean_rank=("rank", "mean"), best_share=("regret", lambda r: float((r == 0).mean())),
-        mean_regret=("regret", "mean"), mean_acc=("acc", "mean"),
+        mean_regret=("regret", "mean"), mean_acc=("acc", "mean"), n_contexts=("ctx", "nunique"),
     ).reset_index()
     overall = overall.merge(stats, on="choice")
-    slices = slice_win_rates(scores, factor, n_boot=n_boot, seed=seed)
+    slices = slice_win_rates(scores, factor)
     overall["heterogeneity_p"] = overall["choice"].map(heterogeneity(scores, factor))
-    overall["verdict"] = _verdicts(overall, slices, scores["choice"].nunique(),
-                                   len(_slice_columns(scores, factor)))
+    overall["friedman_p"] = friedman_p
+    direction = h2h.groupby(["choice", "opponent"])["diff"].mean().unstack("opponent") if len(h2h) else None
+    verdicts = _verdicts(overall, slices, friedman_p, p_matrix, n_complete, len(_slice_columns(scores, factor)), direction)
+    overall = pd.concat([overall, verdicts], axis=1)
+    overall = overall.merge(_completion(results, factor), on="choice", how="left")
     overall["factor"] = factor
-    overall = overall[columns].sort_values("win_rate", ascending=False).reset_index(drop=True)
-    return (overall, slices) if with_slices else overall
+    overall = overall[COLUMNS].sort_values("win_rate", ascending=False).reset_index(drop=True)
+    if with_slices:
+        extras.append(slices)
+    if with_tests:
+        complete = matrix.dropna()
+        ranks = complete.rank(axis=1, ascending=False).mean() if len(complete) else pd.Series(dtype=float)
+        extras.append({"p_matrix": p_matrix, "ranks": ranks, "friedman_p": friedman_p})
+    return (overall, *extras) if extras else overall
+
+
+def _choice(frame: pd.DataFrame, factor: str) -> pd.Series:
+    if factor == "method_x_allocation":
+        return frame["method"].astype(str) + "/" + frame["allocation"].astype(str)
+    return frame[factor].astype(str)
+
+
+def _completion(results: Results, factor: str) -> pd.DataFrame:
+    """Per choice: share of its trials (control none) that ran their full budget, and contexts
+    where it ran but that could not be compared (no accuracy at the common epoch, or alone)."""
+    trials = results.trials
+    trials = trials.loc[(trials["control"] == "none") & (trials["method"] != DENSE_METHOD)]
+    compared = context_scores(results, factor)
+    counts = pd.DataFrame({"choice": _choice(trials, factor).to_numpy(),
+                           "completed": (trials["status"] == "completed").to_numpy()})
+    rate = counts.groupby("choice")["completed"].mean().rename("completion_rate")
+    all_contexts = pd.DataFrame({"choice": _choice(trials, factor).to_numpy(),
+                                 "context": _context_ids(results, trials)}).drop_duplicates()
+    kept = compared[["choice", "context"]].drop_duplicates().assign(_kept=True)
+    merged = all_contexts.merge(kept, on=["choice", "context"], how="left")
+    dropped = (~merged["_kept"].eq(True)).groupby(merged["choice"]).sum().rename("n_dropped_contexts")
+    return pd.concat([rate, dropped], axis=1).reset_index().rename(columns={"index": "choice"})
+
+
+def _context_ids(results: Results, trials: pd.DataFrame) -> np.ndarray:
+    from paitune.analysis.common import context_of
+
+    return context_of(trials).to_numpy()
 
 
 def pairwise_win_rates(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
-    """Share of shared contexts where ``choice`` beats ``opponent`` (ties count half), with CI."""
-    scores = context_scores(results, factor)[["ctx", "choice", "acc"]]
-    if scores.empty:
-        return pd.DataFrame(columns=["factor", "choice", "opponent", "n_contexts", "win_rate", "ci_low", "ci_high"])
-    pairs = scores.merge(scores, on="ctx", suffixes=("", "_opp"))
-    pairs = pairs.loc[pairs["choice"] != pairs["choice_opp"]]
-    pairs = pairs.assign(
-        win=(pairs["acc"] > pairs["acc_opp"]) + 0.5 * (pairs["acc"] == pairs["acc_opp"]),
-        opponent=pairs["choice_opp"],
-    )
-    table = grouped_mean_ci(pairs, ["choice", "opponent"], "win", n_boot=n_boot, seed=seed,
-                            min_size=MIN_CONTEXTS)
-    table = table.rename(columns={"n": "n_contexts", "mean": "win_rate"})
+    """Per ordered pair: share of the shared (block, seed) comparisons, each at the last epoch
+    both trials reached, where ``choice`` beats ``opponent`` (ties half), averaged per seed,
+    mean over seeds with a t-CI over seeds; ``mean_diff`` = the mean test-accuracy difference;
+    ``p_adjusted`` = the Holm-adjusted head-to-head p of the pair (``pairwise_tests``)."""
+    columns = ["factor", "choice", "opponent", "n_contexts", "n_units", "win_rate", "ci_low", "ci_high",
+               "mean_diff", "p_adjusted"]
+    h2h = head_to_head(results, factor)
+    if h2h.empty:
+        return pd.DataFrame(columns=columns)
+    table = grouped_t_test(h2h, ["choice", "opponent"], "win", null=0.5).rename(columns={"mean": "win_rate"})
+    extra = h2h.groupby(["choice", "opponent"]).agg(n_contexts=("n_blocks", "max"), mean_diff=("diff", "mean")).reset_index()
+    table = table.merge(extra, on=["choice", "opponent"])
+    _, p_matrix, _ = pairwise_tests(_unit_matrix(context_scores(results, factor)), h2h)
+    table["p_adjusted"] = [p_matrix.loc[a, b] if a in p_matrix.index and b in p_matrix.columns else np.nan
+                           for a, b in zip(table["choice"], table["opponent"])]
     table.insert(0, "factor", factor)
-    return table
+    return table[columns]
 
 
-def _loco_regret(matrix: np.ndarray) -> np.ndarray:
-    """Regret per context of the choice with the best mean accuracy over all *other* contexts."""
-    present = ~np.isnan(matrix)
-    values = np.where(present, matrix, 0.0)
-    sums, counts = values.sum(axis=0), present.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        held_out_means = (sums[None, :] - values) / (counts[None, :] - present)
-    eligible = present & (counts[None, :] - present > 0)
-    held_out_means = np.where(eligible, held_out_means, -np.inf)
-    pick = held_out_means.argmax(axis=1)
-    ok = eligible.any(axis=1)
-    best = np.nanmax(matrix, axis=1)
-    chosen = matrix[np.arange(len(matrix)), pick]
-    return np.where(ok, best - chosen, np.nan)
+def _block_matrix(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(seed-averaged accuracy, block info) per block x choice."""
+    acc = scores.groupby(["ctx", "choice"])["acc"].mean().unstack("choice")
+    info = scores.groupby("ctx")[["dataset", "model", "context"]].first()
+    return acc, info
+
+
+def _group_regret(acc: pd.DataFrame, groups: pd.Series) -> pd.Series:
+    """Leave-one-(dataset x model)-out: per held-out group, the regret (best accuracy minus the
+    chosen one, averaged over the group's blocks) of the choice with the best mean rank over all
+    other groups' blocks."""
+    ranks = acc.rank(axis=1, ascending=False)
+    k = acc.notna().sum(axis=1)
+    # Normalized rank in [0, 1] (0 = best) so blocks holding different numbers of choices weigh alike.
+    normalized = (ranks - 1).div((k - 1).where(k > 1), axis=0)
+    out = {}
+    for group in groups.unique():
+        held = (groups == group).to_numpy()
+        train = normalized.loc[~held]
+        if train.empty:
+            continue
+        mean_rank = train.mean(axis=0)
+        if mean_rank.notna().sum() == 0:
+            continue
+        pick = mean_rank.idxmin()
+        target = acc.loc[held]
+        regret = target.max(axis=1) - target[pick]
+        if regret.notna().any():
+            out[group] = float(regret.mean())
+    return pd.Series(out, dtype=np.float64)
 
 
 def _transfer_regret(matrix: np.ndarray) -> np.ndarray:
-    """Per target context: mean regret of using another context's best choice here."""
+    """Per target block: mean regret of using another block's best choice here."""
     present = ~np.isnan(matrix)
     filled = np.where(present, matrix, -np.inf)
     best_choice = filled.argmax(axis=1)
     best_counts = np.bincount(best_choice, minlength=matrix.shape[1]).astype(np.float64)
-    # How many *other* contexts name each choice their best.
     donors = best_counts[None, :] - np.eye(matrix.shape[1])[best_choice]
     donors = np.where(present, donors, 0.0)
     regret = np.where(present, np.nanmax(matrix, axis=1)[:, None] - np.where(present, matrix, 0.0), 0.0)
@@ -205,46 +443,79 @@ def _transfer_regret(matrix: np.ndarray) -> np.ndarray:
 
 
 def concordance(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: int = SEED) -> dict:
-    """Kendall's W (tie-corrected) over the contexts that hold every choice, Friedman p, and the
-    regret of carrying choices across contexts (leave-one-context-out and pairwise transfer)."""
+    """Agreement of the rankings across contexts, and the cost of carrying a choice elsewhere.
+
+    Kendall's W (tie-corrected) and the Friedman p over *seed-averaged* blocks (each block
+    counted once, however many seeds it has) holding every choice; blocks missing a choice are
+    left out and counted (``n_incomplete_contexts``); when fewer than MIN_UNITS blocks are
+    complete, the choices missing most often are left out first (``n_choices`` = choices kept). Transfer: leave-one-(dataset x model)-out
+    regret (``loco_regret``, t-CI over the held-out groups, ``n_regret_groups`` of them; null with
+    fewer than two groups), choosing by mean rank on the other groups; ``transfer_regret``: mean
+    regret of using another block's best choice."""
     scores = context_scores(results, factor)
     record = {"factor": factor, "kendall_w": np.nan, "n_contexts": 0, "n_choices": 0,
               "friedman_p": np.nan, "loco_regret": np.nan, "loco_ci_low": np.nan,
-              "loco_ci_high": np.nan, "transfer_regret": np.nan, "n_regret_contexts": 0}
+              "loco_ci_high": np.nan, "transfer_regret": np.nan, "n_regret_contexts": 0,
+              "n_regret_groups": 0, "n_incomplete_contexts": 0}
     if scores.empty:
         return record
-    acc = scores.pivot(index="ctx", columns="choice", values="acc")
-    ranks = scores.pivot(index="ctx", columns="choice", values="rank")
-    complete = ranks.notna().all(axis=1).to_numpy()
-    m, n = int(complete.sum()), ranks.shape[1]
-    record["n_contexts"], record["n_choices"] = m, n
-    if m >= MIN_CONTEXTS and n >= 2:
-        # Ranks are recomputed on complete contexts only (they already are: k = n there).
-        w = kendalls_w(ranks.to_numpy()[complete])
-        record["kendall_w"], record["friedman_p"] = w, friedman_p_value(w, m, n)
-    matrix = acc.to_numpy()
-    if len(matrix) >= MIN_CONTEXTS:
-        regrets = pd.DataFrame({"g": 0, "loco": _loco_regret(matrix), "transfer": _transfer_regret(matrix)})
-        loco = grouped_mean_ci(regrets, ["g"], "loco", n_boot=n_boot, seed=seed, min_size=MIN_CONTEXTS)
-        if len(loco):
-            record.update(loco_regret=float(loco["mean"][0]), loco_ci_low=float(loco["ci_low"][0]),
-                          loco_ci_high=float(loco["ci_high"][0]), n_regret_contexts=int(loco["n"][0]))
-        record["transfer_regret"] = float(np.nanmean(regrets["transfer"])) if regrets["transfer"].notna().any() else np.nan
+    acc, info = _block_matrix(scores)
+    # Incomplete blocks: while too few blocks hold every choice, leave out the choice missing from
+    # the most blocks (and say how many choices and blocks remain).
+    kept = acc
+    while kept.shape[1] > 2 and int(kept.notna().all(axis=1).sum()) < MIN_UNITS:
+        kept = kept.drop(columns=kept.notna().sum().idxmin())
+    complete = kept.notna().all(axis=1).to_numpy()
+    m, n = int(complete.sum()), kept.shape[1]
+    record.update(n_contexts=m, n_choices=n, n_incomplete_contexts=int((~complete).sum()))
+    if m >= MIN_UNITS and n >= 2:
+        ranks = kept.loc[complete].rank(axis=1, ascending=False).to_numpy()
+        w = kendalls_w(ranks)
+        record["kendall_w"] = w
+        if n >= 3:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p = float(friedmanchisquare(*kept.loc[complete].to_numpy().T).pvalue)
+            record["friedman_p"] = p if np.isfinite(p) else 0.0
+        else:
+            from paitune.analysis.stats import friedman_p_value
+
+            record["friedman_p"] = friedman_p_value(w, m, n)
+    groups = info["dataset"].astype(str) + " x " + info["model"].astype(str)
+    regrets = _group_regret(acc, groups.loc[acc.index])
+    if len(regrets) >= 2:
+        t = grouped_t_test(pd.DataFrame({"r": regrets.to_numpy()}), [], "r")
+        record.update(loco_regret=float(t["mean"].iloc[0]), loco_ci_low=float(t["ci_low"].iloc[0]),
+                      loco_ci_high=float(t["ci_high"].iloc[0]), n_regret_groups=int(len(regrets)),
+                      n_regret_contexts=int(groups.loc[acc.index].isin(regrets.index).sum()))
+    transfer = _transfer_regret(acc.to_numpy())
+    if np.isfinite(transfer).any():
+        record["transfer_regret"] = float(np.nanmean(transfer))
     return record
 
 
 def ranking_tables(results: Results, factors=tuple(FACTORS), *, n_boot: int = N_BOOT, seed: int = SEED):
-    """(rankings, concordance, pairwise, slices) over the given factors, each a DataFrame."""
-    ranked, slices, pairs, conc = [], [], [], []
+    """(rankings, concordance, pairwise, slices, tests) over the given factors; ``tests`` maps a
+    factor to its pairwise p matrix and mean ranks (the critical-difference diagram's input)."""
+    ranked, slices, pairs, conc, tests = [], [], [], [], {}
     for factor in factors:
-        table, factor_slices = rank_choices(results, factor, n_boot=n_boot, seed=seed, with_slices=True)
+        table, factor_slices, factor_tests = rank_choices(results, factor, with_slices=True, with_tests=True)
         ranked.append(table)
         slices.append(factor_slices.assign(factor=factor))
-        pairs.append(pairwise_win_rates(results, factor, n_boot=n_boot, seed=seed))
-        conc.append(concordance(results, factor, n_boot=n_boot, seed=seed))
+        pairs.append(pairwise_win_rates(results, factor))
+        conc.append(concordance(results, factor))
+        tests[factor] = factor_tests
     return (
         pd.concat(ranked, ignore_index=True),
         pd.DataFrame(conc),
         pd.concat(pairs, ignore_index=True),
         pd.concat(slices, ignore_index=True),
+        tests,
     )
+
+
+def dropped_contexts(results: Results) -> int:
+    """Contexts with trials (control none, dense left out) that no ranking could use."""
+    meta = scoring_meta(results)["contexts"]
+    used = set(context_scores(results, "method_x_allocation")["context"])
+    return int((~meta["context"].isin(used)).sum())

@@ -100,3 +100,36 @@ def missing_reference_note(reference: pd.DataFrame) -> str:
     more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
     return (f"no completed dense (unpruned) trial for {names}{more}: gaps to dense are null there; "
             "add method dense (sparsity 0) to the sweep to get them")
+
+
+def common_epoch_gaps(results: Results) -> pd.DataFrame:
+    """Gaps to dense compared like with like: one row per trial with an accuracy at its
+    context's common epoch (stopped trials included, failed ones not; ``paitune.analysis.common``).
+
+    {tix, seed, dataset, model, max_epochs, method, allocation, control, sparsity, acc, dense_acc,
+    gap}: ``dense_acc`` is the dense reference of the same dataset, model, budget and seed *at the
+    same epoch* (dense trials are never stopped, so comparing a stopped trial with the dense
+    model's final accuracy would set part of a run against a whole one). A trial's own
+    ``dense_test_acc`` column is a final accuracy: it is used where the trial's common epoch is the
+    budget. Null where no reference exists at that epoch.
+    """
+    from paitune.analysis.common import accuracy_at, scored_trials
+
+    scored = scored_trials(results)
+    rows = scored[["tix", "seed", "dataset", "model", "max_epochs", "method", "allocation", "control",
+                   "sparsity", "acc", "common_epoch"]]
+    trials = results.trials
+    dense = trials.loc[is_dense(trials) & (trials["status"] == STATUS_COMPLETED), DENSE_KEYS + ["tix"]]
+    pairs = rows[["tix", "common_epoch"] + DENSE_KEYS].merge(dense.rename(columns={"tix": "dense_tix"}), on=DENSE_KEYS)
+    dense_acc = np.full(len(rows), np.nan)
+    if len(pairs):
+        _, at_epoch = accuracy_at(results, pairs["dense_tix"].to_numpy(), pairs["common_epoch"].to_numpy())
+        mean = pd.Series(at_epoch).groupby(pairs["tix"].to_numpy()).mean()
+        dense_acc = rows["tix"].map(mean).to_numpy(dtype=np.float64)
+    if DENSE_COLUMN in trials.columns:
+        own = trials[DENSE_COLUMN].to_numpy(dtype=np.float64)[rows["tix"].to_numpy()]
+        final = rows["common_epoch"].to_numpy(np.float64) >= rows["max_epochs"].to_numpy(np.float64)
+        dense_acc = np.where(np.isfinite(own) & final, own, dense_acc)
+    out = rows.drop(columns="common_epoch").assign(dense_acc=dense_acc)
+    out["gap"] = out["acc"] - out["dense_acc"]
+    return out.reset_index(drop=True)

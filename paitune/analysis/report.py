@@ -30,33 +30,49 @@ SECTIONS = [
     ("operating_points", "Standard operating points", "Accuracy at the compression ratios of the "
      "literature's tables (ShrinkBench): 2, 4, 8, 16, 32 and, where swept, up to 1000; control none; "
      "mean and 95% CI over seeds and the paired gap to dense.", ["operating_points"]),
-    ("rankings", "Generalization of rankings", "Choices compared within contexts (dataset x model "
-     "x sparsity x seed x budget, other factor fixed). Win rate = share of pairwise comparisons "
-     "won (95% CI over contexts). Kendall's W: agreement of the rankings across contexts; regret: "
-     "accuracy lost by carrying a choice to a context it was not picked on.",
+    ("contexts", "Contexts and common epochs", "Choices are compared only within a context (dataset x "
+     "model x sparsity x budget). Stopped trials are data: within a context every trial counts with its "
+     "accuracy at the common epoch, the last epoch all of them reached (the budget when nothing was "
+     "stopped); completion_rate = share of the context's trials that ran their full budget.", ["contexts"]),
+    ("rankings", "Generalization of rankings", "Choices compared within contexts (other factor fixed), "
+     "each pair at the last epoch both reached, config picked by validation accuracy and judged on test. "
+     "The unit is the seed: win rate = mean over seeds of the share of within-context comparisons won, 95% "
+     "t-interval over seeds (n_units). Friedman test over seeds, then head-to-head paired t-tests over "
+     "seeds of the accuracy difference, Holm-adjusted (p_adjusted); robust_winner = significantly ahead of every other choice. Kendall's W: "
+     "agreement of seed-averaged rankings across contexts; regret: accuracy lost by carrying the choice "
+     "picked on the other dataset x model groups to a held-out one.",
      ["rankings", "concordance", "pairwise"]),
-    ("sanity", "Sanity checks", "Accuracy of each control minus the unmodified mask, paired by "
-     "seed and sparsity (n = pairs). corrupt_labels / corrupt_pixels score the mask on corrupted "
-     "data: hurting means the mask uses the data; for data-free methods they are not applicable.",
+    ("sanity", "Sanity checks", "Accuracy of each control minus its paired unmodified trial (same "
+     "config and seed) at the last epoch both reached. The unit is the seed (pairs of a seed averaged): "
+     "95% t-interval over seeds (n_units; n = pairs), t-test Holm-adjusted over rows (p_adjusted); "
+     "no_effect only when an equivalence test (TOST) shows |delta| < 0.01, else inconclusive. "
+     "corrupt_labels / corrupt_pixels score the mask on corrupted data: hurting means the mask uses the "
+     "data; for data-free methods they are not applicable.",
      ["sanity"]),
     ("pai_vs_imp", "PaI vs after-training (IMP)", "Each method's accuracy minus that of the lottery "
-     "ticket with rewinding (IMP) at the same sparsity, dataset, model, budget and seed; 95% CI over "
-     "the paired seeds (n).", ["pai_vs_imp"]),
+     "ticket with rewinding (IMP) in the same context and seed, at the context's common epoch; 95% "
+     "t-interval over the paired seeds (n), Holm-adjusted t-tests; matches_imp only when an equivalence "
+     "test shows |gap| < 0.01, else inconclusive.", ["pai_vs_imp"]),
     ("layers", "Layerwise profiles", "Mean per-layer density at one sparsity level; for a "
      "searched allocation, the best profile found beside ERK / uniform / global.",
      ["layer_profiles", "searched_profiles"]),
-    ("collapse", "Layer collapse", "Highest sparsity reached before any trial collapsed.", ["collapse"]),
-    ("proxies", "Zero-cost proxies", "Rank correlation of each proxy at init with final accuracy: "
-     "overall, and within contexts (mean of per-context Spearman). Baselines: parameter count, FLOPs. "
-     "Size bias: partial_spearman is the proxy's correlation after controlling for both "
-     "(adds_beyond_size: its CI excludes 0).",
+    ("collapse", "Layer collapse", "Highest sparsity reached before any trial collapsed, per dataset x model.",
+     ["collapse"]),
+    ("proxies", "Zero-cost proxies", "Rank correlation of each proxy at init with accuracy at the common "
+     "epoch, unmodified masks only (control none). What decides is within context: per-context Spearman "
+     "and partial Spearman controlling for parameter count and FLOPs, combined on Fisher's z scale with a "
+     "t-interval over contexts (adds_beyond_size: the within-context partial interval excludes 0). The "
+     "pooled numbers (spearman, partial_spearman) mix contexts and are descriptive only.",
      ["proxies"]),
-    ("importance", "Hyperparameter importance", "Share of the variance of final accuracy explained "
-     "by each parameter (Optuna fANOVA, PED-ANOVA).", ["importance"]),
-    ("early", "Early vs final", "Spearman between validation accuracy at each epoch (ASHA rung) and "
-     "final accuracy; top_recall = share of the final top quarter that a top-third cut at that "
-     "epoch would keep.", ["early_vs_final", "early_vs_final_by_method"]),
-    ("pareto", "Pareto front", "Non-dominated trials: accuracy (max) vs density and FLOPs (min).", ["pareto"]),
+    ("importance", "Hyperparameter importance", "Share of the variance of accuracy within context "
+     "(accuracy minus its context's mean) explained by each choice parameter (Optuna fANOVA, PED-ANOVA); "
+     "context variables, controls and the seed are not parameters.", ["importance"]),
+    ("early", "Early vs final", "Within-context Spearman between validation accuracy at each epoch and test "
+     "accuracy at a later rung (target_epoch), over every trial that reached the rung; survivors_only "
+     "marks rows whose sample some stopped trials left. top_recall = share of the top quarter at the "
+     "rung that a top-third cut at that epoch would keep.", ["early_vs_final", "early_vs_final_by_method"]),
+    ("pareto", "Pareto front", "Non-dominated trials by validation accuracy (max) vs density and FLOPs "
+     "(min); their test accuracy shown.", ["pareto"]),
 ]
 MAX_HTML_ROWS = 200
 
@@ -76,7 +92,8 @@ def _plot_figures(analysis: Analysis) -> dict[str, list[tuple[str, object]]]:
         "accuracy": [("accuracy_vs_sparsity", plots.accuracy_vs_sparsity(t["accuracy_vs_sparsity"]))],
         "operating_points": [("operating_points", plots.operating_points(t["operating_points"]))],
         "pai_vs_imp": [("pai_vs_imp", plots.pai_vs_imp(t["pai_vs_imp"]))],
-        "rankings": [("rankings", plots.rankings(t["rankings"]))],
+        "rankings": [("rankings", plots.rankings(t["rankings"])),
+                     ("critical_difference", plots.critical_difference(analysis.tests))],
         "sanity": [("sanity", plots.sanity(t["sanity"]))],
         "layers": [("layer_profiles", plots.layer_profiles(t["layer_profiles"], t["searched_profiles"]))],
         "proxies": [("proxies", plots.proxies(done, analysis.results.proxy_columns, t["proxies"])),
@@ -123,11 +140,17 @@ def write_report(analysis: Analysis, out_dir) -> dict[str, Path]:
         "<nav>" + "".join(f"<a href='#{a}'>{html.escape(h)}</a>" for a, h, _, _ in SECTIONS) + "</nav>",
     ]
     notes = analysis.tables.get("notes")
+    findings = analysis.tables.get("findings")
     for anchor, heading, text, table_names in SECTIONS:
         parts.append(f"<section id='{anchor}'><h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
         if notes is not None and not notes.empty:
             for note in notes.loc[notes["section"] == anchor, "note"]:
                 parts.append(f"<p class='finding'>{html.escape(str(note))}</p>")
+        if findings is not None and not findings.empty:
+            shown = findings.loc[findings["section"] == anchor, "sentence"]
+            if len(shown):
+                items = "".join(f"<li>{html.escape(str(x))}</li>" for x in shown.head(MAX_HTML_ROWS))
+                parts.append(f"<ul class='verdicts'>{items}</ul>")
         for name, encoded in images.get(anchor, []):
             parts.append(f"<img alt='{name}' src='data:image/png;base64,{encoded}'>")
         for name in table_names:
@@ -152,9 +175,10 @@ TERMINAL = [
       "gap", "gap_ci_low", "gap_ci_high", "n_stopped", "n_failed", "n_diverged"]),
     ("Dense reference (unpruned model)", "dense_reference", ["dataset", "model", "max_epochs", "n", "mean", "ci_low", "ci_high", "note"]),
     ("Standard operating points: accuracy (gap to dense) at compression ratio", "operating_points", None),
-    ("Rankings", "rankings", ["factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "verdict"]),
+    ("Rankings", "rankings", ["factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "n_units",
+                              "p_adjusted", "verdict"]),
     ("Concordance", "concordance", ["factor", "kendall_w", "n_contexts", "n_choices", "loco_regret", "transfer_regret"]),
-    ("Sanity checks", "sanity", ["method", "control", "delta", "ci_low", "ci_high", "n", "verdict"]),
+    ("Sanity checks", "sanity", ["method", "control", "delta", "ci_low", "ci_high", "n", "n_units", "p_adjusted", "verdict"]),
     ("PaI vs after-training: gap to IMP", "pai_vs_imp", ["dataset", "model", "method", "allocation", "sparsity", "n", "gap", "ci_low", "ci_high", "verdict"]),
     ("Layer collapse", "collapse", ["method", "allocation", "max_sparsity_without_collapse", "n_trials", "n_collapsed"]),
     ("Zero-cost proxies", "proxies", ["proxy", "kind", "spearman", "kendall", "ci_low", "ci_high", "n", "within_spearman",

@@ -8,9 +8,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
 from paitune.analysis import (
-    accuracy, after_training, early, importance, layers, operating, pareto, proxies, rankings,
+    accuracy, common, after_training, early, importance, layers, operating, pareto, proxies, rankings,
     reference, sanity,
 )
+from paitune.analysis.findings import findings
 from paitune.analysis.levels import bin_continuous_sparsity, binning_note
 from paitune.analysis.load import Results, load_results
 from paitune.analysis.stats import LEVEL, N_BOOT, SEED
@@ -22,6 +23,8 @@ class Analysis:
 
     results: Results
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # Per ranking factor: the Holm-adjusted pairwise p matrix and mean ranks (critical-difference diagram).
+    tests: dict = field(default_factory=dict)
     n_boot: int = N_BOOT
     seed: int = SEED
 
@@ -46,11 +49,12 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
     # Per-level statistics need levels: continuously sampled sparsity is binned (and said so).
     results, binned = bin_continuous_sparsity(results)
     boot = {"n_boot": n_boot, "seed": seed}
-    ranked, concordance, pairwise, slices = rankings.ranking_tables(results, **boot)
+    ranked, concordance, pairwise, slices, tests = rankings.ranking_tables(results, **boot)
     proxy_table, proxy_by_context = proxies.proxy_correlations(results, **boot)
     early_overall, early_by_method = early.early_vs_final(results, **boot)
     tables = {
         "trials": accuracy.trial_counts(results),
+        "contexts": common.context_table(results),
         "status_by_choice": accuracy.status_by_choice(results),
         "accuracy_vs_sparsity": accuracy.accuracy_vs_sparsity(results, **boot),
         "dense_reference": reference.dense_reference(results, **boot),
@@ -76,7 +80,13 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
         "sources": "; ".join(results.sources),
         "n_trials": len(results.trials),
         "final_accuracy": "test_acc of completed trials",
-        "ci": f"{LEVEL:.0%} percentile bootstrap, {n_boot} resamples, seed {seed}",
+        "compared_at": "test accuracy at each context's common epoch (the last epoch every trial of it reached); "
+                       "config per choice x context selected by validation accuracy",
+        "ci": (f"verdicts: Student-t {LEVEL:.0%} intervals over seeds (the independent unit), Holm-adjusted tests; "
+               f"descriptive tables: {LEVEL:.0%} percentile bootstrap, {n_boot} resamples, seed {seed}"),
+        "n_contexts": int(len(tables["contexts"])),
+        "n_dropped_contexts": rankings.dropped_contexts(results),
+        "n_failed_left_out": int(common.scoring_meta(results)["n_failed"]),
         "duplicate_trials_dropped": results.duplicate_trials,
         "orphan_epoch_rows": results.orphan_rows.get("epochs", 0),
         "orphan_layer_rows": results.orphan_rows.get("layers", 0),
@@ -85,7 +95,8 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
         "contexts_without_dense": int((tables["dense_reference"]["n"] == 0).sum()),
     }])
     tables = {"meta": meta, **tables, "notes": _notes(tables, binned)}
-    return Analysis(results=results, tables=tables, n_boot=n_boot, seed=seed)
+    tables["findings"] = findings(tables)
+    return Analysis(results=results, tables=tables, n_boot=n_boot, seed=seed, tests=tests)
 
 
 def _notes(tables: dict[str, pd.DataFrame], binned: list[str]) -> pd.DataFrame:

@@ -1,22 +1,31 @@
 """Sanity checks: does each method's mask beat its own controls, and does it use the data?
 
-For every method and control (shuffle, reinit, invert, corrupt_labels, corrupt_pixels, or any
-other non-``none`` control), the completed trial with the control is paired with the unmodified
-one of the same method, allocation, dataset, model, budget, sparsity and seed (several trials of
-one pair, e.g. learning rates, are averaged). ``delta`` = accuracy(control) - accuracy(none),
-averaged over pairs, with a bootstrap CI over pairs; ``n`` = number of pairs.
+A control trial (shuffle, reinit, invert, corrupt_labels, corrupt_pixels, or any other
+non-``none`` control) is the paired arm of an unmodified trial: same context, method,
+allocation, config and seed. Each pair is compared at the last epoch *both* reached (a control is
+never trained past its partner; a pair stopped by ASHA is compared where it stopped):
+``delta`` = test accuracy(control) - test accuracy(none) there. Failed trials are left out.
 
-Verdict per row (rule): ``not_applicable`` for a corrupted-data control (corrupt_labels,
-corrupt_pixels: the scoring batches get random labels / per-image shuffled pixels, Su et al.
-2020) on a method whose mask does not use data — the data-free methods (random, magnitude,
-synflow, dense), or any method whose control trials kept exactly the mask of their unmodified
-pair (same ``mask_hash`` in every pair) — with null numbers: there is nothing to measure, the
-sweep ran the same mask twice. Every data-free method present gets such a row for every corrupt
-control the sweep used, trials or not. Otherwise ``too_few_runs`` when n < MIN_CONTEXTS pairs;
-``hurts`` when the CI lies below 0; ``helps`` when it lies above 0; otherwise ``no_effect`` (not
-distinguishable from 0 at this n — absence of evidence, the CI says how large an effect could
-hide). ``interpretation`` turns that into what it means for the method (Frankle et al. 2021, Su
-et al. 2020): e.g. shuffle not hurting means the per-layer densities carry the signal, not the
+The unit is the **seed**: every pair of one seed (all contexts and configs) is averaged into one
+number per (method, control), since contexts that share a seed are not independent. Over seeds:
+``delta`` = mean, ``ci_low``/``ci_high`` = Student-t 95% interval, ``n_units`` = seeds, ``n`` =
+pairs behind them, ``p_adjusted`` = two-sided one-sample t-test p, Holm-adjusted over every row
+tested, ``p_equivalent`` = the TOST equivalence p (Schuirmann 1987) for |delta| < EQUIVALENCE_MARGIN,
+each row's equivalence claim tested on its own at 5% (the Holm correction guards the claims of
+an effect).
+
+Verdict per row (first that applies): ``not_applicable`` for a corrupted-data control
+(corrupt_labels, corrupt_pixels: the scoring batches get random labels / per-image shuffled
+pixels, Su et al. 2020) on a method whose mask does not use data — the data-free methods
+(random, magnitude, synflow, dense), or any method whose control trials kept exactly the mask of
+their unmodified pair (same ``mask_hash`` in every pair) — with null numbers; every data-free
+method present gets such a row for every corrupt control the sweep used. ``too_few_runs`` when
+fewer than MIN_UNITS seeds hold a pair; ``hurts`` / ``helps`` when p_adjusted < 0.05 and delta is
+below / above 0; ``no_effect`` when the equivalence test says |delta| < EQUIVALENCE_MARGIN
+(p_equivalent < 0.05): the effect, if any, is smaller than the margin; otherwise
+``inconclusive`` (neither an effect nor its absence is shown at this number of seeds).
+``interpretation`` turns that into what it means for the method (Frankle et al. 2021, Su et al.
+2020): e.g. shuffle not hurting means the per-layer densities carry the signal, not the
 positions within a layer; corrupting the data hurting means the mask uses the data.
 """
 
@@ -27,7 +36,8 @@ import pandas as pd
 
 from paitune.analysis.accuracy import CONTEXT_COLUMNS, completed_trials
 from paitune.analysis.load import Results
-from paitune.analysis.stats import MIN_CONTEXTS, N_BOOT, SEED, grouped_mean_ci
+from paitune.analysis.common import accuracy_at, context_of, hyperparameter_columns, reached_epochs
+from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
 PAIR_COLUMNS = CONTEXT_COLUMNS + ["method", "allocation"]
 CORRUPT_CONTROLS = ("corrupt_labels", "corrupt_pixels")
@@ -55,7 +65,10 @@ def _interpret(control: str, verdict: str) -> str:
     if verdict == NOT_APPLICABLE:
         return _NOT_APPLICABLE_TEXT
     if verdict == "too_few_runs":
-        return "too few paired runs to tell"
+        return "too few seeds with paired runs to tell"
+    if verdict == "inconclusive":
+        return (f"inconclusive: neither an effect of {control} nor its absence (within "
+                f"{EQUIVALENCE_MARGIN:.0%} accuracy) is shown at this number of seeds")
     hurts = verdict == "hurts"
     if (control, hurts) in _MEANING:
         return _MEANING[(control, hurts)]
@@ -76,25 +89,57 @@ def _unchanged_masks(done: pd.DataFrame, pairs_on: list[str]) -> pd.DataFrame:
     return same.loc[same].reset_index()[["method", "control"]]
 
 
-def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
-    """{method, control, delta, ci_low, ci_high, n, verdict, interpretation, mean_none, mean_control}."""
-    columns = ["method", "control", "delta", "ci_low", "ci_high", "n", "verdict", "interpretation",
-               "mean_none", "mean_control"]
-    done = completed_trials(results)
-    cell = done.groupby(PAIR_COLUMNS + ["control"], dropna=False, observed=True)["test_acc"].mean().reset_index()
-    base = cell.loc[cell["control"] == "none"].drop(columns="control").rename(columns={"test_acc": "acc_none"})
-    treated = cell.loc[cell["control"] != "none"]
-    pairs = treated.merge(base, on=PAIR_COLUMNS, how="inner")
-    pairs["delta"] = pairs["test_acc"] - pairs["acc_none"]
+EQUIVALENCE_MARGIN = 0.01  # accuracy (fraction): "no effect" means |delta| < 1 point, shown by TOST
+
+
+def paired_deltas(results: Results) -> pd.DataFrame:
+    """One row per (control trial, unmodified partner): {method, allocation, control, context,
+    seed, epoch, acc_none, acc_control, delta}; epoch = the last epoch both reached."""
+    trials = results.trials
+    reached = reached_epochs(results)
+    frame = pd.DataFrame({
+        "tix": trials["tix"].to_numpy(np.int64), "context": context_of(trials).to_numpy(),
+        "method": trials["method"].to_numpy(), "allocation": trials["allocation"].to_numpy(),
+        "control": trials["control"].to_numpy(), "seed": trials["seed"].to_numpy(),
+        "reached": reached[trials["tix"].to_numpy(np.int64)],
+        "max_epochs": trials["max_epochs"].to_numpy(np.float64),
+    })
+    hyper = hyperparameter_columns(results)
+    frame["config"] = trials[hyper].groupby(hyper, dropna=False, sort=False).ngroup().to_numpy() if hyper else 0
+    frame = frame.loc[(trials["status"] != "failed").to_numpy() & (frame["reached"] > 0).to_numpy()]
+    keys = ["context", "method", "allocation", "seed", "config"]
+    base = frame.loc[frame["control"] == "none"].drop_duplicates(keys)
+    treated = frame.loc[frame["control"] != "none"]
+    pairs = treated.merge(base.drop(columns=["control", "max_epochs"]), on=keys, suffixes=("", "_none"))
+    columns = ["method", "allocation", "control", "context", "seed", "epoch", "max_epochs", "acc_none",
+               "acc_control", "delta"]
     if pairs.empty:
-        numbers = ["delta", "ci_low", "ci_high", "n", "mean_none", "mean_control"]
+        return pd.DataFrame(columns=columns)
+    epoch = np.minimum(pairs["reached"].to_numpy(), pairs["reached_none"].to_numpy())
+    _, acc_control = accuracy_at(results, pairs["tix"].to_numpy(), epoch)
+    _, acc_none = accuracy_at(results, pairs["tix_none"].to_numpy(), epoch)
+    pairs = pairs.assign(epoch=epoch, acc_control=acc_control, acc_none=acc_none,
+                         delta=acc_control - acc_none)
+    return pairs.loc[pairs["delta"].notna(), columns].reset_index(drop=True)
+
+
+def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+    """{method, control, delta, ci_low, ci_high, n, n_units, verdict, p_adjusted,
+    p_equivalent, interpretation, mean_none, mean_control, n_censored}."""
+    columns = ["method", "control", "delta", "ci_low", "ci_high", "n", "n_units", "verdict", "p_adjusted",
+               "p_equivalent", "interpretation", "mean_none", "mean_control", "n_censored"]
+    pairs = paired_deltas(results)
+    numbers = ["delta", "ci_low", "ci_high", "n", "n_units", "p", "p_equivalent", "mean_none", "mean_control", "n_censored"]
+    if pairs.empty:
         table = pd.DataFrame({"method": pd.Series(dtype=object), "control": pd.Series(dtype=object),
                               **{c: pd.Series(dtype=np.float64) for c in numbers}})
     else:
-        table = grouped_mean_ci(pairs, ["method", "control"], "delta", n_boot=n_boot, seed=seed,
-                                min_size=MIN_CONTEXTS).rename(columns={"mean": "delta"})
-        means = pairs.groupby(["method", "control"]).agg(
-            mean_none=("acc_none", "mean"), mean_control=("test_acc", "mean")).reset_index()
+        per_seed = pairs.groupby(["method", "control", "seed"])["delta"].mean().reset_index()
+        table = grouped_t_test(per_seed, ["method", "control"], "delta", margin=EQUIVALENCE_MARGIN)
+        table = table.rename(columns={"mean": "delta"}).drop(columns="sd")
+        means = pairs.assign(censored=pairs["epoch"] < pairs["max_epochs"]).groupby(["method", "control"]).agg(
+            n=("delta", "size"), mean_none=("acc_none", "mean"), mean_control=("acc_control", "mean"),
+            n_censored=("censored", "sum")).reset_index()
         table = table.merge(means, on=["method", "control"])
 
     # Corrupt controls on methods whose masks do not use data: one row each, numbers null.
@@ -103,19 +148,27 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     data_free = sorted(set(trials["method"].unique()) & DATA_FREE_METHODS)
     inapplicable = pd.concat([
         pd.DataFrame([(m, c) for m in data_free for c in corrupt], columns=["method", "control"]),
-        _unchanged_masks(done, PAIR_COLUMNS),
+        _unchanged_masks(completed_trials(results), PAIR_COLUMNS),
     ], ignore_index=True).drop_duplicates()
     if table.empty and inapplicable.empty:
         return pd.DataFrame(columns=columns)
     table = table.merge(inapplicable.assign(_na=True), on=["method", "control"], how="outer")
     na = table["_na"].eq(True).to_numpy()
     table["n"] = table["n"].fillna(0).astype("int64")
+    table["n_units"] = table["n_units"].fillna(0).astype("int64")
+    table["n_censored"] = table["n_censored"].fillna(0).astype("int64")
+    tested = ~na & (table["n_units"] >= MIN_UNITS).to_numpy()
+    table["p_adjusted"] = holm(np.where(tested, table["p"], np.nan))
+    table["p_equivalent"] = np.where(tested, table["p_equivalent"], np.nan)
     verdict = np.select(
-        [na, table["n"] < MIN_CONTEXTS, table["ci_high"] < 0, table["ci_low"] > 0],
-        [NOT_APPLICABLE, "too_few_runs", "hurts", "helps"], default="no_effect",
+        [na, ~tested,
+         (table["p_adjusted"] < ALPHA) & (table["delta"] < 0),
+         (table["p_adjusted"] < ALPHA) & (table["delta"] > 0),
+         table["p_equivalent"] < ALPHA],
+        [NOT_APPLICABLE, "too_few_runs", "hurts", "helps", "no_effect"], default="inconclusive",
     )
     table["verdict"] = verdict
-    table.loc[na | (table["n"] < MIN_CONTEXTS).to_numpy(), ["ci_low", "ci_high"]] = np.nan
-    table.loc[na, ["delta", "mean_none", "mean_control"]] = np.nan
+    table.loc[na | (table["n_units"] < 2).to_numpy(), ["ci_low", "ci_high"]] = np.nan
+    table.loc[na, ["delta", "mean_none", "mean_control", "p_adjusted", "p_equivalent"]] = np.nan
     table["interpretation"] = [_interpret(c, v) for c, v in zip(table["control"], table["verdict"])]
     return table[columns].sort_values(["method", "control"]).reset_index(drop=True)

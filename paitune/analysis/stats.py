@@ -410,15 +410,21 @@ def grouped_t_test(frame: pd.DataFrame, by: list[str], value: str, *, null: floa
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm-adjusted p-values (statsmodels ``multipletests``); NaN entries stay NaN and are not
-    counted among the tests."""
-    from statsmodels.stats.multitest import multipletests
-
+    """Holm-adjusted p-values (step-down Bonferroni); NaN entries stay NaN and are not counted
+    among the tests. Equal to statsmodels ``multipletests(method="holm")`` (checked in the tests);
+    computed here because that function runs a full garbage collection on every call (~0.1 s),
+    which dominated the analysis of small tables."""
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full(p.shape, np.nan)
     valid = np.isfinite(p)
-    if valid.any():
-        out[valid] = multipletests(p[valid], alpha=ALPHA, method="holm")[1]
+    m = int(valid.sum())
+    if m:
+        values = p[valid]
+        order = np.argsort(values, kind="stable")
+        adjusted = np.maximum.accumulate((m - np.arange(m)) * values[order])
+        result = np.empty(m)
+        result[order] = np.minimum(adjusted, 1.0)
+        out[valid] = result
     return out
 
 

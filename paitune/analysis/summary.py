@@ -4,9 +4,17 @@ Format (schema_version 1): one JSON object; every key is a section and every sec
 of flat records (``DataFrame.to_dict("records")``: string keys, values string / number / bool /
 null). NaN, infinities and missing values are written as ``null``; a statistic that rests on too
 few runs is null (and, where the section has one, its ``verdict``/``note`` says
-``too_few_runs``). Accuracies are fractions in [0, 1] as the sweep reported them. "Final
-accuracy" is ``test_acc`` of completed trials. CIs are 95% percentile bootstrap intervals
-(fixed seed), or normal-approximation intervals for groups of more than 5,000 points.
+``too_few_runs``). Accuracies are fractions in [0, 1] as the sweep reported them.
+
+Comparisons (rankings, sanity, pai_vs_imp, proxies, importance) use each trial's test accuracy at
+its context's *common epoch*: the last epoch every trial of the context (dataset x model x
+sparsity x budget) reached, so stopped trials count; per choice x context the config is picked by
+validation accuracy. Their unit is the seed: intervals are Student-t 95% intervals over seeds,
+``n_units`` says how many, tests are Holm-adjusted (``p_adjusted``), and no verdict rests on fewer
+than 3 seeds. The descriptive tables (accuracy_vs_sparsity, dense_reference, operating_points)
+show final accuracy (test_acc of completed trials) with 95% percentile bootstrap intervals over
+seeds (fixed seed), or normal-approximation intervals for groups of more than 5,000 points.
+``docs/analysis.md`` explains every section.
 
 Sections (guaranteed keys first; extra keys may be added, never removed). The dense reference
 (method dense) is in accuracy_vs_sparsity and dense_reference only: rankings, concordance,
@@ -14,16 +22,20 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 
 - ``meta``: one record {sources, n_trials, final_accuracy, ci, duplicate_trials_dropped,
   orphan_epoch_rows, orphan_layer_rows, sparsity_binned, dense_contexts, contexts_without_dense,
-  schema_version}; sparsity_binned names the experiments whose continuously sampled sparsity was
-  binned to a log grid of compression ratios ("" when none).
+  schema_version, compared_at, n_contexts, n_dropped_contexts, n_failed_left_out}; sparsity_binned
+  names the experiments whose continuously sampled sparsity was binned ("" when none);
+  n_dropped_contexts = contexts no ranking could use (no two choices with an accuracy there).
 - ``trials``: {experiment, status, n}: every status (completed, stopped, failed, diverged) per experiment.
 - ``status_by_choice``: {method, allocation, control, completed, stopped, failed, diverged, total}.
+- ``contexts``: {context, dataset, model, sparsity, max_epochs, common_epoch, n_trials, n_completed,
+  n_stopped, completion_rate}: per context, the epoch its comparisons use.
 - ``accuracy_vs_sparsity``: {method, allocation, control, sparsity, n, mean, ci_low, ci_high,
   dataset, model, max_epochs, n_trials, n_stopped, n_failed, n_diverged, note, compression,
-  dense_mean, gap, gap_ci_low, gap_ci_high, n_gap, gap_note}; n = seeds; compression = 1 / (1 -
-  sparsity); gap = accuracy - dense accuracy of the same dataset x model x budget x seed (paired by
-  seed, CI over seeds, n_gap paired seeds); gap_note in "" | no_dense_reference | too_few_runs.
-  The dense reference's own rows have method "dense", sparsity 0, gap 0.
+  dense_mean, gap, gap_ci_low, gap_ci_high, n_gap, gap_note}; final accuracy of completed
+  trials, n = seeds; compression = 1 / (1 - sparsity); gap = accuracy - dense accuracy of the
+  same dataset x model x budget x seed (paired by seed, CI over seeds, n_gap paired seeds);
+  gap_note in "" | no_dense_reference | too_few_runs. The dense reference's own rows have method
+  "dense", sparsity 0, gap 0. Descriptive: n_stopped says how many trials of the cell it leaves out.
 - ``dense_reference``: {dataset, model, max_epochs, n, mean, ci_low, ci_high, n_trials, source,
   note}: the unpruned model's accuracy over seeds; source in dense_trials | trial_rows (from the
   trials' dense_test_acc column); note "no_dense_reference" (n = 0, numbers null) where the sweep
@@ -34,40 +46,67 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   256, 512, 1000 (where swept); a trial counts for a ratio within 5% of it; note in "" |
   not_swept | no_completed_trials | too_few_runs | no_dense_reference.
 - ``pai_vs_imp``: {dataset, model, max_epochs, method, allocation, sparsity, compression, n,
-  mean_method, mean_imp, gap, ci_low, ci_high, verdict}: gap = accuracy - IMP (lottery ticket with
-  rewinding) accuracy at the same sparsity and context, paired by seed; verdict in below_imp |
-  matches_imp | above_imp | too_few_runs; empty without IMP trials.
+  mean_method, mean_imp, gap, ci_low, ci_high, verdict, n_units, p_adjusted, p_equivalent, epoch}:
+  gap = accuracy - IMP accuracy in the same context and seed at the common epoch (``epoch``), mean
+  over seeds with a t-interval; n = n_units = paired seeds; verdict in below_imp | above_imp
+  (Holm-adjusted t-test p < 0.05) | matches_imp (TOST equivalence, |gap| < 0.01) | inconclusive |
+  too_few_runs (fewer than 3 seeds); empty without IMP trials.
 - ``rankings``: {factor, choice, mean_rank, win_rate, ci_low, ci_high, n_contexts, verdict,
-  best_share, mean_regret, mean_acc, heterogeneity_p}; factor in method | allocation | method_x_allocation;
-  verdict in robust_winner | context_dependent | no_difference | robust_loser | too_few_runs
-  (rules in ``paitune.analysis.rankings``).
+  best_share, mean_regret, mean_acc, heterogeneity_p, n_units, p_adjusted, friedman_p, n_ahead,
+  n_behind, completion_rate, n_dropped_contexts}; factor in method | allocation |
+  method_x_allocation; win_rate = mean over seeds of the share of within-context comparisons won,
+  t-interval over seeds (n_units), n_contexts = contexts (blocks) behind it; verdict in
+  robust_winner (significantly ahead of every other choice: Friedman over seeds, then
+  Holm-adjusted head-to-head paired t-tests over seeds) | robust_loser (behind every other) | context_dependent |
+  no_difference (win rate shown within 0.5 +/- 0.1) | inconclusive | too_few_runs; p_adjusted =
+  largest Holm-adjusted pairwise p against another choice (rules in ``paitune.analysis.rankings``).
 - ``concordance``: {factor, kendall_w, n_contexts, n_choices, friedman_p, loco_regret,
-  loco_ci_low, loco_ci_high, transfer_regret, n_regret_contexts}.
-- ``pairwise``: {factor, choice, opponent, n_contexts, win_rate, ci_low, ci_high}.
-- ``ranking_slices``: {factor, choice, slice, level, n, mean, ci_low, ci_high}: win rate per slice.
+  loco_ci_low, loco_ci_high, transfer_regret, n_regret_contexts, n_regret_groups,
+  n_incomplete_contexts}: Kendall's W and Friedman p over seed-averaged contexts holding every
+  choice (n_contexts; n_incomplete_contexts left out; with fewer than 3 complete, the choices
+  missing most often are left out first, n_choices = choices kept); loco_regret = leave-one-(dataset x
+  model)-out regret choosing by mean rank on the other groups, t-interval over the n_regret_groups
+  held-out groups (null with fewer than two).
+- ``pairwise``: {factor, choice, opponent, n_contexts, win_rate, ci_low, ci_high, n_units,
+  p_adjusted}: win rate of choice over opponent, per seed then over seeds; p_adjusted = the pair's
+  Holm-adjusted Conover p.
+- ``ranking_slices``: {factor, choice, slice, level, n, mean, ci_low, ci_high, n_units}: win
+  rate per level of a context variable; n = contexts, CI over seeds.
 - ``sanity``: {method, control, delta, ci_low, ci_high, n, verdict, interpretation, mean_none,
-  mean_control}; verdict in hurts | helps | no_effect | too_few_runs | not_applicable; n = paired
-  runs. not_applicable: a corrupt_labels / corrupt_pixels control on a data-free method (random,
-  magnitude, synflow, dense) or on a method whose masks the control left unchanged; its numbers
-  are null.
+  mean_control, n_units, p_adjusted, p_equivalent, n_censored}; delta = control - unmodified
+  accuracy of paired trials (same config and seed) at the last epoch both reached, averaged per
+  seed, mean and t-interval over seeds (n_units), n = pairs (n_censored of them compared before
+  the budget); verdict in hurts | helps (Holm-adjusted p < 0.05) | no_effect (TOST: |delta| <
+  0.01) | inconclusive | too_few_runs (fewer than 3 seeds) | not_applicable. not_applicable: a
+  corrupt_labels / corrupt_pixels control on a data-free method (random, magnitude, synflow,
+  dense) or on a method whose masks the control left unchanged; its numbers are null.
 - ``layer_profiles``: {model, method, allocation, sparsity, layer_index, layer, density, n}.
-- ``searched_profiles``: {model, profile, layer_index, layer, density, test_acc, n}.
+- ``searched_profiles``: {model, profile, layer_index, layer, density, test_acc, n}; the searched
+  best is picked by validation accuracy.
 - ``collapse``: {method, allocation, max_sparsity_without_collapse, first_collapse_sparsity,
-  n_trials, n_collapsed, n_levels}.
+  n_trials, n_collapsed, n_levels, dataset, model}: per dataset x model.
 - ``proxies``: {proxy, spearman, kendall, ci_low, ci_high, n, kind, within_spearman,
   within_ci_low, within_ci_high, n_contexts, params_spearman, flops_spearman, partial_spearman,
-  partial_ci_low, partial_ci_high, adds_beyond_size, size_note}; kind in proxy | baseline;
-  partial_spearman = Spearman with accuracy controlling for params_kept and flops_sparse;
-  adds_beyond_size true when its CI excludes 0, false when it includes 0, null when unknown (and
-  for the baselines).
-- ``proxies_by_context``: {proxy, dataset, model, sparsity, seed, max_epochs, n, spearman, ci_low, ci_high}.
-- ``importance``: {param, importance, evaluator, n}; evaluator in fanova | ped_anova.
-- ``early_vs_final``: {max_epochs, epoch, spearman, ci_low, ci_high, n, top_recall}.
+  partial_ci_low, partial_ci_high, adds_beyond_size, size_note, within_partial_spearman,
+  within_partial_ci_low, within_partial_ci_high}; control none only; kind in proxy | baseline;
+  within_* = per-context correlations combined on Fisher's z scale (t-interval over the
+  n_contexts contexts); adds_beyond_size true when the within-context partial interval excludes
+  0, false when it includes 0, null when unknown (and for the baselines); spearman, kendall and
+  partial_spearman pool all contexts and are descriptive only.
+- ``proxies_by_context``: {proxy, context, dataset, model, sparsity, max_epochs, n, spearman,
+  ci_low, ci_high, partial_spearman}.
+- ``importance``: {param, importance, evaluator, n}; evaluator in fanova | ped_anova; the target
+  is accuracy minus its context's mean; context variables, controls and seed are not params.
+- ``early_vs_final``: {max_epochs, epoch, target_epoch, spearman, ci_low, ci_high, n, top_recall,
+  survivors_only}: within-context correlation of validation accuracy at epoch with test accuracy
+  at target_epoch (the budget or an ASHA rung) over the trials that reached it.
 - ``early_vs_final_by_method``: the same with ``method``.
 - ``notes``: {section, note}: the findings the report prints under a section (dense reference
   missing, sparsity binned, proxy size bias sentences, no IMP trials, ...).
+- ``findings``: {section, subject, verdict, sentence}: each verdict as a sentence with its numbers.
 - ``pareto``: {objective, dataset, model, experiment, trial_id, method, allocation, control,
-  sparsity, density, flops_sparse, test_acc}; objective in density | flops.
+  sparsity, density, flops_sparse, test_acc, val_acc}; objective in density | flops; the front is
+  found on val_acc and reports test_acc.
 """
 
 from __future__ import annotations

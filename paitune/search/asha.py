@@ -215,6 +215,12 @@ class ContextASHA(FIFOScheduler):
         pair = pair_key(config)
         if config.get(CONTROL, NO_CONTROL) != NO_CONTROL:
             action = self._follow_partner(pair, now)
+        elif pair in self._pair_stopped and now >= self._pair_stopped[pair]:
+            # The same config was stopped here before under another Tune trial: a retry after a
+            # restart (its first run neither held by the restored Tune nor written). Its arms
+            # already follow that decision, so it stops there too (and adds no second record of
+            # the same config to the rung).
+            action = TrialScheduler.STOP
         else:
             score = self._score(result)
             if score is None:

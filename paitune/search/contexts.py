@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import json
 import optuna
-from optuna.trial import FixedTrial, TrialState
+from optuna.trial import FixedTrial
 from ray.tune.search import Searcher
 
 from paitune.search.rows import written_trial_ids
-from paitune.search.searcher import DUPLICATE_ATTR, ORPHAN_ATTR, TUNE_TRIAL_ATTR, PaiOptunaSearch
+from paitune.search.searcher import DUPLICATE_ATTR, TUNE_TRIAL_ATTR, PaiOptunaSearch
 from paitune.search.asha import pair_key
 from paitune.spaces.compile import CONTROL, NO_CONTROL, CompiledSpace
 from paitune.spaces.context import CONTEXT_COLUMN
@@ -116,6 +116,8 @@ class ContextSearch(Searcher):
         if self._budget is not None and sum(self._issued.values()) >= self._budget:
             return Searcher.FINISHED
         cid = self._next_context()
+        if cid is None:
+            return Searcher.FINISHED  # every config of every context ran: more would repeat them
         config = self._children[cid].suggest(trial_id)
         if not isinstance(config, dict):
             return config
@@ -128,12 +130,15 @@ class ContextSearch(Searcher):
     def _with_context(config, cid: str):
         return {**config, CONTEXT_COLUMN: cid} if isinstance(config, dict) else config
 
-    def _next_context(self) -> str:
+    def _next_context(self) -> str | None:
         """The context the next sampled trial goes to: one with queued trials if any (replicates
-        run beside their draw), else any; the fewest trials so far first, then the space's order."""
+        run beside their draw), else one with configs left to try; the fewest trials so far
+        first, then the space's order. None when every context of a finite space is exhausted."""
         order = list(self._children)
-        waiting = [cid for cid in order if self._children[cid].study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
-        candidates = waiting or order
+        waiting = [cid for cid in order if self._children[cid].waiting()]
+        candidates = waiting or [cid for cid in order if not self._children[cid].exhausted()]
+        if not candidates:
+            return None
         return min(candidates, key=lambda cid: (self._issued[cid], order.index(cid)))
 
     def _queue_arms(self, config: dict) -> None:
@@ -161,11 +166,15 @@ class ContextSearch(Searcher):
             self._side[f"dense:{i}"] = config
         for cid, child in self._children.items():
             for frozen in child.study.get_trials(deepcopy=False):
+                # Every config named to Tune owes its arms: one held or written ran or runs, and
+                # one neither held nor written (orphaned) has its config queued again (a retry)
+                # by child._reconcile above. Its arms must be known here even before the retry
+                # runs: an arm of it that Tune holds or that finished and was written is kept
+                # below only if its key is owed, and would otherwise run a second time.
                 tid = frozen.user_attrs.get(TUNE_TRIAL_ATTR)
-                if tid is None or DUPLICATE_ATTR in frozen.user_attrs or frozen.user_attrs.get(ORPHAN_ATTR):
+                if tid is None or DUPLICATE_ATTR in frozen.user_attrs:
                     continue
-                if tid in held or tid in written:
-                    self._queue_arms(child._compiled.define_by_run(FixedTrial(frozen.params)))
+                self._queue_arms(child._compiled.define_by_run(FixedTrial(frozen.params)))
         issued = {
             key[len(SIDE_PREFIX):]: value for key, value in self._study.user_attrs.items() if key.startswith(SIDE_PREFIX)
         }  # fmt: skip

@@ -67,6 +67,7 @@ RETRY_ATTR = "retry_of"  # user attr of an enqueued retry: the Optuna number of 
 DUPLICATE_ATTR = "duplicate_of"  # user attr of a sampled config that had been asked for already
 FILL_ATTR = "untried_fill"  # user attr: an untried point picked after MAX_REDRAWS repeats in a row
 DENSE_ATTR = "dense_references"  # study user attr: Tune trial id -> index of the dense reference it runs
+QUEUE_ATTRS = (REPLICATE_ATTR, GRID_ATTR, RETRY_ATTR, FILL_ATTR)  # a trial with one was taken from the queue
 MAX_REDRAWS = 20  # sampler repeats in a row before an untried point of a finite space is picked
 MAX_ENUMERATED = 100_000  # a finite space with more configs than this is never enumerated
 QUEUED = -1  # the storage id recorded for a queued config (it gets a real one when asked)
@@ -157,7 +158,7 @@ class PaiOptunaSearch(OptunaSearch):
         self._tune_trials = tune_trials
         if grid and not self._ot_study.trials:
             for point in compiled.grid_points():
-                self._ot_study.enqueue_trial(point, user_attrs={GRID_ATTR: True})
+                self._enqueue(point, {GRID_ATTR: True})
         # Squared with the study once, before this driver's first suggestion (_reconcile).
         self._orphans_checked = False
 
@@ -184,7 +185,7 @@ class PaiOptunaSearch(OptunaSearch):
             return dict(self._dense[pending[0]])
         if fresh:
             self._issued += 1
-        config = super().suggest(trial_id)
+        config = self._ask(trial_id)
         ot_trial = self._ot_trials[trial_id]
         if fresh:
             for redraw in range(MAX_REDRAWS + 1):
@@ -197,8 +198,8 @@ class PaiOptunaSearch(OptunaSearch):
                 self._tell_duplicate(ot_trial, earlier)
                 del self._ot_trials[trial_id]
                 if point is not None:
-                    self._ot_study.enqueue_trial(point, user_attrs={FILL_ATTR: True})
-                config = super().suggest(trial_id)
+                    self._enqueue(point, {FILL_ATTR: True})
+                config = self._ask(trial_id)
                 ot_trial = self._ot_trials[trial_id]
             self._remember_config(ot_trial.params, ot_trial._trial_id)
             ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
@@ -247,17 +248,49 @@ class PaiOptunaSearch(OptunaSearch):
             return next(candidates, None)
         return self._ot_study._storage.get_trial(storage_id)
 
-    def _untried_point(self) -> dict | None:
-        """A config (with a seed) of a finite space that no trial has been asked for; None when
-        there is none left or the space is not finite."""
+    def _finite(self) -> list[dict]:
+        """Every config (with a seed) of a finite space, enumerated once; [] when not finite."""
         if self._finite_points is None:
             try:
                 bounded = self._compiled.grid_size_bound() <= MAX_ENUMERATED
                 self._finite_points = self._compiled.grid_points() if bounded else []
             except PaituneError:  # a continuous range or a searched allocation: not enumerable
                 self._finite_points = []
+            self._finite_keys = {self._config_key(point) for point in self._finite_points}
+        return self._finite_points
+
+    # -- the queue (seed replicates, grid points, retries, untried fills) --------------------------
+    def _enqueue(self, params: dict, user_attrs: dict) -> None:
+        self._ot_study.enqueue_trial(params, user_attrs=user_attrs)
+        self._waiting = self.waiting() + 1
+
+    def waiting(self) -> int:
+        """Queued configs not yet asked for: counted from the study once, then kept here (asking
+        the storage on every suggestion would cost a pass over all of the study's trials)."""
+        if getattr(self, "_waiting", None) is None:
+            self._waiting = len(self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        return self._waiting
+
+    def _ask(self, trial_id: str):
+        config = OptunaSearch.suggest(self, trial_id)
+        if any(key in self._ot_trials[trial_id].user_attrs for key in QUEUE_ATTRS):
+            self._waiting = max(0, self.waiting() - 1)  # Optuna's ask takes a queued config first
+        return config
+
+    def exhausted(self) -> bool:
+        """Whether this is a finite space every config of which (with every seed) has been asked
+        for: a new draw could only repeat one, training the same config and seed bit for bit."""
+        if not self._finite():
+            return False
+        asked = self._configs_asked()
+        # Cheap before the subset test: fewer configs asked than the space holds.
+        return len(asked) >= len(self._finite_keys) and self._finite_keys <= asked.keys()
+
+    def _untried_point(self) -> dict | None:
+        """A config (with a seed) of a finite space that no trial has been asked for; None when
+        there is none left or the space is not finite."""
         taken = self._configs_asked()
-        rest = [point for point in self._finite_points if self._config_key(point) not in taken]
+        rest = [point for point in self._finite() if self._config_key(point) not in taken]
         # Seeded by the study's size: reproducible, and not always the grid's first corner.
         return random.Random(len(self._ot_study.get_trials(deepcopy=False))).choice(rest) if rest else None
 
@@ -287,7 +320,7 @@ class PaiOptunaSearch(OptunaSearch):
         for seed in self._seeds:
             if seed not in covered:
                 params = {**ot_trial.params, SEED_PARAM: seed}
-                self._ot_study.enqueue_trial(params, user_attrs={REPLICATE_ATTR: ot_trial.number})
+                self._enqueue(params, {REPLICATE_ATTR: ot_trial.number})
                 self._configs_asked().setdefault(self._config_key(params), QUEUED)
 
     def _requeue_missing_replicates(self, trials) -> None:
@@ -338,6 +371,7 @@ class PaiOptunaSearch(OptunaSearch):
         }
         self._completed_trials = set(state["completed"])
         self._asked_configs = None
+        self._waiting = None
         self._finished_before_restore = {
             t.user_attrs[TUNE_TRIAL_ATTR]
             for t in self._ot_study.get_trials(deepcopy=False)
@@ -389,7 +423,7 @@ class PaiOptunaSearch(OptunaSearch):
             params = dict((frozen.params or fixed) if tid is not None else fixed)
             if params:
                 kept = {k: v for k, v in attrs.items() if k in (REPLICATE_ATTR, GRID_ATTR)}
-                self._ot_study.enqueue_trial(params, user_attrs={**kept, RETRY_ATTR: frozen.number})
+                self._enqueue(params, {**kept, RETRY_ATTR: frozen.number})
             if tid is not None:
                 self._ot_trials.pop(tid, None)
         self._requeue_missing_replicates(self._ot_study.get_trials(deepcopy=False))
@@ -400,6 +434,7 @@ class PaiOptunaSearch(OptunaSearch):
             self._ot_study.set_user_attr(DENSE_ATTR, self._dense_issued)
         self._issued = used + len(self._dense_issued)
         self._asked_configs = None
+        self._waiting = None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna keeps intermediate values for single-objective studies only.

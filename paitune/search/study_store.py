@@ -28,7 +28,9 @@ def study_storage(experiment_dir: str | Path):
 
 
 def load_study(experiment_dir: str | Path, name: str):
-    """The sweep's Optuna study (its name is the sweep's ``--name``)."""
+    """The Optuna study named ``name`` (the sweep's ``--name``). The sweep's sampled trials are not
+    in it: each context has its own study (``paitune.search.contexts.load_context_studies`` /
+    ``study_trials``); this one holds only the side-trial bookkeeping (``side:<tune id>`` attrs)."""
     import optuna
 
     return optuna.load_study(study_name=name, storage=study_storage(experiment_dir))

@@ -1,0 +1,231 @@
+"""The analysis's verdicts are statistically right: planted tables, ASHA-censored copies of them,
+and seeded simulations of tables with no effect (false-verdict rate, interval coverage)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from paitune.analysis import analyze, pai_vs_imp, proxy_correlations, rank_choices, sanity_checks
+from planted import PlantedSpec, asha_censor, planted_results
+
+N_BOOT = 200
+FALSE_VERDICTS = {"robust_winner", "robust_loser", "hurts", "helps"}
+
+
+def _const(value):
+    return lambda s: value + 0 * s
+
+
+def _verdicts(analysis):
+    rankings = analysis["rankings"]
+    ranked = dict(zip(rankings.loc[rankings["factor"] == "method", "choice"],
+                      rankings.loc[rankings["factor"] == "method", "verdict"]))
+    sanity = analysis["sanity"]
+    return ranked, dict(zip(zip(sanity["method"], sanity["control"]), sanity["verdict"]))
+
+
+# ---- (a) ASHA censoring changes nothing that was planted --------------------------------------
+
+def test_asha_censored_table_gives_the_same_verdicts_and_signs():
+    spec = PlantedSpec(methods=("alpha", "beta", "gamma", "delta"), controls=("none", "shuffle", "invert"),
+                       sparsities=(0.5, 0.75, 0.875, 0.9375), seeds=6, noise=0.004, n_layers=2,
+                       method_effects={"alpha": _const(0.05), "delta": _const(-0.05)},
+                       control_effects={("alpha", "shuffle"): -0.06, ("gamma", "shuffle"): -0.06})
+    full = planted_results(spec)
+    censored = asha_censor(full, rung=3)  # the bottom two thirds of every context stop at epoch 3
+    stopped = censored.trials["status"].eq("stopped").mean()
+    assert 0.6 < stopped < 0.7
+    a_full = analyze(results=full, n_boot=N_BOOT)
+    a_cens = analyze(results=censored, n_boot=N_BOOT)
+    ranked_full, sanity_full = _verdicts(a_full)
+    ranked_cens, sanity_cens = _verdicts(a_cens)
+    assert ranked_full["alpha"] == ranked_cens["alpha"] == "robust_winner"
+    assert ranked_full["delta"] == ranked_cens["delta"] == "robust_loser"
+    for choice in ("beta", "gamma"):  # no planted effect: never a robust verdict, censored or not
+        assert ranked_full[choice] not in FALSE_VERDICTS and ranked_cens[choice] not in FALSE_VERDICTS
+    assert sanity_full == sanity_cens
+    assert sanity_full[("alpha", "shuffle")] == "hurts" and sanity_full[("beta", "shuffle")] == "no_effect"
+    # Signs of every effect agree; no context vanished from the rankings.
+    for analysis in (a_full, a_cens):
+        table = analysis["rankings"].set_index(["factor", "choice"])
+        assert table.loc[("method", "alpha"), "win_rate"] > 0.5 > table.loc[("method", "delta"), "win_rate"]
+        assert (table.loc["method", "n_contexts"] == 4).all() and (table.loc["method", "n_dropped_contexts"] == 0).all()
+        sanity = analysis["sanity"].set_index(["method", "control"])
+        assert sanity.loc[("alpha", "shuffle"), "delta"] < 0 and sanity.loc[("gamma", "shuffle"), "delta"] < 0
+    # The censored table is compared at the epoch every trial reached, and says so.
+    contexts = a_cens["contexts"]
+    assert (contexts["common_epoch"] == 3).all() and (contexts["completion_rate"] < 0.4).all()
+    assert (a_full["contexts"]["common_epoch"] == 10).all()
+
+
+# ---- (b) no effect: at most 5% of tables show a verdict ---------------------------------------
+
+def _null_spec(seed):
+    return PlantedSpec(methods=("a", "b", "c", "d"), controls=("none", "shuffle"), sparsities=(0.5, 0.8, 0.9),
+                       seeds=3, noise=0.01, seed_effect=0.01, n_layers=1, seed=1000 + seed)
+
+
+@pytest.fixture(scope="module")
+def null_tables():
+    """100 planted tables without any effect (4 methods x 3 contexts x 3 seeds, a shuffle control);
+    every other one ASHA-censored at epoch 3."""
+    out = []
+    for i in range(100):
+        results = planted_results(_null_spec(i))
+        out.append(asha_censor(results, rung=3) if i % 2 else results)
+    return out
+
+
+def test_false_verdict_rate_without_effects_is_at_most_five_percent(null_tables):
+    false_tables = 0
+    ranking_false = sanity_false = 0
+    for results in null_tables:
+        ranked = set(rank_choices(results, "method")["verdict"])
+        sane = set(sanity_checks(results)["verdict"])
+        ranking_false += bool(ranked & FALSE_VERDICTS)
+        sanity_false += bool(sane & FALSE_VERDICTS)
+        false_tables += bool((ranked | sane) & FALSE_VERDICTS)
+    rate = false_tables / len(null_tables)
+    print(f"false-verdict rate: {rate:.3f} (rankings {ranking_false}, sanity {sanity_false} of {len(null_tables)})")
+    assert rate <= 0.05
+
+
+def test_method_x_seed_effect_without_method_effect_gives_no_robust_winner():
+    # Each method is lucky on some seeds, in every context of that seed; no method is better.
+    hits = 0
+    for i in range(30):
+        spec = PlantedSpec(methods=("a", "b", "c", "d"), sparsities=(0.5, 0.75, 0.875, 0.9375, 0.96875),
+                           seeds=4, noise=0.002, method_seed_effect=0.03, n_layers=1, seed=i)
+        verdicts = set(rank_choices(planted_results(spec), "method")["verdict"])
+        hits += bool(verdicts & {"robust_winner", "robust_loser"})
+    assert hits <= 1  # 5% of 30 tables, rounded down
+
+
+# ---- (c) coverage of the intervals at few seeds -----------------------------------------------
+
+@pytest.mark.parametrize("seeds", [3, 5, 10])
+def test_sanity_interval_coverage_at_few_seeds(seeds):
+    # 200 methods, each with its own shuffle effect of -0.03: 200 independent intervals per n.
+    methods = tuple(f"m{i}" for i in range(200))
+    spec = PlantedSpec(methods=methods, controls=("none", "shuffle"), sparsities=(0.5, 0.9), seeds=seeds,
+                       noise=0.01, seed_effect=0.02, n_layers=1, seed=seeds,
+                       control_effects={(m, "shuffle"): -0.03 for m in methods})
+    table = sanity_checks(planted_results(spec))
+    assert (table["n_units"] == seeds).all()
+    covered = ((table["ci_low"] <= -0.03) & (-0.03 <= table["ci_high"])).mean()
+    print(f"coverage at {seeds} seeds: {covered:.3f}")
+    assert covered >= 0.92
+
+
+@pytest.mark.parametrize("seeds", [3, 5, 10])
+def test_pai_vs_imp_interval_coverage_at_few_seeds(seeds):
+    # 100 datasets, each with its own IMP reference: 200 independent gaps of -0.02 per n.
+    spec = PlantedSpec(methods=("alpha", "imp"), datasets=tuple(f"d{i}" for i in range(100)), sparsities=(0.5, 0.9),
+                       seeds=seeds, noise=0.01, seed_effect=0.02, n_layers=1, seed=100 + seeds,
+                       method_effects={"imp": _const(0.02)})
+    table = pai_vs_imp(planted_results(spec))
+    assert (table["n"] == seeds).all()
+    covered = ((table["ci_low"] <= -0.02) & (-0.02 <= table["ci_high"])).mean()
+    print(f"pai_vs_imp coverage at {seeds} seeds: {covered:.3f}")
+    assert covered >= 0.92
+
+
+# ---- (e) a strict ordering has one winner ------------------------------------------------------
+
+def test_strict_ordering_gives_the_first_alone_as_robust_winner():
+    effects = {"A": 0.08, "B": 0.06, "C": 0.04, "D": 0.02, "E": 0.0}
+    spec = PlantedSpec(methods=tuple(effects), sparsities=(0.5, 0.75, 0.875), seeds=5, noise=0.005, n_layers=1,
+                       method_effects={m: _const(v) for m, v in effects.items()})
+    table = rank_choices(planted_results(spec), "method").set_index("choice")
+    assert list(table.index[table["verdict"] == "robust_winner"]) == ["A"]
+    assert list(table.index[table["verdict"] == "robust_loser"]) == ["E"]
+    assert table.loc["B", "n_ahead"] == 3 and table.loc["B", "n_behind"] == 1
+    assert table.loc["A", "p_adjusted"] < 0.05 and table.loc["A", "n_units"] == 5
+
+
+# ---- (f) proxies are judged within context -----------------------------------------------------
+
+def test_proxy_shifted_between_datasets_does_not_add_beyond_size():
+    spec = PlantedSpec(methods=("alpha", "beta"), allocations=("global", "erk"), datasets=("d1", "d2", "d3"),
+                       sparsities=(0.5, 0.9), seeds=4, repeats=3, noise=0.02, n_layers=1,
+                       dataset_effects={"d1": 0.0, "d2": 0.05, "d3": 0.1},
+                       controls=("none", "invert"), control_effects={("alpha", "invert"): -0.3})
+    table, by_context = proxy_correlations(planted_results(spec), n_boot=N_BOOT)
+    table = table.set_index("proxy")
+    shifted = table.loc["dataset"]
+    assert shifted["ci_low"] > 0.2  # pooled over datasets it looks like a proxy...
+    assert shifted["within_ci_low"] <= 0 <= shifted["within_ci_high"]  # ...within a context it is noise
+    assert shifted["adds_beyond_size"] == False  # noqa: E712
+    assert table.loc["signal", "adds_beyond_size"] == True  # noqa: E712
+    assert table.loc["signal", "within_partial_spearman"] > 0.3
+    assert table.loc["noise", "adds_beyond_size"] == False  # noqa: E712
+    assert table.loc["signal", "n_contexts"] == 3 * 2
+    # Control trials (an inverted mask) never enter a proxy's correlation.
+    assert by_context.groupby("proxy")["n"].sum().max() == 2 * 2 * 3 * 2 * 4 * 3
+    assert set(by_context.columns) >= {"context", "spearman", "partial_spearman"}
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    from paitune.analysis.stats import holm
+
+    p = np.array([0.01, 0.04, 0.03, 0.5, np.nan, 0.002])
+    expected = multipletests(p[np.isfinite(p)], method="holm")[1]
+    got = holm(p)
+    assert np.isnan(got[4])
+    np.testing.assert_allclose(got[np.isfinite(p)], expected)
+
+
+def test_t_interval_and_tost_by_hand():
+    from scipy import stats
+
+    from paitune.analysis.stats import grouped_t_test
+
+    values = np.array([0.01, -0.004, 0.003, 0.002])
+    row = grouped_t_test(pd.DataFrame({"v": values}), [], "v", margin=0.01).iloc[0]
+    low, high = stats.t.interval(0.95, 3, loc=values.mean(), scale=stats.sem(values))
+    assert row["ci_low"] == pytest.approx(low) and row["ci_high"] == pytest.approx(high)
+    assert row["p"] == pytest.approx(stats.ttest_1samp(values, 0).pvalue)
+    lower = stats.ttest_1samp(values, -0.01, alternative="greater").pvalue
+    upper = stats.ttest_1samp(values, 0.01, alternative="less").pvalue
+    assert row["p_equivalent"] == pytest.approx(max(lower, upper))
+
+
+# ---- contexts: the sweep's context column, dropped contexts counted ---------------------------
+
+def test_context_column_is_used_and_dropped_contexts_are_counted():
+    from paitune.analysis.common import context_table
+
+    spec = PlantedSpec(methods=("alpha", "beta", "gamma"), sparsities=(0.5, 0.75, 0.875), seeds=4, n_layers=1,
+                       method_effects={"alpha": _const(0.05)})
+    results = planted_results(spec)
+    trials = results.trials
+    # Every trial but alpha's failed at sparsity 0.875: that context has nothing to compare.
+    lost = (trials["sparsity"] == 0.875) & (trials["method"] != "alpha")
+    trials.loc[lost, ["status", "test_acc", "val_acc"]] = ["failed", np.nan, np.nan]
+    analysis = analyze(results=results, n_boot=N_BOOT)
+    ranked = analysis["rankings"].set_index(["factor", "choice"]).loc["method"]
+    assert (ranked["n_contexts"] == 2).all() and ranked.loc["alpha", "n_dropped_contexts"] == 1
+    assert analysis["meta"].iloc[0]["n_dropped_contexts"] == 1
+    assert analysis["meta"].iloc[0]["n_failed_left_out"] == int(lost.sum())
+    # A sweep-written context column wins: here it (artificially) puts two sparsities in one context.
+    merged = planted_results(spec)
+    merged.trials["context"] = np.where(merged.trials["sparsity"] == 0.875, "c-high", "c-low")
+    assert set(context_table(merged)["context"]) == {"c-high", "c-low"}
+    assert set(rank_choices(merged, "method")["n_contexts"]) == {2}
+
+
+def test_findings_state_each_verdict_with_its_numbers():
+    spec = PlantedSpec(methods=("alpha", "beta", "gamma"), controls=("none", "shuffle"), sparsities=(0.5, 0.75),
+                       seeds=5, noise=0.004, n_layers=1, method_effects={"alpha": _const(0.1)},
+                       control_effects={("alpha", "shuffle"): -0.05})
+    findings = analyze(results=planted_results(spec), n_boot=N_BOOT)["findings"]
+    rows = findings.set_index(["section", "subject"])
+    winner = rows.loc[("rankings", "method:alpha")]
+    assert winner["verdict"] == "robust_winner"
+    assert "significantly ahead of all 2 other choices" in winner["sentence"] and "over 5 seeds" in winner["sentence"]
+    hurt = rows.loc[("sanity", "alpha:shuffle")]
+    assert hurt["verdict"] == "hurts" and "Holm-adjusted p" in hurt["sentence"] and "5 seeds" in hurt["sentence"]
