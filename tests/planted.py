@@ -63,6 +63,7 @@ class PlantedSpec:
     sparsity_jitter: float = 0.0
     method_seed_effect: float = 0.0  # std of a per-(method, seed) offset: a method x seed interaction
     dataset_effects: dict[str, float] = field(default_factory=dict)  # dataset -> accuracy offset
+    allocation_effects: dict[str, float] = field(default_factory=dict)  # allocation -> accuracy offset
 
     @property
     def n_dense(self) -> int:
@@ -152,6 +153,8 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         accuracy[hit] += np.asarray(effect(s[hit]), dtype=np.float64)
     for name, offset in spec.dataset_effects.items():
         accuracy[grid["dataset"].to_numpy() == name] += offset
+    for name, offset in spec.allocation_effects.items():
+        accuracy[~is_dense & (grid["allocation"].to_numpy() == name)] += offset
     if spec.method_seed_effect:
         methods, codes = np.unique(method, return_inverse=True)
         table = extra_rng.normal(0.0, spec.method_seed_effect, (len(methods), spec.seeds))

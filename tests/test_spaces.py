@@ -65,7 +65,7 @@ def test_config_hash_is_16_hex_and_order_independent():
 def test_default_preset_covers_the_core_axes():
     space = load_space("default")
     assert set(space.params["method"].choices) == {"random", "magnitude", "snip", "grasp", "synflow"}
-    assert {"global", "uniform", "erk"} <= set(space.params["allocation"].choices)
+    assert {"global", "erk"} <= set(space.params["allocation"].choices)
     # controls run as paired arms of every sampled trial: shuffle is random pruning at the
     # method's own layerwise density
     assert set(space.params["control"].choices) == {"none", "shuffle"}

@@ -58,7 +58,7 @@ from scipy.stats import t as student_t
 from paitune.analysis.common import DENSE_METHOD, accuracy_at, scored_trials, scoring_meta
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
-    ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm, kendalls_w,
+    ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm, kendalls_w, t_test_p,
 )
 
 FACTORS = {
@@ -174,7 +174,7 @@ def pairwise_tests(matrix: pd.DataFrame, h2h: pd.DataFrame) -> tuple[float, pd.D
             key = (choices[i], choices[j])
             found = per_pair is not None and key in per_pair.index
             diffs = per_pair.loc[[key], "diff"].to_numpy(np.float64) if found else np.zeros(0)
-            raw.append(_t_p(diffs) if len(diffs) >= MIN_UNITS else np.nan)
+            raw.append(t_test_p(diffs) if len(diffs) >= MIN_UNITS else np.nan)
             index.append((i, j))
     raw = np.asarray(raw, dtype=np.float64)
     adjusted = np.full(len(raw), np.nan)
@@ -195,14 +195,6 @@ def _friedman(values: np.ndarray) -> float:
             return 1.0
         p = float(friedmanchisquare(*values.T).pvalue)
     return p if np.isfinite(p) else 0.0  # perfect agreement: the statistic's variance term is 0
-
-
-def _t_p(diff: np.ndarray) -> float:
-    n = len(diff)
-    mean, sd = float(diff.mean()), float(diff.std(ddof=1)) if n > 1 else 0.0
-    if sd <= 1e-12 * max(1.0, abs(mean)):
-        return 0.0 if abs(mean) > 1e-12 else 1.0
-    return float(2 * student_t.sf(abs(mean) / (sd / np.sqrt(n)), n - 1))
 
 
 def _slice_columns(scores: pd.DataFrame, factor: str) -> list[str]:
@@ -243,7 +235,7 @@ def heterogeneity(scores: pd.DataFrame, factor: str) -> pd.Series:
             if np.ptp(values) == 0:
                 continue
             if values.shape[1] == 2:
-                p = _t_p(values[:, 0] - values[:, 1])
+                p = t_test_p(values[:, 0] - values[:, 1])
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -139,6 +140,11 @@ def write_report(analysis: Analysis, out_dir) -> dict[str, Path]:
         "Every number is also in summary.json.</p>",
         "<nav>" + "".join(f"<a href='#{a}'>{html.escape(h)}</a>" for a, h, _, _ in SECTIONS) + "</nav>",
     ]
+    answer = analysis.tables.get("answer")
+    if answer is not None and not answer.empty:
+        # The answer first: one paragraph, every sentence with its numbers and its seeds.
+        parts.append("<section id='answer'><h2>The answer</h2><p class='answer'>"
+                     + html.escape(" ".join(answer["sentence"])) + "</p></section>")
     notes = analysis.tables.get("notes")
     findings = analysis.tables.get("findings")
     for anchor, heading, text, table_names in SECTIONS:
@@ -189,6 +195,10 @@ TERMINAL = [
 
 def terminal_text(analysis: Analysis, max_rows: int = 40) -> str:
     lines = []
+    answer = analysis.tables.get("answer")
+    if answer is not None and not answer.empty:
+        lines.append("\n== The answer ==")
+        lines.append(textwrap.fill(" ".join(answer["sentence"]), width=100))
     for title, name, columns in TERMINAL:
         table = analysis.tables[name]
         if name == "accuracy_vs_sparsity":

@@ -11,6 +11,7 @@ from paitune.analysis import (
     accuracy, common, after_training, early, importance, layers, operating, pareto, proxies, rankings,
     reference, sanity,
 )
+from paitune.analysis.answer import answer
 from paitune.analysis.findings import findings
 from paitune.analysis.levels import bin_continuous_sparsity, binning_note
 from paitune.analysis.load import Results, load_results
@@ -80,7 +81,8 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
         "sources": "; ".join(results.sources),
         "n_trials": len(results.trials),
         "final_accuracy": "test_acc of completed trials",
-        "compared_at": "test accuracy at each context's common epoch (the last epoch every trial of it reached); "
+        "compared_at": "test accuracy; two trials at the last epoch both reached (rankings, controls, IMP), "
+                       "one accuracy per trial at its context's common epoch (correlations, regret, gaps to dense); "
                        "config per choice x context selected by validation accuracy",
         "ci": (f"verdicts: Student-t {LEVEL:.0%} intervals over seeds (the independent unit), Holm-adjusted tests; "
                f"descriptive tables: {LEVEL:.0%} percentile bootstrap, {n_boot} resamples, seed {seed}"),
@@ -96,6 +98,7 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
     }])
     tables = {"meta": meta, **tables, "notes": _notes(tables, binned)}
     tables["findings"] = findings(tables)
+    tables["answer"] = answer(results, tables)
     return Analysis(results=results, tables=tables, n_boot=n_boot, seed=seed, tests=tests)
 
 

@@ -456,3 +456,15 @@ def fisher_z_combine(rho: np.ndarray, n: np.ndarray, *, level: float = LEVEL) ->
         var = float((w * w * (1 + rho ** 2 / 2) / w).sum() / w.sum() ** 2)
         half = norm.ppf(0.5 + level / 2.0) * np.sqrt(var)
     return float(np.tanh(mean)), float(np.tanh(mean - half)), float(np.tanh(mean + half)), m
+
+
+def t_test_p(diff: np.ndarray) -> float:
+    """Two-sided p of a one-sample t-test of mean(diff) = 0 (paired differences over units).
+    With no spread at all, 0 when the mean is not 0 (every unit agrees) and 1 when it is."""
+    from scipy.stats import t as student_t
+
+    n = len(diff)
+    mean, sd = float(np.mean(diff)), float(np.std(diff, ddof=1)) if n > 1 else 0.0
+    if sd <= 1e-12 * max(1.0, abs(mean)):
+        return 0.0 if abs(mean) > 1e-12 else 1.0
+    return float(2 * student_t.sf(abs(mean) / (sd / np.sqrt(n)), n - 1))
