@@ -37,6 +37,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 test: install-dev
 	$(BIN)/python -m pytest -q --timeout=1200 $(PYTEST_ARGS)
 
+lint: install-dev
+	$(BIN)/ruff check paitune tests bench
+	$(BIN)/ruff format --check paitune tests bench
+
 # The inner loop: no Ray, no slow multi-process tests (a minute or two).
 test-fast: install-dev
 	$(BIN)/python -m pytest -q --timeout=600 -m "not slow and not ray" $(PYTEST_ARGS)

@@ -89,14 +89,27 @@ def top_functions(profile: cProfile.Profile, limit: int = 20, *, only: str = "",
     for (filename, line, function), (_, calls, own, cumulative, _) in stats.stats.items():
         where = filename.split("site-packages/")[-1].split("/work/main/")[-1]
         if only in filename:
-            rows.append({"function": f"{where}:{line}({function})", "calls": calls, "own_s": own, "cumulative_s": cumulative})
+            rows.append(
+                {"function": f"{where}:{line}({function})", "calls": calls, "own_s": own, "cumulative_s": cumulative}
+            )
     rows.sort(key=lambda r: r[key], reverse=True)
     return rows[:limit]
 
 
-def run_sweep_inprocess(space: str, out: Path, name: str, *, num_samples: int | None, sampler: str,
-                        scheduler: str, sampler_seed: int, max_concurrent: int, sets: list[str] | None = None,
-                        profile: bool = False, tune_logs: bool = False) -> SweepRun:
+def run_sweep_inprocess(
+    space: str,
+    out: Path,
+    name: str,
+    *,
+    num_samples: int | None,
+    sampler: str,
+    scheduler: str,
+    sampler_seed: int,
+    max_concurrent: int,
+    sets: list[str] | None = None,
+    profile: bool = False,
+    tune_logs: bool = False,
+) -> SweepRun:
     """Plan and run one sweep on the running Ray through paitune's public API; read its tables."""
     from paitune.search.sweep import SweepOptions, plan_sweep, run_sweep
 
@@ -127,7 +140,6 @@ def run_sweep_inprocess(space: str, out: Path, name: str, *, num_samples: int | 
         # Own time shows where the driver waits or works; paitune's functions by cumulative time
         # show which of its steps (searcher, sink, sweep setup) that work belongs to.
         profile_rows = top_functions(profiler) + top_functions(profiler, 15, only="paitune/", key="cumulative_s")
-        if os.environ.get("XPROF"): profile_rows += top_functions(profiler, 60, only="", key="cumulative_s")
     return SweepRun(name, experiment_dir, started, wall, trials, epochs, profile_rows)
 
 

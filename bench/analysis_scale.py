@@ -89,28 +89,42 @@ def profile(results: Path, work: Path, extra: list[str], top: int = 25) -> list[
     stats = pstats.Stats(str(stats_file))
     rows = []
     for (filename, line, func), (_, calls, own, cumulative, _) in stats.stats.items():
-        rows.append({"function": f"{Path(filename).name}:{line}({func})", "calls": calls,
-                     "own_s": own, "cumulative_s": cumulative})
+        rows.append(
+            {
+                "function": f"{Path(filename).name}:{line}({func})",
+                "calls": calls,
+                "own_s": own,
+                "cumulative_s": cumulative,
+            }
+        )
     rows.sort(key=lambda r: r["cumulative_s"], reverse=True)
     return rows[:top]
 
 
 COLUMNS = [
-    ("trials_rows", "trials", "d"), ("epochs_rows", "epoch rows", "d"), ("layers_rows", "layer rows", "d"),
-    ("files_per_table", "files/table", "d"), ("generate_s", "generate s", ".1f"),
-    ("analyze_s", "analyze s", ".1f"), ("peak_rss_gib", "peak RSS GiB", ".2f"), ("exit_status", "exit", "d"),
+    ("trials_rows", "trials", "d"),
+    ("epochs_rows", "epoch rows", "d"),
+    ("layers_rows", "layer rows", "d"),
+    ("files_per_table", "files/table", "d"),
+    ("generate_s", "generate s", ".1f"),
+    ("analyze_s", "analyze s", ".1f"),
+    ("peak_rss_gib", "peak RSS GiB", ".2f"),
+    ("exit_status", "exit", "d"),
     ("goal_met", "goal", ""),
 ]
 
 
 def main(argv=None) -> int:
     parser = bench_parser(__doc__)
-    parser.add_argument("--trials", type=int, default=None, help="trials to generate (default 100,000; 400 with --quick)")
+    parser.add_argument(
+        "--trials", type=int, default=None, help="trials to generate (default 100,000; 400 with --quick)"
+    )
     parser.add_argument("--files", type=int, default=16, help="Parquet files per table (default 16)")
     parser.add_argument("--profile", action="store_true", help="also run the analysis under cProfile")
     parser.add_argument("--keep", type=Path, default=None, help="generate here and keep it (default: a temp dir)")
-    parser.add_argument("--n-boot", type=int, default=None,
-                        help="passed to paitune analyze (default: its own, 1000; 100 with --quick)")
+    parser.add_argument(
+        "--n-boot", type=int, default=None, help="passed to paitune analyze (default: its own, 1000; 100 with --quick)"
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)  # the analysis child does not use torch; recorded for uniform facts
     trials = args.trials or (400 if args.quick else 100_000)
@@ -126,9 +140,16 @@ def main(argv=None) -> int:
         log_tail = (work / "analyze.log").read_text()[-2000:]
         top = profile(results, work, extra) if args.profile else None
 
-    row = {**counts, "files_per_table": args.files, "generate_s": generate_s, "analyze_s": analyze_s,
-           "peak_rss_bytes": peak, "peak_rss_gib": peak / 2**30, "exit_status": status,
-           "goal_met": status == 0 and analyze_s < GOAL_SECONDS and peak < GOAL_BYTES}
+    row = {
+        **counts,
+        "files_per_table": args.files,
+        "generate_s": generate_s,
+        "analyze_s": analyze_s,
+        "peak_rss_bytes": peak,
+        "peak_rss_gib": peak / 2**30,
+        "exit_status": status,
+        "goal_met": status == 0 and analyze_s < GOAL_SECONDS and peak < GOAL_BYTES,
+    }
     summary = {
         "analyze_seconds": analyze_s,
         "peak_rss_gib": peak / 2**30,
@@ -136,9 +157,14 @@ def main(argv=None) -> int:
         "goal_gib": GOAL_BYTES / 2**30,
         "goal_met": row["goal_met"],
     }
-    settings = {"trials_requested": trials, "epochs": epochs, "layers": layers, "files_per_table": args.files,
-                "generator": "tests/planted.py spec_for_size, no early stops",
-                "command": "python -m paitune analyze DIR --out REPORT " + " ".join(extra)}
+    settings = {
+        "trials_requested": trials,
+        "epochs": epochs,
+        "layers": layers,
+        "files_per_table": args.files,
+        "generator": "tests/planted.py spec_for_size, no early stops",
+        "command": "python -m paitune analyze DIR --out REPORT " + " ".join(extra),
+    }
     if status != 0:
         settings["analyze_log_tail"] = log_tail
         print(log_tail, file=sys.stderr)
@@ -146,8 +172,15 @@ def main(argv=None) -> int:
         settings["profile_top_cumulative"] = top
         for r in top:
             print(f"{r['cumulative_s'] or 0:9.2f} s cumulative  {r['function']}")
-    report(NAME, args, settings=settings, rows=[row], summary=summary, columns=COLUMNS,
-           title=f"paitune analyze at scale ({trials:,} trials x {epochs} epochs x {layers} layers)")
+    report(
+        NAME,
+        args,
+        settings=settings,
+        rows=[row],
+        summary=summary,
+        columns=COLUMNS,
+        title=f"paitune analyze at scale ({trials:,} trials x {epochs} epochs x {layers} layers)",
+    )
     return 0 if status == 0 else 1
 
 

@@ -41,8 +41,12 @@ def bench_parser(description: str | None) -> argparse.ArgumentParser:
     first_line = (description or "").strip().splitlines()[:1]
     parser = argparse.ArgumentParser(description=first_line[0] if first_line else None)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads, fixed for the whole run (default 1: the machine is shared)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads, fixed for the whole run (default 1: the machine is shared)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"folder for the JSON (default {RESULTS_DIR})")
     return parser
 
@@ -129,8 +133,13 @@ def format_table(rows: Sequence[dict], columns: Sequence[Column], title: str | N
     header = [h for _, h, _ in columns]
     body = [[_cell(row.get(key), spec) for key, _, spec in columns] for row in rows]
     widths = [max(len(c) for c in col) for col in zip(header, *body)]
-    numeric = [all(row.get(key) is None or (isinstance(row.get(key), (int, float)) and not isinstance(row.get(key), bool))
-                   for row in rows) for key, _, _ in columns]
+    numeric = [
+        all(
+            row.get(key) is None or (isinstance(row.get(key), (int, float)) and not isinstance(row.get(key), bool))
+            for row in rows
+        )
+        for key, _, _ in columns
+    ]
 
     def line(cells):
         return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
@@ -141,20 +150,32 @@ def format_table(rows: Sequence[dict], columns: Sequence[Column], title: str | N
     return "\n".join(out)
 
 
-def report(name: str, args: argparse.Namespace, *, settings: dict, rows: list[dict], summary: dict,
-           columns: Sequence[Column], title: str | None = None) -> Path:
+def report(
+    name: str,
+    args: argparse.Namespace,
+    *,
+    settings: dict,
+    rows: list[dict],
+    summary: dict,
+    columns: Sequence[Column],
+    title: str | None = None,
+) -> Path:
     """Print the table and the summary, write the JSON; returns the JSON's path."""
     print(format_table(rows, columns, title or name))
     for key, value in summary.items():
         print(f"{key}: {_cell(value, '.3f' if isinstance(value, float) else '')}")
-    path = write_json(name, {
-        "benchmark": name,
-        "quick": bool(args.quick),
-        "machine": machine_facts(),
-        "settings": settings,
-        "rows": rows,
-        "summary": summary,
-    }, args.out)
+    path = write_json(
+        name,
+        {
+            "benchmark": name,
+            "quick": bool(args.quick),
+            "machine": machine_facts(),
+            "settings": settings,
+            "rows": rows,
+            "summary": summary,
+        },
+        args.out,
+    )
     print(f"wrote {path}")
     sys.stdout.flush()
     return path

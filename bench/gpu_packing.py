@@ -180,8 +180,9 @@ class GpuSampler:
                 "gpu_mem_peak_mib": max(m for _, m in self.samples), "gpu_samples": len(self.samples)}  # fmt: skip
 
 
-def run_packing(k: int, out: Path, name: str, *, trials: int, sets: list[str], cpus: int, max_concurrent: int,
-                address: str | None) -> dict:
+def run_packing(
+    k: int, out: Path, name: str, *, trials: int, sets: list[str], cpus: int, max_concurrent: int, address: str | None
+) -> dict:
     """One sweep with ``k`` trials per GPU; returns its row (plus its trial configs, for the check
     that every packing ran the same trials)."""
     import pandas as pd
@@ -223,16 +224,26 @@ def run_packing(k: int, out: Path, name: str, *, trials: int, sets: list[str], c
         "compute_s": float((table["prune_seconds"].fillna(0) + table["train_seconds"].fillna(0)).sum()),
         **gpu.summary(),
         # Each trial's [start, end] in seconds from the first start: what max_running counts.
-        "timeline": [[round(s - min(starts), 3), round(e - min(starts), 3)] for _, s, e in sorted(intervals, key=lambda i: i[1])],
+        "timeline": [
+            [round(s - min(starts), 3), round(e - min(starts), 3)] for _, s, e in sorted(intervals, key=lambda i: i[1])
+        ],
         "_configs": sorted(table["config_hash"].astype(str)),
     }
 
 
 COLUMNS = [
-    ("packing", "per GPU", "d"), ("gpus_per_trial", "gpu/trial", ".3f"), ("max_concurrent", "max conc", "d"),
-    ("trials", "trials", "d"), ("wall_s", "wall s", ".1f"), ("trials_per_hour", "trials/hour", ".0f"),
-    ("speedup", "speed-up", ".2f"), ("median_trial_s", "median trial s", ".2f"), ("max_running", "max running", "d"),
-    ("devices", "device", ""), ("gpu_util_mean", "GPU util %", ".0f"), ("gpu_mem_peak_mib", "GPU MiB", ".0f"),
+    ("packing", "per GPU", "d"),
+    ("gpus_per_trial", "gpu/trial", ".3f"),
+    ("max_concurrent", "max conc", "d"),
+    ("trials", "trials", "d"),
+    ("wall_s", "wall s", ".1f"),
+    ("trials_per_hour", "trials/hour", ".0f"),
+    ("speedup", "speed-up", ".2f"),
+    ("median_trial_s", "median trial s", ".2f"),
+    ("max_running", "max running", "d"),
+    ("devices", "device", ""),
+    ("gpu_util_mean", "GPU util %", ".0f"),
+    ("gpu_mem_peak_mib", "GPU MiB", ".0f"),
 ]
 
 
@@ -248,7 +259,9 @@ def measured_result(path: Path) -> dict | None:
 def skip(args, reason: str) -> int:
     """No GPU and no --fake-gpus: say so, write the JSON that says so, exit 0. A measured result
     already there (a GPU run's JSON copied back) is kept: a CPU machine cannot redo it."""
-    print(f"{NAME}: skipped: {reason} (run it on a machine with a CUDA GPU, or add --fake-gpus to run the placement on CPU)")
+    print(
+        f"{NAME}: skipped: {reason} (run it on a machine with a CUDA GPU, or add --fake-gpus to run the placement on CPU)"
+    )
     previous = measured_result(Path(args.out) / f"{NAME}.json")
     if previous is not None:
         machine = previous.get("machine", {})
@@ -263,18 +276,39 @@ def skip(args, reason: str) -> int:
 
 def main(argv=None) -> int:
     parser = bench_parser(__doc__)
-    parser.add_argument("--fake-gpus", action="store_true",
-                        help="declare 1 GPU to Ray even without CUDA: the placement runs, the trials run on the CPU")
-    parser.add_argument("--packings", type=int, nargs="+", default=list(PACKINGS), metavar="K",
-                        help=f"trials per GPU to measure, in this order (default {' '.join(map(str, PACKINGS))})")
-    parser.add_argument("--max-concurrent", type=int, default=None,
-                        help="--max-concurrent of every sweep (default: K, the packing; larger shows the GPU alone caps it)")
-    parser.add_argument("--trials", type=int, default=None, help="requested trials per sweep (default 23 full, 3 quick; +1 reference)")
+    parser.add_argument(
+        "--fake-gpus",
+        action="store_true",
+        help="declare 1 GPU to Ray even without CUDA: the placement runs, the trials run on the CPU",
+    )
+    parser.add_argument(
+        "--packings",
+        type=int,
+        nargs="+",
+        default=list(PACKINGS),
+        metavar="K",
+        help=f"trials per GPU to measure, in this order (default {' '.join(map(str, PACKINGS))})",
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="--max-concurrent of every sweep (default: K, the packing; larger shows the GPU alone caps it)",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=None, help="requested trials per sweep (default 23 full, 3 quick; +1 reference)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 30 full, 1 quick)")
     parser.add_argument("--cpus", type=int, default=None, help="CPUs given to Ray (default: all this process may use)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up sweep of a full run")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting of the benchmark's space, as `paitune sweep --set` (e.g. model=vgg16)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the benchmark's space, as `paitune sweep --set` (e.g. model=vgg16)",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     if any(k < 1 for k in args.packings):
@@ -313,7 +347,9 @@ def main(argv=None) -> int:
                 run_packing(1, Path(tmp), "warmup", trials=1, max_concurrent=1, **common)
                 settings["warmup_s"] = time.perf_counter() - begun
             for k in args.packings:
-                row = run_packing(k, Path(tmp), f"pack{k}", trials=trials, max_concurrent=args.max_concurrent or k, **common)
+                row = run_packing(
+                    k, Path(tmp), f"pack{k}", trials=trials, max_concurrent=args.max_concurrent or k, **common
+                )
                 rows.append(row)
                 print(f"packing {k}: {row['trials']} trials in {row['wall_s']:.1f} s, at most {row['max_running']} at once",
                       flush=True)  # fmt: skip

@@ -27,13 +27,11 @@ import copy
 import time
 from dataclasses import dataclass
 
-import torch
-
 from bench.common import bench_parser, median, report, set_threads
 from paitune.data import load_dataset
 from paitune.models import build_model
 from paitune.pruning import prune, to_torch_prune
-from paitune.training import Trainer, TrainConfig
+from paitune.training import TrainConfig, Trainer
 
 NAME = "masked_training"
 VARIANTS = ("dense", "paitune", "torch_prune", "dense_again")
@@ -54,13 +52,19 @@ class Case:
 
 def cases(quick: bool) -> list[Case]:
     if quick:
-        return [Case("mlp", "digits", None, None, 128, 2, 2), Case("cnn", "digits", None, None, 128, 1),
-                Case("vgg11", "synthetic", 8, 4, 8, 1)]
+        return [
+            Case("mlp", "digits", None, None, 128, 2, 2),
+            Case("cnn", "digits", None, None, 128, 1),
+            Case("vgg11", "synthetic", 8, 4, 8, 1),
+        ]
     # VGG-11 costs about 30 ms per sample forward+backward on one core of the 2-core dev machine:
     # 192 samples (3 steps of 64) make a ~6 s epoch, so 18 epochs take a couple of minutes.
     # The digits MLP's epoch is ~15 ms: ten of them make one timed sample.
-    return [Case("mlp", "digits", None, None, 128, 15, 10), Case("cnn", "digits", None, None, 128, 15),
-            Case("vgg11", "synthetic", 192, 32, 64, 5)]
+    return [
+        Case("mlp", "digits", None, None, 128, 15, 10),
+        Case("cnn", "digits", None, None, 128, 15),
+        Case("vgg11", "synthetic", 192, 32, 64, 5),
+    ]
 
 
 def _data(case: Case):
@@ -137,11 +141,18 @@ def measure(case: Case) -> dict:
 
 
 COLUMNS = [
-    ("model", "model", ""), ("dataset", "data", ""), ("train_samples", "train n", "d"),
-    ("repeats", "reps", "d"), ("dense_s", "dense s", ".4f"), ("paitune_s", "paitune s", ".4f"),
-    ("torch_prune_s", "torch-prune s", ".4f"), ("paitune_ratio", "paitune/dense", ".3f"),
-    ("torch_prune_ratio", "torch-prune/dense", ".3f"), ("paitune_vs_torch_prune", "paitune/torch-prune", ".3f"),
-    ("noise", "dense again/dense", ".3f"), ("enforcer_share", "enforcer/dense", ".4f"),
+    ("model", "model", ""),
+    ("dataset", "data", ""),
+    ("train_samples", "train n", "d"),
+    ("repeats", "reps", "d"),
+    ("dense_s", "dense s", ".4f"),
+    ("paitune_s", "paitune s", ".4f"),
+    ("torch_prune_s", "torch-prune s", ".4f"),
+    ("paitune_ratio", "paitune/dense", ".3f"),
+    ("torch_prune_ratio", "torch-prune/dense", ".3f"),
+    ("paitune_vs_torch_prune", "paitune/torch-prune", ".3f"),
+    ("noise", "dense again/dense", ".3f"),
+    ("enforcer_share", "enforcer/dense", ".4f"),
     ("goal_met", "goal", ""),
 ]
 
@@ -164,12 +175,19 @@ def main(argv=None) -> int:
         "masks": "random, global allocation",
         "cases": [case.__dict__ for case in cases(args.quick)],
         "timing": "fastest of `repeats` samples of Trainer.run_epoch seconds (train pass + val/test eval; "
-                  "a sample averages epochs_per_sample epochs); variants interleaved, order rotating, "
-                  "one untimed warm-up epoch each",
+        "a sample averages epochs_per_sample epochs); variants interleaved, order rotating, "
+        "one untimed warm-up epoch each",
         "threads": args.threads,
     }
-    report(NAME, args, settings=settings, rows=rows, summary=summary, columns=COLUMNS,
-           title=f"Masked training overhead (sparsity {SPARSITY}, {args.threads} thread(s))")
+    report(
+        NAME,
+        args,
+        settings=settings,
+        rows=rows,
+        summary=summary,
+        columns=COLUMNS,
+        title=f"Masked training overhead (sparsity {SPARSITY}, {args.threads} thread(s))",
+    )
     return 0
 
 

@@ -45,11 +45,27 @@ def main(argv=None) -> int:
         print(f"\n=== bench.{name} ===", flush=True)
         start = time.perf_counter()
         status = subprocess.call([sys.executable, "-m", f"bench.{name}", *passed], cwd=REPO)
-        rows.append({"benchmark": name, "exit": status, "seconds": time.perf_counter() - start,
-                     "json": str(Path(args.out) / f"{name}.json") if status == 0 else "-"})
+        rows.append(
+            {
+                "benchmark": name,
+                "exit": status,
+                "seconds": time.perf_counter() - start,
+                "json": str(Path(args.out) / f"{name}.json") if status == 0 else "-",
+            }
+        )
     print()
-    print(format_table(rows, [("benchmark", "benchmark", ""), ("exit", "exit", "d"),
-                              ("seconds", "seconds", ".1f"), ("json", "results", "")], "bench.run_all"))
+    print(
+        format_table(
+            rows,
+            [
+                ("benchmark", "benchmark", ""),
+                ("exit", "exit", "d"),
+                ("seconds", "seconds", ".1f"),
+                ("json", "results", ""),
+            ],
+            "bench.run_all",
+        )
+    )
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 
 

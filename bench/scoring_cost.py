@@ -28,7 +28,7 @@ from bench.common import bench_parser, report, set_threads, timed
 from paitune.data import load_dataset, scoring_batches
 from paitune.models import build_model
 from paitune.pruning import prune
-from paitune.training import Trainer, TrainConfig
+from paitune.training import TrainConfig, Trainer
 
 NAME = "scoring_cost"
 METHODS = ("snip", "grasp", "synflow", "iterative_snip")
@@ -79,8 +79,9 @@ def _warm_up(model, batch, device: str) -> None:
 
 
 def epoch_seconds(model, data, cfg: Setup, device: str) -> float:
-    trainer = Trainer(copy.deepcopy(model), None, data, TrainConfig(epochs=1, batch_size=cfg.train_batch, seed=0),
-                      device=device)
+    trainer = Trainer(
+        copy.deepcopy(model), None, data, TrainConfig(epochs=1, batch_size=cfg.train_batch, seed=0), device=device
+    )
     _, seconds = _timed_on(device, trainer.run_epoch)
     return seconds
 
@@ -106,36 +107,48 @@ def measure(model_name: str, device: str, cfg: Setup, isnip_rounds: int) -> list
     for method in METHODS:
         seconds, rounds = prune_seconds(model, method, batches, device, isnip_rounds)
         full = ITERATIONS if method in ("synflow", "iterative_snip") else 1
-        rows.append({
-            "model": model_name,
-            "device": device,
-            "method": method,
-            "iterations": full,
-            "measured_iterations": rounds,
-            "extrapolated": rounds < full,
-            "seconds": seconds,
-            "epoch_samples": cfg.epoch_samples,
-            "epoch_seconds": epoch,
-            "fraction": seconds / epoch,
-            "cifar_epoch_seconds": cifar_epoch,
-            "cifar_fraction": seconds / cifar_epoch,
-        })
+        rows.append(
+            {
+                "model": model_name,
+                "device": device,
+                "method": method,
+                "iterations": full,
+                "measured_iterations": rounds,
+                "extrapolated": rounds < full,
+                "seconds": seconds,
+                "epoch_samples": cfg.epoch_samples,
+                "epoch_seconds": epoch,
+                "fraction": seconds / epoch,
+                "cifar_epoch_seconds": cifar_epoch,
+                "cifar_fraction": seconds / cifar_epoch,
+            }
+        )
     return rows
 
 
 COLUMNS = [
-    ("model", "model", ""), ("device", "device", ""), ("method", "method", ""), ("iterations", "iters", "d"),
-    ("measured_iterations", "timed iters", "d"), ("seconds", "prune s", ".2f"),
-    ("epoch_seconds", "epoch s", ".2f"), ("fraction", "x epoch", ".3f"),
-    ("cifar_epoch_seconds", "45k epoch s", ".1f"), ("cifar_fraction", "x 45k epoch", ".4f"),
+    ("model", "model", ""),
+    ("device", "device", ""),
+    ("method", "method", ""),
+    ("iterations", "iters", "d"),
+    ("measured_iterations", "timed iters", "d"),
+    ("seconds", "prune s", ".2f"),
+    ("epoch_seconds", "epoch s", ".2f"),
+    ("fraction", "x epoch", ".3f"),
+    ("cifar_epoch_seconds", "45k epoch s", ".1f"),
+    ("cifar_fraction", "x 45k epoch", ".4f"),
 ]
 
 
 def main(argv=None) -> int:
     parser = bench_parser(__doc__)
-    parser.add_argument("--isnip-rounds", type=int, default=None,
-                        help="iterative SNIP rounds actually timed on the CPU, scaled to 100 "
-                             "(default 5; 2 with --quick; 100 = no extrapolation)")
+    parser.add_argument(
+        "--isnip-rounds",
+        type=int,
+        default=None,
+        help="iterative SNIP rounds actually timed on the CPU, scaled to 100 "
+        "(default 5; 2 with --quick; 100 = no extrapolation)",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cfg = setup(args.quick)
@@ -164,9 +177,15 @@ def main(argv=None) -> int:
         "iterative_snip_rounds_timed_cpu": cpu_rounds,
         "threads": args.threads,
     }
-    report(NAME, args, settings=settings, rows=rows, summary=summary, columns=COLUMNS,
-           title=f"Scoring cost vs one training epoch ({cfg.epoch_samples} samples measured; "
-                 f"{args.threads} thread(s))")
+    report(
+        NAME,
+        args,
+        settings=settings,
+        rows=rows,
+        summary=summary,
+        columns=COLUMNS,
+        title=f"Scoring cost vs one training epoch ({cfg.epoch_samples} samples measured; {args.threads} thread(s))",
+    )
     return 0
 
 

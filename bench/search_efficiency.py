@@ -156,7 +156,9 @@ def arm_row(arm: str, sampler: str, scheduler: str, workers: int, outcomes: list
         "found": f"{sum(o['found'] for o in outcomes)}/{contexts}",
         # Over (context, sweep seed) pairs; not-found pairs are +inf.
         "median_fraction_of_grid": _median(fractions),
-        "p75_fraction_of_grid": sorted(fractions)[min(len(fractions) - 1, (3 * len(fractions)) // 4)] if fractions else math.nan,
+        "p75_fraction_of_grid": sorted(fractions)[min(len(fractions) - 1, (3 * len(fractions)) // 4)]
+        if fractions
+        else math.nan,
         "median_all_contexts_fraction": _median([o["all_contexts_epochs"] / grid_epochs for o in outcomes]),
         "median_all_contexts_wall_s": _median([o["all_contexts_wall_s"] for o in outcomes]),
         "median_epochs_total": _median([o["epochs_total"] for o in outcomes]),
@@ -167,17 +169,24 @@ def arm_row(arm: str, sampler: str, scheduler: str, workers: int, outcomes: list
 
 
 COLUMNS = [
-    ("arm", "arm", ""), ("workers", "workers", "d"), ("seeds", "seeds", "d"), ("found", "contexts found", ""),
-    ("median_fraction_of_grid", "per context: of grid epochs (median)", ".3f"), ("p75_fraction_of_grid", "(75th pct)", ".3f"),
+    ("arm", "arm", ""),
+    ("workers", "workers", "d"),
+    ("seeds", "seeds", "d"),
+    ("found", "contexts found", ""),
+    ("median_fraction_of_grid", "per context: of grid epochs (median)", ".3f"),
+    ("p75_fraction_of_grid", "(75th pct)", ".3f"),
     ("median_all_contexts_fraction", "all contexts: of grid epochs", ".3f"),
-    ("median_all_contexts_wall_s", "wall to all s", ".1f"), ("median_epochs_total", "epochs run", ".0f"),
+    ("median_all_contexts_wall_s", "wall to all s", ".1f"),
+    ("median_epochs_total", "epochs run", ".0f"),
     ("median_sweep_wall_s", "sweep wall s", ".1f"),
 ]
 
 
 def main(argv=None) -> int:
     parser = bench_parser(__doc__)
-    parser.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray, and the workers of the main arms (default 2)")
+    parser.add_argument(
+        "--cpus", type=int, default=2, help="CPUs given to Ray, and the workers of the main arms (default 2)"
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     if args.cpus < 2:
@@ -190,9 +199,18 @@ def main(argv=None) -> int:
         space.write_text(yaml.safe_dump(space_yaml(s), sort_keys=False))
         ray_init = start_ray(args.cpus)
         try:
+
             def sweep(name, sampler, scheduler, seed, max_concurrent, num_samples):
-                return run_sweep_inprocess(str(space), Path(tmp), name, num_samples=num_samples, sampler=sampler,
-                                           scheduler=scheduler, sampler_seed=seed, max_concurrent=max_concurrent)
+                return run_sweep_inprocess(
+                    str(space),
+                    Path(tmp),
+                    name,
+                    num_samples=num_samples,
+                    sampler=sampler,
+                    scheduler=scheduler,
+                    sampler_seed=seed,
+                    max_concurrent=max_concurrent,
+                )
 
             grid = sweep("grid", "grid", "fifo", 0, workers, None)
             if len(searched(grid.trials)) != s.grid_size:

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._sweep_runs import SweepRun, cpu_count, run_sweep_inprocess, start_ray, stop_ray, tune_trial_times
+from bench._sweep_runs import SweepRun, run_sweep_inprocess, start_ray, stop_ray, tune_trial_times
 from bench.common import bench_parser, report, set_threads
 
 NAME = "sweep_efficiency"
@@ -106,8 +106,13 @@ def sweep_row(label: str, run: SweepRun, cpus: int, parallelism: int) -> dict:
 
 
 COLUMNS = [
-    ("arm", "arm", ""), ("trials", "trials", "d"), ("parallel", "parallel", "d"), ("wall_s", "wall s", ".2f"),
-    ("compute_s", "compute s", ".2f"), ("utilization", "utilization", ".3f"), ("s_per_trial", "wall s/trial", ".3f"),
+    ("arm", "arm", ""),
+    ("trials", "trials", "d"),
+    ("parallel", "parallel", "d"),
+    ("wall_s", "wall s", ".2f"),
+    ("compute_s", "compute s", ".2f"),
+    ("utilization", "utilization", ".3f"),
+    ("s_per_trial", "wall s/trial", ".3f"),
 ]
 
 
@@ -115,12 +120,25 @@ def main(argv=None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray (default 2: the goal's machine)")
     parser.add_argument("--profile", action="store_true", help="profile the driver during the main sweep")
-    parser.add_argument("--trials", type=int, default=None,
-                        help="trials of the measured sweep (default 48; e.g. 200 to see whether per-trial cost grows)")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="split the slot time with Tune's per-trial logs (runs the sweeps with --tune-logs, which cost time)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting of the default space, as `paitune sweep --set` (e.g. epochs=40: longer trials)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="trials of the measured sweep (default 48; e.g. 200 to see whether per-trial cost grows)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="split the slot time with Tune's per-trial logs (runs the sweeps with --tune-logs, which cost time)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the default space, as `paitune sweep --set` (e.g. epochs=40: longer trials)",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     if args.cpus < 1:
@@ -185,8 +203,15 @@ def main(argv=None) -> int:
     }  # fmt: skip
     # A run with --set writes its own JSON beside the default one.
     name = NAME if not args.sets else f"{NAME}-" + "-".join(x.replace("=", "") for x in args.sets)
-    report(name, args, settings=settings, rows=rows, summary=summary, columns=COLUMNS,
-           title=f"Sweep efficiency: default space{' with ' + ', '.join(args.sets) if args.sets else ''}, {n} trials, {args.cpus} CPUs")
+    report(
+        name,
+        args,
+        settings=settings,
+        rows=rows,
+        summary=summary,
+        columns=COLUMNS,
+        title=f"Sweep efficiency: default space{' with ' + ', '.join(args.sets) if args.sets else ''}, {n} trials, {args.cpus} CPUs",
+    )
     if run.profile:
         print("driver profile (own s, cumulative s, calls): top by own time, then paitune's by cumulative time")
         for entry in run.profile:

@@ -1,8 +1,8 @@
 """Sweep scale: does the driver's cost per trial stay flat as a sweep grows?
 
-Short trials make the driver's own cost show: the default space with one epoch, no proxies and no
-control arms (``--set epochs=1 --set proxies=[] --set params.control.choices=[none]``), FIFO, two
-trials at a time, one sweep per sampler and size. Each sweep runs in this process on one shared
+Short trials make the driver's own cost show: the default space with one epoch, no proxies, no
+control arms and the learning rate searched on a log scale (``SETS``: a space that never runs out
+of new configs), FIFO, two trials at a time, one sweep per sampler and size. Each sweep runs in this process on one shared
 local Ray, so the driver is this process: a thread samples its CPU time (every thread of it: Tune's
 loop, the searcher, the samplers, the Parquet writer) twice a second.
 
@@ -31,7 +31,14 @@ from bench._sweep_runs import run_sweep_inprocess, start_ray, stop_ray
 from bench.common import bench_parser, report, set_threads
 
 NAME = "sweep_scale"
-SETS = ["epochs=1", "proxies=[]", "params.control.choices=[none]"]
+# lr searched on a log scale: a space that cannot run out of new configs, so a sweep of any size
+# measures the sampler and the driver, not the end of a finite space.
+SETS = [
+    "epochs=1",
+    "proxies=[]",
+    "params.control.choices=[none]",
+    "params.lr={type: float, low: 0.01, high: 0.2, log: true}",
+]
 GOAL_GROWTH = 1.5
 GOAL_CPU_MS = 50.0
 
@@ -78,14 +85,18 @@ def quarters(finished_s: np.ndarray, started: float, cpu: CpuSampler) -> list[di
         count = last - first
         wall = ends[last - 1] - begin
         cpu_s = np.diff(cpu.cpu_at(np.array([begin, ends[last - 1]]) + started))[0]
-        out.append({"trials": count, "wall_per_250_s": 250 * wall / count, "driver_cpu_ms_per_trial": 1000 * cpu_s / count})
+        out.append(
+            {"trials": count, "wall_per_250_s": 250 * wall / count, "driver_cpu_ms_per_trial": 1000 * cpu_s / count}
+        )
     return out
 
 
 def main(argv=None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--trials", default="1000,3000", help="comma-separated sweep sizes (default 1000,3000)")
-    parser.add_argument("--samplers", default="tpe,random,nsga2", help="comma-separated samplers (default tpe,random,nsga2)")
+    parser.add_argument(
+        "--samplers", default="tpe,random,nsga2", help="comma-separated samplers (default tpe,random,nsga2)"
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     sizes = [40] if args.quick else [int(n) for n in args.trials.split(",")]
@@ -117,7 +128,9 @@ def main(argv=None) -> int:
         "tpe_growth_at_largest": max(tpe, key=lambda r: r["trials"])["growth"] if tpe else math.nan,
         "goal_growth": GOAL_GROWTH,
         "largest_trials": largest["trials"] if largest else 0,
-        "driver_cpu_ms_per_trial_at_largest": max(r["q4_cpu_ms"] for r in rows if r["trials"] == largest["trials"]) if largest else math.nan,
+        "driver_cpu_ms_per_trial_at_largest": max(r["q4_cpu_ms"] for r in rows if r["trials"] == largest["trials"])
+        if largest
+        else math.nan,
         "goal_cpu_ms": GOAL_CPU_MS,
         "ray_init_s": ray_init,
     }

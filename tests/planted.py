@@ -71,9 +71,18 @@ class PlantedSpec:
 
     @property
     def n_trials(self) -> int:
-        return (len(self.methods) * len(self.allocations) * len(self.controls) * len(self.sparsities)
-                * self.seeds * len(self.datasets) * len(self.models) * len(self.budgets) * self.repeats
-                + self.n_dense)
+        return (
+            len(self.methods)
+            * len(self.allocations)
+            * len(self.controls)
+            * len(self.sparsities)
+            * self.seeds
+            * len(self.datasets)
+            * len(self.models)
+            * len(self.budgets)
+            * self.repeats
+            + self.n_dense
+        )
 
 
 def spec_for_size(n_trials: int, *, epochs: int = 30, n_layers: int = 20, **overrides) -> PlantedSpec:
@@ -86,11 +95,13 @@ def spec_for_size(n_trials: int, *, epochs: int = 30, n_layers: int = 20, **over
         methods=("random", "magnitude", "snip", "grasp", "synflow", "imp"),
         controls=("none", "shuffle", "reinit", "invert", "corrupt_labels"),
         repeats=5,
-        stopped_fraction=0.3, failed_fraction=0.01, diverged_fraction=0.01,
-        method_effects={"snip": lambda s: 0.02 + 0 * s, "synflow": lambda s: 0.04 * s,
-                        "imp": lambda s: 0.06 + 0 * s},
+        stopped_fraction=0.3,
+        failed_fraction=0.01,
+        diverged_fraction=0.01,
+        method_effects={"snip": lambda s: 0.02 + 0 * s, "synflow": lambda s: 0.04 * s, "imp": lambda s: 0.06 + 0 * s},
         control_effects={("snip", "invert"): -0.2, ("snip", "corrupt_labels"): -0.05},
-        dense=True, seed_effect=0.01,
+        dense=True,
+        seed_effect=0.01,
         **overrides,
     )
     per_seed = spec.n_trials // spec.seeds
@@ -100,19 +111,26 @@ def spec_for_size(n_trials: int, *, epochs: int = 30, n_layers: int = 20, **over
 
 def _grid(spec: PlantedSpec) -> pd.DataFrame:
     axes = {
-        "dataset": list(spec.datasets), "model": list(spec.models), "max_epochs": list(spec.budgets),
-        "method": list(spec.methods), "allocation": list(spec.allocations),
-        "control": list(spec.controls), "sparsity": list(spec.sparsities),
-        "seed": list(range(spec.seeds)), "repeat": list(range(spec.repeats)),
+        "dataset": list(spec.datasets),
+        "model": list(spec.models),
+        "max_epochs": list(spec.budgets),
+        "method": list(spec.methods),
+        "allocation": list(spec.allocations),
+        "control": list(spec.controls),
+        "sparsity": list(spec.sparsities),
+        "seed": list(range(spec.seeds)),
+        "repeat": list(range(spec.repeats)),
     }
     index = pd.MultiIndex.from_product(list(axes.values()), names=list(axes))
     grid = index.to_frame(index=False)
     if spec.dense:
         contexts = pd.MultiIndex.from_product(
             [axes["dataset"], axes["model"], axes["max_epochs"], axes["seed"]],
-            names=["dataset", "model", "max_epochs", "seed"]).to_frame(index=False)
-        dense = contexts.assign(method="dense", allocation=spec.allocations[0], control="none",
-                                sparsity=0.0, repeat=0)[list(axes)]
+            names=["dataset", "model", "max_epochs", "seed"],
+        ).to_frame(index=False)
+        dense = contexts.assign(method="dense", allocation=spec.allocations[0], control="none", sparsity=0.0, repeat=0)[
+            list(axes)
+        ]
         grid = pd.concat([grid, dense], ignore_index=True)
     return grid
 
@@ -146,7 +164,7 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         s = np.where(is_dense, s, 1.0 - (1.0 - s) / factor)
     seed_offset = extra_rng.normal(0.0, spec.seed_effect, spec.seeds)[grid["seed"].to_numpy()]
 
-    accuracy = 0.92 - 0.5 * s ** 6 + rng.normal(0.0, spec.noise, n) + seed_offset
+    accuracy = 0.92 - 0.5 * s**6 + rng.normal(0.0, spec.noise, n) + seed_offset
     accuracy[is_dense] = spec.dense_accuracy + seed_offset[is_dense] + extra_rng.normal(0.0, spec.noise, is_dense.sum())
     for name, effect in spec.method_effects.items():
         hit = method == name
@@ -244,7 +262,9 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
     trials = trials.append_column("epochs", pa.array(budget))
     trials = trials.append_column("proxy_signal", pa.array(final_test + rng.normal(0, spec.noise, n)))
     trials = trials.append_column("proxy_noise", pa.array(rng.normal(0, 1, n)))
-    trials = trials.append_column("proxy_size", pa.array(np.log(params_kept + 1.0) * (1 + extra_rng.normal(0, 1e-4, n))))
+    trials = trials.append_column(
+        "proxy_size", pa.array(np.log(params_kept + 1.0) * (1 + extra_rng.normal(0, 1e-4, n)))
+    )
     if spec.dataset_effects:
         # Shifted between datasets like accuracy, pure noise within each dataset.
         shift = grid["dataset"].map(spec.dataset_effects).fillna(0.0).to_numpy(dtype=np.float64)
@@ -253,8 +273,7 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         truth = spec.dense_accuracy + seed_offset
         if spec.dense:  # the sweep writes the dense trial's own result
             dense_rows = grid.loc[is_dense, ["dataset", "model", "max_epochs", "seed"]].assign(acc=accuracy[is_dense])
-            truth = grid[["dataset", "model", "max_epochs", "seed"]].merge(
-                dense_rows, how="left")["acc"].to_numpy()
+            truth = grid[["dataset", "model", "max_epochs", "seed"]].merge(dense_rows, how="left")["acc"].to_numpy()
         trials = trials.append_column("dense_test_acc", pa.array(truth))
 
     return {
@@ -298,17 +317,20 @@ def _epochs_table(spec, rng, trial_id, epochs_run, max_epochs, reported_val, rep
     last = epoch == counts[row_trial]
     val[last] = reported_val[row_trial][last]
     test[last] = reported_test[row_trial][last]
-    return pa.Table.from_pydict({
-        "schema_version": np.full(total, SCHEMA_VERSION, dtype=np.int32),
-        "experiment": np.full(total, spec.experiment, dtype=object),
-        "trial_id": trial_id[row_trial],
-        "epoch": epoch.astype(np.int64),
-        "train_loss": 2.3 * (1.0 - progress) + 0.05,
-        "val_loss": 2.3 * (1.0 - progress) + 0.1,
-        "val_acc": val,
-        "test_acc": test,
-        "seconds": np.full(total, 0.1),
-    }, schema=EPOCHS)
+    return pa.Table.from_pydict(
+        {
+            "schema_version": np.full(total, SCHEMA_VERSION, dtype=np.int32),
+            "experiment": np.full(total, spec.experiment, dtype=object),
+            "trial_id": trial_id[row_trial],
+            "epoch": epoch.astype(np.int64),
+            "train_loss": 2.3 * (1.0 - progress) + 0.05,
+            "val_loss": 2.3 * (1.0 - progress) + 0.1,
+            "val_acc": val,
+            "test_acc": test,
+            "seconds": np.full(total, 0.1),
+        },
+        schema=EPOCHS,
+    )
 
 
 def _layers_table(spec, trial_id, grid, density, collapsed) -> pa.Table:
@@ -323,16 +345,19 @@ def _layers_table(spec, trial_id, grid, density, collapsed) -> pa.Table:
     shape /= shape.mean(axis=1, keepdims=True)
     dens = np.clip(density[:, None] * shape, 0.0, 1.0)
     dens[collapsed, L - 1] = 0.0
-    return pa.Table.from_pydict({
-        "schema_version": np.full(n * L, SCHEMA_VERSION, dtype=np.int32),
-        "experiment": np.full(n * L, spec.experiment, dtype=object),
-        "trial_id": np.repeat(trial_id, L),
-        "layer": np.tile(np.array([f"layers.{i}.weight" for i in range(L)], dtype=object), n),
-        "layer_index": np.tile(np.arange(L, dtype=np.int64), n),
-        "shape": np.tile(np.array(["100x100"] * L, dtype=object), n),
-        "numel": np.full(n * L, 10_000, dtype=np.int64),
-        "density": dens.ravel(),
-    }, schema=LAYERS)
+    return pa.Table.from_pydict(
+        {
+            "schema_version": np.full(n * L, SCHEMA_VERSION, dtype=np.int32),
+            "experiment": np.full(n * L, spec.experiment, dtype=object),
+            "trial_id": np.repeat(trial_id, L),
+            "layer": np.tile(np.array([f"layers.{i}.weight" for i in range(L)], dtype=object), n),
+            "layer_index": np.tile(np.arange(L, dtype=np.int64), n),
+            "shape": np.tile(np.array(["100x100"] * L, dtype=object), n),
+            "numel": np.full(n * L, 10_000, dtype=np.int64),
+            "density": dens.ravel(),
+        },
+        schema=LAYERS,
+    )
 
 
 def write_results(root: str | Path, name: str, spec: PlantedSpec, *, files_per_table: int = 1) -> Path:
@@ -386,7 +411,11 @@ def asha_censor(results, rung: int, keep: float = 1.0 / 3.0):
     stopped_base = base.loc[share > keep]
     pair = context + ["method", "allocation", "seed", "lr"]
     stop = trials[pair].merge(stopped_base[pair].drop_duplicates().assign(_stop=True), on=pair, how="left")["_stop"]
-    stop = stop.eq(True).to_numpy() & (trials["status"] == "completed").to_numpy() & (trials["max_epochs"] > rung).to_numpy()
+    stop = (
+        stop.eq(True).to_numpy()
+        & (trials["status"] == "completed").to_numpy()
+        & (trials["max_epochs"] > rung).to_numpy()
+    )
     trials.loc[stop, "status"] = "stopped"
     trials.loc[stop, "epochs_run"] = rung
     trials.loc[stop, "val_acc"] = trials.loc[stop, "tix"].map(at_rung["val_acc"]).to_numpy()
@@ -394,5 +423,9 @@ def asha_censor(results, rung: int, keep: float = 1.0 / 3.0):
     trials.loc[stop, "test_acc"] = trials.loc[stop, "tix"].map(at_rung["test_acc"]).to_numpy()
     stopped_tix = trials.loc[stop, "tix"].to_numpy()
     drop = np.isin(epochs["tix"].to_numpy(), stopped_tix) & (epochs["epoch"].to_numpy() > rung)
-    return Results(trials=trials.drop(columns="_val"), epochs=epochs.loc[~drop].reset_index(drop=True),
-                   layers=results.layers, sources=results.sources)
+    return Results(
+        trials=trials.drop(columns="_val"),
+        epochs=epochs.loc[~drop].reset_index(drop=True),
+        layers=results.layers,
+        sources=results.sources,
+    )

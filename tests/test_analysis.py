@@ -7,17 +7,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from planted import PlantedSpec, generate_tables, write_results
 from scipy import stats
 
 from paitune.analysis import (
-    accuracy_vs_sparsity, analyze, concordance, early_vs_final, hyperparameter_importance,
-    layer_collapse, load_results, pareto_fronts, proxy_correlations, rank_choices, sanity_checks,
+    accuracy_vs_sparsity,
+    analyze,
+    concordance,
+    early_vs_final,
+    hyperparameter_importance,
+    layer_collapse,
+    load_results,
+    pareto_fronts,
+    proxy_correlations,
+    rank_choices,
+    sanity_checks,
     trial_counts,
 )
 from paitune.analysis.load import Results
 from paitune.analysis.stats import grouped_mean_ci, grouped_spearman, kendalls_w
 from paitune.errors import PaituneError
-from planted import PlantedSpec, generate_tables, write_results
 
 N_BOOT = 300
 
@@ -31,6 +40,7 @@ def _by_choice(table, factor="method"):
 
 
 # ---- hand-checked statistics ------------------------------------------------------------------
+
 
 def test_kendalls_w_matches_friedman_with_ties():
     ranks = np.array([[1, 2.5, 2.5, 4], [2, 1, 3, 4], [1, 2, 4, 3], [1.5, 1.5, 3, 4]])
@@ -56,21 +66,40 @@ def test_grouped_mean_and_spearman_match_direct_computation():
 
 def _hand_results(rows):
     trials = pd.DataFrame(rows, columns=["method", "seed", "test_acc"]).assign(
-        dataset="d", model="m", sparsity=0.9, max_epochs=5, allocation="global", control="none",
-        status="completed", experiment="e")
+        dataset="d",
+        model="m",
+        sparsity=0.9,
+        max_epochs=5,
+        allocation="global",
+        control="none",
+        status="completed",
+        experiment="e",
+    )
     trials["tix"] = np.arange(len(trials))
     trials["trial_id"] = trials["tix"].astype(str)
-    return Results(trials=trials, epochs=pd.DataFrame(columns=["tix", "epoch", "val_acc"]),
-                   layers=pd.DataFrame(columns=["tix", "layer", "layer_index", "density"]), sources=())
+    return Results(
+        trials=trials,
+        epochs=pd.DataFrame(columns=["tix", "epoch", "val_acc"]),
+        layers=pd.DataFrame(columns=["tix", "layer", "layer_index", "density"]),
+        sources=(),
+    )
 
 
 def test_win_rates_ranks_and_regret_by_hand():
     # Three seeds (contexts): A beats B, A beats B, B beats A; C is always last.
-    results = _hand_results([
-        ("A", 0, 0.9), ("B", 0, 0.8), ("C", 0, 0.1),
-        ("A", 1, 0.7), ("B", 1, 0.6), ("C", 1, 0.1),
-        ("A", 2, 0.5), ("B", 2, 0.6), ("C", 2, 0.1),
-    ])
+    results = _hand_results(
+        [
+            ("A", 0, 0.9),
+            ("B", 0, 0.8),
+            ("C", 0, 0.1),
+            ("A", 1, 0.7),
+            ("B", 1, 0.6),
+            ("C", 1, 0.1),
+            ("A", 2, 0.5),
+            ("B", 2, 0.6),
+            ("C", 2, 0.1),
+        ]
+    )
     table = rank_choices(results, "method", n_boot=N_BOOT).set_index("choice")
     assert table.loc["A", "win_rate"] == pytest.approx(5 / 6)  # won 5 of its 6 comparisons
     assert table.loc["B", "win_rate"] == pytest.approx(4 / 6)  # beat C three times, A once
@@ -81,7 +110,8 @@ def test_win_rates_ranks_and_regret_by_hand():
     # (Friedman p = 0.097 over the seeds), so it is inconclusive, not a robust loser.
     assert table.loc["C", "verdict"] == "inconclusive" and table.loc["C", "n_units"] == 3
     assert table.loc["C", "friedman_p"] == pytest.approx(
-        stats.friedmanchisquare([0.9, 0.7, 0.5], [0.8, 0.6, 0.6], [0.1, 0.1, 0.1]).pvalue)
+        stats.friedmanchisquare([0.9, 0.7, 0.5], [0.8, 0.6, 0.6], [0.1, 0.1, 0.1]).pvalue
+    )
     assert table.loc["A", "n_contexts"] == 1  # one context (the seed is not part of it)
     record = concordance(results, "method", n_boot=N_BOOT)
     # One seed-averaged context: no agreement across contexts to measure; one dataset x model
@@ -95,13 +125,21 @@ def test_kendalls_w_and_group_regret_on_seed_averaged_contexts():
     for dataset, (a, b, c) in (("g1", (0.9, 0.8, 0.1)), ("g2", (0.7, 0.75, 0.1))):
         for sparsity in (0.5, 0.9):
             for seed in (0, 1):
-                rows += [("A", seed, a, dataset, sparsity), ("B", seed, b, dataset, sparsity),
-                         ("C", seed, c, dataset, sparsity)]
+                rows += [
+                    ("A", seed, a, dataset, sparsity),
+                    ("B", seed, b, dataset, sparsity),
+                    ("C", seed, c, dataset, sparsity),
+                ]
     trials = pd.DataFrame(rows, columns=["method", "seed", "test_acc", "dataset", "sparsity"]).assign(
-        model="m", max_epochs=5, allocation="global", control="none", status="completed", experiment="e")
+        model="m", max_epochs=5, allocation="global", control="none", status="completed", experiment="e"
+    )
     trials["tix"] = np.arange(len(trials))
-    results = Results(trials=trials, epochs=pd.DataFrame(columns=["tix", "epoch", "val_acc"]),
-                      layers=pd.DataFrame(columns=["tix", "layer", "layer_index", "density"]), sources=())
+    results = Results(
+        trials=trials,
+        epochs=pd.DataFrame(columns=["tix", "epoch", "val_acc"]),
+        layers=pd.DataFrame(columns=["tix", "layer", "layer_index", "density"]),
+        sources=(),
+    )
     record = concordance(results, "method", n_boot=N_BOOT)
     assert record["n_contexts"] == 4  # seeds averaged: one block per context
     ranks = np.array([[1, 2, 3], [1, 2, 3], [2, 1, 3], [2, 1, 3]], dtype=float)
@@ -122,11 +160,16 @@ def test_pareto_front_is_the_non_dominated_set():
 
 # ---- planted effects --------------------------------------------------------------------------
 
+
 def test_recovers_robust_and_context_dependent_winners(tmp_path):
-    results = _results(tmp_path, method_effects={
-        "alpha": lambda s: 0.05 + 0 * s,                        # wins everywhere
-        "beta": lambda s: np.where(s < 0.85, 0.03, -0.03),      # wins only at low sparsity
-    }, seeds=5)
+    results = _results(
+        tmp_path,
+        method_effects={
+            "alpha": lambda s: 0.05 + 0 * s,  # wins everywhere
+            "beta": lambda s: np.where(s < 0.85, 0.03, -0.03),  # wins only at low sparsity
+        },
+        seeds=5,
+    )
     table = _by_choice(rank_choices(results, "method", n_boot=N_BOOT))
     assert table.loc["alpha", "verdict"] == "robust_winner"
     assert table.loc["beta", "verdict"] == "context_dependent"
@@ -157,8 +200,14 @@ def test_too_few_runs_says_so(tmp_path):
 def test_sanity_verdict_differs_for_the_method_a_control_hurts(tmp_path):
     # "no_effect" is an equivalence claim (|delta| < 0.01, TOST over seeds): it needs enough
     # seeds and little enough noise to show; with fewer the verdict is inconclusive.
-    results = _results(tmp_path, methods=("alpha", "beta"), controls=("none", "shuffle", "invert"),
-                       control_effects={("alpha", "shuffle"): -0.1}, seeds=6, noise=0.004)
+    results = _results(
+        tmp_path,
+        methods=("alpha", "beta"),
+        controls=("none", "shuffle", "invert"),
+        control_effects={("alpha", "shuffle"): -0.1},
+        seeds=6,
+        noise=0.004,
+    )
     table = sanity_checks(results, n_boot=N_BOOT).set_index(["method", "control"])
     assert table.loc[("alpha", "shuffle"), "verdict"] == "hurts"
     assert table.loc[("alpha", "shuffle"), "delta"] == pytest.approx(-0.1, abs=0.01)
@@ -177,15 +226,19 @@ def test_proxy_with_signal_vs_noise(tmp_path):
     assert abs(table.loc["noise", "spearman"]) < 0.15
     assert table.loc["noise", "ci_low"] < 0 < table.loc["noise", "ci_high"]
     assert table.loc["noise", "kendall"] == pytest.approx(
-        stats.kendalltau(results.trials.loc[results.trials.status == "completed", "proxy_noise"],
-                         results.trials.loc[results.trials.status == "completed", "test_acc"]).statistic)
+        stats.kendalltau(
+            results.trials.loc[results.trials.status == "completed", "proxy_noise"],
+            results.trials.loc[results.trials.status == "completed", "test_acc"],
+        ).statistic
+    )
     assert table.loc["params_kept", "kind"] == "baseline"
     assert set(by_context["proxy"]) >= {"signal", "noise"}
 
 
 def test_collapse_and_status_accounting(tmp_path):
-    spec = dict(collapse_at={"gamma": 0.95}, stopped_fraction=0.2, failed_fraction=0.05,
-                diverged_fraction=0.05, seeds=4)
+    spec = dict(
+        collapse_at={"gamma": 0.95}, stopped_fraction=0.2, failed_fraction=0.05, diverged_fraction=0.05, seeds=4
+    )
     results = _results(tmp_path, **spec)
     collapse = layer_collapse(results).set_index("method")
     assert collapse.loc["gamma", "max_sparsity_without_collapse"] == 0.9
@@ -232,6 +285,7 @@ def test_early_vs_final_uses_rungs_when_trials_were_stopped(tmp_path):
 
 # ---- loading ----------------------------------------------------------------------------------
 
+
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(PaituneError, match="does not exist"):
         load_results(tmp_path / "nope")
@@ -250,8 +304,9 @@ def test_merged_experiments_and_conditional_columns(tmp_path):
     # A conditional parameter present in only one file of experiment b.
     tables = generate_tables(PlantedSpec(experiment="b", seeds=1, seed=2))
     extra = tables["trials"].slice(0, 3)
-    extra = extra.set_column(extra.schema.get_field_index("trial_id"), "trial_id",
-                             pa.array(["x0", "x1", "x2"])).append_column("iterations", pa.array([10, 20, 30]))
+    extra = extra.set_column(
+        extra.schema.get_field_index("trial_id"), "trial_id", pa.array(["x0", "x1", "x2"])
+    ).append_column("iterations", pa.array([10, 20, 30]))
     pq.write_table(extra, second / "trials" / "part-extra.parquet")
     results = load_results(first, second)
     assert len(results.trials) == 40 + 40 + 3

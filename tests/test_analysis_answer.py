@@ -18,9 +18,14 @@ def _answer(spec, censor: bool = False):
 
 
 def test_methods_that_beat_random_are_named_and_a_null_method_is_not():
-    spec = PlantedSpec(methods=METHODS, allocations=("global", "erk"), controls=("none", "shuffle"), seeds=5,
-                       method_effects={"synflow": lambda s: 0.05 + 0 * s, "snip": lambda s: 0.03 + 0 * s},
-                       control_effects={("synflow", "shuffle"): -0.05, ("snip", "shuffle"): -0.03})
+    spec = PlantedSpec(
+        methods=METHODS,
+        allocations=("global", "erk"),
+        controls=("none", "shuffle"),
+        seeds=5,
+        method_effects={"synflow": lambda s: 0.05 + 0 * s, "snip": lambda s: 0.03 + 0 * s},
+        control_effects={("synflow", "shuffle"): -0.05, ("snip", "shuffle"): -0.03},
+    )
     for censor in (False, True):  # the same answer when ASHA stopped two thirds of the trials early
         answer = _answer(spec, censor)
         assert answer.loc[("pai_vs_random", "synflow"), "verdict"] == "beats_random"
@@ -32,11 +37,19 @@ def test_methods_that_beat_random_are_named_and_a_null_method_is_not():
         assert ("+5.0 points" in sentence) == (not censor)
 
 
-@pytest.mark.parametrize("effects, expected", [
-    ({"allocation_effects": {"erk": 0.08}, "method_effects": {"snip": lambda s: 0.01 + 0 * s}}, "allocation"),
-    ({"allocation_effects": {"erk": 0.005}, "method_effects": {"snip": lambda s: 0.08 + 0 * s,
-                                                                "synflow": lambda s: 0.12 + 0 * s}}, "method"),
-])
+@pytest.mark.parametrize(
+    "effects, expected",
+    [
+        ({"allocation_effects": {"erk": 0.08}, "method_effects": {"snip": lambda s: 0.01 + 0 * s}}, "allocation"),
+        (
+            {
+                "allocation_effects": {"erk": 0.005},
+                "method_effects": {"snip": lambda s: 0.08 + 0 * s, "synflow": lambda s: 0.12 + 0 * s},
+            },
+            "method",
+        ),
+    ],
+)
 def test_which_matters_more_the_allocation_or_the_method(effects, expected):
     spec = PlantedSpec(methods=METHODS, allocations=("global", "erk"), seeds=5, **effects)
     row = _answer(spec).loc[("allocation_vs_method", "allocation vs method")]
@@ -47,8 +60,15 @@ def test_which_matters_more_the_allocation_or_the_method(effects, expected):
 def test_no_effect_anywhere_claims_nothing():
     false = 0
     for seed in range(20):
-        spec = PlantedSpec(methods=METHODS, allocations=("global", "erk"), controls=("none", "shuffle"), seeds=5,
-                           seed=seed, seed_effect=0.01, method_seed_effect=0.01)
+        spec = PlantedSpec(
+            methods=METHODS,
+            allocations=("global", "erk"),
+            controls=("none", "shuffle"),
+            seeds=5,
+            seed=seed,
+            seed_effect=0.01,
+            method_seed_effect=0.01,
+        )
         answer = _answer(spec)
         false += int(answer["verdict"].isin(["beats_random", "loses_to_random", "allocation", "method"]).any())
     assert false <= 2  # 20 tables, 4 claims each: a calibrated 5% test per claim, Holm within a table

@@ -7,15 +7,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from planted import PlantedSpec, write_results
 
 from paitune.analysis import (
-    accuracy_vs_sparsity, analyze, bin_continuous_sparsity, bin_to_ratio_grid, compression_ratio,
-    dense_reference, load_results, operating_points, pai_vs_imp, proxy_correlations, rank_choices,
+    accuracy_vs_sparsity,
+    analyze,
+    bin_continuous_sparsity,
+    bin_to_ratio_grid,
+    compression_ratio,
+    dense_reference,
+    load_results,
+    operating_points,
+    pai_vs_imp,
+    proxy_correlations,
+    rank_choices,
     sanity_checks,
 )
 from paitune.analysis.operating import match_ratio
 from paitune.analysis.stats import grouped_partial_spearman
-from planted import PlantedSpec, write_results
 
 N_BOOT = 300
 SPARSITIES = (0.5, 0.75, 0.875, 0.9375)
@@ -32,12 +41,21 @@ def _base_curve(s):
 
 # ---- dense reference --------------------------------------------------------------------------
 
+
 def test_gap_to_dense_is_recovered_and_paired_by_seed(tmp_path):
     # A large per-seed offset shared by every trial of the seed (dense included): pairing by seed
     # must cancel it, so the gap's CI is far narrower than the accuracy's.
-    results, spec = _results(tmp_path, methods=("alpha", "beta"), sparsities=SPARSITIES, seeds=6,
-                             dense=True, dense_accuracy=0.9, seed_effect=0.03, noise=0.005,
-                             method_effects={"beta": lambda s: -0.04 + 0 * s})
+    results, spec = _results(
+        tmp_path,
+        methods=("alpha", "beta"),
+        sparsities=SPARSITIES,
+        seeds=6,
+        dense=True,
+        dense_accuracy=0.9,
+        seed_effect=0.03,
+        noise=0.005,
+        method_effects={"beta": lambda s: -0.04 + 0 * s},
+    )
     table = accuracy_vs_sparsity(results, n_boot=N_BOOT)
     rows = table.loc[table["method"] != "dense"].set_index(["method", "sparsity"])
     for s in SPARSITIES:
@@ -61,8 +79,15 @@ def test_gap_to_dense_is_recovered_and_paired_by_seed(tmp_path):
 
 def test_dense_column_is_used_and_a_missing_reference_is_never_invented(tmp_path):
     # Only the column (no dense trials): the gap comes from dense_test_acc.
-    with_column, _ = _results(tmp_path, "col", methods=("alpha", "beta"), sparsities=SPARSITIES, seeds=3,
-                              dense_column=True, dense_accuracy=0.9)
+    with_column, _ = _results(
+        tmp_path,
+        "col",
+        methods=("alpha", "beta"),
+        sparsities=SPARSITIES,
+        seeds=3,
+        dense_column=True,
+        dense_accuracy=0.9,
+    )
     table = accuracy_vs_sparsity(with_column, n_boot=N_BOOT).set_index(["method", "sparsity"])
     assert table.loc[("alpha", 0.5), "gap"] == pytest.approx(_base_curve(0.5) - 0.9, abs=0.01)
     assert dense_reference(with_column, n_boot=N_BOOT)["source"].tolist() == ["trial_rows"]
@@ -91,14 +116,21 @@ def test_dense_column_is_used_and_a_missing_reference_is_never_invented(tmp_path
 
 # ---- corrupted-data controls ------------------------------------------------------------------
 
+
 def test_corrupt_controls_not_applicable_for_data_free_and_recovered_for_data_methods(tmp_path):
     # "alpha" is not a known data-free method, but its corrupt trials kept the unmodified masks
     # (same mask_hash): the data-driven rule marks it not applicable too.
     results, _ = _results(
-        tmp_path, methods=("random", "magnitude", "alpha", "snip", "grasp"), sparsities=SPARSITIES,
-        controls=("none", "corrupt_labels", "corrupt_pixels"), seeds=6, noise=0.004, dense=True,
+        tmp_path,
+        methods=("random", "magnitude", "alpha", "snip", "grasp"),
+        sparsities=SPARSITIES,
+        controls=("none", "corrupt_labels", "corrupt_pixels"),
+        seeds=6,
+        noise=0.004,
+        dense=True,
         data_free_methods=("random", "magnitude", "alpha"),
-        control_effects={("snip", "corrupt_labels"): -0.08})
+        control_effects={("snip", "corrupt_labels"): -0.08},
+    )
     table = sanity_checks(results, n_boot=N_BOOT).set_index(["method", "control"])
     for method in ("random", "magnitude", "alpha", "dense"):
         for control in ("corrupt_labels", "corrupt_pixels"):
@@ -118,6 +150,7 @@ def test_corrupt_controls_not_applicable_for_data_free_and_recovered_for_data_me
 
 # ---- standard operating points ----------------------------------------------------------------
 
+
 def test_match_ratio_by_hand():
     matched = match_ratio(np.array([0.0, 0.5, 0.75, 0.9, 0.97, 0.984375, 0.995, 0.999, 1.0]))
     expected = [np.nan, 2, 4, np.nan, 32, 64, np.nan, 1000, np.nan]  # 0.9 = 10x, 0.995 = 200x: none
@@ -126,12 +159,15 @@ def test_match_ratio_by_hand():
 
 def test_operating_point_table_matches_the_sweep(tmp_path):
     sparsities = (0.5, 0.75, 0.9, 0.97, 0.999)
-    results, _ = _results(tmp_path, methods=("alpha", "beta"), allocations=("global", "erk"),
-                          sparsities=sparsities, seeds=3, dense=True)
+    results, _ = _results(
+        tmp_path, methods=("alpha", "beta"), allocations=("global", "erk"), sparsities=sparsities, seeds=3, dense=True
+    )
     # Every beta/global trial at 4x failed: swept, but no number to show.
     trials = results.trials
-    trials.loc[(trials["method"] == "beta") & (trials["allocation"] == "global") & (trials["sparsity"] == 0.75),
-               ["status", "test_acc"]] = ["failed", np.nan]
+    trials.loc[
+        (trials["method"] == "beta") & (trials["allocation"] == "global") & (trials["sparsity"] == 0.75),
+        ["status", "test_acc"],
+    ] = ["failed", np.nan]
     table = operating_points(results, n_boot=N_BOOT)
     failed = table.loc[(table["method"] == "beta") & (table["allocation"] == "global") & (table["ratio"] == 4)].iloc[0]
     assert failed["n"] == 0 and failed["note"] == "no_completed_trials" and np.isnan(failed["mean"])
@@ -142,8 +178,12 @@ def test_operating_point_table_matches_the_sweep(tmp_path):
     assert alpha.loc[1000, "target_sparsity"] == pytest.approx(0.999)
     acc = accuracy_vs_sparsity(results, n_boot=N_BOOT)
     for ratio, s in ((2, 0.5), (4, 0.75), (32, 0.97), (1000, 0.999)):
-        cell = acc.loc[(acc["method"] == "alpha") & (acc["allocation"] == "erk") & (acc["control"] == "none")
-                       & np.isclose(acc["sparsity"], s)].iloc[0]
+        cell = acc.loc[
+            (acc["method"] == "alpha")
+            & (acc["allocation"] == "erk")
+            & (acc["control"] == "none")
+            & np.isclose(acc["sparsity"], s)
+        ].iloc[0]
         assert alpha.loc[ratio, "n"] == 3
         assert alpha.loc[ratio, "mean"] == pytest.approx(cell["mean"])
         assert alpha.loc[ratio, "gap"] == pytest.approx(cell["gap"])
@@ -151,6 +191,7 @@ def test_operating_point_table_matches_the_sweep(tmp_path):
 
 
 # ---- proxy size bias --------------------------------------------------------------------------
+
 
 def test_partial_spearman_matches_residual_regression_by_hand():
     rng = np.random.default_rng(5)
@@ -196,12 +237,19 @@ def test_proxy_that_only_counts_parameters_adds_nothing_beyond_size(tmp_path):
 
 # ---- PaI vs after-training --------------------------------------------------------------------
 
+
 def test_pai_vs_imp_gaps_are_recovered(tmp_path):
     # matches_imp is an equivalence claim (|gap| < 0.01 by TOST over seeds): it needs the noise
     # small enough for five seeds to show it.
-    results, _ = _results(tmp_path, methods=("alpha", "rigl", "imp"), sparsities=SPARSITIES, seeds=5,
-                          seed_effect=0.03, noise=0.003,
-                          method_effects={"imp": lambda s: 0.05 + 0 * s, "rigl": lambda s: 0.05 + 0 * s})
+    results, _ = _results(
+        tmp_path,
+        methods=("alpha", "rigl", "imp"),
+        sparsities=SPARSITIES,
+        seeds=5,
+        seed_effect=0.03,
+        noise=0.003,
+        method_effects={"imp": lambda s: 0.05 + 0 * s, "rigl": lambda s: 0.05 + 0 * s},
+    )
     table = pai_vs_imp(results, n_boot=N_BOOT)
     assert set(table["method"]) == {"alpha", "rigl"}  # IMP is the reference, DST an ordinary method
     assert len(table) == 2 * len(SPARSITIES) and (table["n"] == 5).all()
@@ -226,20 +274,31 @@ def test_no_imp_trials_gives_an_empty_section_and_a_note(tmp_path):
 
 # ---- continuous sparsity ----------------------------------------------------------------------
 
+
 def test_bin_to_ratio_grid_by_hand():
     binned = bin_to_ratio_grid([0.0, 0.5, 0.6, 0.9, 0.97, 1.0])
     # 0.6 = ratio 2.5 -> 2^1.5; 0.9 = ratio 10 -> 2^3.5; 0.97 = ratio 33.3 -> 32.
-    np.testing.assert_allclose(binned, [0.0, 0.5, 1 - 2 ** -1.5, 1 - 2 ** -3.5, 1 - 1 / 32, 1.0])
+    np.testing.assert_allclose(binned, [0.0, 0.5, 1 - 2**-1.5, 1 - 2**-3.5, 1 - 1 / 32, 1.0])
     assert compression_ratio([0.0, 0.9])[1] == pytest.approx(10.0)
 
 
 def test_continuous_sparsity_is_binned_and_said_so(tmp_path):
-    results, _ = _results(tmp_path, "cont", methods=("alpha", "beta"), sparsities=SPARSITIES, seeds=4,
-                          repeats=2, sparsity_jitter=0.15, dense=True)
+    results, _ = _results(
+        tmp_path,
+        "cont",
+        methods=("alpha", "beta"),
+        sparsities=SPARSITIES,
+        seeds=4,
+        repeats=2,
+        sparsity_jitter=0.15,
+        dense=True,
+    )
     assert results.trials.loc[results.trials["method"] != "dense", "sparsity"].nunique() > 24
     binned, experiments = bin_continuous_sparsity(results)
     assert experiments == ["cont"]
-    assert sorted(binned.trials.loc[binned.trials["method"] != "dense", "sparsity"].unique()) == pytest.approx(SPARSITIES)
+    assert sorted(binned.trials.loc[binned.trials["method"] != "dense", "sparsity"].unique()) == pytest.approx(
+        SPARSITIES
+    )
     assert (binned.trials["sparsity_raw"] == results.trials["sparsity"]).all()
     analysis = analyze(results=results, n_boot=N_BOOT)
     acc = analysis["accuracy_vs_sparsity"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from planted import PlantedSpec, asha_censor, planted_results
 
 from paitune.analysis import analyze, pai_vs_imp, proxy_correlations, rank_choices, sanity_checks
-from planted import PlantedSpec, asha_censor, planted_results
 
 N_BOOT = 200
 FALSE_VERDICTS = {"robust_winner", "robust_loser", "hurts", "helps"}
@@ -20,19 +20,30 @@ def _const(value):
 
 def _verdicts(analysis):
     rankings = analysis["rankings"]
-    ranked = dict(zip(rankings.loc[rankings["factor"] == "method", "choice"],
-                      rankings.loc[rankings["factor"] == "method", "verdict"]))
+    ranked = dict(
+        zip(
+            rankings.loc[rankings["factor"] == "method", "choice"],
+            rankings.loc[rankings["factor"] == "method", "verdict"],
+        )
+    )
     sanity = analysis["sanity"]
     return ranked, dict(zip(zip(sanity["method"], sanity["control"]), sanity["verdict"]))
 
 
 # ---- (a) ASHA censoring changes nothing that was planted --------------------------------------
 
+
 def test_asha_censored_table_gives_the_same_verdicts_and_signs():
-    spec = PlantedSpec(methods=("alpha", "beta", "gamma", "delta"), controls=("none", "shuffle", "invert"),
-                       sparsities=(0.5, 0.75, 0.875, 0.9375), seeds=6, noise=0.004, n_layers=2,
-                       method_effects={"alpha": _const(0.05), "delta": _const(-0.05)},
-                       control_effects={("alpha", "shuffle"): -0.06, ("gamma", "shuffle"): -0.06})
+    spec = PlantedSpec(
+        methods=("alpha", "beta", "gamma", "delta"),
+        controls=("none", "shuffle", "invert"),
+        sparsities=(0.5, 0.75, 0.875, 0.9375),
+        seeds=6,
+        noise=0.004,
+        n_layers=2,
+        method_effects={"alpha": _const(0.05), "delta": _const(-0.05)},
+        control_effects={("alpha", "shuffle"): -0.06, ("gamma", "shuffle"): -0.06},
+    )
     full = planted_results(spec)
     censored = asha_censor(full, rung=3)  # the bottom two thirds of every context stop at epoch 3
     stopped = censored.trials["status"].eq("stopped").mean()
@@ -62,9 +73,18 @@ def test_asha_censored_table_gives_the_same_verdicts_and_signs():
 
 # ---- (b) no effect: at most 5% of tables show a verdict ---------------------------------------
 
+
 def _null_spec(seed):
-    return PlantedSpec(methods=("a", "b", "c", "d"), controls=("none", "shuffle"), sparsities=(0.5, 0.8, 0.9),
-                       seeds=3, noise=0.01, seed_effect=0.01, n_layers=1, seed=1000 + seed)
+    return PlantedSpec(
+        methods=("a", "b", "c", "d"),
+        controls=("none", "shuffle"),
+        sparsities=(0.5, 0.8, 0.9),
+        seeds=3,
+        noise=0.01,
+        seed_effect=0.01,
+        n_layers=1,
+        seed=1000 + seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +116,15 @@ def test_method_x_seed_effect_without_method_effect_gives_no_robust_winner():
     # Each method is lucky on some seeds, in every context of that seed; no method is better.
     hits = 0
     for i in range(30):
-        spec = PlantedSpec(methods=("a", "b", "c", "d"), sparsities=(0.5, 0.75, 0.875, 0.9375, 0.96875),
-                           seeds=4, noise=0.002, method_seed_effect=0.03, n_layers=1, seed=i)
+        spec = PlantedSpec(
+            methods=("a", "b", "c", "d"),
+            sparsities=(0.5, 0.75, 0.875, 0.9375, 0.96875),
+            seeds=4,
+            noise=0.002,
+            method_seed_effect=0.03,
+            n_layers=1,
+            seed=i,
+        )
         verdicts = set(rank_choices(planted_results(spec), "method")["verdict"])
         hits += bool(verdicts & {"robust_winner", "robust_loser"})
     assert hits <= 1  # 5% of 30 tables, rounded down
@@ -105,13 +132,22 @@ def test_method_x_seed_effect_without_method_effect_gives_no_robust_winner():
 
 # ---- (c) coverage of the intervals at few seeds -----------------------------------------------
 
+
 @pytest.mark.parametrize("seeds", [3, 5, 10])
 def test_sanity_interval_coverage_at_few_seeds(seeds):
     # 200 methods, each with its own shuffle effect of -0.03: 200 independent intervals per n.
     methods = tuple(f"m{i}" for i in range(200))
-    spec = PlantedSpec(methods=methods, controls=("none", "shuffle"), sparsities=(0.5, 0.9), seeds=seeds,
-                       noise=0.01, seed_effect=0.02, n_layers=1, seed=seeds,
-                       control_effects={(m, "shuffle"): -0.03 for m in methods})
+    spec = PlantedSpec(
+        methods=methods,
+        controls=("none", "shuffle"),
+        sparsities=(0.5, 0.9),
+        seeds=seeds,
+        noise=0.01,
+        seed_effect=0.02,
+        n_layers=1,
+        seed=seeds,
+        control_effects={(m, "shuffle"): -0.03 for m in methods},
+    )
     table = sanity_checks(planted_results(spec))
     assert (table["n_units"] == seeds).all()
     covered = ((table["ci_low"] <= -0.03) & (-0.03 <= table["ci_high"])).mean()
@@ -122,9 +158,17 @@ def test_sanity_interval_coverage_at_few_seeds(seeds):
 @pytest.mark.parametrize("seeds", [3, 5, 10])
 def test_pai_vs_imp_interval_coverage_at_few_seeds(seeds):
     # 100 datasets, each with its own IMP reference: 200 independent gaps of -0.02 per n.
-    spec = PlantedSpec(methods=("alpha", "imp"), datasets=tuple(f"d{i}" for i in range(100)), sparsities=(0.5, 0.9),
-                       seeds=seeds, noise=0.01, seed_effect=0.02, n_layers=1, seed=100 + seeds,
-                       method_effects={"imp": _const(0.02)})
+    spec = PlantedSpec(
+        methods=("alpha", "imp"),
+        datasets=tuple(f"d{i}" for i in range(100)),
+        sparsities=(0.5, 0.9),
+        seeds=seeds,
+        noise=0.01,
+        seed_effect=0.02,
+        n_layers=1,
+        seed=100 + seeds,
+        method_effects={"imp": _const(0.02)},
+    )
     table = pai_vs_imp(planted_results(spec))
     assert (table["n"] == seeds).all()
     covered = ((table["ci_low"] <= -0.02) & (-0.02 <= table["ci_high"])).mean()
@@ -134,10 +178,17 @@ def test_pai_vs_imp_interval_coverage_at_few_seeds(seeds):
 
 # ---- (e) a strict ordering has one winner ------------------------------------------------------
 
+
 def test_strict_ordering_gives_the_first_alone_as_robust_winner():
     effects = {"A": 0.08, "B": 0.06, "C": 0.04, "D": 0.02, "E": 0.0}
-    spec = PlantedSpec(methods=tuple(effects), sparsities=(0.5, 0.75, 0.875), seeds=5, noise=0.005, n_layers=1,
-                       method_effects={m: _const(v) for m, v in effects.items()})
+    spec = PlantedSpec(
+        methods=tuple(effects),
+        sparsities=(0.5, 0.75, 0.875),
+        seeds=5,
+        noise=0.005,
+        n_layers=1,
+        method_effects={m: _const(v) for m, v in effects.items()},
+    )
     table = rank_choices(planted_results(spec), "method").set_index("choice")
     assert list(table.index[table["verdict"] == "robust_winner"]) == ["A"]
     assert list(table.index[table["verdict"] == "robust_loser"]) == ["E"]
@@ -147,11 +198,21 @@ def test_strict_ordering_gives_the_first_alone_as_robust_winner():
 
 # ---- (f) proxies are judged within context -----------------------------------------------------
 
+
 def test_proxy_shifted_between_datasets_does_not_add_beyond_size():
-    spec = PlantedSpec(methods=("alpha", "beta"), allocations=("global", "erk"), datasets=("d1", "d2", "d3"),
-                       sparsities=(0.5, 0.9), seeds=4, repeats=3, noise=0.02, n_layers=1,
-                       dataset_effects={"d1": 0.0, "d2": 0.05, "d3": 0.1},
-                       controls=("none", "invert"), control_effects={("alpha", "invert"): -0.3})
+    spec = PlantedSpec(
+        methods=("alpha", "beta"),
+        allocations=("global", "erk"),
+        datasets=("d1", "d2", "d3"),
+        sparsities=(0.5, 0.9),
+        seeds=4,
+        repeats=3,
+        noise=0.02,
+        n_layers=1,
+        dataset_effects={"d1": 0.0, "d2": 0.05, "d3": 0.1},
+        controls=("none", "invert"),
+        control_effects={("alpha", "invert"): -0.3},
+    )
     table, by_context = proxy_correlations(planted_results(spec), n_boot=N_BOOT)
     table = table.set_index("proxy")
     shifted = table.loc["dataset"]
@@ -196,11 +257,17 @@ def test_t_interval_and_tost_by_hand():
 
 # ---- contexts: the sweep's context column, dropped contexts counted ---------------------------
 
+
 def test_context_column_is_used_and_dropped_contexts_are_counted():
     from paitune.analysis.common import context_table
 
-    spec = PlantedSpec(methods=("alpha", "beta", "gamma"), sparsities=(0.5, 0.75, 0.875), seeds=4, n_layers=1,
-                       method_effects={"alpha": _const(0.05)})
+    spec = PlantedSpec(
+        methods=("alpha", "beta", "gamma"),
+        sparsities=(0.5, 0.75, 0.875),
+        seeds=4,
+        n_layers=1,
+        method_effects={"alpha": _const(0.05)},
+    )
     results = planted_results(spec)
     trials = results.trials
     # Every trial but alpha's failed at sparsity 0.875: that context has nothing to compare.
@@ -219,9 +286,16 @@ def test_context_column_is_used_and_dropped_contexts_are_counted():
 
 
 def test_findings_state_each_verdict_with_its_numbers():
-    spec = PlantedSpec(methods=("alpha", "beta", "gamma"), controls=("none", "shuffle"), sparsities=(0.5, 0.75),
-                       seeds=5, noise=0.004, n_layers=1, method_effects={"alpha": _const(0.1)},
-                       control_effects={("alpha", "shuffle"): -0.05})
+    spec = PlantedSpec(
+        methods=("alpha", "beta", "gamma"),
+        controls=("none", "shuffle"),
+        sparsities=(0.5, 0.75),
+        seeds=5,
+        noise=0.004,
+        n_layers=1,
+        method_effects={"alpha": _const(0.1)},
+        control_effects={("alpha", "shuffle"): -0.05},
+    )
     findings = analyze(results=planted_results(spec), n_boot=N_BOOT)["findings"]
     rows = findings.set_index(["section", "subject"])
     winner = rows.loc[("rankings", "method:alpha")]

@@ -8,19 +8,27 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
+from planted import PlantedSpec, write_results
 
 from paitune.analysis import analyze, write_report
-from planted import PlantedSpec, write_results
 
 CONTRACT = {
     "trials": {"experiment", "status", "n"},
     "accuracy_vs_sparsity": {"method", "allocation", "control", "sparsity", "n", "mean", "ci_low", "ci_high"},
-    "rankings": {"factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "verdict",
-                 "n_units", "p_adjusted"},
+    "rankings": {
+        "factor",
+        "choice",
+        "mean_rank",
+        "win_rate",
+        "ci_low",
+        "ci_high",
+        "n_contexts",
+        "verdict",
+        "n_units",
+        "p_adjusted",
+    },
     "concordance": {"factor", "kendall_w", "n_contexts"},
     "sanity": {"method", "control", "delta", "ci_low", "ci_high", "n", "verdict", "n_units", "p_adjusted"},
     "proxies": {"proxy", "spearman", "kendall", "ci_low", "ci_high", "n"},
@@ -28,31 +36,78 @@ CONTRACT = {
     "early_vs_final": {"epoch", "spearman", "n"},
     "collapse": {"method", "allocation", "max_sparsity_without_collapse"},
     "dense_reference": {"dataset", "model", "max_epochs", "n", "mean", "ci_low", "ci_high", "source", "note"},
-    "operating_points": {"method", "allocation", "ratio", "target_sparsity", "n", "mean", "ci_low", "ci_high",
-                         "gap", "gap_ci_low", "gap_ci_high", "n_gap", "note"},
+    "operating_points": {
+        "method",
+        "allocation",
+        "ratio",
+        "target_sparsity",
+        "n",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "gap",
+        "gap_ci_low",
+        "gap_ci_high",
+        "n_gap",
+        "note",
+    },
     "pai_vs_imp": {"method", "allocation", "sparsity", "compression", "n", "gap", "ci_low", "ci_high", "verdict"},
     "notes": {"section", "note"},
 }
 NEW_COLUMNS = {
     "accuracy_vs_sparsity": {"compression", "dense_mean", "gap", "gap_ci_low", "gap_ci_high", "n_gap", "gap_note"},
-    "proxies": {"params_spearman", "flops_spearman", "partial_spearman", "partial_ci_low", "partial_ci_high",
-                "adds_beyond_size", "size_note"},
+    "proxies": {
+        "params_spearman",
+        "flops_spearman",
+        "partial_spearman",
+        "partial_ci_low",
+        "partial_ci_high",
+        "adds_beyond_size",
+        "size_note",
+    },
 }
-HEADINGS = ["Trials", "Accuracy vs sparsity", "Standard operating points", "Generalization of rankings",
-            "Sanity checks", "PaI vs after-training (IMP)", "Layerwise profiles", "Layer collapse",
-            "Zero-cost proxies", "Hyperparameter importance", "Early vs final", "Pareto front"]
-IMAGES = ("accuracy_vs_sparsity", "operating_points", "rankings", "sanity", "pai_vs_imp", "layer_profiles",
-          "proxies", "proxy_size_bias", "pareto", "critical_difference")
+HEADINGS = [
+    "Trials",
+    "Accuracy vs sparsity",
+    "Standard operating points",
+    "Generalization of rankings",
+    "Sanity checks",
+    "PaI vs after-training (IMP)",
+    "Layerwise profiles",
+    "Layer collapse",
+    "Zero-cost proxies",
+    "Hyperparameter importance",
+    "Early vs final",
+    "Pareto front",
+]
+IMAGES = (
+    "accuracy_vs_sparsity",
+    "operating_points",
+    "rankings",
+    "sanity",
+    "pai_vs_imp",
+    "layer_profiles",
+    "proxies",
+    "proxy_size_bias",
+    "pareto",
+    "critical_difference",
+)
 
 
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
     spec = PlantedSpec(
-        methods=("alpha", "beta", "gamma", "random", "imp"), allocations=("global", "erk", "searched"),
-        controls=("none", "shuffle", "corrupt_labels"), sparsities=(0.5, 0.75, 0.9, 0.97, 0.98), seeds=5,
-        stopped_fraction=0.15, failed_fraction=0.03, dense=True,
+        methods=("alpha", "beta", "gamma", "random", "imp"),
+        allocations=("global", "erk", "searched"),
+        controls=("none", "shuffle", "corrupt_labels"),
+        sparsities=(0.5, 0.75, 0.9, 0.97, 0.98),
+        seeds=5,
+        stopped_fraction=0.15,
+        failed_fraction=0.03,
+        dense=True,
         method_effects={"alpha": lambda s: 0.15 + 0 * s, "imp": lambda s: 0.02 + 0 * s},
-        control_effects={("alpha", "shuffle"): -0.1}, collapse_at={"gamma": 0.98},
+        control_effects={("alpha", "shuffle"): -0.1},
+        collapse_at={"gamma": 0.98},
     )
     return write_results(tmp_path_factory.mktemp("res"), "planted", spec, files_per_table=2)
 
@@ -116,8 +171,9 @@ def test_report_files_are_self_contained(report):
 
 def _cli(*args, cwd=None):
     code = "import sys; from paitune.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, "analyze", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, "analyze", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_cli_bad_path_is_one_line_and_writes_nothing(tmp_path):
@@ -158,16 +214,32 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     # A copy of the report with a tiny script that writes each image's decoded size into the
     # DOM once the page has loaded, so --dump-dom shows whether the browser decoded it.
     probe = out / "probe.html"
-    script = ("<script>window.addEventListener('load',()=>{const r=[...document.images].map("
-              "i=>i.complete+':'+i.naturalWidth+'x'+i.naturalHeight);const p=document.createElement('pre');"
-              "p.id='probe';p.textContent='IMAGES '+r.join(' ');document.body.appendChild(p);});</script>")
+    script = (
+        "<script>window.addEventListener('load',()=>{const r=[...document.images].map("
+        "i=>i.complete+':'+i.naturalWidth+'x'+i.naturalHeight);const p=document.createElement('pre');"
+        "p.id='probe';p.textContent='IMAGES '+r.join(' ');document.body.appendChild(p);});</script>"
+    )
     probe.write_text((out / "report.html").read_text().replace("</body>", script + "</body>"))
     profile = tmp_path / "chromium-profile"
     proc = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     dom = proc.stdout
     assert proc.returncode == 0 and "<h2>" in dom, proc.stderr[-2000:]
@@ -186,10 +258,22 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         assert complete == "true" and width > 100 and height > 100, image
     screenshot = tmp_path / "shot.png"
     subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", f"--screenshot={screenshot}", "--window-size=1200,2000",
-         (out / "report.html").as_uri()],
-        capture_output=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--screenshot={screenshot}",
+            "--window-size=1200,2000",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
     )
     assert screenshot.exists() and screenshot.read_bytes()[:4] == b"\x89PNG"

@@ -26,8 +26,13 @@ from bench.run_all import benchmarks  # noqa: E402
 
 
 def run_quick(name: str, out: Path, *extra: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(out), *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(out), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((out / f"{name}.json").read_text())
     assert tuple(result) == RESULT_KEYS
@@ -51,7 +56,9 @@ def test_masked_training_quick(tmp_path):
         assert r["paitune_ratio"] == pytest.approx(best["paitune"] / best["dense"])
         assert r["noise"] == pytest.approx(best["dense_again"] / best["dense"])
         assert r["paitune_vs_torch_prune"] == pytest.approx(best["paitune"] / best["torch_prune"])
-        assert r["steps_per_epoch"] == math.ceil(r["train_samples"] / result["settings"]["cases"][rows.index(r)]["batch_size"])
+        assert r["steps_per_epoch"] == math.ceil(
+            r["train_samples"] / result["settings"]["cases"][rows.index(r)]["batch_size"]
+        )
         assert r["goal_met"] == (r["paitune_ratio"] <= 1.05 and r["paitune_vs_torch_prune"] <= 1.0)
     assert rows[0]["train_samples"] == 1079  # the digits train split
     summary = result["summary"]
@@ -64,7 +71,8 @@ def test_scoring_cost_quick(tmp_path):
     rows = result["rows"]
     cpu = [r for r in rows if r["device"] == "cpu"]
     assert [(r["model"], r["method"]) for r in cpu] == [
-        (m, method) for m in ("cnn", "resnet20") for method in ("snip", "grasp", "synflow", "iterative_snip")]
+        (m, method) for m in ("cnn", "resnet20") for method in ("snip", "grasp", "synflow", "iterative_snip")
+    ]
     for r in rows:
         assert r["seconds"] > 0 and r["epoch_seconds"] > 0
         assert r["fraction"] == pytest.approx(r["seconds"] / r["epoch_seconds"])
@@ -84,7 +92,9 @@ def test_analysis_scale_quick(tmp_path):
     assert row["trials_rows"] >= settings["trials_requested"]
     assert row["layers_rows"] == row["trials_rows"] * settings["layers"]
     # No early stops: at most every trial's full curve; failed (0 epochs) and diverged trials cut it.
-    assert 0.9 * row["trials_rows"] * settings["epochs"] <= row["epochs_rows"] <= row["trials_rows"] * settings["epochs"]
+    assert (
+        0.9 * row["trials_rows"] * settings["epochs"] <= row["epochs_rows"] <= row["trials_rows"] * settings["epochs"]
+    )
     assert 0 < row["peak_rss_bytes"] < 4 * 2**30 and row["analyze_s"] > 0
     assert row["peak_rss_gib"] == pytest.approx(row["peak_rss_bytes"] / 2**30)
 
@@ -93,14 +103,18 @@ def test_runner_finds_benchmarks_and_rejects_unknown_names():
     found = benchmarks()
     assert found[:3] == ["masked_training", "scoring_cost", "analysis_scale"]
     assert "common" not in found and "run_all" not in found
-    proc = subprocess.run([sys.executable, "-m", "bench.run_all", "--only", "nope"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--only", "nope"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "unknown benchmark(s) nope" in proc.stderr
 
 
 def test_table_and_json_helpers(tmp_path):
-    table = format_table([{"name": "a", "s": 1.23456, "ok": True}, {"name": "bb", "s": float("nan"), "ok": False}],
-                         [("name", "name", ""), ("s", "sec", ".2f"), ("ok", "ok", "")], "T")
+    table = format_table(
+        [{"name": "a", "s": 1.23456, "ok": True}, {"name": "bb", "s": float("nan"), "ok": False}],
+        [("name", "name", ""), ("s", "sec", ".2f"), ("ok", "ok", "")],
+        "T",
+    )
     assert table.splitlines() == ["T", "name   sec  ok", "----  ----  ---", "a     1.23  yes", "bb       -  no"]
     path = write_json("x", {"v": float("nan"), "t": (1, 2)}, tmp_path)
     assert json.loads(path.read_text()) == {"v": None, "t": [1, 2]}
@@ -125,7 +139,9 @@ def test_sweep_efficiency_quick(tmp_path):
     assert summary["goal_overhead_met"] == (summary["overhead_s_per_trial"] <= 0.2)
     split = settings["breakdown"]
     assert split["slot_s"] == pytest.approx(sweep["wall_s"] * parallel)
-    assert split["compute_s"] + split["in_trial_overhead_s"] + split["between_trials_s"] == pytest.approx(split["slot_s"])
+    assert split["compute_s"] + split["in_trial_overhead_s"] + split["between_trials_s"] == pytest.approx(
+        split["slot_s"]
+    )
     assert split["compute_s"] <= split["compute_s"] + split["in_trial_overhead_s"] <= split["slot_s"]
     # FIFO decides nothing mid-trial: a trial reports its last epoch, and another one only each
     # second (--report-every), so never every one of the default space's 16 epochs.
@@ -180,7 +196,9 @@ def test_time_to_target_counts_each_contexts_epochs_in_completion_order_until_a_
     assert (hit["all_contexts_epochs"], hit["all_contexts_wall_s"]) == (15, 6.0)
     # paitune's unpruned reference trials are no part of the search
     reference = trials.iloc[:1].assign(trial_id="r", method="dense", val_acc=0.99, epochs_run=4, finished_s=0.5)
-    with_reference = SweepRun("r", Path("."), 0.0, 8.0, pd.concat([reference, trials], ignore_index=True), pd.DataFrame())
+    with_reference = SweepRun(
+        "r", Path("."), 0.0, 8.0, pd.concat([reference, trials], ignore_index=True), pd.DataFrame()
+    )
     assert time_to_target(with_reference, targets)["epochs_to_target"] == hit["epochs_to_target"]
     miss = time_to_target(run, {"x": (0.96, 16), "y": (0.65, 8)})
     assert miss["found"] == 1 and miss["epochs_to_target"]["x"] == math.inf and miss["all_contexts_epochs"] == math.inf

@@ -10,7 +10,9 @@ import pytest
 
 
 def paitune(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "paitune", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "paitune", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_prune_json_reports_layers_density_and_collapse():
@@ -30,7 +32,18 @@ def test_prune_table_shows_collapse():
 
 
 def test_proxies_json():
-    out = paitune("proxies", "--model", "cnn", "--method", "random", "--sparsity", "0.5", "--names", "snip,synflow,params", "--json")
+    out = paitune(
+        "proxies",
+        "--model",
+        "cnn",
+        "--method",
+        "random",
+        "--sparsity",
+        "0.5",
+        "--names",
+        "snip,synflow,params",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     values = json.loads(out.stdout)["proxies"]
     assert set(values) == {"snip", "synflow", "params"} and values["params"] > 0

@@ -76,12 +76,18 @@ def test_asha_compares_a_trial_only_with_its_own_context(tmp_path):
     for tid, ctx, acc in [("e1", easy, 0.95), ("e2", easy, 0.96), ("h1", hard, 0.30)]:
         asha.on_trial_add(CTL, _trial(tid, context=ctx))
         # far behind the easy context, but the first of its own: never stopped for that
-        assert asha.on_trial_result(CTL, _trial(tid, context=ctx), {"epoch": 1, "val_acc": acc}) == TrialScheduler.CONTINUE
+        assert (
+            asha.on_trial_result(CTL, _trial(tid, context=ctx), {"epoch": 1, "val_acc": acc}) == TrialScheduler.CONTINUE
+        )
     # a context with fewer than min_rung_trials (ceil(2) = 2) records stops nobody
-    assert asha.on_trial_result(CTL, _trial("h2", context=hard), {"epoch": 1, "val_acc": 0.10}) == TrialScheduler.CONTINUE
+    assert (
+        asha.on_trial_result(CTL, _trial("h2", context=hard), {"epoch": 1, "val_acc": 0.10}) == TrialScheduler.CONTINUE
+    )
     # with two records of its own context, the hard context decides among its own trials
     assert asha.on_trial_result(CTL, _trial("h3", context=hard), {"epoch": 1, "val_acc": 0.05}) == TrialScheduler.STOP
-    assert asha.on_trial_result(CTL, _trial("h4", context=hard), {"epoch": 1, "val_acc": 0.31}) == TrialScheduler.CONTINUE
+    assert (
+        asha.on_trial_result(CTL, _trial("h4", context=hard), {"epoch": 1, "val_acc": 0.31}) == TrialScheduler.CONTINUE
+    )
     assert set(asha.rungs()) == {easy, hard}
     assert asha.decision_epochs() == (1, 2, 4)
 
@@ -161,7 +167,9 @@ def test_a_sweep_covers_every_context_ranks_within_it_and_pairs_its_controls(ray
     stopped = none[none.status == "stopped"]
     for row in stopped.itertuples():
         mine = acc[(row.trial_id, row.epochs_run)]
-        rivals = none[(none.context == row.context) & (none.trial_id != row.trial_id) & (none.epochs_run >= row.epochs_run)]
+        rivals = none[
+            (none.context == row.context) & (none.trial_id != row.trial_id) & (none.epochs_run >= row.epochs_run)
+        ]
         ahead = [acc[(t, row.epochs_run)] for t in rivals.trial_id if (t, row.epochs_run) in acc.index]
         assert any(a > mine for a in ahead), row.trial_id
 
@@ -185,3 +193,18 @@ def test_a_sweep_covers_every_context_ranks_within_it_and_pairs_its_controls(ray
     for cid, study in studies.items():
         asked = [t for t in study.trials if "tune_trial_id" in t.user_attrs and "duplicate_of" not in t.user_attrs]
         assert {t.user_attrs["tune_trial_id"] for t in asked} == set(none[none.context == cid].trial_id)
+
+
+def test_an_arm_stops_where_its_partner_diverged_or_failed(tmp_path):
+    asha = _asha(tmp_path)
+    for control_free_end in ("diverged", "failed"):
+        seed = 1 if control_free_end == "diverged" else 2
+        partner = _trial(f"p{seed}", context="c", seed=seed)
+        arm = _trial(f"s{seed}", context="c", seed=seed, control="shuffle")
+        assert asha.on_trial_result(CTL, arm, {"epoch": 1, "val_acc": 0.5}) == TrialScheduler.CONTINUE
+        if control_free_end == "diverged":
+            asha.on_trial_complete(CTL, partner, {"epoch": 2, "val_acc": float("nan"), "pai_status": "diverged"})
+        else:
+            partner.last_result = {"epoch": 2, "val_acc": 0.4}
+            asha.on_trial_error(CTL, partner)
+        assert asha.on_trial_result(CTL, arm, {"epoch": 2, "val_acc": 0.5}) == TrialScheduler.STOP

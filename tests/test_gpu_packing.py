@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, paitune_env
 
 if str(ROOT) not in sys.path:  # bench/ is a package of the repository, not of the installed paitune
@@ -74,7 +73,9 @@ def test_fractional_gpus_cap_the_trials_running_at_once(tmp_path, spawned_sessio
     assert all(end <= next_start for (_, end), (next_start, _) in zip(starts_ends, starts_ends[1:]))
     summary = result["summary"]
     assert summary["same_trials_every_packing"] and summary["all_completed"] and summary["packing_within_gpu"]
-    assert whole["speedup"] == 1.0 and quarter["speedup"] == pytest.approx(quarter["trials_per_hour"] / whole["trials_per_hour"])
+    assert whole["speedup"] == 1.0 and quarter["speedup"] == pytest.approx(
+        quarter["trials_per_hour"] / whole["trials_per_hour"]
+    )
     assert not (tmp_path / "gpu_packing.partial.json").exists()  # removed once the whole run is written
     print(f"fake-GPU packing test: {time.monotonic() - begun:.1f} s")
 

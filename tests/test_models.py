@@ -216,7 +216,6 @@ def test_bad_arguments(name, shape, classes, message):
         build_model(name, shape, classes)
 
 
-
 @pytest.mark.parametrize("name, shape", [("mlp", (64,)), ("cnn", (1, 8, 8)), ("resnet20", (3, 32, 32))])
 def test_forward_flops_per_module_path(name, shape):
     """Keys are named_modules paths ("" the root, which holds the total); a Linear layer does

@@ -85,9 +85,7 @@ def analytic_linear_terms(layer: nn.Linear, x, y):
 
 
 def test_registry_matches_contract():
-    assert PROXIES == (
-        "grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "params", "flops"
-    )
+    assert PROXIES == ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov", "params", "flops")
     values = compute_proxies(one_layer_net(), one_layer_batch())
     assert list(values) == list(PROXIES)
     assert all(isinstance(v, float) for v in values.values())

@@ -31,7 +31,9 @@ from paitune.pruning.selection import select_global, top_k_mask
 
 
 def two_layer(w1, w2) -> nn.Sequential:
-    net = nn.Sequential(nn.Linear(len(w1[0]), len(w1), bias=False), nn.ReLU(), nn.Linear(len(w2[0]), len(w2), bias=False))
+    net = nn.Sequential(
+        nn.Linear(len(w1[0]), len(w1), bias=False), nn.ReLU(), nn.Linear(len(w2[0]), len(w2), bias=False)
+    )
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor(w1, dtype=torch.float32))
         net[2].weight.copy_(torch.tensor(w2, dtype=torch.float32))
@@ -112,7 +114,10 @@ def test_snip_scores_are_mask_gradients():
     # Independent: explicit mask variables of ones in the forward pass, CE summed over batches.
     m1 = torch.ones(6, 4, requires_grad=True)
     m2 = torch.ones(3, 6, requires_grad=True)
-    loss = sum(F.cross_entropy(F.linear(F.relu(F.linear(x, net[0].weight.detach() * m1)), net[2].weight.detach() * m2), y) for x, y in data)
+    loss = sum(
+        F.cross_entropy(F.linear(F.relu(F.linear(x, net[0].weight.detach() * m1)), net[2].weight.detach() * m2), y)
+        for x, y in data
+    )
     g1, g2 = torch.autograd.grad(loss, [m1, m2])
     scores = torch.cat([g1.abs().reshape(-1), g2.abs().reshape(-1)])
     expected = top_k_mask(scores, 10)
@@ -368,7 +373,10 @@ def test_mask_enforcer_keeps_pruned_weights_exactly_zero_under_momentum_and_deca
 
 def test_report_flops_and_densities_by_hand():
     net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    masks = {"0.weight": torch.tensor([[1, 1, 0, 0]] * 3, dtype=torch.bool), "2.weight": torch.ones(2, 3, dtype=torch.bool)}
+    masks = {
+        "0.weight": torch.tensor([[1, 1, 0, 0]] * 3, dtype=torch.bool),
+        "2.weight": torch.ones(2, 3, dtype=torch.bool),
+    }
     r = mask_report(net, masks, (4,))
     assert r.flops_dense == 2 * (4 * 3 + 3 * 2)
     assert r.flops_sparse == 2 * (6 + 6)
@@ -383,10 +391,16 @@ def test_collapse_empty_layer_and_disconnection_without_empty_layer():
     r = mask_report(net, empty, (2,))
     assert r.collapsed and r.collapsed_layers == ["0.weight"] and r.disconnected
     # layer 1 feeds only hidden unit 0, layer 2 reads only hidden unit 1: no path, no empty layer
-    cut = {"0.weight": torch.tensor([[1, 1], [0, 0]], dtype=torch.bool), "2.weight": torch.tensor([[0, 1], [0, 1]], dtype=torch.bool)}
+    cut = {
+        "0.weight": torch.tensor([[1, 1], [0, 0]], dtype=torch.bool),
+        "2.weight": torch.tensor([[0, 1], [0, 1]], dtype=torch.bool),
+    }
     r = mask_report(net, cut, (2,))
     assert r.collapsed_layers == [] and r.disconnected and r.collapsed
-    ok = {"0.weight": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool), "2.weight": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool)}
+    ok = {
+        "0.weight": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool),
+        "2.weight": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool),
+    }
     assert has_input_output_path(net, ok, (2,))
 
 

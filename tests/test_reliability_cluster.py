@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, kill_session, paitune_env, session_pids
 
 EPOCHS = 30
@@ -151,6 +150,7 @@ def test_worker_node_lost_trials_retry_from_checkpoint(tmp_path, spawned_session
     for proc in (driver, worker, head):
         kill_session(proc.pid)
         assert not session_pids(proc.pid)
-    assert not Path("/tmp/ray/ray_current_cluster").exists() or address not in Path(
-        "/tmp/ray/ray_current_cluster"
-    ).read_text()
+    assert (
+        not Path("/tmp/ray/ray_current_cluster").exists()
+        or address not in Path("/tmp/ray/ray_current_cluster").read_text()
+    )

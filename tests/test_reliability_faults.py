@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import alive, session_pids, start_paitune
 from optuna.trial import TrialState
 
-from conftest import alive, kill_session, session_pids, start_paitune
 from paitune.search.contexts import load_context_studies, study_trials
 from paitune.search.searcher import superseded_trials
 from paitune.search.study_store import study_storage
@@ -54,7 +54,9 @@ def tune_trial_ids(root: Path) -> set[str]:
     return {json.loads(trial_json)["trial_id"] for trial_json, _ in state["trial_data"]}
 
 
-def check_sweep_is_whole(root: Path, name: str, num_samples: int, epochs: int, arms: int = 0, dense: int = 2) -> pd.DataFrame:
+def check_sweep_is_whole(
+    root: Path, name: str, num_samples: int, epochs: int, arms: int = 0, dense: int = 2
+) -> pd.DataFrame:
     """The budget's trials exactly once (no config run twice), each sampled trial's ``arms`` control
     arms exactly once (stopped at its partner's epoch), ``dense`` references, every epoch once, no
     temporary or truncated file, every trial Tune holds written, and the Optuna studies (one per
@@ -143,8 +145,10 @@ KILL_POINTS = {
     "before-any-trial-finished": ({"PAITUNE_KILL_AT": "sink-result:1"}, None),
     # from outside, once two trial files are on disk and ASHA has recorded results: others are
     # mid-training (the dense references, which run first, are never recorded on ASHA's rungs)
-    "while-trials-run": ({}, lambda root: len(list((root / "trials").glob("[!.]*.parquet"))) >= 2
-                         and bool(_asha_records(root))),
+    "while-trials-run": (
+        {},
+        lambda root: len(list((root / "trials").glob("[!.]*.parquet"))) >= 2 and bool(_asha_records(root)),
+    ),
     # inside the final write of the third trial: its epochs/layers files exist, its trials file not
     "during-final-write": ({"PAITUNE_KILL_AT": "sink-before-trials-file:3"}, None),
 }
@@ -158,7 +162,9 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, point
     out, name = tmp_path / "out", "s"
     root = out / name
     env, predicate = KILL_POINTS[point]
-    first = start_paitune(["sweep", str(space), "--out", str(out), "--name", name, *SWEEP_ARGS], tmp_path / "first.log", **env)
+    first = start_paitune(
+        ["sweep", str(space), "--out", str(out), "--name", name, *SWEEP_ARGS], tmp_path / "first.log", **env
+    )
     spawned_sessions.append(first.pid)
     if predicate is not None:
         assert _wait_for(lambda: predicate(root), first, 240), (tmp_path / "first.log").read_text()[-3000:]
@@ -167,7 +173,9 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, point
 
     # What the dead driver left: no visible partial file, possibly orphan Ray helpers.
     # (a killed writer may leave a hidden temporary, which no reader sees; the resume removes it)
-    written_before = sorted(p.stem for p in (root / "trials").glob("[!.]*.parquet")) if (root / "trials").exists() else []
+    written_before = (
+        sorted(p.stem for p in (root / "trials").glob("[!.]*.parquet")) if (root / "trials").exists() else []
+    )
     if point == "during-final-write":
         assert len(written_before) == 2
         assert len(list((root / "epochs").glob("[!.]*.parquet"))) == 3  # the third trial's other files
@@ -215,7 +223,9 @@ num_samples: 2
 """
     )
     out = tmp_path / "out"
-    proc = start_paitune(["sweep", str(space), "--out", str(out), "--name", "d", "--sampler", "grid", "--quiet"], tmp_path / "log")
+    proc = start_paitune(
+        ["sweep", str(space), "--out", str(out), "--name", "d", "--sampler", "grid", "--quiet"], tmp_path / "log"
+    )
     spawned_sessions.append(proc.pid)
     assert _wait(proc, 300) == 0, (tmp_path / "log").read_text()[-3000:]
     trials = pd.read_parquet(out / "d" / "trials")

@@ -8,15 +8,12 @@ started" is checked on the machine: no Ray session folder of that process and no
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, kill_session, paitune_env, session_pids
 
 GOOD = """
@@ -37,27 +34,59 @@ SPACE_CASES = {
     "yaml-empty": ("", [], "the space is empty"),
     "unknown-top-level-key": (GOOD + "parms: {}\n", [], "parms: unknown key"),
     "unknown-setting": ("settings: {epoch: 2}\n", [], "unknown setting 'epoch'"),
-    "unknown-key-in-param": ("params:\n  method: {type: categorical, choices: [snip], weights: [1]}\n", [], "weights: unknown key"),
-    "unknown-param-type": ("params:\n  lr: {type: uniform, low: 0.1, high: 1}\n", [], "choose one of: categorical, float, int, fixed"),
-    "unknown-param-name": ("params:\n  learning_rate: {type: categorical, choices: [0.1]}\n", [], "unknown parameter 'learning_rate'"),
+    "unknown-key-in-param": (
+        "params:\n  method: {type: categorical, choices: [snip], weights: [1]}\n",
+        [],
+        "weights: unknown key",
+    ),
+    "unknown-param-type": (
+        "params:\n  lr: {type: uniform, low: 0.1, high: 1}\n",
+        [],
+        "choose one of: categorical, float, int, fixed",
+    ),
+    "unknown-param-name": (
+        "params:\n  learning_rate: {type: categorical, choices: [0.1]}\n",
+        [],
+        "unknown parameter 'learning_rate'",
+    ),
     "wrong-type-epochs": ("settings: {epochs: two}\n", [], "epochs must be an integer"),
     "wrong-type-seeds": ("seeds: zero\n", [], "seeds"),
     "wrong-type-choices": ("params:\n  method: {type: categorical, choices: snip}\n", [], "choices"),
     "empty-categorical": ("params:\n  method: {type: categorical, choices: []}\n", [], "choices"),
-    "sparsity-one": ("params:\n  sparsity: {type: categorical, choices: [0.5, 1.0]}\n", [], "sparsity must be in [0, 1)"),
-    "sparsity-negative": ("params:\n  sparsity: {type: float, low: -0.1, high: 0.5}\n", [], "sparsity must be in [0, 1)"),
+    "sparsity-one": (
+        "params:\n  sparsity: {type: categorical, choices: [0.5, 1.0]}\n",
+        [],
+        "sparsity must be in [0, 1)",
+    ),
+    "sparsity-negative": (
+        "params:\n  sparsity: {type: float, low: -0.1, high: 0.5}\n",
+        [],
+        "sparsity must be in [0, 1)",
+    ),
     "sparsity-setting-one": ("settings: {sparsity: 1.0}\n", [], "sparsity must be in [0, 1)"),
-    "log-lower-bound-zero": ("params:\n  lr: {type: float, low: 0, high: 1, log: true}\n", [], "log-scale range needs low > 0"),
+    "log-lower-bound-zero": (
+        "params:\n  lr: {type: float, low: 0, high: 1, log: true}\n",
+        [],
+        "log-scale range needs low > 0",
+    ),
     "range-low-above-high": ("params:\n  lr: {type: float, low: 0.5, high: 0.1}\n", [], "low must be < high"),
     "conditional-unknown-param": (
         "params:\n  method: {type: categorical, choices: [synflow]}\n  iterations: {type: int, low: 5, high: 9, when: {methd: [synflow]}}\n",
-        [], "condition on unknown parameter 'methd'"),
+        [],
+        "condition on unknown parameter 'methd'",
+    ),
     "conditional-unknown-value": (
         "params:\n  method: {type: categorical, choices: [snip]}\n  iterations: {type: int, low: 5, high: 9, when: {method: [synflow]}}\n",
-        [], "'synflow' is not a value of 'method'"),
+        [],
+        "'synflow' is not a value of 'method'",
+    ),
     "unknown-model": ("settings: {model: resnet9000}\n", [], "unknown model 'resnet9000'"),
     "unknown-dataset": ("settings: {dataset: imagenet22k}\n", [], "unknown dataset 'imagenet22k'"),
-    "unknown-method": ("params:\n  method: {type: categorical, choices: [snip, snipp]}\n", [], "unknown method 'snipp'"),
+    "unknown-method": (
+        "params:\n  method: {type: categorical, choices: [snip, snipp]}\n",
+        [],
+        "unknown method 'snipp'",
+    ),
     "unknown-allocation": ("settings: {allocation: erk2}\n", [], "unknown allocation 'erk2'"),
     "unknown-control": ("settings: {control: shufle}\n", [], "unknown control 'shufle'"),
     "unknown-proxy": ("settings: {proxies: [synflow, zen]}\n", [], "unknown proxy 'zen'"),
@@ -66,8 +95,16 @@ SPACE_CASES = {
     "grace-beyond-budget": ("settings: {epochs: 2}\nscheduler: {grace_period: 5}\n", [], "exceeds the budget"),
     "unknown-objective": ("objectives: [{metric: accuracy, mode: max}]\n", [], "objectives"),
     "duplicate-seeds": ("seeds: [0, 0]\n", [], "seeds must be distinct"),
-    "searched-without-family": ("params:\n  allocation: {type: categorical, choices: [global, searched]}\n", [], "needs an allocation_search"),
-    "missing-data-root": ("settings: {dataset: cifar10, data_root: /nonexistent/data}\n", [], "not found; set data_root"),
+    "searched-without-family": (
+        "params:\n  allocation: {type: categorical, choices: [global, searched]}\n",
+        [],
+        "needs an allocation_search",
+    ),
+    "missing-data-root": (
+        "settings: {dataset: cifar10, data_root: /nonexistent/data}\n",
+        [],
+        "not found; set data_root",
+    ),
 }
 
 # name -> (args after `paitune sweep`, with {space} {out}; expected text)
@@ -82,7 +119,10 @@ ARG_CASES = {
     "set-without-equals": (["{space}", "--set", "epochs"], "expected key=value"),
     "set-sparsity-one": (["{space}", "--set", "sparsity=1.0"], "sparsity must be in [0, 1)"),
     "set-unknown-key": (["{space}", "--set", "epochz=2"], "epochz: unknown key"),
-    "set-missing-data-root": (["{space}", "--set", "dataset=mnist", "--set", "data_root=/nonexistent"], "not found; set data_root"),
+    "set-missing-data-root": (
+        ["{space}", "--set", "dataset=mnist", "--set", "data_root=/nonexistent"],
+        "not found; set data_root",
+    ),
     "space-file-missing": (["{out}/nope.yaml"], "does not exist"),
     "unknown-preset": (["defualt"], "unknown space (preset name or YAML file) 'defualt'"),
     "bad-name": (["{space}", "--name", "../escape"], "--name"),
@@ -90,8 +130,16 @@ ARG_CASES = {
     "negative-checkpoint-interval": (["{space}", "--checkpoint-every", "-1"], "--checkpoint-every"),
     "negative-report-interval": (["{space}", "--report-every", "-0.5"], "--report-every must be >= 0 seconds"),
     "out-uri-no-filesystem": (["{space}", "--out", "nosuchscheme://bucket/x"], "pyarrow cannot open this location"),
-    "cmaes-multi-objective": (["{space}", "--sampler", "cmaes", "--set", "objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"],
-                              "handles one objective"),
+    "cmaes-multi-objective": (
+        [
+            "{space}",
+            "--sampler",
+            "cmaes",
+            "--set",
+            "objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]",
+        ],
+        "handles one objective",
+    ),
     "grid-continuous": (["{space}", "--sampler", "grid", "--set", "lr={type: float, low: 0.01, high: 0.1}"], "lr"),
     "resume-missing": (["--resume"], "--resume: no sweep 's'"),
     "resume-with-space": (["{space}", "--resume"], "--resume: no sweep 's'"),

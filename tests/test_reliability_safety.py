@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from conftest import ROOT, kill_session, paitune_env
+
 from paitune.errors import PaituneError
 
 PACKAGE = ROOT / "paitune"

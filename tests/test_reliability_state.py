@@ -186,10 +186,14 @@ def test_the_budget_counts_dense_references_written_after_the_snapshot(tmp_path)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     results = tmp_path / "results"
     dense = [{"method": "dense", "seed": 0}, {"method": "dense", "seed": 1}]
-    first = _searcher(optuna.storages.RDBStorage(url), budget=4, results=results, tune_trials=TuneTrialIds(), dense=dense)
+    first = _searcher(
+        optuna.storages.RDBStorage(url), budget=4, results=results, tune_trials=TuneTrialIds(), dense=dense
+    )
     assert first.suggest("r0") == dense[0] and first.suggest("r1") == dense[1]  # references go first
     _written(results, "r0")  # r0 finished after Tune's last snapshot; r1 was running when the driver died
-    resumed = _searcher(optuna.storages.RDBStorage(url), budget=4, results=results, tune_trials=TuneTrialIds(), dense=dense)
+    resumed = _searcher(
+        optuna.storages.RDBStorage(url), budget=4, results=results, tune_trials=TuneTrialIds(), dense=dense
+    )
     # nothing of Tune's state survived: r0 (written) is kept and r1 runs again, under a new trial
     assert resumed.suggest("x") == dense[1]
     assert resumed.is_dense("x") and not resumed.is_dense("r1")
@@ -202,7 +206,9 @@ def test_snapshots_wait_for_the_upload_in_flight():
     from paitune.search.tune_state import _manager_class, serialized_snapshots
 
     events = []
-    syncer = SimpleNamespace(wait=lambda: events.append("wait-upload"), sync_up=lambda *a, **k: events.append("upload") or True)
+    syncer = SimpleNamespace(
+        wait=lambda: events.append("wait-upload"), sync_up=lambda *a, **k: events.append("upload") or True
+    )
     manager = _manager_class()(storage=SimpleNamespace(syncer=syncer, experiment_driver_staging_path="/nonexistent",
                                                        experiment_fs_path="/nonexistent"),
                                checkpoint_period=0, sync_every_n_trial_checkpoints=None)  # fmt: skip
@@ -292,7 +298,6 @@ def test_sweep_journal_is_optunas_format_without_fsync(tmp_path, monkeypatch):
     assert read.value == 0.5 and read.params["x"] == trial.params["x"]
     assert read.intermediate_values == {0: 0.0, 1: 0.1, 2: 0.2}
     assert not list(tmp_path.glob("*.lock"))  # the lock is released after each append
-
 
 
 @pytest.mark.parametrize("taken_from_queue", [False, True])

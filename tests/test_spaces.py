@@ -177,7 +177,9 @@ seeds: [0, 1]
     assert len(points) == 3 * 3 * 2
     assert all(("iterations" in p) == (p["method"] == "synflow") for p in points)
     assert len({tuple(sorted(p.items())) for p in points}) == len(points)
-    assert len(compile_space(load_space("sanity")).grid_points()) == 144  # 4 methods x 2 sparsities x 6 controls x 3 seeds
+    assert (
+        len(compile_space(load_space("sanity")).grid_points()) == 144
+    )  # 4 methods x 2 sparsities x 6 controls x 3 seeds
 
 
 MALFORMED = [
@@ -196,7 +198,10 @@ MALFORMED = [
     ("settings: {dataset: imagenet}\n", "unknown dataset 'imagenet'"),
     ("settings: {epochs: two}\n", "epochs must be an integer"),
     ("settings: {colour: red}\n", "unknown setting 'colour'"),
-    ("params: {iterations: {type: int, low: 5, high: 9, when: {methd: [synflow]}}}\n", "condition on unknown parameter 'methd'"),
+    (
+        "params: {iterations: {type: int, low: 5, high: 9, when: {methd: [synflow]}}}\n",
+        "condition on unknown parameter 'methd'",
+    ),
     (
         "params:\n  method: {type: categorical, choices: [snip, synflow]}\n"
         "  iterations: {type: int, low: 5, high: 9, when: {method: [grasp]}}\n",
@@ -286,8 +291,7 @@ params:
   sparsity: {type: float, low: 0.5, high: 0.99}
   lr: {type: categorical, choices: [0.1, 0.01]}
 seeds: [3, 4]
-"""
-        .replace("lr: 0.02, ", "")
+""".replace("lr: 0.02, ", "")
     )
     refs = compile_space(space).dense_references()
     assert [(r["model"], r["seed"]) for r in refs] == [("mlp", 3), ("mlp", 4), ("cnn", 3), ("cnn", 4)]

@@ -95,5 +95,5 @@ def test_fixed_allocation_prunes_each_layer_to_its_round_density():
     trial = imp_trial(allocation="uniform", sparsity=0.36)
     for density in imp_densities(0.36):
         trial.trainer.run_epoch()
-        for name, m in trial.masks_now().items():
+        for m in trial.masks_now().values():
             assert int(m.sum()) == round(density * m.numel())

@@ -14,16 +14,16 @@ import pytest
 from optuna.trial import TrialState
 
 from paitune.errors import PaituneError
+from paitune.search.contexts import study_trials
 from paitune.search.lock import SweepLock
 from paitune.search.parquet_io import write_table_atomic
 from paitune.search.rows import trials_schema
 from paitune.search.searcher import DUPLICATE_ATTR, MAX_REDRAWS, PaiOptunaSearch, trial_outcome
 from paitune.search.sink import ParquetSink
-from paitune.search.contexts import study_trials
 from paitune.search.study_store import study_storage
+from paitune.search.sweep import SweepOptions, plan_sweep
 from paitune.search.trainable import CHECKPOINT_FILE, load_checkpoint
 from paitune.search.tune_trials import TuneTrialIds
-from paitune.search.sweep import SweepOptions, plan_sweep
 from paitune.spaces import compile_space, config_hash, load_space_text, trial_config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -86,7 +86,9 @@ def test_asha_stopped_trials_reach_optuna_as_pruned_with_intermediate_values():
 
 
 def test_multi_objective_completion_and_pruning():
-    space = load_space_text(SMALL_SPACE + "objectives: [{metric: val_acc, mode: max}, {metric: density_achieved, mode: min}]\n")
+    space = load_space_text(
+        SMALL_SPACE + "objectives: [{metric: val_acc, mode: max}, {metric: density_achieved, mode: min}]\n"
+    )
     searcher = PaiOptunaSearch(
         compile_space(space), metric=["val_acc", "density_achieved"], mode=["max", "min"],
         sampler=optuna.samplers.NSGAIISampler(seed=0),
@@ -115,7 +117,6 @@ def test_grid_sampler_enqueues_every_point_once():
     configs = [searcher.suggest(f"g{i}") for i in range(3 * 3 * 2 * 2)]
     keys = {(c["method"], c["sparsity"], c["control"], c["seed"]) for c in configs}
     assert len(keys) == 36
-
 
 
 def test_sampled_repeats_are_never_run_until_the_space_is_exhausted():
@@ -162,6 +163,7 @@ def test_a_repeat_is_told_the_earlier_outcome():
         if state == TrialState.PRUNED:
             assert all(t.intermediate_values == {1: 0.3} for t in told)
         assert trials[-1].user_attrs["tune_trial_id"] == "b" and trials[-1].state == TrialState.RUNNING
+
 
 # ---- the Parquet sink ---------------------------------------------------------------------------
 
@@ -235,7 +237,6 @@ def test_sink_writes_three_tables_once_per_trial(tmp_path):
     assert not list(root.rglob(".tmp-*"))
 
 
-
 def test_background_sink_writes_in_order_and_raises_a_failed_write(tmp_path, monkeypatch):
     """In a sweep the files are written by a writer thread: flush_writes() waits for them (the
     dense reference's accuracy, written first, still reaches the later row), and a write that
@@ -265,6 +266,7 @@ def test_background_sink_writes_in_order_and_raises_a_failed_write(tmp_path, mon
     with pytest.raises(OSError, match="disk full"):
         sink_module.flush_writes()
     sink_module.flush_writes()  # raised once, then gone
+
 
 def test_sink_history_from_a_restored_trial_fills_earlier_epochs(tmp_path):
     # A resumed driver's sink starts empty: the restored trial's first report carries the facts
@@ -340,13 +342,23 @@ def _plan(tmp_path, **kwargs):
         ({"max_concurrent": -1}, "--max-concurrent must be >= 1"),
         ({"sets": ["sparsity=1.0"]}, "sparsity must be in [0, 1)"),
         ({"space": "nope.yaml"}, "does not exist"),
-        ({"sampler": "cmaes", "sets": ["objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"]},
-         "handles one objective"),
+        (
+            {
+                "sampler": "cmaes",
+                "sets": ["objectives=[{metric: val_acc, mode: max}, {metric: flops_sparse, mode: min}]"],
+            },
+            "handles one objective",
+        ),
         ({"sets": ["dataset=cifar10", "data_root=/nonexistent/data"]}, "not found; set data_root"),
         # a float range is a choice only outside the context (a context parameter must list its values)
-        ({"sampler": "grid", "space": "zero_cost",
-          "sets": ["params.sparsity={type: float, low: 0.5, high: 0.9}", "context=[dataset, model, epochs]"]},
-         "continuous range"),
+        (
+            {
+                "sampler": "grid",
+                "space": "zero_cost",
+                "sets": ["params.sparsity={type: float, low: 0.5, high: 0.9}", "context=[dataset, model, epochs]"],
+            },
+            "continuous range",
+        ),
     ],
 )
 def test_bad_sweep_input_is_rejected_before_anything_is_written(tmp_path, kwargs, expected, monkeypatch):
@@ -398,8 +410,8 @@ def test_grid_plan_counts_the_points(tmp_path):
 
 @pytest.mark.ray
 def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
-    from paitune.search.sweep import execute_sweep
     from paitune.search.summary import print_summary
+    from paitune.search.sweep import execute_sweep
 
     space_file = tmp_path / "small.yaml"
     space_file.write_text(SMALL_SPACE)
@@ -512,7 +524,9 @@ def test_dense_references_are_handed_out_first_and_never_reach_optuna(tmp_path):
     assert first[2]["method"] != "dense" and len(searcher.study.trials) == 2  # x0 and its queued replicate
     searcher.on_trial_result("d0", _result(1, 0.9))
     searcher.on_trial_complete("d0", _result(3, 0.95))
-    assert len(searcher.study.trials) == 2 and all(t.user_attrs.get("tune_trial_id") != "d0" for t in searcher.study.trials)
+    assert len(searcher.study.trials) == 2 and all(
+        t.user_attrs.get("tune_trial_id") != "d0" for t in searcher.study.trials
+    )
     # a resumed driver whose Tune holds the references (restored from its snapshot) does not
     # hand them out again
     path = tmp_path / "state.json"
@@ -535,7 +549,10 @@ def test_asha_never_stops_or_records_the_dense_reference(tmp_path):
     asha = ContextASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
                        reduction_factor=2, min_rung_trials=1, state_path=tmp_path / "asha.json")  # fmt: skip
     ctl = SimpleNamespace(checkpoint=lambda **kw: None)
-    good, dense = SimpleNamespace(trial_id="g", config={"method": "snip"}), SimpleNamespace(trial_id="d", config={"method": "dense"})
+    good, dense = (
+        SimpleNamespace(trial_id="g", config={"method": "snip"}),
+        SimpleNamespace(trial_id="d", config={"method": "dense"}),
+    )
     asha.on_trial_add(ctl, good)
     asha.on_trial_add(ctl, dense)
     assert asha.on_trial_result(ctl, good, {"epoch": 1, "val_acc": 0.9}) == TrialScheduler.CONTINUE

@@ -9,7 +9,7 @@ from paitune.data import load_dataset
 from paitune.errors import PaituneError
 from paitune.models import build_model
 from paitune.pruning import prunable_parameters, prune
-from paitune.training import Diverged, Trainer, TrainConfig, train
+from paitune.training import Diverged, TrainConfig, Trainer, train
 
 
 def setup(seed=0, sparsity=0.8, method="magnitude"):
@@ -53,7 +53,10 @@ def test_resume_from_state_dict_continues_identically():
 
 
 def test_adam_and_schedules_run():
-    for cfg in (TrainConfig(epochs=2, optimizer="adam", lr=1e-3, lr_schedule="constant"), TrainConfig(epochs=2, lr_schedule="cosine")):
+    for cfg in (
+        TrainConfig(epochs=2, optimizer="adam", lr=1e-3, lr_schedule="constant"),
+        TrainConfig(epochs=2, lr_schedule="cosine"),
+    ):
         data, model, masks = setup()
         history = train(model, masks, data, cfg)
         assert len(history) == 2
@@ -77,7 +80,11 @@ def test_divergence_is_detected_with_last_good_metrics():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [(dict(optimizer="rmsprop"), "unknown optimizer"), (dict(lr_schedule="poly"), "unknown lr_schedule"), (dict(lr=0), "lr must be")],
+    [
+        (dict(optimizer="rmsprop"), "unknown optimizer"),
+        (dict(lr_schedule="poly"), "unknown lr_schedule"),
+        (dict(lr=0), "lr must be"),
+    ],
 )
 def test_bad_train_config(kwargs, message):
     with pytest.raises(PaituneError, match=message):

@@ -15,7 +15,11 @@ every accuracy is compared with (gap to dense), not a competing method.
 """
 
 from paitune.analysis.accuracy import (
-    accuracy_vs_sparsity, completed_methods, completed_trials, status_by_choice, trial_counts,
+    accuracy_vs_sparsity,
+    completed_methods,
+    completed_trials,
+    status_by_choice,
+    trial_counts,
 )
 from paitune.analysis.after_training import pai_vs_imp
 from paitune.analysis.early import early_vs_final
@@ -26,19 +30,44 @@ from paitune.analysis.load import Results, load_results
 from paitune.analysis.operating import operating_points
 from paitune.analysis.pareto import pareto_fronts
 from paitune.analysis.proxies import proxy_correlations
-from paitune.analysis.reference import dense_reference
 from paitune.analysis.rankings import concordance, pairwise_win_rates, rank_choices, ranking_tables
+from paitune.analysis.reference import dense_reference
 from paitune.analysis.report import terminal_text, write_report
 from paitune.analysis.run import Analysis, analyze
 from paitune.analysis.sanity import sanity_checks
 from paitune.analysis.summary import build_summary, write_summary
 
 __all__ = [
-    "Analysis", "Results", "accuracy_vs_sparsity", "analyze", "bin_continuous_sparsity",
-    "bin_to_ratio_grid", "build_study", "build_summary", "completed_methods", "completed_trials",
-    "compression_ratio", "concordance", "dense_reference", "early_vs_final",
-    "hyperparameter_importance", "layer_collapse", "layer_profiles", "load_results",
-    "operating_points", "pai_vs_imp", "pairwise_win_rates", "pareto_fronts", "proxy_correlations",
-    "rank_choices", "ranking_tables", "sanity_checks", "searched_profiles", "status_by_choice",
-    "terminal_text", "trial_counts", "write_report", "write_summary",
+    "Analysis",
+    "Results",
+    "accuracy_vs_sparsity",
+    "analyze",
+    "bin_continuous_sparsity",
+    "bin_to_ratio_grid",
+    "build_study",
+    "build_summary",
+    "completed_methods",
+    "completed_trials",
+    "compression_ratio",
+    "concordance",
+    "dense_reference",
+    "early_vs_final",
+    "hyperparameter_importance",
+    "layer_collapse",
+    "layer_profiles",
+    "load_results",
+    "operating_points",
+    "pai_vs_imp",
+    "pairwise_win_rates",
+    "pareto_fronts",
+    "proxy_correlations",
+    "rank_choices",
+    "ranking_tables",
+    "sanity_checks",
+    "searched_profiles",
+    "status_by_choice",
+    "terminal_text",
+    "trial_counts",
+    "write_report",
+    "write_summary",
 ]

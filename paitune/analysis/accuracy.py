@@ -48,9 +48,7 @@ def trial_counts(results: Results) -> pd.DataFrame:
 def status_by_choice(results: Results) -> pd.DataFrame:
     """Per method x allocation x control: how many trials ended in each status."""
     trials = results.trials
-    table = pd.crosstab(
-        [trials["method"], trials["allocation"], trials["control"]], trials["status"]
-    )
+    table = pd.crosstab([trials["method"], trials["allocation"], trials["control"]], trials["status"])
     for status in STATUSES:
         if status not in table.columns:
             table[status] = 0
@@ -88,10 +86,14 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     # The gap compares like with like: every trial with an accuracy at its context's common
     # epoch (stopped ones too) against the dense model at that same epoch, paired by seed.
     gap_rows = common_epoch_gaps(results)
-    gap_seed = (gap_rows.groupby(CELL_COLUMNS + ["seed"], dropna=False, observed=True)
-                .agg(gap=("gap", "mean"), dense_acc=("dense_acc", "mean")).reset_index())
-    gaps = grouped_mean_ci(gap_seed, CELL_COLUMNS, "gap", n_boot=n_boot, seed=seed).rename(columns={
-        "n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"})
+    gap_seed = (
+        gap_rows.groupby(CELL_COLUMNS + ["seed"], dropna=False, observed=True)
+        .agg(gap=("gap", "mean"), dense_acc=("dense_acc", "mean"))
+        .reset_index()
+    )
+    gaps = grouped_mean_ci(gap_seed, CELL_COLUMNS, "gap", n_boot=n_boot, seed=seed).rename(
+        columns={"n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"}
+    )
     paired = gap_seed.loc[gap_seed["gap"].notna()]
     dense_mean = paired.groupby(CELL_COLUMNS, dropna=False, observed=True)["dense_acc"].mean()
     gaps = gaps.merge(dense_mean.rename("dense_mean").reset_index(), on=CELL_COLUMNS, how="left")
@@ -99,9 +101,12 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
 
     # Cells that have only non-completed trials still appear (with n = 0), so nothing vanishes.
     other = results.trials.loc[results.trials["status"] != STATUS_COMPLETED, CELL_COLUMNS + ["status"]]
-    others = (other.groupby(CELL_COLUMNS + ["status"], dropna=False, observed=True).size()
-              .unstack("status", fill_value=0)
-              .reindex(columns=["stopped", "failed", "diverged"], fill_value=0))
+    others = (
+        other.groupby(CELL_COLUMNS + ["status"], dropna=False, observed=True)
+        .size()
+        .unstack("status", fill_value=0)
+        .reindex(columns=["stopped", "failed", "diverged"], fill_value=0)
+    )
     others.columns = ["n_stopped", "n_failed", "n_diverged"]
     if len(others):
         table = table.merge(others.reset_index(), on=CELL_COLUMNS, how="outer")
@@ -110,13 +115,35 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     for column in ("n", "n_trials", "n_stopped", "n_failed", "n_diverged", "n_gap"):
         table[column] = table[column].fillna(0).astype("int64")
     table["note"] = (table["n"] < MIN_RUNS_CI).map({True: "too_few_runs", False: ""})
-    table["gap_note"] = np.select([table["n_gap"] == 0, table["n_gap"] < MIN_RUNS_CI],
-                                  [NO_DENSE, "too_few_runs"], "")
+    table["gap_note"] = np.select([table["n_gap"] == 0, table["n_gap"] < MIN_RUNS_CI], [NO_DENSE, "too_few_runs"], "")
     table["compression"] = compression_ratio(table["sparsity"])
-    columns = ["method", "allocation", "control", "sparsity", "n", "mean", "ci_low", "ci_high",
-               "dataset", "model", "max_epochs", "n_trials", "n_stopped", "n_failed",
-               "n_diverged", "note", "compression", "dense_mean", "gap", "gap_ci_low",
-               "gap_ci_high", "n_gap", "gap_note"]
-    return table[columns].sort_values(
-        ["dataset", "model", "max_epochs", "method", "allocation", "control", "sparsity"]
-    ).reset_index(drop=True)
+    columns = [
+        "method",
+        "allocation",
+        "control",
+        "sparsity",
+        "n",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "dataset",
+        "model",
+        "max_epochs",
+        "n_trials",
+        "n_stopped",
+        "n_failed",
+        "n_diverged",
+        "note",
+        "compression",
+        "dense_mean",
+        "gap",
+        "gap_ci_low",
+        "gap_ci_high",
+        "n_gap",
+        "gap_note",
+    ]
+    return (
+        table[columns]
+        .sort_values(["dataset", "model", "max_epochs", "method", "allocation", "control", "sparsity"])
+        .reset_index(drop=True)
+    )

@@ -44,26 +44,46 @@ def pai_vs_imp(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> p
     """{dataset, model, max_epochs, method, allocation, sparsity, compression, n, n_units,
     mean_method, mean_imp, gap, ci_low, ci_high, verdict, p_adjusted, p_equivalent,
     epoch}; empty when the sweep has no IMP trial with an accuracy."""
-    columns = ["dataset", "model", "max_epochs", "method", "allocation", "sparsity", "compression", "n",
-               "n_units", "mean_method", "mean_imp", "gap", "ci_low", "ci_high", "verdict", "p_adjusted",
-               "p_equivalent", "epoch"]
+    columns = [
+        "dataset",
+        "model",
+        "max_epochs",
+        "method",
+        "allocation",
+        "sparsity",
+        "compression",
+        "n",
+        "n_units",
+        "mean_method",
+        "mean_imp",
+        "gap",
+        "ci_low",
+        "ci_high",
+        "verdict",
+        "p_adjusted",
+        "p_equivalent",
+        "epoch",
+    ]
     scored = scored_trials(results)
     done = scored.loc[scored["selected"] & (scored["control"] == "none") & (scored["method"] != DENSE_METHOD)]
     imp = done.loc[done["method"] == IMP_METHOD]
     if imp.empty:
         return pd.DataFrame(columns=columns)
-    reference = (imp.groupby(LEVEL_KEYS + ["seed"], observed=True)["acc"].mean()
-                 .rename("acc_imp").reset_index())
+    reference = imp.groupby(LEVEL_KEYS + ["seed"], observed=True)["acc"].mean().rename("acc_imp").reset_index()
     others = done.loc[done["method"] != IMP_METHOD]
-    per_seed = (others.groupby(CELL + ["seed"], observed=True)
-                .agg(acc=("acc", "mean"), epoch=("common_epoch", "mean")).reset_index())
+    per_seed = (
+        others.groupby(CELL + ["seed"], observed=True)
+        .agg(acc=("acc", "mean"), epoch=("common_epoch", "mean"))
+        .reset_index()
+    )
     pairs = per_seed.merge(reference, on=LEVEL_KEYS + ["seed"], how="inner")
     if pairs.empty:
         return pd.DataFrame(columns=columns)
     pairs["gap"] = pairs["acc"] - pairs["acc_imp"]
     table = grouped_t_test(pairs, CELL, "gap", margin=EQUIVALENCE_MARGIN).rename(columns={"mean": "gap"})
-    means = pairs.groupby(CELL, observed=True).agg(mean_method=("acc", "mean"), mean_imp=("acc_imp", "mean"),
-                                                   epoch=("epoch", "mean"))
+    means = pairs.groupby(CELL, observed=True).agg(
+        mean_method=("acc", "mean"), mean_imp=("acc_imp", "mean"), epoch=("epoch", "mean")
+    )
     table = table.merge(means.reset_index(), on=CELL)
     table["n"] = table["n_units"]
     table["compression"] = compression_ratio(table["sparsity"])
@@ -71,8 +91,17 @@ def pai_vs_imp(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> p
     table["p_adjusted"] = holm(np.where(tested, table["p"], np.nan))
     table["p_equivalent"] = np.where(tested, table["p_equivalent"], np.nan)
     table["verdict"] = np.select(
-        [~tested, (table["p_adjusted"] < ALPHA) & (table["gap"] < 0), (table["p_adjusted"] < ALPHA) & (table["gap"] > 0),
-         table["p_equivalent"] < ALPHA],
-        ["too_few_runs", "below_imp", "above_imp", "matches_imp"], "inconclusive")
-    return table[columns].sort_values(["dataset", "model", "max_epochs", "method", "allocation", "sparsity"]
-                                      ).reset_index(drop=True)
+        [
+            ~tested,
+            (table["p_adjusted"] < ALPHA) & (table["gap"] < 0),
+            (table["p_adjusted"] < ALPHA) & (table["gap"] > 0),
+            table["p_equivalent"] < ALPHA,
+        ],
+        ["too_few_runs", "below_imp", "above_imp", "matches_imp"],
+        "inconclusive",
+    )
+    return (
+        table[columns]
+        .sort_values(["dataset", "model", "max_epochs", "method", "allocation", "sparsity"])
+        .reset_index(drop=True)
+    )

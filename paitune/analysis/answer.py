@@ -59,15 +59,26 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
             verdict, claim = "loses_to_random", "loses to random pruning at the same allocation"
         else:
             verdict, claim = "inconclusive", "is not shown to differ from random pruning at the same allocation"
-        sentence = (f"{row.choice} {claim}: {_pct(row.mean_diff)} test accuracy, wins {row.win_rate:.0%} of "
-                    f"{int(row.n_contexts)} head-to-head comparisons ({n} seeds, Holm {_p(row.p_adjusted)})")
+        sentence = (
+            f"{row.choice} {claim}: {_pct(row.mean_diff)} test accuracy, wins {row.win_rate:.0%} of "
+            f"{int(row.n_contexts)} head-to-head comparisons ({n} seeds, Holm {_p(row.p_adjusted)})"
+        )
         if row.choice in shuffle.index:
             s = shuffle.loc[row.choice]
             s = s.iloc[0] if isinstance(s, pd.DataFrame) else s
-            sentence += (f"; shuffling its mask within each layer (random pruning at its own layerwise density) "
-                         f"changes accuracy by {_pct(s['delta'])} ({s['verdict']})")
-        out.append({"question": "pai_vs_random", "subject": row.choice, "verdict": verdict, "n_units": n,
-                    "sentence": sentence + "."})
+            sentence += (
+                f"; shuffling its mask within each layer (random pruning at its own layerwise density) "
+                f"changes accuracy by {_pct(s['delta'])} ({s['verdict']})"
+            )
+        out.append(
+            {
+                "question": "pai_vs_random",
+                "subject": row.choice,
+                "verdict": verdict,
+                "n_units": n,
+                "sentence": sentence + ".",
+            }
+        )
     return out
 
 
@@ -96,8 +107,9 @@ def cross_validated_spread(h2h: pd.DataFrame) -> pd.Series:
 def allocation_vs_method(results: Results) -> list[dict]:
     methods = head_to_head(results, "method")
     allocations = head_to_head(results, "allocation")
-    both = pd.concat({"allocation": cross_validated_spread(allocations),
-                      "method": cross_validated_spread(methods)}, axis=1).dropna()
+    both = pd.concat(
+        {"allocation": cross_validated_spread(allocations), "method": cross_validated_spread(methods)}, axis=1
+    ).dropna()
     if both.empty:
         return []
     n = len(both)
@@ -110,11 +122,20 @@ def allocation_vs_method(results: Results) -> list[dict]:
         claim = f"The {verdict} matters more"
     else:
         verdict, claim = "inconclusive", "Neither the allocation nor the method is shown to matter more"
-    sentence = (f"{claim}: the best and worst allocation differ by {_pct(both['allocation'].mean())} (same method, "
-                f"context and seed), the best and worst method by {_pct(both['method'].mean())} (same allocation), "
-                f"each pair named by the other seeds ({n} seeds" + (f", paired t-test {_p(p)})." if np.isfinite(p) else ")."))
-    return [{"question": "allocation_vs_method", "subject": "allocation vs method", "verdict": verdict,
-             "n_units": n, "sentence": sentence}]
+    sentence = (
+        f"{claim}: the best and worst allocation differ by {_pct(both['allocation'].mean())} (same method, "
+        f"context and seed), the best and worst method by {_pct(both['method'].mean())} (same allocation), "
+        f"each pair named by the other seeds ({n} seeds" + (f", paired t-test {_p(p)})." if np.isfinite(p) else ").")
+    )
+    return [
+        {
+            "question": "allocation_vs_method",
+            "subject": "allocation vs method",
+            "verdict": verdict,
+            "n_units": n,
+            "sentence": sentence,
+        }
+    ]
 
 
 def answer(results: Results, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -32,10 +32,22 @@ from paitune.spaces.context import CONTEXT_COLUMN, DEFAULT_CONTEXT_KEYS, context
 DENSE_METHOD = "dense"
 STATUS_FAILED = "failed"
 # Trials-table columns that are never a choice's hyperparameter (config identity for selection).
-NOT_HYPERPARAMETERS = frozenset({
-    CONTEXT_COLUMN, "epochs", "seed", "dense_test_acc", "sparsity_raw", "method", "allocation",
-    "control", "dataset", "model", "sparsity", "max_epochs",
-})
+NOT_HYPERPARAMETERS = frozenset(
+    {
+        CONTEXT_COLUMN,
+        "epochs",
+        "seed",
+        "dense_test_acc",
+        "sparsity_raw",
+        "method",
+        "allocation",
+        "control",
+        "dataset",
+        "model",
+        "sparsity",
+        "max_epochs",
+    }
+)
 
 _CACHE: dict[int, tuple[Results, pd.DataFrame, dict]] = {}
 
@@ -53,11 +65,18 @@ def context_of(trials: pd.DataFrame) -> pd.Series:
         column = trials[CONTEXT_COLUMN]
         if column.notna().all():
             return column.astype(str)
-    parts = pd.DataFrame({"dataset": trials["dataset"], "model": trials["model"],
-                          "sparsity": trials["sparsity"].astype(np.float64), "epochs": _budget(trials)})
+    parts = pd.DataFrame(
+        {
+            "dataset": trials["dataset"],
+            "model": trials["model"],
+            "sparsity": trials["sparsity"].astype(np.float64),
+            "epochs": _budget(trials),
+        }
+    )
     codes, uniques = pd.MultiIndex.from_frame(parts).factorize()
-    names = np.array([context_id(dict(zip(DEFAULT_CONTEXT_KEYS, (d, m, float(s), _int(e)))))
-                      for d, m, s, e in uniques], dtype=object)
+    names = np.array(
+        [context_id(dict(zip(DEFAULT_CONTEXT_KEYS, (d, m, float(s), _int(e))))) for d, m, s, e in uniques], dtype=object
+    )
     derived = pd.Series(names[codes], index=trials.index)
     if not derived_needed:
         derived = trials[CONTEXT_COLUMN].where(trials[CONTEXT_COLUMN].notna(), derived)
@@ -120,7 +139,11 @@ def _compute_reached(results: Results) -> tuple[np.ndarray, np.ndarray]:
     epochs = results.epochs
     if not epochs.empty and "epoch" in epochs.columns:
         tix = epochs["tix"].to_numpy(np.int64)
-        ok = np.isfinite(epochs["test_acc"].to_numpy(np.float64)) if "test_acc" in epochs.columns else np.ones(len(tix), bool)
+        ok = (
+            np.isfinite(epochs["test_acc"].to_numpy(np.float64))
+            if "test_acc" in epochs.columns
+            else np.ones(len(tix), bool)
+        )
         ep = epochs["epoch"].to_numpy(np.float64)
         np.maximum.at(reached, tix[ok], ep[ok])
         has_rows[tix[ok]] = True
@@ -130,8 +153,9 @@ def _compute_reached(results: Results) -> tuple[np.ndarray, np.ndarray]:
     else:
         run = np.full(n, np.nan)
     completed = (trials["status"] == "completed").to_numpy()
-    run = np.where(np.isfinite(run) & (run > 0), run,
-                   np.where(completed, trials["max_epochs"].to_numpy(np.float64), np.nan))
+    run = np.where(
+        np.isfinite(run) & (run > 0), run, np.where(completed, trials["max_epochs"].to_numpy(np.float64), np.nan)
+    )
     reached[fallback] = np.nan_to_num(run[fallback], nan=0.0)
     return reached, has_rows
 
@@ -163,17 +187,22 @@ def _scored(results: Results) -> tuple[pd.DataFrame, dict]:
         return cached[1], cached[2]
     trials = results.trials
     reached, has_rows = _reached(results)
-    frame = pd.DataFrame({
-        "tix": trials["tix"].to_numpy(np.int64),
-        "context": context_of(trials).to_numpy(),
-        "dataset": trials["dataset"].to_numpy(), "model": trials["model"].to_numpy(),
-        "sparsity": trials["sparsity"].to_numpy(np.float64),
-        "max_epochs": trials["max_epochs"].to_numpy(),
-        "seed": trials["seed"].to_numpy(),
-        "method": trials["method"].to_numpy(), "allocation": trials["allocation"].to_numpy(),
-        "control": trials["control"].to_numpy(), "status": trials["status"].to_numpy(),
-        "reached": reached,
-    })
+    frame = pd.DataFrame(
+        {
+            "tix": trials["tix"].to_numpy(np.int64),
+            "context": context_of(trials).to_numpy(),
+            "dataset": trials["dataset"].to_numpy(),
+            "model": trials["model"].to_numpy(),
+            "sparsity": trials["sparsity"].to_numpy(np.float64),
+            "max_epochs": trials["max_epochs"].to_numpy(),
+            "seed": trials["seed"].to_numpy(),
+            "method": trials["method"].to_numpy(),
+            "allocation": trials["allocation"].to_numpy(),
+            "control": trials["control"].to_numpy(),
+            "status": trials["status"].to_numpy(),
+            "reached": reached,
+        }
+    )
     frame["completed"] = (frame["status"] == "completed") & (frame["reached"] >= frame["max_epochs"].astype(np.float64))
     failed = (frame["status"] == STATUS_FAILED).to_numpy()
     usable = ~failed & (reached > 0)
@@ -188,10 +217,21 @@ def _scored(results: Results) -> tuple[pd.DataFrame, dict]:
     frame["val"] = val
     frame["acc"] = acc
     contexts = frame.assign(_stopped=(frame["status"] == "stopped").to_numpy())
-    contexts = contexts.loc[(frame["method"] != DENSE_METHOD).to_numpy()].groupby("context", sort=True).agg(
-        dataset=("dataset", "first"), model=("model", "first"), sparsity=("sparsity", "first"),
-        max_epochs=("max_epochs", "first"), common_epoch=("common_epoch", "first"),
-        n_trials=("tix", "size"), n_completed=("completed", "sum"), n_stopped=("_stopped", "sum")).reset_index()
+    contexts = (
+        contexts.loc[(frame["method"] != DENSE_METHOD).to_numpy()]
+        .groupby("context", sort=True)
+        .agg(
+            dataset=("dataset", "first"),
+            model=("model", "first"),
+            sparsity=("sparsity", "first"),
+            max_epochs=("max_epochs", "first"),
+            common_epoch=("common_epoch", "first"),
+            n_trials=("tix", "size"),
+            n_completed=("completed", "sum"),
+            n_stopped=("_stopped", "sum"),
+        )
+        .reset_index()
+    )
     contexts["completion_rate"] = contexts["n_completed"] / contexts["n_trials"]
     n_failed = int(failed.sum())
     kept = usable & np.isfinite(acc)
@@ -216,10 +256,14 @@ def _select(frame: pd.DataFrame) -> np.ndarray:
     if frame.empty:
         return np.zeros(0, dtype=bool)
     score = frame["val"].where(frame["val"].notna(), frame["acc"])
-    means = frame.assign(_score=score).groupby(cell + ["config"], dropna=False, observed=True, sort=False)["_score"].mean()
+    means = (
+        frame.assign(_score=score).groupby(cell + ["config"], dropna=False, observed=True, sort=False)["_score"].mean()
+    )
     means = means.reset_index()
     best = means.loc[means.groupby(cell, dropna=False, observed=True, sort=False)["_score"].idxmax().dropna()]
-    chosen = frame[cell + ["config"]].merge(best[cell + ["config"]].assign(_pick=True), on=cell + ["config"], how="left")
+    chosen = frame[cell + ["config"]].merge(
+        best[cell + ["config"]].assign(_pick=True), on=cell + ["config"], how="left"
+    )
     return chosen["_pick"].eq(True).to_numpy()
 
 

@@ -41,8 +41,9 @@ def _targets(trials: pd.DataFrame) -> pd.DataFrame:
         stopped = group.loc[group["reached"] < budget, "reached"]
         rungs = stopped.value_counts().head(MAX_RUNGS).index.tolist() if len(stopped) else []
         for target in sorted(set(int(r) for r in rungs if r > 0) | {int(budget)}):
-            rows.append({"max_epochs": budget, "target_epoch": target,
-                         "survivors_only": bool((stopped < target).any())})
+            rows.append(
+                {"max_epochs": budget, "target_epoch": target, "survivors_only": bool((stopped < target).any())}
+            )
     return pd.DataFrame(rows, columns=["max_epochs", "target_epoch", "survivors_only"])
 
 
@@ -50,10 +51,18 @@ def early_vs_final(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) 
     """(overall, by_method): {[method,] max_epochs, epoch, target_epoch, spearman, ci_low, ci_high,
     n, top_recall, survivors_only}."""
     trials = results.trials
-    keep = ((trials["control"] == "none") & (trials["method"] != DENSE_METHOD) & (trials["status"] != "failed")).to_numpy()
-    base = pd.DataFrame({"tix": trials["tix"].to_numpy(np.int64), "method": trials["method"].to_numpy(),
-                         "max_epochs": trials["max_epochs"].to_numpy(), "context": context_of(trials).to_numpy(),
-                         "reached": reached_epochs(results)[trials["tix"].to_numpy(np.int64)]}).loc[keep]
+    keep = (
+        (trials["control"] == "none") & (trials["method"] != DENSE_METHOD) & (trials["status"] != "failed")
+    ).to_numpy()
+    base = pd.DataFrame(
+        {
+            "tix": trials["tix"].to_numpy(np.int64),
+            "method": trials["method"].to_numpy(),
+            "max_epochs": trials["max_epochs"].to_numpy(),
+            "context": context_of(trials).to_numpy(),
+            "reached": reached_epochs(results)[trials["tix"].to_numpy(np.int64)],
+        }
+    ).loc[keep]
     epochs = results.epochs
     empty = (pd.DataFrame(columns=COLUMNS), pd.DataFrame(columns=["method"] + COLUMNS))
     if base.empty or epochs.empty or "val_acc" not in epochs.columns:
@@ -64,9 +73,13 @@ def early_vs_final(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) 
     frames = []
     for target in targets.itertuples():  # a budget and its rungs: a handful
         members = base.loc[(base["max_epochs"] == target.max_epochs) & (base["reached"] >= target.target_epoch), "tix"]
-        at_target = series.loc[series["tix"].isin(members) & (series["epoch"] == target.target_epoch), ["tix", "test_acc"]]
-        early = series.loc[series["tix"].isin(members) & (series["epoch"] <= target.target_epoch),
-                           ["tix", "epoch", "val_acc", "method", "max_epochs", "context"]]
+        at_target = series.loc[
+            series["tix"].isin(members) & (series["epoch"] == target.target_epoch), ["tix", "test_acc"]
+        ]
+        early = series.loc[
+            series["tix"].isin(members) & (series["epoch"] <= target.target_epoch),
+            ["tix", "epoch", "val_acc", "method", "max_epochs", "context"],
+        ]
         frame = early.merge(at_target.rename(columns={"test_acc": "target_acc"}), on="tix", how="inner")
         frames.append(frame.assign(target_epoch=target.target_epoch, survivors_only=target.survivors_only))
     if not frames:
@@ -88,7 +101,9 @@ def early_vs_final(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) 
         sums = frame.groupby(keys, observed=True)[["_hit", "_top"]].sum()
         recall = (sums["_hit"] / sums["_top"].where(sums["_top"] > 0)).rename("top_recall").reset_index()
         table = table.merge(recall, on=keys, how="left")
-        table["survivors_only"] = [bool(flags.get((b, t), False)) for b, t in zip(table["max_epochs"], table["target_epoch"])]
+        table["survivors_only"] = [
+            bool(flags.get((b, t), False)) for b, t in zip(table["max_epochs"], table["target_epoch"])
+        ]
         table = table.sort_values(keys).reset_index(drop=True)
         out.append(table[extra + COLUMNS])
     return out[0], out[1]

@@ -23,27 +23,41 @@ def _f(value, digits=3) -> str:
 
 def _ranking_sentence(row, n_choices: int) -> str:
     others = n_choices - 1
-    base = (f"{row.factor} {row.choice}: win rate {_f(row.win_rate, 2)} [{_f(row.ci_low, 2)}, {_f(row.ci_high, 2)}] "
-            f"over {int(row.n_units)} seeds and {int(row.n_contexts)} contexts")
+    base = (
+        f"{row.factor} {row.choice}: win rate {_f(row.win_rate, 2)} [{_f(row.ci_low, 2)}, {_f(row.ci_high, 2)}] "
+        f"over {int(row.n_units)} seeds and {int(row.n_contexts)} contexts"
+    )
     if row.verdict == "robust_winner":
-        return (f"{base}; robust winner: significantly ahead of all {others} other choices (Friedman p = "
-                f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05).")
+        return (
+            f"{base}; robust winner: significantly ahead of all {others} other choices (Friedman p = "
+            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05)."
+        )
     if row.verdict == "robust_loser":
-        return (f"{base}; robust loser: significantly behind all {others} other choices (Friedman p = "
-                f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05).")
+        return (
+            f"{base}; robust loser: significantly behind all {others} other choices (Friedman p = "
+            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05)."
+        )
     if row.verdict == "context_dependent":
-        return (f"{base}; context dependent: its standing differs between levels of a context variable "
-                f"(p = {_f(row.heterogeneity_p)}, Bonferroni-corrected) and it is significantly ahead of the "
-                "field at some level (see ranking_slices).")
+        return (
+            f"{base}; context dependent: its standing differs between levels of a context variable "
+            f"(p = {_f(row.heterogeneity_p)}, Bonferroni-corrected) and it is significantly ahead of the "
+            "field at some level (see ranking_slices)."
+        )
     if row.verdict == "no_difference":
-        return (f"{base}; no difference from the field: its win rate is shown to lie within 0.5 +/- "
-                f"{WIN_MARGIN} (90% t-interval inside the margin).")
+        return (
+            f"{base}; no difference from the field: its win rate is shown to lie within 0.5 +/- "
+            f"{WIN_MARGIN} (90% t-interval inside the margin)."
+        )
     if row.verdict == "too_few_runs":
-        return (f"{row.factor} {row.choice}: too few runs: fewer than {MIN_UNITS} seeds hold every choice, "
-                "so no verdict is drawn.")
-    return (f"{base}; inconclusive: significantly ahead of {int(row.n_ahead)} and behind {int(row.n_behind)} of "
-            f"the {others} other choices (Friedman p = {_f(row.friedman_p)}), neither best, worst nor shown "
-            "equivalent to the field.")
+        return (
+            f"{row.factor} {row.choice}: too few runs: fewer than {MIN_UNITS} seeds hold every choice, "
+            "so no verdict is drawn."
+        )
+    return (
+        f"{base}; inconclusive: significantly ahead of {int(row.n_ahead)} and behind {int(row.n_behind)} of "
+        f"the {others} other choices (Friedman p = {_f(row.friedman_p)}), neither best, worst nor shown "
+        "equivalent to the field."
+    )
 
 
 def _sanity_sentence(row) -> str:
@@ -51,17 +65,22 @@ def _sanity_sentence(row) -> str:
     if row.verdict == NOT_APPLICABLE:
         return f"{subject}: not applicable: the mask does not use the data, so corrupting it cannot change it."
     if row.verdict == "too_few_runs":
-        return (f"{subject}: too few runs: {int(row.n_units)} seeds with paired trials; a verdict needs "
-                f"{MIN_UNITS}.")
-    numbers = (f"delta {_f(row.delta)} [{_f(row.ci_low)}, {_f(row.ci_high)}] over {int(row.n_units)} seeds "
-               f"({int(row.n)} pairs)")
+        return f"{subject}: too few runs: {int(row.n_units)} seeds with paired trials; a verdict needs {MIN_UNITS}."
+    numbers = (
+        f"delta {_f(row.delta)} [{_f(row.ci_low)}, {_f(row.ci_high)}] over {int(row.n_units)} seeds "
+        f"({int(row.n)} pairs)"
+    )
     if row.verdict in ("hurts", "helps"):
         return f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05."
     if row.verdict == "no_effect":
-        return (f"{subject}: no effect: {numbers}; equivalence test p = {_f(row.p_equivalent)} < 0.05 shows "
-                f"|delta| < {EQUIVALENCE_MARGIN}.")
-    return (f"{subject}: inconclusive: {numbers}; no effect shown (Holm-adjusted p = {_f(row.p_adjusted)}) and "
-            f"no equivalence within {EQUIVALENCE_MARGIN} shown (p = {_f(row.p_equivalent)}).")
+        return (
+            f"{subject}: no effect: {numbers}; equivalence test p = {_f(row.p_equivalent)} < 0.05 shows "
+            f"|delta| < {EQUIVALENCE_MARGIN}."
+        )
+    return (
+        f"{subject}: inconclusive: {numbers}; no effect shown (Holm-adjusted p = {_f(row.p_adjusted)}) and "
+        f"no equivalence within {EQUIVALENCE_MARGIN} shown (p = {_f(row.p_equivalent)})."
+    )
 
 
 def _imp_sentence(row) -> str:
@@ -72,10 +91,14 @@ def _imp_sentence(row) -> str:
     if row.verdict in ("below_imp", "above_imp"):
         return f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05."
     if row.verdict == "matches_imp":
-        return (f"{subject}: matches IMP: {numbers}; equivalence test p = {_f(row.p_equivalent)} < 0.05 "
-                f"shows |gap| < {IMP_MARGIN}.")
-    return (f"{subject}: inconclusive: {numbers}; neither a gap (Holm-adjusted p = {_f(row.p_adjusted)}) nor "
-            f"equivalence within {IMP_MARGIN} (p = {_f(row.p_equivalent)}) shown.")
+        return (
+            f"{subject}: matches IMP: {numbers}; equivalence test p = {_f(row.p_equivalent)} < 0.05 "
+            f"shows |gap| < {IMP_MARGIN}."
+        )
+    return (
+        f"{subject}: inconclusive: {numbers}; neither a gap (Holm-adjusted p = {_f(row.p_adjusted)}) nor "
+        f"equivalence within {IMP_MARGIN} (p = {_f(row.p_equivalent)}) shown."
+    )
 
 
 def findings(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -90,13 +113,21 @@ def findings(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         rows.append(("pai_vs_imp", f"{row.method}:{row.allocation}:{row.sparsity}", row.verdict, _imp_sentence(row)))
     for row in tables.get("proxies", pd.DataFrame()).itertuples():
         if isinstance(getattr(row, "size_note", ""), str) and row.size_note:
-            verdict = "" if pd.isna(row.adds_beyond_size) else ("adds_beyond_size" if row.adds_beyond_size else "size_only")
+            verdict = (
+                "" if pd.isna(row.adds_beyond_size) else ("adds_beyond_size" if row.adds_beyond_size else "size_only")
+            )
             rows.append(("proxies", row.proxy, verdict, row.size_note))
     contexts = tables.get("contexts", pd.DataFrame())
     if len(contexts):
         early = contexts.loc[contexts["common_epoch"] < contexts["max_epochs"]]
-        rows.append(("contexts", "common_epoch", "",
-                     f"{len(early)} of {len(contexts)} contexts had trials stopped before the budget; their "
-                     "comparisons use the common epoch (median "
-                     f"{_f(early['common_epoch'].median()) if len(early) else 'n/a'}), the others the full budget."))
+        rows.append(
+            (
+                "contexts",
+                "common_epoch",
+                "",
+                f"{len(early)} of {len(contexts)} contexts had trials stopped before the budget; their "
+                "comparisons use the common epoch (median "
+                f"{_f(early['common_epoch'].median()) if len(early) else 'n/a'}), the others the full budget.",
+            )
+        )
     return pd.DataFrame(rows, columns=["section", "subject", "verdict", "sentence"])

@@ -35,8 +35,20 @@ from paitune.spaces.context import CONTEXT_COLUMN
 MAX_TRIALS = 1000
 _FALLBACK_PARAMS = ("method", "allocation")
 # Never a parameter: the context (what a question is asked in), the seed, the controls.
-EXCLUDED = frozenset({"seed", "control", "dataset", "model", "sparsity", "sparsity_raw", "epochs", "max_epochs",
-                      CONTEXT_COLUMN, "dense_test_acc"})
+EXCLUDED = frozenset(
+    {
+        "seed",
+        "control",
+        "dataset",
+        "model",
+        "sparsity",
+        "sparsity_raw",
+        "epochs",
+        "max_epochs",
+        CONTEXT_COLUMN,
+        "dense_test_acc",
+    }
+)
 
 
 def _config_keys(trials: pd.DataFrame) -> list[str]:
@@ -93,11 +105,16 @@ def build_study(results: Results, *, max_trials: int = MAX_TRIALS, seed: int = S
     frozen = []
     records = done[params + ["_target"]].to_dict("records")
     for record in records:  # Optuna's API takes one trial at a time; capped at max_trials
-        values = {p: _python(record[p], distributions[p]) for p in params
-                  if record[p] is not None and not (isinstance(record[p], float) and np.isnan(record[p]))}
-        frozen.append(optuna.trial.create_trial(
-            params=values, distributions={p: distributions[p] for p in values},
-            value=float(record["_target"])))
+        values = {
+            p: _python(record[p], distributions[p])
+            for p in params
+            if record[p] is not None and not (isinstance(record[p], float) and np.isnan(record[p]))
+        }
+        frozen.append(
+            optuna.trial.create_trial(
+                params=values, distributions={p: distributions[p] for p in values}, value=float(record["_target"])
+            )
+        )
     study.add_trials(frozen)
     return study
 

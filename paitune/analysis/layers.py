@@ -29,9 +29,11 @@ def default_profile_sparsity(results: Results) -> float | None:
 
 def _layers_with_trials(results: Results, sparsity: float | None) -> pd.DataFrame:
     trials = without_dense(results)
-    trials = trials.loc[trials["control"] == "none",
-                        ["tix", "model", "method", "allocation", "sparsity", "status", "test_acc", "trial_id"]
-                        + (["val_acc"] if "val_acc" in trials.columns else [])]
+    trials = trials.loc[
+        trials["control"] == "none",
+        ["tix", "model", "method", "allocation", "sparsity", "status", "test_acc", "trial_id"]
+        + (["val_acc"] if "val_acc" in trials.columns else []),
+    ]
     if sparsity is not None:
         trials = trials.loc[np.isclose(trials["sparsity"], sparsity)]
     return results.layers.merge(trials, on="tix", how="inner")
@@ -48,8 +50,11 @@ def layer_profiles(results: Results, sparsity: float | None = None) -> pd.DataFr
     if sparsity is None:
         return pd.DataFrame(columns=columns)
     merged = _layers_with_trials(results, sparsity)
-    table = merged.groupby(["model", "method", "allocation", "layer_index", "layer"], observed=True).agg(
-        density=("density", "mean"), n=("density", "size")).reset_index()
+    table = (
+        merged.groupby(["model", "method", "allocation", "layer_index", "layer"], observed=True)
+        .agg(density=("density", "mean"), n=("density", "size"))
+        .reset_index()
+    )
     table["sparsity"] = sparsity
     return table[columns]
 
@@ -76,13 +81,20 @@ def searched_profiles(results: Results, sparsity: float | None = None) -> pd.Dat
     per_trial = searched.assign(_pick=pick).groupby(["model", "tix"], observed=True)["_pick"].first().reset_index()
     best = per_trial.loc[per_trial.groupby("model")["_pick"].idxmax()]
     chosen = searched.loc[searched["tix"].isin(best["tix"])]
-    parts.append(chosen.assign(
-        profile="searched best: " + chosen["method"] + "/" + chosen["allocation"] + " (" + chosen["trial_id"] + ")",
-        n=1)[columns])
+    parts.append(
+        chosen.assign(
+            profile="searched best: " + chosen["method"] + "/" + chosen["allocation"] + " (" + chosen["trial_id"] + ")",
+            n=1,
+        )[columns]
+    )
     standard = merged.loc[merged["allocation"].isin(["erk", "uniform", "global"])]
     label = np.where(standard["allocation"] == "global", "global: " + standard["method"], standard["allocation"])
-    means = standard.assign(profile=label).groupby(["model", "profile", "layer_index", "layer"], observed=True).agg(
-        density=("density", "mean"), test_acc=("test_acc", "mean"), n=("density", "size")).reset_index()
+    means = (
+        standard.assign(profile=label)
+        .groupby(["model", "profile", "layer_index", "layer"], observed=True)
+        .agg(density=("density", "mean"), test_acc=("test_acc", "mean"), n=("density", "size"))
+        .reset_index()
+    )
     parts.append(means[columns])
     return pd.concat(parts, ignore_index=True)
 
@@ -100,18 +112,23 @@ def layer_collapse(results: Results) -> pd.DataFrame:
     keys = ["dataset", "model", "method", "allocation"]
     trials = without_dense(results)
     trials = trials.loc[(trials["control"] == "none") & trials["collapsed"].notna()]
-    per_level = trials.groupby(keys + ["sparsity"], observed=True).agg(
-        any_collapsed=("collapsed", "any"), n=("collapsed", "size"), n_collapsed=("collapsed", "sum")).reset_index()
+    per_level = (
+        trials.groupby(keys + ["sparsity"], observed=True)
+        .agg(any_collapsed=("collapsed", "any"), n=("collapsed", "size"), n_collapsed=("collapsed", "sum"))
+        .reset_index()
+    )
     per_level = per_level.sort_values(keys + ["sparsity"])
-    first = (per_level.loc[per_level["any_collapsed"]].groupby(keys)["sparsity"].min()
-             .rename("first_collapse_sparsity"))
+    first = per_level.loc[per_level["any_collapsed"]].groupby(keys)["sparsity"].min().rename("first_collapse_sparsity")
     per_level = per_level.merge(first.reset_index(), on=keys, how="left")
-    safe = per_level.loc[per_level["first_collapse_sparsity"].isna()
-                         | (per_level["sparsity"] < per_level["first_collapse_sparsity"])]
+    safe = per_level.loc[
+        per_level["first_collapse_sparsity"].isna() | (per_level["sparsity"] < per_level["first_collapse_sparsity"])
+    ]
     best = safe.groupby(keys)["sparsity"].max().rename("max_sparsity_without_collapse")
     totals = per_level.groupby(keys).agg(
-        n_trials=("n", "sum"), n_collapsed=("n_collapsed", "sum"), n_levels=("n", "size"))
+        n_trials=("n", "sum"), n_collapsed=("n_collapsed", "sum"), n_levels=("n", "size")
+    )
     table = totals.join(best).join(first).reset_index()
     table["n_collapsed"] = table["n_collapsed"].astype("int64")
-    return table[keys + ["max_sparsity_without_collapse", "first_collapse_sparsity",
-                         "n_trials", "n_collapsed", "n_levels"]]
+    return table[
+        keys + ["max_sparsity_without_collapse", "first_collapse_sparsity", "n_trials", "n_collapsed", "n_levels"]
+    ]

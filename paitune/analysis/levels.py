@@ -52,7 +52,8 @@ def continuous_experiments(trials: pd.DataFrame) -> list[str]:
         return []
     stats = pruned.groupby("experiment", observed=True)["sparsity"].agg(["nunique", "size"])
     continuous = (stats["nunique"] > MAX_GRID_LEVELS) | (
-        (stats["nunique"] >= MIN_LEVELS_FOR_UNIQUE_RULE) & (stats["nunique"] > UNIQUE_SHARE * stats["size"]))
+        (stats["nunique"] >= MIN_LEVELS_FOR_UNIQUE_RULE) & (stats["nunique"] > UNIQUE_SHARE * stats["size"])
+    )
     return sorted(map(str, stats.index[continuous.to_numpy()]))
 
 
@@ -77,6 +78,8 @@ def binning_note(experiments: list[str]) -> str:
     """The sentence the report shows when sparsity was binned (empty when it was not)."""
     if not experiments:
         return ""
-    return (f"sparsity was sampled continuously in {', '.join(experiments)}: for the per-level statistics "
-            f"it is binned to the nearest compression ratio of a log grid with {STEPS_PER_OCTAVE} steps per "
-            "doubling (1, 1.41, 2, 2.83, 4, ...); the sampled value is in the column sparsity_raw")
+    return (
+        f"sparsity was sampled continuously in {', '.join(experiments)}: for the per-level statistics "
+        f"it is binned to the nearest compression ratio of a log grid with {STEPS_PER_OCTAVE} steps per "
+        "doubling (1, 1.41, 2, 2.83, 4, ...); the sampled value is in the column sparsity_raw"
+    )

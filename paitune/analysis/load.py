@@ -21,11 +21,17 @@ from paitune.results_schema import EPOCHS, LAYERS, PROXY_PREFIX, TRIALS_FIXED
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
 from paitune.storage import Location, locate, parquet_dataset
 
-
 # Columns of the trials table that describe where and how a trial ran, not what it was: never
 # treated as hyperparameters.
 BOOKKEEPING_COLUMNS = frozenset(TRIALS_FIXED.names) - {
-    "method", "sparsity", "allocation", "control", "model", "dataset", "seed", "max_epochs",
+    "method",
+    "sparsity",
+    "allocation",
+    "control",
+    "model",
+    "dataset",
+    "seed",
+    "max_epochs",
 }
 
 
@@ -53,7 +59,8 @@ class Results:
     def extra_config_columns(self) -> list[str]:
         """Config columns beyond the fixed schema (lr, epochs, iterations, ...)."""
         return [
-            c for c in self.trials.columns
+            c
+            for c in self.trials.columns
             if c not in TRIALS_FIXED.names and not c.startswith(PROXY_PREFIX) and c != "tix"
         ]
 
@@ -61,7 +68,9 @@ class Results:
 def _default_contexts(table: pa.Table) -> pa.Array:
     """The context ids of a trials table written without a context column: the default context
     keys, the training budget read from the epochs column (max_epochs where it is missing)."""
-    frame = table.select([c for c in ("dataset", "model", "sparsity", "epochs", "max_epochs") if c in table.column_names]).to_pandas()
+    frame = table.select(
+        [c for c in ("dataset", "model", "sparsity", "epochs", "max_epochs") if c in table.column_names]
+    ).to_pandas()
     if "epochs" not in frame:
         frame["epochs"] = frame.get("max_epochs")
     return pa.array([context_id(row) for row in frame.to_dict("records")], pa.string())
@@ -129,7 +138,9 @@ def load_results(*paths: str | os.PathLike) -> Results:
         except OSError as err:  # a URI whose storage cannot be reached
             raise PaituneError(f"results directory {str(raw)!r}: cannot read it: {str(err).splitlines()[0]}") from None
         if not path.exists():
-            raise PaituneError(f"results directory {str(raw)!r} does not exist; pass a DIR/NAME written by `paitune sweep`")
+            raise PaituneError(
+                f"results directory {str(raw)!r} does not exist; pass a DIR/NAME written by `paitune sweep`"
+            )
         if not found:
             raise PaituneError(
                 f"{str(raw)!r} has no trials/ table; pass a DIR/NAME written by `paitune sweep` "

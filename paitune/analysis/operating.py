@@ -44,12 +44,27 @@ def match_ratio(sparsity, ratios=RATIOS, tolerance: float = RATIO_TOLERANCE) -> 
     return np.where(finite & close, grid[nearest], np.nan)
 
 
-def operating_points(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED,
-                     tolerance: float = RATIO_TOLERANCE) -> pd.DataFrame:
+def operating_points(
+    results: Results, *, n_boot: int = N_BOOT, seed: int = SEED, tolerance: float = RATIO_TOLERANCE
+) -> pd.DataFrame:
     """{dataset, model, max_epochs, method, allocation, ratio, target_sparsity, sparsity_mean, n,
     mean, ci_low, ci_high, n_trials, dense_mean, gap, gap_ci_low, gap_ci_high, n_gap, note}."""
-    columns = KEYS + ["ratio", "target_sparsity", "sparsity_mean", "n", "mean", "ci_low", "ci_high",
-                      "n_trials", "dense_mean", "gap", "gap_ci_low", "gap_ci_high", "n_gap", "note"]
+    columns = KEYS + [
+        "ratio",
+        "target_sparsity",
+        "sparsity_mean",
+        "n",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "n_trials",
+        "dense_mean",
+        "gap",
+        "gap_ci_low",
+        "gap_ci_high",
+        "n_gap",
+        "note",
+    ]
     done = completed_methods(results)
     done = done.loc[done["control"] == "none"]
     raw = done["sparsity_raw"] if "sparsity_raw" in done.columns else done["sparsity"]
@@ -57,25 +72,40 @@ def operating_points(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED
     done = done.assign(ratio=ratio, raw_sparsity=raw.to_numpy(dtype=np.float64))
     matched = done.loc[np.isfinite(done["ratio"])]
     cell = KEYS + ["ratio"]
-    per_seed = matched.groupby(cell + ["seed"], observed=True).agg(
-        acc=("test_acc", "mean"), trials=("test_acc", "size"), sparsity=("raw_sparsity", "mean")).reset_index()
+    per_seed = (
+        matched.groupby(cell + ["seed"], observed=True)
+        .agg(acc=("test_acc", "mean"), trials=("test_acc", "size"), sparsity=("raw_sparsity", "mean"))
+        .reset_index()
+    )
     table = grouped_mean_ci(per_seed, cell, "acc", n_boot=n_boot, seed=seed)
     # Gaps at the common epoch over every trial that reached it (reference.common_epoch_gaps).
     gap_rows = common_epoch_gaps(results)
     gap_rows = gap_rows.loc[(gap_rows["control"] == "none") & (gap_rows["method"] != "dense")]
     trials = results.trials
     gap_raw = (trials["sparsity_raw"] if "sparsity_raw" in trials.columns else trials["sparsity"]).to_numpy(
-        dtype=np.float64)[gap_rows["tix"].to_numpy()]
+        dtype=np.float64
+    )[gap_rows["tix"].to_numpy()]
     gap_rows = gap_rows.assign(ratio=match_ratio(gap_raw, tolerance=tolerance))
-    gap_seed = gap_rows.loc[np.isfinite(gap_rows["ratio"])].groupby(cell + ["seed"], observed=True).agg(
-        gap=("gap", "mean"), dense_acc=("dense_acc", "mean")).reset_index()
-    gaps = grouped_mean_ci(gap_seed, cell, "gap", n_boot=n_boot, seed=seed).rename(columns={
-        "n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"})
-    extra = per_seed.groupby(cell, observed=True).agg(
-        n_trials=("trials", "sum"), sparsity_mean=("sparsity", "mean")).reset_index()
+    gap_seed = (
+        gap_rows.loc[np.isfinite(gap_rows["ratio"])]
+        .groupby(cell + ["seed"], observed=True)
+        .agg(gap=("gap", "mean"), dense_acc=("dense_acc", "mean"))
+        .reset_index()
+    )
+    gaps = grouped_mean_ci(gap_seed, cell, "gap", n_boot=n_boot, seed=seed).rename(
+        columns={"n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"}
+    )
+    extra = (
+        per_seed.groupby(cell, observed=True)
+        .agg(n_trials=("trials", "sum"), sparsity_mean=("sparsity", "mean"))
+        .reset_index()
+    )
     dense = gap_seed.loc[gap_seed["gap"].notna()].groupby(cell, observed=True)["dense_acc"].mean()
-    table = table.merge(extra, on=cell).merge(gaps, on=cell, how="left").merge(
-        dense.rename("dense_mean").reset_index(), on=cell, how="left")
+    table = (
+        table.merge(extra, on=cell)
+        .merge(gaps, on=cell, how="left")
+        .merge(dense.rename("dense_mean").reset_index(), on=cell, how="left")
+    )
 
     # Every method x allocation of the sweep (completed or not) gets the core ratios; extreme ones
     # where its dataset/model reached them.
@@ -90,13 +120,25 @@ def operating_points(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED
         table[column] = table[column].fillna(0).astype("int64")
     table["target_sparsity"] = 1.0 - 1.0 / table["ratio"]
     # A ratio with trials that all stopped / failed / diverged was swept: say that instead.
-    tried = swept.loc[swept["control"] == "none", KEYS].assign(ratio=match_ratio(
-        swept.loc[swept["control"] == "none", "sparsity_raw" if "sparsity_raw" in swept.columns else "sparsity"]
-        .to_numpy(dtype=np.float64), tolerance=tolerance)).dropna(subset=["ratio"]).drop_duplicates()
+    tried = (
+        swept.loc[swept["control"] == "none", KEYS]
+        .assign(
+            ratio=match_ratio(
+                swept.loc[
+                    swept["control"] == "none", "sparsity_raw" if "sparsity_raw" in swept.columns else "sparsity"
+                ].to_numpy(dtype=np.float64),
+                tolerance=tolerance,
+            )
+        )
+        .dropna(subset=["ratio"])
+        .drop_duplicates()
+    )
     was_tried = table[cell].merge(tried.assign(_tried=True), on=cell, how="left")["_tried"].eq(True).to_numpy()
     table["note"] = np.select(
         [(table["n"] == 0) & was_tried, table["n"] == 0, table["n"] < MIN_RUNS_CI, table["n_gap"] == 0],
-        ["no_completed_trials", "not_swept", "too_few_runs", NO_DENSE], "")
+        ["no_completed_trials", "not_swept", "too_few_runs", NO_DENSE],
+        "",
+    )
     table["ratio"] = table["ratio"].astype("int64")
     return table[columns].sort_values(KEYS + ["ratio"]).reset_index(drop=True)
 
@@ -108,7 +150,8 @@ def wide_table(table: pd.DataFrame) -> pd.DataFrame:
     gap = table["gap"].map(lambda g: "" if pd.isna(g) else f" ({g:+.3f})")  # one per table cell
     text = np.where(table["n"] > 0, table["mean"].map(lambda m: f"{m:.3f}") + gap, "-")
     wide = table.assign(text=text, column=table["ratio"].map(lambda r: f"{r}x")).pivot_table(
-        index=KEYS, columns="column", values="text", aggfunc="first", sort=False)
+        index=KEYS, columns="column", values="text", aggfunc="first", sort=False
+    )
     order = [f"{r}x" for r in sorted(table["ratio"].unique())]
     wide = wide.reindex(columns=order).fillna("-")
     wide.columns.name = None

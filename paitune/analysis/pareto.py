@@ -20,16 +20,33 @@ def pareto_fronts(results: Results) -> pd.DataFrame:
     """{objective, dataset, model, experiment, trial_id, method, allocation, control, sparsity,
     density, flops_sparse, test_acc}: the non-dominated trials, cheapest first."""
     done = completed_trials(results)
-    columns = ["objective", "dataset", "model", "experiment", "trial_id", "method", "allocation",
-               "control", "sparsity", "density", "flops_sparse", "test_acc", "val_acc"]
-    done = done.assign(val_acc=done["val_acc"].fillna(done["test_acc"]) if "val_acc" in done.columns else done["test_acc"])
+    columns = [
+        "objective",
+        "dataset",
+        "model",
+        "experiment",
+        "trial_id",
+        "method",
+        "allocation",
+        "control",
+        "sparsity",
+        "density",
+        "flops_sparse",
+        "test_acc",
+        "val_acc",
+    ]
+    done = done.assign(
+        val_acc=done["val_acc"].fillna(done["test_acc"]) if "val_acc" in done.columns else done["test_acc"]
+    )
     parts = []
     for objective, cost in OBJECTIVES.items():
         frame = done.loc[done[cost].notna()].sort_values(
-            ["dataset", "model", cost, "val_acc"], ascending=[True, True, True, False])
+            ["dataset", "model", cost, "val_acc"], ascending=[True, True, True, False]
+        )
         # Best accuracy among all cheaper-or-equal trials seen before this one.
         before = frame.groupby(["dataset", "model"], observed=True)["val_acc"].transform(
-            lambda s: s.cummax().shift(fill_value=-float("inf")))
+            lambda s: s.cummax().shift(fill_value=-float("inf"))
+        )
         front = frame.loc[frame["val_acc"] > before]
         parts.append(front.assign(objective=objective, density=front["density_achieved"]))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)

@@ -61,8 +61,9 @@ def accuracy_vs_sparsity(table: pd.DataFrame):
             density = 1.0 - line["sparsity"].to_numpy()
             ax.plot(density, line["mean"], marker="o", ms=3, label=str(method))
             ax.fill_between(density, line["ci_low"], line["ci_high"], alpha=0.2)
-        reference = dense.loc[(dense["dataset"] == key[0]) & (dense["model"] == key[1])
-                              & (dense["max_epochs"] == key[2])]
+        reference = dense.loc[
+            (dense["dataset"] == key[0]) & (dense["model"] == key[1]) & (dense["max_epochs"] == key[2])
+        ]
         if not reference.empty:
             mean = reference["mean"].mean()
             ax.axhline(mean, color="black", ls="--", lw=1, label="dense")
@@ -143,12 +144,16 @@ def proxy_size_bias(table: pd.DataFrame):
         return None
     figure, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(data) + 2), 3.4))
     x = np.arange(len(data))
-    raw_err = [(data["spearman"] - data["ci_low"]).clip(lower=0).fillna(0),
-               (data["ci_high"] - data["spearman"]).clip(lower=0).fillna(0)]
+    raw_err = [
+        (data["spearman"] - data["ci_low"]).clip(lower=0).fillna(0),
+        (data["ci_high"] - data["spearman"]).clip(lower=0).fillna(0),
+    ]
     ax.bar(x - 0.2, data["spearman"], 0.4, yerr=raw_err, label="Spearman with accuracy")
     partial = data["partial_spearman"]
-    part_err = [(partial - data["partial_ci_low"]).clip(lower=0).fillna(0),
-                (data["partial_ci_high"] - partial).clip(lower=0).fillna(0)]
+    part_err = [
+        (partial - data["partial_ci_low"]).clip(lower=0).fillna(0),
+        (data["partial_ci_high"] - partial).clip(lower=0).fillna(0),
+    ]
     ax.bar(x + 0.2, partial.fillna(0), 0.4, yerr=part_err, label="partial, controlling params + FLOPs")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, data["proxy"], rotation=30, fontsize=8)
@@ -162,9 +167,14 @@ def rankings(table: pd.DataFrame):
     """Win rate with CI per choice, one panel per factor; colour = verdict."""
     if table.empty or table["win_rate"].isna().all():
         return None
-    colours = {"robust_winner": "tab:green", "context_dependent": "tab:orange",
-               "no_difference": "tab:gray", "inconclusive": "tab:blue", "robust_loser": "tab:red",
-               "too_few_runs": "lightgray"}
+    colours = {
+        "robust_winner": "tab:green",
+        "context_dependent": "tab:orange",
+        "no_difference": "tab:gray",
+        "inconclusive": "tab:blue",
+        "robust_loser": "tab:red",
+        "too_few_runs": "lightgray",
+    }
     factors = list(table.groupby("factor", sort=False))
     figure, axes = _panels(len(factors), height=3.8)
     for ax, (factor, group) in zip(axes, factors):
@@ -188,8 +198,11 @@ def critical_difference(tests: dict):
     comparison is not significant at 5% (scikit-posthocs ``critical_difference_diagram``)."""
     import scikit_posthocs as sp
 
-    usable = [(factor, t) for factor, t in tests.items()
-              if len(t.get("ranks", ())) >= 3 and not t["p_matrix"].empty and t["p_matrix"].notna().all().all()]
+    usable = [
+        (factor, t)
+        for factor, t in tests.items()
+        if len(t.get("ranks", ())) >= 3 and not t["p_matrix"].empty and t["p_matrix"].notna().all().all()
+    ]
     usable = [(f, t) for f, t in usable if len(t["ranks"]) <= 20]  # beyond 20 labels the diagram is unreadable
     if not usable:
         return None
@@ -198,8 +211,11 @@ def critical_difference(tests: dict):
         ranks = t["ranks"].astype(float)
         p_matrix = t["p_matrix"].loc[ranks.index, ranks.index].astype(float)
         sp.critical_difference_diagram(ranks, p_matrix, ax=ax, label_props={"fontsize": 8})
-        ax.set_title(f"{factor}: mean rank over seeds (Friedman p = {t['friedman_p']:.3g}); "
-                     "a bar joins choices not significantly different", fontsize=8)
+        ax.set_title(
+            f"{factor}: mean rank over seeds (Friedman p = {t['friedman_p']:.3g}); "
+            "a bar joins choices not significantly different",
+            fontsize=8,
+        )
     figure.tight_layout()
     return figure
 
@@ -216,8 +232,10 @@ def sanity(table: pd.DataFrame):
     for i, control in enumerate(controls):
         rows = data.loc[data["control"] == control].set_index("method").reindex(methods)
         x = np.arange(len(methods)) + i * width
-        err = [(rows["delta"] - rows["ci_low"]).clip(lower=0).fillna(0),
-               (rows["ci_high"] - rows["delta"]).clip(lower=0).fillna(0)]
+        err = [
+            (rows["delta"] - rows["ci_low"]).clip(lower=0).fillna(0),
+            (rows["ci_high"] - rows["delta"]).clip(lower=0).fillna(0),
+        ]
         ax.bar(x, rows["delta"].fillna(0), width, yerr=err, label=control)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(np.arange(len(methods)) + width * (len(controls) - 1) / 2, methods, rotation=30, fontsize=8)
@@ -231,7 +249,7 @@ def layer_profiles(table: pd.DataFrame, searched: pd.DataFrame | None = None):
     """Per-layer density by method/allocation (one panel per model), plus searched profiles."""
     if table.empty:
         return None
-    models = list(table.groupby("model"))[:MAX_PANELS - 1]
+    models = list(table.groupby("model"))[: MAX_PANELS - 1]
     extra = searched is not None and not searched.empty
     figure, axes = _panels(len(models) + int(extra))
     for ax, (model, group) in zip(axes, models):

@@ -58,7 +58,14 @@ from scipy.stats import t as student_t
 from paitune.analysis.common import DENSE_METHOD, accuracy_at, scored_trials, scoring_meta
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
-    ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm, kendalls_w, t_test_p,
+    ALPHA,
+    MIN_UNITS,
+    N_BOOT,
+    SEED,
+    grouped_t_test,
+    holm,
+    kendalls_w,
+    t_test_p,
 )
 
 FACTORS = {
@@ -98,8 +105,11 @@ def _context_scores(results: Results, factor: str) -> pd.DataFrame:
     # descriptive columns (slices) are carried along, never used to split it.
     keys = ["context"] + FACTORS[factor]
     frame = rows[keys + SLICE_COLUMNS + ["seed"]].assign(choice=choice.to_numpy(), acc=rows["acc"].to_numpy())
-    scores = frame.groupby(keys + ["seed", "choice"], dropna=False, observed=True).agg(
-        acc=("acc", "mean"), **{c: (c, "first") for c in SLICE_COLUMNS}).reset_index()
+    scores = (
+        frame.groupby(keys + ["seed", "choice"], dropna=False, observed=True)
+        .agg(acc=("acc", "mean"), **{c: (c, "first") for c in SLICE_COLUMNS})
+        .reset_index()
+    )
     scores["ctx"] = scores.groupby(keys, dropna=False, observed=True).ngroup()
     cell = ["ctx", "seed"]
     scores["k"] = scores.groupby(cell)["choice"].transform("size")
@@ -119,8 +129,11 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
     compare everyone at the first rung). Test accuracy decides; a tie counts half. Also keeps,
     per seed and ordered pair, the mean win and accuracy difference over the blocks they share
     (``head_to_head``)."""
-    one = trials.groupby(keys + ["seed", "choice"], dropna=False, observed=True, sort=False).agg(
-        tix=("tix", "first"), reached=("reached", "first")).reset_index()
+    one = (
+        trials.groupby(keys + ["seed", "choice"], dropna=False, observed=True, sort=False)
+        .agg(tix=("tix", "first"), reached=("reached", "first"))
+        .reset_index()
+    )
     one = one.merge(scores[keys + ["seed", "choice", "ctx"]], on=keys + ["seed", "choice"])
     pairs = one.merge(one, on=["ctx", "seed"], suffixes=("_a", "_b"))
     pairs = pairs.loc[pairs["choice_a"] != pairs["choice_b"]]
@@ -132,8 +145,12 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
     win[~valid] = np.nan
     pairs = pairs.assign(win=win, diff=np.where(valid, acc_a - acc_b, np.nan))
     mean = pairs.groupby(["ctx", "seed", "choice_a"])["win"].mean()
-    h2h = pairs.loc[valid].groupby(["seed", "choice_a", "choice_b"]).agg(
-        win=("win", "mean"), diff=("diff", "mean"), n_blocks=("ctx", "nunique")).reset_index()
+    h2h = (
+        pairs.loc[valid]
+        .groupby(["seed", "choice_a", "choice_b"])
+        .agg(win=("win", "mean"), diff=("diff", "mean"), n_blocks=("ctx", "nunique"))
+        .reset_index()
+    )
     scores.attrs["head_to_head"] = h2h.rename(columns={"choice_a": "choice", "choice_b": "opponent"})
     index = pd.MultiIndex.from_frame(scores[["ctx", "seed", "choice"]])
     return mean.reindex(index).to_numpy(np.float64)
@@ -144,7 +161,9 @@ def head_to_head(results: Results, factor: str) -> pd.DataFrame:
     share of the blocks they share where ``choice`` beat ``opponent`` (ties half) and the mean
     test-accuracy difference, each pair at the last epoch both trials reached."""
     scores = context_scores(results, factor)
-    return scores.attrs.get("head_to_head", pd.DataFrame(columns=["seed", "choice", "opponent", "win", "diff", "n_blocks"]))
+    return scores.attrs.get(
+        "head_to_head", pd.DataFrame(columns=["seed", "choice", "opponent", "win", "diff", "n_blocks"])
+    )
 
 
 def _unit_matrix(scores: pd.DataFrame, value: str = "win_score") -> pd.DataFrame:
@@ -247,8 +266,15 @@ def heterogeneity(scores: pd.DataFrame, factor: str) -> pd.Series:
     return pd.Series(p_values, dtype=np.float64)
 
 
-def _verdicts(overall: pd.DataFrame, slices: pd.DataFrame, friedman_p: float, p_matrix: pd.DataFrame,
-              n_complete: int, n_variables: int, direction: pd.DataFrame | None = None) -> pd.DataFrame:
+def _verdicts(
+    overall: pd.DataFrame,
+    slices: pd.DataFrame,
+    friedman_p: float,
+    p_matrix: pd.DataFrame,
+    n_complete: int,
+    n_variables: int,
+    direction: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     choices = list(overall["choice"])
     n_choices = len(choices)
     means = overall.set_index("choice")["win_rate"]
@@ -258,8 +284,9 @@ def _verdicts(overall: pd.DataFrame, slices: pd.DataFrame, friedman_p: float, p_
     gate = np.isfinite(friedman_p) and friedman_p < ALPHA
     q = student_t.ppf(1 - ALPHA, np.maximum(overall["n_units"].to_numpy(np.float64) - 1, 1))
     se = overall["sd"].fillna(0).to_numpy() / np.sqrt(np.maximum(overall["n_units"].to_numpy(np.float64), 1))
-    equivalent = ((overall["win_rate"] - q * se > 0.5 - WIN_MARGIN)
-                  & (overall["win_rate"] + q * se < 0.5 + WIN_MARGIN)).to_numpy()
+    equivalent = (
+        (overall["win_rate"] - q * se > 0.5 - WIN_MARGIN) & (overall["win_rate"] + q * se < 0.5 + WIN_MARGIN)
+    ).to_numpy()
     verdicts, ahead_counts, behind_counts, p_adjusted = [], [], [], []
     for i, row in enumerate(overall.itertuples()):  # one row per choice: a handful
         others = [c for c in choices if c != row.choice]
@@ -287,17 +314,44 @@ def _verdicts(overall: pd.DataFrame, slices: pd.DataFrame, friedman_p: float, p_
             verdicts.append("no_difference")
         else:
             verdicts.append("inconclusive")
-    return pd.DataFrame({"verdict": verdicts, "n_ahead": ahead_counts, "n_behind": behind_counts,
-                         "p_adjusted": p_adjusted}, index=overall.index)
+    return pd.DataFrame(
+        {"verdict": verdicts, "n_ahead": ahead_counts, "n_behind": behind_counts, "p_adjusted": p_adjusted},
+        index=overall.index,
+    )
 
 
-COLUMNS = ["factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "n_units",
-           "verdict", "p_adjusted", "friedman_p", "n_ahead", "n_behind", "best_share", "mean_regret",
-           "mean_acc", "heterogeneity_p", "completion_rate", "n_dropped_contexts"]
+COLUMNS = [
+    "factor",
+    "choice",
+    "mean_rank",
+    "win_rate",
+    "ci_low",
+    "ci_high",
+    "n_contexts",
+    "n_units",
+    "verdict",
+    "p_adjusted",
+    "friedman_p",
+    "n_ahead",
+    "n_behind",
+    "best_share",
+    "mean_regret",
+    "mean_acc",
+    "heterogeneity_p",
+    "completion_rate",
+    "n_dropped_contexts",
+]
 
 
-def rank_choices(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: int = SEED,
-                 with_slices: bool = False, with_tests: bool = False):
+def rank_choices(
+    results: Results,
+    factor: str,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    with_slices: bool = False,
+    with_tests: bool = False,
+):
     """Per choice: {factor, choice, mean_rank, win_rate, ci_low, ci_high, n_contexts, n_units,
     verdict, p_adjusted, ...} (see the module docstring). With ``with_slices`` also returns the
     per-slice win rates; with ``with_tests`` also the pairwise p matrix and mean Friedman ranks
@@ -317,16 +371,25 @@ def rank_choices(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: i
     friedman_p, p_matrix, n_complete = pairwise_tests(matrix, h2h)
     per_seed = matrix.stack().rename("w").reset_index()
     overall = grouped_t_test(per_seed, ["choice"], "w", null=0.5).rename(columns={"mean": "win_rate"})
-    stats = scores.groupby("choice").agg(
-        mean_rank=("rank", "mean"), best_share=("regret", lambda r: float((r == 0).mean())),
-        mean_regret=("regret", "mean"), mean_acc=("acc", "mean"), n_contexts=("ctx", "nunique"),
-    ).reset_index()
+    stats = (
+        scores.groupby("choice")
+        .agg(
+            mean_rank=("rank", "mean"),
+            best_share=("regret", lambda r: float((r == 0).mean())),
+            mean_regret=("regret", "mean"),
+            mean_acc=("acc", "mean"),
+            n_contexts=("ctx", "nunique"),
+        )
+        .reset_index()
+    )
     overall = overall.merge(stats, on="choice")
     slices = slice_win_rates(scores, factor)
     overall["heterogeneity_p"] = overall["choice"].map(heterogeneity(scores, factor))
     overall["friedman_p"] = friedman_p
     direction = h2h.groupby(["choice", "opponent"])["diff"].mean().unstack("opponent") if len(h2h) else None
-    verdicts = _verdicts(overall, slices, friedman_p, p_matrix, n_complete, len(_slice_columns(scores, factor)), direction)
+    verdicts = _verdicts(
+        overall, slices, friedman_p, p_matrix, n_complete, len(_slice_columns(scores, factor)), direction
+    )
     overall = pd.concat([overall, verdicts], axis=1)
     overall = overall.merge(_completion(results, factor), on="choice", how="left")
     overall["factor"] = factor
@@ -352,11 +415,13 @@ def _completion(results: Results, factor: str) -> pd.DataFrame:
     trials = results.trials
     trials = trials.loc[(trials["control"] == "none") & (trials["method"] != DENSE_METHOD)]
     compared = context_scores(results, factor)
-    counts = pd.DataFrame({"choice": _choice(trials, factor).to_numpy(),
-                           "completed": (trials["status"] == "completed").to_numpy()})
+    counts = pd.DataFrame(
+        {"choice": _choice(trials, factor).to_numpy(), "completed": (trials["status"] == "completed").to_numpy()}
+    )
     rate = counts.groupby("choice")["completed"].mean().rename("completion_rate")
-    all_contexts = pd.DataFrame({"choice": _choice(trials, factor).to_numpy(),
-                                 "context": _context_ids(results, trials)}).drop_duplicates()
+    all_contexts = pd.DataFrame(
+        {"choice": _choice(trials, factor).to_numpy(), "context": _context_ids(results, trials)}
+    ).drop_duplicates()
     kept = compared[["choice", "context"]].drop_duplicates().assign(_kept=True)
     merged = all_contexts.merge(kept, on=["choice", "context"], how="left")
     dropped = (~merged["_kept"].eq(True)).groupby(merged["choice"]).sum().rename("n_dropped_contexts")
@@ -374,17 +439,33 @@ def pairwise_win_rates(results: Results, factor: str, *, n_boot: int = N_BOOT, s
     both trials reached, where ``choice`` beats ``opponent`` (ties half), averaged per seed,
     mean over seeds with a t-CI over seeds; ``mean_diff`` = the mean test-accuracy difference;
     ``p_adjusted`` = the Holm-adjusted head-to-head p of the pair (``pairwise_tests``)."""
-    columns = ["factor", "choice", "opponent", "n_contexts", "n_units", "win_rate", "ci_low", "ci_high",
-               "mean_diff", "p_adjusted"]
+    columns = [
+        "factor",
+        "choice",
+        "opponent",
+        "n_contexts",
+        "n_units",
+        "win_rate",
+        "ci_low",
+        "ci_high",
+        "mean_diff",
+        "p_adjusted",
+    ]
     h2h = head_to_head(results, factor)
     if h2h.empty:
         return pd.DataFrame(columns=columns)
     table = grouped_t_test(h2h, ["choice", "opponent"], "win", null=0.5).rename(columns={"mean": "win_rate"})
-    extra = h2h.groupby(["choice", "opponent"]).agg(n_contexts=("n_blocks", "max"), mean_diff=("diff", "mean")).reset_index()
+    extra = (
+        h2h.groupby(["choice", "opponent"])
+        .agg(n_contexts=("n_blocks", "max"), mean_diff=("diff", "mean"))
+        .reset_index()
+    )
     table = table.merge(extra, on=["choice", "opponent"])
     _, p_matrix, _ = pairwise_tests(_unit_matrix(context_scores(results, factor)), h2h)
-    table["p_adjusted"] = [p_matrix.loc[a, b] if a in p_matrix.index and b in p_matrix.columns else np.nan
-                           for a, b in zip(table["choice"], table["opponent"])]
+    table["p_adjusted"] = [
+        p_matrix.loc[a, b] if a in p_matrix.index and b in p_matrix.columns else np.nan
+        for a, b in zip(table["choice"], table["opponent"])
+    ]
     table.insert(0, "factor", factor)
     return table[columns]
 
@@ -445,10 +526,20 @@ def concordance(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: in
     fewer than two groups), choosing by mean rank on the other groups; ``transfer_regret``: mean
     regret of using another block's best choice."""
     scores = context_scores(results, factor)
-    record = {"factor": factor, "kendall_w": np.nan, "n_contexts": 0, "n_choices": 0,
-              "friedman_p": np.nan, "loco_regret": np.nan, "loco_ci_low": np.nan,
-              "loco_ci_high": np.nan, "transfer_regret": np.nan, "n_regret_contexts": 0,
-              "n_regret_groups": 0, "n_incomplete_contexts": 0}
+    record = {
+        "factor": factor,
+        "kendall_w": np.nan,
+        "n_contexts": 0,
+        "n_choices": 0,
+        "friedman_p": np.nan,
+        "loco_regret": np.nan,
+        "loco_ci_low": np.nan,
+        "loco_ci_high": np.nan,
+        "transfer_regret": np.nan,
+        "n_regret_contexts": 0,
+        "n_regret_groups": 0,
+        "n_incomplete_contexts": 0,
+    }
     if scores.empty:
         return record
     acc, info = _block_matrix(scores)
@@ -477,9 +568,13 @@ def concordance(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: in
     regrets = _group_regret(acc, groups.loc[acc.index])
     if len(regrets) >= 2:
         t = grouped_t_test(pd.DataFrame({"r": regrets.to_numpy()}), [], "r")
-        record.update(loco_regret=float(t["mean"].iloc[0]), loco_ci_low=float(t["ci_low"].iloc[0]),
-                      loco_ci_high=float(t["ci_high"].iloc[0]), n_regret_groups=int(len(regrets)),
-                      n_regret_contexts=int(groups.loc[acc.index].isin(regrets.index).sum()))
+        record.update(
+            loco_regret=float(t["mean"].iloc[0]),
+            loco_ci_low=float(t["ci_low"].iloc[0]),
+            loco_ci_high=float(t["ci_high"].iloc[0]),
+            n_regret_groups=int(len(regrets)),
+            n_regret_contexts=int(groups.loc[acc.index].isin(regrets.index).sum()),
+        )
     transfer = _transfer_regret(acc.to_numpy())
     if np.isfinite(transfer).any():
         record["transfer_regret"] = float(np.nanmean(transfer))

@@ -44,12 +44,22 @@ def dense_per_seed(results: Results) -> pd.DataFrame:
     """
     trials = results.trials
     done = trials.loc[is_dense(trials) & (trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
-    own = (done.groupby(DENSE_KEYS, observed=True)["test_acc"].agg(["mean", "size"]).reset_index()
-           .rename(columns={"mean": "dense_acc", "size": "n_dense"}).assign(source="dense_trials"))
+    own = (
+        done.groupby(DENSE_KEYS, observed=True)["test_acc"]
+        .agg(["mean", "size"])
+        .reset_index()
+        .rename(columns={"mean": "dense_acc", "size": "n_dense"})
+        .assign(source="dense_trials")
+    )
     if DENSE_COLUMN in trials.columns:
         rows = trials.loc[trials[DENSE_COLUMN].notna() & ~is_dense(trials)]
-        column = (rows.groupby(DENSE_KEYS, observed=True)[DENSE_COLUMN].mean().reset_index()
-                  .rename(columns={DENSE_COLUMN: "dense_acc"}).assign(n_dense=0, source="trial_rows"))
+        column = (
+            rows.groupby(DENSE_KEYS, observed=True)[DENSE_COLUMN]
+            .mean()
+            .reset_index()
+            .rename(columns={DENSE_COLUMN: "dense_acc"})
+            .assign(n_dense=0, source="trial_rows")
+        )
         if not own.empty:
             known = column[DENSE_KEYS].merge(own[DENSE_KEYS], how="left", indicator=True)["_merge"] == "both"
             column = column.loc[~known.to_numpy()]
@@ -81,8 +91,11 @@ def dense_reference(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED)
     per_seed = dense_per_seed(results)
     contexts = results.trials[BUDGET_KEYS].drop_duplicates()
     table = grouped_mean_ci(per_seed, BUDGET_KEYS, "dense_acc", n_boot=n_boot, seed=seed)
-    extra = per_seed.groupby(BUDGET_KEYS, observed=True).agg(
-        n_trials=("n_dense", "sum"), source=("source", lambda s: "+".join(sorted(set(s))))).reset_index()
+    extra = (
+        per_seed.groupby(BUDGET_KEYS, observed=True)
+        .agg(n_trials=("n_dense", "sum"), source=("source", lambda s: "+".join(sorted(set(s)))))
+        .reset_index()
+    )
     table = contexts.merge(table.merge(extra, on=BUDGET_KEYS), on=BUDGET_KEYS, how="left")
     table["n"] = table["n"].fillna(0).astype("int64")
     table["n_trials"] = table["n_trials"].fillna(0).astype("int64")
@@ -98,8 +111,10 @@ def missing_reference_note(reference: pd.DataFrame) -> str:
         return ""
     names = ", ".join(f"{r.dataset}/{r.model}/{r.max_epochs} ep" for r in missing.head(5).itertuples())
     more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-    return (f"no completed dense (unpruned) trial for {names}{more}: gaps to dense are null there; "
-            "add method dense (sparsity 0) to the sweep to get them")
+    return (
+        f"no completed dense (unpruned) trial for {names}{more}: gaps to dense are null there; "
+        "add method dense (sparsity 0) to the sweep to get them"
+    )
 
 
 def common_epoch_gaps(results: Results) -> pd.DataFrame:
@@ -116,8 +131,21 @@ def common_epoch_gaps(results: Results) -> pd.DataFrame:
     from paitune.analysis.common import accuracy_at, scored_trials
 
     scored = scored_trials(results)
-    rows = scored[["tix", "seed", "dataset", "model", "max_epochs", "method", "allocation", "control",
-                   "sparsity", "acc", "common_epoch"]]
+    rows = scored[
+        [
+            "tix",
+            "seed",
+            "dataset",
+            "model",
+            "max_epochs",
+            "method",
+            "allocation",
+            "control",
+            "sparsity",
+            "acc",
+            "common_epoch",
+        ]
+    ]
     trials = results.trials
     dense = trials.loc[is_dense(trials) & (trials["status"] == STATUS_COMPLETED), DENSE_KEYS + ["tix"]]
     pairs = rows[["tix", "common_epoch"] + DENSE_KEYS].merge(dense.rename(columns={"tix": "dense_tix"}), on=DENSE_KEYS)

@@ -20,60 +20,117 @@ from paitune.analysis.summary import write_summary
 
 # (anchor, heading, what it shows, tables shown, plot builder)
 SECTIONS = [
-    ("trials", "Trials", "Every trial by status. Only completed trials have a final accuracy "
-     "(test_acc); stopped, failed and diverged trials are counted here and beside every average.",
-     ["trials", "status_by_choice"]),
-    ("accuracy", "Accuracy vs sparsity", "Mean final accuracy per cell with a 95% bootstrap CI "
-     "over seeds; n = seeds, n_trials = completed trials behind them. compression = 1 / density. "
-     "gap = accuracy - accuracy of the dense (unpruned) model of the same dataset, model, budget "
-     "and seed, with a 95% CI over the paired seeds (n_gap); the dense reference is the dashed line.",
-     ["accuracy_vs_sparsity", "dense_reference"]),
-    ("operating_points", "Standard operating points", "Accuracy at the compression ratios of the "
-     "literature's tables (ShrinkBench): 2, 4, 8, 16, 32 and, where swept, up to 1000; control none; "
-     "mean and 95% CI over seeds and the paired gap to dense.", ["operating_points"]),
-    ("contexts", "Contexts and common epochs", "Choices are compared only within a context (dataset x "
-     "model x sparsity x budget). Stopped trials are data: within a context every trial counts with its "
-     "accuracy at the common epoch, the last epoch all of them reached (the budget when nothing was "
-     "stopped); completion_rate = share of the context's trials that ran their full budget.", ["contexts"]),
-    ("rankings", "Generalization of rankings", "Choices compared within contexts (other factor fixed), "
-     "each pair at the last epoch both reached, config picked by validation accuracy and judged on test. "
-     "The unit is the seed: win rate = mean over seeds of the share of within-context comparisons won, 95% "
-     "t-interval over seeds (n_units). Friedman test over seeds, then head-to-head paired t-tests over "
-     "seeds of the accuracy difference, Holm-adjusted (p_adjusted); robust_winner = significantly ahead of every other choice. Kendall's W: "
-     "agreement of seed-averaged rankings across contexts; regret: accuracy lost by carrying the choice "
-     "picked on the other dataset x model groups to a held-out one.",
-     ["rankings", "concordance", "pairwise"]),
-    ("sanity", "Sanity checks", "Accuracy of each control minus its paired unmodified trial (same "
-     "config and seed) at the last epoch both reached. The unit is the seed (pairs of a seed averaged): "
-     "95% t-interval over seeds (n_units; n = pairs), t-test Holm-adjusted over rows (p_adjusted); "
-     "no_effect only when an equivalence test (TOST) shows |delta| < 0.01, else inconclusive. "
-     "corrupt_labels / corrupt_pixels score the mask on corrupted data: hurting means the mask uses the "
-     "data; for data-free methods they are not applicable.",
-     ["sanity"]),
-    ("pai_vs_imp", "PaI vs after-training (IMP)", "Each method's accuracy minus that of the lottery "
-     "ticket with rewinding (IMP) in the same context and seed, at the context's common epoch; 95% "
-     "t-interval over the paired seeds (n), Holm-adjusted t-tests; matches_imp only when an equivalence "
-     "test shows |gap| < 0.01, else inconclusive.", ["pai_vs_imp"]),
-    ("layers", "Layerwise profiles", "Mean per-layer density at one sparsity level; for a "
-     "searched allocation, the best profile found beside ERK / uniform / global.",
-     ["layer_profiles", "searched_profiles"]),
-    ("collapse", "Layer collapse", "Highest sparsity reached before any trial collapsed, per dataset x model.",
-     ["collapse"]),
-    ("proxies", "Zero-cost proxies", "Rank correlation of each proxy at init with accuracy at the common "
-     "epoch, unmodified masks only (control none). What decides is within context: per-context Spearman "
-     "and partial Spearman controlling for parameter count and FLOPs, combined on Fisher's z scale with a "
-     "t-interval over contexts (adds_beyond_size: the within-context partial interval excludes 0). The "
-     "pooled numbers (spearman, partial_spearman) mix contexts and are descriptive only.",
-     ["proxies"]),
-    ("importance", "Hyperparameter importance", "Share of the variance of accuracy within context "
-     "(accuracy minus its context's mean) explained by each choice parameter (Optuna fANOVA, PED-ANOVA); "
-     "context variables, controls and the seed are not parameters.", ["importance"]),
-    ("early", "Early vs final", "Within-context Spearman between validation accuracy at each epoch and test "
-     "accuracy at a later rung (target_epoch), over every trial that reached the rung; survivors_only "
-     "marks rows whose sample some stopped trials left. top_recall = share of the top quarter at the "
-     "rung that a top-third cut at that epoch would keep.", ["early_vs_final", "early_vs_final_by_method"]),
-    ("pareto", "Pareto front", "Non-dominated trials by validation accuracy (max) vs density and FLOPs "
-     "(min); their test accuracy shown.", ["pareto"]),
+    (
+        "trials",
+        "Trials",
+        "Every trial by status. Only completed trials have a final accuracy "
+        "(test_acc); stopped, failed and diverged trials are counted here and beside every average.",
+        ["trials", "status_by_choice"],
+    ),
+    (
+        "accuracy",
+        "Accuracy vs sparsity",
+        "Mean final accuracy per cell with a 95% bootstrap CI "
+        "over seeds; n = seeds, n_trials = completed trials behind them. compression = 1 / density. "
+        "gap = accuracy - accuracy of the dense (unpruned) model of the same dataset, model, budget "
+        "and seed, with a 95% CI over the paired seeds (n_gap); the dense reference is the dashed line.",
+        ["accuracy_vs_sparsity", "dense_reference"],
+    ),
+    (
+        "operating_points",
+        "Standard operating points",
+        "Accuracy at the compression ratios of the "
+        "literature's tables (ShrinkBench): 2, 4, 8, 16, 32 and, where swept, up to 1000; control none; "
+        "mean and 95% CI over seeds and the paired gap to dense.",
+        ["operating_points"],
+    ),
+    (
+        "contexts",
+        "Contexts and common epochs",
+        "Choices are compared only within a context (dataset x "
+        "model x sparsity x budget). Stopped trials are data: within a context every trial counts with its "
+        "accuracy at the common epoch, the last epoch all of them reached (the budget when nothing was "
+        "stopped); completion_rate = share of the context's trials that ran their full budget.",
+        ["contexts"],
+    ),
+    (
+        "rankings",
+        "Generalization of rankings",
+        "Choices compared within contexts (other factor fixed), "
+        "each pair at the last epoch both reached, config picked by validation accuracy and judged on test. "
+        "The unit is the seed: win rate = mean over seeds of the share of within-context comparisons won, 95% "
+        "t-interval over seeds (n_units). Friedman test over seeds, then head-to-head paired t-tests over "
+        "seeds of the accuracy difference, Holm-adjusted (p_adjusted); robust_winner = significantly ahead of every other choice. Kendall's W: "
+        "agreement of seed-averaged rankings across contexts; regret: accuracy lost by carrying the choice "
+        "picked on the other dataset x model groups to a held-out one.",
+        ["rankings", "concordance", "pairwise"],
+    ),
+    (
+        "sanity",
+        "Sanity checks",
+        "Accuracy of each control minus its paired unmodified trial (same "
+        "config and seed) at the last epoch both reached. The unit is the seed (pairs of a seed averaged): "
+        "95% t-interval over seeds (n_units; n = pairs), t-test Holm-adjusted over rows (p_adjusted); "
+        "no_effect only when an equivalence test (TOST) shows |delta| < 0.01, else inconclusive. "
+        "corrupt_labels / corrupt_pixels score the mask on corrupted data: hurting means the mask uses the "
+        "data; for data-free methods they are not applicable.",
+        ["sanity"],
+    ),
+    (
+        "pai_vs_imp",
+        "PaI vs after-training (IMP)",
+        "Each method's accuracy minus that of the lottery "
+        "ticket with rewinding (IMP) in the same context and seed, at the context's common epoch; 95% "
+        "t-interval over the paired seeds (n), Holm-adjusted t-tests; matches_imp only when an equivalence "
+        "test shows |gap| < 0.01, else inconclusive.",
+        ["pai_vs_imp"],
+    ),
+    (
+        "layers",
+        "Layerwise profiles",
+        "Mean per-layer density at one sparsity level; for a "
+        "searched allocation, the best profile found beside ERK / uniform / global.",
+        ["layer_profiles", "searched_profiles"],
+    ),
+    (
+        "collapse",
+        "Layer collapse",
+        "Highest sparsity reached before any trial collapsed, per dataset x model.",
+        ["collapse"],
+    ),
+    (
+        "proxies",
+        "Zero-cost proxies",
+        "Rank correlation of each proxy at init with accuracy at the common "
+        "epoch, unmodified masks only (control none). What decides is within context: per-context Spearman "
+        "and partial Spearman controlling for parameter count and FLOPs, combined on Fisher's z scale with a "
+        "t-interval over contexts (adds_beyond_size: the within-context partial interval excludes 0). The "
+        "pooled numbers (spearman, partial_spearman) mix contexts and are descriptive only.",
+        ["proxies"],
+    ),
+    (
+        "importance",
+        "Hyperparameter importance",
+        "Share of the variance of accuracy within context "
+        "(accuracy minus its context's mean) explained by each choice parameter (Optuna fANOVA, PED-ANOVA); "
+        "context variables, controls and the seed are not parameters.",
+        ["importance"],
+    ),
+    (
+        "early",
+        "Early vs final",
+        "Within-context Spearman between validation accuracy at each epoch and test "
+        "accuracy at a later rung (target_epoch), over every trial that reached the rung; survivors_only "
+        "marks rows whose sample some stopped trials left. top_recall = share of the top quarter at the "
+        "rung that a top-third cut at that epoch would keep.",
+        ["early_vs_final", "early_vs_final_by_method"],
+    ),
+    (
+        "pareto",
+        "Pareto front",
+        "Non-dominated trials by validation accuracy (max) vs density and FLOPs (min); their test accuracy shown.",
+        ["pareto"],
+    ),
 ]
 MAX_HTML_ROWS = 200
 
@@ -93,12 +150,16 @@ def _plot_figures(analysis: Analysis) -> dict[str, list[tuple[str, object]]]:
         "accuracy": [("accuracy_vs_sparsity", plots.accuracy_vs_sparsity(t["accuracy_vs_sparsity"]))],
         "operating_points": [("operating_points", plots.operating_points(t["operating_points"]))],
         "pai_vs_imp": [("pai_vs_imp", plots.pai_vs_imp(t["pai_vs_imp"]))],
-        "rankings": [("rankings", plots.rankings(t["rankings"])),
-                     ("critical_difference", plots.critical_difference(analysis.tests))],
+        "rankings": [
+            ("rankings", plots.rankings(t["rankings"])),
+            ("critical_difference", plots.critical_difference(analysis.tests)),
+        ],
         "sanity": [("sanity", plots.sanity(t["sanity"]))],
         "layers": [("layer_profiles", plots.layer_profiles(t["layer_profiles"], t["searched_profiles"]))],
-        "proxies": [("proxies", plots.proxies(done, analysis.results.proxy_columns, t["proxies"])),
-                    ("proxy_size_bias", plots.proxy_size_bias(t["proxies"]))],
+        "proxies": [
+            ("proxies", plots.proxies(done, analysis.results.proxy_columns, t["proxies"])),
+            ("proxy_size_bias", plots.proxy_size_bias(t["proxies"])),
+        ],
         "importance": [("importance", plots.importance(t["importance"]))],
         "early": [("early_vs_final", plots.early_vs_final(t["early_vs_final"]))],
         "pareto": [("pareto", plots.pareto(done, t["pareto"]))],
@@ -133,7 +194,8 @@ def write_report(analysis: Analysis, out_dir) -> dict[str, Path]:
     meta = analysis.tables["meta"].iloc[0]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>paitune analysis</title>", f"<style>{_CSS}</style></head><body>",
+        "<title>paitune analysis</title>",
+        f"<style>{_CSS}</style></head><body>",
         "<h1>paitune analysis: which PaI choices generalize</h1>",
         f"<p class='note'>Sources: {html.escape(str(meta['sources']))}. {int(meta['n_trials'])} trials. "
         f"Final accuracy = {html.escape(str(meta['final_accuracy']))}. CIs: {html.escape(str(meta['ci']))}. "
@@ -143,8 +205,11 @@ def write_report(analysis: Analysis, out_dir) -> dict[str, Path]:
     answer = analysis.tables.get("answer")
     if answer is not None and not answer.empty:
         # The answer first: one paragraph, every sentence with its numbers and its seeds.
-        parts.append("<section id='answer'><h2>The answer</h2><p class='answer'>"
-                     + html.escape(" ".join(answer["sentence"])) + "</p></section>")
+        parts.append(
+            "<section id='answer'><h2>The answer</h2><p class='answer'>"
+            + html.escape(" ".join(answer["sentence"]))
+            + "</p></section>"
+        )
     notes = analysis.tables.get("notes")
     findings = analysis.tables.get("findings")
     for anchor, heading, text, table_names in SECTIONS:
@@ -176,19 +241,89 @@ def write_report(analysis: Analysis, out_dir) -> dict[str, Path]:
 # Terminal: the tables a user reads first, with the columns that matter.
 TERMINAL = [
     ("Trials by status", "trials", None),
-    ("Accuracy vs sparsity (control none)", "accuracy_vs_sparsity",
-     ["dataset", "model", "method", "allocation", "sparsity", "compression", "n", "mean", "ci_low", "ci_high",
-      "gap", "gap_ci_low", "gap_ci_high", "n_stopped", "n_failed", "n_diverged"]),
-    ("Dense reference (unpruned model)", "dense_reference", ["dataset", "model", "max_epochs", "n", "mean", "ci_low", "ci_high", "note"]),
+    (
+        "Accuracy vs sparsity (control none)",
+        "accuracy_vs_sparsity",
+        [
+            "dataset",
+            "model",
+            "method",
+            "allocation",
+            "sparsity",
+            "compression",
+            "n",
+            "mean",
+            "ci_low",
+            "ci_high",
+            "gap",
+            "gap_ci_low",
+            "gap_ci_high",
+            "n_stopped",
+            "n_failed",
+            "n_diverged",
+        ],
+    ),
+    (
+        "Dense reference (unpruned model)",
+        "dense_reference",
+        ["dataset", "model", "max_epochs", "n", "mean", "ci_low", "ci_high", "note"],
+    ),
     ("Standard operating points: accuracy (gap to dense) at compression ratio", "operating_points", None),
-    ("Rankings", "rankings", ["factor", "choice", "mean_rank", "win_rate", "ci_low", "ci_high", "n_contexts", "n_units",
-                              "p_adjusted", "verdict"]),
-    ("Concordance", "concordance", ["factor", "kendall_w", "n_contexts", "n_choices", "loco_regret", "transfer_regret"]),
-    ("Sanity checks", "sanity", ["method", "control", "delta", "ci_low", "ci_high", "n", "n_units", "p_adjusted", "verdict"]),
-    ("PaI vs after-training: gap to IMP", "pai_vs_imp", ["dataset", "model", "method", "allocation", "sparsity", "n", "gap", "ci_low", "ci_high", "verdict"]),
-    ("Layer collapse", "collapse", ["method", "allocation", "max_sparsity_without_collapse", "n_trials", "n_collapsed"]),
-    ("Zero-cost proxies", "proxies", ["proxy", "kind", "spearman", "kendall", "ci_low", "ci_high", "n", "within_spearman",
-                                       "n_contexts", "partial_spearman", "partial_ci_low", "partial_ci_high", "adds_beyond_size"]),
+    (
+        "Rankings",
+        "rankings",
+        [
+            "factor",
+            "choice",
+            "mean_rank",
+            "win_rate",
+            "ci_low",
+            "ci_high",
+            "n_contexts",
+            "n_units",
+            "p_adjusted",
+            "verdict",
+        ],
+    ),
+    (
+        "Concordance",
+        "concordance",
+        ["factor", "kendall_w", "n_contexts", "n_choices", "loco_regret", "transfer_regret"],
+    ),
+    (
+        "Sanity checks",
+        "sanity",
+        ["method", "control", "delta", "ci_low", "ci_high", "n", "n_units", "p_adjusted", "verdict"],
+    ),
+    (
+        "PaI vs after-training: gap to IMP",
+        "pai_vs_imp",
+        ["dataset", "model", "method", "allocation", "sparsity", "n", "gap", "ci_low", "ci_high", "verdict"],
+    ),
+    (
+        "Layer collapse",
+        "collapse",
+        ["method", "allocation", "max_sparsity_without_collapse", "n_trials", "n_collapsed"],
+    ),
+    (
+        "Zero-cost proxies",
+        "proxies",
+        [
+            "proxy",
+            "kind",
+            "spearman",
+            "kendall",
+            "ci_low",
+            "ci_high",
+            "n",
+            "within_spearman",
+            "n_contexts",
+            "partial_spearman",
+            "partial_ci_low",
+            "partial_ci_high",
+            "adds_beyond_size",
+        ],
+    ),
     ("Hyperparameter importance", "importance", None),
 ]
 

@@ -8,8 +8,18 @@ import pandas as pd
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
 from paitune.analysis import (
-    accuracy, common, after_training, early, importance, layers, operating, pareto, proxies, rankings,
-    reference, sanity,
+    accuracy,
+    after_training,
+    common,
+    early,
+    importance,
+    layers,
+    operating,
+    pareto,
+    proxies,
+    rankings,
+    reference,
+    sanity,
 )
 from paitune.analysis.answer import answer
 from paitune.analysis.findings import findings
@@ -33,8 +43,13 @@ class Analysis:
         return self.tables[section]
 
 
-def analyze(*paths, n_boot: int = N_BOOT, seed: int = SEED, profile_sparsity: float | None = None,
-            results: Results | None = None) -> Analysis:
+def analyze(
+    *paths,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    profile_sparsity: float | None = None,
+    results: Results | None = None,
+) -> Analysis:
     """Load ``paths`` (or use ``results``) and compute every section."""
     # The bootstraps are thousands of small matrix products: a multi-threaded BLAS gains nothing
     # on them and, on a machine shared with other work, its spinning threads made them ~9x slower
@@ -77,25 +92,31 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
         "early_vs_final_by_method": early_by_method,
         "pareto": pareto.pareto_fronts(results),
     }
-    meta = pd.DataFrame([{
-        "sources": "; ".join(results.sources),
-        "n_trials": len(results.trials),
-        "final_accuracy": "test_acc of completed trials",
-        "compared_at": "test accuracy; two trials at the last epoch both reached (rankings, controls, IMP), "
-                       "one accuracy per trial at its context's common epoch (correlations, regret, gaps to dense); "
-                       "config per choice x context selected by validation accuracy",
-        "ci": (f"verdicts: Student-t {LEVEL:.0%} intervals over seeds (the independent unit), Holm-adjusted tests; "
-               f"descriptive tables: {LEVEL:.0%} percentile bootstrap, {n_boot} resamples, seed {seed}"),
-        "n_contexts": int(len(tables["contexts"])),
-        "n_dropped_contexts": rankings.dropped_contexts(results),
-        "n_failed_left_out": int(common.scoring_meta(results)["n_failed"]),
-        "duplicate_trials_dropped": results.duplicate_trials,
-        "orphan_epoch_rows": results.orphan_rows.get("epochs", 0),
-        "orphan_layer_rows": results.orphan_rows.get("layers", 0),
-        "sparsity_binned": ", ".join(binned),
-        "dense_contexts": int((tables["dense_reference"]["n"] > 0).sum()),
-        "contexts_without_dense": int((tables["dense_reference"]["n"] == 0).sum()),
-    }])
+    meta = pd.DataFrame(
+        [
+            {
+                "sources": "; ".join(results.sources),
+                "n_trials": len(results.trials),
+                "final_accuracy": "test_acc of completed trials",
+                "compared_at": "test accuracy; two trials at the last epoch both reached (rankings, controls, IMP), "
+                "one accuracy per trial at its context's common epoch (correlations, regret, gaps to dense); "
+                "config per choice x context selected by validation accuracy",
+                "ci": (
+                    f"verdicts: Student-t {LEVEL:.0%} intervals over seeds (the independent unit), Holm-adjusted tests; "
+                    f"descriptive tables: {LEVEL:.0%} percentile bootstrap, {n_boot} resamples, seed {seed}"
+                ),
+                "n_contexts": int(len(tables["contexts"])),
+                "n_dropped_contexts": rankings.dropped_contexts(results),
+                "n_failed_left_out": int(common.scoring_meta(results)["n_failed"]),
+                "duplicate_trials_dropped": results.duplicate_trials,
+                "orphan_epoch_rows": results.orphan_rows.get("epochs", 0),
+                "orphan_layer_rows": results.orphan_rows.get("layers", 0),
+                "sparsity_binned": ", ".join(binned),
+                "dense_contexts": int((tables["dense_reference"]["n"] > 0).sum()),
+                "contexts_without_dense": int((tables["dense_reference"]["n"] == 0).sum()),
+            }
+        ]
+    )
     tables = {"meta": meta, **tables, "notes": _notes(tables, binned)}
     tables["findings"] = findings(tables)
     tables["answer"] = answer(results, tables)
@@ -110,18 +131,36 @@ def _notes(tables: dict[str, pd.DataFrame], binned: list[str]) -> pd.DataFrame:
     missing = reference.missing_reference_note(tables["dense_reference"])
     if missing:
         notes.append(("accuracy", missing))
-    notes.append(("operating_points", (
-        f"compression ratio r = 1 / (1 - sparsity); a trial counts for r when its ratio is within "
-        f"{operating.RATIO_TOLERANCE:.0%} of r; ratios without trials say not_swept")))
+    notes.append(
+        (
+            "operating_points",
+            (
+                f"compression ratio r = 1 / (1 - sparsity); a trial counts for r when its ratio is within "
+                f"{operating.RATIO_TOLERANCE:.0%} of r; ratios without trials say not_swept"
+            ),
+        )
+    )
     sanity_table = tables["sanity"]
     if (sanity_table["verdict"] == sanity.NOT_APPLICABLE).any():
-        notes.append(("sanity", "corrupt_labels / corrupt_pixels are not applicable to "
-                      + ", ".join(sorted(sanity_table.loc[sanity_table["verdict"] == sanity.NOT_APPLICABLE, "method"].unique()))
-                      + ": their masks do not use the data"))
+        notes.append(
+            (
+                "sanity",
+                "corrupt_labels / corrupt_pixels are not applicable to "
+                + ", ".join(
+                    sorted(sanity_table.loc[sanity_table["verdict"] == sanity.NOT_APPLICABLE, "method"].unique())
+                )
+                + ": their masks do not use the data",
+            )
+        )
     for sentence in tables["proxies"].get("size_note", pd.Series(dtype=object)):
         if isinstance(sentence, str) and sentence:
             notes.append(("proxies", sentence))
     if tables["pai_vs_imp"].empty:
-        notes.append(("pai_vs_imp", f"no completed {after_training.IMP_METHOD} (lottery ticket with rewinding) "
-                      "trial in these results: add method imp to the sweep to compare PaI with pruning after training"))
+        notes.append(
+            (
+                "pai_vs_imp",
+                f"no completed {after_training.IMP_METHOD} (lottery ticket with rewinding) "
+                "trial in these results: add method imp to the sweep to compare PaI with pruning after training",
+            )
+        )
     return pd.DataFrame(notes, columns=["section", "note"])

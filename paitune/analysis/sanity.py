@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from paitune.analysis.accuracy import CONTEXT_COLUMNS, completed_trials
-from paitune.analysis.load import Results
 from paitune.analysis.common import accuracy_at, context_of, hyperparameter_columns, reached_epochs
+from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
 PAIR_COLUMNS = CONTEXT_COLUMNS + ["method", "allocation"]
@@ -57,8 +57,10 @@ _MEANING = {
     ("corrupt_pixels", False): "the data does not matter to the mask: scoring with shuffled pixels does as well",
     ("corrupt_pixels", True): "the mask uses the data: scoring with shuffled pixels hurts",
 }
-_NOT_APPLICABLE_TEXT = ("not applicable: the mask does not use the data (data-free method, or the control "
-                        "left every mask unchanged), so corrupting the data cannot change it")
+_NOT_APPLICABLE_TEXT = (
+    "not applicable: the mask does not use the data (data-free method, or the control "
+    "left every mask unchanged), so corrupting the data cannot change it"
+)
 
 
 def _interpret(control: str, verdict: str) -> str:
@@ -67,8 +69,10 @@ def _interpret(control: str, verdict: str) -> str:
     if verdict == "too_few_runs":
         return "too few seeds with paired runs to tell"
     if verdict == "inconclusive":
-        return (f"inconclusive: neither an effect of {control} nor its absence (within "
-                f"{EQUIVALENCE_MARGIN:.0%} accuracy) is shown at this number of seeds")
+        return (
+            f"inconclusive: neither an effect of {control} nor its absence (within "
+            f"{EQUIVALENCE_MARGIN:.0%} accuracy) is shown at this number of seeds"
+        )
     hurts = verdict == "hurts"
     if (control, hurts) in _MEANING:
         return _MEANING[(control, hurts)]
@@ -97,13 +101,18 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     seed, epoch, acc_none, acc_control, delta}; epoch = the last epoch both reached."""
     trials = results.trials
     reached = reached_epochs(results)
-    frame = pd.DataFrame({
-        "tix": trials["tix"].to_numpy(np.int64), "context": context_of(trials).to_numpy(),
-        "method": trials["method"].to_numpy(), "allocation": trials["allocation"].to_numpy(),
-        "control": trials["control"].to_numpy(), "seed": trials["seed"].to_numpy(),
-        "reached": reached[trials["tix"].to_numpy(np.int64)],
-        "max_epochs": trials["max_epochs"].to_numpy(np.float64),
-    })
+    frame = pd.DataFrame(
+        {
+            "tix": trials["tix"].to_numpy(np.int64),
+            "context": context_of(trials).to_numpy(),
+            "method": trials["method"].to_numpy(),
+            "allocation": trials["allocation"].to_numpy(),
+            "control": trials["control"].to_numpy(),
+            "seed": trials["seed"].to_numpy(),
+            "reached": reached[trials["tix"].to_numpy(np.int64)],
+            "max_epochs": trials["max_epochs"].to_numpy(np.float64),
+        }
+    )
     hyper = hyperparameter_columns(results)
     frame["config"] = trials[hyper].groupby(hyper, dropna=False, sort=False).ngroup().to_numpy() if hyper else 0
     frame = frame.loc[(trials["status"] != "failed").to_numpy() & (frame["reached"] > 0).to_numpy()]
@@ -111,45 +120,95 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     base = frame.loc[frame["control"] == "none"].drop_duplicates(keys)
     treated = frame.loc[frame["control"] != "none"]
     pairs = treated.merge(base.drop(columns=["control", "max_epochs"]), on=keys, suffixes=("", "_none"))
-    columns = ["method", "allocation", "control", "context", "seed", "epoch", "max_epochs", "acc_none",
-               "acc_control", "delta"]
+    columns = [
+        "method",
+        "allocation",
+        "control",
+        "context",
+        "seed",
+        "epoch",
+        "max_epochs",
+        "acc_none",
+        "acc_control",
+        "delta",
+    ]
     if pairs.empty:
         return pd.DataFrame(columns=columns)
     epoch = np.minimum(pairs["reached"].to_numpy(), pairs["reached_none"].to_numpy())
     _, acc_control = accuracy_at(results, pairs["tix"].to_numpy(), epoch)
     _, acc_none = accuracy_at(results, pairs["tix_none"].to_numpy(), epoch)
-    pairs = pairs.assign(epoch=epoch, acc_control=acc_control, acc_none=acc_none,
-                         delta=acc_control - acc_none)
+    pairs = pairs.assign(epoch=epoch, acc_control=acc_control, acc_none=acc_none, delta=acc_control - acc_none)
     return pairs.loc[pairs["delta"].notna(), columns].reset_index(drop=True)
 
 
 def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
     """{method, control, delta, ci_low, ci_high, n, n_units, verdict, p_adjusted,
     p_equivalent, interpretation, mean_none, mean_control, n_censored}."""
-    columns = ["method", "control", "delta", "ci_low", "ci_high", "n", "n_units", "verdict", "p_adjusted",
-               "p_equivalent", "interpretation", "mean_none", "mean_control", "n_censored"]
+    columns = [
+        "method",
+        "control",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "n",
+        "n_units",
+        "verdict",
+        "p_adjusted",
+        "p_equivalent",
+        "interpretation",
+        "mean_none",
+        "mean_control",
+        "n_censored",
+    ]
     pairs = paired_deltas(results)
-    numbers = ["delta", "ci_low", "ci_high", "n", "n_units", "p", "p_equivalent", "mean_none", "mean_control", "n_censored"]
+    numbers = [
+        "delta",
+        "ci_low",
+        "ci_high",
+        "n",
+        "n_units",
+        "p",
+        "p_equivalent",
+        "mean_none",
+        "mean_control",
+        "n_censored",
+    ]
     if pairs.empty:
-        table = pd.DataFrame({"method": pd.Series(dtype=object), "control": pd.Series(dtype=object),
-                              **{c: pd.Series(dtype=np.float64) for c in numbers}})
+        table = pd.DataFrame(
+            {
+                "method": pd.Series(dtype=object),
+                "control": pd.Series(dtype=object),
+                **{c: pd.Series(dtype=np.float64) for c in numbers},
+            }
+        )
     else:
         per_seed = pairs.groupby(["method", "control", "seed"])["delta"].mean().reset_index()
         table = grouped_t_test(per_seed, ["method", "control"], "delta", margin=EQUIVALENCE_MARGIN)
         table = table.rename(columns={"mean": "delta"}).drop(columns="sd")
-        means = pairs.assign(censored=pairs["epoch"] < pairs["max_epochs"]).groupby(["method", "control"]).agg(
-            n=("delta", "size"), mean_none=("acc_none", "mean"), mean_control=("acc_control", "mean"),
-            n_censored=("censored", "sum")).reset_index()
+        means = (
+            pairs.assign(censored=pairs["epoch"] < pairs["max_epochs"])
+            .groupby(["method", "control"])
+            .agg(
+                n=("delta", "size"),
+                mean_none=("acc_none", "mean"),
+                mean_control=("acc_control", "mean"),
+                n_censored=("censored", "sum"),
+            )
+            .reset_index()
+        )
         table = table.merge(means, on=["method", "control"])
 
     # Corrupt controls on methods whose masks do not use data: one row each, numbers null.
     trials = results.trials
     corrupt = sorted(set(trials["control"].unique()) & set(CORRUPT_CONTROLS))
     data_free = sorted(set(trials["method"].unique()) & DATA_FREE_METHODS)
-    inapplicable = pd.concat([
-        pd.DataFrame([(m, c) for m in data_free for c in corrupt], columns=["method", "control"]),
-        _unchanged_masks(completed_trials(results), PAIR_COLUMNS),
-    ], ignore_index=True).drop_duplicates()
+    inapplicable = pd.concat(
+        [
+            pd.DataFrame([(m, c) for m in data_free for c in corrupt], columns=["method", "control"]),
+            _unchanged_masks(completed_trials(results), PAIR_COLUMNS),
+        ],
+        ignore_index=True,
+    ).drop_duplicates()
     if table.empty and inapplicable.empty:
         return pd.DataFrame(columns=columns)
     table = table.merge(inapplicable.assign(_na=True), on=["method", "control"], how="outer")
@@ -161,11 +220,15 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     table["p_adjusted"] = holm(np.where(tested, table["p"], np.nan))
     table["p_equivalent"] = np.where(tested, table["p_equivalent"], np.nan)
     verdict = np.select(
-        [na, ~tested,
-         (table["p_adjusted"] < ALPHA) & (table["delta"] < 0),
-         (table["p_adjusted"] < ALPHA) & (table["delta"] > 0),
-         table["p_equivalent"] < ALPHA],
-        [NOT_APPLICABLE, "too_few_runs", "hurts", "helps", "no_effect"], default="inconclusive",
+        [
+            na,
+            ~tested,
+            (table["p_adjusted"] < ALPHA) & (table["delta"] < 0),
+            (table["p_adjusted"] < ALPHA) & (table["delta"] > 0),
+            table["p_equivalent"] < ALPHA,
+        ],
+        [NOT_APPLICABLE, "too_few_runs", "hurts", "helps", "no_effect"],
+        default="inconclusive",
     )
     table["verdict"] = verdict
     table.loc[na | (table["n_units"] < 2).to_numpy(), ["ci_low", "ci_high"]] = np.nan

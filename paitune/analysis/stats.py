@@ -73,20 +73,24 @@ def grouped_bootstrap(
         # Blocks of resamples x groups small enough that counts and data stay a few MB each.
         boot_rows = max(1, min(n_boot, _BLOCK_ELEMENTS // k))
         per_block = max(1, _BLOCK_ELEMENTS // (boot_rows * k))
-        count_blocks = [
-            resample_counts(rng, min(boot_rows, n_boot - start), k)
-            for start in range(0, n_boot, boot_rows)
-        ] if n_boot * k <= 4 * _BLOCK_ELEMENTS else None
+        count_blocks = (
+            [resample_counts(rng, min(boot_rows, n_boot - start), k) for start in range(0, n_boot, boot_rows)]
+            if n_boot * k <= 4 * _BLOCK_ELEMENTS
+            else None
+        )
         for start in range(0, len(groups), per_block):
-            block = groups[start:start + per_block]
+            block = groups[start : start + per_block]
             positions = starts[block][:, None] + np.arange(k)[None, :]
             mats = [col[positions] for col in sorted_cols]
             reps = np.empty((len(block), n_boot))
             for i, b0 in enumerate(range(0, n_boot, boot_rows)):
-                counts = (count_blocks[i] if count_blocks is not None
-                          else resample_counts(rng, min(boot_rows, n_boot - b0), k))
+                counts = (
+                    count_blocks[i]
+                    if count_blocks is not None
+                    else resample_counts(rng, min(boot_rows, n_boot - b0), k)
+                )
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    reps[:, b0:b0 + len(counts)] = replicate(mats, counts)
+                    reps[:, b0 : b0 + len(counts)] = replicate(mats, counts)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 # A group whose every resample is degenerate (e.g. constant ranks) has no CI.
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -127,8 +131,14 @@ def grouped_mean_ci(
     large = sizes > LARGE_N
     keep = ~large[codes]
     low, high, _ = grouped_bootstrap(
-        codes[keep], [values[keep], weights[keep]], _weighted_mean_replicates,
-        n_groups=n_groups, n_boot=n_boot, seed=seed, min_size=min_size, level=level,
+        codes[keep],
+        [values[keep], weights[keep]],
+        _weighted_mean_replicates,
+        n_groups=n_groups,
+        n_boot=n_boot,
+        seed=seed,
+        min_size=min_size,
+        level=level,
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / totals
@@ -191,8 +201,8 @@ def grouped_spearman(
     sum_y = np.bincount(codes, ry, n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = np.bincount(codes, rx * ry, n_groups) - sum_x * sum_y / sizes
-        var_x = np.bincount(codes, rx * rx, n_groups) - sum_x ** 2 / sizes
-        var_y = np.bincount(codes, ry * ry, n_groups) - sum_y ** 2 / sizes
+        var_x = np.bincount(codes, rx * rx, n_groups) - sum_x**2 / sizes
+        var_y = np.bincount(codes, ry * ry, n_groups) - sum_y**2 / sizes
         rho = cov / np.sqrt(var_x * var_y)
     rho[(sizes < min_size) | ~np.isfinite(rho)] = np.nan
     # Large groups: the bootstrap and the normal-theory interval agree there, so use the cheap
@@ -201,8 +211,13 @@ def grouped_spearman(
     small_codes = np.where(large[codes], n_groups, codes)  # park large groups out of range
     keep = small_codes < n_groups
     low, high, _ = grouped_bootstrap(
-        codes[keep], [rx[keep], ry[keep]], _pearson_replicates, n_groups=n_groups,
-        n_boot=n_boot, seed=seed, min_size=min_size,
+        codes[keep],
+        [rx[keep], ry[keep]],
+        _pearson_replicates,
+        n_groups=n_groups,
+        n_boot=n_boot,
+        seed=seed,
+        min_size=min_size,
     )
     if large.any():
         low[large], high[large] = _fisher_z_interval(rho[large], sizes[large] - 3)
@@ -243,8 +258,8 @@ def kendalls_w(ranks: np.ndarray) -> float:
     starts = np.ones_like(sorted_rows, dtype=bool)
     starts[:, 1:] = sorted_rows[:, 1:] != sorted_rows[:, :-1]
     t = np.bincount(np.cumsum(starts.ravel()) - 1).astype(np.float64)
-    tie_total = float((t ** 3 - t).sum())
-    denominator = m * m * (n ** 3 - n) - m * tie_total
+    tie_total = float((t**3 - t).sum())
+    denominator = m * m * (n**3 - n) - m * tie_total
     return s * 12.0 / denominator if denominator > 0 else float("nan")
 
 
@@ -336,16 +351,24 @@ def grouped_partial_spearman(
     n_groups = len(keys)
     sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
     sums = [np.bincount(codes, r, n_groups) for r in ranks]
-    products = {(i, j): np.bincount(codes, ranks[i] * ranks[j], n_groups)
-                for i in range(len(ranks)) for j in range(i, len(ranks))}
+    products = {
+        (i, j): np.bincount(codes, ranks[i] * ranks[j], n_groups)
+        for i in range(len(ranks))
+        for j in range(i, len(ranks))
+    }
     with np.errstate(invalid="ignore", divide="ignore"):
         partial = _partial_from_moments(_moment_matrices(sums, products, np.maximum(sizes, 1.0)))
     partial[sizes < min_size] = np.nan
     large = sizes > LARGE_N
     keep = ~large[codes]
     low, high, _ = grouped_bootstrap(
-        codes[keep], [r[keep] for r in ranks], _partial_replicates, n_groups=n_groups,
-        n_boot=n_boot, seed=seed, min_size=min_size,
+        codes[keep],
+        [r[keep] for r in ranks],
+        _partial_replicates,
+        n_groups=n_groups,
+        n_boot=n_boot,
+        seed=seed,
+        min_size=min_size,
     )
     if large.any():
         low[large], high[large] = _fisher_z_interval(partial[large], np.maximum(sizes[large] - 3 - len(controls), 1.0))
@@ -365,8 +388,15 @@ ALPHA = 1.0 - LEVEL
 MIN_UNITS = 3
 
 
-def grouped_t_test(frame: pd.DataFrame, by: list[str], value: str, *, null: float = 0.0,
-                   level: float = LEVEL, margin: float | None = None) -> pd.DataFrame:
+def grouped_t_test(
+    frame: pd.DataFrame,
+    by: list[str],
+    value: str,
+    *,
+    null: float = 0.0,
+    level: float = LEVEL,
+    margin: float | None = None,
+) -> pd.DataFrame:
     """Per group of units: mean, Student-t CI and two-sided t-test of mean == ``null``.
 
     One row of ``frame`` is one independent unit (e.g. one seed's mean over contexts). Returns
@@ -393,18 +423,27 @@ def grouped_t_test(frame: pd.DataFrame, by: list[str], value: str, *, null: floa
     # A spread of a few ULPs is rounding, not variation: treat it as exactly 0.
     zero = se <= 1e-12 * np.maximum(1.0, np.abs(mean))
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_stat = np.where(zero, np.where(np.isclose(mean, null, rtol=0, atol=1e-12), 0.0, np.inf * np.sign(mean - null)),
-                          (mean - null) / np.where(zero, 1.0, se))
+        t_stat = np.where(
+            zero,
+            np.where(np.isclose(mean, null, rtol=0, atol=1e-12), 0.0, np.inf * np.sign(mean - null)),
+            (mean - null) / np.where(zero, 1.0, se),
+        )
         p = np.where(np.isinf(t_stat), 0.0, 2.0 * student_t.sf(np.abs(t_stat), dof))
     out["ci_low"] = np.where(ok, mean - q * se, np.nan)
     out["ci_high"] = np.where(ok, mean + q * se, np.nan)
     out["p"] = np.where(ok, p, np.nan)
     if margin is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            lower = np.where(zero, np.where(mean - null > -margin, 0.0, 1.0),
-                             student_t.sf((mean - (null - margin)) / np.where(zero, 1.0, se), dof))
-            upper = np.where(zero, np.where(mean - null < margin, 0.0, 1.0),
-                             student_t.cdf((mean - (null + margin)) / np.where(zero, 1.0, se), dof))
+            lower = np.where(
+                zero,
+                np.where(mean - null > -margin, 0.0, 1.0),
+                student_t.sf((mean - (null - margin)) / np.where(zero, 1.0, se), dof),
+            )
+            upper = np.where(
+                zero,
+                np.where(mean - null < margin, 0.0, 1.0),
+                student_t.cdf((mean - (null + margin)) / np.where(zero, 1.0, se), dof),
+            )
         out["p_equivalent"] = np.where(ok, np.maximum(lower, upper), np.nan)
     return out.drop(columns=["_all"], errors="ignore")
 
@@ -453,7 +492,7 @@ def fisher_z_combine(rho: np.ndarray, n: np.ndarray, *, level: float = LEVEL) ->
     else:
         w = n - 3.0
         mean = float((w * z).sum() / w.sum())
-        var = float((w * w * (1 + rho ** 2 / 2) / w).sum() / w.sum() ** 2)
+        var = float((w * w * (1 + rho**2 / 2) / w).sum() / w.sum() ** 2)
         half = norm.ppf(0.5 + level / 2.0) * np.sqrt(var)
     return float(np.tanh(mean)), float(np.tanh(mean - half)), float(np.tanh(mean + half)), m
 

@@ -6,10 +6,11 @@ null). NaN, infinities and missing values are written as ``null``; a statistic t
 few runs is null (and, where the section has one, its ``verdict``/``note`` says
 ``too_few_runs``). Accuracies are fractions in [0, 1] as the sweep reported them.
 
-Comparisons (rankings, sanity, pai_vs_imp, proxies, importance) use each trial's test accuracy at
-its context's *common epoch*: the last epoch every trial of the context (dataset x model x
-sparsity x budget) reached, so stopped trials count; per choice x context the config is picked by
-validation accuracy. Their unit is the seed: intervals are Student-t 95% intervals over seeds,
+Comparisons use test accuracy, and stopped trials count: two trials compared with each other
+(rankings, sanity, pai_vs_imp, answer) meet at the last epoch both reached; statistics that need
+one accuracy per trial (proxies, importance, regret) use its context's *common epoch*, the last
+epoch every trial of the context (dataset x model x sparsity x budget) reached; per choice x
+context the config is picked by validation accuracy. Their unit is the seed: intervals are Student-t 95% intervals over seeds,
 ``n_units`` says how many, tests are Holm-adjusted (``p_adjusted``), and no verdict rests on fewer
 than 3 seeds. The descriptive tables (accuracy_vs_sparsity, dense_reference, operating_points)
 show final accuracy (test_acc of completed trials) with 95% percentile bootstrap intervals over
@@ -104,6 +105,10 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 - ``notes``: {section, note}: the findings the report prints under a section (dense reference
   missing, sparsity binned, proxy size bias sentences, no IMP trials, ...).
 - ``findings``: {section, subject, verdict, sentence}: each verdict as a sentence with its numbers.
+- ``answer``: {question, subject, verdict, n_units, sentence}: the paragraph the report opens with
+  (``paitune.analysis.answer``): question pai_vs_random (verdict beats_random | loses_to_random |
+  inconclusive | too_few_runs, per method) and allocation_vs_method (verdict allocation | method |
+  inconclusive | too_few_runs).
 - ``pareto``: {objective, dataset, model, experiment, trial_id, method, allocation, control,
   sparsity, density, flops_sparse, test_acc, val_acc}; objective in density | flops; the front is
   found on val_acc and reports test_acc.

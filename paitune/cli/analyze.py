@@ -24,14 +24,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "(self-contained), the plots as PNG and REPORT_DIR/summary.json (every number of the report)."
         ),
     )
-    parser.add_argument("results", nargs="+", metavar="DIR/NAME", help="result directories, local or URIs such as s3://bucket/results/NAME (several = merged)")
-    parser.add_argument("--out", default=None, metavar="REPORT_DIR",
-                        help=f"where to write the report (default: DIR/NAME/{DEFAULT_OUT} of the first directory; ./{DEFAULT_OUT}-NAME for a URI)")
-    parser.add_argument("--json", action="store_true",
-                        help="print summary.json to stdout instead of the tables")
+    parser.add_argument(
+        "results",
+        nargs="+",
+        metavar="DIR/NAME",
+        help="result directories, local or URIs such as s3://bucket/results/NAME (several = merged)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="REPORT_DIR",
+        help=f"where to write the report (default: DIR/NAME/{DEFAULT_OUT} of the first directory; ./{DEFAULT_OUT}-NAME for a URI)",
+    )
+    parser.add_argument("--json", action="store_true", help="print summary.json to stdout instead of the tables")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per CI (default 1000)")
-    parser.add_argument("--profile-sparsity", type=float, default=None,
-                        help="sparsity level for the layerwise profiles (default: the median level)")
+    parser.add_argument(
+        "--profile-sparsity",
+        type=float,
+        default=None,
+        help="sparsity level for the layerwise profiles (default: the median level)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -45,7 +57,9 @@ def run(args) -> int:
     if args.n_boot < 100:
         raise PaituneError(f"--n-boot {args.n_boot} is too small for a 95% interval; use 100 or more")
     if args.profile_sparsity is not None and not 0.0 <= args.profile_sparsity < 1.0:
-        raise PaituneError(f"--profile-sparsity {args.profile_sparsity} is outside [0, 1); pass a sparsity level of the sweep")
+        raise PaituneError(
+            f"--profile-sparsity {args.profile_sparsity} is outside [0, 1); pass a sparsity level of the sweep"
+        )
     # Everything is read and computed before anything is written: bad input leaves no files.
     analysis = analyze(*args.results, n_boot=args.n_boot, profile_sparsity=args.profile_sparsity)
     if args.out:

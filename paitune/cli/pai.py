@@ -1,7 +1,7 @@
 """``paitune prune`` and ``paitune proxies``: the PaI library from the shell, no Ray involved.
 
-    paitune prune --model vgg16 --dataset synthetic --method synflow --sparsity 0.999 --allocation global
-    paitune proxies --model cnn --method snip --sparsity 0.9 --json
+paitune prune --model vgg16 --dataset synthetic --method synflow --sparsity 0.999 --allocation global
+paitune proxies --model cnn --method snip --sparsity 0.9 --json
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def _add_trial_arguments(p) -> None:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("prune", help="prune a freshly initialized model and show per-layer densities and collapse")
+    p = subparsers.add_parser(
+        "prune", help="prune a freshly initialized model and show per-layer densities and collapse"
+    )
     _add_trial_arguments(p)
     p.set_defaults(func=run_prune)
     q = subparsers.add_parser("proxies", help="zero-cost proxies of a (pruned) model at init")
@@ -49,7 +51,9 @@ def _allocation(value: str):
     if value.endswith(".json"):
         path = Path(value)
         if not path.is_file():
-            raise PaituneError(f"allocation file {value} not found; pass a scheme name or a JSON file {{layer: density}}")
+            raise PaituneError(
+                f"allocation file {value} not found; pass a scheme name or a JSON file {{layer: density}}"
+            )
         try:
             densities = json.loads(path.read_text())
         except json.JSONDecodeError as err:
@@ -122,7 +126,9 @@ def run_prune(args) -> int:
     )
     if report.collapsed:
         why = f"{len(report.collapsed_layers)} empty layer(s)" if report.collapsed_layers else "no input-output path"
-        print(f"LAYER COLLAPSE: {why}{'; no input-output path' if report.collapsed_layers and report.disconnected else ''}")
+        print(
+            f"LAYER COLLAPSE: {why}{'; no input-output path' if report.collapsed_layers and report.disconnected else ''}"
+        )
     else:
         print("no layer collapse")
     return 0

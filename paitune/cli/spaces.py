@@ -14,7 +14,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     show.set_defaults(func=run_show)
     check = sub.add_parser("check", help="validate a space (YAML file or preset) and summarize it")
     check.add_argument("file", help="YAML file or preset name")
-    check.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override, as in `paitune sweep`")
+    check.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override, as in `paitune sweep`"
+    )
     check.set_defaults(func=run_check)
     parser.set_defaults(func=run_list)
     return parser
@@ -55,10 +57,14 @@ def describe(space) -> list[str]:
 
     compiled = compile_space(space)
     arms = compiled.control_arms
-    lines.append(f"  context: {', '.join(compiled.context_keys)} ({len(compiled.contexts())} contexts, each covered; "
-                 "the other parameters are the choices compared within a context)")
+    lines.append(
+        f"  context: {', '.join(compiled.context_keys)} ({len(compiled.contexts())} contexts, each covered; "
+        "the other parameters are the choices compared within a context)"
+    )
     if arms:
-        lines.append(f"  control arms: {', '.join(arms)} (each sampled trial also runs with each, as its paired control)")
+        lines.append(
+            f"  control arms: {', '.join(arms)} (each sampled trial also runs with each, as its paired control)"
+        )
     lines.append(f"  seeds {space.seeds}; scheduler {space.scheduler.type}; objectives "
                  + ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives)
                  + f"; {space.num_samples} sampled trials by default")  # fmt: skip

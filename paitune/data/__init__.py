@@ -1,8 +1,8 @@
 """Datasets as whole in-memory tensors: embedded digits, synthetic, and torchvision image sets.
 
-    bundle = load_dataset("digits")                      # (1, 8, 8), 10 classes, no download
-    for x, y in iterate_batches(bundle.train, 128, shuffle=True, generator=g): ...
-    batches = scoring_batches(bundle, n_batches=1, batch_size=256, seed=0)   # for pruning scores
+bundle = load_dataset("digits")                      # (1, 8, 8), 10 classes, no download
+for x, y in iterate_batches(bundle.train, 128, shuffle=True, generator=g): ...
+batches = scoring_batches(bundle, n_batches=1, batch_size=256, seed=0)   # for pruning scores
 """
 
 from paitune.data.batches import iterate_batches, scoring_batches

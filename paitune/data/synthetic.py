@@ -52,12 +52,8 @@ def load_synthetic_bundle(
 
 def _check(input_shape: tuple[int, ...], num_classes: int, sizes: tuple[int, ...]) -> None:
     if len(input_shape) == 0 or any(not isinstance(d, int) or d < 1 for d in input_shape):
-        raise PaituneError(
-            f"synthetic_shape must be positive integers such as (3, 32, 32), got {tuple(input_shape)}"
-        )
+        raise PaituneError(f"synthetic_shape must be positive integers such as (3, 32, 32), got {tuple(input_shape)}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise PaituneError(f"synthetic_classes must be an integer >= 2, got {num_classes!r}")
     if len(sizes) != 3 or any(not isinstance(n, int) or n < 1 for n in sizes):
-        raise PaituneError(
-            f"synthetic_size must be three positive integers (train, val, test), got {tuple(sizes)}"
-        )
+        raise PaituneError(f"synthetic_size must be three positive integers (train, val, test), got {tuple(sizes)}")

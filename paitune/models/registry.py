@@ -38,9 +38,7 @@ _CIFAR_RESNET = re.compile(r"resnet(\d+)")
 _WIDE_RESNET = re.compile(r"wrn(\d+)_(\d+)")
 
 
-def build_model(
-    name: str, input_shape: Sequence[int], num_classes: int, *, seed: int | None = None
-) -> PaiModel:
+def build_model(name: str, input_shape: Sequence[int], num_classes: int, *, seed: int | None = None) -> PaiModel:
     """Build model ``name`` for inputs of ``input_shape`` (no batch dim) and ``num_classes`` outputs.
 
     With ``seed``, the weights are drawn from a private RNG state seeded by it (same seed, same

@@ -7,6 +7,7 @@ them beside the gradient proxies).
 from __future__ import annotations
 
 import torch
+
 from paitune.models.flops import forward_flops
 from paitune.proxies.network import MaskedNet
 

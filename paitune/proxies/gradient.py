@@ -31,9 +31,7 @@ def loss_gradients(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> list:
 
 def grad_norm_from(masked: MaskedNet, grads: list) -> float:
     """grad_norm from ``loss_gradients(masked, x, y)``."""
-    return sum(
-        float(layer.masked(g).norm()) for layer, g in zip(masked.layers, grads) if g is not None
-    )
+    return sum(float(layer.masked(g).norm()) for layer, g in zip(masked.layers, grads) if g is not None)
 
 
 def snip_from(masked: MaskedNet, grads: list) -> float:

@@ -67,10 +67,7 @@ def check_batch(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor
     if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
         raise PaituneError("batch must be a pair (x, y) of tensors: inputs and int64 class labels")
     if x.dim() < 2 or x.shape[0] == 0:
-        raise PaituneError(
-            "batch inputs must have shape (batch, *input_shape) with batch >= 1, "
-            f"got {tuple(x.shape)}"
-        )
+        raise PaituneError(f"batch inputs must have shape (batch, *input_shape) with batch >= 1, got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise PaituneError(f"batch inputs must be floating point (input gradients), got {x.dtype}")
     if y.shape != (x.shape[0],) or y.dtype.is_floating_point or y.dtype == torch.bool:
@@ -81,9 +78,7 @@ def check_batch(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor
     return x.detach().to(device), y.detach().to(device=device, dtype=torch.long)
 
 
-def check_masks(
-    model: nn.Module, masks: Mapping[str, torch.Tensor] | None
-) -> dict[str, torch.Tensor]:
+def check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     """Masks as bool tensors keyed by parameter name, after checking names and shapes."""
     if masks is None:
         return {}
@@ -99,8 +94,7 @@ def check_masks(
         if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(params[name].shape):
             shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise PaituneError(
-                f"mask for {name!r} has shape {shape}; it must match the parameter's shape "
-                f"{tuple(params[name].shape)}"
+                f"mask for {name!r} has shape {shape}; it must match the parameter's shape {tuple(params[name].shape)}"
             )
         # Accept torch.nn.utils.prune's float 0/1 masks too, but never a tensor of scores.
         if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):

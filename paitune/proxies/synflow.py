@@ -41,6 +41,4 @@ def synflow(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
     weights = [layer.module.weight for layer in masked.layers]
     total = net(ones).sum()
     grads = torch.autograd.grad(total, weights, allow_unused=True)
-    return sum(
-        float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None
-    )
+    return sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None)

@@ -177,8 +177,17 @@ def prune(
             raise PaituneError(f"method 'dense' is the unpruned reference: use sparsity 0, got {s}")
         return Masks(
             {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()},
-            meta={"method": "dense", "sparsity": 0.0, "allocation": "global", "control": "none", "iterations": 0,
-                  "schedule": schedule, "seed": int(seed), "target_densities": None, "control_applies": False},
+            meta={
+                "method": "dense",
+                "sparsity": 0.0,
+                "allocation": "global",
+                "control": "none",
+                "iterations": 0,
+                "schedule": schedule,
+                "seed": int(seed),
+                "target_densities": None,
+                "control_applies": False,
+            },
         )
     control_applies = control not in DATA_CONTROLS or method in DATA_METHODS
     if control in DATA_CONTROLS and control_applies:

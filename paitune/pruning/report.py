@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
 from ..models.copying import copy_module
 from ..models.flops import forward_flops
 from .layers import prunable_parameters

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from paitune.search.rows import STATUS_KEY
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import CONTROL, NO_CONTROL
 from paitune.spaces.config import config_hash, trial_config
@@ -248,6 +249,23 @@ class ContextASHA(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller, trial, result):
         self._ensure_loaded()
+        if (result or {}).get(STATUS_KEY) == "diverged":
+            self._partner_ended(trial, (result or {}).get(self.time_attr))
+
+    def on_trial_error(self, tune_controller, trial):
+        self._ensure_loaded()
+        self._partner_ended(trial, (getattr(trial, "last_result", None) or {}).get(self.time_attr))
+
+    def _partner_ended(self, trial, epoch) -> None:
+        """An unmodified trial that diverged or failed ends its pair there: its arms stop at their
+        next report (an arm already past that epoch cannot be called back)."""
+        config = _config(trial)
+        if _is_dense_reference(trial) or config.get(CONTROL, NO_CONTROL) != NO_CONTROL:
+            return
+        pair = pair_key(config)
+        if pair not in self._pair_stopped:
+            self._pair_stopped[pair] = float(epoch or 0)
+            self._save()
 
     def on_trial_remove(self, tune_controller, trial):
         pass

@@ -31,13 +31,14 @@ again exactly the side trials that neither the restored Tune holds nor the table
 from __future__ import annotations
 
 import json
+
 import optuna
 from optuna.trial import FixedTrial
 from ray.tune.search import Searcher
 
+from paitune.search.asha import pair_key
 from paitune.search.rows import written_trial_ids
 from paitune.search.searcher import DUPLICATE_ATTR, TUNE_TRIAL_ATTR, PaiOptunaSearch
-from paitune.search.asha import pair_key
 from paitune.spaces.compile import CONTROL, NO_CONTROL, CompiledSpace
 from paitune.spaces.context import CONTEXT_COLUMN
 
@@ -64,7 +65,9 @@ class ContextSearch(Searcher):
     ):  # fmt: skip
         """``sampler_factory(index)``: a fresh sampler for the index-th context (each study needs
         its own); ``budget``: sampled trials to run (side trials come on top)."""
-        super().__init__(metric=metric if isinstance(metric, str) else None, mode=mode if isinstance(mode, str) else None)
+        super().__init__(
+            metric=metric if isinstance(metric, str) else None, mode=mode if isinstance(mode, str) else None
+        )
         self._metric_spec, self._mode_spec = metric, mode
         self._compiled = compiled
         self._name = study_name
@@ -164,7 +167,7 @@ class ContextSearch(Searcher):
                 self._owner[tid] = cid
         for i, config in enumerate(self._dense):
             self._side[f"dense:{i}"] = config
-        for cid, child in self._children.items():
+        for child in self._children.values():
             for frozen in child.study.get_trials(deepcopy=False):
                 # Every config named to Tune owes its arms: one held or written ran or runs, and
                 # one neither held nor written (orphaned) has its config queued again (a retry)
@@ -178,7 +181,9 @@ class ContextSearch(Searcher):
         issued = {
             key[len(SIDE_PREFIX):]: value for key, value in self._study.user_attrs.items() if key.startswith(SIDE_PREFIX)
         }  # fmt: skip
-        self._side_issued = {tid: key for tid, key in issued.items() if key in self._side and (tid in held or tid in written)}
+        self._side_issued = {
+            tid: key for tid, key in issued.items() if key in self._side and (tid in held or tid in written)
+        }
 
     # -- results -------------------------------------------------------------------------------
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -220,4 +225,3 @@ def load_context_studies(storage, name: str) -> dict[str, optuna.Study]:
 def study_trials(storage, name: str) -> list[optuna.trial.FrozenTrial]:
     """Every trial of every context study of the sweep ``name``."""
     return [t for study in load_context_studies(storage, name).values() for t in study.get_trials(deepcopy=False)]
-

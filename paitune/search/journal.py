@@ -37,4 +37,3 @@ class UnsyncedJournalFile(BaseJournalBackend):
                 handle.write(data)
         finally:
             self._lock.release()
-

@@ -27,11 +27,11 @@ from ..errors import PaituneError, unknown_choice
 from ..models import MODELS, build_model
 from ..proxies import PROXIES, compute_proxies
 from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, mask_hash, mask_report
-from ..sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
-from ..sparse.registry import prune_from_config
 from ..spaces.config import TRIAL_DEFAULTS
 from ..spaces.config import resolve_config as resolve_defaults
-from ..training import Trainer, TrainConfig
+from ..sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
+from ..sparse.registry import prune_from_config
+from ..training import TrainConfig, Trainer
 
 ALL_METHODS = METHODS + SPARSE_METHODS
 VALID_KEYS = tuple(TRIAL_DEFAULTS)

@@ -15,10 +15,10 @@ from typing import Any
 import pyarrow as pa
 
 from paitune import results_schema as rs
-from paitune.storage import locate
 from paitune.spaces.compile import REFERENCE_KEYS
 from paitune.spaces.config import TRIAL_KEYS, canonical_json, config_hash, trial_config
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
+from paitune.storage import locate
 
 # Types of the trial config values that are not fixed columns of the trials table.
 _CONFIG_TYPES: dict[str, pa.DataType] = {
@@ -65,6 +65,8 @@ FIRST_RESULT_KEYS = (
 
 
 DENSE_ACC_COLUMN = "dense_test_acc"  # test_acc of the same context's dense reference, when known
+
+
 def reference_key(config: dict[str, Any]) -> str:
     """The (dataset, model, training budget, seed) a dense reference is the reference for, as one string."""
     return json.dumps([config[k] for k in REFERENCE_KEYS])
@@ -128,7 +130,13 @@ def _allocation_label(tune_config: dict[str, Any], search_params: list[str]) -> 
 
 
 def trial_row(
-    record: TrialRecord, *, experiment: str, status: str, error: str | None, schema: pa.Schema, search_params: list[str],
+    record: TrialRecord,
+    *,
+    experiment: str,
+    status: str,
+    error: str | None,
+    schema: pa.Schema,
+    search_params: list[str],
     dense_test_acc: float | None = None,
 ) -> pa.Table:
     config = trial_config(record.config)

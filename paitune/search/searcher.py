@@ -56,8 +56,6 @@ from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS, make_sa
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import SEED_PARAM, CompiledSpace
 
-
-
 REPLICATE_ATTR = "replicate_of"  # user attr of an enqueued replicate: the Optuna number it repeats
 GRID_ATTR = "grid_point"  # user attr of an enqueued grid point
 TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr: the Tune trial id, to join the study with the tables
@@ -222,7 +220,9 @@ class PaiOptunaSearch(OptunaSearch):
             for frozen in self._ot_study.get_trials(deepcopy=False):
                 if DUPLICATE_ATTR in frozen.user_attrs or frozen.user_attrs.get(ORPHAN_ATTR):
                     continue
-                params = frozen.params if frozen.state != TrialState.WAITING else frozen.system_attrs.get("fixed_params")
+                params = (
+                    frozen.params if frozen.state != TrialState.WAITING else frozen.system_attrs.get("fixed_params")
+                )
                 if params:
                     asked.setdefault(self._config_key(params), frozen._trial_id)
             self._asked_configs = asked

@@ -36,7 +36,7 @@ from ray.tune import Callback
 
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic
-from paitune.search.rows import TrialRecord, reference_key, epoch_rows, layer_rows, trial_row, written_trial_ids
+from paitune.search.rows import TrialRecord, epoch_rows, layer_rows, reference_key, trial_row, written_trial_ids
 from paitune.search.searcher import trial_outcome
 from paitune.spaces.config import trial_config
 from paitune.storage import Location, locate, parquet_dataset

@@ -31,17 +31,17 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from paitune.errors import PaituneError, unknown_choice
-from paitune.spaces import CompiledSpace, Space, compile_space, load_space
-from paitune.spaces.loader import build_space
-from paitune.spaces.compile import SEED_PARAM, SLOPE_PARAM, layer_param, model_layer_shapes
-from paitune.spaces.config import TRIAL_DEFAULTS
-from paitune.spaces.check import possible_values
-from paitune.spaces.schema import PerLayerAllocation
 from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
-from paitune.search.tune_state import serialized_snapshots
 from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 from paitune.search.study_store import STUDY_FILE, study_storage
+from paitune.search.tune_state import serialized_snapshots
+from paitune.spaces import CompiledSpace, Space, compile_space, load_space
+from paitune.spaces.check import possible_values
+from paitune.spaces.compile import SEED_PARAM, SLOPE_PARAM, layer_param, model_layer_shapes
+from paitune.spaces.config import TRIAL_DEFAULTS
+from paitune.spaces.loader import build_space
+from paitune.spaces.schema import PerLayerAllocation
 from paitune.storage import Location, is_uri, locate
 
 MANIFEST = "sweep.json"
@@ -71,7 +71,9 @@ class SweepOptions:
     storage: str | None = None  # Tune's checkpoints and state; default: --out (local)
     tensorboard: bool = False  # Tune's TensorBoard logger per trial
     tune_logs: bool = False  # Tune's result.json / progress.csv per trial (the ResultGrid's metrics_dataframe)
-    checkpoint_every_s: float = 5.0  # a trial checkpoints when this long has passed since it began or last checkpointed (0: every epoch)
+    checkpoint_every_s: float = (
+        5.0  # a trial checkpoints when this long has passed since it began or last checkpointed (0: every epoch)
+    )
     report_every_s: float = 1.0  # a trial reports at the scheduler's decision points, its end, checkpoints, and when this long has passed (0: every epoch)
     state_dir: str | None = None  # local home of paitune's state when --out is a URI (default: a cache dir)
     verbose: int = 1
@@ -94,7 +96,11 @@ class SweepPlan:
     def results(self) -> Location:
         """Where the three tables go: DIR/NAME, local or on the --out URI (opened once: opening an
         s3:// URI may ask the store for the bucket's region)."""
-        return locate(self.options.out).join(self.options.name) if is_uri(self.options.out) else locate(self.experiment_dir)
+        return (
+            locate(self.options.out).join(self.options.name)
+            if is_uri(self.options.out)
+            else locate(self.experiment_dir)
+        )
 
     @property
     def arms_per_trial(self) -> int:
@@ -202,7 +208,9 @@ def _read_manifest(experiment_dir: Path) -> dict[str, Any]:
 def plan_sweep(options: SweepOptions) -> SweepPlan:
     """Validate the space, the arguments and the output directory; start and write nothing."""
     if not NAME_PATTERN.match(options.name or ""):
-        raise PaituneError(f"--name {options.name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit")
+        raise PaituneError(
+            f"--name {options.name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
     remote = None
     if is_uri(options.out):
         remote = _reachable_uri(options.out).join(options.name)
@@ -223,7 +231,9 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     if options.resume:
         if not exists:
             raise PaituneError(f"--resume: no sweep {options.name!r} under {where}; start it without --resume first")
-        manifest = _read_manifest(experiment_dir) if (experiment_dir / MANIFEST).exists() else _read_remote_manifest(remote)
+        manifest = (
+            _read_manifest(experiment_dir) if (experiment_dir / MANIFEST).exists() else _read_remote_manifest(remote)
+        )
         if options.space or options.sets:
             raise PaituneError("--resume continues the sweep as it was planned; drop SPACE and --set")
         saved = SweepOptions(**manifest["options"])
@@ -243,7 +253,9 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     if options.sampler not in SAMPLERS:
         raise unknown_choice("sampler", options.sampler, SAMPLERS)
     if options.sampler in SINGLE_OBJECTIVE_SAMPLERS and space.multi_objective:
-        raise PaituneError(f"--sampler {options.sampler} handles one objective; the space has {len(space.objectives)}: use nsga2 or tpe")
+        raise PaituneError(
+            f"--sampler {options.sampler} handles one objective; the space has {len(space.objectives)}: use nsga2 or tpe"
+        )
     scheduler = options.scheduler or space.scheduler.type
     if scheduler not in SCHEDULERS:
         raise unknown_choice("scheduler", scheduler, SCHEDULERS)
@@ -268,7 +280,9 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
         import torch
 
         if not torch.cuda.is_available():
-            raise PaituneError("--gpus-per-trial > 0 but this machine has no CUDA GPU; drop it or run on a cluster with --address")
+            raise PaituneError(
+                "--gpus-per-trial > 0 but this machine has no CUDA GPU; drop it or run on a cluster with --address"
+            )
     if not options.checkpoint_every_s >= 0:
         raise PaituneError(f"--checkpoint-every must be >= 0 seconds, got {options.checkpoint_every_s}")
     if not options.report_every_s >= 0:

@@ -73,7 +73,15 @@ def assigned_device() -> tuple[str, int]:
     return device, threads
 
 
-MASK_FACT_KEYS = ("density_achieved", "params_kept", "params_total", "flops_dense", "flops_sparse", "collapsed", "mask_hash")
+MASK_FACT_KEYS = (
+    "density_achieved",
+    "params_kept",
+    "params_total",
+    "flops_dense",
+    "flops_sparse",
+    "collapsed",
+    "mask_hash",
+)
 
 
 def _mask_facts(facts: dict[str, Any]) -> dict[str, Any]:
@@ -126,8 +134,10 @@ def _restore(trainer, masks, facts: dict[str, Any]) -> list[dict]:
     with checkpoint.as_directory() as folder:
         state = load_checkpoint(Path(folder) / CHECKPOINT_FILE, trainer.device)
     saved = state.get("masks", {})
-    same = state["mask_hash"] == facts["mask_hash"] and set(saved) == set(masks) and all(
-        torch.equal(saved[k].to(masks[k].device), masks[k]) for k in masks
+    same = (
+        state["mask_hash"] == facts["mask_hash"]
+        and set(saved) == set(masks)
+        and all(torch.equal(saved[k].to(masks[k].device), masks[k]) for k in masks)
     )
     if not same:
         raise RuntimeError(
@@ -201,8 +211,10 @@ def run_trial(
         try:
             metrics = _epoch_metrics(trainer.run_epoch())
         except Diverged as diverged:
-            last = _epoch_metrics(diverged.last) if diverged.last is not None else dict.fromkeys(
-                ("train_loss", "val_loss", "val_acc", "test_acc", "seconds"), NAN
+            last = (
+                _epoch_metrics(diverged.last)
+                if diverged.last is not None
+                else dict.fromkeys(("train_loss", "val_loss", "val_acc", "test_acc", "seconds"), NAN)
             )
             result = {**pending_first, HISTORY_KEY: json.dumps(unreported), **always, **last,
                       EPOCH_KEY: trainer.epoch, STATUS_KEY: "diverged"}  # fmt: skip

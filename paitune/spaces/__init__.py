@@ -11,7 +11,14 @@ Presets ship as package data (``list_presets()``): default, sanity, allocation, 
 from paitune.spaces.check import SEARCHED_ALLOCATION, check_space
 from paitune.spaces.compile import CompiledSpace, compile_space, finalize
 from paitune.spaces.config import TRIAL_DEFAULTS, TRIAL_KEYS, canonical_json, config_hash, resolve_config, trial_config
-from paitune.spaces.loader import apply_overrides, list_presets, load_space, load_space_text, preset_text, read_space_text
+from paitune.spaces.loader import (
+    apply_overrides,
+    list_presets,
+    load_space,
+    load_space_text,
+    preset_text,
+    read_space_text,
+)
 from paitune.spaces.schema import Space
 
 __all__ = [

@@ -42,7 +42,9 @@ def depth_weights(layers: Sequence[str], slope: float) -> dict[str, float]:
     return {name: math.exp(slope * i / last) for i, name in enumerate(layers)}
 
 
-def searched_allocation(shapes: Mapping[str, Sequence[int]], sparsity: float, weights: Mapping[str, float]) -> dict[str, float]:
+def searched_allocation(
+    shapes: Mapping[str, Sequence[int]], sparsity: float, weights: Mapping[str, float]
+) -> dict[str, float]:
     """The explicit per-layer map for relative ``weights`` at ``sparsity``."""
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     return scale_to_budget(sizes, weights, 1.0 - sparsity)

@@ -58,7 +58,11 @@ def proxy_names() -> tuple[str, ...]:
 
 
 def _number(key: str, value: Any, *, integer: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and math.isnan(value))
+    ):
         kind = "an integer" if integer else "a number"
         raise PaituneError(f"{key} must be {kind}, got {value!r}")
     if integer and float(value) != int(value):
@@ -105,7 +109,11 @@ def check_value(key: str, value: Any) -> None:
                 raise unknown_choice("proxy", p, names)
         return
     if key == "synthetic_shape":
-        if not isinstance(value, list) or not value or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value)
+        ):
             raise PaituneError(f"synthetic_shape must be a list of positive sizes like [3, 32, 32], got {value!r}")
         return
     if key == "data_root":
@@ -146,7 +154,9 @@ def _check_conditions(space: Space) -> None:
                     f"{where}: condition on unknown parameter {ref!r}; conditions may name only parameters under params"
                 )
             if ref not in declared:
-                raise PaituneError(f"{where}: {ref!r} must be declared before {name!r} (parameters are sampled in order)")
+                raise PaituneError(
+                    f"{where}: {ref!r} must be declared before {name!r} (parameters are sampled in order)"
+                )
             ref_param = declared[ref]
             if isinstance(ref_param, (Categorical, Fixed)):
                 allowed = list(possible_values(ref_param))
@@ -209,9 +219,7 @@ def check_space(space: Space) -> Space:
         if name in NOT_SEARCHABLE:
             raise PaituneError(f"params.{name}: {NOT_SEARCHABLE[name]}")
         if name not in TRIAL_KEYS:
-            raise unknown_choice(
-                "parameter", name, [k for k in TRIAL_KEYS if k not in NOT_SEARCHABLE]
-            )
+            raise unknown_choice("parameter", name, [k for k in TRIAL_KEYS if k not in NOT_SEARCHABLE])
         if name in space.settings:
             raise PaituneError(f"params.{name}: also set under settings; keep one of the two")
         if isinstance(param, (FloatRange, IntRange)) and name not in FLOAT_KEYS + INT_KEYS:

@@ -35,7 +35,9 @@ def layer_param(index: int) -> str:
     return f"alloc_{index:02d}"
 
 
-def dataset_signature(name: str, synthetic_shape: tuple[int, ...], synthetic_classes: int) -> tuple[tuple[int, ...], int]:
+def dataset_signature(
+    name: str, synthetic_shape: tuple[int, ...], synthetic_classes: int
+) -> tuple[tuple[int, ...], int]:
     """(input_shape, num_classes) of a dataset, without loading it."""
     from paitune.data.vision import VISION_DATASETS
 
@@ -157,7 +159,9 @@ class CompiledSpace:
         family = self.space.allocation_search
         base = finalize({k: v for k, v in values.items() if k != "allocation"})
         shapes = dict(
-            model_layer_shapes(base["model"], base["dataset"], tuple(base["synthetic_shape"]), base["synthetic_classes"])
+            model_layer_shapes(
+                base["model"], base["dataset"], tuple(base["synthetic_shape"]), base["synthetic_classes"]
+            )
         )
         layers = list(shapes)
         if isinstance(family, PerLayerAllocation):
@@ -200,7 +204,9 @@ class CompiledSpace:
             return [param.value]
         if isinstance(param, IntRange):
             if param.log:
-                raise PaituneError(f"--sampler grid: params.{name} is a log-scale int range; list its values (type: categorical)")
+                raise PaituneError(
+                    f"--sampler grid: params.{name} is a log-scale int range; list its values (type: categorical)"
+                )
             return list(range(param.low, param.high + 1, param.step))
         if isinstance(param, FloatRange):
             if param.step is None:
@@ -216,7 +222,9 @@ class CompiledSpace:
         parameters make the real count smaller); raises like ``grid_points`` when not enumerable."""
         if self.space.allocation_search is not None:
             raise PaituneError("--sampler grid cannot enumerate a searched allocation; use tpe, random, cmaes or gp")
-        return math.prod(len(self._grid_values(name, param)) for name, param in self.space.params.items()) * len(self.seeds)
+        return math.prod(len(self._grid_values(name, param)) for name, param in self.space.params.items()) * len(
+            self.seeds
+        )
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the sampled parameters (Optuna names -> values), seeds innermost."""

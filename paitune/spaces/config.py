@@ -51,8 +51,15 @@ TRIAL_KEYS = tuple(TRIAL_DEFAULTS)
 
 # Keys that must hold whole numbers, and keys that must hold real numbers.
 INT_KEYS = (
-    "iterations", "prune_batches", "prune_batch_size", "seed", "epochs", "batch_size", "synthetic_classes",
-    "update_interval", "rewind_epoch",
+    "iterations",
+    "prune_batches",
+    "prune_batch_size",
+    "seed",
+    "epochs",
+    "batch_size",
+    "synthetic_classes",
+    "update_interval",
+    "rewind_epoch",
 )
 FLOAT_KEYS = ("sparsity", "lr", "momentum", "weight_decay", "drop_fraction", "drop_until", "imp_prune_fraction")
 

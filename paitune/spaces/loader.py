@@ -41,7 +41,9 @@ def read_space_text(ref: str) -> tuple[str, str]:
         return preset_text(ref), f"preset {ref}"
     if path.suffix.lower() in (".yaml", ".yml") or path.exists():
         if not path.is_file():
-            raise PaituneError(f"space file {ref} does not exist; give a YAML file or one of the presets: {', '.join(list_presets())}")
+            raise PaituneError(
+                f"space file {ref} does not exist; give a YAML file or one of the presets: {', '.join(list_presets())}"
+            )
         try:
             return path.read_text(encoding="utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as err:

@@ -9,7 +9,13 @@ validates the extra trial-config keys (``SPARSE_DEFAULTS``). No Ray, no Optuna.
 """
 
 from .config import (
-    DROP_SCHEDULES, DST_METHODS, INIT_METHODS, KEYS_BY_METHOD, POPUP_WEIGHT_INITS, SPARSE_DEFAULTS, SPARSE_METHODS,
+    DROP_SCHEDULES,
+    DST_METHODS,
+    INIT_METHODS,
+    KEYS_BY_METHOD,
+    POPUP_WEIGHT_INITS,
+    SPARSE_DEFAULTS,
+    SPARSE_METHODS,
     check_sparse_config,
 )  # fmt: skip
 from .dst import MaskUpdater, drop_fraction_at
@@ -18,7 +24,20 @@ from .imp import IMPTrainer, RoundMetrics, imp_densities
 from .registry import SparseSetup, build_sparse_trial
 
 __all__ = [
-    "DROP_SCHEDULES", "DST_METHODS", "INIT_METHODS", "KEYS_BY_METHOD", "POPUP_WEIGHT_INITS", "SPARSE_DEFAULTS",
-    "SPARSE_METHODS", "EdgePopupNet", "IMPTrainer", "MaskUpdater", "RoundMetrics", "SparseSetup",
-    "build_sparse_trial", "check_sparse_config", "drop_fraction_at", "imp_densities",
+    "DROP_SCHEDULES",
+    "DST_METHODS",
+    "INIT_METHODS",
+    "KEYS_BY_METHOD",
+    "POPUP_WEIGHT_INITS",
+    "SPARSE_DEFAULTS",
+    "SPARSE_METHODS",
+    "EdgePopupNet",
+    "IMPTrainer",
+    "MaskUpdater",
+    "RoundMetrics",
+    "SparseSetup",
+    "build_sparse_trial",
+    "check_sparse_config",
+    "drop_fraction_at",
+    "imp_densities",
 ]

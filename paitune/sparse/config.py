@@ -25,8 +25,14 @@ POPUP_WEIGHT_INITS = ("signed_constant", "model")
 
 # The defaults live with every other trial-config default (paitune.spaces.config): one source.
 SPARSE_KEYS = (
-    "init_method", "update_interval", "drop_fraction", "drop_schedule", "drop_until",
-    "imp_prune_fraction", "rewind_epoch", "popup_weight_init",
+    "init_method",
+    "update_interval",
+    "drop_fraction",
+    "drop_schedule",
+    "drop_until",
+    "imp_prune_fraction",
+    "rewind_epoch",
+    "popup_weight_init",
 )
 SPARSE_DEFAULTS: dict[str, Any] = {key: TRIAL_DEFAULTS[key] for key in SPARSE_KEYS}
 

@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import PaituneError
 from ..pruning import Masks, prunable_parameters
 from ..pruning.allocation import check_sparsity
-from ..training import Diverged, EpochMetrics, Trainer, TrainConfig
+from ..training import Diverged, EpochMetrics, TrainConfig, Trainer
 from .selection import global_top_k, keep_counts, lamp_normalize, layer_densities, top_k_mask
 
 # Rounding slack for R = ceil(log(1-s)/log(1-p)): s = 1 - 0.8^2 must give 2 rounds, not 3.

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import unknown_choice
 from ..pruning import Masks, apply_masks, prune
-from ..training import Trainer, TrainConfig
+from ..training import TrainConfig, Trainer
 from .config import DST_METHODS, SPARSE_METHODS
 from .dst import MaskUpdater
 from .edge_popup import EdgePopupNet
