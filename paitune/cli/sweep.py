@@ -93,7 +93,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="also write Tune's TensorBoard event files per trial (off by default: the Parquet tables are the record)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress table while it runs")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="no progress lines while it runs")
+    output.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Tune's progress table, a row per trial, instead of paitune's few lines (done / running / failed, "
+        "best so far per context, ETA)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -122,7 +129,7 @@ def run(args) -> int:
         state_dir=args.state_dir,
         checkpoint_every_s=args.checkpoint_every_s,
         report_every_s=args.report_every_s,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 2 if args.verbose else 1,
     )
     plan = plan_sweep(options)  # raises PaituneError before anything starts
     return run_sweep(plan)

@@ -76,7 +76,7 @@ class SweepOptions:
     )
     report_every_s: float = 1.0  # a trial reports at the scheduler's decision points, its end, checkpoints, and when this long has passed (0: every epoch)
     state_dir: str | None = None  # local home of paitune's state when --out is a URI (default: a cache dir)
-    verbose: int = 1
+    verbose: int = 1  # 0: quiet, 1: paitune's compact progress, 2: Tune's table of every trial
 
 
 @dataclass
@@ -408,12 +408,17 @@ def build_tuner(plan: SweepPlan):
         ),
         {"cpu": plan.options.cpus_per_trial, "gpu": plan.options.gpus_per_trial},
     )
-    reporter = tune.CLIReporter(
-        metric_columns={"epoch": "ep", plan.metrics[0]: plan.metrics[0]},
-        parameter_columns={k: k for k in ("method", "sparsity", "allocation", "control", SEED_PARAM)},
-        max_report_frequency=15,
-        print_intermediate_tables=True,
-    )
+    if plan.options.verbose >= 2:  # --verbose: Tune's own table, a row per trial
+        reporter = tune.CLIReporter(
+            metric_columns={"epoch": "ep", plan.metrics[0]: plan.metrics[0]},
+            parameter_columns={k: k for k in ("method", "sparsity", "allocation", "control", SEED_PARAM)},
+            max_report_frequency=15,
+            print_intermediate_tables=True,
+        )
+    else:
+        from paitune.search.progress import CompactProgress
+
+        reporter = CompactProgress(total=plan.total_trials, metric=plan.metrics[0], mode=plan.modes[0])
     storage_path, storage_filesystem = tune_storage(plan)
     run_config = tune.RunConfig(
         name=TUNE_DIR,
@@ -432,7 +437,7 @@ def build_tuner(plan: SweepPlan):
         # kilobytes); DIR/NAME/tune can be deleted once the sweep is done.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         progress_reporter=reporter,
-        verbose=plan.options.verbose,
+        verbose=min(plan.options.verbose, 1),
     )
     if plan.options.resume:
         path = f"{storage_path}/{TUNE_DIR}"
