@@ -233,6 +233,9 @@ def test_unwritable_out_and_existing_or_corrupt_sweeps(tmp_path, capsys, no_ray)
     code, err = _run_main(["sweep", str(space), "--out", str(unwritable / "results"), "--name", "s"], capsys)
     _assert_one_line(code, err, "is not writable; pick a directory you can write to")
     locked.chmod(0o700)
+    # /proc passes the write-permission probe (as root) but no folder can be made there
+    code, err = _run_main(["sweep", str(space), "--out", "/proc/forbidden", "--name", "s"], capsys)
+    _assert_one_line(code, err, "--out /proc/forbidden: cannot create /proc/forbidden/s")
 
     out = tmp_path / "out"
     (out / "done").mkdir(parents=True)

@@ -518,7 +518,11 @@ def execute_sweep(plan: SweepPlan):
         # Without its logs, Tune's end-of-run analysis warns once per trial that it found none;
         # the Parquet tables are the record.
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    lock = SweepLock(plan.experiment_dir, plan.options.name)
+    try:
+        lock = SweepLock(plan.experiment_dir, plan.options.name)
+    except OSError as err:  # e.g. an --out under /proc, a read-only mount: nothing was written
+        where = plan.options.state_dir if is_uri(plan.options.out) else plan.options.out
+        raise PaituneError(f"--out {where}: cannot create {plan.experiment_dir}: {err.strerror or err}") from None
     try:
         # A driver of this sweep that was SIGKILLed may have left Ray helpers running.
         reap_orphans(plan.experiment_dir)
