@@ -48,7 +48,7 @@ def sizes(quick: bool) -> tuple[int, int | None]:
 
     Requested trials: paitune adds its unpruned reference trials (one per seed) beside them, and
     every number below counts the trials that ran."""
-    # The default space: 24 sampled configs x 2 seeds = 48 trials of 4 epochs.
+    # 48 sampled trials of the default space (16 epochs), each with its shuffle arm, + the dense references.
     return (4, None) if quick else (48, 8)
 
 
