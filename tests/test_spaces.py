@@ -302,3 +302,10 @@ seeds: [3, 4]
         assert list(r) == list(TRIAL_KEYS)
     only_dense = load_space_text("settings: {method: dense, sparsity: 0.0}\n")
     assert compile_space(only_dense).dense_references() == []
+
+
+def test_set_params_key_searches_a_setting_instead_of_clashing_with_it():
+    space = load_space("default", ["params.lr={type: float, low: 0.01, high: 0.2, log: true}"])
+    assert "lr" not in space.settings and space.params["lr"].log
+    # and the reverse: a trial key fixes a searched parameter
+    assert "method" not in load_space("default", ["method=snip"]).params

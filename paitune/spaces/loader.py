@@ -111,7 +111,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     """Apply `--set key=value` overrides; values are YAML (`--set sparsity=[0.5,0.9]`).
 
     A trial config key (``epochs=2``, ``method=snip``) fixes that value under ``settings`` and
-    removes it from ``params``; a dotted path (``scheduler.grace_period=2``) sets that key.
+    removes it from ``params``; ``params.KEY=...`` searches a trial config key and removes it from
+    ``settings``; any other dotted path (``scheduler.grace_period=2``) sets that key.
     """
     out = copy.deepcopy(data)
     for item in overrides or []:
@@ -133,8 +134,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
             continue
         if key == "seed":
             key, value = "seeds", value if isinstance(value, list) else [value]
-        node = out
         parts = key.split(".")
+        if len(parts) == 2 and parts[0] == "params" and parts[1] in TRIAL_KEYS and isinstance(out.get("settings"), dict):
+            # Searching a key the space fixes: the new parameter replaces the setting.
+            out["settings"].pop(parts[1], None)
+        node = out
         for part in parts[:-1]:
             child = node.get(part) if isinstance(node, dict) else None
             if child is None:
