@@ -26,17 +26,29 @@ TMP_PREFIX = ".tmp-"
 
 def write_table_atomic(table: pa.Table, directory: str | Path | Location, stem: str) -> Path | str:
     """Write ``table`` to ``directory/stem.parquet`` atomically; returns the final path."""
+    return write_atomic(lambda handle: pq.write_table(table, handle), directory, f"{stem}.parquet")
+
+
+def write_text_atomic(text: str, directory: str | Path | Location, filename: str) -> Path | str:
+    """Write ``text`` (UTF-8) to ``directory/filename`` atomically; returns the final path."""
+    data = text.encode("utf-8")
+    return write_atomic(lambda handle: handle.write(data), directory, filename)
+
+
+def write_atomic(write, directory: str | Path | Location, filename: str) -> Path | str:
+    """``write(handle)`` into a hidden temporary beside ``directory/filename``, flushed, then
+    renamed over it (moved, on a remote location); returns the final path."""
     if isinstance(directory, Location):
         if not directory.local:
-            return _write_remote(table, directory, stem)
+            return _write_remote(write, directory, filename)
         directory = directory.local_path()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{stem}.parquet"
-    tmp = directory / f"{TMP_PREFIX}{stem}-{uuid.uuid4().hex[:8]}.parquet"
+    final = directory / filename
+    tmp = directory / f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{filename}"
     try:
         with open(tmp, "wb") as handle:
-            pq.write_table(table, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
@@ -46,13 +58,13 @@ def write_table_atomic(table: pa.Table, directory: str | Path | Location, stem: 
     return final
 
 
-def _write_remote(table: pa.Table, directory: Location, stem: str) -> str:
+def _write_remote(write, directory: Location, filename: str) -> str:
     directory.fs.create_dir(directory.path, recursive=True)
-    final = f"{directory.path}/{stem}.parquet"
-    tmp = f"{directory.path}/{TMP_PREFIX}{stem}-{uuid.uuid4().hex[:8]}.parquet"
+    final = f"{directory.path}/{filename}"
+    tmp = f"{directory.path}/{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{filename}"
     try:
         with directory.fs.open_output_stream(tmp) as stream:
-            pq.write_table(table, stream)
+            write(stream)
         directory.fs.move(tmp, final)
     except BaseException:
         directory.delete(tmp.rsplit("/", 1)[1])

@@ -27,6 +27,7 @@ written (the sweep schedules the references first); otherwise it is null and the
 from __future__ import annotations
 
 import json
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -35,22 +36,44 @@ import pyarrow as pa
 from ray.tune import Callback
 
 from paitune.search.faults import fault_point
-from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic
+from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic, write_text_atomic
 from paitune.search.rows import TrialRecord, epoch_rows, layer_rows, reference_key, trial_row, written_trial_ids
 from paitune.search.searcher import trial_outcome
 from paitune.spaces.config import trial_config
 from paitune.storage import Location, locate, parquet_dataset
 
+ERRORS_DIR = "errors"  # beside the tables: errors/<trial_id>.txt, a failed trial's full trace
+NO_TRACE = "trial failed (no error trace was saved)"
 
-def _error_line(trial) -> str:
-    """The last line of the trial's error trace (the exception type and message)."""
-    text = None
+
+def trial_error(trial) -> tuple[str, str]:
+    """(one line: the exception's type and message, the full trace) of a failed trial.
+
+    Tune writes the error into the trial's local staging folder when the trial fails and copies
+    it to the experiment's storage only at its next snapshot, so the local files are read first
+    (``Trial.get_error`` reads storage, where the file is not yet when this runs)."""
+    import cloudpickle
+
+    exc, text = None, None
     try:
-        text = trial.get_error()
-    except Exception:  # the error file may be on storage that is gone; the status still says failed
-        text = None
-    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else "trial failed (no error trace was saved)"
+        if trial.pickled_error_file and os.path.exists(trial.pickled_error_file):
+            with open(trial.pickled_error_file, "rb") as handle:
+                exc = cloudpickle.load(handle)
+        if trial.error_file and os.path.exists(trial.error_file):
+            text = Path(trial.error_file).read_text(errors="replace")
+        elif text is None:
+            text = trial.get_error()
+    except Exception:  # an unreadable error file must not lose the trial's row
+        pass
+    # A RayTaskError carries the exception the trial function raised as its cause.
+    cause = getattr(exc, "cause", None) or exc
+    if cause is not None and not hasattr(cause, "cause"):
+        message = (str(cause).strip().splitlines() or [""])[0]
+        line = f"{type(cause).__name__}: {message}" if message else type(cause).__name__
+    else:
+        lines = [ln.strip() for ln in str(text or exc or "").splitlines() if ln.strip()]
+        line = lines[-1] if lines else NO_TRACE
+    return line, str(text or exc or NO_TRACE)
 
 
 def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
@@ -58,8 +81,8 @@ def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
     trials file (always written last) is missing. Returns the trial ids whose files were removed;
     the ones Tune still knows are written again, whole, when they end."""
     root = locate(root)
-    for table in ("trials", "epochs", "layers"):
-        remove_stale_temporaries(root.join(table))
+    for folder in ("trials", "epochs", "layers", ERRORS_DIR):
+        remove_stale_temporaries(root.join(folder))
     done = written_trial_ids(root)
     removed = set()
     for table in ("epochs", "layers"):
@@ -149,21 +172,24 @@ class ParquetSink(Callback):
         self._write(record, trial_outcome(record.last or trial.last_result, error=False), None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(self._record(trial), "failed", _error_line(trial))
+        line, trace = trial_error(trial)
+        self._write(self._record(trial), "failed", line, trace)
 
     def on_experiment_end(self, trials, **info):
         flush_writes()
 
-    def _write(self, record: TrialRecord, status: str, error: str | None) -> None:
+    def _write(self, record: TrialRecord, status: str, error: str | None, trace: str | None = None) -> None:
         if not self.background:
-            self.write(record, status, error)
+            self.write(record, status, error, trace)
             return
         # The record leaves the driver's table now; the writer thread owns it.
         self.records.pop(record.trial_id, None)
-        _submit(self.write, record, status, error)
+        _submit(self.write, record, status, error, trace)
 
-    def write(self, record: TrialRecord, status: str, error: str | None) -> None:
+    def write(self, record: TrialRecord, status: str, error: str | None, trace: str | None = None) -> None:
         stem = record.trial_id
+        if trace is not None:
+            write_text_atomic(trace, self.root.join(ERRORS_DIR), f"{stem}.txt")
         write_table_atomic(epoch_rows(record, experiment=self.experiment), self.root.join("epochs"), stem)
         write_table_atomic(layer_rows(record, experiment=self.experiment), self.root.join("layers"), stem)
         fault_point("sink-before-trials-file")

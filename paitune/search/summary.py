@@ -28,6 +28,10 @@ def summary_text(trials: pd.DataFrame, experiment_dir: str | Path | Location) ->
         return "\n".join(lines)
     counts = trials["status"].value_counts()
     lines.append("  " + ", ".join(f"{status} {int(counts.get(status, 0))}" for status in rs.STATUSES))
+    failed = trials.loc[trials["status"] == rs.STATUS_FAILED, "error"].fillna("(no message)")
+    if len(failed):
+        lines.append(f"failed trials, by error (full traces in {experiment_dir}/errors/<trial_id>.txt):")
+        lines += [f"  {n} x {message}" for message, n in failed.value_counts().items()]
     best = trials.sort_values(["val_acc", "epochs_run"], ascending=False, na_position="last").head(TOP)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
         lines.append(f"top {min(TOP, len(best))} by val_acc:")

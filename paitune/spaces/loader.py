@@ -135,7 +135,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
         if key == "seed":
             key, value = "seeds", value if isinstance(value, list) else [value]
         parts = key.split(".")
-        if len(parts) == 2 and parts[0] == "params" and parts[1] in TRIAL_KEYS and isinstance(out.get("settings"), dict):
+        if (
+            len(parts) == 2
+            and parts[0] == "params"
+            and parts[1] in TRIAL_KEYS
+            and isinstance(out.get("settings"), dict)
+        ):
             # Searching a key the space fixes: the new parameter replaces the setting.
             out["settings"].pop(parts[1], None)
         node = out

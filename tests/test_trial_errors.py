@@ -1,0 +1,58 @@
+"""A failed trial keeps its reason: one line in the error column, the whole trace beside the tables,
+failures grouped by message in the end-of-sweep summary."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import cloudpickle
+import pandas as pd
+from ray.exceptions import RayTaskError
+
+from paitune.search.sink import NO_TRACE, trial_error
+from paitune.search.summary import summary_text
+
+
+def _failed_trial(tmp_path, exc, text):
+    pickled, plain = tmp_path / "error.pkl", tmp_path / "error.txt"
+    if exc is not None:
+        pickled.write_bytes(cloudpickle.dumps(exc))
+    if text is not None:
+        plain.write_text(text)
+    return SimpleNamespace(
+        pickled_error_file=str(pickled) if exc is not None else None,
+        error_file=str(plain) if text is not None else None,
+        get_error=lambda: None,
+    )
+
+
+def test_the_error_line_is_the_raised_exception_type_and_message(tmp_path):
+    cause = ValueError("allocation 'erk' needs a prunable layer\nsecond line")
+    wrapped = RayTaskError("run_trial", "Traceback (most recent call last):\n  ...\nValueError: allocation", cause)
+    trace = "Failure # 1\nTraceback (most recent call last):\n  File x\nValueError: allocation 'erk' needs a prunable layer\n"
+    line, full = trial_error(_failed_trial(tmp_path, wrapped, trace))
+    assert line == "ValueError: allocation 'erk' needs a prunable layer"
+    assert full == trace  # the whole trace, for errors/<trial_id>.txt
+
+
+def test_without_a_pickled_error_the_trace_text_still_gives_a_line(tmp_path):
+    line, full = trial_error(_failed_trial(tmp_path, None, "Traceback ...\nRuntimeError: CUDA out of memory\n"))
+    assert line == "RuntimeError: CUDA out of memory" and "Traceback" in full
+    assert trial_error(_failed_trial(tmp_path, None, None))[0] == NO_TRACE
+
+
+def test_the_sink_writes_the_trace_beside_the_tables_and_the_summary_groups_failures(tmp_path):
+    from paitune.search.rows import TrialRecord, trials_schema
+    from paitune.search.sink import ERRORS_DIR, ParquetSink
+
+    sink = ParquetSink(tmp_path, "x", trials_schema([], []), [])
+    config = {"method": "snip", "sparsity": 0.9, "seed": 0}
+    for tid in ("a", "b"):
+        sink.write(TrialRecord(tid, dict(config)), "failed", "ValueError: bad", f"trace of {tid}")
+    sink.write(TrialRecord("c", dict(config)), "failed", "KeyError: 'x'", "trace of c")
+    assert (tmp_path / ERRORS_DIR / "a.txt").read_text() == "trace of a"
+    trials = pd.read_parquet(tmp_path / "trials")
+    assert sorted(trials["error"]) == ["KeyError: 'x'", "ValueError: bad", "ValueError: bad"]
+    text = summary_text(trials, tmp_path)
+    assert "  2 x ValueError: bad" in text and "  1 x KeyError: 'x'" in text
+    assert not list(tmp_path.rglob(".tmp-*"))
