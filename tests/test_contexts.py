@@ -208,3 +208,32 @@ def test_an_arm_stops_where_its_partner_diverged_or_failed(tmp_path):
             partner.last_result = {"epoch": 2, "val_acc": 0.4}
             asha.on_trial_error(CTL, partner)
         assert asha.on_trial_result(CTL, arm, {"epoch": 2, "val_acc": 0.5}) == TrialScheduler.STOP
+
+
+def test_accuracy_vs_density_keeps_both_objectives_with_sparsity_as_a_choice():
+    import optuna
+    from optuna.trial import TrialState
+
+    from paitune.search.contexts import ContextSearch
+    from paitune.search.samplers import make_sampler
+
+    space = load_space_text(
+        "context: [dataset, model, epochs]\nsettings: {dataset: digits, model: mlp, epochs: 3}\n"
+        "params:\n  method: {type: categorical, choices: [random, snip]}\n"
+        "  sparsity: {type: float, low: 0.5, high: 0.99}\nseeds: [0]\n"
+        "objectives: [{metric: val_acc, mode: max}, {metric: density_achieved, mode: min}]\n"
+    )
+    search = ContextSearch(
+        compile_space(space), metric=["val_acc", "density_achieved"], mode=["max", "min"],
+        sampler_factory=lambda i: make_sampler("nsga2", seed=i, n_objectives=2),
+        storage=optuna.storages.InMemoryStorage(), study_name="mo", budget=4,
+    )  # fmt: skip
+    configs = [search.suggest(f"t{i}") for i in range(4)]
+    assert search.suggest("t4") == "FINISHED"
+    assert len({c["sparsity"] for c in configs}) == 4  # sparsity is searched, within one context
+    for i, config in enumerate(configs):
+        search.on_trial_complete(f"t{i}", {"epoch": 3, "max_epochs": 3, "val_acc": 0.5 + i / 10,
+                                           "density_achieved": 1 - config["sparsity"]})  # fmt: skip
+    (study,) = search.studies.values()
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert all(len(t.values) == 2 for t in study.trials)
