@@ -88,6 +88,7 @@ class ContextSearch(Searcher):
         self._dense = [{**config, CONTEXT_COLUMN: compiled.context_of(config)} for config in (dense or [])]
         self._side: dict[str, dict] = {}  # side key -> config, in the order they are owed
         self._side_issued: dict[str, str] = {}  # Tune trial id -> side key
+        self._side_pending: dict[str, None] = {}  # side keys owed and not issued, in order (an ordered set)
         self._owner: dict[str, str] = {}  # Tune trial id -> context of the study that runs it
         self._issued: dict[str, int] = dict.fromkeys(self._children, 0)  # sampled trials per context
         self._reconciled = False
@@ -111,11 +112,12 @@ class ContextSearch(Searcher):
             return dict(self._side[self._side_issued[trial_id]])
         if trial_id in self._owner:
             return self._with_context(self._children[self._owner[trial_id]].suggest(trial_id), self._owner[trial_id])
-        pending = [key for key in self._side if key not in set(self._side_issued.values())]
-        if pending:
-            self._side_issued[trial_id] = pending[0]
-            self._study.set_user_attr(SIDE_PREFIX + trial_id, pending[0])
-            return dict(self._side[pending[0]])
+        if self._side_pending:
+            key = next(iter(self._side_pending))
+            del self._side_pending[key]
+            self._side_issued[trial_id] = key
+            self._study.set_user_attr(SIDE_PREFIX + trial_id, key)
+            return dict(self._side[key])
         if self._budget is not None and sum(self._issued.values()) >= self._budget:
             return Searcher.FINISHED
         cid = self._next_context()
@@ -150,7 +152,13 @@ class ContextSearch(Searcher):
         pair = pair_key(config)
         cid = self._compiled.context_of(config)
         for arm in self._arms:
-            self._side.setdefault(f"arm:{pair}:{arm}", {**config, CONTROL: arm, CONTEXT_COLUMN: cid})
+            self._owe(f"arm:{pair}:{arm}", {**config, CONTROL: arm, CONTEXT_COLUMN: cid})
+
+    def _owe(self, key: str, config: dict) -> None:
+        """A side trial this sweep owes (once: a key owed again is not queued twice)."""
+        if key not in self._side:
+            self._side[key] = config
+            self._side_pending[key] = None
 
     # -- restart -------------------------------------------------------------------------------
     def _reconcile(self) -> None:
@@ -166,7 +174,7 @@ class ContextSearch(Searcher):
             for tid in child._ot_trials:
                 self._owner[tid] = cid
         for i, config in enumerate(self._dense):
-            self._side[f"dense:{i}"] = config
+            self._owe(f"dense:{i}", config)
         for child in self._children.values():
             for frozen in child.study.get_trials(deepcopy=False):
                 # Every config named to Tune owes its arms: one held or written ran or runs, and
@@ -184,6 +192,8 @@ class ContextSearch(Searcher):
         self._side_issued = {
             tid: key for tid, key in issued.items() if key in self._side and (tid in held or tid in written)
         }
+        for key in self._side_issued.values():
+            self._side_pending.pop(key, None)
 
     # -- results -------------------------------------------------------------------------------
     def on_trial_result(self, trial_id: str, result: dict) -> None:

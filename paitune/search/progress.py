@@ -31,7 +31,7 @@ class CompactProgress(ProgressReporter):
     ):
         self.total, self.metric, self.mode = total, metric, mode
         self.every_s, self.max_contexts = every_s, max_contexts
-        self.stream = stream or sys.stdout
+        self.stream = stream  # None: sys.stdout when printing (Tune pickles the reporter; a stream would not pickle)
         self._start = time.monotonic()
         self._last = -float("inf")
 
@@ -79,4 +79,4 @@ class CompactProgress(ProgressReporter):
 
     def report(self, trials, done: bool, *sys_info: str) -> None:
         self._last = time.monotonic()
-        print("\n".join(self.summary(trials)), file=self.stream, flush=True)
+        print("\n".join(self.summary(trials)), file=self.stream or sys.stdout, flush=True)
