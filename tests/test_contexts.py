@@ -237,3 +237,23 @@ def test_accuracy_vs_density_keeps_both_objectives_with_sparsity_as_a_choice():
     (study,) = search.studies.values()
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     assert all(len(t.values) == 2 for t in study.trials)
+
+
+def test_the_scheduler_picks_the_first_pending_trial_without_scanning_finished_ones():
+    import pickle
+
+    from paitune.search.asha import LiveTrials
+
+    live = LiveTrials()
+    trials = [SimpleNamespace(trial_id=str(i), status=s) for i, s in
+              enumerate(["TERMINATED", "RUNNING", "PAUSED", "PENDING", "ERROR", "PENDING"])]  # fmt: skip
+    for trial in trials:
+        live.add(trial)
+    assert live.choose() is trials[3]  # the first pending one, in the order Tune added them
+    assert set(live._trials) == {"1", "2", "3", "4", "5"}  # finished ones leave as the scan passes them
+    trials[3].status = trials[5].status = "RUNNING"
+    assert live.choose() is trials[2]  # no pending trial: the first paused one
+    assert set(live._trials) == {"1", "2", "3", "5"}
+    trials[1].status = "PENDING"  # a failed trial Tune retries is pending again
+    assert live.choose() is trials[1]
+    assert pickle.loads(pickle.dumps(live))._trials == {}  # Tune re-adds the trials it restores

@@ -78,15 +78,50 @@ def pair_key(config: dict) -> str:
     return config_hash(trial_config({**config, CONTROL: NO_CONTROL}))
 
 
+class LiveTrials:
+    """The trials Tune may still start, in the order Tune added them: what
+    ``choose_trial_to_run`` scans. Tune's FIFO scans every trial of the experiment at each call,
+    O(N) per trial started and O(N^2) per sweep (the driver's largest cost past a few thousand
+    trials); finished trials leave this list, so a scan costs the running and waiting ones."""
+
+    FINAL = ("TERMINATED", "ERROR")
+
+    def __init__(self):
+        self._trials: dict[str, object] = {}
+
+    def __getstate__(self):
+        return {"_trials": {}}  # Tune re-adds every trial it restores (on_trial_add)
+
+    def add(self, trial) -> None:
+        self._trials[trial.trial_id] = trial
+
+    def choose(self):
+        paused = None
+        for tid, trial in list(self._trials.items()):
+            status = str(trial.status)
+            if status in self.FINAL:
+                del self._trials[tid]
+            elif status == "PENDING":
+                return trial
+            elif status == "PAUSED" and paused is None:
+                paused = trial
+        return paused
+
+
 class PaiFIFO(FIFOScheduler):
     def __init__(self, *, tune_trials: TuneTrialIds | None = None):
         super().__init__()
         self.tune_trials = tune_trials
+        self.live = LiveTrials()
 
     def on_trial_add(self, tune_controller, trial):
         if self.tune_trials is not None:
             self.tune_trials.add(trial.trial_id)
+        self.live.add(trial)
         super().on_trial_add(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller):
+        return self.live.choose()
 
     def decision_epochs(self) -> tuple[int, ...]:
         """The epochs at which this scheduler can stop a trial: none (FIFO never does)."""
@@ -121,6 +156,7 @@ class ContextASHA(FIFOScheduler):
         self._arm_epoch: dict[str, float] = {}  # pair key -> furthest epoch one of its control arms reported
         self._num_stopped = 0
         self._loaded = False
+        self.live = LiveTrials()
 
     def decision_epochs(self) -> tuple[int, ...]:
         """The epochs at which a trial can be stopped: the rung milestones. A trial must report
@@ -202,6 +238,10 @@ class ContextASHA(FIFOScheduler):
         self._ensure_loaded()
         if self.tune_trials is not None:
             self.tune_trials.add(trial.trial_id)
+        self.live.add(trial)
+
+    def choose_trial_to_run(self, tune_controller):
+        return self.live.choose()
 
     def on_trial_result(self, tune_controller, trial, result):
         self._ensure_loaded()
