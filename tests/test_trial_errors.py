@@ -5,40 +5,36 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import cloudpickle
 import pandas as pd
-from ray.exceptions import RayTaskError
 
 from paitune.search.sink import NO_TRACE, trial_error
 from paitune.search.summary import summary_text
 
 
-def _failed_trial(tmp_path, exc, text):
-    pickled, plain = tmp_path / "error.pkl", tmp_path / "error.txt"
-    if exc is not None:
-        pickled.write_bytes(cloudpickle.dumps(exc))
+def _failed_trial(tmp_path, text, stored=None):
+    plain = tmp_path / "error.txt"
     if text is not None:
         plain.write_text(text)
-    return SimpleNamespace(
-        pickled_error_file=str(pickled) if exc is not None else None,
-        error_file=str(plain) if text is not None else None,
-        get_error=lambda: None,
-    )
+    return SimpleNamespace(error_file=str(plain) if text is not None else None, get_error=lambda: stored)
 
 
 def test_the_error_line_is_the_raised_exception_type_and_message(tmp_path):
-    cause = ValueError("allocation 'erk' needs a prunable layer\nsecond line")
-    wrapped = RayTaskError("run_trial", "Traceback (most recent call last):\n  ...\nValueError: allocation", cause)
-    trace = "Failure # 1\nTraceback (most recent call last):\n  File x\nValueError: allocation 'erk' needs a prunable layer\n"
-    line, full = trial_error(_failed_trial(tmp_path, wrapped, trace))
+    # What Tune writes into the trial's local folder when the trial function raises.
+    trace = (
+        "Failure # 1 (occurred at 2026-01-01_00-00-00)\nray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)\n"
+        '  File "trainable.py", line 3, in run_trial\n    raise ValueError(...)\n'
+        "ValueError: allocation 'erk' needs a prunable layer\n"
+    )
+    line, full = trial_error(_failed_trial(tmp_path, trace))
     assert line == "ValueError: allocation 'erk' needs a prunable layer"
     assert full == trace  # the whole trace, for errors/<trial_id>.txt
 
 
-def test_without_a_pickled_error_the_trace_text_still_gives_a_line(tmp_path):
+def test_without_the_local_file_the_stored_trace_is_read(tmp_path):
     line, full = trial_error(_failed_trial(tmp_path, None, "Traceback ...\nRuntimeError: CUDA out of memory\n"))
     assert line == "RuntimeError: CUDA out of memory" and "Traceback" in full
     assert trial_error(_failed_trial(tmp_path, None, None))[0] == NO_TRACE
+    assert trial_error(SimpleNamespace(get_error=lambda: "KeyError: 'x'"))[0] == "KeyError: 'x'"
 
 
 def test_the_sink_writes_the_trace_beside_the_tables_and_the_summary_groups_failures(tmp_path):

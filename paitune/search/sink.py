@@ -49,31 +49,22 @@ NO_TRACE = "trial failed (no error trace was saved)"
 def trial_error(trial) -> tuple[str, str]:
     """(one line: the exception's type and message, the full trace) of a failed trial.
 
-    Tune writes the error into the trial's local staging folder when the trial fails and copies
-    it to the experiment's storage only at its next snapshot, so the local files are read first
-    (``Trial.get_error`` reads storage, where the file is not yet when this runs)."""
-    import cloudpickle
-
-    exc, text = None, None
+    Tune writes the trace into the trial's local staging folder when the trial fails and copies it
+    to the experiment's storage only at its next snapshot, so the local file is read first
+    (``Trial.get_error`` reads storage, where the file is not yet when this runs). Only the text
+    trace is read: paitune never unpickles a file (Tune's pickled copy of the error included)."""
+    text = None
     try:
-        if trial.pickled_error_file and os.path.exists(trial.pickled_error_file):
-            with open(trial.pickled_error_file, "rb") as handle:
-                exc = cloudpickle.load(handle)
-        if trial.error_file and os.path.exists(trial.error_file):
-            text = Path(trial.error_file).read_text(errors="replace")
-        elif text is None:
+        local = getattr(trial, "error_file", None)
+        if local and os.path.exists(local):
+            text = Path(local).read_text(errors="replace")
+        else:
             text = trial.get_error()
     except Exception:  # an unreadable error file must not lose the trial's row
-        pass
-    # A RayTaskError carries the exception the trial function raised as its cause.
-    cause = getattr(exc, "cause", None) or exc
-    if cause is not None and not hasattr(cause, "cause"):
-        message = (str(cause).strip().splitlines() or [""])[0]
-        line = f"{type(cause).__name__}: {message}" if message else type(cause).__name__
-    else:
-        lines = [ln.strip() for ln in str(text or exc or "").splitlines() if ln.strip()]
-        line = lines[-1] if lines else NO_TRACE
-    return line, str(text or exc or NO_TRACE)
+        text = None
+    # The trace ends with the exception the trial function raised: "Type: message".
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return (lines[-1] if lines else NO_TRACE), str(text or NO_TRACE)
 
 
 def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
