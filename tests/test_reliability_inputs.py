@@ -105,10 +105,22 @@ SPACE_CASES = {
         [],
         "not found; set data_root",
     ),
+    # valid key by key, but a rule across keys (IMP's rewind epoch inside the budget) that only the
+    # trial's own code knows: the planner runs it on every config the space can give
+    "combination-a-trial-rejects": (
+        "settings: {epochs: 2, rewind_epoch: 5}\nparams:\n  method: {type: categorical, choices: [snip, imp]}\n"
+        "scheduler: {type: fifo}\n",
+        [],
+        "the space gives trials that cannot run (method='snip', control='none'): trial config key 'rewind_epoch'",
+    ),
 }
 
 # name -> (args after `paitune sweep`, with {space} {out}; expected text)
 ARG_CASES = {
+    "set-makes-a-combination-a-trial-rejects": (
+        ["{space}", "--set", "method=imp", "--set", "rewind_epoch=3", "--scheduler", "fifo"],
+        "trial config key 'rewind_epoch' must be in [0, epochs)",
+    ),
     "unknown-sampler": (["{space}", "--sampler", "bayes"], "unknown sampler 'bayes'"),
     "unknown-scheduler": (["{space}", "--scheduler", "hyperband"], "unknown scheduler 'hyperband'"),
     "num-samples-zero": (["{space}", "--num-samples", "0"], "--num-samples must be >= 1"),

@@ -72,10 +72,11 @@ def describe(space) -> list[str]:
 
 
 def run_check(args) -> int:
+    from paitune.search.combinations import check_combinations
     from paitune.spaces import compile_space, load_space
 
     space = load_space(args.file, args.sets)
-    compile_space(space)
+    check_combinations(compile_space(space))  # a config a trial would reject: one line, exit 2
     print("\n".join(describe(space)))
     print("ok")
     return 0

@@ -299,6 +299,9 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
         raise PaituneError(f"--max-concurrent must be >= 1, got {max_concurrent}")
     if options.address is None:
         _check_data(space, compiled)
+    from paitune.search.combinations import check_combinations
+
+    check_combinations(compiled)
     storage = options.storage or (options.out.rstrip("/") if remote is not None else str(out))
     return SweepPlan(
         options=options,
