@@ -9,7 +9,7 @@ Three variants of each model start from the same weights and train on the same d
   ``torch.nn.utils.prune`` (``paitune.pruning.to_torch_prune``: weight = weight_orig * mask,
   recomputed by a forward pre-hook on every forward);
 * ``dense_again``: a second, identical dense Trainer. Nothing differs from ``dense``, so its ratio
-  to dense (``noise``) shows how far these timings move on their own on this machine: a ratio
+  to dense (``noise``) shows how far these timings move on their own where the benchmark runs: a ratio
   closer to 1 than that is not a measured difference.
 
 Epochs are interleaved (the order of the variants rotates each repeat), so a slow spell on a

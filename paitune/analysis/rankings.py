@@ -434,7 +434,9 @@ def _context_ids(results: Results, trials: pd.DataFrame) -> np.ndarray:
     return context_of(trials).to_numpy()
 
 
-def pairwise_win_rates(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+def pairwise_win_rates(
+    results: Results, factor: str, *, n_boot: int = N_BOOT, seed: int = SEED, p_matrix: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per ordered pair: share of the shared (block, seed) comparisons, each at the last epoch
     both trials reached, where ``choice`` beats ``opponent`` (ties half), averaged per seed,
     mean over seeds with a t-CI over seeds; ``mean_diff`` = the mean test-accuracy difference;
@@ -461,7 +463,8 @@ def pairwise_win_rates(results: Results, factor: str, *, n_boot: int = N_BOOT, s
         .reset_index()
     )
     table = table.merge(extra, on=["choice", "opponent"])
-    _, p_matrix, _ = pairwise_tests(_unit_matrix(context_scores(results, factor)), h2h)
+    if p_matrix is None:  # rank_choices computed it already when called from ranking_tables
+        _, p_matrix, _ = pairwise_tests(_unit_matrix(context_scores(results, factor)), h2h)
     table["p_adjusted"] = [
         p_matrix.loc[a, b] if a in p_matrix.index and b in p_matrix.columns else np.nan
         for a, b in zip(table["choice"], table["opponent"])
@@ -589,7 +592,7 @@ def ranking_tables(results: Results, factors=tuple(FACTORS), *, n_boot: int = N_
         table, factor_slices, factor_tests = rank_choices(results, factor, with_slices=True, with_tests=True)
         ranked.append(table)
         slices.append(factor_slices.assign(factor=factor))
-        pairs.append(pairwise_win_rates(results, factor))
+        pairs.append(pairwise_win_rates(results, factor, p_matrix=factor_tests["p_matrix"]))
         conc.append(concordance(results, factor))
         tests[factor] = factor_tests
     return (

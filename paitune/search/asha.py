@@ -157,6 +157,13 @@ class ContextASHA(FIFOScheduler):
         self._num_stopped = 0
         self._loaded = False
         self.live = LiveTrials()
+        self._pairs: dict[str, str] = {}  # trial id -> pair_key of its config (hashed once, not per result)
+
+    def _pair(self, trial) -> str:
+        pair = self._pairs.get(trial.trial_id)
+        if pair is None:
+            pair = self._pairs[trial.trial_id] = pair_key(_config(trial))
+        return pair
 
     def decision_epochs(self) -> tuple[int, ...]:
         """The epochs at which a trial can be stopped: the rung milestones. A trial must report
@@ -253,7 +260,7 @@ class ContextASHA(FIFOScheduler):
         if before is not None and now >= before:
             # Re-running from a checkpoint after a restart: the decision was made already.
             return TrialScheduler.STOP
-        pair = pair_key(config)
+        pair = self._pair(trial)
         if config.get(CONTROL, NO_CONTROL) != NO_CONTROL:
             action = self._follow_partner(pair, now)
         elif pair in self._pair_stopped and now >= self._pair_stopped[pair]:
@@ -302,7 +309,7 @@ class ContextASHA(FIFOScheduler):
         config = _config(trial)
         if _is_dense_reference(trial) or config.get(CONTROL, NO_CONTROL) != NO_CONTROL:
             return
-        pair = pair_key(config)
+        pair = self._pair(trial)
         if pair not in self._pair_stopped:
             self._pair_stopped[pair] = float(epoch or 0)
             self._save()

@@ -144,7 +144,7 @@ class ContextSearch(Searcher):
         candidates = waiting or [cid for cid in order if not self._children[cid].exhausted()]
         if not candidates:
             return None
-        return min(candidates, key=lambda cid: (self._issued[cid], order.index(cid)))
+        return min(candidates, key=self._issued.__getitem__)  # min keeps the first of equals: space order
 
     def _queue_arms(self, config: dict) -> None:
         if config.get(CONTROL, NO_CONTROL) != NO_CONTROL or config.get("method") in self._control_free:

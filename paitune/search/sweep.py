@@ -281,7 +281,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
 
         if not torch.cuda.is_available():
             raise PaituneError(
-                "--gpus-per-trial > 0 but this machine has no CUDA GPU; drop it or run on a cluster with --address"
+                "--gpus-per-trial > 0 but torch sees no CUDA GPU here; drop it or run on a cluster with --address"
             )
     if not options.checkpoint_every_s >= 0:
         raise PaituneError(f"--checkpoint-every must be >= 0 seconds, got {options.checkpoint_every_s}")
@@ -299,9 +299,10 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
         raise PaituneError(f"--max-concurrent must be >= 1, got {max_concurrent}")
     if options.address is None:
         _check_data(space, compiled)
-    from paitune.search.combinations import check_combinations
+    if not options.resume:  # a resumed sweep's space was checked when the sweep started
+        from paitune.search.combinations import check_combinations
 
-    check_combinations(compiled)
+        check_combinations(compiled)
     storage = options.storage or (options.out.rstrip("/") if remote is not None else str(out))
     return SweepPlan(
         options=options,
