@@ -14,8 +14,8 @@ import json
 import pytest
 import torch
 
+from paitune.config import config_hash
 from paitune.search.pipeline import prepare_trial, resolve_config
-from paitune.spaces.config import config_hash
 
 RECORDED_ON = "AVX512"  # torch.backends.cpu.get_cpu_capability() where the hashes were recorded
 

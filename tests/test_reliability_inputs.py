@@ -85,7 +85,7 @@ SPACE_CASES = {
     "unknown-method": (
         "params:\n  method: {type: categorical, choices: [snip, snipp]}\n",
         [],
-        "unknown method 'snipp'",
+        "unknown pruning method 'snipp'",
     ),
     "unknown-allocation": ("settings: {allocation: erk2}\n", [], "unknown allocation 'erk2'"),
     "unknown-control": ("settings: {control: shufle}\n", [], "unknown control 'shufle'"),
@@ -111,7 +111,7 @@ SPACE_CASES = {
         "settings: {epochs: 2, rewind_epoch: 5}\nparams:\n  method: {type: categorical, choices: [snip, imp]}\n"
         "scheduler: {type: fifo}\n",
         [],
-        "the space gives trials that cannot run (method='snip', control='none'): trial config key 'rewind_epoch'",
+        "the space gives trials that cannot run (method='imp', control='none'): trial config key 'rewind_epoch'",
     ),
 }
 
@@ -283,7 +283,7 @@ def _run_cli(args, tmp_path) -> subprocess.CompletedProcess:
     "args,expected",
     [
         (["sweep", "{space_bad}", "--out", "{out}", "--name", "s"], "invalid YAML"),
-        (["sweep", "{space}", "--out", "{out}", "--name", "s", "--set", "method=snipp"], "unknown method 'snipp'"),
+        (["sweep", "{space}", "--out", "{out}", "--name", "s", "--set", "method=snipp"], "unknown pruning method 'snipp'"),
         (["sweep", "--out", "{out}", "--name", "ghost", "--resume"], "--resume: no sweep 'ghost'"),
     ],
 )

@@ -9,11 +9,9 @@ import optuna
 import pytest
 
 from paitune.errors import PaituneError
+from paitune.config import TRIAL_DEFAULTS, TRIAL_KEYS, config_hash
 from paitune.spaces import (
-    TRIAL_DEFAULTS,
-    TRIAL_KEYS,
     compile_space,
-    config_hash,
     list_presets,
     load_space,
     load_space_text,
@@ -193,7 +191,7 @@ MALFORMED = [
     ("params: {sparsity: {type: float, low: -0.1, high: 0.9}}\n", "sparsity must be in [0, 1)"),
     ("params: {lr: {type: float, low: 0, high: 0.1, log: true}}\n", "log-scale range needs low > 0"),
     ("params: {lr: {type: float, low: 0.1, high: 0.01}}\n", "low must be < high"),
-    ("params: {method: {type: categorical, choices: [snap]}}\n", "unknown method 'snap'"),
+    ("params: {method: {type: categorical, choices: [snap]}}\n", "unknown pruning method 'snap'"),
     ("settings: {model: resnet7}\n", "unknown model 'resnet7'"),
     ("settings: {dataset: imagenet}\n", "unknown dataset 'imagenet'"),
     ("settings: {epochs: two}\n", "epochs must be an integer"),
@@ -276,7 +274,7 @@ def test_cli_list_show_check(tmp_path, capsys):
     assert _cli(["spaces", "check", str(path)]) == 0
     assert capsys.readouterr().out.strip().endswith("ok")
     path.write_text("settings: {method: snap}\n")
-    with pytest.raises(PaituneError, match="unknown method 'snap'"):
+    with pytest.raises(PaituneError, match="unknown pruning method 'snap'"):
         _cli(["spaces", "check", str(path)])
 
 

@@ -13,6 +13,7 @@ import pyarrow.dataset as pads
 import pytest
 from optuna.trial import TrialState
 
+from paitune.config import config_hash, trial_config
 from paitune.errors import PaituneError
 from paitune.search.contexts import study_trials
 from paitune.search.lock import SweepLock
@@ -24,7 +25,7 @@ from paitune.search.study_store import study_storage
 from paitune.search.sweep import SweepOptions, plan_sweep
 from paitune.search.trainable import CHECKPOINT_FILE, load_checkpoint
 from paitune.search.tune_trials import TuneTrialIds
-from paitune.spaces import compile_space, config_hash, load_space_text, trial_config
+from paitune.spaces import compile_space, load_space_text
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -82,7 +82,7 @@ def test_divergence_is_detected_with_last_good_metrics():
     "kwargs, message",
     [
         (dict(optimizer="rmsprop"), "unknown optimizer"),
-        (dict(lr_schedule="poly"), "unknown lr_schedule"),
+        (dict(lr_schedule="poly"), "unknown lr schedule"),
         (dict(lr=0), "lr must be"),
     ],
 )

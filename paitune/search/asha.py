@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from paitune.config import config_hash, trial_config
 from paitune.search.rows import STATUS_KEY
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import CONTROL, NO_CONTROL
-from paitune.spaces.config import config_hash, trial_config
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
 
 STATE_FILE = "asha.json"

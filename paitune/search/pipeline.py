@@ -4,10 +4,11 @@ The Ray trial function and the sequential benchmark floor both call ``prepare_tr
 computes the same thing with or without Ray. Nothing here imports Ray or Optuna.
 
 A trial config is a flat dict of resolved values. ``resolve_config`` fills every default and rejects
-unknown keys, so the config recorded with each result (and its ``config_hash``) is complete.
+unknown keys and bad values, so the config recorded with each result (and its ``config_hash``) is
+complete.
 
 The ``method`` axis also takes the sparse methods of ``paitune.sparse`` (set, rigl, imp, edge_popup);
-their extra keys (``SPARSE_DEFAULTS``) are filled in here for every config. A sparse trial's trainer
+their extra options (``SPARSE_DEFAULTS``) are in every config. A sparse trial's trainer
 may change its mask while training (or, for IMP, run one whole round per ``run_epoch``): ``report``
 and ``mask_hash`` describe the mask training starts from, ``final_facts()`` the mask now, and
 ``trainer.total_epochs`` is the number of ``run_epoch`` calls of the whole run.
@@ -22,53 +23,23 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..data import DATASETS, load_dataset, scoring_batches
-from ..errors import PaituneError, unknown_choice
-from ..models import MODELS, build_model
-from ..proxies import PROXIES, compute_proxies
-from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, mask_hash, mask_report
-from ..spaces.config import TRIAL_DEFAULTS
-from ..spaces.config import resolve_config as resolve_defaults
+from ..config import resolve_config as resolve_options
+from ..data import load_dataset, scoring_batches
+from ..models import build_model
+from ..proxies import compute_proxies
+from ..pruning import MaskReport, Masks, apply_masks, mask_hash, mask_report
 from ..sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
 from ..sparse.registry import prune_from_config
 from ..training import TrainConfig, Trainer
 
-ALL_METHODS = METHODS + SPARSE_METHODS
-VALID_KEYS = tuple(TRIAL_DEFAULTS)
-
 
 def resolve_config(config: Mapping) -> dict:
-    """The full trial config (defaults from ``paitune.spaces.config``); unknown keys and bad names rejected."""
-    unknown = sorted(set(config) - set(VALID_KEYS))
-    if unknown:
-        raise PaituneError(f"unknown trial config keys {unknown}; valid keys: {', '.join(VALID_KEYS)}")
-    for key, choices in (("dataset", DATASETS), ("model", MODELS), ("method", ALL_METHODS), ("control", CONTROLS)):
-        value = config.get(key, TRIAL_DEFAULTS[key])
-        if value not in choices:
-            raise unknown_choice("pruning method" if key == "method" else key, value, choices)
-    proxies = config.get("proxies") or []
-    proxies = [proxies] if isinstance(proxies, str) else list(proxies)
-    for name in proxies:
-        if name not in PROXIES:
-            raise unknown_choice("proxy", name, PROXIES)
-    try:
-        resolved = resolve_defaults({**dict(config), "proxies": proxies})
-    except (TypeError, ValueError) as err:
-        raise PaituneError(f"bad trial config value: {err}") from None
-    return check_sparse_config(resolved)
+    """The full trial config (``paitune.config.resolve_config``) and the rules that span its keys."""
+    return check_sparse_config(resolve_options(config))
 
 
 def train_config(config: Mapping) -> TrainConfig:
-    return TrainConfig(
-        epochs=int(config["epochs"]),
-        batch_size=int(config["batch_size"]),
-        optimizer=config["optimizer"],
-        lr=float(config["lr"]),
-        momentum=float(config["momentum"]),
-        weight_decay=float(config["weight_decay"]),
-        lr_schedule=config["lr_schedule"],
-        seed=int(config["seed"]),
-    )
+    return TrainConfig.from_trial_config(config)
 
 
 @dataclass

@@ -15,39 +15,19 @@ from typing import Any
 import pyarrow as pa
 
 from paitune import results_schema as rs
+from paitune.config import TRIAL_KEYS, TRIAL_OPTIONS, canonical_json, config_hash, trial_config
 from paitune.spaces.compile import REFERENCE_KEYS
-from paitune.spaces.config import TRIAL_KEYS, canonical_json, config_hash, trial_config
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
 from paitune.storage import locate
 
-# Types of the trial config values that are not fixed columns of the trials table.
-_CONFIG_TYPES: dict[str, pa.DataType] = {
-    "data_root": pa.string(),
-    "synthetic_shape": pa.string(),  # e.g. "3x32x32"
-    "synthetic_classes": pa.int64(),
-    "iterations": pa.int64(),
-    "schedule": pa.string(),
-    "prune_batches": pa.int64(),
-    "prune_batch_size": pa.int64(),
-    "epochs": pa.int64(),
-    "batch_size": pa.int64(),
-    "optimizer": pa.string(),
-    "lr": pa.float64(),
-    "momentum": pa.float64(),
-    "weight_decay": pa.float64(),
-    "lr_schedule": pa.string(),
-    "proxies": pa.string(),  # comma-separated names
-    # the sparse-training methods' keys (paitune.sparse)
-    "init_method": pa.string(),
-    "update_interval": pa.int64(),
-    "drop_fraction": pa.float64(),
-    "drop_schedule": pa.string(),
-    "drop_until": pa.float64(),
-    "imp_prune_fraction": pa.float64(),
-    "rewind_epoch": pa.int64(),
-    "popup_weight_init": pa.string(),
+# Column types of the trial config values that are not fixed columns of the trials table. Lists,
+# paths and shapes are stored as text (proxies comma-separated, shapes like "3x32x32").
+_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64()}
+CONFIG_COLUMN_TYPES: dict[str, pa.DataType] = {
+    name: _ARROW_TYPES.get(option.kind, pa.string())
+    for name, option in TRIAL_OPTIONS.items()
+    if name not in rs.TRIALS_FIXED.names
 }
-CONFIG_COLUMN_TYPES = {k: t for k, t in _CONFIG_TYPES.items() if k in TRIAL_KEYS}
 assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_KEYS)
 
 # Keys of the trial function's reports (paitune.search.trainable writes them).

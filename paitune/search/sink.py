@@ -35,11 +35,11 @@ from pathlib import Path
 import pyarrow as pa
 from ray.tune import Callback
 
+from paitune.config import trial_config
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic, write_text_atomic
 from paitune.search.rows import TrialRecord, epoch_rows, layer_rows, reference_key, trial_row, written_trial_ids
 from paitune.search.searcher import trial_outcome
-from paitune.spaces.config import trial_config
 from paitune.storage import Location, locate, parquet_dataset
 
 ERRORS_DIR = "errors"  # beside the tables: errors/<trial_id>.txt, a failed trial's full trace

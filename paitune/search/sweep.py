@@ -30,6 +30,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from paitune.config import TRIAL_DEFAULTS
 from paitune.errors import PaituneError, unknown_choice
 from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
@@ -39,7 +40,6 @@ from paitune.search.tune_state import serialized_snapshots
 from paitune.spaces import CompiledSpace, Space, compile_space, load_space
 from paitune.spaces.check import possible_values
 from paitune.spaces.compile import SEED_PARAM, SLOPE_PARAM, layer_param, model_layer_shapes
-from paitune.spaces.config import TRIAL_DEFAULTS
 from paitune.spaces.loader import build_space
 from paitune.spaces.schema import PerLayerAllocation
 from paitune.storage import Location, is_uri, locate

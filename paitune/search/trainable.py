@@ -39,9 +39,10 @@ import ray
 import torch
 from ray import tune
 
+from paitune.config import config_hash, trial_config
+
 # Not the searcher: a trial worker needs its report keys, not Optuna.
 from paitune.search.rows import EPOCH_KEY, HISTORY_KEY, LAYERS_KEY, MAX_EPOCHS_KEY, STATUS_KEY, VERSIONS_KEY
-from paitune.spaces.config import config_hash, trial_config
 
 CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_EVERY_S = 5.0  # default of `paitune sweep --checkpoint-every`

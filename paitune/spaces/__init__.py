@@ -3,14 +3,12 @@
     space = load_space("default", overrides=["epochs=2"])   # a preset name or a YAML path
     compiled = compile_space(space)
     config = compiled.define_by_run(optuna_trial)           # the flat, resolved trial config
-    config_hash(config)                                     # 16 hex chars of sha256
 
 Presets ship as package data (``list_presets()``): default, sanity, allocation, zero_cost, cifar.
 """
 
 from paitune.spaces.check import SEARCHED_ALLOCATION, check_space
 from paitune.spaces.compile import CompiledSpace, compile_space, finalize
-from paitune.spaces.config import TRIAL_DEFAULTS, TRIAL_KEYS, canonical_json, config_hash, resolve_config, trial_config
 from paitune.spaces.loader import (
     apply_overrides,
     list_presets,
@@ -23,21 +21,15 @@ from paitune.spaces.schema import Space
 
 __all__ = [
     "SEARCHED_ALLOCATION",
-    "TRIAL_DEFAULTS",
-    "TRIAL_KEYS",
     "CompiledSpace",
     "Space",
     "apply_overrides",
-    "canonical_json",
     "check_space",
     "compile_space",
-    "config_hash",
     "finalize",
     "list_presets",
     "load_space",
     "load_space_text",
     "preset_text",
     "read_space_text",
-    "resolve_config",
-    "trial_config",
 ]

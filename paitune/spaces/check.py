@@ -7,128 +7,21 @@ that loading a space stays cheap.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
+from paitune.config import FLOAT_KEYS, INT_KEYS, NOT_SEARCHABLE, TRIAL_DEFAULTS, TRIAL_KEYS, TRIAL_OPTIONS
+from paitune.config.options import check_value as check_option
 from paitune.errors import PaituneError, unknown_choice
-from paitune.spaces.config import FLOAT_KEYS, INT_KEYS, TRIAL_DEFAULTS, TRIAL_KEYS
 from paitune.spaces.schema import Categorical, Fixed, FloatRange, IntRange, Space
 
 SEARCHED_ALLOCATION = "searched"  # allocation value that means "sample it from allocation_search"
 
-# Keys a space may not search: the budget is fixed per sweep (ASHA's max_t), seeds have their own
-# section (a replicate axis, not a tuned knob), and list/path values have no distribution.
-NOT_SEARCHABLE = {
-    "epochs": "epochs is the training budget (ASHA's max_t); set it under settings",
-    "seed": "seeds are a replicate axis; list them under seeds:",
-    "proxies": "proxies is a list of proxy names; set it under settings",
-    "data_root": "data_root is a path; set it under settings",
-    "synthetic_shape": "synthetic_shape is a list of sizes; set it under settings",
-}
-
-
-def registries() -> dict[str, tuple[str, ...]]:
-    """Valid names per key, from the modules that implement them."""
-    from paitune.data import DATASETS
-    from paitune.models import MODELS
-    from paitune.pruning import ALLOCATIONS, CONTROLS, METHODS, SCHEDULES
-    from paitune.sparse.config import DROP_SCHEDULES, INIT_METHODS, POPUP_WEIGHT_INITS, SPARSE_METHODS
-    from paitune.training import LR_SCHEDULES, OPTIMIZERS
-
-    return {
-        "dataset": tuple(DATASETS),
-        "model": tuple(MODELS),
-        "method": tuple(METHODS) + tuple(SPARSE_METHODS),
-        "init_method": tuple(INIT_METHODS),
-        "drop_schedule": tuple(DROP_SCHEDULES),
-        "popup_weight_init": tuple(POPUP_WEIGHT_INITS),
-        "control": tuple(CONTROLS),
-        "schedule": tuple(SCHEDULES),
-        "allocation": tuple(ALLOCATIONS) + (SEARCHED_ALLOCATION,),
-        "optimizer": tuple(OPTIMIZERS),
-        "lr_schedule": tuple(LR_SCHEDULES),
-    }
-
-
-def proxy_names() -> tuple[str, ...]:
-    from paitune.proxies import PROXIES
-
-    return tuple(PROXIES)
-
-
-def _number(key: str, value: Any, *, integer: bool) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (isinstance(value, float) and math.isnan(value))
-    ):
-        kind = "an integer" if integer else "a number"
-        raise PaituneError(f"{key} must be {kind}, got {value!r}")
-    if integer and float(value) != int(value):
-        raise PaituneError(f"{key} must be an integer, got {value!r}")
-    return float(value)
-
-
-_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "sparsity": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (the fraction of weights removed)"),
-    "lr": (lambda v: v > 0, "> 0"),
-    "momentum": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-    "weight_decay": (lambda v: v >= 0, ">= 0"),
-    "iterations": (lambda v: v >= 1, ">= 1"),
-    "prune_batches": (lambda v: v >= 1, ">= 1"),
-    "prune_batch_size": (lambda v: v >= 1, ">= 1"),
-    "batch_size": (lambda v: v >= 1, ">= 1"),
-    "epochs": (lambda v: v >= 1, ">= 1"),
-    "seed": (lambda v: v >= 0, ">= 0"),
-    "synthetic_classes": (lambda v: v >= 2, ">= 2"),
-    "update_interval": (lambda v: v >= 1, ">= 1 optimizer step"),
-    "rewind_epoch": (lambda v: v >= 0, ">= 0 (and below epochs)"),
-    "drop_fraction": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
-    "drop_until": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-    "imp_prune_fraction": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
-}
-
 
 def check_value(key: str, value: Any) -> None:
-    """Raise PaituneError unless ``value`` is a valid value of trial config key ``key``."""
-    if key == "iterations" and value is None:
-        return
-    if key in FLOAT_KEYS or key in INT_KEYS:
-        number = _number(key, value, integer=key in INT_KEYS)
-        ok, rule = _RANGES[key]
-        if not ok(number):
-            raise PaituneError(f"{key} must be {rule}, got {value!r}")
-        return
-    if key == "proxies":
-        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-            raise PaituneError(f"proxies must be a list of proxy names, got {value!r}")
-        names = proxy_names()
-        for p in value:
-            if p not in names:
-                raise unknown_choice("proxy", p, names)
-        return
-    if key == "synthetic_shape":
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value)
-        ):
-            raise PaituneError(f"synthetic_shape must be a list of positive sizes like [3, 32, 32], got {value!r}")
-        return
-    if key == "data_root":
-        if value is not None and not isinstance(value, str):
-            raise PaituneError(f"data_root must be a path, got {value!r}")
-        return
-    if key == "allocation" and isinstance(value, dict):
-        for layer, density in value.items():
-            d = _number(f"allocation[{layer}]", density, integer=False)
-            if not 0.0 <= d <= 1.0:
-                raise PaituneError(f"allocation[{layer}] must be a density in [0, 1], got {density!r}")
-        return
-    choices = registries()[key]
-    if value not in choices:
-        raise unknown_choice(key.replace("_", " "), value, choices)
+    """Raise PaituneError unless ``value`` is a valid value of trial config key ``key`` in a space."""
+    extra = (SEARCHED_ALLOCATION,) if key == "allocation" else ()
+    check_option(TRIAL_OPTIONS[key], value, extra_names=extra)
 
 
 def possible_values(param) -> Iterator[Any]:

@@ -14,10 +14,10 @@ import itertools
 import math
 from typing import Any
 
+from paitune.config import TRIAL_DEFAULTS, resolve_config
 from paitune.errors import PaituneError
 from paitune.spaces.allocation import depth_weights, searched_allocation
 from paitune.spaces.check import SEARCHED_ALLOCATION
-from paitune.spaces.config import TRIAL_DEFAULTS, resolve_config
 from paitune.spaces.context import DEFAULT_CONTEXT_KEYS, context_id
 from paitune.spaces.schema import Categorical, DepthAllocation, Fixed, FloatRange, IntRange, PerLayerAllocation, Space
 
@@ -189,7 +189,7 @@ class CompiledSpace:
 
         They are scheduled beside the sampled trials, never through the sampler, so they cannot
         bias it. Everything else comes from the space's settings; a training setting the space
-        searches (say lr) takes its default, ``paitune.spaces.config.TRIAL_DEFAULTS``. A space
+        searches (say lr) takes its default, ``paitune.config.TRIAL_DEFAULTS``. A space
         that samples only the dense method needs no reference: none."""
         methods = self._context_values("method")
         if all(m == DENSE["method"] for m in methods):

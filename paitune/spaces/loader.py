@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from paitune.config import TRIAL_KEYS
 from paitune.errors import PaituneError, unknown_choice
 from paitune.spaces.check import check_space
-from paitune.spaces.config import TRIAL_KEYS
 from paitune.spaces.schema import PARAM_TYPES, Space
 
 PRESET_SUFFIX = ".yaml"

@@ -4,8 +4,8 @@
 - Lottery tickets: ``imp``, iterative magnitude pruning with rewinding (``imp``).
 - Sparse selection: ``edge_popup``, a learned top-k mask over frozen random weights (``edge_popup``).
 
-``build_sparse_trial`` (``registry``) makes a trial's trainer; ``check_sparse_config`` fills in and
-validates the extra trial-config keys (``SPARSE_DEFAULTS``). No Ray, no Optuna.
+``build_sparse_trial`` (``registry``) makes a trial's trainer; ``check_sparse_config`` checks the
+rules of their options that span keys (``SPARSE_DEFAULTS``). No Ray, no Optuna.
 """
 
 from .config import (

@@ -24,36 +24,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PaituneError, unknown_choice
+from ..config import TRIAL_OPTIONS, check_value, component_defaults
 from ..pruning import MaskEnforcer, Masks, apply_masks
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "step", "constant")
 
 
+_DEFAULTS = {**component_defaults("training"), **component_defaults("run")}
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_schedule: str = "cosine"
-    step_size: int | None = None  # step schedule: epochs between decays (default: a third of the run)
-    gamma: float = 0.1  # step schedule: decay factor
-    seed: int = 0
-    eval_batch_size: int = 1024
+    """The training component of a trial config (``paitune.config``, component ``training``), the
+    run's seed, and the evaluation batch size; defaults and checks come from the declared options."""
+
+    epochs: int = _DEFAULTS["epochs"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    optimizer: str = _DEFAULTS["optimizer"]
+    lr: float = _DEFAULTS["lr"]
+    momentum: float = _DEFAULTS["momentum"]
+    weight_decay: float = _DEFAULTS["weight_decay"]
+    lr_schedule: str = _DEFAULTS["lr_schedule"]
+    step_size: int | None = _DEFAULTS["step_size"]
+    gamma: float = _DEFAULTS["gamma"]
+    seed: int = _DEFAULTS["seed"]
+    eval_batch_size: int = 1024  # memory, not results: not a trial option
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise unknown_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        if int(self.epochs) < 1 or int(self.batch_size) < 1:
-            raise PaituneError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not self.lr > 0:
-            raise PaituneError(f"lr must be > 0, got {self.lr}")
+        for name in _DEFAULTS:
+            check_value(TRIAL_OPTIONS[name], getattr(self, name))
+
+    @classmethod
+    def from_trial_config(cls, config: Mapping) -> TrainConfig:
+        return cls(**{name: config[name] for name in _DEFAULTS})
 
 
 @dataclass

@@ -1,0 +1,35 @@
+"""Configs declared once: each option's type, default, allowed values and help (``Option``)."""
+
+from paitune.config.options import Option, Range, check_value
+from paitune.config.trial import (
+    COMPONENTS,
+    FLOAT_KEYS,
+    INT_KEYS,
+    NOT_SEARCHABLE,
+    TRIAL_DEFAULTS,
+    TRIAL_KEYS,
+    TRIAL_OPTIONS,
+    canonical_json,
+    component_defaults,
+    config_hash,
+    resolve_config,
+    trial_config,
+)
+
+__all__ = [
+    "COMPONENTS",
+    "FLOAT_KEYS",
+    "INT_KEYS",
+    "NOT_SEARCHABLE",
+    "TRIAL_DEFAULTS",
+    "TRIAL_KEYS",
+    "TRIAL_OPTIONS",
+    "Option",
+    "Range",
+    "canonical_json",
+    "check_value",
+    "component_defaults",
+    "config_hash",
+    "resolve_config",
+    "trial_config",
+]

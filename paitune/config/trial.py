@@ -1,0 +1,174 @@
+"""The trial config: every option one trial runs with, declared once per component.
+
+A trial config is a flat dict of resolved values (``resolve_config``): every option below, in this
+order, filled with its default where a space or caller says nothing, typed and checked. Two configs
+that run the same experiment therefore hash the same (``config_hash``).
+
+The components are the parts of a trial: the data, the model, the pruning at init, the seed, the
+training, the zero-cost proxies scored at init and the sparse-training methods' own options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from paitune.config.options import Option, Range, check_value, coerce
+from paitune.errors import PaituneError
+
+_PRUNING = "paitune.pruning"
+_SPARSE = "paitune.sparse.config"
+_DST = ("set", "rigl")
+
+DATA = (
+    Option("dataset", "name", "digits", "dataset: digits is embedded; synthetic needs no files; the others "
+           "load through torchvision from data_root", "data", choices="paitune.data:DATASETS"),
+    Option("data_root", "path", None, "directory holding torchvision datasets (never downloaded at run time)",
+           "data", nullable=True, not_searchable="data_root is a path; set it under settings"),
+    Option("synthetic_shape", "shape", [3, 32, 32], "input shape of the synthetic dataset", "data",
+           not_searchable="synthetic_shape is a list of sizes; set it under settings"),
+    Option("synthetic_classes", "int", 10, "classes of the synthetic dataset", "data", range=Range(2)),
+)  # fmt: skip
+MODEL = (Option("model", "name", "mlp", "network architecture", "model", choices="paitune.models:MODELS"),)
+PRUNING = (
+    Option("method", "name", "random", "pruning method: a PaI method, dense, or a sparse-training method",
+           "pruning", choices=f"{_SPARSE}:TRIAL_METHODS", what="pruning method"),
+    Option("sparsity", "float", 0.9, "fraction of the prunable weights removed", "pruning",
+           range=Range(0.0, 1.0, high_open=True, note="(the fraction of weights removed)")),
+    Option("allocation", "allocation", "global", "layerwise allocation: a scheme name, or {layer: density}",
+           "pruning", choices=f"{_PRUNING}:ALLOCATIONS"),
+    Option("control", "name", "none", "sanity-check control applied to the mask (none, or a PaI survey control)",
+           "pruning", choices=f"{_PRUNING}:CONTROLS"),
+    Option("iterations", "int", None, "pruning rounds of iterative methods (unset: the method's default)",
+           "pruning", range=Range(1), nullable=True),
+    Option("schedule", "name", "exponential", "density schedule of iterative methods' rounds", "pruning",
+           choices=f"{_PRUNING}:SCHEDULES"),
+    Option("prune_batches", "int", 1, "training batches the data-dependent methods score on", "pruning",
+           range=Range(1)),
+    Option("prune_batch_size", "int", 256, "size of each scoring batch", "pruning", range=Range(1)),
+)  # fmt: skip
+RUN = (
+    Option("seed", "int", 0, "seeds the data order, the initialization, the pruning and the training", "run",
+           range=Range(0), not_searchable="seeds are a replicate axis; list them under seeds:"),
+)  # fmt: skip
+TRAINING = (
+    Option("epochs", "int", 10, "training epochs: the budget (ASHA's max_t)", "training", range=Range(1),
+           not_searchable="epochs is the training budget (ASHA's max_t); set it under settings"),
+    Option("batch_size", "int", 128, "training batch size", "training", range=Range(1)),
+    Option("optimizer", "name", "sgd", "optimizer", "training", choices="paitune.training:OPTIMIZERS"),
+    Option("lr", "float", 0.05, "learning rate", "training", range=Range(0.0, low_open=True)),
+    Option("momentum", "float", 0.9, "SGD momentum", "training", range=Range(0.0, 1.0, high_open=True)),
+    Option("weight_decay", "float", 5e-4, "L2 weight decay", "training", range=Range(0.0)),
+    Option("lr_schedule", "name", "cosine", "learning-rate schedule over the epochs", "training",
+           choices="paitune.training:LR_SCHEDULES"),
+    Option("step_size", "int", None, "step schedule: epochs between decays (unset: a third of the run)",
+           "training", range=Range(1), nullable=True, hashed_at_default=False),
+    Option("gamma", "float", 0.1, "step schedule: the factor each decay multiplies the rate by", "training",
+           range=Range(0.0, 1.0, low_open=True), hashed_at_default=False),
+)  # fmt: skip
+PROXIES = (
+    Option("proxies", "names", [], "zero-cost proxies scored at init, after pruning", "proxies", what="proxy",
+           choices="paitune.proxies:PROXIES", not_searchable="proxies is a list of proxy names; set it under settings"),
+)  # fmt: skip
+SPARSE = (
+    Option("init_method", "name", "random", "set/rigl: the static PaI method of the starting mask", "sparse",
+           choices=f"{_SPARSE}:INIT_METHODS", used_by=_DST, what="init_method (the starting mask of set/rigl)"),
+    Option("update_interval", "int", 100, "set/rigl: optimizer steps between mask updates", "sparse",
+           range=Range(1, note="optimizer step"), used_by=_DST),
+    Option("drop_fraction", "float", 0.3, "set/rigl: fraction of each layer's active weights moved per update, "
+           "at step 0", "sparse", range=Range(0.0, 1.0), used_by=_DST),
+    Option("drop_schedule", "name", "cosine", "set/rigl: how the drop fraction decays to 0", "sparse",
+           choices=f"{_SPARSE}:DROP_SCHEDULES", used_by=_DST),
+    Option("drop_until", "float", 0.75, "set/rigl: fraction of all training steps after which the mask is frozen",
+           "sparse", range=Range(0.0, 1.0, low_open=True), used_by=_DST),
+    Option("imp_prune_fraction", "float", 0.2, "imp: fraction of the remaining weights removed per round",
+           "sparse", range=Range(0.0, 1.0, low_open=True, high_open=True), used_by=("imp",)),
+    Option("rewind_epoch", "int", 0, "imp: epoch of the dense run every round rewinds to (0 = init)", "sparse",
+           range=Range(0, note="(and below epochs)"), used_by=("imp",)),
+    Option("popup_weight_init", "name", "signed_constant", "edge_popup: frozen weights, +-sqrt(2/fan_in) or the "
+           "model's init", "sparse", choices=f"{_SPARSE}:POPUP_WEIGHT_INITS", used_by=("edge_popup",)),
+)  # fmt: skip
+
+COMPONENTS: dict[str, tuple[Option, ...]] = {
+    "data": DATA,
+    "model": MODEL,
+    "pruning": PRUNING,
+    "run": RUN,
+    "training": TRAINING,
+    "proxies": PROXIES,
+    "sparse": SPARSE,
+}
+TRIAL_OPTIONS: dict[str, Option] = {o.name: o for options in COMPONENTS.values() for o in options}
+TRIAL_KEYS = tuple(TRIAL_OPTIONS)
+TRIAL_DEFAULTS: dict[str, Any] = {name: o.default for name, o in TRIAL_OPTIONS.items()}
+INT_KEYS = tuple(name for name, o in TRIAL_OPTIONS.items() if o.kind == "int")
+FLOAT_KEYS = tuple(name for name, o in TRIAL_OPTIONS.items() if o.kind == "float")
+NOT_SEARCHABLE = {name: o.not_searchable for name, o in TRIAL_OPTIONS.items() if o.not_searchable}
+
+
+def component_defaults(component: str) -> dict[str, Any]:
+    return {o.name: o.default for o in COMPONENTS[component]}
+
+
+def resolve_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option filled in, in the canonical order, typed and checked; PaituneError (one line) if not.
+
+    An option a method does not read (``Option.used_by``) is held at its default.
+    """
+    unknown = sorted(set(values) - set(TRIAL_KEYS))
+    if unknown:
+        raise PaituneError(f"unknown trial config keys {unknown}; valid keys: {', '.join(TRIAL_KEYS)}")
+    config = {}
+    for name, option in TRIAL_OPTIONS.items():
+        value = values.get(name, option.default)
+        try:
+            config[name] = coerce(option, value)
+        except (TypeError, ValueError) as err:
+            raise PaituneError(f"bad trial config value: {err}") from None
+        check_value(option, config[name])
+    for name, option in TRIAL_OPTIONS.items():
+        if option.used_by and config["method"] not in option.used_by:
+            config[name] = coerce(option, option.default)
+    return config
+
+
+def trial_config(tune_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial config inside a Tune config, which also carries the searcher's raw parameters."""
+    return resolve_config({key: tune_config[key] for key in TRIAL_KEYS if key in tune_config})
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the same config always gives the same text."""
+
+    def default(obj):
+        # numpy scalars and the like arrive from samplers; store their Python value.
+        if hasattr(obj, "item"):
+            return obj.item()
+        raise TypeError(f"not JSON-serializable: {obj!r}")
+
+    def finite(obj):
+        if isinstance(obj, float) and not math.isfinite(obj):
+            return repr(obj)
+        if isinstance(obj, dict):
+            return {k: finite(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [finite(v) for v in obj]
+        return obj
+
+    return json.dumps(finite(value), sort_keys=True, separators=(",", ":"), default=default)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 of the config's canonical JSON, first 16 hex characters.
+
+    Options declared with ``hashed_at_default=False`` are left out while at their default.
+    """
+    hashed = {
+        key: value
+        for key, value in config.items()
+        if key not in TRIAL_OPTIONS or TRIAL_OPTIONS[key].hashed_at_default or value != TRIAL_OPTIONS[key].default
+    }
+    return hashlib.sha256(canonical_json(hashed).encode("utf-8")).hexdigest()[:16]
