@@ -283,7 +283,10 @@ def _run_cli(args, tmp_path) -> subprocess.CompletedProcess:
     "args,expected",
     [
         (["sweep", "{space_bad}", "--out", "{out}", "--name", "s"], "invalid YAML"),
-        (["sweep", "{space}", "--out", "{out}", "--name", "s", "--set", "method=snipp"], "unknown pruning method 'snipp'"),
+        (
+            ["sweep", "{space}", "--out", "{out}", "--name", "s", "--set", "method=snipp"],
+            "unknown pruning method 'snipp'",
+        ),
         (["sweep", "--out", "{out}", "--name", "ghost", "--resume"], "--resume: no sweep 'ghost'"),
     ],
 )

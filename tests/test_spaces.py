@@ -8,8 +8,8 @@ import math
 import optuna
 import pytest
 
-from paitune.errors import PaituneError
 from paitune.config import TRIAL_DEFAULTS, TRIAL_KEYS, config_hash
+from paitune.errors import PaituneError
 from paitune.spaces import (
     compile_space,
     list_presets,
