@@ -61,7 +61,7 @@ def test_proxies_json():
         (["prune", "--allocation", "zigzag"], "unknown allocation"),
         (["prune", "--allocation", "missing.json"], "allocation file missing.json not found"),
         (["prune", "--control", "flip"], "unknown control"),
-        (["prune", "--sparsity", "abc"], "invalid float value"),
+        (["prune", "--sparsity", "abc"], "sparsity must be a number"),
         (["proxies", "--names", "snip,bogus"], "unknown proxy"),
     ],
 )

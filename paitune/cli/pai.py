@@ -9,84 +9,38 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
-from ..errors import PaituneError
+from ..config import TRIAL_DEFAULTS
+from ..config.cli import OptionHelpFormatter, add_option_arguments, trial_options, values_from_args
+
+# The trial options a prune or proxy run takes; training, proxies and the sparse methods' own
+# options have no effect before training.
+_COMPONENTS = ("data", "model", "pruning", "run")
 
 
 def _add_trial_arguments(p) -> None:
-    p.add_argument("--model", default="mlp", help="model name (see paitune.models.MODELS)")
-    p.add_argument("--dataset", default="digits", help="digits (embedded), synthetic, mnist, cifar10, ...")
-    p.add_argument("--data-root", default=None, help="directory holding torchvision datasets")
-    p.add_argument("--synthetic-shape", default="3,32,32", help="input shape of the synthetic dataset, e.g. 3,32,32")
-    p.add_argument("--method", default="random", help="random, magnitude, snip, grasp, synflow, iterative_snip, force")
-    p.add_argument("--sparsity", type=float, default=0.9, help="fraction of prunable weights removed, in [0, 1)")
-    p.add_argument(
-        "--allocation",
-        default="global",
-        help="global, lamp, uniform, uniform_plus, er, erk, igq, smart_ratio, or a JSON file {layer: density}",
-    )
-    p.add_argument("--control", default="none", help="none, shuffle, reinit, invert")
-    p.add_argument("--iterations", type=int, default=None, help="pruning rounds (default: 100 for iterative methods)")
-    p.add_argument("--schedule", default="exponential", help="exponential or linear (iterative methods)")
-    p.add_argument("--prune-batches", type=int, default=1)
-    p.add_argument("--prune-batch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    add_option_arguments(p, trial_options(*_COMPONENTS))
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "prune", help="prune a freshly initialized model and show per-layer densities and collapse"
+        "prune",
+        help="prune a freshly initialized model and show per-layer densities and collapse",
+        formatter_class=OptionHelpFormatter,
     )
     _add_trial_arguments(p)
     p.set_defaults(func=run_prune)
-    q = subparsers.add_parser("proxies", help="zero-cost proxies of a (pruned) model at init")
+    q = subparsers.add_parser(
+        "proxies", help="zero-cost proxies of a (pruned) model at init", formatter_class=OptionHelpFormatter
+    )
     _add_trial_arguments(q)
     q.add_argument("--names", default=None, help="comma-separated proxies (default: all)")
-    q.set_defaults(func=run_proxies, sparsity=0.0)
-
-
-def _allocation(value: str):
-    if value.endswith(".json"):
-        path = Path(value)
-        if not path.is_file():
-            raise PaituneError(
-                f"allocation file {value} not found; pass a scheme name or a JSON file {{layer: density}}"
-            )
-        try:
-            densities = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise PaituneError(f"allocation file {value} is not valid JSON ({err.msg}, line {err.lineno})") from None
-        if not isinstance(densities, dict):
-            raise PaituneError(f"allocation file {value} must hold a JSON object {{layer: density}}")
-        return densities
-    return value
-
-
-def _shape(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise PaituneError(f"--synthetic-shape must be comma-separated integers like 3,32,32, got {text!r}") from None
+    q.set_defaults(func=run_proxies, sparsity="0")  # proxies of the dense model unless --sparsity is given
 
 
 def _trial_config(args) -> dict:
-    return {
-        "dataset": args.dataset,
-        "data_root": args.data_root,
-        "synthetic_shape": _shape(args.synthetic_shape),
-        "model": args.model,
-        "method": args.method,
-        "sparsity": args.sparsity,
-        "allocation": _allocation(args.allocation),
-        "control": args.control,
-        "iterations": args.iterations,
-        "schedule": args.schedule,
-        "prune_batches": args.prune_batches,
-        "prune_batch_size": args.prune_batch_size,
-        "seed": args.seed,
-    }
+    return values_from_args(args, trial_options(*_COMPONENTS))
 
 
 def _prepare(args, proxies: list[str]):
@@ -95,7 +49,7 @@ def _prepare(args, proxies: list[str]):
     from ..search.pipeline import prepare_trial, resolve_config
 
     config = {**_trial_config(args), "proxies": proxies}
-    check_sparsity(config["sparsity"])
+    check_sparsity(config.get("sparsity", TRIAL_DEFAULTS["sparsity"]))
     resolve_config(config)  # every name checked before any data is loaded
     return prepare_trial(config)
 

@@ -19,9 +19,9 @@ import optuna
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from paitune.config.sweep import SAMPLERS  # declared with the sweep options
 from paitune.errors import PaituneError, unknown_choice
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2", "gp")
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 # The finished trials per context a model-based sampler reads: TPE's Parzen estimators are linear
 # in it, the GP's fit cubic. Random, grid, NSGA-II (one generation at a time) and CMA-ES (its own

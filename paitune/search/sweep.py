@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from paitune.config import TRIAL_DEFAULTS
+from paitune.config.sweep import SCHEDULERS, SweepOptions
 from paitune.errors import PaituneError, unknown_choice
 from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
@@ -46,37 +47,7 @@ from paitune.storage import Location, is_uri, locate
 
 MANIFEST = "sweep.json"
 TUNE_DIR = "tune"  # Tune's experiment folder inside DIR/NAME
-SCHEDULERS = ("asha", "fifo")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-@dataclass
-class SweepOptions:
-    """The command line of ``paitune sweep``, as plain values."""
-
-    space: str | None = None  # preset name or YAML path; None: "default" (or the resumed sweep's)
-    out: str = "results"
-    name: str = "sweep"
-    num_samples: int | None = None
-    sampler: str = "tpe"
-    scheduler: str | None = None  # None: the space's scheduler
-    address: str | None = None
-    resume: bool = False
-    max_concurrent: int | None = None
-    gpus_per_trial: float = 0.0
-    cpus_per_trial: float = 1.0
-    sets: list[str] = field(default_factory=list)
-    sampler_seed: int | None = 0
-    max_failures: int = 2
-    storage: str | None = None  # Tune's checkpoints and state; default: --out (local)
-    tensorboard: bool = False  # Tune's TensorBoard logger per trial
-    tune_logs: bool = False  # Tune's result.json / progress.csv per trial (the ResultGrid's metrics_dataframe)
-    checkpoint_every_s: float = (
-        5.0  # a trial checkpoints when this long has passed since it began or last checkpointed (0: every epoch)
-    )
-    report_every_s: float = 1.0  # a trial reports at the scheduler's decision points, its end, checkpoints, and when this long has passed (0: every epoch)
-    state_dir: str | None = None  # local home of paitune's state when --out is a URI (default: a cache dir)
-    verbose: int = 1  # 0: quiet, 1: paitune's compact progress, 2: Tune's table of every trial
 
 
 @dataclass

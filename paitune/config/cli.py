@@ -1,0 +1,96 @@
+"""Command-line flags derived from declared options: ``--name-with-dashes`` per option.
+
+Flags are parsed as text and converted by ``values_from_args``, so a bad value is a one-line
+``PaituneError`` (exit status 2) like every other bad input, not argparse's usage dump. The help of
+a name option lists the registry's names when help is shown, so building the parser imports no
+registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from paitune.config.options import Option
+from paitune.config.trial import TRIAL_OPTIONS
+from paitune.errors import PaituneError
+
+
+def flag(option: Option) -> str:
+    return "--" + option.name.replace("_", "-")
+
+
+class OptionHelpFormatter(argparse.HelpFormatter):
+    """Help lines of declared options: their help, the names they allow, their default."""
+
+    def _get_help_string(self, action) -> str:
+        option: Option | None = getattr(action, "declared_option", None)
+        if option is None:
+            return super()._get_help_string(action)
+        text = option.help
+        if option.kind in ("name", "names", "allocation"):
+            text += f"; one of: {', '.join(option.allowed())}"
+        if option.kind == "allocation":
+            text += ", or a JSON file {layer: density}"
+        default = ",".join(map(str, option.default)) if isinstance(option.default, list) else option.default
+        return f"{text} (default: {default})".replace("%", "%%")
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
+    for option in options:
+        action = parser.add_argument(flag(option), dest=option.name, default=None, help=option.help)
+        action.declared_option = option
+
+
+def _parse(option: Option, text: str) -> Any:
+    where = f"{flag(option)} {text!r}"
+    if option.kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise PaituneError(f"{where}: {option.name} must be an integer") from None
+    if option.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise PaituneError(f"{where}: {option.name} must be a number") from None
+    if option.kind == "shape":
+        try:
+            return [int(v) for v in text.split(",")]
+        except ValueError:
+            raise PaituneError(f"{flag(option)} must be comma-separated integers like 3,32,32, got {text!r}") from None
+    if option.kind == "names":
+        return [v.strip() for v in text.split(",") if v.strip()]
+    if option.kind == "allocation" and text.endswith(".json"):
+        return _allocation_file(text)
+    return text
+
+
+def _allocation_file(value: str) -> dict:
+    path = Path(value)
+    if not path.is_file():
+        raise PaituneError(f"allocation file {value} not found; pass a scheme name or a JSON file {{layer: density}}")
+    try:
+        densities = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PaituneError(f"allocation file {value} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(densities, dict):
+        raise PaituneError(f"allocation file {value} must hold a JSON object {{layer: density}}")
+    return densities
+
+
+def values_from_args(args: argparse.Namespace, options: Iterable[Option]) -> dict[str, Any]:
+    """The options given on the command line, converted; options left out are absent (defaults apply)."""
+    values = {}
+    for option in options:
+        text = getattr(args, option.name, None)
+        if text is not None:
+            values[option.name] = _parse(option, text)
+    return values
+
+
+def trial_options(*components: str) -> list[Option]:
+    return [o for o in TRIAL_OPTIONS.values() if o.component in components]

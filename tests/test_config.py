@@ -1,0 +1,109 @@
+"""paitune.config: each option declared once, and everything derived from it agrees with it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from paitune.cli import build_parser
+from paitune.config import COMPONENTS, TRIAL_DEFAULTS, TRIAL_OPTIONS, check_value, config_hash, resolve_config
+from paitune.config.docs import render
+from paitune.config.sweep import SweepOptions
+from paitune.errors import PaituneError
+from paitune.search.rows import CONFIG_COLUMN_TYPES
+from paitune.spaces import compile_space, load_space_text
+from paitune.training import TrainConfig
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+
+
+def test_docs_table_is_generated_from_the_options():
+    assert DOCS.read_text() == render(), "regenerate: python -m paitune.config.docs > docs/config.md"
+
+
+@pytest.mark.parametrize("name", list(TRIAL_OPTIONS))
+def test_every_default_is_a_valid_value(name):
+    option = TRIAL_OPTIONS[name]
+    check_value(option, option.default)
+
+
+def test_train_config_defaults_are_the_trial_defaults():
+    train = TrainConfig()
+    for option in COMPONENTS["training"] + COMPONENTS["run"]:
+        assert getattr(train, option.name) == option.default
+    assert {f.name for f in dataclasses.fields(TrainConfig)} >= {o.name for o in COMPONENTS["training"]}
+
+
+def test_every_option_has_a_column_type():
+    from paitune import results_schema as rs
+
+    assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_OPTIONS)
+
+
+def test_prune_flags_cover_the_options_and_list_every_name(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for component in ("data", "model", "pruning", "run"):
+        for option in COMPONENTS[component]:
+            assert "--" + option.name.replace("_", "-") in text
+    from paitune.pruning import CONTROLS
+    from paitune.sparse.config import TRIAL_METHODS
+
+    for name in TRIAL_METHODS + tuple(CONTROLS):
+        assert name in text
+
+
+def test_sweep_flag_defaults_are_the_options_defaults():
+    args = build_parser().parse_args(["sweep"])
+    for f in dataclasses.fields(SweepOptions):
+        if f.name != "verbose":
+            assert getattr(args, f.name) == getattr(SweepOptions(), f.name), f.name
+
+
+def test_options_added_later_keep_old_hashes_at_their_default():
+    base = resolve_config({"method": "snip"})
+    assert base["step_size"] is None and base["gamma"] == 0.1
+    without = {k: v for k, v in base.items() if k not in ("step_size", "gamma")}
+    assert config_hash(base) == config_hash(without)
+    assert config_hash(resolve_config({"method": "snip", "gamma": 0.5})) != config_hash(base)
+
+
+def test_options_a_method_does_not_read_are_held_at_their_default():
+    config = resolve_config({"method": "snip", "update_interval": 7, "rewind_epoch": 1})
+    assert config["update_interval"] == TRIAL_DEFAULTS["update_interval"]
+    assert resolve_config({"method": "rigl", "update_interval": 7})["update_interval"] == 7
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"momentum": 1.0}, "momentum must be in [0, 1)"),
+        ({"gamma": 0.0}, "gamma must be in (0, 1]"),
+        ({"step_size": 0}, "step_size must be >= 1"),
+        ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+        ({"epochs": 2.5}, "epochs must be a whole number"),
+        ({"bogus": 1}, "unknown trial config keys ['bogus']"),
+    ],
+)
+def test_bad_values_are_one_line(values, message):
+    with pytest.raises(PaituneError) as err:
+        resolve_config(values)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_step_schedule_options_reach_a_trial_from_a_space():
+    space = load_space_text(
+        "settings: {lr_schedule: step, step_size: 2, gamma: 0.5, epochs: 4}\n"
+        "params:\n  method: {type: categorical, choices: [random]}\n"
+    )
+    compiled = compile_space(space)
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    config = compiled.define_by_run(study.ask())
+    train = TrainConfig.from_trial_config(config)
+    assert (train.lr_schedule, train.step_size, train.gamma) == ("step", 2, 0.5)
