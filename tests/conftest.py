@@ -106,3 +106,11 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the shared Ray instance is a ``ray`` test, marked or not: ``make test-fast``
+    (``-m "not slow and not ray"``) then never starts Ray."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)

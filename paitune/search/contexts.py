@@ -171,7 +171,7 @@ class ContextSearch(Searcher):
         for cid, child in self._children.items():
             child._reconcile()
             self._issued[cid] = child._issued
-            for tid in child._ot_trials:
+            for tid in child.live_trials:
                 self._owner[tid] = cid
         for i, config in enumerate(self._dense):
             self._owe(f"dense:{i}", config)

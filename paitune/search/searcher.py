@@ -51,6 +51,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from paitune.errors import PaituneError
+from paitune.search import internals
 from paitune.search.rows import EPOCH_KEY, HISTORY_KEY, MAX_EPOCHS_KEY, STATUS_KEY, written_trial_ids
 from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS, make_sampler  # noqa: F401 (re-exported)
 from paitune.search.tune_trials import TuneTrialIds
@@ -93,13 +94,13 @@ def fail_unfinished(study: optuna.Study) -> list[int]:
     after the last trial was asked for), marked ``not_run``; returns their numbers."""
     failed = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(frozen._trial_id, ORPHAN_ATTR, True)
+        internals.set_trial_attr(study, frozen, ORPHAN_ATTR, True)
         study.tell(frozen.number, state=TrialState.FAIL)
         failed.append(frozen.number)
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         # Optuna's tell() takes only RUNNING trials; a queued one is closed in its storage.
-        study._storage.set_trial_user_attr(frozen._trial_id, NOT_RUN_ATTR, True)
-        study._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+        internals.set_trial_attr(study, frozen, NOT_RUN_ATTR, True)
+        internals.close_waiting_trial(study, frozen, TrialState.FAIL)
         failed.append(frozen.number)
     return failed
 
@@ -154,7 +155,7 @@ class PaiOptunaSearch(OptunaSearch):
         self._issued = 0  # Tune trials this sweep has: counted by _reconcile, then one per suggestion
         self._results = results
         self._tune_trials = tune_trials
-        if grid and not self._ot_study.trials:
+        if grid and not self.study.trials:
             for point in compiled.grid_points():
                 self._enqueue(point, {GRID_ATTR: True})
         # Squared with the study once, before this driver's first suggestion (_reconcile).
@@ -162,7 +163,17 @@ class PaiOptunaSearch(OptunaSearch):
 
     @property
     def study(self) -> optuna.Study:
-        return self._ot_study
+        return internals.ray_optuna_study(self)
+
+    @property
+    def live_trials(self) -> dict:
+        """Tune trial id -> the ``optuna.Trial`` it was asked as (Ray's OptunaSearch keeps it)."""
+        return internals.ray_optuna_trials(self)
+
+    @property
+    def told(self) -> set:
+        """Tune trial ids whose result the study has been told."""
+        return internals.ray_completed_trials(self)
 
     def is_dense(self, trial_id: str) -> bool:
         return trial_id in self._dense_issued
@@ -172,19 +183,19 @@ class PaiOptunaSearch(OptunaSearch):
             self._reconcile()
         if trial_id in self._dense_issued:
             return dict(self._dense[self._dense_issued[trial_id]])
-        fresh = trial_id not in self._ot_trials
+        fresh = trial_id not in self.live_trials
         if fresh and self._budget is not None and self._issued >= self._budget:
             return Searcher.FINISHED
         pending = sorted(set(range(len(self._dense))) - set(self._dense_issued.values()))
         if pending and fresh:
             self._dense_issued[trial_id] = pending[0]
-            self._ot_study.set_user_attr(DENSE_ATTR, self._dense_issued)
+            self.study.set_user_attr(DENSE_ATTR, self._dense_issued)
             self._issued += 1
             return dict(self._dense[pending[0]])
         if fresh:
             self._issued += 1
         config = self._ask(trial_id)
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = self.live_trials[trial_id]
         if fresh:
             for redraw in range(MAX_REDRAWS + 1):
                 earlier = self._earlier_same_config(ot_trial)
@@ -194,12 +205,12 @@ class PaiOptunaSearch(OptunaSearch):
                 if redraw == MAX_REDRAWS and point is None:
                     break  # nothing untried is left: the repeat runs
                 self._tell_duplicate(ot_trial, earlier)
-                del self._ot_trials[trial_id]
+                del self.live_trials[trial_id]
                 if point is not None:
                     self._enqueue(point, {FILL_ATTR: True})
                 config = self._ask(trial_id)
-                ot_trial = self._ot_trials[trial_id]
-            self._remember_config(ot_trial.params, ot_trial._trial_id)
+                ot_trial = self.live_trials[trial_id]
+            self._remember_config(ot_trial.params, internals.storage_id(ot_trial))
             ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
             self._enqueue_replicates(ot_trial)
         return config
@@ -217,14 +228,14 @@ class PaiOptunaSearch(OptunaSearch):
         the study's trials that ran or run, and the queued ones (their fixed parameters)."""
         if getattr(self, "_asked_configs", None) is None:
             asked = {}
-            for frozen in self._ot_study.get_trials(deepcopy=False):
+            for frozen in self.study.get_trials(deepcopy=False):
                 if DUPLICATE_ATTR in frozen.user_attrs or frozen.user_attrs.get(ORPHAN_ATTR):
                     continue
                 params = (
                     frozen.params if frozen.state != TrialState.WAITING else frozen.system_attrs.get("fixed_params")
                 )
                 if params:
-                    asked.setdefault(self._config_key(params), frozen._trial_id)
+                    asked.setdefault(self._config_key(params), internals.storage_id(frozen))
             self._asked_configs = asked
         return self._asked_configs
 
@@ -236,17 +247,17 @@ class PaiOptunaSearch(OptunaSearch):
             return None
         key = self._config_key(ot_trial.params)
         storage_id = self._configs_asked().get(key)
-        if storage_id is None or storage_id == ot_trial._trial_id:
+        if storage_id is None or storage_id == internals.storage_id(ot_trial):
             return None
         if storage_id == QUEUED:  # a queued replicate (or asked since): find it, a rare path
             candidates = (
-                t for t in self._ot_study.get_trials(deepcopy=False)
-                if t._trial_id != ot_trial._trial_id and DUPLICATE_ATTR not in t.user_attrs
+                t for t in self.study.get_trials(deepcopy=False)
+                if internals.storage_id(t) != internals.storage_id(ot_trial) and DUPLICATE_ATTR not in t.user_attrs
                 and not t.user_attrs.get(ORPHAN_ATTR)
                 and self._config_key(t.params or t.system_attrs.get("fixed_params") or {}) == key
             )  # fmt: skip
             return next(candidates, None)
-        return self._ot_study._storage.get_trial(storage_id)
+        return internals.stored_trial(self.study, storage_id)
 
     def _finite(self) -> list[dict]:
         """Every config (with a seed) of a finite space, enumerated once; [] when not finite."""
@@ -261,19 +272,19 @@ class PaiOptunaSearch(OptunaSearch):
 
     # -- the queue (seed replicates, grid points, retries, untried fills) --------------------------
     def _enqueue(self, params: dict, user_attrs: dict) -> None:
-        self._ot_study.enqueue_trial(params, user_attrs=user_attrs)
+        self.study.enqueue_trial(params, user_attrs=user_attrs)
         self._waiting = self.waiting() + 1
 
     def waiting(self) -> int:
         """Queued configs not yet asked for: counted from the study once, then kept here (asking
         the storage on every suggestion would cost a pass over all of the study's trials)."""
         if getattr(self, "_waiting", None) is None:
-            self._waiting = len(self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            self._waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         return self._waiting
 
     def _ask(self, trial_id: str):
         config = OptunaSearch.suggest(self, trial_id)
-        if any(key in self._ot_trials[trial_id].user_attrs for key in QUEUE_ATTRS):
+        if any(key in self.live_trials[trial_id].user_attrs for key in QUEUE_ATTRS):
             self._waiting = max(0, self.waiting() - 1)  # Optuna's ask takes a queued config first
         return config
 
@@ -292,19 +303,19 @@ class PaiOptunaSearch(OptunaSearch):
         taken = self._configs_asked()
         rest = [point for point in self._finite() if self._config_key(point) not in taken]
         # Seeded by the study's size: reproducible, and not always the grid's first corner.
-        return random.Random(len(self._ot_study.get_trials(deepcopy=False))).choice(rest) if rest else None
+        return random.Random(len(self.study.get_trials(deepcopy=False))).choice(rest) if rest else None
 
     def _tell_duplicate(self, ot_trial: optuna.Trial, earlier) -> None:
         """Close the repeat ``ot_trial`` with ``earlier``'s outcome, without running it."""
         ot_trial.set_user_attr(DUPLICATE_ATTR, earlier.number)
         if earlier.state == TrialState.COMPLETE:
-            self._ot_study.tell(ot_trial, earlier.values)
+            self.study.tell(ot_trial, earlier.values)
         elif earlier.state == TrialState.PRUNED:
             for step, value in sorted(earlier.intermediate_values.items()):
                 ot_trial.report(value, step)
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            self.study.tell(ot_trial, state=TrialState.PRUNED)
         else:  # failed, or still running or queued: nothing to learn from it yet
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            self.study.tell(ot_trial, state=TrialState.FAIL)
 
     def _has_replicates(self, attrs: dict) -> bool:
         """Whether a trial with these user attrs is a draw that runs once per seed (not itself a
@@ -354,8 +365,8 @@ class PaiOptunaSearch(OptunaSearch):
 
     def get_state(self) -> dict:
         return {
-            "trials": {tid: t.number for tid, t in self._ot_trials.items()},
-            "completed": sorted(self._completed_trials),
+            "trials": {tid: t.number for tid, t in self.live_trials.items()},
+            "completed": sorted(self.told),
             "reported": {tid: sorted(steps) for tid, steps in self._reported_steps.items()},
             "dense": self._dense_issued,
         }
@@ -364,17 +375,21 @@ class PaiOptunaSearch(OptunaSearch):
         # The study, not the saved map, says which Optuna trial is which Tune trial: Tune uploads
         # its snapshot file by file, so a driver killed mid-upload can leave a searcher state
         # older than the trial table it is restored with.
-        self._ot_trials = {
-            t.user_attrs[TUNE_TRIAL_ATTR]: optuna.Trial(self._ot_study, t._trial_id)
-            for t in self._ot_study.get_trials(deepcopy=False)
-            if TUNE_TRIAL_ATTR in t.user_attrs and not t.user_attrs.get(ORPHAN_ATTR)
-        }
-        self._completed_trials = set(state["completed"])
+        internals.set_ray_optuna_trials(
+            self,
+            {
+                t.user_attrs[TUNE_TRIAL_ATTR]: internals.attach_trial(self.study, t)
+                for t in self.study.get_trials(deepcopy=False)
+                if TUNE_TRIAL_ATTR in t.user_attrs and not t.user_attrs.get(ORPHAN_ATTR)
+            },
+        )
+        self.told.clear()
+        self.told.update(state["completed"])
         self._asked_configs = None
         self._waiting = None
         self._finished_before_restore = {
             t.user_attrs[TUNE_TRIAL_ATTR]
-            for t in self._ot_study.get_trials(deepcopy=False)
+            for t in self.study.get_trials(deepcopy=False)
             if TUNE_TRIAL_ATTR in t.user_attrs and t.state.is_finished()
         }
         self._reported_steps = {tid: set(steps) for tid, steps in state["reported"].items()}
@@ -395,7 +410,7 @@ class PaiOptunaSearch(OptunaSearch):
         held = self._tune_trials.ids if self._tune_trials is not None else set()
         written = written_trial_ids(self._results) if self._results is not None else set()
         used = 0
-        trials = self._ot_study.get_trials(deepcopy=False)
+        trials = self.study.get_trials(deepcopy=False)
         retried = superseded_trials(trials)
         for frozen in trials:
             attrs = frozen.user_attrs
@@ -408,8 +423,8 @@ class PaiOptunaSearch(OptunaSearch):
             if tid is None and frozen.state != TrialState.RUNNING:
                 continue
             if frozen.state == TrialState.RUNNING:
-                self._ot_study._storage.set_trial_user_attr(frozen._trial_id, ORPHAN_ATTR, True)
-                self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+                internals.set_trial_attr(self.study, frozen, ORPHAN_ATTR, True)
+                self.study.tell(frozen.number, state=TrialState.FAIL)
             # else: told, but the driver died before its rows were written (Tune tells the
             # searcher before the callbacks). Optuna keeps its outcome (a finished trial takes no
             # new attrs); the retry, whose retry_of names it, supersedes it in the tables.
@@ -425,24 +440,24 @@ class PaiOptunaSearch(OptunaSearch):
                 kept = {k: v for k, v in attrs.items() if k in (REPLICATE_ATTR, GRID_ATTR)}
                 self._enqueue(params, {**kept, RETRY_ATTR: frozen.number})
             if tid is not None:
-                self._ot_trials.pop(tid, None)
-        self._requeue_missing_replicates(self._ot_study.get_trials(deepcopy=False))
-        issued = {tid: int(i) for tid, i in self._ot_study.user_attrs.get(DENSE_ATTR, {}).items()}
+                self.live_trials.pop(tid, None)
+        self._requeue_missing_replicates(self.study.get_trials(deepcopy=False))
+        issued = {tid: int(i) for tid, i in self.study.user_attrs.get(DENSE_ATTR, {}).items()}
         # A dense reference neither held nor written runs again, under a new Tune trial.
         self._dense_issued = {tid: i for tid, i in issued.items() if tid in held or tid in written}
         if self._dense_issued != issued:
-            self._ot_study.set_user_attr(DENSE_ATTR, self._dense_issued)
+            self.study.set_user_attr(DENSE_ATTR, self._dense_issued)
         self._issued = used + len(self._dense_issued)
         self._asked_configs = None
         self._waiting = None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna keeps intermediate values for single-objective studies only.
-        if isinstance(self.metric, list) or trial_id in self._completed_trials:
+        if isinstance(self.metric, list) or trial_id in self.told:
             return
-        if trial_id in self._ot_trials and self._finished_in_storage(trial_id):
+        if trial_id in self.live_trials and self._finished_in_storage(trial_id):
             return
-        if trial_id not in self._ot_trials:
+        if trial_id not in self.live_trials:
             return
         # A report carries the epochs the trial ran since its previous report (it reports only
         # where the scheduler decides, or when a progress interval passed) and, after a retry,
@@ -457,21 +472,21 @@ class PaiOptunaSearch(OptunaSearch):
         # A trial retried from a checkpoint may report an epoch again; Optuna keeps the first.
         reported = self._reported_steps.setdefault(trial_id, set())
         if step not in reported:
-            self._ot_trials[trial_id].report(float(value), step)
+            self.live_trials[trial_id].report(float(value), step)
             reported.add(step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self.told or trial_id not in self.live_trials:
             return
         if self._finished_in_storage(trial_id):
             # Told before the driver restarted; the study already has its outcome.
-            self._completed_trials.add(trial_id)
+            self.told.add(trial_id)
             return
         if result and not error:
             # Tune hands the final result (and the one that made ASHA stop the trial) only to
             # on_trial_complete: record it as the last intermediate value first.
             self.on_trial_result(trial_id, result)
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = self.live_trials[trial_id]
         outcome = trial_outcome(result, error)
         ot_trial.set_user_attr(STATUS_ATTR, outcome)
         state, values = TrialState.FAIL, None
@@ -482,5 +497,5 @@ class PaiOptunaSearch(OptunaSearch):
             vals = [result.get(m) for m in metrics]
             if all(_finite(v) for v in vals):
                 state, values = TrialState.COMPLETE, [float(v) for v in vals]
-        self._ot_study.tell(ot_trial, values, state=state)
-        self._completed_trials.add(trial_id)
+        self.study.tell(ot_trial, values, state=state)
+        self.told.add(trial_id)

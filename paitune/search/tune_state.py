@@ -20,13 +20,9 @@ import contextlib
 import functools
 import logging
 
+from paitune.search import internals
+
 logger = logging.getLogger(__name__)
-
-
-def _manager_class():
-    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
-
-    return _ExperimentCheckpointManager
 
 
 def _wait_then(original, before_save):
@@ -34,7 +30,7 @@ def _wait_then(original, before_save):
     def sync_up_experiment_state(self, save_fn, force=False, wait=False):
         def save_after_upload():
             try:
-                self._storage.syncer.wait()
+                internals.wait_for_upload(self)
             except Exception as err:  # the upload's own failure is reported by the next snapshot
                 logger.warning("previous experiment-state upload failed: %s", err)
             if before_save is not None:
@@ -51,7 +47,7 @@ def _wait_then(original, before_save):
 def serialized_snapshots(before_save=None):
     """Within this block, Tune's experiment snapshots wait for the previous upload first (and call
     ``before_save``, when given)."""
-    cls = _manager_class()
+    cls = internals.experiment_checkpoint_manager_class()
     original = cls.sync_up_experiment_state
     if getattr(original, "__paitune_serialized__", False):  # nested: already in place
         yield

@@ -1,0 +1,105 @@
+"""The one module that touches Ray's and Optuna's private APIs, fenced by the versions tested.
+
+paitune needs a few things neither library exposes publicly:
+
+- Ray's ``OptunaSearch`` keeps its study and its Tune-trial -> Optuna-trial map in private
+  attributes; paitune's searcher subclasses it and reads and restores both (restart reconciliation).
+- Optuna's ``tell`` takes only RUNNING trials, so closing a queued (WAITING) trial when a sweep ends,
+  and tagging a trial after it finished, go through the study's storage; re-attaching a
+  ``optuna.Trial`` to a stored trial needs its storage id.
+- Tune's experiment snapshots race their own background upload; paitune serializes them by wrapping
+  a method of Tune's private experiment-checkpoint manager (``paitune.search.tune_state``).
+
+Each use is a small function here, so a new Ray or Optuna release is checked in one place.
+``check_versions`` refuses versions outside the tested range with one line (before Ray starts);
+``PAITUNE_UNTESTED_VERSIONS=1`` lets a user try anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import version
+
+from paitune.errors import PaituneError
+
+# Major.minor of each library these internals were tested with; pyproject.toml pins the same range.
+TESTED = {"ray": "2.60", "optuna": "5.0"}
+ALLOW_UNTESTED_ENV = "PAITUNE_UNTESTED_VERSIONS"
+
+
+def check_versions() -> None:
+    """PaituneError (one line) if Ray or Optuna is outside the tested range."""
+    if os.environ.get(ALLOW_UNTESTED_ENV) == "1":
+        return
+    for package, tested in TESTED.items():
+        found = version(package)
+        if ".".join(found.split(".")[:2]) != tested:
+            raise PaituneError(
+                f"paitune is tested with {package} {tested}.x and uses its internals, found {package} {found}: "
+                f'install "{package}=={tested}.*" (or set {ALLOW_UNTESTED_ENV}=1 to try anyway)'
+            )
+
+
+# --- Ray Tune's OptunaSearch ------------------------------------------------------------------
+
+
+def ray_optuna_study(search):
+    """The ``optuna.Study`` a ``ray.tune.search.optuna.OptunaSearch`` asks and tells."""
+    return search._ot_study
+
+
+def ray_optuna_trials(search) -> dict:
+    """Tune trial id -> the live ``optuna.Trial`` it was asked as (the dict itself, to update)."""
+    return search._ot_trials
+
+
+def set_ray_optuna_trials(search, trials: dict) -> None:
+    search._ot_trials = trials
+
+
+def ray_completed_trials(search) -> set:
+    """Tune trial ids whose result the search has already told its study."""
+    return search._completed_trials
+
+
+# --- Optuna's storage -------------------------------------------------------------------------
+
+
+def attach_trial(study, frozen):
+    """A live ``optuna.Trial`` for a stored trial (to report to or tell it after a restart)."""
+    import optuna
+
+    return optuna.Trial(study, frozen._trial_id)
+
+
+def stored_trial(study, storage_id: int):
+    """The stored ``FrozenTrial`` with this storage id."""
+    return study._storage.get_trial(storage_id)
+
+
+def storage_id(frozen) -> int:
+    return frozen._trial_id
+
+
+def set_trial_attr(study, frozen, key: str, value) -> None:
+    """Set a user attribute of a trial in any state (``Trial.set_user_attr`` needs a live one)."""
+    study._storage.set_trial_user_attr(frozen._trial_id, key, value)
+
+
+def close_waiting_trial(study, frozen, state) -> None:
+    """End a WAITING (queued, never asked) trial in ``state``: ``tell`` takes only RUNNING ones."""
+    study._storage.set_trial_state_values(frozen._trial_id, state)
+
+
+# --- Tune's experiment checkpoint manager -----------------------------------------------------
+
+
+def experiment_checkpoint_manager_class():
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    return _ExperimentCheckpointManager
+
+
+def wait_for_upload(manager) -> None:
+    """Block until the manager's background upload of the last snapshot has finished."""
+    manager._storage.syncer.wait()
