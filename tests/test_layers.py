@@ -16,7 +16,7 @@ PACKAGE = ROOT / "paitune"
 # Bottom first. Each entry may import only from entries on lower floors.
 FLOORS = [
     ("errors",),
-    ("storage", "results_schema", "config"),
+    ("storage", "results_schema", "config", "plugins"),
     ("data", "models"),
     ("pruning", "proxies"),
     ("training",),

@@ -12,6 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import PaituneError
+from ..plugins import load_plugins
 
 SUBCOMMAND_MODULES = ("pai", "spaces", "sweep", "analyze")
 
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        load_plugins()
         return int(args.func(args) or 0)
     except PaituneError as err:
         print(f"paitune {args.command}: error: {err}", file=sys.stderr)

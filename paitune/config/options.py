@@ -60,7 +60,8 @@ class Option:
     default: Any
     help: str
     component: str  # data, model, pruning, run, training, proxies, sparse
-    # "module:attribute" of the registry tuple holding the allowed names (kinds name and names).
+    # "module:attribute" of the registry holding the allowed names (kinds name and names): a tuple,
+    # or a function returning one (a registry that grows when a plug-in registers a name).
     choices: str | None = None
     range: Range | None = None
     nullable: bool = False  # None is a valid value (it means the default behaviour, see help)
@@ -83,7 +84,8 @@ class Option:
     def allowed(self) -> tuple[str, ...]:
         """The registry's names (kinds name and names)."""
         module, attribute = self.choices.split(":")
-        return tuple(getattr(importlib.import_module(module), attribute))
+        names = getattr(importlib.import_module(module), attribute)
+        return tuple(names() if callable(names) else names)
 
     @property
     def label(self) -> str:

@@ -25,14 +25,14 @@ _DST = ("set", "rigl")
 
 DATA = (
     Option("dataset", "name", "digits", "dataset: digits is embedded; synthetic needs no files; the others "
-           "load through torchvision from data_root", "data", choices="paitune.data:DATASETS"),
+           "load through torchvision from data_root", "data", choices="paitune.data:dataset_names"),
     Option("data_root", "path", None, "directory holding torchvision datasets (never downloaded at run time)",
            "data", nullable=True, not_searchable="data_root is a path; set it under settings"),
     Option("synthetic_shape", "shape", [3, 32, 32], "input shape of the synthetic dataset", "data",
            not_searchable="synthetic_shape is a list of sizes; set it under settings"),
     Option("synthetic_classes", "int", 10, "classes of the synthetic dataset", "data", range=Range(2)),
 )  # fmt: skip
-MODEL = (Option("model", "name", "mlp", "network architecture", "model", choices="paitune.models:MODELS"),)
+MODEL = (Option("model", "name", "mlp", "network architecture", "model", choices="paitune.models:model_names"),)
 PRUNING = (
     Option("method", "name", "random", "pruning method: a PaI method, dense, or a sparse-training method",
            "pruning", choices=f"{_SPARSE}:TRIAL_METHODS", what="pruning method"),

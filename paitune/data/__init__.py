@@ -7,14 +7,26 @@ batches = scoring_batches(bundle, n_batches=1, batch_size=256, seed=0)   # for p
 
 from paitune.data.batches import iterate_batches, scoring_batches
 from paitune.data.bundle import DataBundle, Split
-from paitune.data.registry import DATASETS, clear_cache, load_dataset
+from paitune.data.registry import (
+    DATASETS,
+    DatasetSpec,
+    clear_cache,
+    dataset_names,
+    dataset_spec,
+    load_dataset,
+    register_dataset,
+)
 
 __all__ = [
     "DATASETS",
     "DataBundle",
+    "DatasetSpec",
     "Split",
     "clear_cache",
+    "dataset_names",
+    "dataset_spec",
     "iterate_batches",
     "load_dataset",
+    "register_dataset",
     "scoring_batches",
 ]

@@ -1,10 +1,11 @@
-"""``load_dataset``: one entry point for every dataset, cached per process."""
+"""``load_dataset``: one entry point for every dataset, cached per process; ``register_dataset`` adds one."""
 
 from __future__ import annotations
 
 import functools
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from paitune.data.bundle import DataBundle
@@ -13,7 +14,56 @@ from paitune.data.synthetic import load_synthetic_bundle
 from paitune.data.vision import VISION_DATASETS, load_vision_bundle, resolve_data_root
 from paitune.errors import PaituneError, unknown_choice
 
-DATASETS: tuple[str, ...] = ("digits", "synthetic", *VISION_DATASETS)
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset by name: how to load it, and its shape and classes without loading it.
+
+    ``load(split_seed, data_root, download)`` returns the whole dataset as a ``DataBundle``; the
+    split seed fixes which samples land in which split. ``input_shape`` / ``num_classes`` are
+    ``None`` only for ``synthetic``, whose shape each trial sets.
+    """
+
+    name: str
+    load: Callable[[int, str | None, bool], DataBundle]
+    input_shape: tuple[int, ...] | None
+    num_classes: int | None
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+SYNTHETIC = "synthetic"
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Make ``spec.name`` a value of the trial option ``dataset`` (spaces, sweeps and the CLI)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"dataset {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def dataset_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in _REGISTRY:
+        raise unknown_choice("dataset", name, dataset_names())
+    return _REGISTRY[name]
+
+
+register_dataset(DatasetSpec("digits", lambda seed, _root, _download: load_digits_bundle(seed), (1, 8, 8), 10))
+register_dataset(DatasetSpec(SYNTHETIC, None, None, None))  # loaded with its trial's shape, below
+for _name, _vision in VISION_DATASETS.items():
+    register_dataset(
+        DatasetSpec(
+            _name,
+            functools.partial(lambda name, seed, root, download: load_vision_bundle(name, root, download, seed), _name),
+            tuple(_vision.input_shape),
+            _vision.num_classes,
+        )
+    )
+DATASETS: tuple[str, ...] = dataset_names()  # the built-in datasets
 
 # Trials that run one after another in the same worker process re-use the loaded tensors. A few
 # entries only: one CIFAR bundle is about 0.7 GB of float32.
@@ -38,38 +88,31 @@ def load_dataset(
     by the torchvision datasets (default root: ~/.cache/paitune/datasets). The result is cached per
     process and shared: do not modify its tensors in place.
     """
-    if name not in DATASETS:
-        raise unknown_choice("dataset", name, DATASETS)
+    spec = dataset_spec(name)
     seed = _as_int("split_seed", split_seed)
-    if name == "digits":
-        return _cached_digits(seed)
-    if name == "synthetic":
+    if name == SYNTHETIC:
         shape = _as_int_tuple("synthetic_shape", synthetic_shape)
         sizes = _as_int_tuple("synthetic_size", synthetic_size)
         return _cached_synthetic(shape, _as_int("synthetic_classes", synthetic_classes), sizes, seed)
     # Key the cache by the resolved root so "data" and "./data" share one entry.
-    return _cached_vision(name, str(resolve_data_root(data_root)), bool(download), seed)
+    root = str(resolve_data_root(data_root)) if spec.name in VISION_DATASETS else None
+    return _cached(name, root, bool(download), seed)
 
 
 def clear_cache() -> None:
     """Forget every cached dataset (frees memory; mainly for tests)."""
-    for cached in (_cached_digits, _cached_synthetic, _cached_vision):
+    for cached in (_cached, _cached_synthetic):
         cached.cache_clear()
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _cached_digits(split_seed: int) -> DataBundle:
-    return load_digits_bundle(split_seed)
+def _cached(name: str, data_root: str | None, download: bool, split_seed: int) -> DataBundle:
+    return _REGISTRY[name].load(split_seed, data_root, download)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _cached_synthetic(shape: tuple[int, ...], classes: int, sizes: tuple[int, ...], split_seed: int) -> DataBundle:
     return load_synthetic_bundle(shape, classes, sizes, split_seed)
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _cached_vision(name: str, data_root: str, download: bool, split_seed: int) -> DataBundle:
-    return load_vision_bundle(name, data_root, download, split_seed)
 
 
 def _as_int(what: str, value: object) -> int:

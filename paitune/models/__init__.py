@@ -7,6 +7,6 @@ model.reset_parameters() # fresh weights from the model's own initializer (globa
 
 from paitune.models.base import PaiModel, init_module
 from paitune.models.copying import copy_module
-from paitune.models.registry import MODELS, build_model
+from paitune.models.registry import MODELS, build_model, model_names, register_model
 
-__all__ = ["MODELS", "PaiModel", "build_model", "copy_module", "init_module"]
+__all__ = ["MODELS", "PaiModel", "build_model", "copy_module", "init_module", "model_names", "register_model"]

@@ -1,7 +1,8 @@
-"""``build_model``: models by name, seeded without touching the global RNG."""
+"""``build_model``: models by name, seeded without touching the global RNG; ``register_model`` adds one."""
 
 from __future__ import annotations
 
+import functools
 import numbers
 import re
 from collections.abc import Callable, Sequence
@@ -17,22 +18,36 @@ from paitune.models.wide_resnet import WideResNet
 
 Builder = Callable[[tuple[int, ...], int], PaiModel]
 
-_FIXED: dict[str, Builder] = {
-    "mlp": MLP,
-    "cnn": SmallCNN,
-    "lenet5": LeNet5,
-    "vgg11": lambda shape, classes: VGG("vgg11", shape, classes),
-    "vgg16": lambda shape, classes: VGG("vgg16", shape, classes),
-    "vgg19": lambda shape, classes: VGG("vgg19", shape, classes),
-    "resnet18": resnet18,
-}
+_BUILDERS: dict[str, Builder] = {}
 
-# The names listed to users. build_model also accepts any CIFAR ResNet depth 6n+2 (resnet110, ...)
-# and any wide ResNet wrn{6n+4}_{k} (wrn40_2, ...).
-MODELS: tuple[str, ...] = (
-    "mlp", "cnn", "lenet5", "vgg11", "vgg16", "vgg19",
-    "resnet20", "resnet32", "resnet56", "resnet18", "wrn16_4", "wrn28_10",
-)  # fmt: skip
+
+def register_model(name: str, builder: Builder) -> Builder:
+    """Make ``name`` a value of the trial option ``model``: ``builder(input_shape, num_classes)``
+    returns a ``PaiModel`` (its weights drawn from the global torch RNG, which ``build_model``
+    seeds)."""
+    if name in _BUILDERS:
+        raise ValueError(f"model {name!r} is already registered")
+    _BUILDERS[name] = builder
+    return builder
+
+
+def model_names() -> tuple[str, ...]:
+    """The models a space or the CLI may name. ``build_model`` also accepts any CIFAR ResNet depth
+    6n+2 (resnet110, ...) and any wide ResNet wrn{6n+4}_{k} (wrn40_2, ...)."""
+    return tuple(_BUILDERS)
+
+
+register_model("mlp", MLP)
+register_model("cnn", SmallCNN)
+register_model("lenet5", LeNet5)
+for _vgg in ("vgg11", "vgg16", "vgg19"):
+    register_model(_vgg, functools.partial(VGG, _vgg))
+for _depth in (20, 32, 56):
+    register_model(f"resnet{_depth}", functools.partial(cifar_resnet, _depth))
+register_model("resnet18", resnet18)
+register_model("wrn16_4", functools.partial(WideResNet, 16, 4))
+register_model("wrn28_10", functools.partial(WideResNet, 28, 10))
+MODELS: tuple[str, ...] = model_names()  # the built-in models
 
 _CIFAR_RESNET = re.compile(r"resnet(\d+)")
 _WIDE_RESNET = re.compile(r"wrn(\d+)_(\d+)")
@@ -73,9 +88,9 @@ def seed_cpu_generator(seed: int) -> None:
 
 def _builder(name: str) -> Builder:
     if not isinstance(name, str):
-        raise unknown_choice("model", name, MODELS)
-    if name in _FIXED:
-        return _FIXED[name]
+        raise unknown_choice("model", name, model_names())
+    if name in _BUILDERS:
+        return _BUILDERS[name]
     match = _CIFAR_RESNET.fullmatch(name)
     if match:
         depth = int(match.group(1))
@@ -93,7 +108,7 @@ def _builder(name: str) -> Builder:
                 "and width >= 1"
             )
         return lambda shape, classes: WideResNet(depth, width, shape, classes)
-    raise unknown_choice("model", name, MODELS)
+    raise unknown_choice("model", name, model_names())
 
 
 def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:

@@ -26,6 +26,7 @@ import torch
 from ..config import resolve_config as resolve_options
 from ..data import load_dataset, scoring_batches
 from ..models import build_model
+from ..plugins import load_plugins
 from ..proxies import compute_proxies
 from ..pruning import MaskReport, Masks, apply_masks, mask_hash, mask_report
 from ..sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
@@ -103,6 +104,7 @@ class PreparedTrial:
 
 def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
     """Everything up to the first training epoch; ``trainer.run_epoch()`` takes it from there."""
+    load_plugins()  # in a Ray worker, the plug-ins' names exist only once they are imported here
     cfg = resolve_config(config)
     seed = int(cfg["seed"])
     data = load_dataset(

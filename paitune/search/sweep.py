@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 from paitune.config import TRIAL_DEFAULTS
 from paitune.config.sweep import SCHEDULERS, SweepOptions
 from paitune.errors import PaituneError, unknown_choice
+from paitune.plugins import load_plugins
 from paitune.search.internals import check_versions
 from paitune.search.lock import SweepLock, lock_holder
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
@@ -180,6 +181,7 @@ def _read_manifest(experiment_dir: Path) -> dict[str, Any]:
 def plan_sweep(options: SweepOptions) -> SweepPlan:
     """Validate the space, the arguments and the output directory; start and write nothing."""
     check_versions()
+    load_plugins()
     if not NAME_PATTERN.match(options.name or ""):
         raise PaituneError(
             f"--name {options.name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit"

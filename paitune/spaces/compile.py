@@ -39,17 +39,12 @@ def dataset_signature(
     name: str, synthetic_shape: tuple[int, ...], synthetic_classes: int
 ) -> tuple[tuple[int, ...], int]:
     """(input_shape, num_classes) of a dataset, without loading it."""
-    from paitune.data.vision import VISION_DATASETS
+    from paitune.data import dataset_spec
 
-    if name in VISION_DATASETS:
-        spec = VISION_DATASETS[name]
-        return tuple(spec.input_shape), spec.num_classes
-    if name == "synthetic":
+    spec = dataset_spec(name)
+    if spec.input_shape is None:  # synthetic: the trial sets its shape
         return tuple(synthetic_shape), int(synthetic_classes)
-    from paitune.data import load_dataset
-
-    bundle = load_dataset(name)  # the embedded digits: in memory, no files needed
-    return tuple(bundle.input_shape), bundle.num_classes
+    return tuple(spec.input_shape), spec.num_classes
 
 
 @functools.lru_cache(maxsize=16)
