@@ -282,7 +282,8 @@ def test_cli_writes_report_and_json(results_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
     assert printed == json.loads((out / "summary.json").read_text())
-    assert (out / "report.html").exists()
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+    assert (out / "tables" / "rankings.csv").exists()
     proc = _cli(str(results_dir), "--out", str(out), "--n-boot", "200")
     assert proc.returncode == 0 and "Rankings" in proc.stdout and str(out / "report.html") in proc.stdout
     assert "Standard operating points" in proc.stdout and "32x" in proc.stdout
