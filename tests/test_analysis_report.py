@@ -11,11 +11,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from planted import PlantedSpec, write_results
 
 from paitune.analysis import analyze, write_report
+from paitune.analysis.document import format_cell, table_view
 from paitune.analysis.html_report import MAX_ROWS
 
 CONTRACT = {
@@ -236,6 +238,27 @@ def test_every_table_is_written_as_csv_and_linked(report):
     for name in ("accuracy_vs_sparsity", "operating_points", "rankings", "sanity", "pai_vs_imp", "proxies"):
         assert f"href='tables/{name}.csv'" in html
         assert f"href='tables/{name}.csv'" in html[html.find(f"id='table-{name}'") :].split("</caption>")[0]
+
+
+def test_table_view_folds_rows_and_columns_without_data():
+    table = pd.DataFrame(
+        {
+            "method": ["snip", "snip", "random"],
+            "ratio": [2, 64, 2],  # a level: no data on its own
+            "n": [3, 0, 3],  # a count: no data on its own
+            "mean": [0.9, np.nan, 0.8],
+            "gap": [np.nan, np.nan, np.nan],
+            "note": ["", "not_swept", ""],
+            "flag": [True, None, False],
+        }
+    )
+    view = table_view("t", table)
+    assert list(view.rows["method"]) == ["snip", "random"] and list(view.empty_rows["ratio"]) == [64]
+    assert view.empty_columns == ("gap",) and "gap" not in view.rows.columns
+    assert view.numeric == {"ratio", "n", "mean"}
+    assert [format_cell(v) for v in (np.nan, None, 0.123456, 3, True, "x")] == ["—", "—", "0.1235", "3", "yes", "x"]
+    empty = table_view("e", table.iloc[:0])
+    assert empty.n_rows == 0 and empty.rows.empty and empty.empty_columns == ()
 
 
 def test_small_sweep_shows_what_it_has(small_report):
