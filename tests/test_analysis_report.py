@@ -1,7 +1,9 @@
-"""summary.json contract, the `paitune analyze` command, and report.html in a real headless browser."""
+"""summary.json contract, the `paitune analyze` command, report.html / report.md / tables/*.csv,
+and report.html in a real headless browser (layout at two window widths)."""
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import os
 import re
@@ -9,10 +11,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 from planted import PlantedSpec, write_results
 
 from paitune.analysis import analyze, write_report
+from paitune.analysis.document import format_cell, table_view
+from paitune.analysis.html_report import MAX_ROWS
 
 CONTRACT = {
     "trials": {"experiment", "status", "n"},
@@ -119,6 +125,16 @@ def report(results_dir, tmp_path_factory):
     return out, written
 
 
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    """A first look at a sweep: two methods, two sparsities, two seeds, no dense, no IMP, no controls."""
+    spec = PlantedSpec(methods=("snip", "random"), sparsities=(0.5, 0.9), seeds=2)
+    results = write_results(tmp_path_factory.mktemp("small"), "small", spec)
+    out = tmp_path_factory.mktemp("small_report")
+    written = write_report(analyze(results, n_boot=200), out)
+    return out, written
+
+
 def test_summary_json_contract(report):
     out, _ = report
     text = (out / "summary.json").read_text()
@@ -162,11 +178,107 @@ def test_report_files_are_self_contained(report):
     for name in IMAGES:
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"alt='{name}'" in html
-    # No external resources: every src is an embedded data URI, no stylesheet or script links.
+    # No external resources: every src is an embedded data URI, no stylesheet or script links;
+    # the only links leave the page for the CSV files beside it.
     assert all(src.startswith("data:image/png;base64,") for src in re.findall(r"src='([^']*)'", html))
     assert not re.search(r"(href|src)=['\"]?(https?:|//)", html)
+    assert "<script" not in html and "<link" not in html
+    for href in re.findall(r"href='([^'#][^']*)'", html):
+        assert href.startswith("tables/") and (out / href).is_file(), href
     for heading in HEADINGS:
-        assert f"<h2>{heading}</h2>" in html
+        assert f"<h3>{heading}</h3>" in html
+    assert written["markdown"] == out / "report.md" and written["tables"] == out / "tables"
+
+
+def _positions(text: str, markers) -> list[int]:
+    found = [text.find(m) for m in markers]
+    assert -1 not in found, [m for m, i in zip(markers, found) if i < 0]
+    return found
+
+
+def test_report_reads_findings_then_plots_then_tables(report):
+    out, _ = report
+    html = (out / "report.html").read_text()
+    findings, answer, plots, first_image, tables, first_table = _positions(
+        html, ["id='findings'", "class='answer'", "id='plots'", "<img", "id='tables'", "<table"]
+    )
+    assert findings < answer < plots < first_image < tables < first_table
+    # The table of contents links every part and every section.
+    toc = html[: html.find("</nav>")]
+    for anchor in ("findings", "answer", "plots", "tables", "accuracy", "rankings", "pareto"):
+        assert f"href='#{anchor}'" in toc and f"id='{anchor}'" in html, anchor
+    # Each verdict is a sentence with its numbers and seeds; the decisive ones show, the rest fold.
+    verdicts = html[findings:plots]
+    assert "robust winner" in verdicts and "over 5 seeds" in verdicts and "<details>" in verdicts
+    for group in verdicts.split("<h3 id='findings-")[2:]:
+        shown = group.split("<details>")[0]
+        assert "<li>" in shown or "without a decision" in group, group[:200]
+        assert "inconclusive:" not in shown and "too few runs:" not in shown, group[:200]
+    md = (out / "report.md").read_text()
+    assert _positions(md, ["## Findings", "### The answer", "## Plots", "![", "## Tables", "| method"]) == sorted(
+        _positions(md, ["## Findings", "### The answer", "## Plots", "![", "## Tables", "| method"])
+    )
+    for heading in HEADINGS:
+        assert f"### {heading}" in md
+    for name in IMAGES:
+        assert f"![{name}]({name}.png)" in md
+
+
+def test_every_table_is_written_as_csv_and_linked(report):
+    out, _ = report
+    html = (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    for name, records in summary.items():
+        if name == "schema_version":
+            continue
+        table = pd.read_csv(out / "tables" / f"{name}.csv", keep_default_na=False) if records else None
+        if table is not None:
+            assert len(table) == len(records), name
+            assert set(records[0]) - {"schema_version"} <= set(table.columns), name
+    for name in ("accuracy_vs_sparsity", "operating_points", "rankings", "sanity", "pai_vs_imp", "proxies"):
+        assert f"href='tables/{name}.csv'" in html
+        assert f"href='tables/{name}.csv'" in html[html.find(f"id='table-{name}'") :].split("</caption>")[0]
+
+
+def test_table_view_folds_rows_and_columns_without_data():
+    table = pd.DataFrame(
+        {
+            "method": ["snip", "snip", "random"],
+            "ratio": [2, 64, 2],  # a level: no data on its own
+            "n": [3, 0, 3],  # a count: no data on its own
+            "mean": [0.9, np.nan, 0.8],
+            "gap": [np.nan, np.nan, np.nan],
+            "note": ["", "not_swept", ""],
+            "flag": [True, None, False],
+        }
+    )
+    view = table_view("t", table)
+    assert list(view.rows["method"]) == ["snip", "random"] and list(view.empty_rows["ratio"]) == [64]
+    assert view.empty_columns == ("gap",) and "gap" not in view.rows.columns
+    assert view.numeric == {"ratio", "n", "mean"}
+    assert [format_cell(v) for v in (np.nan, None, 0.123456, 3, True, "x")] == ["—", "—", "0.1235", "3", "yes", "x"]
+    empty = table_view("e", table.iloc[:0])
+    assert empty.n_rows == 0 and empty.rows.empty and empty.empty_columns == ()
+
+
+def test_small_sweep_shows_what_it_has(small_report):
+    """Rows without any statistic (ratios not swept, a dense reference not run) fold behind
+    "show all"; columns empty in every row are left out and named."""
+    out, _ = small_report
+    html = (out / "report.html").read_text()
+    start = html.find("id='table-operating_points'")
+    block = html[start : html.find("<div class='table'", start + 1)]
+    main, folded = block.split("<details>")
+    assert main.count("<tr>") == 1 + 2  # header + the two methods at ratio 2 (sparsity 0.9 is ratio 10)
+    assert "show all: " in folded and folded.count("<tr>") > 1
+    assert ">not_swept<" not in main and ">not_swept<" in folded
+    assert "left out, empty in every row" in main and "gap_ci_low" in main.split("left out")[1]
+    assert "<th class='num'>mean</th>" in main and "<td class='num'>" in main
+    ops = pd.read_csv(out / "tables" / "operating_points.csv")
+    assert len(ops) == main.count("<tr>") - 1 + folded.count("<tr>") - 1
+    assert "too few runs: only 2 seeds hold every choice" in html
+    md = (out / "report.md").read_text()
+    assert "| not_swept |" not in md and "[CSV](tables/operating_points.csv)" in md
 
 
 def _cli(*args, cwd=None):
@@ -193,7 +305,8 @@ def test_cli_writes_report_and_json(results_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
     assert printed == json.loads((out / "summary.json").read_text())
-    assert (out / "report.html").exists()
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+    assert (out / "tables" / "rankings.csv").exists()
     proc = _cli(str(results_dir), "--out", str(out), "--n-boot", "200")
     assert proc.returncode == 0 and "Rankings" in proc.stdout and str(out / "report.html") in proc.stdout
     assert "Standard operating points" in proc.stdout and "32x" in proc.stdout
@@ -204,76 +317,105 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_report_renders_in_headless_chromium(report, tmp_path):
+def _browser_args(browser: str, profile, width: int) -> list[str]:
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},2000",
+    ]
+
+
+# Runs once the page has loaded: opens every "show all", then measures (before it adds anything
+# itself) each element's right edge against the document width, leaving out what sits inside a
+# scroll box; writes the result and each image's decoded size into the DOM for --dump-dom.
+PROBE = """<script>window.addEventListener('load',()=>{
+document.querySelectorAll('details').forEach(d=>{d.open=true;});
+const width=document.documentElement.clientWidth;
+const scrolls=e=>{for(let p=e.parentElement;p;p=p.parentElement){
+  const o=getComputedStyle(p).overflowX;if(o==='auto'||o==='scroll'||o==='hidden')return true;}return false;};
+const wide=[...document.body.querySelectorAll('*')].filter(e=>!scrolls(e)&&e.getBoundingClientRect().right>width+0.5)
+  .map(e=>e.tagName+'#'+e.id+'.'+e.className+':'+Math.round(e.getBoundingClientRect().right));
+const top=e=>e?e.getBoundingClientRect().top+window.scrollY:null;
+const probe={width:width,scrollWidth:document.documentElement.scrollWidth,wide:wide.slice(0,20),n_wide:wide.length,
+  findings:top(document.getElementById('findings')),answer:top(document.querySelector('.answer')),
+  image:top(document.querySelector('img')),table:top(document.querySelector('table')),
+  images:[...document.images].map(i=>[i.complete,i.naturalWidth,i.naturalHeight])};
+const p=document.createElement('pre');p.id='probe';p.textContent=JSON.stringify(probe);document.body.appendChild(p);
+});</script>"""
+
+
+def _table_rows(dom: str) -> dict[str, dict]:
+    """Per table name: rows declared (data-rows), rows rendered (every part) and its caption's CSV link."""
+    found: dict[str, dict] = {}
+    for attrs, body in re.findall(r"<table ([^>]*)>(.*?)</table>", dom, re.S):
+        name = re.search(r'data-table="(\w+)"', attrs).group(1)
+        entry = found.setdefault(name, {"rendered": 0})
+        entry["rendered"] += len(re.findall(r"<tr>", body.split("<tbody>", 1)[1]))
+        declared = re.search(r'data-rows="(\d+)"', attrs)
+        if declared:
+            entry["declared"] = int(declared.group(1))
+            caption = re.search(r"<caption>(.*?)</caption>", body, re.S).group(1)
+            entry["href"] = re.search(r'href="([^"]+)"', caption).group(1)
+    return found
+
+
+@pytest.mark.parametrize(("which", "width"), [("report", 1280), ("report", 800), ("small_report", 800)])
+def test_report_fits_the_page_in_headless_chromium(which, width, request, tmp_path):
     browser = _chromium()
     if browser is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is required in CI (apt-get install -y chromium)")
         pytest.skip("chromium not installed (apt-get install -y chromium)")
-    out, _ = report
-    # A copy of the report with a tiny script that writes each image's decoded size into the
-    # DOM once the page has loaded, so --dump-dom shows whether the browser decoded it.
-    probe = out / "probe.html"
-    script = (
-        "<script>window.addEventListener('load',()=>{const r=[...document.images].map("
-        "i=>i.complete+':'+i.naturalWidth+'x'+i.naturalHeight);const p=document.createElement('pre');"
-        "p.id='probe';p.textContent='IMAGES '+r.join(' ');document.body.appendChild(p);});</script>"
-    )
-    probe.write_text((out / "report.html").read_text().replace("</body>", script + "</body>"))
-    profile = tmp_path / "chromium-profile"
+    out, _ = request.getfixturevalue(which)
+    probe = out / f"probe-{width}.html"  # beside report.html, so its relative CSV links resolve alike
+    probe.write_text((out / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    args = _browser_args(browser, tmp_path / "profile", width)
     proc = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            probe.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [*args, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120
     )
     dom = proc.stdout
     assert proc.returncode == 0 and "<h2>" in dom, proc.stderr[-2000:]
-    for heading in HEADINGS:
-        assert f"<h2>{heading}</h2>" in dom
-    for section in ("operating_points", "pai_vs_imp"):  # the new sections hold their tables
-        assert re.search(rf'<section id="{section}">.*?<table', dom, re.S), section
-    assert "adds nothing beyond size" in dom and "not applicable" in dom
-    found = re.search(r'<pre id="probe">IMAGES ([^<]*)</pre>', dom)
+    found = re.search(r'<pre id="probe">([^<]*)</pre>', dom)
     assert found, "probe script did not run"
-    images = found.group(1).split()
-    assert len(images) >= len(IMAGES)
-    for image in images:
-        complete, size = image.split(":")
-        width, height = map(int, size.split("x"))
-        assert complete == "true" and width > 100 and height > 100, image
+    result = json.loads(html_lib.unescape(found.group(1)))
+    # Nothing is wider than the page: wide tables scroll inside their own box.
+    assert result["width"] == width and result["scrollWidth"] <= width, result
+    assert result["n_wide"] == 0, result["wide"]
+    # Findings, with the answer, come before the first plot and the first table.
+    assert result["findings"] < result["answer"] < result["image"] < result["table"], result
+    for heading in HEADINGS:
+        assert f"<h3>{heading}</h3>" in dom
+    if which == "report":
+        for section in ("operating_points", "pai_vs_imp"):
+            assert re.search(rf'<section id="{section}">.*?<table', dom, re.S), section
+        assert "adds nothing beyond size" in dom and "not applicable" in dom
+        assert len(result["images"]) >= len(IMAGES)
+    for complete, image_width, image_height in result["images"]:
+        assert complete and image_width > 100 and image_height > 100, result["images"]
+    # Each table's caption links its CSV; pandas reads it with the table's rows.
+    tables = _table_rows(dom)
+    assert {"trials", "accuracy_vs_sparsity", "operating_points", "rankings"} <= set(tables)
+    for name, entry in tables.items():
+        assert entry["href"] == f"tables/{name}.csv"
+        csv = pd.read_csv(out / entry["href"])
+        assert entry["declared"] == len(csv), name
+        if len(csv) <= MAX_ROWS:
+            assert entry["rendered"] == len(csv), name
+        else:
+            assert MAX_ROWS <= entry["rendered"] < len(csv), name
+    for href in re.findall(r'href="(tables/[^"]+)"', dom):  # tables without rows link theirs too
+        assert (out / href).is_file(), href
     screenshot = tmp_path / "shot.png"
     subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            f"--screenshot={screenshot}",
-            "--window-size=1200,2000",
-            (out / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
+        [*args, f"--screenshot={screenshot}", (out / "report.html").as_uri()], capture_output=True, timeout=120
     )
     assert screenshot.exists() and screenshot.read_bytes()[:4] == b"\x89PNG"

@@ -2,7 +2,8 @@
 
 Every function takes a ``Results`` (``load_results(DIR/NAME, ...)``) and returns pandas
 DataFrames, for notebooks; ``analyze`` runs them all and ``write_report`` writes report.html,
-summary.json (format: ``paitune.analysis.summary``) and the PNG plots.
+report.md, every table as tables/<name>.csv, summary.json (format: ``paitune.analysis.summary``)
+and the PNG plots.
 
 Comparisons are like with like (``paitune.analysis.common``): within a context (dataset x model x
 sparsity x budget), every trial counts with its test accuracy at the last epoch all trials of the
@@ -32,10 +33,11 @@ from paitune.analysis.pareto import pareto_fronts
 from paitune.analysis.proxies import proxy_correlations
 from paitune.analysis.rankings import concordance, pairwise_win_rates, rank_choices, ranking_tables
 from paitune.analysis.reference import dense_reference
-from paitune.analysis.report import terminal_text, write_report
+from paitune.analysis.report import write_report
 from paitune.analysis.run import Analysis, analyze
 from paitune.analysis.sanity import sanity_checks
 from paitune.analysis.summary import build_summary, write_summary
+from paitune.analysis.terminal import terminal_text
 
 __all__ = [
     "Analysis",

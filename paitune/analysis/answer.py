@@ -61,7 +61,8 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
             verdict, claim = "inconclusive", "is not shown to differ from random pruning at the same allocation"
         sentence = (
             f"{row.choice} {claim}: {_pct(row.mean_diff)} test accuracy, wins {row.win_rate:.0%} of "
-            f"{int(row.n_contexts)} head-to-head comparisons ({n} seeds, Holm {_p(row.p_adjusted)})"
+            f"{int(row.n_contexts)} head-to-head comparisons ({n} seeds, "
+            + (f"Holm {_p(row.p_adjusted)})" if np.isfinite(row.p_adjusted) else f"no test below {MIN_UNITS} seeds)")
         )
         if row.choice in shuffle.index:
             s = shuffle.loc[row.choice]

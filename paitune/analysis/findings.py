@@ -49,10 +49,8 @@ def _ranking_sentence(row, n_choices: int) -> str:
             f"{WIN_MARGIN} (90% t-interval inside the margin)."
         )
     if row.verdict == "too_few_runs":
-        return (
-            f"{row.factor} {row.choice}: too few runs: fewer than {MIN_UNITS} seeds hold every choice, "
-            "so no verdict is drawn."
-        )
+        held = f"only {int(row.n_units)} seeds hold" if pd.notna(row.n_units) else f"fewer than {MIN_UNITS} seeds hold"
+        return f"{row.factor} {row.choice}: too few runs: {held} every choice; a verdict needs {MIN_UNITS}."
     return (
         f"{base}; inconclusive: significantly ahead of {int(row.n_ahead)} and behind {int(row.n_behind)} of "
         f"the {others} other choices (Friedman p = {_f(row.friedman_p)}), neither best, worst nor shown "

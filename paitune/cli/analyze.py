@@ -15,13 +15,14 @@ DEFAULT_OUT = "report"
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "analyze",
-        help="analyze sweep results: tables, statistics, plots, report.html, summary.json",
+        help="analyze sweep results: tables, statistics, plots, report.html / report.md, CSV tables, summary.json",
         description=(
             "Read one or more result directories (DIR/NAME with trials/, epochs/, layers/), print "
             "the key tables — accuracy with its gap to the dense model, the standard operating points "
             "(compression 2x to 32x, up to 1000x), rankings, sanity and corrupted-data controls, "
             "PaI vs IMP, proxies with their size bias — and write REPORT_DIR/report.html "
-            "(self-contained), the plots as PNG and REPORT_DIR/summary.json (every number of the report)."
+            "(self-contained apart from its CSV links) and report.md (findings, plots, tables), the plots as PNG, "
+            "every table as REPORT_DIR/tables/NAME.csv and REPORT_DIR/summary.json (every number of the report)."
         ),
     )
     parser.add_argument(
@@ -75,5 +76,6 @@ def run(args) -> int:
         sys.stdout.write("\n")
     else:
         print(terminal_text(analysis))
-        print(f"\nreport: {written['report']}\nsummary: {written['summary']}")
+        print(f"\nreport: {written['report']} (Markdown: {written['markdown'].name}, CSV: {written['tables'].name}/)")
+        print(f"summary: {written['summary']}")
     return 0

@@ -1,0 +1,132 @@
+"""The report's sections: what each shows, how to read its columns, and which tables it holds.
+
+The order is the reading order of the report's tables (and of its plots, where a section has one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Section:
+    anchor: str
+    heading: str
+    text: str  # what the section's tables show and how to read their columns
+    tables: tuple[str, ...]
+
+
+SECTIONS = (
+    Section(
+        "trials",
+        "Trials",
+        "Every trial by status. Only completed trials have a final accuracy "
+        "(test_acc); stopped, failed and diverged trials are counted here and beside every average.",
+        ("trials", "status_by_choice"),
+    ),
+    Section(
+        "accuracy",
+        "Accuracy vs sparsity",
+        "Mean final accuracy per cell with a 95% bootstrap CI "
+        "over seeds; n = seeds, n_trials = completed trials behind them. compression = 1 / density. "
+        "gap = accuracy - accuracy of the dense (unpruned) model of the same dataset, model, budget "
+        "and seed, with a 95% CI over the paired seeds (n_gap); the dense reference is the dashed line.",
+        ("accuracy_vs_sparsity", "dense_reference"),
+    ),
+    Section(
+        "operating_points",
+        "Standard operating points",
+        "Accuracy at the compression ratios of the "
+        "literature's tables (ShrinkBench): 2, 4, 8, 16, 32 and, where swept, up to 1000; control none; "
+        "mean and 95% CI over seeds and the paired gap to dense.",
+        ("operating_points",),
+    ),
+    Section(
+        "contexts",
+        "Contexts and common epochs",
+        "Choices are compared only within a context (dataset x "
+        "model x sparsity x budget). Stopped trials are data: within a context every trial counts with its "
+        "accuracy at the common epoch, the last epoch all of them reached (the budget when nothing was "
+        "stopped); completion_rate = share of the context's trials that ran their full budget.",
+        ("contexts",),
+    ),
+    Section(
+        "rankings",
+        "Generalization of rankings",
+        "Choices compared within contexts (other factor fixed), "
+        "each pair at the last epoch both reached, config picked by validation accuracy and judged on test. "
+        "The unit is the seed: win rate = mean over seeds of the share of within-context comparisons won, 95% "
+        "t-interval over seeds (n_units). Friedman test over seeds, then head-to-head paired t-tests over "
+        "seeds of the accuracy difference, Holm-adjusted (p_adjusted); robust_winner = significantly ahead "
+        "of every other choice. Kendall's W: agreement of seed-averaged rankings across contexts; regret: "
+        "accuracy lost by carrying the choice picked on the other dataset x model groups to a held-out one.",
+        ("rankings", "concordance", "pairwise"),
+    ),
+    Section(
+        "sanity",
+        "Sanity checks",
+        "Accuracy of each control minus its paired unmodified trial (same "
+        "config and seed) at the last epoch both reached. The unit is the seed (pairs of a seed averaged): "
+        "95% t-interval over seeds (n_units; n = pairs), t-test Holm-adjusted over rows (p_adjusted); "
+        "no_effect only when an equivalence test (TOST) shows |delta| < 0.01, else inconclusive. "
+        "corrupt_labels / corrupt_pixels score the mask on corrupted data: hurting means the mask uses the "
+        "data; for data-free methods they are not applicable.",
+        ("sanity",),
+    ),
+    Section(
+        "pai_vs_imp",
+        "PaI vs after-training (IMP)",
+        "Each method's accuracy minus that of the lottery "
+        "ticket with rewinding (IMP) in the same context and seed, at the context's common epoch; 95% "
+        "t-interval over the paired seeds (n), Holm-adjusted t-tests; matches_imp only when an equivalence "
+        "test shows |gap| < 0.01, else inconclusive.",
+        ("pai_vs_imp",),
+    ),
+    Section(
+        "layers",
+        "Layerwise profiles",
+        "Mean per-layer density at one sparsity level; for a "
+        "searched allocation, the best profile found beside ERK / uniform / global.",
+        ("layer_profiles", "searched_profiles"),
+    ),
+    Section(
+        "collapse",
+        "Layer collapse",
+        "Highest sparsity reached before any trial collapsed, per dataset x model.",
+        ("collapse",),
+    ),
+    Section(
+        "proxies",
+        "Zero-cost proxies",
+        "Rank correlation of each proxy at init with accuracy at the common "
+        "epoch, unmodified masks only (control none). What decides is within context: per-context Spearman "
+        "and partial Spearman controlling for parameter count and FLOPs, combined on Fisher's z scale with a "
+        "t-interval over contexts (adds_beyond_size: the within-context partial interval excludes 0). The "
+        "pooled numbers (spearman, partial_spearman) mix contexts and are descriptive only.",
+        ("proxies",),
+    ),
+    Section(
+        "importance",
+        "Hyperparameter importance",
+        "Share of the variance of accuracy within context "
+        "(accuracy minus its context's mean) explained by each choice parameter (Optuna fANOVA, PED-ANOVA); "
+        "context variables, controls and the seed are not parameters.",
+        ("importance",),
+    ),
+    Section(
+        "early",
+        "Early vs final",
+        "Within-context Spearman between validation accuracy at each epoch and test "
+        "accuracy at a later rung (target_epoch), over every trial that reached the rung; survivors_only "
+        "marks rows whose sample some stopped trials left. top_recall = share of the top quarter at the "
+        "rung that a top-third cut at that epoch would keep.",
+        ("early_vs_final", "early_vs_final_by_method"),
+    ),
+    Section(
+        "pareto",
+        "Pareto front",
+        "Non-dominated trials by validation accuracy (max) vs density and FLOPs (min); their test accuracy shown.",
+        ("pareto",),
+    ),
+)
+HEADINGS = {s.anchor: s.heading for s in SECTIONS}
