@@ -11,7 +11,7 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 
 from paitune.errors import PaituneError
-from paitune.search.asha import ContextASHA, pair_key
+from paitune.search.asha import ContextASHA, pair_key, read_state
 from paitune.search.sweep import SweepOptions, execute_sweep, plan_sweep
 from paitune.spaces import compile_space, load_space, load_space_text
 from paitune.spaces.context import context_id, parse_context_id
@@ -110,7 +110,7 @@ def test_control_arm_stops_with_its_partner_and_never_gets_ahead(tmp_path):
     assert asha.on_trial_result(CTL, partner, {"epoch": 2, "val_acc": 0.1}) == TrialScheduler.STOP
     # ...and the arm stops at that same epoch
     assert asha.on_trial_result(CTL, arm, {"epoch": 2, "val_acc": 0.9}) == TrialScheduler.STOP
-    state = json.loads((tmp_path / "asha.json").read_text())
+    state = read_state(tmp_path / "asha.json")
     assert state["stopped_at"] == {"p": 2.0, "s": 2.0}
     assert "s" not in {tid for rungs in state["rungs"].values() for rec in rungs.values() for tid in rec}
 

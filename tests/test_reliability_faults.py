@@ -118,10 +118,9 @@ def check_sweep_is_whole(
 
 def _asha_records(root: Path) -> set[tuple[str, float, str, float]]:
     """(context, milestone, trial id, score) of every record on ASHA's rungs (asha.json)."""
-    path = root / "asha.json"
-    if not path.exists():
-        return set()
-    state = json.loads(path.read_text())
+    from paitune.search.asha import read_state
+
+    state = read_state(root / "asha.json")
     return {
         (ctx, float(m), tid, float(v))
         for ctx, rungs in state["rungs"].items() for m, rec in rungs.items() for tid, v in rec.items()

@@ -30,21 +30,21 @@ The dense reference trials (method ``dense``) are never ranked or stopped.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from paitune.config import config_hash, trial_config
+from paitune.search.journal_state import LOG_SUFFIX, JournaledState
 from paitune.search.rows import STATUS_KEY
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import CONTROL, NO_CONTROL
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
 
 STATE_FILE = "asha.json"
+STATE_FILES = (STATE_FILE, STATE_FILE + LOG_SUFFIX)  # the snapshot and its journal
 
 
 def _encode(value: float | None):
@@ -76,6 +76,14 @@ def trial_context(config: dict) -> str:
 def pair_key(config: dict) -> str:
     """What an unmodified trial and its control arms share: the hash of the config with control none."""
     return config_hash(trial_config({**config, CONTROL: NO_CONTROL}))
+
+
+def read_state(path) -> dict:
+    """ContextASHA's state as of its last change (snapshot plus journal), as one dict: ``rungs``
+    (context -> milestone -> trial id -> score), ``stopped_at``, ``pair_stopped``, ``arm_epoch``."""
+    reader = ContextASHA(metric="_", mode="max", max_t=2, grace_period=1, reduction_factor=2, state_path=path)
+    reader._ensure_loaded()
+    return reader._snapshot()[0]
 
 
 class LiveTrials:
@@ -154,7 +162,7 @@ class ContextASHA(FIFOScheduler):
         self._stopped_at: dict[str, float] = {}  # trial id -> epoch ASHA stopped it at
         self._pair_stopped: dict[str, float] = {}  # pair key -> epoch its unmodified trial was stopped at
         self._arm_epoch: dict[str, float] = {}  # pair key -> furthest epoch one of its control arms reported
-        self._num_stopped = 0
+        self._journal = JournaledState(self.state_path)
         self._loaded = False
         self.live = LiveTrials()
         self._pairs: dict[str, str] = {}  # trial id -> pair_key of its config (hashed once, not per result)
@@ -180,20 +188,35 @@ class ContextASHA(FIFOScheduler):
         if self._loaded:
             return
         self._loaded = True
-        try:
-            state = json.loads(Path(self.state_path).read_text())
-        except FileNotFoundError:
-            return
-        self._rungs = {
-            ctx: {int(m): {tid: _decode(v) for tid, v in rec.items()} for m, rec in rungs.items()}
-            for ctx, rungs in state["rungs"].items()
-        }
-        self._stopped_at = {tid: float(t) for tid, t in state.get("stopped_at", {}).items()}
-        self._pair_stopped = {k: float(t) for k, t in state.get("pair_stopped", {}).items()}
-        self._arm_epoch = {k: float(t) for k, t in state.get("arm_epoch", {}).items()}
-        self._num_stopped = int(state.get("num_stopped", 0))
+        state, events = self._journal.load()
+        if state is not None:
+            self._rungs = {
+                ctx: {int(m): {tid: _decode(v) for tid, v in rec.items()} for m, rec in rungs.items()}
+                for ctx, rungs in state["rungs"].items()
+            }
+            self._stopped_at = {tid: float(t) for tid, t in state.get("stopped_at", {}).items()}
+            self._pair_stopped = {k: float(t) for k, t in state.get("pair_stopped", {}).items()}
+            self._arm_epoch = {k: float(t) for k, t in state.get("arm_epoch", {}).items()}
+        for kind, *args in events:
+            self._apply(kind, *args)
 
-    def _save(self) -> None:
+    # One journal event per change, each setting one entry (so replaying one twice is harmless).
+    def _apply(self, kind: str, *args) -> None:
+        if kind == "rung":
+            ctx, milestone, tid, score = args
+            self._rungs.setdefault(ctx, {}).setdefault(int(milestone), {})[tid] = _decode(score)
+        elif kind == "stopped":
+            self._stopped_at[args[0]] = float(args[1])
+        elif kind == "pair_stopped":
+            self._pair_stopped[args[0]] = float(args[1])
+        elif kind == "arm_epoch":
+            self._arm_epoch[args[0]] = float(args[1])
+
+    def _record(self, kind: str, *args) -> None:
+        self._apply(kind, *args)
+        self._journal.append([kind, *args], self._snapshot)
+
+    def _snapshot(self) -> tuple[dict, int]:
         state = {
             "rungs": {
                 ctx: {str(m): {tid: _encode(v) for tid, v in rec.items()} for m, rec in rungs.items()}
@@ -202,12 +225,9 @@ class ContextASHA(FIFOScheduler):
             "stopped_at": self._stopped_at,
             "pair_stopped": self._pair_stopped,
             "arm_epoch": self._arm_epoch,
-            "num_stopped": self._num_stopped,
         }
-        path = Path(self.state_path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
+        size = sum(len(rec) for rungs in self._rungs.values() for rec in rungs.values())
+        return state, size + len(self._stopped_at) + len(self._pair_stopped) + len(self._arm_epoch)
 
     def __getstate__(self):
         # Tune pickles the scheduler inside its Tuner file; a copy must reload the JSON when used.
@@ -238,7 +258,7 @@ class ContextASHA(FIFOScheduler):
             cutoff = np.nanpercentile(list(recorded.values()), (1 - 1 / self.reduction_factor) * 100)
             if score < cutoff:
                 action = TrialScheduler.STOP
-        recorded[trial.trial_id] = score
+        self._record("rung", trial_context(_config(trial)), milestone, trial.trial_id, _encode(score))
         return action
 
     def on_trial_add(self, tune_controller, trial):
@@ -280,18 +300,17 @@ class ContextASHA(FIFOScheduler):
             if action == TrialScheduler.STOP and self._arm_epoch.get(pair, 0) >= now:
                 action = TrialScheduler.CONTINUE
             if action == TrialScheduler.STOP:
-                self._pair_stopped[pair] = float(now)
+                self._record("pair_stopped", pair, float(now))
         if action == TrialScheduler.STOP:
-            self._stopped_at[trial.trial_id] = float(now)
-            self._num_stopped += 1
-        self._save()
+            self._record("stopped", trial.trial_id, float(now))
         return action
 
     def _follow_partner(self, pair: str, now: float) -> str:
         stopped = self._pair_stopped.get(pair)
         if stopped is not None and now >= stopped:
             return TrialScheduler.STOP
-        self._arm_epoch[pair] = max(self._arm_epoch.get(pair, 0.0), float(now))
+        if float(now) > self._arm_epoch.get(pair, 0.0):
+            self._record("arm_epoch", pair, float(now))
         return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result):
@@ -311,11 +330,10 @@ class ContextASHA(FIFOScheduler):
             return
         pair = self._pair(trial)
         if pair not in self._pair_stopped:
-            self._pair_stopped[pair] = float(epoch or 0)
-            self._save()
+            self._record("pair_stopped", pair, float(epoch or 0))
 
     def on_trial_remove(self, tune_controller, trial):
         pass
 
     def debug_string(self) -> str:
-        return f"ContextASHA: {len(self._rungs)} contexts, {self._num_stopped} stopped"
+        return f"ContextASHA: {len(self._rungs)} contexts, {len(self._stopped_at)} stopped"

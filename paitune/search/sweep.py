@@ -447,9 +447,9 @@ def _write_manifest(plan: SweepPlan) -> None:
 
 def _state_files() -> tuple[str, ...]:
     """What a resume needs besides Tune's own experiment."""
-    from paitune.search.asha import STATE_FILE
+    from paitune.search.asha import STATE_FILES
 
-    return (MANIFEST, STUDY_FILE, STATE_FILE)
+    return (MANIFEST, STUDY_FILE, *STATE_FILES)
 
 
 def mirror_state(plan: SweepPlan) -> None:

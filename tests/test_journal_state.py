@@ -1,0 +1,57 @@
+"""ContextASHA's state: a snapshot plus a journal, so each result costs O(1) to persist."""
+
+from __future__ import annotations
+
+import json
+
+from ray.tune.schedulers import TrialScheduler
+from test_contexts import CTL, _asha, _trial
+
+from paitune.search import journal_state
+
+
+def _feed(asha, n: int, epoch: int = 1):
+    actions = []
+    for i in range(n):
+        trial = _trial(f"t{i}", sparsity=0.5 if i % 2 else 0.9)
+        asha.on_trial_add(CTL, trial)
+        actions.append(asha.on_trial_result(CTL, trial, {"epoch": epoch, "val_acc": (i * 37 % 101) / 101}))
+    return actions
+
+
+def test_a_new_scheduler_reads_back_every_decision(tmp_path):
+    first = _asha(tmp_path)
+    actions = _feed(first, 40)
+    assert TrialScheduler.STOP in actions
+    again = _asha(tmp_path)
+    assert again.rungs() == first.rungs()
+    assert again._stopped_at == first._stopped_at
+
+
+def test_the_journal_is_compacted_so_writes_stay_linear(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_state, "MIN_EVENTS_BEFORE_COMPACTING", 10)
+    asha = _asha(tmp_path)
+    _feed(asha, 200)
+    log = tmp_path / "asha.json.log"
+    snapshot = json.loads((tmp_path / "asha.json").read_text())
+    records = sum(len(r) for rungs in snapshot["rungs"].values() for r in rungs.values())
+    # the journal never grows past the snapshot's size (or the floor) before it is folded in
+    assert len(log.read_text().splitlines()) <= max(10, records + len(snapshot["stopped_at"]))
+    assert _asha(tmp_path).rungs() == asha.rungs()
+
+
+def test_a_half_written_last_line_is_ignored(tmp_path):
+    asha = _asha(tmp_path)
+    _feed(asha, 6)
+    with open(tmp_path / "asha.json.log", "a") as log:
+        log.write('["rung", "ctx", 1, "t99"')  # the driver died mid-append
+    assert _asha(tmp_path).rungs() == asha.rungs()
+
+
+def test_replaying_events_a_snapshot_already_holds_changes_nothing(tmp_path):
+    asha = _asha(tmp_path)
+    _feed(asha, 12)
+    log = (tmp_path / "asha.json.log").read_text()
+    asha._journal.compact(*asha._snapshot())  # a crash right after the snapshot, before emptying the journal:
+    (tmp_path / "asha.json.log").write_text(log)
+    assert _asha(tmp_path).rungs() == asha.rungs()
