@@ -214,3 +214,30 @@ def test_compile_keeps_masks_and_is_shared_by_trials_of_one_architecture():
     with torch.no_grad():
         assert torch.allclose(trainer.forward(x), model(x), atol=1e-5)
     assert math.isfinite(results[1].val_acc)
+
+
+def test_trial_with_eval_every_reports_only_measured_epochs_and_every_rung(monkeypatch):
+    """The trial function (Tune's side stubbed): rungs and the end are measured and reported; the
+    epochs between travel in history_json with NaN val/test."""
+    import json
+
+    from paitune.search import pipeline, trainable
+
+    real_prepare = pipeline.prepare_trial
+
+    def prepare(config, device="cpu"):
+        prepared = real_prepare(config, device=device)
+        prepared.trainer.config.eval_every = 4
+        return prepared
+
+    reports = []
+    monkeypatch.setattr(pipeline, "prepare_trial", prepare)
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(trainable.tune, "report", lambda result, checkpoint=None: reports.append(result))
+    config = {"dataset": "digits", "model": "mlp", "epochs": 9, "method": "magnitude"}
+    trainable.run_trial(config, checkpoint_every_s=1e9, report_every_s=0.0, report_epochs=(3,))
+    assert [r["epoch"] for r in reports] == [3, 4, 8, 9]
+    assert all(math.isfinite(r["val_acc"]) and math.isfinite(r["test_acc"]) for r in reports)
+    between = [row for r in reports for row in json.loads(r["history_json"])]
+    assert [row["epoch"] for row in between] == [1, 2, 5, 6, 7]
+    assert all(math.isnan(row["val_acc"]) and math.isnan(row["test_acc"]) for row in between)
