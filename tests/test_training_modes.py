@@ -241,3 +241,11 @@ def test_trial_with_eval_every_reports_only_measured_epochs_and_every_rung(monke
     between = [row for r in reports for row in json.loads(r["history_json"])]
     assert [row["epoch"] for row in between] == [1, 2, 5, 6, 7]
     assert all(math.isnan(row["val_acc"]) and math.isnan(row["test_acc"]) for row in between)
+
+
+def test_an_epochs_draws_slice_into_the_same_batches_as_one_draw():
+    x = images(40)
+    whole, sliced = (Augmenter("standard", "cifar10", (3, 32, 32), 5) for _ in range(2))
+    draws = sliced.draw_epoch(40, torch.device("cpu"))
+    batches = torch.cat([sliced.apply(x[b : b + 16], draws, b) for b in range(0, 40, 16)])
+    assert torch.equal(batches, whole(x))

@@ -10,9 +10,11 @@ SynFlow, and the sanity-check papers all follow the ResNet recipe):
 
 The random draws (one crop offset pair and one flip bit per image) come from a CPU
 ``torch.Generator`` seeded from the trial's seed, so a run is the same on every device and
-repeatable on the CPU; they then move to the batch's device. The crop and flip are two ``gather``
-calls over the padded batch: no per-image Python loop, no DataLoader, no host round trip of the
-images.
+repeatable on the CPU. A trainer draws a whole epoch's worth at once (``Augmenter.draw_epoch``)
+and moves them to the device in one copy: a host-to-device copy per batch would make the host
+wait for the device at every step. Each batch then takes its slice. The crop and flip are two
+``gather`` calls over the padded batch: no per-image Python loop, no DataLoader, no host round
+trip of the images.
 """
 
 from __future__ import annotations
@@ -86,7 +88,20 @@ class Augmenter:
         return self.policy is not None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """One batch augmented with draws of its own."""
         return x if self.policy is None else self.policy(x, self.generator)
+
+    def draw_epoch(self, n: int, device: torch.device) -> tuple[torch.Tensor, ...] | None:
+        """The draws for ``n`` images (an epoch), on ``device``; None when nothing is augmented."""
+        if self.policy is None:
+            return None
+        return tuple(t.to(device) for t in self.policy.draw(n, self.generator))
+
+    def apply(self, x: torch.Tensor, draws: tuple[torch.Tensor, ...] | None, begin: int) -> torch.Tensor:
+        """Batch ``x``, the epoch's images ``begin`` .. ``begin + len(x)``, with their slice of ``draws``."""
+        if draws is None:
+            return x
+        return self.policy.apply(x, *(d[begin : begin + x.shape[0]] for d in draws))
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -231,10 +231,11 @@ class Trainer:
         """The loop with augmentation and/or autocast (and a loss scaler for fp16)."""
         cfg, hook, forward, scaler = self.config, self.step_hook, self.forward, self.scaler
         augment, channels_last = self.augmenter, cfg.channels_last
+        draws = augment.draw_epoch(x.shape[0], self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         for begin in range(0, x.shape[0], cfg.batch_size):
             idx = order[begin : begin + cfg.batch_size]
-            batch = to_layout(augment(x[idx]), channels_last)
+            batch = to_layout(augment.apply(x[idx], draws, begin), channels_last)
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, cfg.precision):
                 logits = forward(batch)
