@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
 
 import pytest
@@ -149,7 +150,12 @@ def _resume_matches(cfg, data, model_name="resnet20"):
     model, masks = pruned(data, model_name)
     first = Trainer(model, masks, data, cfg)
     first.run_epoch()
-    state = first.state_dict()
+    # through a file, loaded as the trial function loads its checkpoints (weights_only)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert "augment" in state and ("scaler" in state) == (cfg.precision == "fp16")
     model2, masks2 = pruned(data, model_name)
     resumed = Trainer(model2, masks2, data, cfg)
     resumed.load_state_dict(state)

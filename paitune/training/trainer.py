@@ -35,6 +35,7 @@ from torch import nn
 from ..errors import PaituneError, unknown_choice
 from ..pruning import MaskEnforcer, Masks, apply_masks
 from .augment import AUGMENTS, Augmenter
+from .evaluation import evaluate
 from .modes import PRECISIONS, autocast, compiled_forward, grad_scaler, to_layout
 
 OPTIMIZERS = ("sgd", "adam")
@@ -122,31 +123,6 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
         step = cfg.step_size or max(1, cfg.epochs // 3)
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=cfg.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    *,
-    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    precision: str = "fp32",
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split (``forward``: the model's, by default)."""
-    model.eval()
-    forward = forward or model
-    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    for start in range(0, x.shape[0], batch_size):
-        with autocast(x.device, precision):
-            logits = forward(x[start : start + batch_size])
-        target = y[start : start + batch_size]
-        loss_sum += F.cross_entropy(logits.float(), target, reduction="sum").double()
-        correct += (logits.argmax(1) == target).sum()
-    n = max(1, x.shape[0])
-    return float(loss_sum) / n, float(correct) / n
 
 
 class Trainer:
