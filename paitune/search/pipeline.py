@@ -55,6 +55,7 @@ def resolve_config(config: Mapping) -> dict:
         resolved = resolve_defaults({**dict(config), "proxies": proxies})
     except (TypeError, ValueError) as err:
         raise PaituneError(f"bad trial config value: {err}") from None
+    train_config(resolved)  # augment, precision, channels_last, compile, eval_every: one line if bad
     return check_sparse_config(resolved)
 
 
@@ -68,6 +69,11 @@ def train_config(config: Mapping) -> TrainConfig:
         weight_decay=float(config["weight_decay"]),
         lr_schedule=config["lr_schedule"],
         seed=int(config["seed"]),
+        augment=config["augment"],
+        precision=config["precision"],
+        channels_last=config["channels_last"],
+        compile=config["compile"],
+        eval_every=int(config["eval_every"]),
     )
 
 

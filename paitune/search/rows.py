@@ -36,6 +36,11 @@ _CONFIG_TYPES: dict[str, pa.DataType] = {
     "momentum": pa.float64(),
     "weight_decay": pa.float64(),
     "lr_schedule": pa.string(),
+    "augment": pa.string(),
+    "precision": pa.string(),
+    "channels_last": pa.bool_(),
+    "compile": pa.bool_(),
+    "eval_every": pa.int64(),
     "proxies": pa.string(),  # comma-separated names
     # the sparse-training methods' keys (paitune.sparse)
     "init_method": pa.string(),

@@ -34,7 +34,7 @@ def registries() -> dict[str, tuple[str, ...]]:
     from paitune.models import MODELS
     from paitune.pruning import ALLOCATIONS, CONTROLS, METHODS, SCHEDULES
     from paitune.sparse.config import DROP_SCHEDULES, INIT_METHODS, POPUP_WEIGHT_INITS, SPARSE_METHODS
-    from paitune.training import LR_SCHEDULES, OPTIMIZERS
+    from paitune.training import AUGMENTS, LR_SCHEDULES, OPTIMIZERS, PRECISIONS
 
     return {
         "dataset": tuple(DATASETS),
@@ -48,6 +48,8 @@ def registries() -> dict[str, tuple[str, ...]]:
         "allocation": tuple(ALLOCATIONS) + (SEARCHED_ALLOCATION,),
         "optimizer": tuple(OPTIMIZERS),
         "lr_schedule": tuple(LR_SCHEDULES),
+        "augment": tuple(AUGMENTS),
+        "precision": tuple(PRECISIONS),
     }
 
 
@@ -87,7 +89,9 @@ _RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "drop_fraction": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     "drop_until": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
     "imp_prune_fraction": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    "eval_every": (lambda v: v >= 1, ">= 1"),
 }
+BOOL_KEYS = ("channels_last", "compile")
 
 
 def check_value(key: str, value: Any) -> None:
@@ -99,6 +103,10 @@ def check_value(key: str, value: Any) -> None:
         ok, rule = _RANGES[key]
         if not ok(number):
             raise PaituneError(f"{key} must be {rule}, got {value!r}")
+        return
+    if key in BOOL_KEYS:
+        if not isinstance(value, bool):
+            raise PaituneError(f"{key} must be true or false, got {value!r}")
         return
     if key == "proxies":
         if not isinstance(value, list) or not all(isinstance(p, str) for p in value):

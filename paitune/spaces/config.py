@@ -35,6 +35,12 @@ TRIAL_DEFAULTS: dict[str, Any] = {
     "momentum": 0.9,
     "weight_decay": 5e-4,
     "lr_schedule": "cosine",
+    # How a trial trains (paitune.training.TrainConfig); the defaults are the plain fp32 loop.
+    "augment": "none",  # none | standard: crop + flip for 32x32 images, nothing for digits/MNIST
+    "precision": "fp32",  # fp32 | bf16 | fp16 (autocast; weights stay fp32)
+    "channels_last": False,
+    "compile": False,
+    "eval_every": 1,  # val/test every this many epochs, plus the last one and ASHA's rungs
     "proxies": [],
     # The sparse-training methods' keys (paitune.sparse reads them; each only for its own methods).
     "init_method": "random",  # set/rigl: the static PaI method of the starting mask
@@ -60,6 +66,7 @@ INT_KEYS = (
     "synthetic_classes",
     "update_interval",
     "rewind_epoch",
+    "eval_every",
 )
 FLOAT_KEYS = ("sparsity", "lr", "momentum", "weight_decay", "drop_fraction", "drop_until", "imp_prune_fraction")
 
