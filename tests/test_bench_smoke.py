@@ -205,3 +205,25 @@ def test_time_to_target_counts_each_contexts_epochs_in_completion_order_until_a_
     row = arm_row("a", "tpe", "asha", 2, [hit, miss], grid_epochs=24)
     # over the 4 (context, seed) pairs: 7/16, 1.0, inf, 1.0 -> median 1.0
     assert (row["found"], row["median_fraction_of_grid"]) == ("3/4", 1.0)
+
+
+def test_gpu_epoch_quick(tmp_path):
+    result = run_quick("gpu_epoch", tmp_path)
+    rows, settings, summary = result["rows"], result["settings"], result["summary"]
+    assert settings["device"] == "cpu" and settings["train_images"] == 32
+    expected = [
+        (m, p, lay) for m in ("resnet20", "vgg16") for p in ("fp32", "bf16") for lay in ("contiguous", "channels_last")
+    ]
+    assert [(r["model"], r["precision"], r["layout"]) for r in rows] == expected
+    for r in rows:
+        best = {k: min(v) for k, v in r["epoch_seconds"].items()}
+        assert all(len(v) == settings["repeats"] and min(v) > 0 for v in r["epoch_seconds"].values())
+        assert r["paitune_vs_tuned"] == pytest.approx(best["paitune"] / best["tuned"])
+        # the papers' DataLoader loop runs in the fp32 contiguous rows only
+        assert ("dataloader" in best) == ((r["precision"], r["layout"]) == ("fp32", "contiguous"))
+        if "dataloader" in best:
+            assert r["paitune_vs_dataloader"] == pytest.approx(best["paitune"] / best["dataloader"])
+        base = next(b for b in rows if (b["model"], b["precision"], b["layout"]) == (r["model"], "fp32", "contiguous"))
+        assert r["speedup_vs_fp32"] == pytest.approx(base["paitune_s"] / r["paitune_s"])
+    assert summary["paitune_vs_tuned_max"] == pytest.approx(max(r["paitune_vs_tuned"] for r in rows))
+    assert summary["goal_vs_tuned_met"] == all(r["paitune_vs_tuned"] <= 1.1 for r in rows)

@@ -57,6 +57,10 @@ def _parse(option: Option, text: str) -> Any:
             return float(text)
         except ValueError:
             raise PaituneError(f"{where}: {option.name} must be a number") from None
+    if option.kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise PaituneError(f"{where}: {option.name} must be true or false")
+        return text.lower() == "true"
     if option.kind == "shape":
         try:
             return [int(v) for v in text.split(",")]

@@ -19,10 +19,10 @@ from typing import Any
 
 from paitune.errors import PaituneError, unknown_choice
 
-# What an option holds. "name": one of a registry's names; "path": a string or None; "shape": a list
+# What an option holds. "name": one of a registry's names; "bool": true or false; "path": a string or None; "shape": a list
 # of positive sizes; "names": a list of a registry's names; "allocation": a scheme name or a
 # {layer: density} mapping.
-KINDS = ("name", "int", "float", "path", "shape", "names", "allocation")
+KINDS = ("name", "int", "float", "bool", "path", "shape", "names", "allocation")
 NUMERIC_KINDS = ("int", "float")
 
 
@@ -118,6 +118,9 @@ def check_value(option: Option, value: Any, *, extra_names: tuple[str, ...] = ()
         number = _number(key, value, integer=option.kind == "int")
         if option.range is not None and not option.range.holds(number):
             raise PaituneError(f"{key} must be {option.range.text()}, got {value!r}")
+    elif option.kind == "bool":
+        if not isinstance(value, bool):
+            raise PaituneError(f"{key} must be true or false, got {value!r}")
     elif option.kind == "names":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise PaituneError(f"{key} must be a list of {option.label} names, got {value!r}")
@@ -158,6 +161,11 @@ def coerce(option: Option, value: Any) -> Any:
         if not number.is_integer():
             raise ValueError(f"{option.name} must be a whole number, got {value!r}")
         return int(number)
+    if option.kind == "bool":
+        value = value.item() if hasattr(value, "item") else value  # numpy's bool from a sampler
+        if not isinstance(value, bool):
+            raise ValueError(f"{option.name} must be true or false, got {value!r}")
+        return value
     if option.kind == "names":
         return [value] if isinstance(value, str) else list(value)
     if option.kind == "shape":

@@ -68,6 +68,17 @@ TRAINING = (
            "training", range=Range(1), nullable=True, hashed_at_default=False),
     Option("gamma", "float", 0.1, "step schedule: the factor each decay multiplies the rate by", "training",
            range=Range(0.0, 1.0, low_open=True), hashed_at_default=False),
+    Option("augment", "name", "none", "data augmentation on the device: standard = 4-pixel padded random crop + "
+           "horizontal flip for 32x32 images (nothing for smaller or flat inputs)", "training",
+           choices="paitune.training:AUGMENTS", hashed_at_default=False),
+    Option("precision", "name", "fp32", "autocast dtype of the forward passes (weights stay fp32; fp16 adds a "
+           "loss scaler)", "training", choices="paitune.training:PRECISIONS", hashed_at_default=False),
+    Option("channels_last", "bool", False, "channels-last memory layout for the model and the images", "training",
+           hashed_at_default=False),
+    Option("compile", "bool", False, "torch.compile the forward pass (once per worker and architecture)",
+           "training", hashed_at_default=False),
+    Option("eval_every", "int", 1, "epochs between val/test passes (ASHA's rungs and the last epoch are always "
+           "measured)", "training", range=Range(1), hashed_at_default=False),
 )  # fmt: skip
 PROXIES = (
     Option("proxies", "names", [], "zero-cost proxies scored at init, after pruning", "proxies", what="proxy",

@@ -81,7 +81,8 @@ class MaskEnforcer:
         params = _check_keys(model, masks)
         names = [n for n, m in masks.items() if not bool(m.all())]  # dense layers need no work
         self.params = [params[n] for n in names]
-        self.factors = [masks[n].to(params[n].device, params[n].dtype) for n in names]
+        # In each weight's own memory layout (channels-last convolutions too): a plain elementwise pass.
+        self.factors = [torch.empty_like(params[n]).copy_(masks[n]) for n in names]
         self._handles = []
 
     @torch.no_grad()

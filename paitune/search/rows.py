@@ -22,7 +22,7 @@ from paitune.storage import locate
 
 # Column types of the trial config values that are not fixed columns of the trials table. Lists,
 # paths and shapes are stored as text (proxies comma-separated, shapes like "3x32x32").
-_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64()}
+_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 CONFIG_COLUMN_TYPES: dict[str, pa.DataType] = {
     name: _ARROW_TYPES.get(option.kind, pa.string())
     for name, option in TRIAL_OPTIONS.items()

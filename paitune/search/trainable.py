@@ -21,6 +21,13 @@ costs a save round trip besides the file: on epochs of a few tens of millisecond
 every epoch took a quarter of a sweep's wall time, and a checkpoint at every trial's end (the rule
 before) ~13 ms of each sub-second trial. A trial that ends sooner than the interval has no
 checkpoint: a resume runs it again from the start, at most that long. 0 checkpoints every epoch.
+
+With ``eval_every`` > 1 a trial measures val and test only at every ``eval_every``-th epoch, at its
+last epoch and at every scheduler decision point (the trainer is told them), and it reports only
+epochs that were measured: the scheduler and the searcher never see an unmeasured metric. A
+progress report or a checkpoint that falls due on an unmeasured epoch waits for the next measured
+one; the epochs in between travel in ``history_json`` with NaN val/test values (null in the
+epochs table).
 """
 
 from __future__ import annotations
@@ -196,6 +203,8 @@ def run_trial(
     # since the last report. The next report carries them.
     unreported: list[dict] = list(history)
     decision_points = frozenset(int(e) for e in report_epochs)
+    if hasattr(trainer, "eval_epochs"):  # IMP measures each round's last epoch anyway
+        trainer.eval_epochs.update(decision_points)
     if history and trainer.epoch >= total:
         # Restored from a checkpoint of its last epoch (the driver died before it saw the trial end):
         # report the last epoch again so the trial ends, and the sink writes it, normally.
@@ -225,8 +234,10 @@ def run_trial(
             return
         done = trainer.epoch >= total
         now = time.monotonic()
-        checkpoint_due = now - last_checkpoint >= checkpoint_every_s
-        if not (done or checkpoint_due or trainer.epoch in decision_points or now - last_report >= report_every_s):
+        measured = not math.isnan(metrics["val_acc"])  # eval_every: val/test skipped this epoch
+        checkpoint_due = measured and now - last_checkpoint >= checkpoint_every_s
+        due = checkpoint_due or trainer.epoch in decision_points or now - last_report >= report_every_s
+        if not (done or (measured and due)):
             unreported.append({"epoch": trainer.epoch, **metrics})
             continue
         status = "completed" if done else "running"

@@ -10,6 +10,14 @@ still in ``.grad``); the hook may call ``trainer.set_masks`` (dynamic sparse tra
 hook the loop is the static one (one ``is None`` test per step). A hook with ``state_dict`` /
 ``load_state_dict`` has its state saved in the trainer's, and masks replaced by ``set_masks`` are
 saved too, so a resumed run continues exactly.
+
+Training modes (``TrainConfig``): ``augment`` (``paitune.training.augment``: crop and flip on the
+device, per batch, from a seeded generator of its own), ``precision`` / ``channels_last`` /
+``compile`` (``paitune.training.modes``; the weights stay float32, so masks hold exactly in every
+mode) and ``eval_every``: val and test are measured at every ``eval_every``-th epoch, at the last
+epoch and at the epochs in ``Trainer.eval_epochs`` (a scheduler's decision points); the other
+epochs carry NaN for val_loss, val_acc and test_acc. All off (the defaults), an epoch runs the
+plain loop.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ from torch import nn
 
 from ..config import TRIAL_OPTIONS, check_value, component_defaults
 from ..pruning import MaskEnforcer, Masks, apply_masks
+from .augment import Augmenter
+from .evaluation import evaluate
+from .modes import autocast, compiled_forward, grad_scaler, to_layout
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "step", "constant")
@@ -48,6 +59,11 @@ class TrainConfig:
     lr_schedule: str = _DEFAULTS["lr_schedule"]
     step_size: int | None = _DEFAULTS["step_size"]
     gamma: float = _DEFAULTS["gamma"]
+    augment: str = _DEFAULTS["augment"]
+    precision: str = _DEFAULTS["precision"]
+    channels_last: bool = _DEFAULTS["channels_last"]
+    compile: bool = _DEFAULTS["compile"]
+    eval_every: int = _DEFAULTS["eval_every"]
     seed: int = _DEFAULTS["seed"]
     eval_batch_size: int = 1024  # memory, not results: not a trial option
 
@@ -104,21 +120,6 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split."""
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    for start in range(0, x.shape[0], batch_size):
-        logits = model(x[start : start + batch_size])
-        target = y[start : start + batch_size]
-        loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
-        correct += (logits.argmax(1) == target).sum()
-    n = max(1, x.shape[0])
-    return float(loss_sum) / n, float(correct) / n
-
-
 class Trainer:
     """Trains a pruned model epoch by epoch; ``state_dict`` is everything needed to resume."""
 
@@ -135,18 +136,27 @@ class Trainer:
         self.device = torch.device(device)
         self.config = config
         self.model = model.to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.masks = masks
         if masks:
             apply_masks(self.model, masks)
         self.data = data
-        # Whole splits on the device once; each epoch only indexes them.
-        self._train = (data.train.x.to(self.device), data.train.y.to(self.device))
-        self._val = (data.val.x.to(self.device), data.val.y.to(self.device))
-        self._test = (data.test.x.to(self.device), data.test.y.to(self.device))
+        # Whole splits on the device once (in the model's layout); each epoch only indexes them.
+        self._train, self._val, self._test = (
+            (to_layout(split.x.to(self.device), config.channels_last), split.y.to(self.device))
+            for split in (data.train, data.val, data.test)
+        )
         self.optimizer = _optimizer(self.model, config)
         self.scheduler = _scheduler(self.optimizer, config)
         self.enforcer = MaskEnforcer(self.model, masks).attach(self.optimizer) if masks else None
         self.generator = torch.Generator().manual_seed(int(config.seed))
+        self.augmenter = Augmenter(
+            config.augment, getattr(data, "name", ""), tuple(getattr(data, "input_shape", ())), config.seed
+        )
+        self.scaler = grad_scaler(self.device, config.precision)
+        self.forward = compiled_forward(self.model) if config.compile else self.model
+        self.eval_epochs: set[int] = set()  # evaluated besides every eval_every-th and the last
         self.step_hook = step_hook
         self._masks_replaced = False  # masks in the state dict only once they differ from the initial ones
         self.epoch = 0
@@ -168,29 +178,68 @@ class Trainer:
         self.masks = masks
         self._masks_replaced = True
 
-    def run_epoch(self) -> EpochMetrics:
-        start = time.perf_counter()
+    def evaluates(self, epoch: int) -> bool:
+        """Whether val and test are measured after ``epoch`` (1-based)."""
         cfg = self.config
-        x, y = self._train
-        hook = self.step_hook
-        self.model.train()
-        order = torch.randperm(x.shape[0], generator=self.generator).to(self.device)
+        return epoch % cfg.eval_every == 0 or epoch >= cfg.epochs or epoch in self.eval_epochs
+
+    def _plain_steps(self, x, y, order) -> torch.Tensor:
+        """The fp32 loop without augmentation: nothing but the masked SGD step."""
+        cfg, hook, forward = self.config, self.step_hook, self.forward
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         for begin in range(0, x.shape[0], cfg.batch_size):
             idx = order[begin : begin + cfg.batch_size]
             self.optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(self.model(x[idx]), y[idx])
+            loss = F.cross_entropy(forward(x[idx]), y[idx])
             loss.backward()
             self.optimizer.step()
             if hook is not None:
                 hook(self)
             loss_sum += loss.detach().double() * idx.numel()
+        return loss_sum
+
+    def _mode_steps(self, x, y, order) -> torch.Tensor:
+        """The loop with augmentation and/or autocast (and a loss scaler for fp16)."""
+        cfg, hook, forward, scaler = self.config, self.step_hook, self.forward, self.scaler
+        augment, channels_last = self.augmenter, cfg.channels_last
+        draws = augment.draw_epoch(x.shape[0], self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for begin in range(0, x.shape[0], cfg.batch_size):
+            idx = order[begin : begin + cfg.batch_size]
+            batch = to_layout(augment.apply(x[idx], draws, begin), channels_last)
+            self.optimizer.zero_grad(set_to_none=True)
+            with autocast(self.device, cfg.precision):
+                logits = forward(batch)
+            loss = F.cross_entropy(logits.float(), y[idx])
+            if scaler is None:
+                loss.backward()
+                self.optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(self.optimizer)  # skipped when the gradients overflowed
+                scaler.update()
+            if hook is not None:
+                hook(self)
+            loss_sum += loss.detach().double() * idx.numel()
+        return loss_sum
+
+    def run_epoch(self) -> EpochMetrics:
+        start = time.perf_counter()
+        cfg = self.config
+        x, y = self._train
+        self.model.train()
+        order = torch.randperm(x.shape[0], generator=self.generator).to(self.device)
+        plain = cfg.precision == "fp32" and not self.augmenter.active
+        loss_sum = (self._plain_steps if plain else self._mode_steps)(x, y, order)
         self.scheduler.step()
         train_loss = float(loss_sum) / max(1, x.shape[0])
         if not math.isfinite(train_loss):
             raise Diverged(self.epoch + 1, self.history[-1] if self.history else None)
-        val_loss, val_acc = evaluate(self.model, *self._val, cfg.eval_batch_size)
-        _, test_acc = evaluate(self.model, *self._test, cfg.eval_batch_size)
+        val_loss = val_acc = test_acc = math.nan
+        if self.evaluates(self.epoch + 1):
+            measure = dict(forward=self.forward, precision=cfg.precision)
+            val_loss, val_acc = evaluate(self.model, *self._val, cfg.eval_batch_size, **measure)
+            _, test_acc = evaluate(self.model, *self._test, cfg.eval_batch_size, **measure)
         self.epoch += 1
         metrics = EpochMetrics(self.epoch, train_loss, val_loss, val_acc, test_acc, time.perf_counter() - start)
         self.history.append(metrics)
@@ -205,6 +254,10 @@ class Trainer:
             "generator": self.generator.get_state(),
             "history": [m.to_dict() for m in self.history],
         }
+        if self.augmenter.active:
+            state["augment"] = self.augmenter.state_dict()
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
         if self._masks_replaced:
             state["masks"] = {name: m.detach().clone() for name, m in self.masks.items()}
         if self.step_hook is not None and hasattr(self.step_hook, "state_dict"):
@@ -219,6 +272,10 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.generator.set_state(state["generator"])
+        if "augment" in state:
+            self.augmenter.load_state_dict(state["augment"])
+        if "scaler" in state and self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
         self.history = [EpochMetrics(**m) for m in state.get("history", [])]
         if "step_hook" in state and self.step_hook is not None:
             self.step_hook.load_state_dict(state["step_hook"])
