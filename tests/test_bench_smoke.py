@@ -121,6 +121,7 @@ def test_table_and_json_helpers(tmp_path):
     assert median([3.0, 1.0, 2.0]) == 2.0 and math.isnan(median([]))
 
 
+@pytest.mark.ray  # the benchmark starts its own Ray
 def test_sweep_efficiency_quick(tmp_path):
     result = run_quick("sweep_efficiency", tmp_path, "--breakdown")  # the breakdown reads Tune's logs
     sweep, floor = result["rows"]
@@ -149,6 +150,7 @@ def test_sweep_efficiency_quick(tmp_path):
     assert 1 <= split["actors"] <= parallel
 
 
+@pytest.mark.ray  # the benchmark starts its own Ray
 def test_search_efficiency_quick(tmp_path):
     result = run_quick("search_efficiency", tmp_path)
     rows, summary, settings = result["rows"], result["summary"], result["settings"]
