@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 import torch
@@ -21,29 +22,49 @@ from paitune.proxies.network import (
 )
 from paitune.proxies.synflow import synflow
 
-Proxy = Callable[[MaskedNet, torch.Tensor, torch.Tensor], float]
+Proxy = Callable[..., float]  # (masked, x, y, **settings) -> value
 
-_IMPLEMENTATIONS: dict[str, Proxy] = {
-    "grad_norm": gradient.grad_norm,
-    "snip": gradient.snip,
-    "grasp": gradient.grasp,
-    "fisher": fisher,
-    "synflow": synflow,
-    "jacob_cov": jacob_cov,
-    "params": cost.params,
-    "flops": cost.flops,
-}
 
-PROXIES: tuple[str, ...] = tuple(_IMPLEMENTATIONS)
+@dataclass(frozen=True)
+class ProxySpec:
+    """One proxy: its function, and what ``compute_proxies`` needs to know to run it.
 
-# Proxies that are functions of the same loss gradients (``gradient.loss_gradients``) of a fresh
-# working copy: when several are asked for, one copy and one backward pass serve them all. Each
-# would run the very same computation on its own identical copy with the same seeded RNG, so the
-# values are the same as computing them one by one.
-_FROM_LOSS_GRADIENTS: dict[str, Callable[[MaskedNet, list], float]] = {
-    "grad_norm": gradient.grad_norm_from,
-    "snip": gradient.snip_from,
-}
+    ``from_loss_gradients``: the same value from ``gradient.loss_gradients`` of a fresh working copy;
+    when several such proxies are asked for, one copy and one backward pass serve them all (each
+    would run the very same computation on its own identical copy with the same seeded RNG, so the
+    values are the same as computing them one by one). ``settings``: the keyword arguments of
+    ``compute_proxies`` the function takes (None values are passed on for it to reject).
+    """
+
+    name: str
+    compute: Proxy
+    from_loss_gradients: Callable[[MaskedNet, list], float] | None = None
+    settings: tuple[str, ...] = ()
+
+
+_REGISTRY: dict[str, ProxySpec] = {}
+
+
+def register(spec: ProxySpec) -> ProxySpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"proxy {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    ProxySpec("grad_norm", gradient.grad_norm, from_loss_gradients=gradient.grad_norm_from),
+    ProxySpec("snip", gradient.snip, from_loss_gradients=gradient.snip_from),
+    ProxySpec("grasp", gradient.grasp),
+    ProxySpec("fisher", fisher),
+    ProxySpec("synflow", synflow),
+    ProxySpec("jacob_cov", jacob_cov),
+    ProxySpec("params", cost.params),
+    ProxySpec("flops", cost.flops),
+):
+    register(_spec)
+
+PROXIES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def _selected(names: Iterable[str] | str | None) -> list[str]:
@@ -54,7 +75,7 @@ def _selected(names: Iterable[str] | str | None) -> list[str]:
         names = [names]
     selected = list(dict.fromkeys(names))
     for name in selected:
-        if name not in _IMPLEMENTATIONS:
+        if name not in _REGISTRY:
             raise unknown_choice("proxy", name, PROXIES)
     return selected
 
@@ -65,6 +86,8 @@ def compute_proxies(
     names: Iterable[str] | str | None = None,
     *,
     masks: Mapping[str, torch.Tensor] | None = None,
+    swap_mu: float | None = None,
+    swap_sigma: float | None = None,
 ) -> dict[str, float]:
     """Zero-cost proxies of ``model`` on one batch ``(x, y)``, as {name: value}.
 
@@ -78,6 +101,7 @@ def compute_proxies(
     if not isinstance(model, nn.Module):
         raise PaituneError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     selected = _selected(names)
+    settings = {"swap_mu": swap_mu, "swap_sigma": swap_sigma}
     device = model_device(model)
     x, y = check_batch(batch, device)
     checked_masks = check_masks(model, masks)
@@ -86,20 +110,22 @@ def compute_proxies(
     # Gradients are the proxies' substance: a caller's torch.no_grad() must not switch them off.
     with torch.enable_grad():
         for name in selected:
-            if name in _FROM_LOSS_GRADIENTS and from_gradients is not None:
+            spec = _REGISTRY[name]
+            if spec.from_loss_gradients is not None and from_gradients is not None:
                 results[name] = from_gradients[name]
                 continue
             masked = working_copy(model, checked_masks)
             with fixed_rng(device):
-                if name in _FROM_LOSS_GRADIENTS:
+                if spec.from_loss_gradients is not None:
                     grads = gradient.loss_gradients(masked, x, y)
                     from_gradients = {
-                        other: float(_FROM_LOSS_GRADIENTS[other](masked, grads))
-                        for other in selected if other in _FROM_LOSS_GRADIENTS
+                        other: float(_REGISTRY[other].from_loss_gradients(masked, grads))
+                        for other in selected if _REGISTRY[other].from_loss_gradients is not None
                     }  # fmt: skip
                     del grads
                     results[name] = from_gradients[name]
                 else:
-                    results[name] = float(_IMPLEMENTATIONS[name](masked, x, y))
+                    kwargs = {key: settings[key] for key in spec.settings}
+                    results[name] = float(spec.compute(masked, x, y, **kwargs))
             del masked  # free this copy before the next one is made
     return results
