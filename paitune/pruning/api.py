@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import PaituneError, unknown_choice
 from ..models.copying import copy_module
-from . import builtin
+from . import builtin, ntk_sap, phew, prospr, px
 from . import scores as S
 from .allocation import SCORE_SCHEMES, allocate, check_sparsity
 from .layers import layer_shapes, prunable_parameters
@@ -28,7 +28,7 @@ from .seeds import derived_seed, generator
 from .selection import select_global, select_per_layer
 
 # The registration order is the order of METHODS.
-for _spec in builtin.SPECS:
+for _spec in (*builtin.SPECS, prospr.SPEC, ntk_sap.SPEC, phew.SPEC, px.SPEC):
     register(_spec)
 
 METHODS = tuple(spec.name for spec in registered())
