@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 from paitune.errors import PaituneError, unknown_choice
-from paitune.proxies import cost, gradient
+from paitune.proxies import activation, cost, gradient
+from paitune.proxies.activation import check_swap_settings
 from paitune.proxies.fisher import fisher
 from paitune.proxies.jacob_cov import jacob_cov
+from paitune.proxies.meco import meco
 from paitune.proxies.network import (
     MaskedNet,
     check_batch,
@@ -21,6 +23,8 @@ from paitune.proxies.network import (
     working_copy,
 )
 from paitune.proxies.synflow import synflow
+from paitune.proxies.zen import zen
+from paitune.proxies.zico import zico
 
 Proxy = Callable[..., float]  # (masked, x, y, **settings) -> value
 
@@ -61,16 +65,25 @@ for _spec in (
     ProxySpec("jacob_cov", jacob_cov),
     ProxySpec("params", cost.params),
     ProxySpec("flops", cost.flops),
+    ProxySpec("naswot", activation.naswot),
+    ProxySpec("zico", zico),
+    ProxySpec("meco", meco),
+    ProxySpec("swap", activation.swap),
+    ProxySpec("swap_reg", activation.swap_reg, settings=("swap_mu", "swap_sigma")),
+    ProxySpec("zen", zen),
 ):
     register(_spec)
 
 PROXIES: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def _selected(names: Iterable[str] | str | None) -> list[str]:
-    """The requested proxy names, checked, duplicates dropped, in the order given."""
+def _selected(names: Iterable[str] | str | None, settings: dict) -> list[str]:
+    """The requested proxy names, checked, duplicates dropped, in the order given.
+
+    None means every proxy whose settings are given (swap_reg only with swap_mu and swap_sigma).
+    """
     if names is None:
-        return list(PROXIES)
+        return [n for n in PROXIES if all(settings[key] is not None for key in _REGISTRY[n].settings)]
     if isinstance(names, str):
         names = [names]
     selected = list(dict.fromkeys(names))
@@ -91,7 +104,9 @@ def compute_proxies(
 ) -> dict[str, float]:
     """Zero-cost proxies of ``model`` on one batch ``(x, y)``, as {name: value}.
 
-    ``names`` picks proxies from ``PROXIES`` (None: all). ``masks`` ({parameter name: bool
+    ``names`` picks proxies from ``PROXIES`` (None: all, swap_reg only when ``swap_mu`` and
+    ``swap_sigma`` are given: its regularizer's center and width in thousands of parameters,
+    without which asking for it is a PaituneError). ``masks`` ({parameter name: bool
     tensor}) scores the pruned network: each proxy runs on its own deep copy with
     ``weight * mask`` applied, so the model itself is never changed and no proxy sees another's
     gradients (grad_norm and snip, functions of the same loss gradients, share one copy and one
@@ -100,8 +115,10 @@ def compute_proxies(
     """
     if not isinstance(model, nn.Module):
         raise PaituneError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    selected = _selected(names)
     settings = {"swap_mu": swap_mu, "swap_sigma": swap_sigma}
+    selected = _selected(names, settings)
+    if "swap_reg" in selected:
+        check_swap_settings(swap_mu, swap_sigma)  # before any proxy runs
     device = model_device(model)
     x, y = check_batch(batch, device)
     checked_masks = check_masks(model, masks)
