@@ -1,7 +1,9 @@
 """``paitune prune`` and ``paitune proxies``: the PaI library from the shell, no Ray involved.
 
 paitune prune --model vgg16 --dataset synthetic --method synflow --sparsity 0.999 --allocation global
+paitune prune --model cnn --method prospr --method-option inner_steps=1 --method-option meta_grads=first_order
 paitune proxies --model cnn --method snip --sparsity 0.9 --json
+paitune proxies --model cnn --names naswot,swap_reg --swap-mu 60 --swap-sigma 40
 """
 
 from __future__ import annotations
@@ -19,7 +21,19 @@ def _add_trial_arguments(p) -> None:
     p.add_argument("--dataset", default="digits", help="digits (embedded), synthetic, mnist, cifar10, ...")
     p.add_argument("--data-root", default=None, help="directory holding torchvision datasets")
     p.add_argument("--synthetic-shape", default="3,32,32", help="input shape of the synthetic dataset, e.g. 3,32,32")
-    p.add_argument("--method", default="random", help="random, magnitude, snip, grasp, synflow, iterative_snip, force")
+    p.add_argument(
+        "--method",
+        default="random",
+        help="random, magnitude, snip, grasp, synflow, iterative_snip, force, prospr, ntk_sap, phew, px",
+    )
+    p.add_argument(
+        "--method-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the method, repeatable: prospr inner_steps, inner_lr, inner_momentum, meta_grads; "
+        "ntk_sap epsilon, resamples",
+    )
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of prunable weights removed, in [0, 1)")
     p.add_argument(
         "--allocation",
@@ -44,6 +58,10 @@ def add_parser(subparsers) -> None:
     q = subparsers.add_parser("proxies", help="zero-cost proxies of a (pruned) model at init")
     _add_trial_arguments(q)
     q.add_argument("--names", default=None, help="comma-separated proxies (default: all)")
+    q.add_argument(
+        "--swap-mu", type=float, default=None, help="swap_reg: the regularizer's center, in thousands of parameters"
+    )
+    q.add_argument("--swap-sigma", type=float, default=None, help="swap_reg: the regularizer's width")
     q.set_defaults(func=run_proxies, sparsity=0.0)
 
 
@@ -69,6 +87,29 @@ def _shape(text: str) -> list[int]:
         return [int(v) for v in text.split(",")]
     except ValueError:
         raise PaituneError(f"--synthetic-shape must be comma-separated integers like 3,32,32, got {text!r}") from None
+
+
+def _method_options(args) -> dict:
+    """--method-option KEY=VALUE pairs, checked against the method's options (one line on error)."""
+    from ..pruning.registry import get_method
+
+    options = {}
+    for text in args.method_option:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise PaituneError(f"--method-option takes KEY=VALUE, got {text!r}")
+        options[key.strip()] = value.strip()
+    if args.method in _pai_methods():
+        get_method(args.method).resolve_options(options)  # unknown keys and bad values: one line
+    elif options:
+        raise PaituneError(f"method {args.method!r} takes no --method-option")
+    return options
+
+
+def _pai_methods() -> tuple[str, ...]:
+    from ..pruning import METHODS
+
+    return METHODS
 
 
 def _trial_config(args) -> dict:
@@ -97,7 +138,13 @@ def _prepare(args, proxies: list[str]):
     config = {**_trial_config(args), "proxies": proxies}
     check_sparsity(config["sparsity"])
     resolve_config(config)  # every name checked before any data is loaded
-    return prepare_trial(config)
+    options = _method_options(args)
+    settings = {"swap_mu": getattr(args, "swap_mu", None), "swap_sigma": getattr(args, "swap_sigma", None)}
+    if "swap_reg" in proxies:
+        from ..proxies.activation import check_swap_settings
+
+        check_swap_settings(settings["swap_mu"], settings["swap_sigma"])
+    return prepare_trial(config, method_options=options, proxy_settings=settings)
 
 
 def run_prune(args) -> int:
@@ -106,6 +153,7 @@ def run_prune(args) -> int:
     if args.json:
         out = report.to_dict()
         out.update(mask_hash=trial.mask_hash, prune_seconds=trial.prune_seconds, config=trial.config)
+        out["method_options"] = trial.masks.meta.get("method_options", {})
         json.dump(out, sys.stdout, indent=2, default=str)
         print()
         return 0
@@ -137,7 +185,11 @@ def run_prune(args) -> int:
 def run_proxies(args) -> int:
     from ..proxies import PROXIES
 
-    names = list(PROXIES) if not args.names else [n.strip() for n in args.names.split(",") if n.strip()]
+    if args.names:
+        names = [n.strip() for n in args.names.split(",") if n.strip()]
+    else:  # all; swap_reg only with its settings
+        given = args.swap_mu is not None and args.swap_sigma is not None
+        names = [n for n in PROXIES if n != "swap_reg" or given]
     trial = _prepare(args, names)
     values = {name: (v if math.isfinite(v) else None) for name, v in trial.proxies.items()}
     if args.json:

@@ -130,8 +130,14 @@ class PreparedTrial:
         return facts
 
 
-def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
-    """Everything up to the first training epoch; ``trainer.run_epoch()`` takes it from there."""
+def prepare_trial(
+    config: Mapping, *, device="cpu", method_options: Mapping | None = None, proxy_settings: Mapping | None = None
+) -> PreparedTrial:
+    """Everything up to the first training epoch; ``trainer.run_epoch()`` takes it from there.
+
+    ``method_options`` go to ``prune`` (a static method's own settings); ``proxy_settings``
+    (swap_mu, swap_sigma) to ``compute_proxies``.
+    """
     cfg = resolve_config(config)
     seed = int(cfg["seed"])
     data = load_dataset(
@@ -146,11 +152,12 @@ def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
     if cfg["method"] in SPARSE_METHODS:
         return _prepare_sparse(cfg, data, model, batches, device)
     start = time.perf_counter()
-    masks = prune_from_config(model, cfg, batches, method=cfg["method"])
+    masks = prune_from_config(model, cfg, batches, method=cfg["method"], method_options=method_options)
     prune_seconds = time.perf_counter() - start
     apply_masks(model, masks)  # reinit's fresh weights are loaded here, so proxies see them too
     report = mask_report(model, masks, data.input_shape)
-    proxies = compute_proxies(model, batches[0], cfg["proxies"], masks=masks) if cfg["proxies"] else {}
+    settings = dict(proxy_settings or {})
+    proxies = compute_proxies(model, batches[0], cfg["proxies"], masks=masks, **settings) if cfg["proxies"] else {}
     trainer = Trainer(model, masks, data, train_config(cfg), device=device)
     return PreparedTrial(cfg, data, model, masks, report, proxies, prune_seconds, trainer, mask_hash(masks))
 

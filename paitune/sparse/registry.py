@@ -40,7 +40,9 @@ class SparseSetup:
     progress: Callable[[], dict] = dict  # counters that grow with training (e.g. DST updates)
 
 
-def prune_from_config(model: nn.Module, cfg: Mapping, batches: Sequence, *, method: str) -> Masks:
+def prune_from_config(
+    model: nn.Module, cfg: Mapping, batches: Sequence, *, method: str, method_options: Mapping | None = None
+) -> Masks:
     """``prune`` with a resolved trial config's settings (the static trials and DST's starting mask)."""
     return prune(
         model,
@@ -52,6 +54,7 @@ def prune_from_config(model: nn.Module, cfg: Mapping, batches: Sequence, *, meth
         schedule=cfg["schedule"],
         control=cfg["control"],
         seed=int(cfg["seed"]),
+        method_options=method_options,
     )
 
 
