@@ -324,3 +324,16 @@ def test_each_method_on_each_model(method, name, shape):
     )  # fmt: skip
     assert masks.kept() == round(0.05 * masks.total())
     assert set(masks) == set(prunable_parameters(model))
+
+
+def test_check_choices_applies_prunes_rules_without_a_model():
+    from paitune.pruning import check_choices
+
+    assert check_choices("ntk_sap", method_options={"resamples": 5}) == {"epsilon": 0.01, "resamples": 5}
+    assert check_choices("snip") == {}
+    with pytest.raises(PaituneError, match="global"):
+        check_choices("phew", allocation="erk")
+    with pytest.raises(PaituneError, match="invert"):
+        check_choices("phew", control="invert")
+    with pytest.raises(PaituneError, match="unknown pruning method"):
+        check_choices("prospr2")

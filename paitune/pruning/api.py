@@ -75,6 +75,20 @@ def _check_mask_builder(spec: MethodSpec, allocation, control, iterations) -> No
         raise PaituneError(f"method {spec.name!r} prunes in one step: leave iterations unset (or 1)")
 
 
+def check_choices(method: str, *, allocation="global", control="none", iterations=None, method_options=None) -> dict:
+    """The rules ``prune`` applies to a method's choices, without a model: the resolved options.
+
+    A planner calls it on every config before anything runs; ``prune`` calls it too.
+    """
+    spec = get_method(method)
+    if control not in CONTROLS:
+        raise unknown_choice("control", control, CONTROLS)
+    options = spec.resolve_options(method_options)
+    if spec.build_mask is not None:
+        _check_mask_builder(spec, allocation, control, iterations)
+    return options
+
+
 def _input_shape(model: nn.Module, batches) -> tuple[int, ...] | None:
     if batches:
         return tuple(batches[0][0].shape[1:])
@@ -152,9 +166,9 @@ def prune(
     input_shape = _input_shape(model, batches)
     spec = get_method(method)
     _check_args(spec, control, schedule, iterations, batches, input_shape)
-    options = spec.resolve_options(method_options)
-    if spec.build_mask is not None:
-        _check_mask_builder(spec, allocation, control, iterations)
+    options = check_choices(
+        method, allocation=allocation, control=control, iterations=iterations, method_options=method_options
+    )
     params = prunable_parameters(model)
     if not params:
         raise PaituneError("the model has no prunable (Conv/Linear) weights")
