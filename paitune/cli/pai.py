@@ -137,14 +137,11 @@ def _prepare(args, proxies: list[str]):
 
     config = {**_trial_config(args), "proxies": proxies}
     check_sparsity(config["sparsity"])
+    # Each option becomes its trial key (prospr_inner_steps, ...), so the config records it.
+    config.update({f"{args.method}_{key}": value for key, value in _method_options(args).items()})
+    config.update(swap_mu=getattr(args, "swap_mu", None), swap_sigma=getattr(args, "swap_sigma", None))
     resolve_config(config)  # every name checked before any data is loaded
-    options = _method_options(args)
-    settings = {"swap_mu": getattr(args, "swap_mu", None), "swap_sigma": getattr(args, "swap_sigma", None)}
-    if "swap_reg" in proxies:
-        from ..proxies.activation import check_swap_settings
-
-        check_swap_settings(settings["swap_mu"], settings["swap_sigma"])
-    return prepare_trial(config, method_options=options, proxy_settings=settings)
+    return prepare_trial(config)
 
 
 def run_prune(args) -> int:

@@ -26,10 +26,11 @@ from ..data import DATASETS, load_dataset, scoring_batches
 from ..errors import PaituneError, unknown_choice
 from ..models import MODELS, build_model
 from ..proxies import PROXIES, compute_proxies
-from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, mask_hash, mask_report
-from ..spaces.config import TRIAL_DEFAULTS
+from ..proxies.activation import check_swap_settings
+from ..pruning import CONTROLS, METHODS, MaskReport, Masks, apply_masks, check_choices, mask_hash, mask_report
+from ..spaces.config import TRIAL_DEFAULTS, method_options
 from ..spaces.config import resolve_config as resolve_defaults
-from ..sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
+from ..sparse import DST_METHODS, SPARSE_METHODS, build_sparse_trial, check_sparse_config
 from ..sparse.registry import prune_from_config
 from ..training import TrainConfig, Trainer
 
@@ -55,7 +56,25 @@ def resolve_config(config: Mapping) -> dict:
         resolved = resolve_defaults({**dict(config), "proxies": proxies})
     except (TypeError, ValueError) as err:
         raise PaituneError(f"bad trial config value: {err}") from None
-    return check_sparse_config(resolved)
+    if "swap_reg" in proxies:
+        check_swap_settings(resolved["swap_mu"], resolved["swap_sigma"])
+    resolved = check_sparse_config(resolved)
+    _check_method_choices(resolved)
+    return resolved
+
+
+def _check_method_choices(cfg: dict) -> None:
+    """The PaI method's own rules (its options; PHEW's global-only mask), before anything runs."""
+    if cfg["method"] in METHODS:
+        method, allocation, control = cfg["method"], cfg["allocation"], cfg["control"]
+    elif cfg["method"] in DST_METHODS:
+        method, allocation, control = cfg["init_method"], cfg["allocation"], cfg["control"]
+    else:
+        return
+    check_choices(
+        method, allocation=allocation, control=control, iterations=cfg["iterations"],
+        method_options=method_options(cfg, method),
+    )  # fmt: skip
 
 
 def train_config(config: Mapping) -> TrainConfig:
@@ -130,14 +149,8 @@ class PreparedTrial:
         return facts
 
 
-def prepare_trial(
-    config: Mapping, *, device="cpu", method_options: Mapping | None = None, proxy_settings: Mapping | None = None
-) -> PreparedTrial:
-    """Everything up to the first training epoch; ``trainer.run_epoch()`` takes it from there.
-
-    ``method_options`` go to ``prune`` (a static method's own settings); ``proxy_settings``
-    (swap_mu, swap_sigma) to ``compute_proxies``.
-    """
+def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
+    """Everything up to the first training epoch; ``trainer.run_epoch()`` takes it from there."""
     cfg = resolve_config(config)
     seed = int(cfg["seed"])
     data = load_dataset(
@@ -152,14 +165,21 @@ def prepare_trial(
     if cfg["method"] in SPARSE_METHODS:
         return _prepare_sparse(cfg, data, model, batches, device)
     start = time.perf_counter()
-    masks = prune_from_config(model, cfg, batches, method=cfg["method"], method_options=method_options)
+    masks = prune_from_config(model, cfg, batches, method=cfg["method"])
     prune_seconds = time.perf_counter() - start
     apply_masks(model, masks)  # reinit's fresh weights are loaded here, so proxies see them too
     report = mask_report(model, masks, data.input_shape)
-    settings = dict(proxy_settings or {})
-    proxies = compute_proxies(model, batches[0], cfg["proxies"], masks=masks, **settings) if cfg["proxies"] else {}
+    proxies = _proxies(cfg, model, batches[0], masks)
     trainer = Trainer(model, masks, data, train_config(cfg), device=device)
     return PreparedTrial(cfg, data, model, masks, report, proxies, prune_seconds, trainer, mask_hash(masks))
+
+
+def _proxies(cfg: dict, model, batch, masks) -> dict:
+    if not cfg["proxies"]:
+        return {}
+    return compute_proxies(
+        model, batch, cfg["proxies"], masks=masks, swap_mu=cfg["swap_mu"], swap_sigma=cfg["swap_sigma"]
+    )
 
 
 def _prepare_sparse(cfg: dict, data, model: torch.nn.Module, batches: list, device) -> PreparedTrial:
@@ -169,7 +189,7 @@ def _prepare_sparse(cfg: dict, data, model: torch.nn.Module, batches: list, devi
     prune_seconds = time.perf_counter() - start  # the starting mask (DST's PaI prune; edge-popup's scores)
     masks = setup.masks
     report = mask_report(model, masks, data.input_shape)
-    proxies = compute_proxies(model, batches[0], cfg["proxies"], masks=masks) if cfg["proxies"] else {}
+    proxies = _proxies(cfg, model, batches[0], masks)
     return PreparedTrial(
         cfg, data, model, masks, report, proxies, prune_seconds, setup.trainer, mask_hash(masks),
         method_facts=dict(setup.facts), current_masks=setup.current_masks, method_progress=setup.progress,

@@ -46,6 +46,15 @@ _CONFIG_TYPES: dict[str, pa.DataType] = {
     "imp_prune_fraction": pa.float64(),
     "rewind_epoch": pa.int64(),
     "popup_weight_init": pa.string(),
+    # the PaI methods' options and swap_reg's settings
+    "prospr_inner_steps": pa.int64(),
+    "prospr_inner_lr": pa.float64(),
+    "prospr_inner_momentum": pa.float64(),
+    "prospr_meta_grads": pa.string(),
+    "ntk_sap_epsilon": pa.float64(),
+    "ntk_sap_resamples": pa.int64(),
+    "swap_mu": pa.float64(),
+    "swap_sigma": pa.float64(),
 }
 CONFIG_COLUMN_TYPES = {k: t for k, t in _CONFIG_TYPES.items() if k in TRIAL_KEYS}
 assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_KEYS)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from paitune.errors import PaituneError, unknown_choice
-from paitune.spaces.config import FLOAT_KEYS, INT_KEYS, TRIAL_DEFAULTS, TRIAL_KEYS
+from paitune.spaces.config import FLOAT_KEYS, INT_KEYS, METHOD_OPTION_KEYS, TRIAL_DEFAULTS, TRIAL_KEYS
 from paitune.spaces.schema import Categorical, Fixed, FloatRange, IntRange, Space
 
 SEARCHED_ALLOCATION = "searched"  # allocation value that means "sample it from allocation_search"
@@ -87,12 +87,23 @@ _RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "drop_fraction": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     "drop_until": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
     "imp_prune_fraction": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    "swap_mu": (math.isfinite, "finite"),
+    "swap_sigma": (lambda v: v > 0, "> 0"),
 }
+NULLABLE_KEYS = ("iterations", "swap_mu", "swap_sigma", *METHOD_OPTION_KEYS)  # None: the default
 
 
 def check_value(key: str, value: Any) -> None:
     """Raise PaituneError unless ``value`` is a valid value of trial config key ``key``."""
-    if key == "iterations" and value is None:
+    if key in NULLABLE_KEYS and value is None:
+        return
+    if key in METHOD_OPTION_KEYS:
+        from paitune.pruning.registry import get_method
+
+        method, option = METHOD_OPTION_KEYS[key]
+        if key in FLOAT_KEYS or key in INT_KEYS:
+            _number(key, value, integer=key in INT_KEYS)
+        get_method(method).options[option].parse(key, value)
         return
     if key in FLOAT_KEYS or key in INT_KEYS:
         number = _number(key, value, integer=key in INT_KEYS)

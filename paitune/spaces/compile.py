@@ -17,7 +17,7 @@ from typing import Any
 from paitune.errors import PaituneError
 from paitune.spaces.allocation import depth_weights, searched_allocation
 from paitune.spaces.check import SEARCHED_ALLOCATION
-from paitune.spaces.config import TRIAL_DEFAULTS, resolve_config
+from paitune.spaces.config import METHOD_OPTION_KEYS, TRIAL_DEFAULTS, resolve_config
 from paitune.spaces.context import DEFAULT_CONTEXT_KEYS, context_id
 from paitune.spaces.schema import Categorical, DepthAllocation, Fixed, FloatRange, IntRange, PerLayerAllocation, Space
 
@@ -81,7 +81,22 @@ def finalize(values: dict[str, Any]) -> dict[str, Any]:
     else:
         # Non-iterative methods ignore it; keeping a value would make equal runs hash differently.
         config["iterations"] = None
+    _resolve_method_options(config)
     return config
+
+
+def _resolve_method_options(config: dict[str, Any]) -> None:
+    """The trial's own method's options filled with their values (defaults included), the others None."""
+    from paitune.pruning.registry import get_method
+    from paitune.sparse.config import DST_METHODS
+
+    method = config["init_method"] if config["method"] in DST_METHODS else config["method"]
+    for key, (owner, option) in METHOD_OPTION_KEYS.items():
+        if owner != method:
+            config[key] = None
+        else:
+            spec = get_method(owner).options[option]
+            config[key] = spec.default if config[key] is None else spec.parse(key, config[key])
 
 
 def _active(param, values: dict[str, Any]) -> bool:

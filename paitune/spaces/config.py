@@ -45,8 +45,37 @@ TRIAL_DEFAULTS: dict[str, Any] = {
     "imp_prune_fraction": 0.2,  # imp: fraction of the remaining weights removed per round
     "rewind_epoch": 0,  # imp: epoch of the dense run every round rewinds to (0 = init)
     "popup_weight_init": "signed_constant",  # edge_popup: frozen weights, +-sqrt(2/fan_in) or the model's init
+    # The PaI methods' own options (METHOD_OPTION_KEYS); None = the method's default.
+    "prospr_inner_steps": None,
+    "prospr_inner_lr": None,
+    "prospr_inner_momentum": None,
+    "prospr_meta_grads": None,
+    "ntk_sap_epsilon": None,
+    "ntk_sap_resamples": None,
+    # swap_reg's regularizer (paitune.proxies): center and width in thousands of parameters.
+    "swap_mu": None,
+    "swap_sigma": None,
 }
 TRIAL_KEYS = tuple(TRIAL_DEFAULTS)
+
+# Trial key -> (method, option of ``prune(..., method_options=...)``), for the methods that take options.
+METHOD_OPTION_KEYS: dict[str, tuple[str, str]] = {
+    "prospr_inner_steps": ("prospr", "inner_steps"),
+    "prospr_inner_lr": ("prospr", "inner_lr"),
+    "prospr_inner_momentum": ("prospr", "inner_momentum"),
+    "prospr_meta_grads": ("prospr", "meta_grads"),
+    "ntk_sap_epsilon": ("ntk_sap", "epsilon"),
+    "ntk_sap_resamples": ("ntk_sap", "resamples"),
+}
+
+
+def method_options(config: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The options a config sets for ``method`` (its keys that are not None), by option name."""
+    return {
+        option: config[key]
+        for key, (owner, option) in METHOD_OPTION_KEYS.items()
+        if owner == method and config.get(key) is not None
+    }
 
 
 # Keys that must hold whole numbers, and keys that must hold real numbers.
@@ -60,8 +89,13 @@ INT_KEYS = (
     "synthetic_classes",
     "update_interval",
     "rewind_epoch",
+    "prospr_inner_steps",
+    "ntk_sap_resamples",
 )
-FLOAT_KEYS = ("sparsity", "lr", "momentum", "weight_decay", "drop_fraction", "drop_until", "imp_prune_fraction")
+FLOAT_KEYS = (
+    "sparsity", "lr", "momentum", "weight_decay", "drop_fraction", "drop_until", "imp_prune_fraction",
+    "prospr_inner_lr", "prospr_inner_momentum", "ntk_sap_epsilon", "swap_mu", "swap_sigma",
+)  # fmt: skip
 
 
 def resolve_config(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import unknown_choice
 from ..pruning import Masks, apply_masks, prune
+from ..spaces.config import method_options
 from ..training import TrainConfig, Trainer
 from .config import DST_METHODS, SPARSE_METHODS
 from .dst import MaskUpdater
@@ -40,9 +41,7 @@ class SparseSetup:
     progress: Callable[[], dict] = dict  # counters that grow with training (e.g. DST updates)
 
 
-def prune_from_config(
-    model: nn.Module, cfg: Mapping, batches: Sequence, *, method: str, method_options: Mapping | None = None
-) -> Masks:
+def prune_from_config(model: nn.Module, cfg: Mapping, batches: Sequence, *, method: str) -> Masks:
     """``prune`` with a resolved trial config's settings (the static trials and DST's starting mask)."""
     return prune(
         model,
@@ -54,7 +53,7 @@ def prune_from_config(
         schedule=cfg["schedule"],
         control=cfg["control"],
         seed=int(cfg["seed"]),
-        method_options=method_options,
+        method_options=method_options(cfg, method),
     )
 
 
