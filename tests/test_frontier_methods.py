@@ -337,3 +337,17 @@ def test_check_choices_applies_prunes_rules_without_a_model():
         check_choices("phew", control="invert")
     with pytest.raises(PaituneError, match="unknown pruning method"):
         check_choices("prospr2")
+
+
+def test_rescoring_the_same_mask_gives_the_same_scores():
+    """Later rounds rescore on the same scratch copies: the train-mode passes of PX's J and K and
+    ProsPr's steps must leave nothing behind (PX's gates read the model's own running statistics)."""
+    model = build_model("resnet20", (3, 8, 8), 10, seed=0)
+    b = [batch((3, 8, 8), n=8)]
+    px = PxScorer(ScoringInputs(model, b, (3, 8, 8), 0, {}))
+    first, second = px(None), px(None)
+    assert all(torch.equal(first[n], second[n]) for n in first)
+    options = {"inner_steps": 2, "inner_lr": 0.1, "inner_momentum": 0.9, "meta_grads": "full"}
+    scratch = ScoringCopy(model)
+    first, second = prospr_scores(scratch, None, b[0], options), prospr_scores(scratch, None, b[0], options)
+    assert all(torch.equal(first[n], second[n]) for n in first)

@@ -40,6 +40,12 @@ class PxScorer:
             if weight_name != self.classifier and getattr(module, "bias", None) is not None:
                 self.biases[weight_name] = (f"{module_name}.bias" if module_name else "bias", module.bias.detach())
         self.inputs = [x for x, _ in inputs.batches]
+        # The norm layers' buffers as the model has them: J and K run in train mode on copies of
+        # them each time, so the gates always come from the model's own running statistics.
+        self.buffers = {name: b.detach().clone() for name, b in self.net.named_buffers()}
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        return {name: b.clone() for name, b in self.buffers.items()}
 
     def __call__(self, masks) -> dict[str, torch.Tensor]:
         m = {
@@ -58,7 +64,7 @@ class PxScorer:
         masked = {**base, **{n: self.original[n] * m[n] for n in self.names}}
         self.net.eval()
         with torch.no_grad():
-            _, zs = relu_inputs(lambda t: functional_call(self.net, masked, (t,)), x)
+            _, zs = relu_inputs(lambda t: functional_call(self.net, {**masked, **self.buffers}, (t,)), x)
         gates = [(z > 0).to(z.dtype) for z in zs]
 
         # J: the activation pattern's paths, counted; its ReLUs apply the gates in call order.
@@ -70,7 +76,7 @@ class PxScorer:
         calls = iter(gates)
         self.net.train()
         with torch.no_grad(), ReluCalls(lambda z, default: z * next(calls)):
-            z1 = functional_call(self.net, j_params, (x * x,))
+            z1 = functional_call(self.net, {**j_params, **self._buffers()}, (x * x,))
 
         # K: the paths' squared weights, a linear net of the weights p.
         p = {n: (self.original[n].pow(2) * m[n]).requires_grad_(True) for n in self.names[:-1]}
@@ -79,7 +85,7 @@ class PxScorer:
         for bias_name, bias in self.biases.values():
             k_params[bias_name] = bias.pow(2)
         with ReluCalls(lambda z, default: z):
-            z2 = functional_call(self.net, k_params, (torch.ones_like(x),))
+            z2 = functional_call(self.net, {**k_params, **self._buffers()}, (torch.ones_like(x),))
         grads = torch.autograd.grad((z1 * z2).sum(), [p[n] for n in self.names], allow_unused=True)
         return {n: (torch.zeros_like(p[n]) if g is None else g.detach()) * m[n] for n, g in zip(self.names, grads)}
 

@@ -65,8 +65,11 @@ class ReluCalls(TorchFunctionMode):
         return out
 
 
-def relu_inputs(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The output of ``model(x)`` and the input of every ReLU it applied, in call order (detached)."""
+def relu_inputs(
+    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The output of ``model(x)`` (a module or any function of x) and the input of every ReLU it
+    applied, in call order (detached copies)."""
     seen: list[torch.Tensor] = []
 
     def record(z, default):
