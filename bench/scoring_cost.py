@@ -1,4 +1,4 @@
-"""Scoring cost: seconds to prune with SNIP, GraSP, SynFlow and iterative SNIP, as a fraction of an epoch.
+"""Scoring cost: seconds to prune with each PaI method that scores, as a fraction of a training epoch.
 
 For each model (VGG-16 and ResNet-20 on synthetic 3x32x32 data, 10 classes) and each device (the
 CPU; CUDA too when torch sees a GPU), the benchmark times ``paitune.pruning.prune`` at sparsity
@@ -9,11 +9,14 @@ and one training epoch (``Trainer.run_epoch``, batch 128) of the same model on t
 * ``cifar_fraction`` = prune seconds / the epoch extrapolated to CIFAR's 45,000 training samples
   (the measured epoch's seconds per sample x 45,000: a training epoch is linear in its samples).
 
-SynFlow runs its 100 iterations. Iterative SNIP's 100 rounds of SNIP each cost the same (one
-forward+backward of the scoring batch on the masked net, then a selection); on the CPU the
-default run times ``--isnip-rounds`` of them and scales linearly to 100 (``extrapolated`` in the
-row: an upper bound, since the one-off setup is scaled too); ``--isnip-rounds 100`` measures
-them all.
+The methods are SNIP, GraSP, SynFlow, iterative SNIP, ProsPr, NTK-SAP, PHEW and PX (``--methods``
+picks some), each with its default rounds: SynFlow and iterative SNIP 100, NTK-SAP 20, PX 100, the
+others one. SynFlow runs all of its rounds (each is one pass of a single all-ones input). The
+rounds of iterative SNIP, NTK-SAP and PX each cost the same (passes of the scoring batch on the
+masked net, then a selection); on the CPU the default run times ``--rounds`` of them and scales
+linearly to the full count (``extrapolated`` in the row: an upper bound, since the one-off setup
+is scaled too); ``--rounds 100`` measures them all. ``--epoch-samples`` and ``--score-batch``
+shrink the run for a shared CPU.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import torch.nn.functional as F
 from bench.common import bench_parser, report, set_threads, timed
 from paitune.data import load_dataset, scoring_batches
 from paitune.models import build_model
-from paitune.pruning import prune
+from paitune.pruning import DEFAULT_ITERATIONS, prune
 from paitune.training import TrainConfig, Trainer
 
 NAME = "scoring_cost"
-METHODS = ("snip", "grasp", "synflow", "iterative_snip")
-ITERATIONS = 100  # synflow and iterative_snip, as their papers (and paitune's defaults) use
+METHODS = ("snip", "grasp", "synflow", "iterative_snip", "prospr", "ntk_sap", "phew", "px")
+EXTRAPOLATED = ("iterative_snip", "ntk_sap", "px")  # rounds of equal cost: a few timed on the CPU
+ITERATIONS = 100  # the most rounds any method runs by default (SynFlow, iterative SNIP, PX)
 CIFAR_EPOCH = 45_000
 SPARSITY = 0.9
 
@@ -86,16 +90,22 @@ def epoch_seconds(model, data, cfg: Setup, device: str) -> float:
     return seconds
 
 
-def prune_seconds(model, method: str, batches, device: str, isnip_rounds: int) -> tuple[float, int]:
+def full_rounds(method: str) -> int:
+    return DEFAULT_ITERATIONS.get(method, 1)
+
+
+def prune_seconds(model, method: str, batches, device: str, timed_rounds: int) -> tuple[float, int]:
     """(seconds for the method's full run, iterations actually run)."""
-    rounds = {"synflow": ITERATIONS, "iterative_snip": min(isnip_rounds, ITERATIONS)}.get(method)
-    _, seconds = _timed_on(device, prune, model, method, sparsity=SPARSITY, batches=batches, iterations=rounds)
-    if method == "iterative_snip" and rounds < ITERATIONS:
-        seconds *= ITERATIONS / rounds
-    return seconds, rounds or 1
+    full = full_rounds(method)
+    rounds = min(timed_rounds, full) if method in EXTRAPOLATED else full
+    iterations = rounds if method in DEFAULT_ITERATIONS else None
+    _, seconds = _timed_on(device, prune, model, method, sparsity=SPARSITY, batches=batches, iterations=iterations)
+    if rounds < full:
+        seconds *= full / rounds
+    return seconds, rounds
 
 
-def measure(model_name: str, device: str, cfg: Setup, isnip_rounds: int) -> list[dict]:
+def measure(model_name: str, device: str, cfg: Setup, timed_rounds: int, methods=METHODS) -> list[dict]:
     # Tiny val/test splits: the epoch is (almost) the training pass, which is what scales with size.
     data = load_dataset("synthetic", synthetic_shape=cfg.input_shape, synthetic_size=(cfg.epoch_samples, 32, 32))
     model = build_model(model_name, data.input_shape, data.num_classes, seed=0).to(device)
@@ -104,9 +114,9 @@ def measure(model_name: str, device: str, cfg: Setup, isnip_rounds: int) -> list
     epoch = epoch_seconds(model, data, cfg, device)
     cifar_epoch = epoch / cfg.epoch_samples * CIFAR_EPOCH
     rows = []
-    for method in METHODS:
-        seconds, rounds = prune_seconds(model, method, batches, device, isnip_rounds)
-        full = ITERATIONS if method in ("synflow", "iterative_snip") else 1
+    for method in methods:
+        seconds, rounds = prune_seconds(model, method, batches, device, timed_rounds)
+        full = full_rounds(method)
         rows.append(
             {
                 "model": model_name,
@@ -143,23 +153,37 @@ COLUMNS = [
 def main(argv=None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument(
+        "--rounds",
         "--isnip-rounds",
+        dest="rounds",
         type=int,
         default=None,
-        help="iterative SNIP rounds actually timed on the CPU, scaled to 100 "
+        help="rounds of iterative SNIP, NTK-SAP and PX actually timed on the CPU, scaled to their full count "
         "(default 5; 2 with --quick; 100 = no extrapolation)",
     )
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
+    parser.add_argument("--epoch-samples", type=int, default=None, help="samples in the measured epoch")
+    parser.add_argument("--score-batch", type=int, default=None, help="samples in the scoring batch")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cfg = setup(args.quick)
-    cpu_rounds = args.isnip_rounds or (2 if args.quick else 5)
+    if args.epoch_samples or args.score_batch:
+        cfg = Setup(
+            cfg.models, cfg.input_shape, args.epoch_samples or cfg.epoch_samples, args.score_batch or cfg.score_batch,
+            cfg.train_batch,
+        )  # fmt: skip
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    cpu_rounds = args.rounds or (2 if args.quick else 5)
     if not 1 <= cpu_rounds <= ITERATIONS:
-        raise SystemExit(f"--isnip-rounds must be in 1..{ITERATIONS}, got {cpu_rounds}")
+        raise SystemExit(f"--rounds must be in 1..{ITERATIONS}, got {cpu_rounds}")
     rows = []
     for device in devices():
         rounds = cpu_rounds if device == "cpu" else ITERATIONS  # a GPU is fast enough to run them all
         for model_name in cfg.models:
-            rows += measure(model_name, device, cfg, rounds)
+            rows += measure(model_name, device, cfg, rounds, methods)
     summary = {
         "epoch_samples": cfg.epoch_samples,
         "cifar_epoch_samples": CIFAR_EPOCH,
@@ -174,7 +198,8 @@ def main(argv=None) -> int:
         "allocation": "global",
         "scoring_data": f"1 batch of {cfg.score_batch} training samples",
         "train_batch_size": cfg.train_batch,
-        "iterative_snip_rounds_timed_cpu": cpu_rounds,
+        "methods": list(methods),
+        "rounds_timed_cpu": cpu_rounds,
         "threads": args.threads,
     }
     report(

@@ -71,7 +71,9 @@ def test_scoring_cost_quick(tmp_path):
     rows = result["rows"]
     cpu = [r for r in rows if r["device"] == "cpu"]
     assert [(r["model"], r["method"]) for r in cpu] == [
-        (m, method) for m in ("cnn", "resnet20") for method in ("snip", "grasp", "synflow", "iterative_snip")
+        (m, method)
+        for m in ("cnn", "resnet20")
+        for method in ("snip", "grasp", "synflow", "iterative_snip", "prospr", "ntk_sap", "phew", "px")
     ]
     for r in rows:
         assert r["seconds"] > 0 and r["epoch_seconds"] > 0

@@ -83,3 +83,44 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, monkeypatch, c
 def test_bad_input_from_a_real_process():
     out = paitune("prune", "--method", "bogus")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_prune_with_method_options_records_them():
+    out = paitune(
+        "prune", "--model", "cnn", "--method", "prospr", "--sparsity", "0.9", "--prune-batch-size", "32",
+        "--method-option", "inner_steps=1", "--method-option", "meta_grads=first_order", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["density"] == pytest.approx(0.1, abs=1e-4)
+    assert report["method_options"] == {
+        "inner_steps": 1, "inner_lr": 0.1, "inner_momentum": 0.0, "meta_grads": "first_order",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["prune", "--method", "prospr", "--method-option", "steps=2"], "its options: inner_steps, inner_lr"),
+        (["prune", "--method", "ntk_sap", "--method-option", "epsilon"], "KEY=VALUE"),
+        (["prune", "--method", "ntk_sap", "--method-option", "resamples=0"], "resamples must be an integer >= 1"),
+        (["prune", "--method", "snip", "--method-option", "inner_steps=2"], "takes no option 'inner_steps'"),
+        (["prune", "--method", "phew", "--allocation", "erk"], "use allocation 'global'"),
+        (["proxies", "--model", "cnn", "--names", "swap_reg"], "needs swap_mu and swap_sigma"),
+    ],
+)
+def test_bad_method_options_are_one_line_exit_2(args, needle):
+    out = paitune(*args)
+    assert out.returncode == 2 and needle in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_proxies_new_names_json():
+    out = paitune(
+        "proxies", "--model", "cnn", "--names", "naswot,zico,meco,swap,swap_reg,zen",
+        "--swap-mu", "60", "--swap-sigma", "40", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    values = json.loads(out.stdout)["proxies"]
+    assert list(values) == ["naswot", "zico", "meco", "swap", "swap_reg", "zen"]
+    assert values["swap"] > 0 and 0 < values["swap_reg"] <= values["swap"]

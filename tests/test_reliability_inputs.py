@@ -89,7 +89,7 @@ SPACE_CASES = {
     ),
     "unknown-allocation": ("settings: {allocation: erk2}\n", [], "unknown allocation 'erk2'"),
     "unknown-control": ("settings: {control: shufle}\n", [], "unknown control 'shufle'"),
-    "unknown-proxy": ("settings: {proxies: [synflow, zen]}\n", [], "unknown proxy 'zen'"),
+    "unknown-proxy": ("settings: {proxies: [synflow, zenn]}\n", [], "unknown proxy 'zenn'"),
     "momentum-one": ("settings: {momentum: 1.0}\n", [], "momentum must be in [0, 1)"),
     "epochs-searched": ("params:\n  epochs: {type: int, low: 1, high: 5}\n", [], "epochs is the training budget"),
     "grace-beyond-budget": ("settings: {epochs: 2}\nscheduler: {grace_period: 5}\n", [], "exceeds the budget"),

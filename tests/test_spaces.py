@@ -22,7 +22,7 @@ from paitune.spaces.compile import model_layer_shapes
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-PRESETS = ("default", "sanity", "allocation", "zero_cost", "cifar")
+PRESETS = ("default", "sanity", "allocation", "zero_cost", "cifar", "frontier")
 
 
 def _configs(compiled, n, seed=0):
@@ -307,3 +307,72 @@ def test_set_params_key_searches_a_setting_instead_of_clashing_with_it():
     assert "lr" not in space.settings and space.params["lr"].log
     # and the reverse: a trial key fixes a searched parameter
     assert "method" not in load_space("default", ["method=snip"]).params
+
+
+# --- the frontier methods' options in a space ----------------------------------------------------
+
+
+def test_method_option_keys_are_the_registrys_options():
+    from paitune.config import METHOD_OPTION_KEYS
+    from paitune.pruning.registry import registered
+
+    expected = {(spec.name, option) for spec in registered() for option in spec.options}
+    assert set(METHOD_OPTION_KEYS.values()) == expected
+    assert all(key == f"{method}_{option}" for key, (method, option) in METHOD_OPTION_KEYS.items())
+
+
+def test_frontier_preset_searches_prospr_steps_only_for_prospr():
+    from paitune.config import METHOD_OPTION_KEYS
+    from paitune.search.combinations import check_combinations
+
+    compiled = compile_space(load_space("frontier"))
+    check_combinations(compiled)
+    seen = set()
+    inner = compiled.for_context(compiled.contexts()[0])
+    for point in inner.grid_points():
+        config = inner.define_by_run(optuna.trial.FixedTrial(point))
+        method = config["method"]
+        seen.add(method)
+        if method == "prospr":
+            assert config["prospr_inner_steps"] in (1, 3)
+            assert (config["prospr_inner_lr"], config["prospr_meta_grads"]) == (0.1, "full")  # defaults recorded
+        else:
+            assert all(config[key] is None for key, (owner, _) in METHOD_OPTION_KEYS.items() if owner == "prospr")
+        if method == "ntk_sap":
+            assert (config["ntk_sap_epsilon"], config["ntk_sap_resamples"]) == (0.01, 1)
+        if method == "phew":
+            assert config["allocation"] == "global" and config["iterations"] is None
+    assert {"random", "synflow", "prospr", "ntk_sap", "phew", "px"} <= seen
+
+
+@pytest.mark.parametrize(
+    "params, settings, needle",
+    [
+        ("method: {type: categorical, choices: [phew]}\n  allocation: {type: categorical, choices: [erk]}", "",
+         "use allocation 'global'"),
+        ("method: {type: categorical, choices: [prospr]}\n  prospr_inner_steps: {type: int, low: -1, high: 2}", "",
+         "prospr_inner_steps must be an integer >= 0"),
+        ("method: {type: categorical, choices: [prospr]}\n  prospr_meta_grads: {type: categorical, choices: [exact]}",
+         "", "first_order"),
+        ("method: {type: categorical, choices: [snip]}", "\n  proxies: [swap_reg]", "needs swap_mu and swap_sigma"),
+    ],
+)  # fmt: skip
+def test_frontier_space_errors_are_one_line(params, settings, needle):
+    from paitune.search.combinations import check_combinations
+
+    text = f"name: t\nsettings:\n  epochs: 2{settings}\nparams:\n  {params}\nnum_samples: 2\n"
+    with pytest.raises(PaituneError, match=needle) as err:
+        check_combinations(compile_space(load_space_text(text, "t")))
+    assert "\n" not in str(err.value)
+
+
+def test_method_options_from_the_config_reach_prune():
+    from paitune.search.pipeline import prepare_trial
+
+    config = {"method": "prospr", "sparsity": 0.9, "epochs": 1, "prospr_inner_steps": 1, "prune_batch_size": 32}
+    trial = prepare_trial(config)
+    assert trial.masks.meta["method_options"]["inner_steps"] == 1
+    assert trial.config["prospr_inner_steps"] == 1
+    proxies = prepare_trial({"method": "random", "proxies": ["swap_reg"], "swap_mu": 50, "swap_sigma": 10,
+                             "model": "cnn", "epochs": 1, "prune_batch_size": 32})  # fmt: skip
+    assert proxies.proxies["swap_reg"] >= 0

@@ -42,7 +42,7 @@ from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_tes
 PAIR_COLUMNS = CONTEXT_COLUMNS + ["method", "allocation"]
 CORRUPT_CONTROLS = ("corrupt_labels", "corrupt_pixels")
 # Methods whose masks never see a batch of data (paitune.pruning scores them without batches).
-DATA_FREE_METHODS = frozenset({"random", "magnitude", "synflow", "dense"})
+DATA_FREE_METHODS = frozenset({"random", "magnitude", "synflow", "ntk_sap", "phew", "dense"})
 NOT_APPLICABLE = "not_applicable"
 
 _MEANING = {

@@ -12,6 +12,7 @@ import sys
 
 from ..config import TRIAL_DEFAULTS
 from ..config.cli import OptionHelpFormatter, add_option_arguments, trial_options, values_from_args
+from ..errors import PaituneError
 
 # The trial options a prune or proxy run takes; training, proxies and the sparse methods' own
 # options have no effect before training.
@@ -20,6 +21,14 @@ _COMPONENTS = ("data", "model", "pruning", "run")
 
 def _add_trial_arguments(p) -> None:
     add_option_arguments(p, trial_options(*_COMPONENTS))
+    p.add_argument(
+        "--method-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the method, repeatable: prospr inner_steps, inner_lr, inner_momentum, meta_grads; "
+        "ntk_sap epsilon, resamples (docs/methods.md)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -36,11 +45,38 @@ def add_parser(subparsers) -> None:
     )
     _add_trial_arguments(q)
     q.add_argument("--names", default=None, help="comma-separated proxies (default: all)")
+    add_option_arguments(q, _PROXY_SETTINGS)
     q.set_defaults(func=run_proxies, sparsity="0")  # proxies of the dense model unless --sparsity is given
 
 
+# The proxies' own settings (swap_reg's swap_mu, swap_sigma); the proxy list is --names.
+_PROXY_SETTINGS = [o for o in trial_options("proxies") if o.name != "proxies"]
+
+
+def _method_options(args) -> dict:
+    """--method-option KEY=VALUE items as the method's trial keys (prospr_inner_steps, ...)."""
+    from ..pruning import METHODS
+    from ..pruning.registry import get_method
+
+    options = {}
+    for text in args.method_option:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise PaituneError(f"--method-option takes KEY=VALUE, got {text!r}")
+        options[key.strip()] = value.strip()
+    method = args.method or TRIAL_DEFAULTS["method"]
+    if method in METHODS:
+        resolved = get_method(method).resolve_options(options)  # unknown keys and bad values: one line
+    elif options:
+        raise PaituneError(f"method {method!r} takes no --method-option")
+    # Each option becomes its trial key, so the config records it.
+    return {f"{method}_{key}": resolved[key] for key in options}
+
+
 def _trial_config(args) -> dict:
-    return values_from_args(args, trial_options(*_COMPONENTS))
+    values = values_from_args(args, trial_options(*_COMPONENTS))
+    values.update(values_from_args(args, _PROXY_SETTINGS) if hasattr(args, "names") else {})
+    return {**values, **_method_options(args)}
 
 
 def _prepare(args, proxies: list[str]):
@@ -60,6 +96,7 @@ def run_prune(args) -> int:
     if args.json:
         out = report.to_dict()
         out.update(mask_hash=trial.mask_hash, prune_seconds=trial.prune_seconds, config=trial.config)
+        out["method_options"] = trial.masks.meta.get("method_options", {})
         json.dump(out, sys.stdout, indent=2, default=str)
         print()
         return 0

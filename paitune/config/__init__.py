@@ -5,6 +5,7 @@ from paitune.config.trial import (
     COMPONENTS,
     FLOAT_KEYS,
     INT_KEYS,
+    METHOD_OPTION_KEYS,
     NOT_SEARCHABLE,
     TRIAL_DEFAULTS,
     TRIAL_KEYS,
@@ -12,6 +13,7 @@ from paitune.config.trial import (
     canonical_json,
     component_defaults,
     config_hash,
+    method_options,
     resolve_config,
     trial_config,
 )
@@ -20,6 +22,7 @@ __all__ = [
     "COMPONENTS",
     "FLOAT_KEYS",
     "INT_KEYS",
+    "METHOD_OPTION_KEYS",
     "NOT_SEARCHABLE",
     "TRIAL_DEFAULTS",
     "TRIAL_KEYS",
@@ -30,6 +33,7 @@ __all__ = [
     "check_value",
     "component_defaults",
     "config_hash",
+    "method_options",
     "resolve_config",
     "trial_config",
 ]

@@ -27,6 +27,8 @@ option that names only some methods under *read by* is held at its default for e
 
 
 def _allowed(option: Option) -> str:
+    if option.method_option is not None:
+        return "the method's rule, or unset for its default ([methods.md](methods.md))"
     if option.kind in ("name", "names", "allocation"):
         names = ", ".join(f"`{n}`" for n in option.allowed())
         return names + (", or `{layer: density}`" if option.kind == "allocation" else "")

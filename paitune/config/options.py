@@ -74,15 +74,20 @@ class Option:
     # default, so every config written before them keeps its hash (and its sweep stays resumable).
     hashed_at_default: bool = True
     what: str = ""  # how error messages name a value of it (default: the name with spaces)
+    # "method:option": a PaI method's own option (``prune(..., method_options=...)``), whose default
+    # and rule the method's registration declares; unset here means the method's default.
+    method_option: str | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"option {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind in ("name", "names") and self.choices is None:
+        if self.kind in ("name", "names") and self.choices is None and self.method_option is None:
             raise ValueError(f"option {self.name}: a {self.kind} option needs its registry (choices)")
 
     def allowed(self) -> tuple[str, ...]:
-        """The registry's names (kinds name and names)."""
+        """The registry's names (kinds name and names); () for a method option (the method checks)."""
+        if self.choices is None:
+            return ()
         module, attribute = self.choices.split(":")
         names = getattr(importlib.import_module(module), attribute)
         return tuple(names() if callable(names) else names)
@@ -143,10 +148,14 @@ def check_value(option: Option, value: Any, *, extra_names: tuple[str, ...] = ()
             d = _number(f"{key}[{layer}]", density, integer=False)
             if not 0.0 <= d <= 1.0:
                 raise PaituneError(f"{key}[{layer}] must be a density in [0, 1], got {density!r}")
-    else:  # a name (allocation: a scheme name)
+    elif option.choices is not None:  # a name (allocation: a scheme name)
         names = option.allowed() + extra_names
         if value not in names:
             raise unknown_choice(option.label, value, names)
+    if option.method_option is not None:
+        method, name = option.method_option.split(":")
+        spec = importlib.import_module("paitune.pruning.registry").get_method(method)
+        spec.options[name].parse(key, value)
 
 
 def coerce(option: Option, value: Any) -> Any:

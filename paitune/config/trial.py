@@ -83,6 +83,27 @@ TRAINING = (
 PROXIES = (
     Option("proxies", "names", [], "zero-cost proxies scored at init, after pruning", "proxies", what="proxy",
            choices="paitune.proxies:PROXIES", not_searchable="proxies is a list of proxy names; set it under settings"),
+    Option("swap_mu", "float", None, "swap_reg: the regularizer's center, in thousands of parameters", "proxies",
+           nullable=True, hashed_at_default=False),
+    Option("swap_sigma", "float", None, "swap_reg: the regularizer's width, in thousands of parameters", "proxies",
+           range=Range(0.0, low_open=True), nullable=True, hashed_at_default=False),
+)  # fmt: skip
+# The PaI methods' own options, one trial key each: <method>_<option>. Their defaults and rules are
+# the method's (paitune.pruning registrations); unset means the method's default. A trial records
+# its own method's (or, for set/rigl, its starting mask's method's) values and None for the others.
+METHOD_OPTIONS = (
+    Option("prospr_inner_steps", "int", None, "prospr: SGD steps the meta-gradient differentiates through",
+           "method_options", nullable=True, method_option="prospr:inner_steps", hashed_at_default=False),
+    Option("prospr_inner_lr", "float", None, "prospr: learning rate of those steps", "method_options",
+           nullable=True, method_option="prospr:inner_lr", hashed_at_default=False),
+    Option("prospr_inner_momentum", "float", None, "prospr: momentum of those steps", "method_options",
+           nullable=True, method_option="prospr:inner_momentum", hashed_at_default=False),
+    Option("prospr_meta_grads", "name", None, "prospr: full or first_order meta-gradients", "method_options",
+           nullable=True, method_option="prospr:meta_grads", hashed_at_default=False),
+    Option("ntk_sap_epsilon", "float", None, "ntk_sap: size of the weight perturbation", "method_options",
+           nullable=True, method_option="ntk_sap:epsilon", hashed_at_default=False),
+    Option("ntk_sap_resamples", "int", None, "ntk_sap: weight re-draws per round", "method_options",
+           nullable=True, method_option="ntk_sap:resamples", hashed_at_default=False),
 )  # fmt: skip
 SPARSE = (
     Option("init_method", "name", "random", "set/rigl: the static PaI method of the starting mask", "sparse",
@@ -111,6 +132,7 @@ COMPONENTS: dict[str, tuple[Option, ...]] = {
     "training": TRAINING,
     "proxies": PROXIES,
     "sparse": SPARSE,
+    "method_options": METHOD_OPTIONS,
 }
 TRIAL_OPTIONS: dict[str, Option] = {o.name: o for options in COMPONENTS.values() for o in options}
 TRIAL_KEYS = tuple(TRIAL_OPTIONS)
@@ -118,6 +140,17 @@ TRIAL_DEFAULTS: dict[str, Any] = {name: o.default for name, o in TRIAL_OPTIONS.i
 INT_KEYS = tuple(name for name, o in TRIAL_OPTIONS.items() if o.kind == "int")
 FLOAT_KEYS = tuple(name for name, o in TRIAL_OPTIONS.items() if o.kind == "float")
 NOT_SEARCHABLE = {name: o.not_searchable for name, o in TRIAL_OPTIONS.items() if o.not_searchable}
+# Trial key -> (method, option of ``prune(..., method_options=...)``).
+METHOD_OPTION_KEYS: dict[str, tuple[str, str]] = {o.name: tuple(o.method_option.split(":")) for o in METHOD_OPTIONS}
+
+
+def method_options(config: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The options a config sets for ``method`` (its keys that are not None), by option name."""
+    return {
+        option: config[key]
+        for key, (owner, option) in METHOD_OPTION_KEYS.items()
+        if owner == method and config.get(key) is not None
+    }
 
 
 def component_defaults(component: str) -> dict[str, Any]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
 from paitune.errors import PaituneError, unknown_choice
-from paitune.proxies import cost, gradient
+from paitune.proxies import activation, cost, gradient
+from paitune.proxies.activation import check_swap_settings
 from paitune.proxies.fisher import fisher
 from paitune.proxies.jacob_cov import jacob_cov
+from paitune.proxies.meco import meco
 from paitune.proxies.network import (
     MaskedNet,
     check_batch,
@@ -20,41 +23,72 @@ from paitune.proxies.network import (
     working_copy,
 )
 from paitune.proxies.synflow import synflow
+from paitune.proxies.zen import zen
+from paitune.proxies.zico import zico
 
-Proxy = Callable[[MaskedNet, torch.Tensor, torch.Tensor], float]
-
-_IMPLEMENTATIONS: dict[str, Proxy] = {
-    "grad_norm": gradient.grad_norm,
-    "snip": gradient.snip,
-    "grasp": gradient.grasp,
-    "fisher": fisher,
-    "synflow": synflow,
-    "jacob_cov": jacob_cov,
-    "params": cost.params,
-    "flops": cost.flops,
-}
-
-PROXIES: tuple[str, ...] = tuple(_IMPLEMENTATIONS)
-
-# Proxies that are functions of the same loss gradients (``gradient.loss_gradients``) of a fresh
-# working copy: when several are asked for, one copy and one backward pass serve them all. Each
-# would run the very same computation on its own identical copy with the same seeded RNG, so the
-# values are the same as computing them one by one.
-_FROM_LOSS_GRADIENTS: dict[str, Callable[[MaskedNet, list], float]] = {
-    "grad_norm": gradient.grad_norm_from,
-    "snip": gradient.snip_from,
-}
+Proxy = Callable[..., float]  # (masked, x, y, **settings) -> value
 
 
-def _selected(names: Iterable[str] | str | None) -> list[str]:
-    """The requested proxy names, checked, duplicates dropped, in the order given."""
+@dataclass(frozen=True)
+class ProxySpec:
+    """One proxy: its function, and what ``compute_proxies`` needs to know to run it.
+
+    ``from_loss_gradients``: the same value from ``gradient.loss_gradients`` of a fresh working copy;
+    when several such proxies are asked for, one copy and one backward pass serve them all (each
+    would run the very same computation on its own identical copy with the same seeded RNG, so the
+    values are the same as computing them one by one). ``settings``: the keyword arguments of
+    ``compute_proxies`` the function takes (None values are passed on for it to reject).
+    """
+
+    name: str
+    compute: Proxy
+    from_loss_gradients: Callable[[MaskedNet, list], float] | None = None
+    settings: tuple[str, ...] = ()
+
+
+_REGISTRY: dict[str, ProxySpec] = {}
+
+
+def register(spec: ProxySpec) -> ProxySpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"proxy {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    ProxySpec("grad_norm", gradient.grad_norm, from_loss_gradients=gradient.grad_norm_from),
+    ProxySpec("snip", gradient.snip, from_loss_gradients=gradient.snip_from),
+    ProxySpec("grasp", gradient.grasp),
+    ProxySpec("fisher", fisher),
+    ProxySpec("synflow", synflow),
+    ProxySpec("jacob_cov", jacob_cov),
+    ProxySpec("params", cost.params),
+    ProxySpec("flops", cost.flops),
+    ProxySpec("naswot", activation.naswot),
+    ProxySpec("zico", zico),
+    ProxySpec("meco", meco),
+    ProxySpec("swap", activation.swap),
+    ProxySpec("swap_reg", activation.swap_reg, settings=("swap_mu", "swap_sigma")),
+    ProxySpec("zen", zen),
+):
+    register(_spec)
+
+PROXIES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def _selected(names: Iterable[str] | str | None, settings: dict) -> list[str]:
+    """The requested proxy names, checked, duplicates dropped, in the order given.
+
+    None means every proxy whose settings are given (swap_reg only with swap_mu and swap_sigma).
+    """
     if names is None:
-        return list(PROXIES)
+        return [n for n in PROXIES if all(settings[key] is not None for key in _REGISTRY[n].settings)]
     if isinstance(names, str):
         names = [names]
     selected = list(dict.fromkeys(names))
     for name in selected:
-        if name not in _IMPLEMENTATIONS:
+        if name not in _REGISTRY:
             raise unknown_choice("proxy", name, PROXIES)
     return selected
 
@@ -65,10 +99,14 @@ def compute_proxies(
     names: Iterable[str] | str | None = None,
     *,
     masks: Mapping[str, torch.Tensor] | None = None,
+    swap_mu: float | None = None,
+    swap_sigma: float | None = None,
 ) -> dict[str, float]:
     """Zero-cost proxies of ``model`` on one batch ``(x, y)``, as {name: value}.
 
-    ``names`` picks proxies from ``PROXIES`` (None: all). ``masks`` ({parameter name: bool
+    ``names`` picks proxies from ``PROXIES`` (None: all, swap_reg only when ``swap_mu`` and
+    ``swap_sigma`` are given: its regularizer's center and width in thousands of parameters,
+    without which asking for it is a PaituneError). ``masks`` ({parameter name: bool
     tensor}) scores the pruned network: each proxy runs on its own deep copy with
     ``weight * mask`` applied, so the model itself is never changed and no proxy sees another's
     gradients (grad_norm and snip, functions of the same loss gradients, share one copy and one
@@ -77,7 +115,10 @@ def compute_proxies(
     """
     if not isinstance(model, nn.Module):
         raise PaituneError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    selected = _selected(names)
+    settings = {"swap_mu": swap_mu, "swap_sigma": swap_sigma}
+    selected = _selected(names, settings)
+    if "swap_reg" in selected:
+        check_swap_settings(swap_mu, swap_sigma)  # before any proxy runs
     device = model_device(model)
     x, y = check_batch(batch, device)
     checked_masks = check_masks(model, masks)
@@ -86,20 +127,22 @@ def compute_proxies(
     # Gradients are the proxies' substance: a caller's torch.no_grad() must not switch them off.
     with torch.enable_grad():
         for name in selected:
-            if name in _FROM_LOSS_GRADIENTS and from_gradients is not None:
+            spec = _REGISTRY[name]
+            if spec.from_loss_gradients is not None and from_gradients is not None:
                 results[name] = from_gradients[name]
                 continue
             masked = working_copy(model, checked_masks)
             with fixed_rng(device):
-                if name in _FROM_LOSS_GRADIENTS:
+                if spec.from_loss_gradients is not None:
                     grads = gradient.loss_gradients(masked, x, y)
                     from_gradients = {
-                        other: float(_FROM_LOSS_GRADIENTS[other](masked, grads))
-                        for other in selected if other in _FROM_LOSS_GRADIENTS
+                        other: float(_REGISTRY[other].from_loss_gradients(masked, grads))
+                        for other in selected if _REGISTRY[other].from_loss_gradients is not None
                     }  # fmt: skip
                     del grads
                     results[name] = from_gradients[name]
                 else:
-                    results[name] = float(_IMPLEMENTATIONS[name](masked, x, y))
+                    kwargs = {key: settings[key] for key in spec.settings}
+                    results[name] = float(spec.compute(masked, x, y, **kwargs))
             del masked  # free this copy before the next one is made
     return results

@@ -4,7 +4,17 @@ No Ray, no Optuna: usable from plain Python and from ``paitune prune``.
 """
 
 from .allocation import ALLOCATIONS, FIXED_SCHEMES, SCORE_SCHEMES, allocate
-from .api import CONTROLS, DATA_CONTROLS, DATA_METHODS, DEFAULT_ITERATIONS, METHODS, SCHEDULES, corrupt_batches, prune
+from .api import (
+    CONTROLS,
+    DATA_CONTROLS,
+    DATA_METHODS,
+    DEFAULT_ITERATIONS,
+    METHODS,
+    SCHEDULES,
+    check_choices,
+    corrupt_batches,
+    prune,
+)
 from .layers import layer_shapes, prunable_parameters
 from .masks import MaskEnforcer, Masks, apply_masks, from_torch_prune, full_masks, mask_hash, to_torch_prune
 from .report import LayerReport, MaskReport, count_flops, has_input_output_path, mask_report
@@ -14,6 +24,7 @@ __all__ = [
     "CONTROLS",
     "DATA_CONTROLS",
     "DATA_METHODS",
+    "check_choices",
     "corrupt_batches",
     "DEFAULT_ITERATIONS",
     "FIXED_SCHEMES",

@@ -17,36 +17,31 @@ from torch import nn
 
 from ..errors import PaituneError, unknown_choice
 from ..models.copying import copy_module
-from ..models.registry import seed_cpu_generator
+from . import builtin, ntk_sap, phew, prospr, px
 from . import scores as S
 from .allocation import SCORE_SCHEMES, allocate, check_sparsity
 from .layers import layer_shapes, prunable_parameters
 from .masks import Masks
+from .registry import MethodSpec, ScoringInputs, get_method, register, registered
+from .reinit import redraw_in_place
+from .seeds import derived_seed, generator
 from .selection import select_global, select_per_layer
 
-METHODS = ("dense", "random", "magnitude", "snip", "grasp", "synflow", "iterative_snip", "force")
-DATA_METHODS = ("snip", "grasp", "iterative_snip", "force")  # need scoring batches
+# The registration order is the order of METHODS.
+for _spec in (*builtin.SPECS, prospr.SPEC, ntk_sap.SPEC, phew.SPEC, px.SPEC):
+    register(_spec)
+
+METHODS = tuple(spec.name for spec in registered())
+DATA_METHODS = tuple(spec.name for spec in registered() if spec.needs_data)  # need scoring batches
 # Sanity checks (Frankle et al. 2021; Su et al. 2020). The corrupt_* controls score with corrupted
 # data (random labels, or each image's pixels shuffled) and only apply to the data-dependent methods;
 # for the others the mask is the unmodified one and ``masks.meta["control_applies"]`` is False.
 CONTROLS = ("none", "shuffle", "reinit", "invert", "corrupt_labels", "corrupt_pixels")
 DATA_CONTROLS = ("corrupt_labels", "corrupt_pixels")
 SCHEDULES = ("exponential", "linear")
-# Rounds when the caller passes no ``iterations``: SynFlow's paper and code use 100.
-DEFAULT_ITERATIONS = {"synflow": 100, "iterative_snip": 100, "force": 100}
-REVIVING_METHODS = ("force",)  # FORCE scores all weights each round; the others only the alive ones
-
-# Salts that derive independent random streams from one seed, so that e.g. the shuffle control's
-# permutation does not depend on whether the method itself drew random scores.
-_SALT = {"scores": 0, "shuffle": 1, "reinit": 2, "corrupt": 3}
-
-
-def _derived_seed(seed: int, purpose: str) -> int:
-    return (int(seed) * 1_000_003 + _SALT[purpose]) % (2**63)
-
-
-def _generator(seed: int, purpose: str) -> torch.Generator:
-    return torch.Generator().manual_seed(_derived_seed(seed, purpose))
+# Rounds when the caller passes no ``iterations``.
+DEFAULT_ITERATIONS = {spec.name: spec.default_iterations for spec in registered() if spec.default_iterations}
+REVIVING_METHODS = tuple(spec.name for spec in registered() if spec.revives)
 
 
 def round_density(final: float, t: int, rounds: int, schedule: str) -> float:
@@ -56,19 +51,42 @@ def round_density(final: float, t: int, rounds: int, schedule: str) -> float:
     return 1.0 - (1.0 - final) * t / rounds
 
 
-def _check_args(method, allocation, control, schedule, iterations, batches, input_shape):
-    if method not in METHODS:
-        raise unknown_choice("pruning method", method, METHODS)
+def _check_args(spec: MethodSpec, control, schedule, iterations, batches, input_shape):
     if control not in CONTROLS:
         raise unknown_choice("control", control, CONTROLS)
     if schedule not in SCHEDULES:
         raise unknown_choice("schedule", schedule, SCHEDULES)
     if iterations is not None and (not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1):
         raise PaituneError(f"iterations must be a positive integer, got {iterations!r}")
-    if method in DATA_METHODS and not batches:
-        raise PaituneError(f"method {method!r} scores with data: pass batches=[(x, y), ...]")
-    if method == "synflow" and input_shape is None:
-        raise PaituneError("synflow needs the input shape: pass batches or set model.input_shape")
+    if spec.needs_data and not batches:
+        raise PaituneError(f"method {spec.name!r} scores with data: pass batches=[(x, y), ...]")
+    if spec.needs_input_shape and input_shape is None:
+        raise PaituneError(f"{spec.name} needs the input shape: pass batches or set model.input_shape")
+
+
+def _check_mask_builder(spec: MethodSpec, allocation, control, iterations) -> None:
+    """A method that builds its mask without scores: one global mask, nothing to invert, one round."""
+    if isinstance(allocation, Mapping) or allocation != "global":
+        shown = "an explicit map" if isinstance(allocation, Mapping) else repr(allocation)
+        raise PaituneError(f"method {spec.name!r} builds one global mask: use allocation 'global', not {shown}")
+    if control == "invert":
+        raise PaituneError(f"method {spec.name!r} has no scores to invert: use control none, shuffle or reinit")
+    if iterations not in (None, 1):
+        raise PaituneError(f"method {spec.name!r} prunes in one step: leave iterations unset (or 1)")
+
+
+def check_choices(method: str, *, allocation="global", control="none", iterations=None, method_options=None) -> dict:
+    """The rules ``prune`` applies to a method's choices, without a model: the resolved options.
+
+    A planner calls it on every config before anything runs; ``prune`` calls it too.
+    """
+    spec = get_method(method)
+    if control not in CONTROLS:
+        raise unknown_choice("control", control, CONTROLS)
+    options = spec.resolve_options(method_options)
+    if spec.build_mask is not None:
+        _check_mask_builder(spec, allocation, control, iterations)
+    return options
 
 
 def _input_shape(model: nn.Module, batches) -> tuple[int, ...] | None:
@@ -78,24 +96,6 @@ def _input_shape(model: nn.Module, batches) -> tuple[int, ...] | None:
     return tuple(shape) if shape is not None else None
 
 
-def _scorer(model: nn.Module, method: str, batches, input_shape, seed: int):
-    """A function masks -> scores (CPU, float64) for ``method``, holding its scratch copy."""
-    params = prunable_parameters(model)
-    if method == "random":
-        fixed = S.random_scores(params, _generator(seed, "scores"))
-        return lambda masks: fixed
-    if method == "magnitude":
-        fixed = S.magnitude_scores(params)
-        return lambda masks: fixed
-    if method == "synflow":
-        scratch = S.SynflowCopy(model)
-        return lambda masks: S.synflow_scores(scratch, masks, input_shape)
-    scratch = S.ScoringCopy(model)
-    if method == "grasp":
-        return lambda masks: S.grasp_scores(scratch, masks, batches)
-    return lambda masks: S.snip_scores(scratch, masks, batches)  # snip, iterative_snip, force
-
-
 def _fresh_weights(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """All parameters re-drawn from the model's own initializer (``reset_parameters``), seeded.
 
@@ -103,20 +103,13 @@ def _fresh_weights(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     state is consumed. ``apply_masks`` moves them to the model's device.
     """
     scratch = copy_module(model).cpu()
-    with torch.random.fork_rng(devices=[]):
-        seed_cpu_generator(_derived_seed(seed, "reinit"))
-        if callable(getattr(scratch, "reset_parameters", None)):
-            scratch.reset_parameters()  # the model's own init (paitune's models define one)
-        else:
-            for module in scratch.modules():
-                if module is not scratch and callable(getattr(module, "reset_parameters", None)):
-                    module.reset_parameters()
+    redraw_in_place(scratch, derived_seed(seed, "reinit"))
     return {name: p.detach().clone() for name, p in scratch.named_parameters()}
 
 
 def _shuffle(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
     """Same count per layer, positions permuted uniformly at random within the layer."""
-    gen = _generator(seed, "shuffle")
+    gen = generator(seed, "shuffle")
     out = {}
     for name, m in masks.items():
         flat = m.reshape(-1)
@@ -131,7 +124,7 @@ def corrupt_batches(batches: Sequence, control: str, seed: int) -> list:
     Random labels are drawn uniformly from the classes seen in the batches (Su et al.'s "random
     labels"); pixel shuffling permutes all of an image's elements independently per image.
     """
-    gen = _generator(seed, "corrupt")
+    gen = generator(seed, "corrupt")
     classes = int(max(int(y.max()) for _, y in batches)) + 1
     out = []
     for x, y in batches:
@@ -156,6 +149,7 @@ def prune(
     schedule: str = "exponential",
     control: str = "none",
     seed: int = 0,
+    method_options: Mapping | None = None,
 ) -> Masks:
     """Masks keyed by parameter name for every prunable weight; the model is never changed.
 
@@ -164,11 +158,17 @@ def prune(
     for the whole model in ``masks.weights`` — ``apply_masks(model, masks)`` loads them;
     ``corrupt_labels`` / ``corrupt_pixels`` score with corrupted batches (data-dependent methods).
     ``method="dense"`` is the unpruned reference: all-ones masks, sparsity 0 only.
+    ``method_options``: the method's own settings (e.g. ``{"inner_steps": 3}`` for prospr); a key the
+    method does not take is a PaituneError naming the ones it does.
     """
     s = check_sparsity(sparsity)
     batches = list(batches) if batches is not None else None
     input_shape = _input_shape(model, batches)
-    _check_args(method, allocation, control, schedule, iterations, batches, input_shape)
+    spec = get_method(method)
+    _check_args(spec, control, schedule, iterations, batches, input_shape)
+    options = check_choices(
+        method, allocation=allocation, control=control, iterations=iterations, method_options=method_options
+    )
     params = prunable_parameters(model)
     if not params:
         raise PaituneError("the model has no prunable (Conv/Linear) weights")
@@ -189,28 +189,18 @@ def prune(
                 "control_applies": False,
             },
         )
-    control_applies = control not in DATA_CONTROLS or method in DATA_METHODS
+    control_applies = control not in DATA_CONTROLS or spec.needs_data
     if control in DATA_CONTROLS and control_applies:
         batches = corrupt_batches(batches, control, seed)
     shapes = layer_shapes(model)
     score_based = not isinstance(allocation, Mapping) and allocation in SCORE_SCHEMES
     targets = None if score_based else allocate(shapes, s, allocation)
-    rounds = iterations if iterations is not None else DEFAULT_ITERATIONS.get(method, 1)
-    scorer = _scorer(model, method, batches, input_shape, seed)
-
-    masks: dict[str, torch.Tensor] | None = None
-    for t in range(1, rounds + 1):
-        scores = scorer(masks)
-        if allocation == "lamp":
-            scores = S.lamp_scores(scores)
-        if control == "invert":
-            scores = {name: -v for name, v in scores.items()}
-        alive = None if (masks is None or method in REVIVING_METHODS) else masks
-        if score_based:
-            masks = select_global(scores, round_density(1.0 - s, t, rounds, schedule), alive)
-        else:
-            layer_targets = {n: round_density(d, t, rounds, schedule) for n, d in targets.items()}
-            masks = select_per_layer(scores, layer_targets, alive)
+    rounds = iterations if iterations is not None else (spec.default_iterations or 1)
+    inputs = ScoringInputs(model, batches, input_shape, int(seed), options)
+    if spec.build_mask is not None:
+        masks = spec.build_mask(inputs, 1.0 - s)
+    else:
+        masks = _score_and_select(spec, inputs, s, allocation, targets, score_based, rounds, schedule, control)
 
     if control == "shuffle":
         masks = _shuffle(masks, seed)
@@ -227,4 +217,25 @@ def prune(
         "target_densities": targets,
         "control_applies": control_applies,
     }
+    if options:
+        meta["method_options"] = options
     return Masks(masks, weights=weights, meta=meta)
+
+
+def _score_and_select(spec, inputs, s, allocation, targets, score_based, rounds, schedule, control):
+    """The rounds of a scoring method: rescore the masked net, keep each round's target count."""
+    scorer = spec.make_scorer(inputs)
+    masks: dict[str, torch.Tensor] | None = None
+    for t in range(1, rounds + 1):
+        scores = scorer(masks)
+        if allocation == "lamp":
+            scores = S.lamp_scores(scores)
+        if control == "invert":
+            scores = {name: -v for name, v in scores.items()}
+        alive = None if (masks is None or spec.revives) else masks
+        if score_based:
+            masks = select_global(scores, round_density(1.0 - s, t, rounds, schedule), alive)
+        else:
+            layer_targets = {n: round_density(d, t, rounds, schedule) for n, d in targets.items()}
+            masks = select_per_layer(scores, layer_targets, alive)
+    return masks

@@ -23,20 +23,40 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config import method_options
 from ..config import resolve_config as resolve_options
 from ..data import load_dataset, scoring_batches
 from ..models import build_model
 from ..plugins import load_plugins
 from ..proxies import compute_proxies
-from ..pruning import MaskReport, Masks, apply_masks, mask_hash, mask_report
-from ..sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
+from ..proxies.activation import check_swap_settings
+from ..pruning import METHODS, MaskReport, Masks, apply_masks, check_choices, mask_hash, mask_report
+from ..sparse import DST_METHODS, SPARSE_METHODS, build_sparse_trial, check_sparse_config
 from ..sparse.registry import prune_from_config
 from ..training import TrainConfig, Trainer
 
 
 def resolve_config(config: Mapping) -> dict:
     """The full trial config (``paitune.config.resolve_config``) and the rules that span its keys."""
-    return check_sparse_config(resolve_options(config))
+    resolved = check_sparse_config(resolve_options(config))
+    if "swap_reg" in resolved["proxies"]:
+        check_swap_settings(resolved["swap_mu"], resolved["swap_sigma"])
+    _check_method_choices(resolved)
+    return resolved
+
+
+def _check_method_choices(cfg: dict) -> None:
+    """The PaI method's own rules (its options; PHEW's global-only mask), before anything runs."""
+    if cfg["method"] in METHODS:
+        method, allocation, control = cfg["method"], cfg["allocation"], cfg["control"]
+    elif cfg["method"] in DST_METHODS:
+        method, allocation, control = cfg["init_method"], cfg["allocation"], cfg["control"]
+    else:
+        return
+    check_choices(
+        method, allocation=allocation, control=control, iterations=cfg["iterations"],
+        method_options=method_options(cfg, method),
+    )  # fmt: skip
 
 
 def train_config(config: Mapping) -> TrainConfig:
@@ -123,9 +143,17 @@ def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
     prune_seconds = time.perf_counter() - start
     apply_masks(model, masks)  # reinit's fresh weights are loaded here, so proxies see them too
     report = mask_report(model, masks, data.input_shape)
-    proxies = compute_proxies(model, batches[0], cfg["proxies"], masks=masks) if cfg["proxies"] else {}
+    proxies = _proxies(cfg, model, batches[0], masks)
     trainer = Trainer(model, masks, data, train_config(cfg), device=device)
     return PreparedTrial(cfg, data, model, masks, report, proxies, prune_seconds, trainer, mask_hash(masks))
+
+
+def _proxies(cfg: dict, model, batch, masks) -> dict:
+    if not cfg["proxies"]:
+        return {}
+    return compute_proxies(
+        model, batch, cfg["proxies"], masks=masks, swap_mu=cfg["swap_mu"], swap_sigma=cfg["swap_sigma"]
+    )
 
 
 def _prepare_sparse(cfg: dict, data, model: torch.nn.Module, batches: list, device) -> PreparedTrial:
@@ -135,7 +163,7 @@ def _prepare_sparse(cfg: dict, data, model: torch.nn.Module, batches: list, devi
     prune_seconds = time.perf_counter() - start  # the starting mask (DST's PaI prune; edge-popup's scores)
     masks = setup.masks
     report = mask_report(model, masks, data.input_shape)
-    proxies = compute_proxies(model, batches[0], cfg["proxies"], masks=masks) if cfg["proxies"] else {}
+    proxies = _proxies(cfg, model, batches[0], masks)
     return PreparedTrial(
         cfg, data, model, masks, report, proxies, prune_seconds, setup.trainer, mask_hash(masks),
         method_facts=dict(setup.facts), current_masks=setup.current_masks, method_progress=setup.progress,

@@ -14,7 +14,7 @@ import itertools
 import math
 from typing import Any
 
-from paitune.config import TRIAL_DEFAULTS, resolve_config
+from paitune.config import METHOD_OPTION_KEYS, TRIAL_DEFAULTS, resolve_config
 from paitune.errors import PaituneError
 from paitune.spaces.allocation import depth_weights, searched_allocation
 from paitune.spaces.check import SEARCHED_ALLOCATION
@@ -76,7 +76,22 @@ def finalize(values: dict[str, Any]) -> dict[str, Any]:
     else:
         # Non-iterative methods ignore it; keeping a value would make equal runs hash differently.
         config["iterations"] = None
+    _resolve_method_options(config)
     return config
+
+
+def _resolve_method_options(config: dict[str, Any]) -> None:
+    """The trial's own method's options filled with their values (defaults included), the others None."""
+    from paitune.pruning.registry import get_method
+    from paitune.sparse.config import DST_METHODS
+
+    method = config["init_method"] if config["method"] in DST_METHODS else config["method"]
+    for key, (owner, option) in METHOD_OPTION_KEYS.items():
+        if owner != method:
+            config[key] = None
+        else:
+            spec = get_method(owner).options[option]
+            config[key] = spec.default if config[key] is None else spec.parse(key, config[key])
 
 
 def _active(param, values: dict[str, Any]) -> bool:

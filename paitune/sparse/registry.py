@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..config import method_options
 from ..errors import unknown_choice
 from ..pruning import Masks, apply_masks, prune
 from ..training import TrainConfig, Trainer
@@ -52,6 +53,7 @@ def prune_from_config(model: nn.Module, cfg: Mapping, batches: Sequence, *, meth
         schedule=cfg["schedule"],
         control=cfg["control"],
         seed=int(cfg["seed"]),
+        method_options=method_options(cfg, method),
     )
 
 

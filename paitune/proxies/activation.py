@@ -1,0 +1,79 @@
+"""The activation-pattern proxies: naswot (Mellor et al. 2021, v2) and swap / swap_reg (Peng et al. 2024).
+
+Both read every ReLU the network applies (``nn.ReLU`` modules and ``F.relu`` / ``torch.relu``
+calls), one no-gradient forward of the batch in train mode.
+
+naswot: with c_i = 1[z > 0] of sample i over the inputs z of all ReLUs, K = C C^T + (1 - C)(1 - C)^T
+counts the units on which two samples agree (K_ii = N_A); the score is log|det K| (-inf when K is
+singular, log N_A for one sample).
+
+swap: A = the outputs of every ReLU whose input is 4-D (a feature map), flattened per sample and
+concatenated (samples x neurons); the score is the number of distinct columns of sign(A), the
+activation patterns the batch tells apart neuron by neuron. NaN when there is no such ReLU (an
+MLP). swap_reg scales it by exp(-(P / 1000 - mu)^2 / sigma), P the parameter count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from paitune.errors import PaituneError
+from paitune.proxies.cost import params
+from paitune.proxies.network import MaskedNet, set_data_mode
+from paitune.pruning.relu_calls import ReluCalls, relu_inputs
+
+
+def naswot(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
+    set_data_mode(masked.net, len(x))
+    with torch.no_grad():
+        _, inputs = relu_inputs(masked.net, x)
+    if not inputs:
+        return float("-inf")  # N_A = 0: K is the zero matrix
+    codes = torch.cat([(z > 0).reshape(len(x), -1) for z in inputs], dim=1).to(torch.float64)
+    kernel = codes @ codes.T + (1 - codes) @ (1 - codes).T
+    sign, logabsdet = torch.linalg.slogdet(kernel)
+    return float("-inf") if float(sign) == 0 else float(logabsdet)
+
+
+def swap(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
+    outputs: list[torch.Tensor] = []
+
+    def record(z, default):
+        out = default(z)
+        if z.dim() == 4:
+            outputs.append(out.detach().reshape(len(x), -1))
+        return out
+
+    set_data_mode(masked.net, len(x))
+    with torch.no_grad(), ReluCalls(record):
+        masked.net(x)
+    if not outputs:
+        return float("nan")
+    signs = torch.sign(torch.cat(outputs, dim=1))
+    return float(torch.unique(signs, dim=1).shape[1])
+
+
+def swap_reg(
+    masked: MaskedNet, x: torch.Tensor, y: torch.Tensor, *, swap_mu: float | None, swap_sigma: float | None
+) -> float:
+    mu, sigma = check_swap_settings(swap_mu, swap_sigma)
+    thousands = params(masked, x, y) / 1000.0
+    return swap(masked, x, y) * math.exp(-((thousands - mu) ** 2) / sigma)
+
+
+def check_swap_settings(swap_mu, swap_sigma) -> tuple[float, float]:
+    """(mu, sigma) of swap_reg's regularizer, or a PaituneError saying what to pass."""
+    if swap_mu is None or swap_sigma is None:
+        raise PaituneError(
+            "proxy swap_reg needs swap_mu and swap_sigma (the target size in thousands of parameters and "
+            "the width of the regularizer): pass both"
+        )
+    try:
+        mu, sigma = float(swap_mu), float(swap_sigma)
+    except (TypeError, ValueError):
+        raise PaituneError(f"swap_mu and swap_sigma must be numbers, got {swap_mu!r} and {swap_sigma!r}") from None
+    if not (math.isfinite(mu) and math.isfinite(sigma) and sigma > 0):
+        raise PaituneError(f"swap_reg needs a finite swap_mu and a swap_sigma > 0, got {swap_mu!r} and {swap_sigma!r}")
+    return mu, sigma

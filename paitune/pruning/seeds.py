@@ -1,0 +1,20 @@
+"""Independent random streams derived from ``prune``'s one seed.
+
+Each purpose gets its own salt, so that e.g. the shuffle control's permutation does not depend on
+whether the method itself drew random numbers, and a new method's draws never shift an old one's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SALTS = {"scores": 0, "shuffle": 1, "reinit": 2, "corrupt": 3, "ntk_sap": 4, "phew": 5}
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    return (int(seed) * 1_000_003 + SALTS[purpose]) % (2**63)
+
+
+def generator(seed: int, purpose: str) -> torch.Generator:
+    """A CPU generator for ``purpose``: the same seed draws the same numbers on every device."""
+    return torch.Generator().manual_seed(derived_seed(seed, purpose))

@@ -1,0 +1,201 @@
+"""naswot, zico, meco, swap, swap_reg and zen against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from paitune.errors import PaituneError
+from paitune.models import build_model
+from paitune.proxies import compute_proxies
+from paitune.pruning import prune
+
+NEW = ("naswot", "zico", "meco", "swap", "zen")
+
+
+def batch(shape, n=8, seed=0, classes=10):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def one(model, b, name, **kwargs) -> float:
+    return compute_proxies(model, b, [name], **kwargs)[name]
+
+
+def bias_free_mlp(seed=0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(4, 6, bias=False), nn.ReLU(), nn.Linear(6, 5, bias=False), nn.ReLU(), nn.Linear(5, 3)
+    )
+
+
+# --- naswot ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,shape,units",
+    [
+        ("mlp", (1, 8, 8), 300 + 100),
+        # resnet20 applies F.relu: stem 16x8x8, then 6 ReLUs per stage at 16x8x8, 32x4x4, 64x2x2.
+        ("resnet20", (3, 8, 8), 1024 + 6 * 1024 + 6 * 512 + 6 * 256),
+    ],
+)
+def test_naswot_of_one_sample_is_log_relu_units(name, shape, units):
+    model = build_model(name, shape, 10, seed=0)
+    assert one(model, batch(shape, n=1), "naswot") == pytest.approx(math.log(units), rel=1e-12)
+
+
+def test_naswot_is_the_log_determinant_of_the_agreement_kernel():
+    model = bias_free_mlp()
+    x, y = batch((4,), n=5, classes=3)
+    h1 = x @ model[0].weight.detach().T
+    h2 = torch.relu(h1) @ model[2].weight.detach().T
+    codes = torch.cat([h1 > 0, h2 > 0], dim=1).double().numpy()
+    kernel = codes @ codes.T + (1 - codes) @ (1 - codes).T
+    sign, expected = np.linalg.slogdet(kernel)
+    assert sign != 0
+    assert one(model, (x, y), "naswot") == pytest.approx(expected, rel=1e-12)
+    assert one(model, (2 * x, y), "naswot") == one(model, (x, y), "naswot")  # bias-free: scale-free
+    same = (x[:1].repeat(4, 1), y[:4])
+    assert one(model, same, "naswot") == float("-inf")
+
+
+# --- zico -----------------------------------------------------------------------------------------
+
+
+def test_zico_of_identical_halves_and_of_one_sample_is_zero():
+    model = build_model("cnn", (1, 8, 8), 10, seed=0)
+    x, y = batch((1, 8, 8), n=4)
+    doubled = (torch.cat([x, x]), torch.cat([y, y]))
+    assert one(model, doubled, "zico") == 0.0
+    assert one(model, (x[:1], y[:1]), "zico") == 0.0
+
+
+def test_zico_matches_the_hand_computed_signal_to_noise():
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3).double()
+    x, y = batch((4,), n=6, classes=3)
+    x = x.double()
+    w, b = layer.weight.detach(), layer.bias.detach()
+    grads = []
+    for xh, yh in ((x[:3], y[:3]), (x[3:], y[3:])):
+        p = torch.softmax(xh @ w.T + b, dim=1)
+        dz = (p - nn.functional.one_hot(yh, 3).double()) / len(xh)
+        grads.append((dz.T @ xh).numpy())
+    g = np.stack(grads)
+    mu, sigma = np.abs(g).mean(0), g.std(0)
+    expected = math.log(float((mu[sigma > 0] / sigma[sigma > 0]).sum()))
+    assert one(layer, (x, y), "zico") == pytest.approx(expected, rel=1e-10)
+
+
+# --- meco -----------------------------------------------------------------------------------------
+
+
+def test_meco_sums_the_smallest_correlation_eigenvalue_of_every_module_output():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1))
+    x, y = batch((1, 5, 5), n=4)
+    feature = net(x[:1])[0].detach().double().reshape(3, -1).numpy()
+    term = float(np.linalg.eigvalsh(np.corrcoef(feature)).min())
+    # The root Sequential and its conv both output the map: two terms; only x[:1] is read.
+    assert one(net, (x, y), "meco") == pytest.approx(2 * term, rel=1e-9)
+    assert one(net, (x[:1], y[:1]), "meco") == one(net, (x, y), "meco")
+
+
+def test_meco_of_an_mlp_is_zero():
+    model = build_model("mlp", (1, 8, 8), 10, seed=0)
+    assert one(model, batch((1, 8, 8)), "meco") == 0.0
+
+
+# --- swap -----------------------------------------------------------------------------------------
+
+
+def test_swap_counts_distinct_neuron_patterns():
+    net = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+    x = torch.tensor([[1.0, -1.0], [2.0, 3.0], [-1.0, -2.0]]).view(3, 1, 1, 2)
+    y = torch.tensor([0, 1, 0])
+    out = torch.relu(torch.cat([x, -x], dim=1)).reshape(3, -1)  # the ReLU's output, per sample
+    expected = len(np.unique(np.sign(out.numpy()), axis=1).T)
+    # Neuron columns over the 3 samples: (1,1,0), (0,1,0), (0,0,1), (1,0,1): all distinct.
+    assert one(net, (x, y), "swap") == expected == 4
+    x[2] = x[1]  # the third sample repeats the second: columns (1,1,1), (0,1,1), (0,0,0), (1,0,0)
+    assert one(net, (x, y), "swap") == 4
+    x[:, 0, 0, 1] = x[:, 0, 0, 0]  # both positions alike: only two distinct columns remain
+    assert one(net, (x, y), "swap") == 2
+    assert math.isnan(one(bias_free_mlp(), batch((4,), classes=3), "swap"))
+
+
+def test_swap_reg_scales_swap_by_the_size_regularizer_and_needs_its_settings():
+    model = build_model("cnn", (1, 8, 8), 10, seed=0)
+    b = batch((1, 8, 8))
+    values = compute_proxies(model, b, ["swap", "swap_reg", "params"], swap_mu=50.0, swap_sigma=30.0)
+    factor = math.exp(-((values["params"] / 1000 - 50.0) ** 2) / 30.0)
+    assert values["swap_reg"] == pytest.approx(values["swap"] * factor, rel=1e-12)
+    for kwargs in ({}, {"swap_mu": 1.0}, {"swap_sigma": 1.0}):
+        with pytest.raises(PaituneError, match="swap_mu and swap_sigma"):
+            compute_proxies(model, b, ["swap_reg"], **kwargs)
+    with pytest.raises(PaituneError, match="swap_sigma > 0"):
+        compute_proxies(model, b, ["swap_reg"], swap_mu=1.0, swap_sigma=0.0)
+    assert "swap_reg" not in compute_proxies(model, b)  # all proxies: swap_reg only with its settings
+    assert "swap_reg" in compute_proxies(model, b, swap_mu=50.0, swap_sigma=30.0)
+
+
+# --- zen ------------------------------------------------------------------------------------------
+
+
+def test_zen_is_data_and_weight_free():
+    b = batch((1, 8, 8))
+    value = one(build_model("cnn", (1, 8, 8), 10, seed=0), b, "zen")
+    assert one(build_model("cnn", (1, 8, 8), 10, seed=5), b, "zen") == value
+    assert one(build_model("cnn", (1, 8, 8), 10, seed=0), batch((1, 8, 8), seed=3), "zen") == value
+    assert math.isfinite(value)
+
+
+def test_zen_with_batch_norm_adds_the_log_running_std():
+    """Conv -> BN -> ReLU -> Linear: zen = log mean ||f(x1) - f(x1 + 0.01 x2)||_1 + log sqrt(mean running_var)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 4))
+    x, y = batch((1, 5, 5), n=4, classes=4)
+    # The same draws in the same order, from the proxies' fixed seed: weights, then x1, x2.
+    gen = torch.Generator().manual_seed(0)
+    w1 = torch.randn(2, 1, 3, 3, generator=gen)
+    torch.randn(4, 18, generator=gen)  # the classifier's weight: drawn, but f is its input
+    x1 = torch.randn(4, 1, 5, 5, generator=gen)
+    x2 = torch.randn(4, 1, 5, 5, generator=gen)
+    bn = nn.BatchNorm2d(2)
+
+    def f(inp):
+        return torch.relu(bn(nn.functional.conv2d(inp, w1))).flatten(1)
+
+    with torch.no_grad():
+        delta = (f(x1) - f(x1 + 0.01 * x2)).abs().sum(1).mean()
+    expected = math.log(float(delta)) + math.log(math.sqrt(float(bn.running_var.mean())))
+    assert one(net, (x, y), "zen") == pytest.approx(expected, rel=1e-5)
+
+
+# --- every model, masked --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,shape", [("mlp", (1, 8, 8)), ("cnn", (1, 8, 8)), ("resnet20", (3, 8, 8)), ("vgg11", (3, 8, 8))]
+)
+def test_new_proxies_on_each_model_pruned_and_unchanged_model(name, shape):
+    model = build_model(name, shape, 10, seed=0)
+    b = batch(shape, n=6)
+    masks = prune(model, "magnitude", sparsity=0.9)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    values = compute_proxies(model, b, NEW, masks=masks)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    for proxy, value in values.items():
+        if proxy == "swap" and name == "mlp":
+            assert math.isnan(value)
+        else:
+            assert math.isfinite(value), (proxy, value)
+    again = compute_proxies(model, b, NEW, masks=masks)
+    assert all(again[k] == v or (math.isnan(v) and math.isnan(again[k])) for k, v in values.items())
