@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -390,6 +391,8 @@ def tune_loggers(options: SweepOptions) -> list:
 def build_tuner(plan: SweepPlan):
     from ray import tune
 
+    from paitune.search.interrupt import HandToTune
+    from paitune.search.limiter import ResumableLimiter
     from paitune.search.rows import trials_schema
     from paitune.search.sink import ParquetSink
     from paitune.search.trainable import run_trial
@@ -432,7 +435,7 @@ def build_tuner(plan: SweepPlan):
         # set in execute_sweep): they repeat what the Parquet tables hold, Tune re-uploads every
         # trial's log folder at each experiment snapshot, and the TensorBoard writer alone costs
         # the driver ~4 ms per result.
-        callbacks=[sink] + tune_loggers(plan.options),
+        callbacks=[sink, HandToTune()] + tune_loggers(plan.options),
         failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
         # Every epoch's checkpoint is kept. Tune deletes checkpoints beyond num_to_keep as soon as
         # a newer one lands, while its experiment snapshot (what --resume restores) still names
@@ -450,12 +453,11 @@ def build_tuner(plan: SweepPlan):
                                           storage_filesystem=storage_filesystem)  # fmt: skip
             return restored, sink
     tune_config = tune.TuneConfig(
-        search_alg=build_searcher(plan, tune_trials),
+        search_alg=ResumableLimiter(build_searcher(plan, tune_trials), max_concurrent=plan.max_concurrent),
         scheduler=scheduler,
         # The searcher keeps the budget (plan.num_samples, side trials on top) and ends the search: after a restart
         # Tune's own count comes from its snapshot, which may miss trials that finished after it.
         num_samples=-1,
-        max_concurrent_trials=plan.max_concurrent,
         reuse_actors=True,
         trial_dirname_creator=trial_dirname,
     )
@@ -511,8 +513,9 @@ def _close_study(plan: SweepPlan) -> None:
         fail_unfinished(study)
 
 
-def execute_sweep(plan: SweepPlan):
-    """Run the planned sweep to the end under the experiment lock; returns Tune's ResultGrid."""
+def execute_sweep(plan: SweepPlan, stops=None):
+    """Run the planned sweep under the experiment lock; returns Tune's ResultGrid (None when
+    ``stops``, a ``StopRequests``, asked to stop before Tune began)."""
     created = not plan.experiment_dir.exists()
     # The old-style reporter prints the few columns we chose; the default new output engine would
     # print every reported key of every trial.
@@ -532,6 +535,8 @@ def execute_sweep(plan: SweepPlan):
         reap_orphans(plan.experiment_dir)
         try:
             started = start_ray(plan.options.address, plan.experiment_dir)
+            if stops is not None:
+                stops.install()
         except PaituneError:
             lock.release()
             if created:
@@ -546,12 +551,15 @@ def execute_sweep(plan: SweepPlan):
             from paitune.search.sink import flush_writes
 
             tuner, _ = build_tuner(plan)
+            if stops is not None and stops.requested:
+                return None
             try:
                 with serialized_snapshots(before_save=flush_writes):
                     grid = tuner.fit()
             finally:
                 flush_writes()  # the rows of every trial that ended, also when fit raised
-            _close_study(plan)
+            if stops is None or not stops.requested:  # a stopped sweep's running trials are Tune's to resume
+                _close_study(plan)
             return grid
         finally:
             mirror_state(plan)
@@ -565,8 +573,18 @@ def execute_sweep(plan: SweepPlan):
 
 
 def run_sweep(plan: SweepPlan, *, stream=None) -> int:
-    """Run the planned sweep and print its summary; returns the exit status (1: no trial succeeded)."""
-    from paitune.search.summary import print_summary
+    """Run the planned sweep and print its summary; returns the exit status (1: no trial
+    succeeded; 130 / 143: stopped by SIGINT / SIGTERM, resumable)."""
+    from paitune.search.interrupt import StopRequests
+    from paitune.search.summary import print_stopped, print_summary
 
-    grid = execute_sweep(plan)
+    stops = StopRequests()
+    with stops.catching():
+        try:
+            grid = execute_sweep(plan, stops)
+        except KeyboardInterrupt:  # a second signal (or Ctrl-C with no handler in place yet)
+            stops.signal = stops.signal or signal.SIGINT
+            grid = None
+        if stops.requested:
+            return print_stopped(plan, stops)
     return print_summary(plan.results, grid, stream=stream or sys.stdout)

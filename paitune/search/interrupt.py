@@ -1,0 +1,119 @@
+"""Ctrl-C (SIGINT) and SIGTERM during a sweep: stop cleanly, then stop at once on a second signal.
+
+The first signal asks Tune to end its run the way its own Ctrl-C handler does: the loop stops
+stepping, Tune takes a last experiment snapshot (the sink's queued writes are flushed before it),
+and the running trials are stopped. Tune's snapshot still holds them as running, so
+``--resume`` restores them from their checkpoints; the Optuna studies keep them as Tune's. A second
+signal raises ``KeyboardInterrupt`` wherever the driver is: nothing else is awaited, and what is on
+disk is what a driver killed at that moment leaves, which ``--resume`` completes (see
+docs/reliability.md).
+
+Tune's own SIGINT handler is turned off (``TUNE_DISABLE_SIGINT_HANDLER``): it knows no SIGTERM,
+and a signal that arrives before Tune's loop starts would be lost. Instead the handler here only
+records the signal, and ``HandToTune.on_step_begin`` (a Tune callback, run in every loop step)
+hands it to Tune through the handler Tune keeps on SIGUSR1, which sets the same stop event.
+A failed results write asks for the same stop (``request``), with no signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from ray.tune import Callback
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells do
+# Tune's own words on an interrupted run name Tuner.restore, not the paitune command.
+TUNE_INTERRUPT_WORDS = ("Stop signal received", "has been interrupted", "Resume experiment with")
+
+
+class _DropTuneInterruptNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(words in message for words in TUNE_INTERRUPT_WORDS)
+
+
+_active: StopRequests | None = None  # the requests of the sweep running in this process
+
+
+class StopRequests:
+    """Why the sweep is stopping (a signal number, or a reason given to ``request``), if it is."""
+
+    def __init__(self, stream=None):
+        self.signal: int | None = None
+        self.reason: str | None = None
+        self.handed_to_tune = False
+        self._stream = stream or sys.stderr
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None or self.reason is not None
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_STATUS.get(self.signal, 2)
+
+    def request(self, reason: str) -> None:
+        """Stop the run as the first Ctrl-C would (used when results cannot be written)."""
+        if self.reason is None:
+            self.reason = reason
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt  # the second signal: stop at once
+        self.signal = signum
+        name = signal.Signals(signum).name
+        print(
+            f"paitune sweep: {name} received: stopping the running trials and saving what finished "
+            "(send it again to stop at once; the sweep stays resumable)",
+            file=self._stream,
+            flush=True,
+        )
+
+    def install(self) -> None:
+        """Take SIGINT and SIGTERM (again): ``ray.init`` puts its own fatal SIGTERM handler in the
+        driver, which aborts the process, so this runs once more after Ray has started."""
+        for sig in SIGNALS:
+            signal.signal(sig, self._handle)
+
+    @contextlib.contextmanager
+    def catching(self):
+        """Within this block SIGINT and SIGTERM are this object's (only on the main thread)."""
+        global _active
+        _active = self
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        tune_logger = logging.getLogger("ray.tune.tune")
+        quiet = _DropTuneInterruptNotes()
+        tune_logger.addFilter(quiet)
+        previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        self.install()
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            tune_logger.removeFilter(quiet)
+            _active = None
+
+
+def request_stop(reason: str) -> None:
+    """Ask the running sweep of this process, if any, to stop as on a first Ctrl-C."""
+    if _active is not None:
+        _active.request(reason)
+
+
+class HandToTune(Callback):
+    """Passes a requested stop to Tune's loop. It holds nothing: Tune pickles its callbacks into
+    the experiment and a resumed run uses the unpickled one, so it reads this process's requests."""
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        requests = _active
+        if requests is not None and requests.requested and not requests.handed_to_tune:
+            tune_stop = signal.getsignal(signal.SIGUSR1)  # Tune's handler, installed by its run
+            if callable(tune_stop):
+                requests.handed_to_tune = True
+                tune_stop(signal.SIGUSR1, None)

@@ -1,0 +1,117 @@
+"""Reliability: Ctrl-C (SIGINT) and SIGTERM stop a real ``paitune sweep`` cleanly, a second signal
+stops it at once, and the printed ``--resume`` command finishes it with nothing lost or run twice.
+
+The signals are real: sent with ``os.kill`` to a ``paitune sweep`` subprocess (its own process
+session) once a trial has finished and others are mid-training.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+
+import pytest
+from conftest import session_pids, start_paitune
+from test_reliability_faults import _wait, _wait_for, check_sweep_is_whole
+
+EPOCHS = 30  # long enough that trials are mid-training when the signal comes
+NUM_SAMPLES = 4
+SPACE = f"""
+name: signals
+settings: {{dataset: digits, model: mlp, epochs: {EPOCHS}, batch_size: 64, lr: 0.05, proxies: [grad_norm]}}
+params:
+  method: {{type: categorical, choices: [random, magnitude, snip]}}
+  sparsity: {{type: categorical, choices: [0.5, 0.9, 0.99]}}
+seeds: [0]
+scheduler: {{type: fifo}}
+num_samples: {NUM_SAMPLES}
+"""
+ARGS = ["--sampler", "random", "--max-concurrent", "2", "--checkpoint-every", "0", "--quiet"]
+
+# case -> (signals sent, expected exit status)
+CASES = {
+    "ctrl-c": ([signal.SIGINT], 130),
+    "sigterm": ([signal.SIGTERM], 143),
+    "ctrl-c-twice": ([signal.SIGINT, signal.SIGINT], 130),
+}
+
+
+def _written(root) -> list[str]:
+    folder = root / "trials"
+    return sorted(p.stem for p in folder.glob("[!.]*.parquet")) if folder.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("case", list(CASES))
+def test_signal_stops_cleanly_and_resume_finishes(tmp_path, case, spawned_sessions):
+    sent, status = CASES[case]
+    space = tmp_path / "signals.yaml"
+    space.write_text(SPACE)
+    out, name = tmp_path / "out", "s"
+    root = out / name
+    log = tmp_path / "first.log"
+    first = start_paitune(["sweep", str(space), "--out", str(out), "--name", name, *ARGS], log)
+    spawned_sessions.append(first.pid)
+    assert _wait_for(lambda: len(_written(root)) >= 1, first, 300), log.read_text()[-3000:]
+
+    os.kill(first.pid, sent[0])
+    if len(sent) > 1:  # the second once the first has been taken (the notice is printed)
+        assert _wait_for(lambda: "received: stopping" in log.read_text(), first, 60), log.read_text()[-3000:]
+        os.kill(first.pid, sent[1])
+        second_sent = time.monotonic()
+    assert _wait(first, 240) == status, log.read_text()[-3000:]
+    if len(sent) > 1:
+        assert time.monotonic() - second_sent < 60  # no waiting for trials or snapshots
+    assert _wait_for(lambda: not session_pids(first.pid), None, 30)  # the driver's Ray is gone too
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    lines = text.strip().splitlines()
+    assert f"stopped by {signal.Signals(sent[0]).name}" in lines[-1], lines[-1]
+    assert "Tuner.restore" not in text  # Tune's own hint names the wrong command
+    command = shlex.split(lines[-1].split("resume with: ", 1)[1])
+    assert command[:3] == ["paitune", "sweep", "--resume"]
+    written_before = _written(root)
+    assert len(written_before) < NUM_SAMPLES + 1  # it stopped before the end
+    assert not list((root / "trials").glob(".*"))  # no temporary left visible beside the tables
+    assert not (root / ".lock").exists() or not _lock_held(root)
+
+    resumed = start_paitune(command[1:], tmp_path / "second.log")
+    spawned_sessions.append(resumed.pid)
+    assert _wait(resumed, 300) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    trials = check_sweep_is_whole(root, name, NUM_SAMPLES, EPOCHS, arms=0, dense=1)
+    assert set(written_before) <= set(trials.trial_id)  # rows written before the signal are kept
+    assert (trials.status == "completed").all()
+
+
+def _lock_held(root) -> bool:
+    from paitune.search.lock import lock_holder
+
+    return lock_holder(root) is not None
+
+
+def test_stop_requests_hand_a_signal_to_tune_once():
+    """The handler only records the first signal; the Tune callback passes it on once; a second
+    signal raises KeyboardInterrupt at once."""
+    from paitune.search.interrupt import HandToTune, StopRequests
+
+    calls = []
+    stops = StopRequests(stream=sys.stderr)
+    previous = signal.signal(signal.SIGUSR1, lambda *a: calls.append(a))
+    try:
+        with stops.catching():
+            HandToTune().on_step_begin(0, [])
+            assert calls == []  # nothing requested yet
+            signal.raise_signal(signal.SIGTERM)
+            assert stops.signal == signal.SIGTERM and stops.exit_status == 143
+            HandToTune().on_step_begin(1, [])
+            HandToTune().on_step_begin(2, [])
+            assert len(calls) == 1
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
