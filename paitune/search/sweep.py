@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from paitune.errors import PaituneError, unknown_choice
-from paitune.search.lock import SweepLock, lock_holder
+from paitune.search.lock import SweepLock, lock_holder, refusal
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
 from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 from paitune.search.study_store import STUDY_FILE, study_storage
@@ -221,9 +221,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     experiment_dir = out / options.name
     holder = lock_holder(experiment_dir)
     if holder is not None:
-        raise PaituneError(
-            f"sweep {options.name!r} is already running (pid {holder}); wait for it to finish or use another --name"
-        )
+        raise refusal(options.name, holder)
     exists = (experiment_dir / MANIFEST).exists()
     if remote is not None and not exists:
         exists = remote.join(MANIFEST).exists()
