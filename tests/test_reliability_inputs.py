@@ -328,6 +328,25 @@ def test_two_sweeps_with_the_same_name_at_once(tmp_path):
     assert lock_holder(out / "s") is None
 
 
+def test_resume_of_a_sweep_another_host_runs(tmp_path, capsys, no_ray):
+    """`paitune sweep --resume` (and a new sweep of that name) while a driver on another host that
+    shares the filesystem holds the lease: one line naming it, exit 2, nothing written."""
+    import json
+    import time
+
+    out = tmp_path / "out"
+    (out / "s").mkdir(parents=True)
+    (out / "s" / "sweep.json").write_text("{}")
+    record = {"host": "node-b", "pid": 99, "start": 1, "token": "t", "lease_s": 60.0, "renewed": time.time() - 2}
+    (out / "s" / ".lock").write_text(json.dumps(record))
+    (tmp_path / "good.yaml").write_text(GOOD)
+    before = _tree(tmp_path)
+    for args in (["--resume"], [str(tmp_path / "good.yaml")]):
+        code, err = _run_main(["sweep", *args, "--out", str(out), "--name", "s"], capsys)
+        _assert_one_line(code, err, "already running (pid 99) on host node-b, lease renewed")
+    assert _tree(tmp_path) == before
+
+
 # ---- broken result directories: `paitune analyze` names the file and what is wrong --------------
 
 
