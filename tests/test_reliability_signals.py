@@ -94,24 +94,32 @@ def _lock_held(root) -> bool:
 
 
 def test_stop_requests_hand_a_signal_to_tune_once():
-    """The handler only records the first signal; the Tune callback passes it on once; a second
-    signal raises KeyboardInterrupt at once."""
+    """A signal before Tune's loop runs is handed on by the callback once the loop starts; one
+    while it runs, at once; never twice; a second signal raises KeyboardInterrupt at once."""
     from paitune.search.interrupt import HandToTune, StopRequests
 
     calls = []
-    stops = StopRequests(stream=sys.stderr)
-    previous = signal.signal(signal.SIGUSR1, lambda *a: calls.append(a))
+    previous = signal.getsignal(signal.SIGUSR1)
     try:
+        stops = StopRequests(stream=sys.stderr)
         with stops.catching():
             HandToTune().on_step_begin(0, [])
-            assert calls == []  # nothing requested yet
-            signal.raise_signal(signal.SIGTERM)
-            assert stops.signal == signal.SIGTERM and stops.exit_status == 143
+            signal.raise_signal(signal.SIGTERM)  # Tune's loop has not started: nothing to hand to
+            assert stops.signal == signal.SIGTERM and stops.exit_status == 143 and calls == []
+            signal.signal(signal.SIGUSR1, lambda *a: calls.append(a))  # Tune's run installs its handler
             HandToTune().on_step_begin(1, [])
             HandToTune().on_step_begin(2, [])
             assert len(calls) == 1
             with pytest.raises(KeyboardInterrupt):
                 signal.raise_signal(signal.SIGINT)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+        stops = StopRequests(stream=sys.stderr)
+        with stops.catching():
+            signal.signal(signal.SIGUSR1, lambda *a: calls.append(a))
+            signal.raise_signal(signal.SIGINT)  # while Tune's loop runs: handed on at once
+            assert len(calls) == 2 and stops.exit_status == 130
+            HandToTune().on_step_begin(3, [])
+            assert len(calls) == 2
     finally:
         signal.signal(signal.SIGUSR1, previous)

@@ -9,10 +9,11 @@ disk is what a driver killed at that moment leaves, which ``--resume`` completes
 docs/reliability.md).
 
 Tune's own SIGINT handler is turned off (``TUNE_DISABLE_SIGINT_HANDLER``): it knows no SIGTERM,
-and a signal that arrives before Tune's loop starts would be lost. Instead the handler here only
-records the signal, and ``HandToTune.on_step_begin`` (a Tune callback, run in every loop step)
-hands it to Tune through the handler Tune keeps on SIGUSR1, which sets the same stop event.
-A failed results write asks for the same stop (``request``), with no signal.
+and a signal that arrives before Tune's loop starts would be lost. Instead the handler here
+records the signal and hands it to Tune through the handler Tune keeps on SIGUSR1 (which sets the
+same stop event) — at once when Tune's loop runs, else from ``HandToTune.on_step_begin`` (a Tune
+callback, run in every loop step) when it starts. A failed results write, noticed on the writer
+thread, asks for the same stop (``request``), with no signal; the callback hands it on.
 """
 
 from __future__ import annotations
@@ -20,21 +21,41 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
+import threading
 
 from ray.tune import Callback
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells do
-# Tune's own words on an interrupted run name Tuner.restore, not the paitune command.
+# Tune's own words on an interrupted run name Tuner.restore, not the paitune command; once a stop
+# is asked for, the trials it abandons (Tune's "did not complete", Ray's "unhandled error" of a
+# trial task nobody waits for any more) are expected, and the sweep's last line says what to do.
 TUNE_INTERRUPT_WORDS = ("Stop signal received", "has been interrupted", "Resume experiment with")
+STOPPED_WORDS = ("Trials did not complete", "Unhandled error")
+# A trial that failed writing to a full or read-only disk is not the trial's fault, and the
+# sweep's last line names the disk: Tune's report of it (a traceback per retry) is left out.
+DISK_ERROR = re.compile(r"[Ee]rrno (28|30|122)\b")  # ENOSPC, EROFS, EDQUOT
+QUIETED_LOGGERS = ("ray.tune.tune", "ray._private.worker", "ray.tune.execution.tune_controller",
+                   "ray.tune.execution.experiment_state", "paitune.search.tune_state")  # fmt: skip
 
 
-class _DropTuneInterruptNotes(logging.Filter):
+class _DropStopNoise(logging.Filter):
+    def __init__(self, requests: StopRequests):
+        super().__init__()
+        self.requests = requests
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(words in message for words in TUNE_INTERRUPT_WORDS)
+        if any(words in message for words in TUNE_INTERRUPT_WORDS):
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            message = f"{message} {record.exc_info[1]}"
+        if DISK_ERROR.search(message):
+            return False
+        return not (self.requests.requested and any(message.startswith(w) for w in STOPPED_WORDS))
 
 
 _active: StopRequests | None = None  # the requests of the sweep running in this process
@@ -73,6 +94,17 @@ class StopRequests:
             file=self._stream,
             flush=True,
         )
+        self.hand_to_tune()  # at once when Tune's loop runs; else HandToTune does when it starts
+
+    def hand_to_tune(self) -> None:
+        """Set Tune's stop event through the handler Tune keeps on SIGUSR1 (main thread only:
+        Tune's handler resets a signal handler)."""
+        if self.handed_to_tune or threading.current_thread() is not threading.main_thread():
+            return
+        tune_stop = signal.getsignal(signal.SIGUSR1)  # Tune's handler, installed by its run
+        if callable(tune_stop):
+            self.handed_to_tune = True
+            tune_stop(signal.SIGUSR1, None)
 
     def install(self) -> None:
         """Take SIGINT and SIGTERM (again): ``ray.init`` puts its own fatal SIGTERM handler in the
@@ -86,17 +118,19 @@ class StopRequests:
         global _active
         _active = self
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        tune_logger = logging.getLogger("ray.tune.tune")
-        quiet = _DropTuneInterruptNotes()
-        tune_logger.addFilter(quiet)
-        previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        quiet = _DropStopNoise(self)
+        for name in QUIETED_LOGGERS:
+            logging.getLogger(name).addFilter(quiet)
+        previous = {sig: signal.getsignal(sig) for sig in (*SIGNALS, signal.SIGUSR1)}
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # a handler left by an earlier Tune run is not this run's
         self.install()
         try:
             yield self
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            tune_logger.removeFilter(quiet)
+            for name in QUIETED_LOGGERS:
+                logging.getLogger(name).removeFilter(quiet)
             _active = None
 
 
@@ -112,8 +146,5 @@ class HandToTune(Callback):
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         requests = _active
-        if requests is not None and requests.requested and not requests.handed_to_tune:
-            tune_stop = signal.getsignal(signal.SIGUSR1)  # Tune's handler, installed by its run
-            if callable(tune_stop):
-                requests.handed_to_tune = True
-                tune_stop(signal.SIGUSR1, None)
+        if requests is not None and requests.requested:
+            requests.hand_to_tune()

@@ -200,6 +200,9 @@ class SweepLock:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-        current = _read(self.path)
-        if current and current.get("token") == self.record["token"]:
-            self.path.unlink(missing_ok=True)
+        try:
+            current = _read(self.path)
+            if current and current.get("token") == self.record["token"]:
+                self.path.unlink(missing_ok=True)
+        except OSError:  # a read-only directory: the record of a dead pid is stale to the next driver
+            pass

@@ -546,13 +546,14 @@ def execute_sweep(plan: SweepPlan, stops=None):
             else:
                 _write_manifest(plan)
                 mirror_state(plan)
-            from paitune.search.sink import flush_writes
+            from paitune.search.sink import flush_for_snapshot, flush_writes, reset_write_failure
 
+            reset_write_failure()
             tuner, _ = build_tuner(plan)
             if stops is not None and stops.requested:
                 return None
             try:
-                with serialized_snapshots(before_save=flush_writes):
+                with serialized_snapshots(before_save=flush_for_snapshot):
                     grid = tuner.fit()
             finally:
                 flush_writes()  # the rows of every trial that ended, also when fit raised
@@ -574,6 +575,7 @@ def run_sweep(plan: SweepPlan, *, stream=None) -> int:
     """Run the planned sweep and print its summary; returns the exit status (1: no trial
     succeeded; 130 / 143: stopped by SIGINT / SIGTERM, resumable)."""
     from paitune.search.interrupt import StopRequests
+    from paitune.search.sink import disk_failure, write_failure
     from paitune.search.summary import print_stopped, print_summary
 
     stops = StopRequests()
@@ -583,6 +585,13 @@ def run_sweep(plan: SweepPlan, *, stream=None) -> int:
         except KeyboardInterrupt:  # a second signal (or Ctrl-C with no handler in place yet)
             stops.signal = stops.signal or signal.SIGINT
             grid = None
+        except Exception as err:  # a full or read-only disk under Tune's own writes (its state, Optuna's)
+            disk = write_failure() or disk_failure(err, plan.results)
+            if disk is None:
+                raise
+            stops.request(disk)
+        if write_failure() is not None:
+            stops.request(write_failure())
         if stops.requested:
             return print_stopped(plan, stops)
     return print_summary(plan.results, grid, stream=stream or sys.stdout)
