@@ -138,3 +138,22 @@ def test_the_lease_is_renewed_and_a_lost_lock_stops_the_driver(tmp_path, monkeyp
     finally:
         lock.release()
     assert _mine(folder)["host"] == "other-host"  # release removes only its own lock
+
+
+def test_without_hard_links_the_lock_is_created_exclusively(tmp_path, monkeypatch):
+    """A filesystem without hard links (some FUSE mounts): the lock is still taken once only."""
+    import errno
+
+    def no_link(*args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(lockmod.os, "link", no_link)
+    folder = tmp_path / "s"
+    lock = SweepLock(folder, "s", renew=False)
+    try:
+        assert _mine(folder)["pid"] == os.getpid()
+        with pytest.raises(PaituneError, match="already running"):
+            SweepLock(folder, "s", renew=False)
+    finally:
+        lock.release()
+    assert not (folder / LOCK_FILE).exists()

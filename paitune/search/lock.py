@@ -10,13 +10,15 @@ driver renews it every ``lease_s / 4`` seconds from a background thread. Another
   renewed for ``lease_s`` seconds (the hosts' clocks must agree to well within that).
 
 Taking the lock is atomic: the record is written to a private file and hard-linked to ``.lock``
-(``link`` fails if the name exists, on local and NFS filesystems alike). A stale lock is broken
+(``link`` fails if the name exists, on local and NFS filesystems alike; where a filesystem has no
+hard links, ``.lock`` is created with ``O_EXCL`` instead). A stale lock is broken
 under a takeover mutex (``mkdir .lock.takeover``, atomic too), re-judged inside it, then removed
 and taken, so two drivers that find the same stale lock never both take it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -31,6 +33,7 @@ LOCK_FILE = ".lock"
 TAKEOVER_DIR = ".lock.takeover"
 LEASE_ENV = "PAITUNE_LOCK_LEASE_S"
 DEFAULT_LEASE_S = 60.0
+NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
 
 
 def _lease_s() -> float:
@@ -142,8 +145,25 @@ class SweepLock:
             return True
         except FileExistsError:
             return False
+        except OSError as err:
+            if err.errno not in NO_HARD_LINKS:
+                raise
+            return self._create_exclusive()
         finally:
             private.unlink(missing_ok=True)
+
+    def _create_exclusive(self) -> bool:
+        """Where the filesystem has no hard links: create ``.lock`` exclusively and write the
+        record into it (a reader may see it empty for a moment, which reads as held)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.record, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
 
     def _take_over_stale(self, name: str) -> None:
         mutex = self.path.with_name(TAKEOVER_DIR)
