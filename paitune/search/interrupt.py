@@ -8,7 +8,7 @@ signal raises ``KeyboardInterrupt`` wherever the driver is: nothing else is awai
 disk is what a driver killed at that moment leaves, which ``--resume`` completes (see
 docs/reliability.md).
 
-Tune's own SIGINT handler is turned off (``TUNE_DISABLE_SIGINT_HANDLER``): it knows no SIGTERM,
+Tune's own SIGINT handler is turned off (``TUNE_DISABLE_SIGINT_HANDLER``, for the sweep only): it knows no SIGTERM,
 and a signal that arrives before Tune's loop starts would be lost. Instead the handler here
 records the signal and hands it to Tune through the handler Tune keeps on SIGUSR1 (which sets the
 same stop event) — at once when Tune's loop runs, else from ``HandToTune.on_step_begin`` (a Tune
@@ -29,6 +29,7 @@ import threading
 from ray.tune import Callback
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells do
 # Tune's own words on an interrupted run name Tuner.restore, not the paitune command; once a stop
 # is asked for, the trials it abandons (Tune's "did not complete", Ray's "unhandled error" of a
@@ -109,6 +110,8 @@ class StopRequests:
     def install(self) -> None:
         """Take SIGINT and SIGTERM (again): ``ray.init`` puts its own fatal SIGTERM handler in the
         driver, which aborts the process, so this runs once more after Ray has started."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers (a sweep run from a thread keeps Tune's)
         for sig in SIGNALS:
             signal.signal(sig, self._handle)
 
@@ -116,8 +119,12 @@ class StopRequests:
     def catching(self):
         """Within this block SIGINT and SIGTERM are this object's (only on the main thread)."""
         global _active
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
         _active = self
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        tune_handler_setting = os.environ.get(TUNE_SIGINT_ENV)
+        os.environ[TUNE_SIGINT_ENV] = "1"
         quiet = _DropStopNoise(self)
         for name in QUIETED_LOGGERS:
             logging.getLogger(name).addFilter(quiet)
@@ -131,6 +138,10 @@ class StopRequests:
                 signal.signal(sig, handler)
             for name in QUIETED_LOGGERS:
                 logging.getLogger(name).removeFilter(quiet)
+            if tune_handler_setting is None:
+                os.environ.pop(TUNE_SIGINT_ENV, None)
+            else:
+                os.environ[TUNE_SIGINT_ENV] = tune_handler_setting
             _active = None
 
 
