@@ -57,38 +57,45 @@ def read_table(folder: Location, columns=None, *, with_files: bool = False) -> T
     if not names:
         return read
     try:
-        table, extra = _read(folder, names, columns)
+        table, extra = _read(folder, names, columns, with_files)
     except (pa.ArrowException, OSError):
         names = _readable(folder, names, read.skipped)
         if not names:
             return read
         try:
-            table, extra = _read(folder, names, columns)
+            table, extra = _read(folder, names, columns, with_files)
         except (pa.ArrowException, OSError) as err:  # each file reads, but they do not merge
             raise PaituneError(f"{folder}: its files have schemas that do not merge: {_first_line(err)}") from None
+    if FILE_COLUMN not in table.column_names and pc.any(_other_version(table)).as_py():
+        table, extra = _read(folder, names, columns, True)  # the files are named only when one is off
     table, files = _current_version(table, extra, read.skipped)
     read.table = table if len(table) or not read.skipped else None
     read.files = files if with_files else None
     return read
 
 
-def _read(folder: Location, names: list[str], columns) -> pa.Table:
+def _read(folder: Location, names: list[str], columns, files: bool) -> tuple[pa.Table, list[str]]:
     dataset = parquet_dataset(folder, names=names)
     present = dataset.schema.names
     wanted = list(present) if columns is None else list(columns(dataset.schema))
     extra = ["schema_version"] if "schema_version" in present and "schema_version" not in wanted else []
-    table = dataset.to_table(columns=[*wanted, *extra, FILE_COLUMN])
+    table = dataset.to_table(columns=[*wanted, *extra, *([FILE_COLUMN] if files else [])])
     return table, extra
 
 
-def _current_version(table: pa.Table, extra: list[str], skipped: list[str]) -> tuple[pa.Table, pa.Array]:
+def _versions(table: pa.Table):
+    return table["schema_version"] if "schema_version" in table.column_names else pa.nulls(len(table), pa.int32())
+
+
+def _other_version(table: pa.Table):
+    return pc.fill_null(pc.not_equal(_versions(table), SCHEMA_VERSION), True)
+
+
+def _current_version(table: pa.Table, extra: list[str], skipped: list[str]) -> tuple[pa.Table, pa.Array | None]:
     """Drop (and report) the files whose rows are of another schema version, or of none."""
-    if "schema_version" in table.column_names:
-        versions = table["schema_version"]
-    else:
-        versions = pa.nulls(len(table), pa.int32())
-    other = pc.fill_null(pc.not_equal(versions, SCHEMA_VERSION), True)
+    other = _other_version(table)
     if pc.any(other).as_py():
+        versions = _versions(table)
         for name, version in sorted(set(zip(table[FILE_COLUMN].filter(other).to_pylist(),
                                             versions.filter(other).to_pylist())), key=str):  # fmt: skip
             what = f"schema version {version}" if version is not None else "no schema_version column"
@@ -97,5 +104,5 @@ def _current_version(table: pa.Table, extra: list[str], skipped: list[str]) -> t
                 "(analyze it with the paitune that wrote it)"
             )
         table = table.filter(pc.invert(other))
-    files = table[FILE_COLUMN].combine_chunks()
-    return table.drop_columns([FILE_COLUMN, *extra]), files
+    files = table[FILE_COLUMN].combine_chunks() if FILE_COLUMN in table.column_names else None
+    return table.drop_columns([c for c in (FILE_COLUMN, *extra) if c in table.column_names]), files
