@@ -4,6 +4,10 @@ Only Parquet is read (pyarrow datasets); nothing is ever unpickled. Several dire
 given at once (merged experiments): their tables are concatenated and every trial is keyed by
 ``(experiment, trial_id)``. Trials of one directory may carry different extra config columns
 (conditional parameters such as ``iterations``), so the trials schema is unified over all files.
+
+A broken file (cut short, not Parquet, another schema version) or a trial read twice is left out
+and named in ``Results.skipped``; no usable trials file, or one trial id two sweeps share, is a
+``PaituneError`` naming the file.
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ def _read_fixed(path: Location, schema: pa.Schema, skipped: list[str]) -> pa.Tab
     return table.select(schema.names).cast(schema)
 
 
+MAX_NAMED = 5  # trials read twice named one by one; the rest counted
+
+
 def _clashes(trials: pa.Table, files: pa.Array, keys: pd.Series, skipped: list[str]) -> np.ndarray:
     """Rows whose (experiment, trial id) an earlier row has already: the same trial read twice
     (same config: the later row is dropped, with a warning) or a trial id two different sweeps
@@ -118,7 +125,7 @@ def _clashes(trials: pa.Table, files: pa.Array, keys: pd.Series, skipped: list[s
     if not duplicated.any():
         return duplicated
     hashes = trials["config_hash"].to_pandas()
-    first = {}
+    first, again = {}, []
     for i, key in enumerate(keys):
         if key not in first:
             first[key] = i
@@ -131,7 +138,11 @@ def _clashes(trials: pa.Table, files: pa.Array, keys: pd.Series, skipped: list[s
                 "configs: these are tables of two different sweeps under one name; analyze them apart "
                 "(or move one sweep's files out)"
             )
-        skipped.append(f"{files[i]}: trial {trial_id!r} of experiment {experiment!r} again (as in {files[j]}); skipped")
+        again.append(f"{files[i]}: trial {trial_id!r} of experiment {experiment!r} again (as in {files[j]}); skipped")
+    # A directory copied into another repeats every trial: a few lines say so, not thousands.
+    skipped += again[:MAX_NAMED] + (
+        [f"and {len(again) - MAX_NAMED} more trials read twice; skipped"] if len(again) > MAX_NAMED else []
+    )
     return duplicated
 
 
