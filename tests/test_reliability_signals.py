@@ -2,7 +2,8 @@
 stops it at once, and the printed ``--resume`` command finishes it with nothing lost or run twice.
 
 The signals are real: sent with ``os.kill`` to a ``paitune sweep`` subprocess (its own process
-session) once a trial has finished and others are mid-training.
+session), or to its whole process group as a terminal's Ctrl-C is, once a trial has finished and
+others are mid-training.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ num_samples: {NUM_SAMPLES}
 """
 ARGS = ["--sampler", "random", "--max-concurrent", "2", "--checkpoint-every", "0", "--quiet"]
 
-# case -> (signals sent, expected exit status)
+# case -> (signals sent, expected exit status, sent to the whole process group as a terminal's
+# Ctrl-C is — the driver and every Ray process it started — rather than to the driver alone)
 CASES = {
-    "ctrl-c": ([signal.SIGINT], 130),
-    "sigterm": ([signal.SIGTERM], 143),
-    "ctrl-c-twice": ([signal.SIGINT, signal.SIGINT], 130),
+    "ctrl-c": ([signal.SIGINT], 130, False),
+    "ctrl-c-from-a-terminal": ([signal.SIGINT], 130, True),
+    "sigterm": ([signal.SIGTERM], 143, False),
+    "ctrl-c-twice": ([signal.SIGINT, signal.SIGINT], 130, False),
 }
 
 
@@ -48,7 +51,8 @@ def _written(root) -> list[str]:
 @pytest.mark.ray
 @pytest.mark.parametrize("case", list(CASES))
 def test_signal_stops_cleanly_and_resume_finishes(tmp_path, case, spawned_sessions):
-    sent, status = CASES[case]
+    sent, status, group = CASES[case]
+    send = os.killpg if group else os.kill
     space = tmp_path / "signals.yaml"
     space.write_text(SPACE)
     out, name = tmp_path / "out", "s"
@@ -58,10 +62,10 @@ def test_signal_stops_cleanly_and_resume_finishes(tmp_path, case, spawned_sessio
     spawned_sessions.append(first.pid)
     assert _wait_for(lambda: len(_written(root)) >= 1, first, 300), log.read_text()[-3000:]
 
-    os.kill(first.pid, sent[0])
+    send(first.pid, sent[0])  # the driver leads its own process group (a new session)
     if len(sent) > 1:  # the second once the first has been taken (the notice is printed)
         assert _wait_for(lambda: "received: stopping" in log.read_text(), first, 60), log.read_text()[-3000:]
-        os.kill(first.pid, sent[1])
+        send(first.pid, sent[1])
         second_sent = time.monotonic()
     assert _wait(first, 240) == status, log.read_text()[-3000:]
     if len(sent) > 1:
