@@ -50,7 +50,8 @@ def _visible_files_are_whole(root: Path) -> list[str]:
     return written
 
 
-def _stop_line_and_resume(tmp_path, first, log: Path, reason: str, spawned_sessions, release=None):
+def _resume_command(first, log: Path, reason: str) -> list[str]:
+    """The driver ended with status 2 and one line naming ``reason``; the command it printed."""
     assert _wait(first, 300) == 2, log.read_text()[-3000:]
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
@@ -82,7 +83,7 @@ def test_injected_write_failure_stops_with_one_line_and_resume_completes(tmp_pat
                           PAITUNE_FAIL_WRITES=f"5:{errno_name}")  # fmt: skip
     spawned_sessions.append(first.pid)
     reason = REASONS["full" if errno_name == "ENOSPC" else "read-only"]
-    command = _stop_line_and_resume(tmp_path, first, log, reason, spawned_sessions)
+    command = _resume_command(first, log, reason)
     written = _visible_files_are_whole(out / name)
     assert len(written) == 1  # the first trial's three files, nothing of the second
     assert sorted(p.stem for p in (out / name / "epochs").glob("*.parquet")) == written
@@ -122,7 +123,7 @@ def test_real_filesystem_full_or_read_only_mid_sweep(tmp_path, small_fs, fault, 
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
     else:  # an administrator remounts it read-only
         assert subprocess.run(["mount", "-o", "remount,ro", str(small_fs)]).returncode == 0
-    command = _stop_line_and_resume(tmp_path, first, log, REASONS[fault], spawned_sessions)
+    command = _resume_command(first, log, REASONS[fault])
     written = _visible_files_are_whole(root)
     assert written
     if fault == "full":
