@@ -78,13 +78,13 @@ class Location:
         return Path(self.path)
 
 
-def parquet_dataset(folder: Location, schema=None):
+def parquet_dataset(folder: Location, schema=None, names: list[str] | None = None):
     """The table of the ``*.parquet`` files directly in ``folder`` (hidden ones skipped: a writer's
-    temporaries), or None when it has none. Without ``schema``, every file's is inspected and
-    merged: a conditional parameter's column may be in only some files."""
+    temporaries), or of the files ``names`` in it; None when it has none. Without ``schema``,
+    every file's is inspected and merged: a conditional parameter's column may be in only some files."""
     import pyarrow.dataset as ds
 
-    names = folder.parquet_files()
+    names = folder.parquet_files() if names is None else names
     if not names:
         return None
     factory = ds.FileSystemDatasetFactory(

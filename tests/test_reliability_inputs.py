@@ -329,3 +329,130 @@ def test_two_sweeps_with_the_same_name_at_once(tmp_path):
     from paitune.search.lock import lock_holder
 
     assert lock_holder(out / "s") is None
+
+
+def test_resume_of_a_sweep_another_host_runs(tmp_path, capsys, no_ray):
+    """`paitune sweep --resume` (and a new sweep of that name) while a driver on another host that
+    shares the filesystem holds the lease: one line naming it, exit 2, nothing written."""
+    import json
+    import time
+
+    out = tmp_path / "out"
+    (out / "s").mkdir(parents=True)
+    (out / "s" / "sweep.json").write_text("{}")
+    record = {"host": "node-b", "pid": 99, "start": 1, "token": "t", "lease_s": 60.0, "renewed": time.time() - 2}
+    (out / "s" / ".lock").write_text(json.dumps(record))
+    (tmp_path / "good.yaml").write_text(GOOD)
+    before = _tree(tmp_path)
+    for args in (["--resume"], [str(tmp_path / "good.yaml")]):
+        code, err = _run_main(["sweep", *args, "--out", str(out), "--name", "s"], capsys)
+        _assert_one_line(code, err, "already running (pid 99) on host node-b, lease renewed")
+    assert _tree(tmp_path) == before
+
+
+# ---- broken result directories: `paitune analyze` names the file and what is wrong --------------
+
+
+def _planted(root: Path, name: str = "exp", **spec) -> Path:
+    from planted import PlantedSpec, write_results
+
+    return write_results(root, name, PlantedSpec(experiment="exp", seeds=2, **spec), files_per_table=3)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _other_version(path: Path, version: int = 2) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("schema_version")
+    pq.write_table(table.set_column(index, "schema_version", pa.array([version] * len(table), pa.int32())), path)
+
+
+def _copy_trials_as_other_sweep(root: Path) -> list[str]:
+    """A second directory of the same experiment name whose trial ids clash with the first's but
+    whose trials are others (another sampler seed drew other configs)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    other = _planted(root, "exp-copy", seed=7)
+    for part in sorted((other / "trials").glob("*.parquet")):
+        table = pq.read_table(part)
+        hashes = pa.array([f"other-{h}" for h in table["config_hash"].to_pylist()])
+        pq.write_table(table.set_column(table.schema.get_field_index("config_hash"), "config_hash", hashes), part)
+    return [str(root / "exp"), str(other)]
+
+
+# name -> (how to break DIR/exp (returns extra dirs to analyze, or None); exit status; expected text)
+# Status 0: the broken file is skipped with a warning and the rest analyzed; 2: nothing usable.
+ANALYZE_CASES = {
+    "truncated-trials-file": (lambda d: _truncate(d / "trials" / "part-00001.parquet"), 0,
+                              "trials/part-00001.parquet: not a readable Parquet file"),
+    "not-parquet-in-trials": (lambda d: (d / "trials" / "notes.parquet").write_text("a,b\n1,2\n"), 0,
+                              "trials/notes.parquet: not a readable Parquet file"),
+    "truncated-epochs-file": (lambda d: _truncate(d / "epochs" / "part-00002.parquet"), 0,
+                              "epochs/part-00002.parquet: not a readable Parquet file"),
+    "empty-layers-file": (lambda d: (d / "layers" / "part-00000.parquet").write_bytes(b""), 0,
+                          "layers/part-00000.parquet: not a readable Parquet file"),
+    "other-schema-version-file": (lambda d: _other_version(d / "trials" / "part-00000.parquet"), 0,
+                                  "trials/part-00000.parquet: schema version 2, this paitune reads version 1"),
+    "same-trial-file-twice": (
+        lambda d: (d / "trials" / "part-copy.parquet").write_bytes((d / "trials" / "part-00000.parquet").read_bytes()),
+        0, "trials/part-copy.parquet: trial 't0' of experiment 'exp' again"),
+    "every-trials-file-truncated": (lambda d: [_truncate(p) for p in (d / "trials").glob("*.parquet")], 2,
+                                    "no usable trials file (3 skipped"),
+    "every-trials-file-other-version": (lambda d: [_other_version(p, 3) for p in (d / "trials").glob("*.parquet")],
+                                        2, "schema version 3, this paitune reads version 1"),
+    "two-sweeps-clashing-trial-ids": (lambda d: _copy_trials_as_other_sweep(d.parent), 2,
+                                      "with different configs: these are tables of two different sweeps"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(ANALYZE_CASES))
+def test_broken_results_are_named_not_a_traceback(case, tmp_path, capsys):
+    """Each broken directory: the load names the file and what is wrong; where the rest is usable
+    the file is left out with a warning, otherwise `paitune analyze` exits 2 with one line."""
+    from paitune.analysis import load_results
+    from paitune.cli import main
+    from paitune.errors import PaituneError
+
+    break_it, status, expected = ANALYZE_CASES[case]
+    exp = _planted(tmp_path)
+    extra = break_it(exp)
+    dirs = extra if isinstance(extra, list) and extra and isinstance(extra[0], str) else [str(exp)]
+    if status == 0:
+        results = load_results(*dirs)
+        assert any(expected in line for line in results.skipped), results.skipped
+        assert len(results.trials) > 0 and results.trials.groupby(["experiment"]).size().max() <= 40
+        assert not results.epochs.duplicated(["tix", "epoch"]).any()
+        return
+    before = _tree(tmp_path)
+    with pytest.raises(PaituneError):
+        load_results(*dirs)
+    code = main(["analyze", *dirs, "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("paitune analyze: error:") and expected in lines[0], lines[0]
+    assert _tree(tmp_path) == before  # no report written
+
+
+def test_analyze_skips_a_broken_file_with_a_warning_end_to_end(tmp_path, capsys):
+    """The whole command on a directory with a truncated trials file and a file of another schema
+    version: two warnings on stderr naming them, the report of the rest, exit 0."""
+    from paitune.cli import main
+
+    exp = _planted(tmp_path)
+    _truncate(exp / "trials" / "part-00001.parquet")
+    _other_version(exp / "epochs" / "part-00000.parquet")
+    code = main(["analyze", str(exp), "--out", str(tmp_path / "report"), "--n-boot", "100", "--json"])
+    captured = capsys.readouterr()
+    warnings = captured.err.strip().splitlines()
+    assert code == 0, captured.err
+    assert len(warnings) == 2 and all(w.startswith("paitune analyze: warning: ") for w in warnings), warnings
+    assert "trials/part-00001.parquet: not a readable Parquet file" in warnings[0]
+    assert "epochs/part-00000.parquet: schema version 2" in warnings[1]
+    assert (tmp_path / "report" / "summary.json").exists()

@@ -240,10 +240,12 @@ def test_sink_writes_three_tables_once_per_trial(tmp_path):
 
 def test_background_sink_writes_in_order_and_raises_a_failed_write(tmp_path, monkeypatch):
     """In a sweep the files are written by a writer thread: flush_writes() waits for them (the
-    dense reference's accuracy, written first, still reaches the later row), and a write that
-    failed is raised on the driver, not lost."""
+    dense reference's accuracy, written first, still reaches the later row). A write that failed
+    for want of space or permission (OSError) asks the sweep to stop and is recorded, no later
+    trial is written, and no snapshot is taken after it; any other failure is raised on the driver."""
     import paitune.search.sink as sink_module
 
+    sink_module.reset_write_failure()
     sink = ParquetSink(tmp_path / "exp", "exp", trials_schema([], ["grad_norm", "synflow"]), [], background=True)
     config = trial_config({"method": "snip", "epochs": 3, "proxies": ["grad_norm", "synflow"]})
     dense = _fake_trial("t_dense", {**config, "method": "dense", "sparsity": 0.0})
@@ -258,15 +260,30 @@ def test_background_sink_writes_in_order_and_raises_a_failed_write(tmp_path, mon
     assert trials.loc["t_pruned", "dense_test_acc"] == pytest.approx(0.69)
 
     def broken(*args, **kwargs):
-        raise OSError("disk full")
+        raise ValueError("a bug")
 
     monkeypatch.setattr(sink_module, "write_table_atomic", broken)
     again = _fake_trial("t_again", {**config, "seed": 3})
     _feed(sink, again, [0.5])
     sink.on_trial_complete(0, [], again)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ValueError, match="a bug"):
         sink_module.flush_writes()
     sink_module.flush_writes()  # raised once, then gone
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    asked = []
+    monkeypatch.setattr("paitune.search.interrupt.request_stop", asked.append)
+    monkeypatch.setattr(sink_module, "write_table_atomic", full)
+    for trial_id, seed in (("t_full", 4), ("t_after", 5)):
+        trial = _fake_trial(trial_id, {**config, "seed": seed})
+        _feed(sink, trial, [0.5])
+        sink.on_trial_complete(0, [], trial)
+    assert sink_module.flush_for_snapshot() is False  # no snapshot after it
+    assert "No space left on device" in sink_module.write_failure() and asked == [sink_module.write_failure()]
+    sink_module.reset_write_failure()
+    assert sorted(p.stem for p in (tmp_path / "exp" / "trials").glob("*.parquet")) == ["t_dense", "t_pruned"]
 
 
 def test_sink_history_from_a_restored_trial_fills_earlier_epochs(tmp_path):

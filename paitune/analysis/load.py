@@ -4,6 +4,10 @@ Only Parquet is read (pyarrow datasets); nothing is ever unpickled. Several dire
 given at once (merged experiments): their tables are concatenated and every trial is keyed by
 ``(experiment, trial_id)``. Trials of one directory may carry different extra config columns
 (conditional parameters such as ``iterations``), so the trials schema is unified over all files.
+
+A broken file (cut short, not Parquet, another schema version) or a trial read twice is left out
+and named in ``Results.skipped``; no usable trials file, or one trial id two sweeps share, is a
+``PaituneError`` naming the file.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from paitune.analysis.files import read_table
 from paitune.errors import PaituneError
 from paitune.results_schema import EPOCHS, LAYERS, PROXY_PREFIX, TRIALS_FIXED
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
-from paitune.storage import Location, locate, parquet_dataset
+from paitune.storage import Location, locate
 
 # Columns of the trials table that describe where and how a trial ran, not what it was: never
 # treated as hyperparameters.
@@ -50,6 +55,7 @@ class Results:
     sources: tuple[str, ...]
     duplicate_trials: int = 0
     orphan_rows: dict = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()  # one line per file or row left out, saying which and why
 
     @property
     def proxy_columns(self) -> list[str]:
@@ -76,9 +82,15 @@ def _default_contexts(table: pa.Table) -> pa.Array:
     return pa.array([context_id(row) for row in frame.to_dict("records")], pa.string())
 
 
-def _read_trials(path: Location) -> pa.Table:
-    dataset = parquet_dataset(path)
-    table = dataset.to_table() if dataset is not None else pa.table({})
+def _read_trials(path: Location, skipped: list[str]) -> tuple[pa.Table, pa.Array]:
+    """The trials table of ``path`` (a ``trials/`` folder) and the file of each row."""
+    read = read_table(path, with_files=True)
+    skipped += read.skipped
+    if read.table is None or len(read.table) == 0:
+        if read.skipped:
+            raise PaituneError(f"{path}: no usable trials file ({len(read.skipped)} skipped: {read.skipped[0]})")
+        return pa.table({}), pa.array([], pa.string())
+    table = read.table
     if CONTEXT_COLUMN not in table.column_names and len(table):
         table = table.append_column(CONTEXT_COLUMN, _default_contexts(table))
     missing = [n for n in TRIALS_FIXED.names if n not in table.column_names]
@@ -87,19 +99,51 @@ def _read_trials(path: Location) -> pa.Table:
             f"{path} is not a paitune trials table: missing column(s) {', '.join(missing)}; "
             "point analyze at a results directory written by `paitune sweep`"
         )
-    return table
+    return table, read.files
 
 
-def _read_fixed(path: Location, schema: pa.Schema) -> pa.Table:
-    dataset = parquet_dataset(path)
-    if dataset is None:
+def _read_fixed(path: Location, schema: pa.Schema, skipped: list[str]) -> pa.Table:
+    read = read_table(path, lambda found: [n for n in schema.names if n in found.names])
+    skipped += read.skipped
+    if read.table is None:
         return schema.empty_table()
-    present = [n for n in schema.names if n in dataset.schema.names]
-    table = dataset.to_table(columns=present)
+    table = read.table
     for name in schema.names:
-        if name not in present:
+        if name not in table.column_names:
             table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
     return table.select(schema.names).cast(schema)
+
+
+MAX_NAMED = 5  # trials read twice named one by one; the rest counted
+
+
+def _clashes(trials: pa.Table, files: pa.Array, keys: pd.Series, skipped: list[str]) -> np.ndarray:
+    """Rows whose (experiment, trial id) an earlier row has already: the same trial read twice
+    (same config: the later row is dropped, with a warning) or a trial id two different sweeps
+    share (different configs: nothing tells which rows are whose, so it is refused)."""
+    duplicated = keys.duplicated(keep="first").to_numpy()
+    if not duplicated.any():
+        return duplicated
+    hashes = trials["config_hash"].to_pandas()
+    first, again = {}, []
+    for i, key in enumerate(keys):
+        if key not in first:
+            first[key] = i
+            continue
+        j = first[key]
+        experiment, trial_id = key.split("\x1f", 1)
+        if hashes[i] != hashes[j]:
+            raise PaituneError(
+                f"trial {trial_id!r} of experiment {experiment!r} is in {files[j]} and in {files[i]} with different "
+                "configs: these are tables of two different sweeps under one name; analyze them apart "
+                "(or move one sweep's files out)"
+            )
+        again.append(f"{files[i]}: trial {trial_id!r} of experiment {experiment!r} again (as in {files[j]}); skipped")
+    # A directory copied into another repeats every trial: a few lines say so, not thousands.
+    skipped += again[:MAX_NAMED] + (
+        [f"and {len(again) - MAX_NAMED} more trials read twice; skipped"] if len(again) > MAX_NAMED else []
+    )
+    return duplicated
 
 
 def _trial_keys(table: pa.Table) -> pa.Array:
@@ -150,17 +194,20 @@ def load_results(*paths: str | os.PathLike) -> Results:
             raise PaituneError(f"results directory {str(raw)!r} was given twice; pass each directory once")
         resolved.append(path)
 
-    trial_tables = []
+    skipped: list[str] = []
+    trial_tables, trial_files = [], []
     for path in resolved:
-        table = _read_trials(path.join("trials"))
+        table, files = _read_trials(path.join("trials"), skipped)
         if len(table) == 0:
             raise PaituneError(f"{str(path)!r} has no trials yet; wait for the sweep to finish a trial")
         trial_tables.append(table)
+        trial_files.append(files)
     trials_table = pa.concat_tables(trial_tables, promote_options="permissive")
 
     trials = trials_table.to_pandas()
     keys_all = _trial_keys(trials_table).to_pandas()
-    duplicated = keys_all.duplicated(keep="first").to_numpy()
+    files = pa.concat_arrays(trial_files).to_pylist()
+    duplicated = _clashes(trials_table, files, keys_all, skipped)
     n_duplicates = int(duplicated.sum())
     if n_duplicates:
         # The same trial read twice (e.g. a directory copied into another): keep its first row.
@@ -173,7 +220,7 @@ def load_results(*paths: str | os.PathLike) -> Results:
     orphan_rows = {}
     frames = {}
     for name, schema in (("epochs", EPOCHS), ("layers", LAYERS)):
-        tables = [_read_fixed(path.join(name), schema) for path in resolved]
+        tables = [_read_fixed(path.join(name), schema, skipped) for path in resolved]
         frame, orphan_rows[name] = _attach_tix(pa.concat_tables(tables), keys)
         if n_duplicates:
             frame = frame.drop_duplicates(subset=["tix", "epoch" if name == "epochs" else "layer"])
@@ -186,4 +233,5 @@ def load_results(*paths: str | os.PathLike) -> Results:
         sources=tuple(str(p) for p in resolved),
         duplicate_trials=n_duplicates,
         orphan_rows=orphan_rows,
+        skipped=tuple(skipped),
     )

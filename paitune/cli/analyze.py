@@ -51,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     # Imported here so `paitune --help` and the other commands do not pay for pandas/matplotlib.
-    from paitune.analysis import analyze, terminal_text, write_report
+    from paitune.analysis import analyze, load_results, terminal_text, write_report
     from paitune.analysis.summary import build_summary
     from paitune.storage import is_uri
 
@@ -62,7 +62,10 @@ def run(args) -> int:
             f"--profile-sparsity {args.profile_sparsity} is outside [0, 1); pass a sparsity level of the sweep"
         )
     # Everything is read and computed before anything is written: bad input leaves no files.
-    analysis = analyze(*args.results, n_boot=args.n_boot, profile_sparsity=args.profile_sparsity)
+    results = load_results(*args.results)
+    for line in results.skipped:  # files left out: the rest is analyzed, and this says which and why
+        print(f"paitune analyze: warning: {line}", file=sys.stderr)
+    analysis = analyze(results=results, n_boot=args.n_boot, profile_sparsity=args.profile_sparsity)
     if args.out:
         out = Path(args.out)
     elif is_uri(args.results[0]):

@@ -197,11 +197,15 @@ class ContextSearch(Searcher):
 
     # -- results -------------------------------------------------------------------------------
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if not self._reconciled:  # a restored trial may report before the first suggestion
+            self._reconcile()
         cid = self._owner.get(trial_id)
         if cid is not None:
             self._children[cid].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if not self._reconciled:
+            self._reconcile()
         cid = self._owner.get(trial_id)
         if cid is not None:
             self._children[cid].on_trial_complete(trial_id, result=result, error=error)

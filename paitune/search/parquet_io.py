@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from paitune.search.faults import write_fault
 from paitune.storage import Location
 
 TMP_PREFIX = ".tmp-"
@@ -49,6 +50,7 @@ def write_atomic(write, directory: str | Path | Location, filename: str) -> Path
     try:
         with open(tmp, "wb") as handle:
             write(handle)
+            write_fault()
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)

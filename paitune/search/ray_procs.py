@@ -95,7 +95,10 @@ def reap_orphans(experiment_dir: Path) -> list[int]:
 
 
 def forget_processes(experiment_dir: Path) -> None:
-    (Path(experiment_dir) / PID_FILE).unlink(missing_ok=True)
+    try:
+        (Path(experiment_dir) / PID_FILE).unlink(missing_ok=True)
+    except OSError:  # a read-only directory: the next run finds these pids dead, or reaps them
+        pass
 
 
 def start_ray(address: str | None, experiment_dir: Path) -> bool:

@@ -26,8 +26,10 @@ written (the sweep schedules the references first); otherwise it is null and the
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -117,6 +119,47 @@ def _submit(fn, *args) -> None:
         _pending.append(_writer.submit(fn, *args))
 
 
+_failure: str | None = None  # the first results write of this sweep that failed, as one line
+
+
+def write_failure() -> str | None:
+    return _failure
+
+
+def reset_write_failure() -> None:
+    global _failure
+    _failure = None
+
+
+def _failed(err: OSError, root: Location) -> str:
+    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    return f"cannot write the results under {root}: {err.strerror or err}{where}; free space or make it writable"
+
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+# The same errors as a trial's trace shows them ("OSError: [Errno 28] ...").
+DISK_TRACE = re.compile(r"[Ee]rrno (" + "|".join(str(code) for code in DISK_ERRNOS) + r")\b")
+
+
+def disk_failure(err: BaseException, root: Location) -> str | None:
+    """The one line for ``err`` when it is (or was caused by) a full or read-only disk."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
+            return _failed(err, root)
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def flush_for_snapshot() -> bool:
+    """Before one of Tune's experiment snapshots: wait for the queued writes; False (take no
+    snapshot) once a write has failed, so a snapshot never records as ended a trial whose rows
+    are missing, and ``--resume`` reruns or retries it."""
+    flush_writes()
+    return _failure is None
+
+
 def flush_writes() -> None:
     """Wait for every queued trial write of this process; raise the first that failed."""
     with _writer_lock:
@@ -162,9 +205,27 @@ class ParquetSink(Callback):
         record = self._record(trial)
         self._write(record, trial_outcome(record.last or trial.last_result, error=False), None)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._stop_on_disk_error(trial_error(trial)[0])
+
     def on_trial_error(self, iteration, trials, trial, **info):
         line, trace = trial_error(trial)
+        if self._stop_on_disk_error(line):
+            return  # not the trial's fault: --resume runs it again
         self._write(self._record(trial), "failed", line, trace)
+
+    def _stop_on_disk_error(self, line: str) -> bool:
+        """A trial that failed writing its checkpoint to a full or read-only disk: stop the sweep
+        at once (retrying it, or the next trial, would fail the same way)."""
+        global _failure
+        if not DISK_TRACE.search(line):
+            return False
+        if _failure is None:
+            _failure = f"cannot write the results under {self.root}: {line}; free space or make it writable"
+            from paitune.search.interrupt import request_stop
+
+            request_stop(_failure)
+        return True
 
     def on_experiment_end(self, trials, **info):
         flush_writes()
@@ -175,7 +236,33 @@ class ParquetSink(Callback):
             return
         # The record leaves the driver's table now; the writer thread owns it.
         self.records.pop(record.trial_id, None)
-        _submit(self.write, record, status, error, trace)
+        _submit(self._write_or_stop, record, status, error, trace)
+
+    def _write_or_stop(self, record: TrialRecord, status: str, error: str | None, trace: str | None) -> None:
+        """A write that fails for want of space or permission stops the sweep (as a first Ctrl-C
+        does) instead of failing Tune's loop; the trials after it are left to ``--resume``."""
+        global _failure
+        if _failure is not None:
+            return
+        try:
+            self.write(record, status, error, trace)
+        except OSError as err:
+            _failure = _failed(err, self.root)
+            self._remove_partial(record.trial_id)
+            from paitune.search.interrupt import request_stop
+
+            request_stop(_failure)
+
+    def _remove_partial(self, stem: str) -> None:
+        """The files of a trial whose trials file was not written (best effort: a read-only
+        directory keeps them, and ``--resume`` removes them)."""
+        if stem in written_trial_ids(self.root):
+            return
+        for folder in ("epochs", "layers"):
+            try:
+                self.root.join(folder).delete(f"{stem}.parquet")
+            except OSError:
+                pass
 
     def write(self, record: TrialRecord, status: str, error: str | None, trace: str | None = None) -> None:
         stem = record.trial_id

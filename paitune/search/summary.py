@@ -48,3 +48,33 @@ def print_summary(experiment_dir: str | Path | Location, grid=None, *, stream=No
         print("paitune sweep: no trial succeeded; see the error column of the trials table", file=stream)
         return 1
     return 0
+
+
+def resume_command(plan) -> str:
+    """The exact command line that continues the planned sweep."""
+    import shlex
+
+    options = plan.options
+    out = str(plan.experiment_dir.parent) if plan.results.local else options.out
+    args = ["paitune", "sweep", "--resume", "--out", out, "--name", options.name]
+    if options.state_dir:
+        args += ["--state-dir", options.state_dir]
+    if options.address:
+        args += ["--address", options.address]
+    return shlex.join(args)
+
+
+def print_stopped(plan, stops, *, stream=None) -> int:
+    """One line for a sweep that stopped before its end (a signal, or results it could not
+    write): why, what was written, and the command that continues it. Returns the exit status."""
+    import signal
+
+    stream = stream or sys.stderr
+    try:
+        written = len(read_trials(plan.results))
+    except Exception:  # the tables' folder itself may be what failed; the line must still come
+        written = None
+    done = f"{written} trials written to {plan.results}" if written is not None else f"results in {plan.results}"
+    why = f"stopped by {signal.Signals(stops.signal).name}" if stops.signal else f"error: {stops.reason}"
+    print(f"paitune sweep: {why}; {done}; resume with: {resume_command(plan)}", file=stream, flush=True)
+    return stops.exit_status

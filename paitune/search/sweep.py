@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from paitune.config.sweep import SCHEDULERS, SweepOptions
 from paitune.errors import PaituneError, unknown_choice
 from paitune.plugins import load_plugins
 from paitune.search.internals import check_versions
-from paitune.search.lock import SweepLock, lock_holder
+from paitune.search.lock import SweepLock, lock_holder, refusal
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
 from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 from paitune.search.study_store import STUDY_FILE, study_storage
@@ -195,9 +196,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     experiment_dir = out / options.name
     holder = lock_holder(experiment_dir)
     if holder is not None:
-        raise PaituneError(
-            f"sweep {options.name!r} is already running (pid {holder}); wait for it to finish or use another --name"
-        )
+        raise refusal(options.name, holder)
     exists = (experiment_dir / MANIFEST).exists()
     if remote is not None and not exists:
         exists = remote.join(MANIFEST).exists()
@@ -365,6 +364,8 @@ def tune_loggers(options: SweepOptions) -> list:
 def build_tuner(plan: SweepPlan):
     from ray import tune
 
+    from paitune.search.interrupt import HandToTune
+    from paitune.search.limiter import ResumableLimiter
     from paitune.search.rows import trials_schema
     from paitune.search.sink import ParquetSink
     from paitune.search.trainable import run_trial
@@ -407,7 +408,7 @@ def build_tuner(plan: SweepPlan):
         # set in execute_sweep): they repeat what the Parquet tables hold, Tune re-uploads every
         # trial's log folder at each experiment snapshot, and the TensorBoard writer alone costs
         # the driver ~4 ms per result.
-        callbacks=[sink] + tune_loggers(plan.options),
+        callbacks=[sink, HandToTune()] + tune_loggers(plan.options),
         failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
         # Every epoch's checkpoint is kept. Tune deletes checkpoints beyond num_to_keep as soon as
         # a newer one lands, while its experiment snapshot (what --resume restores) still names
@@ -425,12 +426,11 @@ def build_tuner(plan: SweepPlan):
                                           storage_filesystem=storage_filesystem)  # fmt: skip
             return restored, sink
     tune_config = tune.TuneConfig(
-        search_alg=build_searcher(plan, tune_trials),
+        search_alg=ResumableLimiter(build_searcher(plan, tune_trials), max_concurrent=plan.max_concurrent),
         scheduler=scheduler,
         # The searcher keeps the budget (plan.num_samples, side trials on top) and ends the search: after a restart
         # Tune's own count comes from its snapshot, which may miss trials that finished after it.
         num_samples=-1,
-        max_concurrent_trials=plan.max_concurrent,
         reuse_actors=True,
         trial_dirname_creator=trial_dirname,
     )
@@ -486,8 +486,9 @@ def _close_study(plan: SweepPlan) -> None:
         fail_unfinished(study)
 
 
-def execute_sweep(plan: SweepPlan):
-    """Run the planned sweep to the end under the experiment lock; returns Tune's ResultGrid."""
+def execute_sweep(plan: SweepPlan, stops=None):
+    """Run the planned sweep under the experiment lock; returns Tune's ResultGrid (None when
+    ``stops``, a ``StopRequests``, asked to stop before Tune began)."""
     created = not plan.experiment_dir.exists()
     # The old-style reporter prints the few columns we chose; the default new output engine would
     # print every reported key of every trial.
@@ -507,6 +508,8 @@ def execute_sweep(plan: SweepPlan):
         reap_orphans(plan.experiment_dir)
         try:
             started = start_ray(plan.options.address, plan.experiment_dir)
+            if stops is not None:
+                stops.install()
         except PaituneError:
             lock.release()
             if created:
@@ -518,15 +521,19 @@ def execute_sweep(plan: SweepPlan):
             else:
                 _write_manifest(plan)
                 mirror_state(plan)
-            from paitune.search.sink import flush_writes
+            from paitune.search.sink import flush_for_snapshot, flush_writes, reset_write_failure
 
+            reset_write_failure()
             tuner, _ = build_tuner(plan)
+            if stops is not None and stops.requested:
+                return None
             try:
-                with serialized_snapshots(before_save=flush_writes):
+                with serialized_snapshots(before_save=flush_for_snapshot):
                     grid = tuner.fit()
             finally:
                 flush_writes()  # the rows of every trial that ended, also when fit raised
-            _close_study(plan)
+            if stops is None or not stops.requested:  # a stopped sweep's running trials are Tune's to resume
+                _close_study(plan)
             return grid
         finally:
             mirror_state(plan)
@@ -540,8 +547,26 @@ def execute_sweep(plan: SweepPlan):
 
 
 def run_sweep(plan: SweepPlan, *, stream=None) -> int:
-    """Run the planned sweep and print its summary; returns the exit status (1: no trial succeeded)."""
-    from paitune.search.summary import print_summary
+    """Run the planned sweep and print its summary; returns the exit status (1: no trial
+    succeeded; 130 / 143: stopped by SIGINT / SIGTERM, resumable)."""
+    from paitune.search.interrupt import StopRequests
+    from paitune.search.sink import disk_failure, write_failure
+    from paitune.search.summary import print_stopped, print_summary
 
-    grid = execute_sweep(plan)
+    stops = StopRequests()
+    with stops.catching():
+        try:
+            grid = execute_sweep(plan, stops)
+        except KeyboardInterrupt:  # a second signal (or Ctrl-C with no handler in place yet)
+            stops.signal = stops.signal or signal.SIGINT
+            grid = None
+        except Exception as err:  # a full or read-only disk under Tune's own writes (its state, Optuna's)
+            disk = write_failure() or disk_failure(err, plan.results)
+            if disk is None:
+                raise
+            stops.request(disk)
+        if write_failure() is not None:
+            stops.request(write_failure())
+        if stops.requested:
+            return print_stopped(plan, stops)
     return print_summary(plan.results, grid, stream=stream or sys.stdout)

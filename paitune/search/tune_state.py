@@ -11,7 +11,8 @@ snapshot wait for the upload in flight before touching the staging folder, so th
 reads a folder nobody is writing. Uploads stay in the background between snapshots.
 
 ``before_save`` runs right before each snapshot is written: the sweep flushes its queued Parquet
-writes there, so every trial a snapshot records as ended has its rows on disk.
+writes there, so every trial a snapshot records as ended has its rows on disk. When it returns
+False (a write failed) the snapshot is not taken.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def _wait_then(original, before_save):
                 internals.wait_for_upload(self)
             except Exception as err:  # the upload's own failure is reported by the next snapshot
                 logger.warning("previous experiment-state upload failed: %s", err)
-            if before_save is not None:
-                before_save()
+            if before_save is not None and before_save() is False:
+                return  # the caller asked for no snapshot (results it could not write)
             save_fn()
 
         return original(self, save_after_upload, force=force, wait=wait)
