@@ -240,6 +240,8 @@ def test_trial_with_eval_every_reports_only_measured_epochs_and_every_rung(monke
     monkeypatch.setattr(pipeline, "prepare_trial", prepare)
     monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
     monkeypatch.setattr(trainable.tune, "report", lambda result, checkpoint=None: reports.append(result))
+    # outside a Ray worker (this test process may have started Ray for other tests): one CPU
+    monkeypatch.setattr(trainable, "assigned_device", lambda: ("cpu", 1))
     config = {"dataset": "digits", "model": "mlp", "epochs": 9, "method": "magnitude"}
     trainable.run_trial(config, checkpoint_every_s=1e9, report_every_s=0.0, report_epochs=(3,))
     assert [r["epoch"] for r in reports] == [3, 4, 8, 9]
