@@ -1,7 +1,7 @@
 """Analysis at scale: ``paitune analyze`` on 100,000 trials x 30 epochs x 20 layers.
 
 The results set is generated with planted effects (``tests/planted.py``, vectorized) into a temp
-directory as Parquet that follows ``paitune.results_schema`` (``spec_for_size``: PaI methods
+directory as Parquet that follows ``paitune.results.schema`` (``spec_for_size``: PaI methods
 plus IMP and dense reference trials, allocations, controls including ``corrupt_labels``,
 sparsities, lr values, and enough seeds to pass the trial count). No trial is stopped early, so every non-failed trial has all its epochs (1% failed,
 1% diverged). The tables are split into ``--files`` Parquet files each.

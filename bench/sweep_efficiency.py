@@ -8,7 +8,7 @@ One run, one machine, the same trials twice:
   (``ray.init`` timed apart, ``ray_init_s``); ``wall_s`` is ``run_sweep`` from call to return
   (Tuner setup, trial actors, every trial, the Parquet sink, the Optuna study, the summary).
 * ``sequential floor``: the very trials the sweep ran (their ``config_json`` from the trials
-  table) in a plain loop without Ray: ``paitune.search.pipeline.prepare_trial`` then
+  table) in a plain loop without Ray: ``paitune.trial.prepare_trial`` then
   ``trainer.run_epoch()`` per epoch, on one core. Its final accuracies must equal the sweep's
   (same configs, same seeds, one thread): ``floor_max_acc_diff`` checks it.
 
@@ -54,7 +54,7 @@ def sizes(quick: bool) -> tuple[int, int | None]:
 
 def run_floor(run: SweepRun) -> dict:
     """The sweep's trials, in its completion order, in one plain loop without Ray."""
-    from paitune.search.pipeline import prepare_trial
+    from paitune.trial import prepare_trial
 
     compute = prepare = 0.0
     accuracy_diffs = []

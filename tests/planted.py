@@ -12,7 +12,7 @@ relative, in compression ratio) to imitate a continuous sampler. Proxies: ``prox
 final accuracy, ``proxy_noise`` is independent of everything, ``proxy_size`` is the parameter
 count in disguise (log params_kept times a tiny noise factor). The generator is fully
 vectorized (numpy / pyarrow), so 100,000 trials x 30 epochs x 20 layers take seconds; the tables
-follow ``paitune.results_schema`` exactly, plus extra config columns (lr, epochs) and proxies.
+follow ``paitune.results.schema`` exactly, plus extra config columns (lr, epochs) and proxies.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from paitune.results_schema import EPOCHS, LAYERS, SCHEMA_VERSION, TRIALS_FIXED
+from paitune.results.schema import EPOCHS, LAYERS, SCHEMA_VERSION, TRIALS_FIXED
 
 Effect = Callable[[np.ndarray], np.ndarray]  # sparsity array -> accuracy offset array
 

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from paitune.errors import PaituneError
-from paitune.search.pipeline import resolve_config
 from paitune.search.sweep import SweepOptions, execute_sweep, plan_sweep
 from paitune.spaces import load_space
 from paitune.spaces.check import check_value
+from paitune.trial import resolve_config
 
 
 def test_cifar_preset_trains_with_standard_augmentation_by_default():

@@ -12,7 +12,7 @@ from paitune.config import COMPONENTS, TRIAL_DEFAULTS, TRIAL_OPTIONS, check_valu
 from paitune.config.docs import render
 from paitune.config.sweep import SweepOptions
 from paitune.errors import PaituneError
-from paitune.search.rows import CONFIG_COLUMN_TYPES
+from paitune.results.rows import CONFIG_COLUMN_TYPES
 from paitune.spaces import compile_space, load_space_text
 from paitune.training import TrainConfig
 
@@ -37,7 +37,7 @@ def test_train_config_defaults_are_the_trial_defaults():
 
 
 def test_every_option_has_a_column_type():
-    from paitune import results_schema as rs
+    from paitune.results import schema as rs
 
     assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_OPTIONS)
 

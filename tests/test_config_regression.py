@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from paitune.config import config_hash
-from paitune.search.pipeline import prepare_trial, resolve_config
+from paitune.trial import prepare_trial, resolve_config
 
 RECORDED_ON = "AVX512"  # torch.backends.cpu.get_cpu_capability() where the hashes were recorded
 

@@ -16,13 +16,14 @@ PACKAGE = ROOT / "paitune"
 # Bottom first. Each entry may import only from entries on lower floors.
 FLOORS = [
     ("errors",),
-    ("storage", "results_schema", "config", "plugins"),
+    ("config", "plugins"),
     ("data", "models"),
     ("pruning",),
     ("proxies",),
     ("training",),
     ("sparse",),
-    ("spaces",),
+    ("trial", "spaces"),
+    ("results",),
     ("analysis", "search"),
     ("cli",),
     ("__main__",),

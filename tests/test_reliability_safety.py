@@ -39,8 +39,8 @@ scheduler: {type: fifo}
 @pytest.mark.slow
 def test_same_config_and_seed_give_the_same_mask_and_metrics_across_sweeps(ray_session, tmp_path):
     from paitune.pruning import mask_hash
-    from paitune.search.pipeline import prepare_trial
     from paitune.search.sweep import SweepOptions, execute_sweep, plan_sweep
+    from paitune.trial import prepare_trial
 
     space = tmp_path / "repro.yaml"
     space.write_text(REPRO_SPACE)

@@ -367,7 +367,7 @@ def test_frontier_space_errors_are_one_line(params, settings, needle):
 
 
 def test_method_options_from_the_config_reach_prune():
-    from paitune.search.pipeline import prepare_trial
+    from paitune.trial import prepare_trial
 
     config = {"method": "prospr", "sparsity": 0.9, "epochs": 1, "prospr_inner_steps": 1, "prune_batch_size": 32}
     trial = prepare_trial(config)

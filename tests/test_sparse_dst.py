@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from paitune.pruning import Masks, prunable_parameters, prune
-from paitune.search.pipeline import prepare_trial
 from paitune.sparse import MaskUpdater, drop_fraction_at
 from paitune.sparse.dst import reset_optimizer_state
 from paitune.training import TrainConfig, Trainer
+from paitune.trial import prepare_trial
 
 
 def tiny_layer(weights, grads=None) -> nn.Sequential:

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from paitune.pruning import prunable_parameters
-from paitune.search.pipeline import prepare_trial
 from paitune.sparse import EdgePopupNet
+from paitune.trial import prepare_trial
 
 
 def test_forward_uses_the_top_k_and_scores_get_the_straight_through_gradient():

@@ -9,9 +9,9 @@ import torch
 
 from paitune.errors import PaituneError
 from paitune.pruning import prunable_parameters
-from paitune.search.pipeline import prepare_trial, train_config
 from paitune.sparse import imp_densities
 from paitune.training import Trainer
+from paitune.trial import prepare_trial, train_config
 
 
 def test_round_densities_follow_powers_of_point_eight_and_end_at_the_target():

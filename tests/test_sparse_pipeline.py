@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from paitune.errors import PaituneError
-from paitune.search.pipeline import prepare_trial, resolve_config
 from paitune.sparse import SPARSE_DEFAULTS, SPARSE_METHODS
+from paitune.trial import prepare_trial, resolve_config
 
 
 def test_resolve_config_fills_and_checks_the_sparse_keys():

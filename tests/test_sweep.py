@@ -15,11 +15,11 @@ from optuna.trial import TrialState
 
 from paitune.config import config_hash, trial_config
 from paitune.errors import PaituneError
+from paitune.results.rows import trials_schema
 from paitune.search.asha import STATE_FILES
 from paitune.search.contexts import study_trials
 from paitune.search.lock import SweepLock
 from paitune.search.parquet_io import write_table_atomic
-from paitune.search.rows import trials_schema
 from paitune.search.searcher import DUPLICATE_ATTR, MAX_REDRAWS, PaiOptunaSearch, trial_outcome
 from paitune.search.sink import ParquetSink
 from paitune.search.study_store import study_storage
@@ -313,7 +313,7 @@ def test_sink_setup_removes_what_a_killed_writer_left(tmp_path):
     root = tmp_path / "exp"
     # "cut" was killed between its epochs/layers files and its trials file, plus a temporary.
     record = sink.records["cut"]
-    from paitune.search.rows import epoch_rows, layer_rows
+    from paitune.results.rows import epoch_rows, layer_rows
 
     write_table_atomic(epoch_rows(record, experiment="exp"), root / "epochs", "cut")
     write_table_atomic(layer_rows(record, experiment="exp"), root / "layers", "cut")

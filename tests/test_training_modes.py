@@ -227,7 +227,8 @@ def test_trial_with_eval_every_reports_only_measured_epochs_and_every_rung(monke
     epochs between travel in history_json with NaN val/test."""
     import json
 
-    from paitune.search import pipeline, trainable
+    from paitune import trial as pipeline
+    from paitune.search import trainable
 
     real_prepare = pipeline.prepare_trial
 

@@ -38,7 +38,7 @@ def test_without_the_local_file_the_stored_trace_is_read(tmp_path):
 
 
 def test_the_sink_writes_the_trace_beside_the_tables_and_the_summary_groups_failures(tmp_path):
-    from paitune.search.rows import TrialRecord, trials_schema
+    from paitune.results.rows import TrialRecord, trials_schema
     from paitune.search.sink import ERRORS_DIR, ParquetSink
 
     sink = ParquetSink(tmp_path, "x", trials_schema([], []), [])

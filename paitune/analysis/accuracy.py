@@ -16,7 +16,7 @@ from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
 from paitune.analysis.reference import DENSE_METHOD, NO_DENSE, common_epoch_gaps
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
-from paitune.results_schema import STATUS_COMPLETED, STATUSES
+from paitune.results.schema import STATUS_COMPLETED, STATUSES
 
 # A context is one setting in which choices can be compared fairly: same data, network, target
 # sparsity, seed and training budget (max_epochs).

@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from paitune.errors import PaituneError
-from paitune.results_schema import SCHEMA_VERSION
-from paitune.storage import Location, parquet_dataset
+from paitune.results.schema import SCHEMA_VERSION
+from paitune.results.storage import Location, parquet_dataset
 
 FILE_COLUMN = "__filename"  # pyarrow's own column: the file each row came from
 

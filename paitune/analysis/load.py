@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 
 from paitune.analysis.files import read_table
 from paitune.errors import PaituneError
-from paitune.results_schema import EPOCHS, LAYERS, PROXY_PREFIX, TRIALS_FIXED
+from paitune.results.schema import EPOCHS, LAYERS, PROXY_PREFIX, TRIALS_FIXED
+from paitune.results.storage import Location, locate
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
-from paitune.storage import Location, locate
 
 # Columns of the trials table that describe where and how a trial ran, not what it was: never
 # treated as hyperparameters.

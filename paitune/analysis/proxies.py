@@ -37,7 +37,7 @@ from paitune.analysis.stats import (
     grouped_partial_spearman,
     grouped_spearman,
 )
-from paitune.results_schema import PROXY_PREFIX
+from paitune.results.schema import PROXY_PREFIX
 
 BASELINES = ("params_kept", "flops_sparse")
 CONTEXT_KEYS = ["context", "dataset", "model", "sparsity", "max_epochs"]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from paitune.analysis.load import Results
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
-from paitune.results_schema import STATUS_COMPLETED
+from paitune.results.schema import STATUS_COMPLETED
 
 DENSE_METHOD = "dense"
 DENSE_COLUMN = "dense_test_acc"  # optional trials column written by the sweep

@@ -53,7 +53,7 @@ def run(args) -> int:
     # Imported here so `paitune --help` and the other commands do not pay for pandas/matplotlib.
     from paitune.analysis import analyze, load_results, terminal_text, write_report
     from paitune.analysis.summary import build_summary
-    from paitune.storage import is_uri
+    from paitune.results.storage import is_uri
 
     if args.n_boot < 100:
         raise PaituneError(f"--n-boot {args.n_boot} is too small for a 95% interval; use 100 or more")

@@ -82,7 +82,7 @@ def _trial_config(args) -> dict:
 def _prepare(args, proxies: list[str]):
     # Imported here so `paitune --help` stays fast.
     from ..pruning.allocation import check_sparsity
-    from ..search.pipeline import prepare_trial, resolve_config
+    from ..trial import prepare_trial, resolve_config
 
     config = {**_trial_config(args), "proxies": proxies}
     check_sparsity(config.get("sparsity", TRIAL_DEFAULTS["sparsity"]))

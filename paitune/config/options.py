@@ -2,7 +2,7 @@
 
 Everything else about an option is derived from its ``Option``: the value checks of spaces and
 trials (``check_value``), the command-line flags (``paitune.config.cli``), the Parquet column type
-(``paitune.search.rows``), the hash a config gets (``paitune.config.trial``) and the table in
+(``paitune.results.rows``), the hash a config gets (``paitune.config.trial``) and the table in
 docs/config.md (``paitune.config.docs``).
 
 Allowed names (datasets, models, methods, ...) come from the registries of the modules that

@@ -37,8 +37,8 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from paitune.config import config_hash, trial_config
+from paitune.results.rows import STATUS_KEY
 from paitune.search.journal_state import LOG_SUFFIX, JournaledState
-from paitune.search.rows import STATUS_KEY
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import CONTROL, NO_CONTROL
 from paitune.spaces.context import CONTEXT_COLUMN, context_id

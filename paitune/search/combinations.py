@@ -3,7 +3,7 @@
 A space's parameters are checked one by one when it loads (``paitune.spaces.check``); some rules
 span keys and methods (IMP's ``rewind_epoch`` must fall inside the budget, a method that chooses
 its own mask takes no control, ...) and live with the code that runs the trial
-(``paitune.search.pipeline.resolve_config``). ``check_combinations`` runs those rules on every
+(``paitune.trial.resolve_config``). ``check_combinations`` runs those rules on every
 config the planner can name: in each context, each combination of the choices (a range by its two
 ends, one seed: seeds never make a config invalid), with each control arm, up to
 ``MAX_CHECKED`` per context. The first config that would fail is one line, naming the values that
@@ -47,7 +47,7 @@ def _described(config: dict, point: dict) -> str:
 
 def check_combinations(compiled: CompiledSpace) -> None:
     """Raise PaituneError (one line) at the first config of the space a trial would reject."""
-    from paitune.search.pipeline import resolve_config
+    from paitune.trial import resolve_config
 
     arms = compiled.control_arms
     free = control_free_methods()

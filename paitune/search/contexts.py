@@ -36,8 +36,8 @@ import optuna
 from optuna.trial import FixedTrial
 from ray.tune.search import Searcher
 
+from paitune.results.rows import written_trial_ids
 from paitune.search.asha import pair_key
-from paitune.search.rows import written_trial_ids
 from paitune.search.searcher import DUPLICATE_ATTR, TUNE_TRIAL_ATTR, PaiOptunaSearch
 from paitune.spaces.compile import CONTROL, NO_CONTROL, CompiledSpace
 from paitune.spaces.context import CONTEXT_COLUMN

@@ -5,7 +5,7 @@ renamed over the final name (``os.replace`` is atomic within a filesystem). Read
 directory (pandas, pyarrow datasets, DuckDB globs on ``*.parquet``) skip the hidden names. Files
 are named by trial id, so writing a trial again replaces its file instead of adding a duplicate.
 
-On a remote location (``paitune.storage.Location`` from a URI) the same steps go through the
+On a remote location (``paitune.results.storage.Location`` from a URI) the same steps go through the
 pyarrow filesystem: write the hidden temporary, then move it over the final name (a rename on
 file systems; on object stores a server-side copy, after which the final object appears whole).
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from paitune.results.storage import Location
 from paitune.search.faults import write_fault
-from paitune.storage import Location
 
 TMP_PREFIX = ".tmp-"
 

@@ -14,7 +14,7 @@ import time
 
 from ray.tune import ProgressReporter
 
-from paitune.search.rows import EPOCH_KEY, MAX_EPOCHS_KEY
+from paitune.results.rows import EPOCH_KEY, MAX_EPOCHS_KEY
 from paitune.spaces.compile import CONTROL, NO_CONTROL
 from paitune.spaces.context import CONTEXT_COLUMN
 

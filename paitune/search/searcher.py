@@ -51,8 +51,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from paitune.errors import PaituneError
+from paitune.results.rows import EPOCH_KEY, HISTORY_KEY, MAX_EPOCHS_KEY, STATUS_KEY, written_trial_ids
 from paitune.search import internals
-from paitune.search.rows import EPOCH_KEY, HISTORY_KEY, MAX_EPOCHS_KEY, STATUS_KEY, written_trial_ids
 from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS, make_sampler  # noqa: F401 (re-exported)
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces.compile import SEED_PARAM, CompiledSpace
@@ -134,7 +134,7 @@ class PaiOptunaSearch(OptunaSearch):
         tune_trials: TuneTrialIds | None = None,
     ):
         """``budget``: Tune trials to run, dense references included (None: Tune's num_samples
-        limits them); ``results``: the folder (or ``paitune.storage.Location``) holding the
+        limits them); ``results``: the folder (or ``paitune.results.storage.Location``) holding the
         Parquet tables; ``tune_trials``: the registry the scheduler fills."""
         super().__init__(
             space=compiled.define_by_run,

@@ -2,7 +2,7 @@
 
 It collects each trial's results as they arrive and, when the trial ends (finished, stopped by
 the scheduler, diverged or failed), writes one file per table for it under ``DIR/NAME/{trials,
-epochs,layers}/`` (a local directory or a URI, see ``paitune.storage``), named by trial id. The epochs and layers files go first and the trials file
+epochs,layers}/`` (a local directory or a URI, see ``paitune.results.storage``), named by trial id. The epochs and layers files go first and the trials file
 last, so a row in ``trials`` means the trial's other rows are on disk too.
 
 The sink keeps no state of its own across a driver restart (nothing of it is pickled into Tune's
@@ -38,11 +38,11 @@ import pyarrow as pa
 from ray.tune import Callback
 
 from paitune.config import trial_config
+from paitune.results.rows import TrialRecord, epoch_rows, layer_rows, reference_key, trial_row, written_trial_ids
+from paitune.results.storage import Location, locate, parquet_dataset
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic, write_text_atomic
-from paitune.search.rows import TrialRecord, epoch_rows, layer_rows, reference_key, trial_row, written_trial_ids
 from paitune.search.searcher import trial_outcome
-from paitune.storage import Location, locate, parquet_dataset
 
 ERRORS_DIR = "errors"  # beside the tables: errors/<trial_id>.txt, a failed trial's full trace
 NO_TRACE = "trial failed (no error trace was saved)"

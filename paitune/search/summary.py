@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from paitune import results_schema as rs
-from paitune.storage import Location, locate, parquet_dataset
+from paitune.results import schema as rs
+from paitune.results.storage import Location, locate, parquet_dataset
 
 SUMMARY_COLUMNS = ["trial_id", "status", "method", "sparsity", "allocation", "control", "seed", "epochs_run",
                    "val_acc", "test_acc", "density_achieved"]  # fmt: skip

@@ -35,6 +35,7 @@ from paitune.config import TRIAL_DEFAULTS
 from paitune.config.sweep import SCHEDULERS, SweepOptions
 from paitune.errors import PaituneError, unknown_choice
 from paitune.plugins import load_plugins
+from paitune.results.storage import Location, is_uri, locate
 from paitune.search.internals import check_versions
 from paitune.search.lock import SweepLock, lock_holder, refusal
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
@@ -46,7 +47,6 @@ from paitune.spaces.check import possible_values
 from paitune.spaces.compile import SEED_PARAM, SLOPE_PARAM, layer_param, model_layer_shapes
 from paitune.spaces.loader import build_space
 from paitune.spaces.schema import PerLayerAllocation
-from paitune.storage import Location, is_uri, locate
 
 MANIFEST = "sweep.json"
 TUNE_DIR = "tune"  # Tune's experiment folder inside DIR/NAME
@@ -364,9 +364,9 @@ def tune_loggers(options: SweepOptions) -> list:
 def build_tuner(plan: SweepPlan):
     from ray import tune
 
+    from paitune.results.rows import trials_schema
     from paitune.search.interrupt import HandToTune
     from paitune.search.limiter import ResumableLimiter
-    from paitune.search.rows import trials_schema
     from paitune.search.sink import ParquetSink
     from paitune.search.trainable import run_trial
     from paitune.search.tune_trials import TuneTrialIds

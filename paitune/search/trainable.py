@@ -49,7 +49,7 @@ from ray import tune
 from paitune.config import config_hash, trial_config
 
 # Not the searcher: a trial worker needs its report keys, not Optuna.
-from paitune.search.rows import EPOCH_KEY, HISTORY_KEY, LAYERS_KEY, MAX_EPOCHS_KEY, STATUS_KEY, VERSIONS_KEY
+from paitune.results.rows import EPOCH_KEY, HISTORY_KEY, LAYERS_KEY, MAX_EPOCHS_KEY, STATUS_KEY, VERSIONS_KEY
 
 CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_EVERY_S = 5.0  # default of `paitune sweep --checkpoint-every`
@@ -93,7 +93,7 @@ MASK_FACT_KEYS = (
 
 
 def _mask_facts(facts: dict[str, Any]) -> dict[str, Any]:
-    """The mask facts of a pipeline facts dict, with the layers as the JSON the sink reads."""
+    """The mask facts of a trial facts dict (paitune.trial), with the layers as the JSON the sink reads."""
     shapes = facts["layer_shapes"]
     layers = [
         {"name": name, "shape": list(shapes[name]), "numel": int(math.prod(shapes[name])), "density": float(density)}
@@ -176,8 +176,8 @@ def run_trial(
 ) -> None:
     """Ray Tune function trainable: one PaI trial (bind the keyword arguments with
     ``tune.with_parameters``; ``report_epochs``: the scheduler's decision points)."""
-    from paitune.search.pipeline import prepare_trial
     from paitune.training import Diverged
+    from paitune.trial import prepare_trial
 
     # One INFO line per checkpoint (each epoch) from Ray's storage layer would drown the progress table.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)

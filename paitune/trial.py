@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..config import method_options
-from ..config import resolve_config as resolve_options
-from ..data import load_dataset, scoring_batches
-from ..models import build_model
-from ..plugins import load_plugins
-from ..proxies import compute_proxies
-from ..proxies.activation import check_swap_settings
-from ..pruning import METHODS, MaskReport, Masks, apply_masks, check_choices, mask_hash, mask_report
-from ..sparse import DST_METHODS, SPARSE_METHODS, build_sparse_trial, check_sparse_config
-from ..sparse.registry import prune_from_config
-from ..training import TrainConfig, Trainer
+from .config import method_options
+from .config import resolve_config as resolve_options
+from .data import load_dataset, scoring_batches
+from .models import build_model
+from .plugins import load_plugins
+from .proxies import compute_proxies
+from .proxies.activation import check_swap_settings
+from .pruning import METHODS, MaskReport, Masks, apply_masks, check_choices, mask_hash, mask_report
+from .sparse import DST_METHODS, SPARSE_METHODS, build_sparse_trial, check_sparse_config
+from .sparse.registry import prune_from_config
+from .training import TrainConfig, Trainer
 
 
 def resolve_config(config: Mapping) -> dict:

@@ -1,7 +1,7 @@
 """Tune results of one trial -> rows of the trials, epochs and layers tables.
 
 Every trial file of a sweep has the same columns (fixed by the space before the sweep starts), so
-the tables read whole as one dataset: the fixed columns of ``paitune.results_schema``, then every
+the tables read whole as one dataset: the fixed columns of ``paitune.results.schema``, then every
 other trial config value, the searched allocation's raw parameters, and ``proxy_<name>`` columns.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from paitune import results_schema as rs
+from paitune.results import schema as rs
 from paitune.config import TRIAL_KEYS, TRIAL_OPTIONS, canonical_json, config_hash, trial_config
 from paitune.spaces.compile import REFERENCE_KEYS
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
-from paitune.storage import locate
+from paitune.results.storage import locate
 
 # Column types of the trial config values that are not fixed columns of the trials table. Lists,
 # paths and shapes are stored as text (proxies comma-separated, shapes like "3x32x32").
