@@ -59,7 +59,7 @@ def test_same_host_dead_or_reused_pid_is_stale_live_one_holds(tmp_path):
     here = socket.gethostname()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        start = lockmod._start_time(child.pid)
+        start = lockmod.process_start_time(child.pid)
         # a live holder, however old its lease: on its own host the pid, not the clock, decides
         _write_lock(folder, host=here, pid=child.pid, start=start, renewed=time.time() - 3600)
         with pytest.raises(PaituneError, match=f"already running \\(pid {child.pid}\\) on host {here}"):

@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from paitune.errors import PaituneError
+from paitune.search.ray_procs import process_start_time
 
 LOCK_FILE = ".lock"
 TAKEOVER_DIR = ".lock.takeover"
@@ -38,15 +39,6 @@ NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
 
 def _lease_s() -> float:
     return float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_S))
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else int(fields[19])
 
 
 def _read(path: Path) -> dict | None:
@@ -79,7 +71,7 @@ def is_stale(record: dict, *, now: float | None = None) -> bool:
         return False
     if record.get("host") == socket.gethostname():
         pid = int(record.get("pid", -1))
-        return pid <= 0 or _start_time(pid) != record.get("start")
+        return pid <= 0 or process_start_time(pid) != record.get("start")
     now = time.time() if now is None else now
     return now - float(record.get("renewed", 0)) > float(record.get("lease_s", DEFAULT_LEASE_S))
 
@@ -114,7 +106,7 @@ class SweepLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lease_s = _lease_s() if lease_s is None else lease_s
         self.record = {
-            "host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid()),
+            "host": socket.gethostname(), "pid": os.getpid(), "start": process_start_time(os.getpid()),
             "token": uuid.uuid4().hex, "lease_s": self.lease_s, "renewed": time.time(),
         }  # fmt: skip
         self.lost: str | None = None  # set when another driver took the lock from this one

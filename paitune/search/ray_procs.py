@@ -25,15 +25,16 @@ AUTH_ENV = "RAY_AUTH_MODE"
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); with the pid
+    it names one process, even after the pid is reused. None if there is no such live process."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its closing ')'.
     fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[19])
+    return None if fields[0] == "Z" else int(fields[19])  # a zombie has exited
 
 
 def _is_zombie(pid: int) -> bool:
@@ -66,7 +67,7 @@ def descendants(root: int) -> list[int]:
 
 def record_processes(experiment_dir: Path, pids: list[int]) -> None:
     """Write ``pids`` (with their start times) to DIR/NAME/ray.pids, atomically."""
-    entries = [{"pid": pid, "start": start} for pid in pids if (start := _start_time(pid)) is not None]
+    entries = [{"pid": pid, "start": start} for pid in pids if (start := process_start_time(pid)) is not None]
     tmp = experiment_dir / f".{PID_FILE}.tmp"
     tmp.write_text(json.dumps({"driver": os.getpid(), "processes": entries}))
     os.replace(tmp, experiment_dir / PID_FILE)
@@ -83,7 +84,7 @@ def reap_orphans(experiment_dir: Path) -> list[int]:
     for entry in record.get("processes", []):
         pid, start = int(entry["pid"]), entry["start"]
         # Only the very process we recorded: same pid *and* same start time.
-        if pid == os.getpid() or _start_time(pid) != start or _is_zombie(pid):
+        if pid == os.getpid() or process_start_time(pid) != start or _is_zombie(pid):
             continue
         try:
             os.kill(pid, signal.SIGKILL)  # the agents ignore SIGTERM once their raylet is gone
