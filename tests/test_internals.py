@@ -66,3 +66,17 @@ def test_the_adapter_reaches_what_it_wraps():
     assert internals.ray_optuna_study(search) is not None
     manager = internals.experiment_checkpoint_manager_class()
     assert callable(manager.sync_up_experiment_state)
+
+
+def test_a_package_copied_without_metadata_is_read_from_its_module(monkeypatch):
+    from importlib.metadata import PackageNotFoundError
+
+    def no_metadata(package):
+        raise PackageNotFoundError(package)
+
+    monkeypatch.setattr(internals, "installed_version", no_metadata)
+    import optuna
+    import ray
+
+    assert internals.version("ray") == ray.__version__ and internals.version("optuna") == optuna.__version__
+    internals.check_versions()

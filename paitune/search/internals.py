@@ -17,14 +17,25 @@ Each use is a small function here, so a new Ray or Optuna release is checked in 
 
 from __future__ import annotations
 
+import importlib
 import os
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 
 from paitune.errors import PaituneError
 
 # Major.minor of each library these internals were tested with; pyproject.toml pins the same range.
 TESTED = {"ray": "2.60", "optuna": "5.0"}
 ALLOW_UNTESTED_ENV = "PAITUNE_UNTESTED_VERSIONS"
+
+
+def version(package: str) -> str:
+    """The package's version: its installed metadata, or its ``__version__`` where it was copied
+    onto the path without any (an unpacked wheel)."""
+    try:
+        return installed_version(package)
+    except PackageNotFoundError:
+        return importlib.import_module(package).__version__
 
 
 def check_versions() -> None:
