@@ -55,3 +55,31 @@ def test_replaying_events_a_snapshot_already_holds_changes_nothing(tmp_path):
     asha._journal.compact(*asha._snapshot())  # a crash right after the snapshot, before emptying the journal:
     (tmp_path / "asha.json.log").write_text(log)
     assert _asha(tmp_path).rungs() == asha.rungs()
+
+
+def test_appends_after_a_cut_off_line_are_all_read_back(tmp_path):
+    asha = _asha(tmp_path)
+    _feed(asha, 6)
+    with open(tmp_path / "asha.json.log", "a") as log:
+        log.write('["rung", "ctx", 1, "t99"')  # a full disk cut this append short
+    resumed = _asha(tmp_path)
+    resumed.rungs()  # loads (and cuts the partial line) before anything is appended
+    _feed(resumed, 10)  # t6..t9 are new records after the cut
+    assert _asha(tmp_path).rungs() == resumed.rungs()
+
+
+def test_the_study_journal_drops_a_cut_off_operation(tmp_path):
+    import optuna
+
+    from paitune.search.journal import UnsyncedJournalFile
+
+    path = tmp_path / "study.journal"
+    storage = optuna.storages.JournalStorage(UnsyncedJournalFile(path))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    with open(path, "ab") as journal:
+        journal.write(b'{"op_code":5,"worker_id"')  # the driver's last append, cut short
+    reopened = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(UnsyncedJournalFile(path)))
+    reopened.tell(reopened.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.25)
+    again = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(UnsyncedJournalFile(path)))
+    assert [t.value for t in again.trials] == [0.5, 0.25]

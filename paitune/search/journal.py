@@ -17,6 +17,34 @@ from pathlib import Path
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend, JournalFileSymlinkLock
 
 
+def drop_partial_last_line(path: Path) -> None:
+    """Cut a last line that lacks its newline: an append the driver died in, or one a full disk
+    cut short, never committed. Left in place, the next append would run into it, and the merged
+    line would hide every operation after it from Optuna's reader."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, 2)
+        if handle.read(1) == b"\n":
+            return
+        # Find the last newline, reading backwards in blocks.
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            handle.seek(start)
+            block = handle.read(end - start)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                handle.truncate(start + cut + 1)
+                return
+            end = start
+        handle.truncate(0)
+
+
 class UnsyncedJournalFile(BaseJournalBackend):
     """Optuna's journal file format and lock, appended without an ``fsync`` (see above)."""
 
@@ -24,6 +52,11 @@ class UnsyncedJournalFile(BaseJournalBackend):
         self._path = str(path)
         self._reader = JournalFileBackend(self._path)  # reads (with its offset cache); creates the file
         self._lock = JournalFileSymlinkLock(self._path)
+        self._lock.acquire()
+        try:
+            drop_partial_last_line(Path(self._path))
+        finally:
+            self._lock.release()
 
     def read_logs(self, log_number_from: int):
         return self._reader.read_logs(log_number_from)

@@ -7,7 +7,7 @@ the journal is emptied, so the cost of all writes stays linear in the number of 
 
 Events must be idempotent (setting a key to a value): a crash between writing a snapshot and
 emptying the journal replays events the snapshot already holds. A half-written last line (a crash
-mid-append) is ignored.
+or a full disk mid-append) is cut off when the state is loaded, before anything is appended after it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from paitune.search.journal import drop_partial_last_line
 
 LOG_SUFFIX = ".log"
 MIN_EVENTS_BEFORE_COMPACTING = 1000
@@ -35,16 +37,14 @@ class JournaledState:
             snapshot = json.loads(self.path.read_text())
         except FileNotFoundError:
             snapshot = None
+        drop_partial_last_line(self.log_path)  # a crash or a full disk mid-append: never committed
         events = []
         try:
             lines = self.log_path.read_text().splitlines()
         except FileNotFoundError:
             lines = []
         for line in lines:
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a crash mid-append: nothing after it was written
+            events.append(json.loads(line))
         self._events = len(events)
         return snapshot, events
 
