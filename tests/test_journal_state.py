@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from ray.tune.schedulers import TrialScheduler
 from test_contexts import CTL, _asha, _trial
 
@@ -83,3 +84,42 @@ def test_the_study_journal_drops_a_cut_off_operation(tmp_path):
     reopened.tell(reopened.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.25)
     again = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(UnsyncedJournalFile(path)))
     assert [t.value for t in again.trials] == [0.5, 0.25]
+
+
+def test_an_append_that_fails_part_way_leaves_nothing(tmp_path, monkeypatch):
+    import builtins
+
+    from paitune.search.journal import append_whole
+
+    path = tmp_path / "j.log"
+    append_whole(path, b"first\n")
+    real_open = builtins.open
+
+    class HalfThenFull:
+        def __init__(self, handle):
+            self.handle, self.calls = handle, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def seek(self, *a):
+            return self.handle.seek(*a)
+
+        def truncate(self, size):
+            return self.handle.truncate(size)
+
+        def write(self, view):
+            self.calls += 1
+            if self.calls > 1:
+                raise OSError(28, "No space left on device")
+            return self.handle.write(view[: len(view) // 2])
+
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: HalfThenFull(real_open(*a, **k)))
+    with pytest.raises(OSError):
+        append_whole(path, b"second line\n")
+    monkeypatch.setattr(builtins, "open", real_open)
+    append_whole(path, b"third\n")
+    assert path.read_bytes() == b"first\nthird\n"

@@ -435,3 +435,19 @@ def test_a_retried_partner_stops_where_its_first_run_and_its_arm_stopped(tmp_pat
     assert restored.on_trial_result(ctl, retry, {"epoch": 1, "val_acc": 0.99}) == TrialScheduler.STOP
     (rungs,) = restored.rungs().values()
     assert "p-retry" not in rungs[0][1]  # the config is on the rung once
+
+
+def test_a_cut_short_tune_snapshot_is_set_aside_before_a_resume(tmp_path):
+    import pyarrow.fs as pafs
+
+    from paitune.search.tune_state import set_aside_broken_snapshots
+
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
+    (tmp_path / "experiment_state-2026-01-02_00-00-00.json").write_text('{"trial_data": [["{\\"config')
+    broken, whole = set_aside_broken_snapshots(str(tmp_path), pafs.LocalFileSystem())
+    assert whole == 1
+    assert [p.rsplit("/", 1)[-1] for p in broken] == ["experiment_state-2026-01-02_00-00-00.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "experiment_state-2026-01-01_00-00-00.json",
+        "experiment_state-2026-01-02_00-00-00.json.broken",
+    ]

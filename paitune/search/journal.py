@@ -12,9 +12,28 @@ know finished.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend, JournalFileSymlinkLock
+
+
+def append_whole(path: str | Path, data: bytes) -> None:
+    """Append ``data`` whole or not at all: a write that fails part way (a full disk) is cut back
+    off. Otherwise a later append, once some space is freed, would land after half a line and
+    Optuna's reader would refuse everything from there on."""
+    with open(path, "ab", buffering=0) as handle:
+        start = handle.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[handle.write(view) :]
+        except BaseException:
+            try:
+                handle.truncate(start)
+            except OSError:
+                pass  # a read-only remount: the cut-off tail is dropped when the journal is next opened
+            raise
 
 
 def drop_partial_last_line(path: Path) -> None:
@@ -66,7 +85,6 @@ class UnsyncedJournalFile(BaseJournalBackend):
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
         self._lock.acquire()
         try:
-            with open(self._path, "ab") as handle:
-                handle.write(data)
+            append_whole(self._path, data)
         finally:
             self._lock.release()

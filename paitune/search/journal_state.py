@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from paitune.search.journal import drop_partial_last_line
+from paitune.search.journal import append_whole, drop_partial_last_line
 
 LOG_SUFFIX = ".log"
 MIN_EVENTS_BEFORE_COMPACTING = 1000
@@ -51,8 +51,7 @@ class JournaledState:
     def append(self, event: Any, snapshot: Callable[[], tuple[dict, int]]) -> None:
         """Journal ``event``; ``snapshot()`` gives (the whole state, its record count) when it is
         time to compact."""
-        with open(self.log_path, "a") as log:
-            log.write(json.dumps(event, separators=(",", ":")) + "\n")
+        append_whole(self.log_path, (json.dumps(event, separators=(",", ":")) + "\n").encode())
         self._events += 1
         if self._events > max(MIN_EVENTS_BEFORE_COMPACTING, self._snapshot_size):
             self.compact(*snapshot())

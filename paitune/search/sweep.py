@@ -41,7 +41,7 @@ from paitune.search.lock import SweepLock, lock_holder, refusal
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
 from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 from paitune.search.study_store import STUDY_FILE, study_storage
-from paitune.search.tune_state import serialized_snapshots
+from paitune.search.tune_state import serialized_snapshots, set_aside_broken_snapshots
 from paitune.spaces import CompiledSpace, Space, compile_space, load_space
 from paitune.spaces.check import possible_values
 from paitune.spaces.compile import SEED_PARAM, SLOPE_PARAM, layer_param, model_layer_shapes
@@ -421,7 +421,10 @@ def build_tuner(plan: SweepPlan):
     )
     if plan.options.resume:
         path = f"{storage_path}/{TUNE_DIR}"
-        if tune.Tuner.can_restore(path, storage_filesystem=storage_filesystem):
+        _, whole = set_aside_broken_snapshots(path, storage_filesystem or pafs.LocalFileSystem())
+        # Without a whole snapshot Tune has nothing to restore: a fresh Tune run, whose searcher
+        # squares the study with the tables and reruns what was never written.
+        if whole and tune.Tuner.can_restore(path, storage_filesystem=storage_filesystem):
             restored = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
                                           storage_filesystem=storage_filesystem)  # fmt: skip
             return restored, sink

@@ -58,3 +58,38 @@ def serialized_snapshots(before_save=None):
         yield
     finally:
         cls.sync_up_experiment_state = original
+
+
+SNAPSHOT_GLOB = "experiment_state-*.json"  # Tune's experiment snapshot, one file per Tune run
+BROKEN_SUFFIX = ".broken"
+
+
+def set_aside_broken_snapshots(tune_dir: str, filesystem) -> tuple[list[str], int]:
+    """Rename every experiment snapshot under ``tune_dir`` that is not whole JSON (an upload a full
+    disk or a kill cut short) to ``<name>.broken``, so Tune neither restores from it nor fails on
+    it: the resume then restores from an older snapshot or, with none left, starts Tune afresh and
+    the searcher squares the study with the tables. Returns (the paths set aside, the number of
+    whole snapshots left)."""
+    import fnmatch
+    import json
+
+    import pyarrow.fs as pafs
+
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(tune_dir, allow_not_found=True))
+    except OSError:
+        return [], 0
+    broken, whole = [], 0
+    for info in infos:
+        if info.type != pafs.FileType.File or not fnmatch.fnmatch(info.base_name, SNAPSHOT_GLOB):
+            continue
+        with filesystem.open_input_stream(info.path) as stream:
+            text = stream.read()
+        try:
+            json.loads(text)
+            whole += 1
+        except ValueError:
+            filesystem.move(info.path, info.path + BROKEN_SUFFIX)
+            logger.warning("Tune's snapshot %s is cut short; resuming without it", info.path)
+            broken.append(info.path)
+    return broken, whole
