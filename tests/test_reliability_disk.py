@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
     where.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
     return done.returncode == 0
+
+
+def _remount_read_only(where: Path) -> None:
+    """The kernel refuses a read-only remount while a file on it is open for writing (EBUSY): try
+    for a while, as an administrator would; skip where it never lets go (the injected EROFS test
+    covers the sweep's side)."""
+    deadline = time.monotonic() + 30
+    while subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            pytest.skip("the kernel kept the tmpfs busy (a file open for writing): no read-only remount")
+        time.sleep(0.2)
 
 
 @pytest.fixture

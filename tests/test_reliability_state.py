@@ -438,16 +438,33 @@ def test_a_retried_partner_stops_where_its_first_run_and_its_arm_stopped(tmp_pat
 
 
 def test_a_cut_short_tune_snapshot_is_set_aside_before_a_resume(tmp_path):
+    import pickle
+
     import pyarrow.fs as pafs
 
     from paitune.search.tune_state import set_aside_broken_snapshots
 
-    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
-    (tmp_path / "experiment_state-2026-01-02_00-00-00.json").write_text('{"trial_data": [["{\\"config')
+    old, new, newer = "2026-01-01_00-00-00", "2026-01-02_00-00-00", "2026-01-03_00-00-00"
+    (tmp_path / f"experiment_state-{old}.json").write_text('{"trial_data": []}')
+    (tmp_path / f"searcher-state-{old}.pkl").write_bytes(pickle.dumps({"a": 1}))
+    # a cut-short experiment state
+    (tmp_path / f"experiment_state-{new}.json").write_text('{"trial_data": [["{\\"config')
+    # a whole experiment state beside a cut-short searcher state: the snapshot is not whole either
+    (tmp_path / f"experiment_state-{newer}.json").write_text('{"trial_data": []}')
+    (tmp_path / f"searcher-state-{newer}.pkl").write_bytes(pickle.dumps({"a": 1})[:-3])
     broken, whole = set_aside_broken_snapshots(str(tmp_path), pafs.LocalFileSystem())
     assert whole == 1
-    assert [p.rsplit("/", 1)[-1] for p in broken] == ["experiment_state-2026-01-02_00-00-00.json"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "experiment_state-2026-01-01_00-00-00.json",
-        "experiment_state-2026-01-02_00-00-00.json.broken",
+    assert sorted(p.rsplit("/", 1)[-1] for p in broken) == [
+        f"experiment_state-{new}.json",
+        f"experiment_state-{newer}.json",
+        f"searcher-state-{newer}.pkl",
     ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [
+            f"experiment_state-{old}.json",
+            f"searcher-state-{old}.pkl",
+            f"experiment_state-{new}.json.broken",
+            f"experiment_state-{newer}.json.broken",
+            f"searcher-state-{newer}.pkl.broken",
+        ]
+    )

@@ -18,8 +18,13 @@ False (a write failed) the snapshot is not taken.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import functools
+import json
 import logging
+import re
+
+import pyarrow.fs as pafs
 
 from paitune.search import internals
 
@@ -61,35 +66,48 @@ def serialized_snapshots(before_save=None):
 
 
 SNAPSHOT_GLOB = "experiment_state-*.json"  # Tune's experiment snapshot, one file per Tune run
+# The files of one snapshot (experiment, searcher, search generator) share its run's timestamp.
+SNAPSHOT_PARTS = re.compile(r"^(experiment_state|search_gen_state|searcher-state)-(?P<stamp>.+)\.(json|pkl)$")
 BROKEN_SUFFIX = ".broken"
 
 
+def _whole(name: str, data: bytes) -> bool:
+    if name.endswith(".json"):
+        try:
+            json.loads(data)
+        except ValueError:
+            return False
+        return True
+    # A pickle ends with its STOP opcode; one cut short does not (checked without unpickling it).
+    return data.endswith(b".")
+
+
 def set_aside_broken_snapshots(tune_dir: str, filesystem) -> tuple[list[str], int]:
-    """Rename every experiment snapshot under ``tune_dir`` that is not whole JSON (an upload a full
-    disk or a kill cut short) to ``<name>.broken``, so Tune neither restores from it nor fails on
-    it: the resume then restores from an older snapshot or, with none left, starts Tune afresh and
-    the searcher squares the study with the tables. Returns (the paths set aside, the number of
-    whole snapshots left)."""
-    import fnmatch
-    import json
-
-    import pyarrow.fs as pafs
-
+    """Set aside (rename to ``<name>.broken``) every file of each experiment snapshot under
+    ``tune_dir`` of which one file is cut short (an upload a full disk or a kill interrupted), so
+    Tune neither restores from it nor fails on it: the resume then restores from an older whole
+    snapshot or, with none left, starts Tune afresh and the searcher squares the study with the
+    tables. Returns (the paths set aside, the number of whole experiment snapshots left)."""
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(tune_dir, allow_not_found=True))
     except OSError:
         return [], 0
-    broken, whole = [], 0
+    groups: dict[str, list] = {}
     for info in infos:
-        if info.type != pafs.FileType.File or not fnmatch.fnmatch(info.base_name, SNAPSHOT_GLOB):
+        match = SNAPSHOT_PARTS.match(info.base_name)
+        if info.type == pafs.FileType.File and match:
+            groups.setdefault(match["stamp"], []).append(info)
+    broken, whole = [], 0
+    for files in groups.values():
+        intact = True
+        for info in files:
+            with filesystem.open_input_stream(info.path) as stream:
+                intact = intact and _whole(info.base_name, stream.read())
+        if intact:
+            whole += any(fnmatch.fnmatch(info.base_name, SNAPSHOT_GLOB) for info in files)
             continue
-        with filesystem.open_input_stream(info.path) as stream:
-            text = stream.read()
-        try:
-            json.loads(text)
-            whole += 1
-        except ValueError:
+        for info in files:
             filesystem.move(info.path, info.path + BROKEN_SUFFIX)
-            logger.warning("Tune's snapshot %s is cut short; resuming without it", info.path)
             broken.append(info.path)
+        logger.warning("Tune's snapshot in %s is cut short; resuming without it", tune_dir)
     return broken, whole
