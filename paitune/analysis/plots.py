@@ -2,6 +2,8 @@
 
 Each function takes the DataFrame its section computed and returns a Figure, or None when there
 is nothing to draw. Only ``save_figure`` touches the disk.
+
+Longer than the other modules: one short function per figure of the report, sharing one style.
 """
 
 from __future__ import annotations

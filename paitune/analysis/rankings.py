@@ -44,6 +44,9 @@ Verdict rules (first that applies), per choice:
   0.5 +/- WIN_MARGIN (two one-sided tests at 5%).
 - ``inconclusive``: none of the above (it may be significantly ahead of some choices and behind
   others: ``n_ahead`` / ``n_behind`` say).
+
+Longer than the other modules: the blocks built here (a context with the other factor held fixed)
+are what every ranking number, test and transfer score of this section is computed over.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ the analysis prints the same numbers. Many small groups are bootstrapped at once
 batched by size, and all groups of one size share one matrix of resample counts (each group's
 marginal bootstrap distribution is still exact; only the draws are shared), so the work is a few
 matrix products instead of a Python loop per group.
+
+Longer than the other modules on purpose: every test and interval a verdict rests on is here, so a
+reviewer checks the statistics in one place.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ so its outcome (and what Optuna was told about it) does not change.
 Both schedulers record the id of every trial Tune adds (``TuneTrialIds``): after a restart the
 searcher squares its studies with the trials the restored Tune holds (``paitune.search.searcher``).
 The dense reference trials (method ``dense``) are never ranked or stopped.
+
+Longer than the other modules: the ASHA rule, the pairing of control arms and the journaled state
+meet in each decision (a stop writes the pair's record), so they stay together.
 """
 
 from __future__ import annotations
