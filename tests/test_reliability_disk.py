@@ -134,7 +134,7 @@ def test_real_filesystem_full_or_read_only_mid_sweep(tmp_path, small_fs, fault, 
     if fault == "full":  # another program fills the disk
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
     else:  # an administrator remounts it read-only
-        assert subprocess.run(["mount", "-o", "remount,ro", str(small_fs)]).returncode == 0
+        _remount_read_only(small_fs)
     command = _resume_command(first, log, REASONS[fault])
     written = _visible_files_are_whole(root)
     assert written

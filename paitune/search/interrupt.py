@@ -18,6 +18,7 @@ thread, asks for the same stop (``request``), with no signal; the callback hands
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import os
@@ -86,6 +87,7 @@ class StopRequests:
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
+            self._stop_at_once()
             raise KeyboardInterrupt  # the second signal: stop at once
         self.signal = signum
         name = signal.Signals(signum).name
@@ -96,6 +98,20 @@ class StopRequests:
             flush=True,
         )
         self.hand_to_tune()  # at once when Tune's loop runs; else HandToTune does when it starts
+
+    def _stop_at_once(self) -> None:
+        """A KeyboardInterrupt raised while a ``__del__`` runs is swallowed there (Python prints
+        "Exception ignored" and goes on): catch that, without its traceback, and interrupt the main
+        thread again, so the second signal always stops the sweep."""
+        previous = sys.unraisablehook
+
+        def hook(unraisable):
+            if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+                _thread.interrupt_main()
+                return
+            previous(unraisable)
+
+        sys.unraisablehook = hook
 
     def hand_to_tune(self) -> None:
         """Set Tune's stop event through the handler Tune keeps on SIGUSR1 (main thread only:
