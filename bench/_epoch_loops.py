@@ -69,8 +69,11 @@ class _CropFlipImages(Dataset):
         return self.transform(self.x[index]), self.y[index]
 
 
-class DataLoaderLoop:
-    def __init__(self, model, masks, x, y, *, batch_size, precision, channels_last, device, workers, lr=0.1):
+class _MaskedLoop:
+    """What both loops share: the masked model on the device in its layout, SGD, the grad scaler
+    fp16 needs, and one masked step."""
+
+    def __init__(self, model, masks, *, precision, channels_last, device, lr):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         if channels_last:
@@ -79,6 +82,28 @@ class DataLoaderLoop:
         self.optimizer = _sgd(self.model, lr)
         self.scaler = grad_scaler(self.device, precision)
         self.precision, self.channels_last = precision, channels_last
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """One masked SGD step; returns the batch's loss (on the device, not synchronized)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.precision):
+            logits = self.model(xb)
+        loss = F.cross_entropy(logits.float(), yb)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        with torch.no_grad():
+            torch._foreach_mul_(self.params, self.factors)
+        return loss.detach()
+
+
+class DataLoaderLoop(_MaskedLoop):
+    def __init__(self, model, masks, x, y, *, batch_size, precision, channels_last, device, workers, lr=0.1):
+        super().__init__(model, masks, precision=precision, channels_last=channels_last, device=device, lr=lr)
         pin = self.device.type == "cuda"
         self.loader = DataLoader(_CropFlipImages(x.cpu(), y.cpu()), batch_size=batch_size, shuffle=True,
                                  num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)  # fmt: skip
@@ -89,21 +114,14 @@ class DataLoaderLoop:
         for xb, yb in self.loader:
             xb = to_layout(xb.to(self.device, non_blocking=True), self.channels_last)
             yb = yb.to(self.device, non_blocking=True)
-            total += _step(self, xb, yb)
+            total += self.step(xb, yb)
         _sync(self.device)
         return float(total)
 
 
-class TunedLoop:
+class TunedLoop(_MaskedLoop):
     def __init__(self, model, masks, x, y, *, batch_size, precision, channels_last, device, lr=0.1):
-        self.device = torch.device(device)
-        self.model = model.to(self.device)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.params, self.factors = _masked(self.model, masks)
-        self.optimizer = _sgd(self.model, lr)
-        self.scaler = grad_scaler(self.device, precision)
-        self.precision, self.channels_last = precision, channels_last
+        super().__init__(model, masks, precision=precision, channels_last=channels_last, device=device, lr=lr)
         self.x, self.y = to_layout(x.to(self.device), channels_last), y.to(self.device)
         self.batch_size = batch_size
         self.crop = CropFlip()
@@ -118,24 +136,6 @@ class TunedLoop:
         for b in range(0, n, self.batch_size):
             idx, s = order[b : b + self.batch_size], slice(b, b + self.batch_size)
             xb = to_layout(self.crop.apply(self.x[idx], top[s], left[s], flip[s]), self.channels_last)
-            total += _step(self, xb, self.y[idx])
+            total += self.step(xb, self.y[idx])
         _sync(device)
         return float(total)
-
-
-def _step(loop, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    """One masked SGD step; returns the batch's loss (on the device, not synchronized)."""
-    loop.optimizer.zero_grad(set_to_none=True)
-    with autocast(loop.device, loop.precision):
-        logits = loop.model(xb)
-    loss = F.cross_entropy(logits.float(), yb)
-    if loop.scaler is None:
-        loss.backward()
-        loop.optimizer.step()
-    else:
-        loop.scaler.scale(loss).backward()
-        loop.scaler.step(loop.optimizer)
-        loop.scaler.update()
-    with torch.no_grad():
-        torch._foreach_mul_(loop.params, loop.factors)
-    return loss.detach()

@@ -10,7 +10,8 @@ Per quarter of the sweep's finished trials (in the order they ended, from the tr
 the first quarter timed from the first trial's end, leaving out the sweep's fixed start): wall
 seconds per 250 trials, and the driver's CPU milliseconds per trial (its CPU time at the
 quarter's first and last finish, interpolated between samples). ``growth`` is the last quarter's
-wall per trial over the first's.
+wall per trial over the first's. ``state KB/trial``: the size of Tune's last experiment snapshot
+(it lists every trial of the sweep) over the trials it lists.
 
 Goals: growth <= 1.5 for TPE at 3,000 trials; driver CPU per trial < 50 ms at 10,000 trials.
 A 10,000-trial sweep of one-epoch digits trials takes ~45 minutes on 2 cores; ``--trials`` picks
@@ -19,6 +20,7 @@ the sizes (default 1000 and 3000).
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import threading
@@ -91,6 +93,12 @@ def quarters(finished_s: np.ndarray, started: float, cpu: CpuSampler) -> list[di
     return out
 
 
+def snapshot_kb_per_trial(experiment_dir: Path) -> float:
+    """Kilobytes per listed trial of Tune's newest experiment snapshot of the sweep."""
+    newest = max((experiment_dir / "tune").glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    return newest.stat().st_size / 1024 / len(json.loads(newest.read_text())["trial_data"])
+
+
 def main(argv=None) -> int:
     parser = bench_parser(__doc__)
     parser.add_argument("--trials", default="1000,3000", help="comma-separated sweep sizes (default 1000,3000)")
@@ -119,6 +127,7 @@ def main(argv=None) -> int:
                         **{f"q{i + 1}_cpu_ms": q[i]["driver_cpu_ms_per_trial"] for i in range(4)},
                         "growth": q[3]["wall_per_250_s"] / q[0]["wall_per_250_s"],
                         "cpu_ms_per_trial": 1000 * (cpu.samples[-1][1] - cpu.samples[0][1]) / len(sampled),
+                        "state_kb_per_trial": snapshot_kb_per_trial(run.experiment_dir),
                     })  # fmt: skip
         finally:
             stop_ray()
@@ -137,7 +146,7 @@ def main(argv=None) -> int:
     columns = [("sampler", "sampler", ""), ("trials", "trials", "d"), ("wall_s", "wall s", ".0f")]
     columns += [(f"q{i}_wall_per_250_s", f"q{i} s/250", ".1f") for i in range(1, 5)]
     columns += [(f"q{i}_cpu_ms", f"q{i} cpu ms", ".1f") for i in range(1, 5)]
-    columns += [("growth", "q4/q1", ".2f")]
+    columns += [("growth", "q4/q1", ".2f"), ("state_kb_per_trial", "state KB/trial", ".1f")]
     report(NAME, args, settings={"space": "default", "sets": SETS, "scheduler": "fifo", "max_concurrent": 2,
                                  "sizes": sizes, "samplers": samplers},
            rows=rows, summary=summary, columns=columns,

@@ -12,7 +12,9 @@ from paitune.errors import PaituneError
 from paitune.search import internals
 
 ROOT = Path(__file__).resolve().parents[1]
-PRIVATE = re.compile(r"\._ot_|\._storage\.|\._trial_id\b|_ExperimentCheckpointManager|\._completed_trials")
+PRIVATE = re.compile(
+    r"\._ot_|\._storage\.|\._trial_id\b|_ExperimentCheckpointManager|\._completed_trials|\.run_metadata\b"
+)
 
 
 def test_private_names_appear_only_in_the_adapter():

@@ -18,21 +18,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import start_paitune
-from test_reliability_faults import _wait, _wait_for, check_sweep_is_whole
+from test_reliability_faults import FIFO_ARGS, _wait, _wait_for, check_sweep_is_whole, fifo_space
 
 EPOCHS = 12
 NUM_SAMPLES = 4
-SPACE = f"""
-name: disk
-settings: {{dataset: digits, model: mlp, epochs: {EPOCHS}, batch_size: 64, lr: 0.05, proxies: [grad_norm]}}
-params:
-  method: {{type: categorical, choices: [random, magnitude, snip]}}
-  sparsity: {{type: categorical, choices: [0.5, 0.9, 0.99]}}
-seeds: [0]
-scheduler: {{type: fifo}}
-num_samples: {NUM_SAMPLES}
-"""
-ARGS = ["--sampler", "random", "--max-concurrent", "2", "--checkpoint-every", "0", "--quiet"]
+SPACE = fifo_space("disk", EPOCHS, NUM_SAMPLES)
+ARGS = FIFO_ARGS
 REASONS = {"full": "No space left on device", "read-only": "Read-only file system"}
 
 

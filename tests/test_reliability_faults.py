@@ -39,6 +39,25 @@ num_samples: {NUM_SAMPLES}
 SWEEP_ARGS = ["--sampler", "random", "--max-concurrent", "2", "--quiet"]
 
 
+def fifo_space(name: str, epochs: int, num_samples: int = 4) -> str:
+    """A FIFO space of one seed and no arms, for the tests that stop a sweep mid-training (a
+    signal, a full disk): every trial trains its whole budget unless the fault stops it."""
+    return f"""
+name: {name}
+settings: {{dataset: digits, model: mlp, epochs: {epochs}, batch_size: 64, lr: 0.05, proxies: [grad_norm]}}
+params:
+  method: {{type: categorical, choices: [random, magnitude, snip]}}
+  sparsity: {{type: categorical, choices: [0.5, 0.9, 0.99]}}
+seeds: [0]
+scheduler: {{type: fifo}}
+num_samples: {num_samples}
+"""
+
+
+# A checkpoint at every epoch: a stopped trial resumes where it stopped.
+FIFO_ARGS = ["--sampler", "random", "--max-concurrent", "2", "--checkpoint-every", "0", "--quiet"]
+
+
 def _wait(proc, timeout):
     try:
         return proc.wait(timeout=timeout)

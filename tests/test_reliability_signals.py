@@ -16,21 +16,12 @@ import time
 
 import pytest
 from conftest import session_pids, start_paitune
-from test_reliability_faults import _wait, _wait_for, check_sweep_is_whole
+from test_reliability_faults import FIFO_ARGS, _wait, _wait_for, check_sweep_is_whole, fifo_space
 
 EPOCHS = 30  # long enough that trials are mid-training when the signal comes
 NUM_SAMPLES = 4
-SPACE = f"""
-name: signals
-settings: {{dataset: digits, model: mlp, epochs: {EPOCHS}, batch_size: 64, lr: 0.05, proxies: [grad_norm]}}
-params:
-  method: {{type: categorical, choices: [random, magnitude, snip]}}
-  sparsity: {{type: categorical, choices: [0.5, 0.9, 0.99]}}
-seeds: [0]
-scheduler: {{type: fifo}}
-num_samples: {NUM_SAMPLES}
-"""
-ARGS = ["--sampler", "random", "--max-concurrent", "2", "--checkpoint-every", "0", "--quiet"]
+SPACE = fifo_space("signals", EPOCHS, NUM_SAMPLES)
+ARGS = FIFO_ARGS
 
 # case -> (signals sent, expected exit status, sent to the whole process group as a terminal's
 # Ctrl-C is — the driver and every Ray process it started — rather than to the driver alone)

@@ -239,6 +239,18 @@ def test_sink_writes_three_tables_once_per_trial(tmp_path):
     assert not list(root.rglob(".tmp-*"))
 
 
+def test_a_read_result_keeps_only_what_every_report_carries_and_tunes_own_keys():
+    from paitune.results.rows import REPORT_KEYS
+    from paitune.search.lean_state import strip_result
+
+    tune_keys = {"training_iteration": 1, "time_total_s": 0.2, "done": False, "trial_id": "t1", "pid": 7,
+                 "config": {"lr": 0.05}}  # fmt: skip
+    result = {**_epoch(1, 0.8), **_first_facts(), "config_hash": "h", "diverged_at": 1, **tune_keys}
+    strip_result(result)
+    assert set(result) == REPORT_KEYS | set(tune_keys)
+    assert result["val_acc"] == 0.8 and result["params_kept"] == 6 and result["history_json"] == "[]"
+
+
 def test_background_sink_writes_in_order_and_raises_a_failed_write(tmp_path, monkeypatch):
     """In a sweep the files are written by a writer thread: flush_writes() waits for them (the
     dense reference's accuracy, written first, still reaches the later row). A write that failed
@@ -508,6 +520,15 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
             assert t.state == TrialState.COMPLETE and t.value == pytest.approx(row.val_acc)
     assert not list(Path(root).rglob(".tmp-*"))
     assert print_summary(root, grid) == 0
+    # Tune's last snapshot lists each ended trial lean: no prune-time facts, no running statistics
+    snapshot = json.loads(max((root / "tune").glob("experiment_state-*.json")).read_text())
+    assert len(snapshot["trial_data"]) == len(trials)
+    for _, runtime_json in snapshot["trial_data"]:
+        runtime = json.loads(runtime_json)
+        assert runtime["metric_analysis"] == {} and runtime["metric_n_steps"] == {}
+        assert "val_acc" in runtime["last_result"] and not {"layers_json", "proxy_synflow"} & set(
+            runtime["last_result"]
+        )
 
 
 def test_cluster_yaml_is_a_closed_ray_launcher_config():

@@ -91,6 +91,28 @@ def _ratio_axis(ax, ratios) -> None:
     ax.minorticks_off()
 
 
+def _compression_panels(data: pd.DataFrame, x: str, y: tuple[str, str, str], ylabel: str, zero: str | None):
+    """One panel per (dataset, model, budget): a line with its CI band per method/allocation
+    against compression; ``y`` is (value, ci low, ci high); ``zero`` labels a dashed line at 0."""
+    value, low, high = y
+    groups = list(data.groupby(["dataset", "model", "max_epochs"], observed=True))[:MAX_PANELS]
+    figure, axes = _panels(len(groups))
+    for ax, (key, group) in zip(axes, groups):
+        for (method, allocation), line in list(group.groupby(["method", "allocation"]))[:12]:
+            line = line.sort_values(x)
+            ax.plot(line[x], line[value], marker="o", ms=3, label=f"{method}/{allocation}")
+            ax.fill_between(line[x], line[low], line[high], alpha=0.15)
+        if zero is not None:
+            ax.axhline(0.0, color="black", ls="--", lw=1, label=zero)
+        _ratio_axis(ax, sorted(group[x].unique()))
+        ax.set_xlabel("compression ratio (1 / density)")
+        ax.set_ylabel(ylabel)
+        ax.set_title("{} / {} / {} ep".format(*key), fontsize=9)
+        ax.legend(fontsize=6)
+    figure.tight_layout()
+    return figure
+
+
 def operating_points(table: pd.DataFrame):
     """Gap to dense (or accuracy, without a dense reference) at the standard compression ratios."""
     data = table.loc[table["n"] > 0]
@@ -99,22 +121,8 @@ def operating_points(table: pd.DataFrame):
     use_gap = data["gap"].notna().any()
     value, low, high = ("gap", "gap_ci_low", "gap_ci_high") if use_gap else ("mean", "ci_low", "ci_high")
     data = data.loc[data[value].notna()]
-    groups = list(data.groupby(["dataset", "model", "max_epochs"], observed=True))[:MAX_PANELS]
-    figure, axes = _panels(len(groups))
-    for ax, (key, group) in zip(axes, groups):
-        for (method, allocation), line in list(group.groupby(["method", "allocation"]))[:12]:
-            line = line.sort_values("ratio")
-            ax.plot(line["ratio"], line[value], marker="o", ms=3, label=f"{method}/{allocation}")
-            ax.fill_between(line["ratio"], line[low], line[high], alpha=0.15)
-        if use_gap:
-            ax.axhline(0.0, color="black", ls="--", lw=1, label="dense")
-        _ratio_axis(ax, sorted(group["ratio"].unique()))
-        ax.set_xlabel("compression ratio (1 / density)")
-        ax.set_ylabel("accuracy - dense accuracy" if use_gap else "final test accuracy")
-        ax.set_title("{} / {} / {} ep".format(*key), fontsize=9)
-        ax.legend(fontsize=6)
-    figure.tight_layout()
-    return figure
+    ylabel = "accuracy - dense accuracy" if use_gap else "final test accuracy"
+    return _compression_panels(data, "ratio", (value, low, high), ylabel, "dense" if use_gap else None)
 
 
 def pai_vs_imp(table: pd.DataFrame):
@@ -122,21 +130,7 @@ def pai_vs_imp(table: pd.DataFrame):
     data = table.loc[table["gap"].notna()] if not table.empty else table
     if data.empty:
         return None
-    groups = list(data.groupby(["dataset", "model", "max_epochs"], observed=True))[:MAX_PANELS]
-    figure, axes = _panels(len(groups))
-    for ax, (key, group) in zip(axes, groups):
-        for (method, allocation), line in list(group.groupby(["method", "allocation"]))[:12]:
-            line = line.sort_values("compression")
-            ax.plot(line["compression"], line["gap"], marker="o", ms=3, label=f"{method}/{allocation}")
-            ax.fill_between(line["compression"], line["ci_low"], line["ci_high"], alpha=0.15)
-        ax.axhline(0.0, color="black", ls="--", lw=1, label="imp")
-        _ratio_axis(ax, sorted(group["compression"].unique()))
-        ax.set_xlabel("compression ratio (1 / density)")
-        ax.set_ylabel("accuracy - IMP accuracy")
-        ax.set_title("{} / {} / {} ep".format(*key), fontsize=9)
-        ax.legend(fontsize=6)
-    figure.tight_layout()
-    return figure
+    return _compression_panels(data, "compression", ("gap", "ci_low", "ci_high"), "accuracy - IMP accuracy", "imp")
 
 
 def proxy_size_bias(table: pd.DataFrame):

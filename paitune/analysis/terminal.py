@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from paitune.analysis import operating
+from paitune.analysis.rankings import COLUMNS as RANKING_COLUMNS
 from paitune.analysis.run import Analysis
 
 # (title, table, columns shown; None = all)
@@ -41,18 +42,8 @@ TERMINAL = [
     (
         "Rankings",
         "rankings",
-        [
-            "factor",
-            "choice",
-            "mean_rank",
-            "win_rate",
-            "ci_low",
-            "ci_high",
-            "n_contexts",
-            "n_units",
-            "p_adjusted",
-            "verdict",
-        ],
+        # The ranking table's leading columns (up to n_units), then its test result.
+        [*RANKING_COLUMNS[: RANKING_COLUMNS.index("n_units") + 1], "p_adjusted", "verdict"],
     ),
     (
         "Concordance",

@@ -38,10 +38,20 @@ EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc", "seconds")
 LAYERS_KEY = "layers_json"
 HISTORY_KEY = "history_json"
 VERSIONS_KEY = "versions_json"
+DIVERGED_KEY = "diverged_at"
 FIRST_RESULT_KEYS = (
     "density_achieved", "params_kept", "params_total", "flops_dense", "flops_sparse", "collapsed",
     "mask_hash", "prune_seconds", "node", "device",
 )  # fmt: skip
+# The mask facts every report repeats: objectives may name them (paitune.spaces.schema.METRICS),
+# and Tune hands a searcher only the last result.
+REPEATED_FACTS = ("density_achieved", "params_kept", "flops_sparse")
+# What every report carries; the first report after each start adds the prune-time facts, the
+# layers, versions and proxies. Once the driver's callbacks have read a result, only these keys
+# are worth keeping in Tune's per-trial state (paitune.search.lean_state).
+REPORT_KEYS = frozenset(
+    {EPOCH_KEY, MAX_EPOCHS_KEY, STATUS_KEY, HISTORY_KEY, DIVERGED_KEY, "config_hash", *REPEATED_FACTS, *EPOCH_METRICS}
+)
 
 
 DENSE_ACC_COLUMN = "dense_test_acc"  # test_acc of the same context's dense reference, when known

@@ -7,6 +7,9 @@ paitune needs a few things neither library exposes publicly:
 - Optuna's ``tell`` takes only RUNNING trials, so closing a queued (WAITING) trial when a sweep ends,
   and tagging a trial after it finished, go through the study's storage; re-attaching a
   ``optuna.Trial`` to a stored trial needs its storage id.
+- Tune keeps running statistics of every number a trial reported, in its run metadata, and writes
+  them for every trial at each snapshot; paitune drops them once a trial ended
+  (``paitune.search.lean_state``).
 - Tune's experiment snapshots race their own background upload; paitune serializes them by wrapping
   a method of Tune's private experiment-checkpoint manager (``paitune.search.tune_state``).
 
@@ -100,6 +103,18 @@ def set_trial_attr(study, frozen, key: str, value) -> None:
 def close_waiting_trial(study, frozen, state) -> None:
     """End a WAITING (queued, never asked) trial in ``state``: ``tell`` takes only RUNNING ones."""
     study._storage.set_trial_state_values(frozen._trial_id, state)
+
+
+# --- Tune's per-trial run metadata -------------------------------------------------------------
+
+
+def forget_metric_statistics(trial) -> None:
+    """Drop Tune's running statistics (min / max / mean / last-n per reported number) of a trial.
+    Assigning through the metadata object invalidates its cached JSON, so the next snapshot
+    writes the trial without them."""
+    metadata = trial.run_metadata
+    metadata.metric_analysis = {}
+    metadata.metric_n_steps = {}
 
 
 # --- Tune's experiment checkpoint manager -----------------------------------------------------

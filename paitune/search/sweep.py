@@ -366,6 +366,7 @@ def build_tuner(plan: SweepPlan):
 
     from paitune.results.rows import trials_schema
     from paitune.search.interrupt import HandToTune
+    from paitune.search.lean_state import LeanTrialState
     from paitune.search.limiter import ResumableLimiter
     from paitune.search.sink import ParquetSink
     from paitune.search.trainable import run_trial
@@ -408,7 +409,8 @@ def build_tuner(plan: SweepPlan):
         # set in execute_sweep): they repeat what the Parquet tables hold, Tune re-uploads every
         # trial's log folder at each experiment snapshot, and the TensorBoard writer alone costs
         # the driver ~4 ms per result.
-        callbacks=[sink, HandToTune()] + tune_loggers(plan.options),
+        # LeanTrialState last: it strips each result once the sink and the loggers have read it.
+        callbacks=[sink, HandToTune(), *tune_loggers(plan.options), LeanTrialState()],
         failure_config=tune.FailureConfig(max_failures=plan.options.max_failures),
         # Every epoch's checkpoint is kept. Tune deletes checkpoints beyond num_to_keep as soon as
         # a newer one lands, while its experiment snapshot (what --resume restores) still names

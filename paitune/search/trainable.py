@@ -49,7 +49,16 @@ from ray import tune
 from paitune.config import config_hash, trial_config
 
 # Not the searcher: a trial worker needs its report keys, not Optuna.
-from paitune.results.rows import EPOCH_KEY, HISTORY_KEY, LAYERS_KEY, MAX_EPOCHS_KEY, STATUS_KEY, VERSIONS_KEY
+from paitune.results.rows import (
+    DIVERGED_KEY,
+    EPOCH_KEY,
+    HISTORY_KEY,
+    LAYERS_KEY,
+    MAX_EPOCHS_KEY,
+    REPEATED_FACTS,
+    STATUS_KEY,
+    VERSIONS_KEY,
+)
 
 CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_EVERY_S = 5.0  # default of `paitune sweep --checkpoint-every`
@@ -196,7 +205,7 @@ def run_trial(
     always = {
         MAX_EPOCHS_KEY: total,
         "config_hash": config_hash(config),
-        **{k: facts[k] for k in ("density_achieved", "params_kept", "flops_sparse")},
+        **{k: facts[k] for k in REPEATED_FACTS},
     }
     pending_first = dict(facts)
     # Epochs the driver has not seen yet: those restored from the checkpoint, then the ones run
@@ -211,7 +220,7 @@ def run_trial(
         last = history[-1]
         ending = final_mask_facts(prepared, facts) if changes_mask else facts
         result = {**ending, HISTORY_KEY: json.dumps(history[:-1]), **always,
-                  **{k: ending[k] for k in ("density_achieved", "params_kept", "flops_sparse")},
+                  **{k: ending[k] for k in REPEATED_FACTS},
                   **{k: float(last[k]) for k in ("train_loss", "val_loss", "val_acc", "test_acc", "seconds")},
                   EPOCH_KEY: trainer.epoch, STATUS_KEY: "completed"}  # fmt: skip
         tune.report(result)
@@ -228,7 +237,7 @@ def run_trial(
             )
             result = {**pending_first, HISTORY_KEY: json.dumps(unreported), **always, **last,
                       EPOCH_KEY: trainer.epoch, STATUS_KEY: "diverged"}  # fmt: skip
-            result["diverged_at"] = int(diverged.epoch)
+            result[DIVERGED_KEY] = int(diverged.epoch)
             tune.report(result)
             print(f"paitune: trial diverged at epoch {diverged.epoch} (loss NaN/inf)", file=sys.stderr)
             return
@@ -246,7 +255,7 @@ def run_trial(
         if done and changes_mask:
             ending = final_mask_facts(prepared, facts)
             result.update(ending)
-            result.update({k: ending[k] for k in ("density_achieved", "params_kept", "flops_sparse")})
+            result.update({k: ending[k] for k in REPEATED_FACTS})
         pending_first, unreported = {}, []
         if checkpoint_due:
             _report(result, trainer, prepared.masks, facts)
