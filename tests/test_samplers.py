@@ -5,7 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from paitune.search.samplers import HISTORY_LIMITS, BoundedHistory, _HistoryView, make_sampler
+from paitune.search.internals import StudyHistoryView
+from paitune.search.samplers import HISTORY_LIMITS, BoundedHistory, make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -28,10 +29,10 @@ def test_the_view_keeps_unfinished_trials_and_the_last_finished_ones():
         study.enqueue_trial({"x": float(i)})
     study.optimize(lambda t: t.suggest_float("x", 0, 10), n_trials=5)
     running = study.ask()  # the sixth, still running
-    view = _HistoryView(study, limit=2)
+    view = StudyHistoryView(study, limit=2)
     assert [t.number for t in view.get_trials(deepcopy=False)] == [3, 4, 5]
     assert [t.number for t in view._get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))] == [3, 4]
-    assert [t.number for t in _HistoryView(study, limit=100).trials] == list(range(6))
+    assert [t.number for t in StudyHistoryView(study, limit=100).trials] == list(range(6))
     assert view.directions == study.directions  # everything else is the study's own
     study.tell(running, 1.0)
 

@@ -7,6 +7,9 @@ paitune needs a few things neither library exposes publicly:
 - Optuna's ``tell`` takes only RUNNING trials, so closing a queued (WAITING) trial when a sweep ends,
   and tagging a trial after it finished, go through the study's storage; re-attaching a
   ``optuna.Trial`` to a stored trial needs its storage id.
+- Optuna's samplers read their study's trials through ``Study._get_trials``; a sampler that may
+  read only part of its history (``paitune.search.samplers.BoundedHistory``) is handed a view that
+  answers it.
 - Tune keeps running statistics of every number a trial reported, in its run metadata, and writes
   them for every trial at each snapshot; paitune drops them once a trial ended
   (``paitune.search.lean_state``).
@@ -20,12 +23,19 @@ Each use is a small function here, so a new Ray or Optuna release is checked in 
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
+from collections.abc import Container
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
+from typing import TYPE_CHECKING
 
 from paitune.errors import PaituneError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
 
 # Major.minor of each library these internals were tested with; pyproject.toml pins the same range.
 TESTED = {"ray": "2.60", "optuna": "5.0"}
@@ -103,6 +113,40 @@ def set_trial_attr(study, frozen, key: str, value) -> None:
 def close_waiting_trial(study, frozen, state) -> None:
     """End a WAITING (queued, never asked) trial in ``state``: ``tell`` takes only RUNNING ones."""
     study._storage.set_trial_state_values(frozen._trial_id, state)
+
+
+# --- Optuna's samplers ---------------------------------------------------------------------------
+
+
+class StudyHistoryView:
+    """A study as a sampler sees it: every unfinished trial, the last ``limit`` finished ones
+    (``paitune.search.samplers.BoundedHistory``). Optuna's samplers read a study's trials through
+    its private ``_get_trials``; the view answers that call too."""
+
+    def __init__(self, study: optuna.Study, limit: int):
+        self._study = study
+        self._limit = limit
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
+
+    def _trim(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        finished = [t for t in trials if t.state.is_finished()]
+        if len(finished) <= self._limit:
+            return trials
+        keep = {t.number for t in finished[-self._limit :]}
+        return [t for t in trials if not t.state.is_finished() or t.number in keep]
+
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False):
+        trimmed = self._trim(self._study._get_trials(deepcopy=False, states=states, use_cache=use_cache))
+        return copy.deepcopy(trimmed) if deepcopy else trimmed
+
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states, use_cache=False)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
 
 
 # --- Tune's per-trial run metadata -------------------------------------------------------------

@@ -12,50 +12,18 @@ same seed gives the same suggestions.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Container
-
 import optuna
 from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial, TrialState
 
 from paitune.config.sweep import SAMPLERS  # declared with the sweep options
 from paitune.errors import PaituneError, unknown_choice
+from paitune.search.internals import StudyHistoryView
 
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 # The finished trials per context a model-based sampler reads: TPE's Parzen estimators are linear
 # in it, the GP's fit cubic. Random, grid, NSGA-II (one generation at a time) and CMA-ES (its own
 # incremental state) need no bound.
 HISTORY_LIMITS = {"tpe": 1000, "gp": 300}
-
-
-class _HistoryView:
-    """A study as a sampler sees it: every unfinished trial, the last ``limit`` finished ones."""
-
-    def __init__(self, study: optuna.Study, limit: int):
-        self._study = study
-        self._limit = limit
-
-    def __getattr__(self, name):
-        return getattr(self._study, name)
-
-    def _trim(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        finished = [t for t in trials if t.state.is_finished()]
-        if len(finished) <= self._limit:
-            return trials
-        keep = {t.number for t in finished[-self._limit :]}
-        return [t for t in trials if not t.state.is_finished() or t.number in keep]
-
-    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False):
-        trimmed = self._trim(self._study._get_trials(deepcopy=False, states=states, use_cache=use_cache))
-        return copy.deepcopy(trimmed) if deepcopy else trimmed
-
-    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        return self._get_trials(deepcopy=deepcopy, states=states, use_cache=False)
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
 
 
 class BoundedHistory(BaseSampler):
@@ -68,7 +36,7 @@ class BoundedHistory(BaseSampler):
         self.limit = limit
 
     def _view(self, study):
-        return _HistoryView(study, self.limit)
+        return StudyHistoryView(study, self.limit)
 
     def infer_relative_search_space(self, study, trial):
         return self.sampler.infer_relative_search_space(self._view(study), trial)
