@@ -13,7 +13,7 @@ of the sweep's callbacks, therefore
   place; the scheduler and the searcher were handed their own copy before the callbacks run), and
 - forgets the statistics of a trial that ended.
 
-A finished trial then costs its snapshot about a third of what it would (``docs/benchmarks.md``).
+An ended trial then takes less than half the room in each snapshot (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
