@@ -111,7 +111,9 @@ def run_sweep_inprocess(
     tune_logs: bool = False,
 ) -> SweepRun:
     """Plan and run one sweep on the running Ray through paitune's public API; read its tables."""
-    from paitune.search.sweep import SweepOptions, plan_sweep, run_sweep
+    from paitune.config.sweep import SweepOptions
+    from paitune.search.plan import plan_sweep
+    from paitune.search.sweep import run_sweep
 
     options = SweepOptions(space=space, out=str(out), name=name, num_samples=num_samples, sampler=sampler,
                            scheduler=scheduler, sampler_seed=sampler_seed, max_concurrent=max_concurrent,

@@ -187,7 +187,10 @@ def run_packing(
     that every packing ran the same trials)."""
     import pandas as pd
 
-    from paitune.search.sweep import TUNE_DIR, SweepOptions, plan_sweep, run_sweep
+    from paitune.config.sweep import SweepOptions
+    from paitune.search.plan import plan_sweep
+    from paitune.search.state_files import TUNE_DIR
+    from paitune.search.sweep import run_sweep
 
     cpus_per_trial = min(1.0, cpus / max_concurrent)
     options = SweepOptions(space=SPACE, out=str(out), name=name, num_samples=trials, sampler=SAMPLER, scheduler=SCHEDULER,

@@ -7,8 +7,10 @@ import json
 import pandas as pd
 import pytest
 
+from paitune.config.sweep import SweepOptions
 from paitune.errors import PaituneError
-from paitune.search.sweep import SweepOptions, execute_sweep, plan_sweep
+from paitune.search.plan import plan_sweep
+from paitune.search.sweep import execute_sweep
 from paitune.spaces import load_space
 from paitune.spaces.check import check_value
 from paitune.trial import resolve_config

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
+from paitune.config.sweep import SweepOptions
 from paitune.errors import PaituneError
 from paitune.search.asha import ContextASHA, pair_key, read_state
-from paitune.search.sweep import SweepOptions, execute_sweep, plan_sweep
+from paitune.search.plan import plan_sweep
+from paitune.search.sweep import execute_sweep
 from paitune.spaces import compile_space, load_space, load_space_text
 from paitune.spaces.context import context_id, parse_context_id
 

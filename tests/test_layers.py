@@ -65,6 +65,24 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the paitune modules it imports (``from pkg import mod`` names the module ``mod``)."""
+    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for module, path in paths.items():
+        package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                source = ".".join(base + ([node.module] if node.module else []))
+                targets.update(f"{source}.{a.name}" if f"{source}.{a.name}" in paths else source for a in node.names)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        graph[module] = {target for target in targets if target in paths and target != module}
+    return graph
+
+
 def floors_markdown() -> str:
     return "Floors, bottom first (each imports only from the floors below it):\n" + "\n".join(
         f"{i}. {', '.join(floor)}" for i, floor in enumerate(FLOORS)
@@ -82,6 +100,27 @@ def test_every_import_goes_down():
         if not target.startswith("!") and target != source and floor_of[target] >= floor_of[source]
     ]
     assert upward == []
+
+
+def test_no_module_imports_itself_back():
+    """No import cycle between modules, counting the imports inside functions too."""
+    graph = module_graph()
+    done: set[str] = set()
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycles.append(" -> ".join(path[path.index(module) :] + [module]))
+            return
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, path + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert cycles == []
 
 
 def test_the_pai_library_never_imports_ray_or_optuna():

@@ -20,7 +20,7 @@ from conftest import alive, session_pids, start_paitune
 from optuna.trial import TrialState
 
 from paitune.search.contexts import load_context_studies, study_trials
-from paitune.search.searcher import superseded_trials
+from paitune.search.recovery import superseded_trials
 from paitune.search.study_store import study_storage
 
 EPOCHS = 3

@@ -38,8 +38,10 @@ scheduler: {type: fifo}
 @pytest.mark.ray
 @pytest.mark.slow
 def test_same_config_and_seed_give_the_same_mask_and_metrics_across_sweeps(ray_session, tmp_path):
+    from paitune.config.sweep import SweepOptions
     from paitune.pruning import mask_hash
-    from paitune.search.sweep import SweepOptions, execute_sweep, plan_sweep
+    from paitune.search.plan import plan_sweep
+    from paitune.search.sweep import execute_sweep
     from paitune.trial import prepare_trial
 
     space = tmp_path / "repro.yaml"

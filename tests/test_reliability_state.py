@@ -17,7 +17,8 @@ from ray.tune.schedulers import TrialScheduler
 
 from paitune.search.asha import ContextASHA, read_state
 from paitune.search.ray_procs import descendants, reap_orphans, record_processes
-from paitune.search.searcher import ORPHAN_ATTR, RETRY_ATTR, PaiOptunaSearch
+from paitune.search.searcher import PaiOptunaSearch
+from paitune.search.study_attrs import ORPHAN_ATTR, RETRY_ATTR
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces import compile_space, load_space_text
 
@@ -175,7 +176,7 @@ def test_searcher_state_is_json_and_a_restart_squares_the_study_with_the_restore
     assert c.state == TrialState.PRUNED and c.intermediate_values == {1: 0.2}
     # b never reports again (say Tune lost it): failed when the sweep ends, with what the sweep
     # never got to from the queue (not_run), leaving nothing open
-    from paitune.search.searcher import fail_unfinished
+    from paitune.search.recovery import fail_unfinished
 
     failed = fail_unfinished(study)
     assert 1 in failed and study.trials[1].state == TrialState.FAIL and study.trials[1].user_attrs[ORPHAN_ATTR]

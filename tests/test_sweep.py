@@ -14,16 +14,19 @@ import pytest
 from optuna.trial import TrialState
 
 from paitune.config import config_hash, trial_config
+from paitune.config.sweep import SweepOptions
 from paitune.errors import PaituneError
 from paitune.results.rows import trials_schema
 from paitune.search.asha import STATE_FILES
 from paitune.search.contexts import study_trials
 from paitune.search.lock import SweepLock
 from paitune.search.parquet_io import write_table_atomic
-from paitune.search.searcher import DUPLICATE_ATTR, MAX_REDRAWS, PaiOptunaSearch, trial_outcome
+from paitune.search.plan import plan_sweep
+from paitune.search.repeats import MAX_REDRAWS
+from paitune.search.searcher import PaiOptunaSearch, trial_outcome
 from paitune.search.sink import ParquetSink
+from paitune.search.study_attrs import DUPLICATE_ATTR
 from paitune.search.study_store import study_storage
-from paitune.search.sweep import SweepOptions, plan_sweep
 from paitune.search.trainable import CHECKPOINT_FILE, load_checkpoint
 from paitune.search.tune_trials import TuneTrialIds
 from paitune.spaces import compile_space, load_space_text

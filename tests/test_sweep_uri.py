@@ -12,13 +12,15 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
+from paitune.config.sweep import SweepOptions
 from paitune.errors import PaituneError
 from paitune.results.storage import locate
 from paitune.search.contexts import study_trials
 from paitune.search.parquet_io import TMP_PREFIX, write_table_atomic
+from paitune.search.plan import plan_sweep
 from paitune.search.sink import remove_incomplete_trials
 from paitune.search.study_store import study_storage
-from paitune.search.sweep import SweepOptions, execute_sweep, plan_sweep
+from paitune.search.sweep import execute_sweep
 
 SPACE = """
 name: uri

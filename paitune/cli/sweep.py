@@ -49,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from paitune.search.sweep import plan_sweep, run_sweep
+    from paitune.search.plan import plan_sweep
+    from paitune.search.sweep import run_sweep
 
     values = {f.name: getattr(args, f.name) for f in option_fields()}
     options = SweepOptions(**values, verbose=0 if args.quiet else 2 if args.verbose else 1)

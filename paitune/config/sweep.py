@@ -1,6 +1,6 @@
 """The options of a sweep (``paitune sweep``'s flags), declared once with their help.
 
-``paitune.cli.sweep`` builds its flags from these fields; ``paitune.search.sweep`` plans and runs
+``paitune.cli.sweep`` builds its flags from these fields; ``paitune.search.plan`` plans the sweep
 from the same object, so a default lives in one place. Importing this module imports no Ray.
 """
 

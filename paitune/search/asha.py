@@ -24,7 +24,7 @@ re-runs epochs from its checkpoint after a restart is stopped again where it was
 so its outcome (and what Optuna was told about it) does not change.
 
 Both schedulers record the id of every trial Tune adds (``TuneTrialIds``): after a restart the
-searcher squares its studies with the trials the restored Tune holds (``paitune.search.searcher``).
+searcher squares its studies with the trials the restored Tune holds (``paitune.search.recovery``).
 The dense reference trials (method ``dense``) are never ranked or stopped.
 
 Longer than the other modules: the ASHA rule, the pairing of control arms and the journaled state

@@ -38,7 +38,8 @@ from ray.tune.search import Searcher
 
 from paitune.results.rows import written_trial_ids
 from paitune.search.asha import pair_key
-from paitune.search.searcher import DUPLICATE_ATTR, TUNE_TRIAL_ATTR, PaiOptunaSearch
+from paitune.search.searcher import PaiOptunaSearch
+from paitune.search.study_attrs import DUPLICATE_ATTR, TUNE_TRIAL_ATTR
 from paitune.spaces.compile import CONTROL, NO_CONTROL, CompiledSpace
 from paitune.spaces.context import CONTEXT_COLUMN
 

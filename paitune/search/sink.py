@@ -17,7 +17,7 @@ waiting ~10 ms per trial for three Parquet files. Nothing is lost that a resume 
 ended has its files on disk, so a resume never holds an ended trial without a row), at the end of
 the experiment and when the sweep returns; a trial whose write was still queued when the driver
 died is, for the resumed Tune, one that had not ended (it reruns) or one it never knew (the
-searcher retries it, see ``paitune.search.searcher``). A failed write is raised at the next one.
+searcher retries it, see ``paitune.search.recovery``). A failed write is raised at the next one.
 
 Each trial row carries ``dense_test_acc``, the test accuracy of the dense reference of its
 (dataset, model, budget, seed) context, when that reference has finished before the row is

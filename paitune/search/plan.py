@@ -1,0 +1,256 @@
+"""Planning a sweep: ``plan_sweep(options)`` checks the space, the arguments and the output
+directory without starting or writing anything, and returns the ``SweepPlan`` the rest of the
+sweep runs from; bad input raises ``PaituneError`` (one line, naming the fix).
+
+A ``--resume`` plan is read back from the sweep's manifest (``paitune.search.state_files``): the
+space and options as they were planned, not as the file or preset reads today.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from paitune.config import TRIAL_DEFAULTS
+from paitune.config.sweep import SCHEDULERS, SweepOptions
+from paitune.errors import PaituneError, unknown_choice
+from paitune.plugins import load_plugins
+from paitune.results.storage import Location, is_uri, locate
+from paitune.search.internals import check_versions
+from paitune.search.lock import lock_holder, refusal
+from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
+from paitune.search.state_files import MANIFEST, default_state_dir, read_manifest, read_remote_manifest
+from paitune.spaces import CompiledSpace, Space, compile_space, load_space
+from paitune.spaces.check import possible_values
+from paitune.spaces.compile import SLOPE_PARAM, layer_param, model_layer_shapes
+from paitune.spaces.loader import build_space
+from paitune.spaces.schema import PerLayerAllocation
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class SweepPlan:
+    options: SweepOptions
+    space: Space
+    compiled: CompiledSpace
+    experiment_dir: Path  # paitune's state (local); also the results, unless --out is a URI
+    num_samples: int
+    max_concurrent: int
+    scheduler: str
+    search_params: list[str]
+    storage_path: str
+    dense_references: list[dict[str, Any]] = field(default_factory=list)  # run besides num_samples
+
+    @functools.cached_property
+    def results(self) -> Location:
+        """Where the three tables go: DIR/NAME, local or on the --out URI (opened once: opening an
+        s3:// URI may ask the store for the bucket's region)."""
+        return (
+            locate(self.options.out).join(self.options.name)
+            if is_uri(self.options.out)
+            else locate(self.experiment_dir)
+        )
+
+    @property
+    def arms_per_trial(self) -> int:
+        """Control arms each sampled trial runs beside it (0 for methods controls do not apply to)."""
+        return len(self.compiled.control_arms)
+
+    @property
+    def total_trials(self) -> int:
+        """Trials Tune runs at most: the sampled ones, their control arms, and the dense references."""
+        return self.num_samples * (1 + self.arms_per_trial) + len(self.dense_references)
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o.metric for o in self.space.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        return [o.mode for o in self.space.objectives]
+
+
+def _reachable_uri(out: str) -> Location:
+    """A URI --out that pyarrow can open and reach (credentials, network), checked read-only."""
+    location = locate(out)
+    try:
+        info = location.info()
+    except Exception as err:  # auth, network, missing bucket: pyarrow raises OSError and friends
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PaituneError(f"--out {out}: cannot reach it: {first}") from None
+    if info.type == pafs.FileType.File:
+        raise PaituneError(f"--out {out}: is a file, not a directory")
+    return location
+
+
+def _writable_dir(out: str) -> Path:
+    path = Path(out).expanduser().resolve()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PaituneError(f"--out {out}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PaituneError(f"--out {out}: {probe} is not writable; pick a directory you can write to")
+    return path
+
+
+def _check_data(space: Space, compiled: CompiledSpace) -> None:
+    """Vision datasets must be on disk before the sweep starts (nothing downloads mid-sweep)."""
+    from paitune.data.vision import VISION_DATASETS, resolve_data_root
+
+    datasets = {space.settings.get("dataset", TRIAL_DEFAULTS["dataset"])}
+    if "dataset" in space.params:
+        datasets = set(possible_values(space.params["dataset"]))
+    root = resolve_data_root(space.settings.get("data_root"))
+    for name in sorted(d for d in datasets if d in VISION_DATASETS):
+        spec = VISION_DATASETS[name]
+        missing = [f for f in spec.files if not (root / spec.folder / f).exists()]
+        if missing:
+            raise PaituneError(
+                f"dataset {name}: {root / spec.folder / missing[0]} not found; set data_root to the folder holding {spec.folder} (--set data_root=PATH)"
+            )
+
+
+def _search_params(space: Space) -> list[str]:
+    """Raw Optuna parameters that are not trial config keys (the searched allocation's)."""
+    family = space.allocation_search
+    if family is None:
+        return []
+    if not isinstance(family, PerLayerAllocation):
+        return [SLOPE_PARAM]
+    models = {space.settings.get("model", TRIAL_DEFAULTS["model"])}
+    if "model" in space.params:
+        models = set(possible_values(space.params["model"]))
+    dataset = space.settings.get("dataset", TRIAL_DEFAULTS["dataset"])
+    shape = tuple(space.settings.get("synthetic_shape", TRIAL_DEFAULTS["synthetic_shape"]))
+    classes = int(space.settings.get("synthetic_classes", TRIAL_DEFAULTS["synthetic_classes"]))
+    most = max(len(model_layer_shapes(m, dataset, shape, classes)) for m in models)
+    return [layer_param(i) for i in range(most)]
+
+
+def _possible_methods(space: Space) -> set:
+    param = space.params.get("method")
+    if param is None:
+        return {space.settings.get("method", TRIAL_DEFAULTS["method"])}
+    return set(possible_values(param))
+
+
+def plan_sweep(options: SweepOptions) -> SweepPlan:
+    """Validate the space, the arguments and the output directory; start and write nothing."""
+    check_versions()
+    load_plugins()
+    if not NAME_PATTERN.match(options.name or ""):
+        raise PaituneError(
+            f"--name {options.name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
+    remote = None
+    if is_uri(options.out):
+        remote = _reachable_uri(options.out).join(options.name)
+        out = _writable_dir(options.state_dir or str(default_state_dir(options.out)))
+    else:
+        out = _writable_dir(options.out)
+    experiment_dir = out / options.name
+    holder = lock_holder(experiment_dir)
+    if holder is not None:
+        raise refusal(options.name, holder)
+    exists = (experiment_dir / MANIFEST).exists()
+    if remote is not None and not exists:
+        exists = remote.join(MANIFEST).exists()
+    where = remote.uri.rsplit("/", 1)[0] if remote is not None else out
+    space_ref, sets = options.space or "default", list(options.sets)
+    if options.resume:
+        if not exists:
+            raise PaituneError(f"--resume: no sweep {options.name!r} under {where}; start it without --resume first")
+        manifest = (
+            read_manifest(experiment_dir) if (experiment_dir / MANIFEST).exists() else read_remote_manifest(remote)
+        )
+        if options.space or options.sets:
+            raise PaituneError("--resume continues the sweep as it was planned; drop SPACE and --set")
+        saved = SweepOptions(**manifest["options"])
+        saved.resume, saved.address, saved.verbose = True, options.address, options.verbose
+        saved.state_dir = options.state_dir
+        options = saved
+    elif exists:
+        raise PaituneError(
+            f"a sweep named {options.name!r} already exists under {where}; continue it with --resume or pick another --name"
+        )
+    if options.resume:
+        # The space as it was planned, not as the file or preset reads today.
+        space = build_space(manifest["space"], str(experiment_dir / MANIFEST))
+    else:
+        space = load_space(space_ref, sets)
+    compiled = compile_space(space)
+    if options.sampler not in SAMPLERS:
+        raise unknown_choice("sampler", options.sampler, SAMPLERS)
+    if options.sampler in SINGLE_OBJECTIVE_SAMPLERS and space.multi_objective:
+        raise PaituneError(
+            f"--sampler {options.sampler} handles one objective; the space has {len(space.objectives)}: use nsga2 or tpe"
+        )
+    scheduler = options.scheduler or space.scheduler.type
+    if scheduler not in SCHEDULERS:
+        raise unknown_choice("scheduler", scheduler, SCHEDULERS)
+    if scheduler == "asha" and "imp" in _possible_methods(space):
+        # An IMP trial reports one whole round per step and needs more steps than the epochs
+        # budget; ASHA's rungs would compare its rounds with other methods' epochs.
+        raise PaituneError(
+            "method imp reports one round per step, a different budget unit than epochs: "
+            "use --scheduler fifo (or scheduler: {type: fifo}) or put imp in a space of its own"
+        )
+    num_samples = options.num_samples if options.num_samples is not None else space.num_samples
+    if num_samples < 1:
+        raise PaituneError(f"--num-samples must be >= 1, got {num_samples}")
+    if options.sampler == "grid":
+        points = sum(len(compiled.for_context(context).grid_points()) for context in compiled.contexts())
+        num_samples = min(num_samples, points) if options.num_samples is not None else points
+    if not options.cpus_per_trial > 0:
+        raise PaituneError(f"--cpus-per-trial must be > 0, got {options.cpus_per_trial}")
+    if options.gpus_per_trial < 0:
+        raise PaituneError(f"--gpus-per-trial must be >= 0, got {options.gpus_per_trial}")
+    if options.gpus_per_trial > 0 and options.address is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PaituneError(
+                "--gpus-per-trial > 0 but torch sees no CUDA GPU here; drop it or run on a cluster with --address"
+            )
+    if not options.checkpoint_every_s >= 0:
+        raise PaituneError(f"--checkpoint-every must be >= 0 seconds, got {options.checkpoint_every_s}")
+    if not options.report_every_s >= 0:
+        raise PaituneError(f"--report-every must be >= 0 seconds, got {options.report_every_s}")
+    if options.max_failures < 0:
+        raise PaituneError(f"--max-failures must be >= 0, got {options.max_failures}")
+    if options.max_concurrent is not None and options.max_concurrent < 1:
+        raise PaituneError(f"--max-concurrent must be >= 1, got {options.max_concurrent}")
+    max_concurrent = options.max_concurrent or space.max_concurrent
+    if max_concurrent is None:
+        cpus = os.cpu_count() or 1
+        max_concurrent = max(1, int(cpus // options.cpus_per_trial)) if options.address is None else num_samples
+    if max_concurrent < 1:
+        raise PaituneError(f"--max-concurrent must be >= 1, got {max_concurrent}")
+    if options.address is None:
+        _check_data(space, compiled)
+    if not options.resume:  # a resumed sweep's space was checked when the sweep started
+        from paitune.search.combinations import check_combinations
+
+        check_combinations(compiled)
+    storage = options.storage or (options.out.rstrip("/") if remote is not None else str(out))
+    return SweepPlan(
+        options=options,
+        space=space,
+        compiled=compiled,
+        experiment_dir=experiment_dir,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        scheduler=scheduler,
+        search_params=_search_params(space),
+        storage_path=storage,
+        dense_references=compiled.dense_references(),
+    )
