@@ -23,6 +23,9 @@ spends budget on them nor learns from them.
 
 Each fresh draw is queued again with every other seed, and a sampled repeat of a config is told,
 never run, and drawn again (``paitune.search.repeats``).
+
+A little over 300 lines: the whole of Tune's searcher interface (suggest, results, completion,
+save and restore) stays in one class rather than reaching into it from other modules.
 """
 
 from __future__ import annotations
