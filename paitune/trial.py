@@ -30,7 +30,8 @@ from .models import build_model
 from .plugins import load_plugins
 from .proxies import compute_proxies
 from .proxies.activation import check_swap_settings
-from .pruning import METHODS, MaskReport, Masks, apply_masks, check_choices, mask_hash, mask_report
+from .pruning import MaskReport, Masks, apply_masks, check_choices, mask_hash, mask_report
+from .pruning.registry import method_names
 from .sparse import DST_METHODS, SPARSE_METHODS, build_sparse_trial, check_sparse_config
 from .sparse.registry import prune_from_config
 from .training import TrainConfig, Trainer
@@ -47,7 +48,7 @@ def resolve_config(config: Mapping) -> dict:
 
 def _check_method_choices(cfg: dict) -> None:
     """The PaI method's own rules (its options; PHEW's global-only mask), before anything runs."""
-    if cfg["method"] in METHODS:
+    if cfg["method"] in method_names():
         method, allocation, control = cfg["method"], cfg["allocation"], cfg["control"]
     elif cfg["method"] in DST_METHODS:
         method, allocation, control = cfg["init_method"], cfg["allocation"], cfg["control"]

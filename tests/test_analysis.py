@@ -217,6 +217,15 @@ def test_sanity_verdict_differs_for_the_method_a_control_hurts(tmp_path):
     assert table.loc[("alpha", "shuffle"), "n_units"] == 6  # the unit is the seed
 
 
+def test_the_analysis_reads_controls_methods_and_allocations_from_the_registries():
+    from paitune.analysis.layers import standard_allocations
+    from paitune.analysis.sanity import data_controls, data_free_methods
+
+    assert data_controls() == {"corrupt_labels", "corrupt_pixels"}
+    assert data_free_methods() == {"random", "magnitude", "synflow", "ntk_sap", "phew", "dense"}
+    assert standard_allocations() >= {"global", "lamp", "uniform", "erk"} and "searched" not in standard_allocations()
+
+
 def test_proxy_with_signal_vs_noise(tmp_path):
     results = _results(tmp_path, seeds=4, repeats=3, noise=0.02)
     table, by_context = proxy_correlations(results, n_boot=N_BOOT)

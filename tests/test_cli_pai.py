@@ -103,7 +103,11 @@ def test_prune_with_method_options_records_them():
     [
         (["prune", "--method", "prospr", "--method-option", "steps=2"], "its options: inner_steps, inner_lr"),
         (["prune", "--method", "ntk_sap", "--method-option", "epsilon"], "KEY=VALUE"),
-        (["prune", "--method", "ntk_sap", "--method-option", "resamples=0"], "resamples must be an integer >= 1"),
+        (["prune", "--method", "ntk_sap", "--method-option", "resamples=0"], "resamples must be >= 1"),
+        (
+            ["prune", "--method", "ntk_sap", "--method-option", "resamples=two"],
+            "resamples=two: resamples must be an integer",
+        ),
         (["prune", "--method", "snip", "--method-option", "inner_steps=2"], "takes no option 'inner_steps'"),
         (["prune", "--method", "phew", "--allocation", "erk"], "use allocation 'global'"),
         (["proxies", "--model", "cnn", "--names", "swap_reg"], "needs swap_mu and swap_sigma"),

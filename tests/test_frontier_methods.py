@@ -304,10 +304,17 @@ def test_method_options_are_validated():
         prune(model, "prospr", sparsity=0.9, batches=b, method_options={"meta_grads": "second"})
     with pytest.raises(PaituneError, match="> 0"):
         prune(model, "ntk_sap", sparsity=0.9, method_options={"epsilon": 0})
+    with pytest.raises(PaituneError, match="finite"):
+        prune(model, "ntk_sap", sparsity=0.9, method_options={"epsilon": float("inf")})
     with pytest.raises(PaituneError, match="batches"):
         prune(model, "px", sparsity=0.9)
-    masks = prune(model, "prospr", sparsity=0.9, batches=b, method_options={"inner_steps": "1"})
-    assert masks.meta["method_options"]["inner_steps"] == 1
+    # Checked like every trial option: numbers are numbers ("1" is text), 1.0 is a whole number.
+    with pytest.raises(PaituneError, match="inner_steps must be an integer"):
+        prune(model, "prospr", sparsity=0.9, batches=b, method_options={"inner_steps": "1"})
+    masks = prune(model, "prospr", sparsity=0.9, batches=b, method_options={"inner_steps": 1.0})
+    assert masks.meta["method_options"]["inner_steps"] == 1 and isinstance(
+        masks.meta["method_options"]["inner_steps"], int
+    )
     assert "method_options" not in prune(model, "snip", sparsity=0.9, batches=b).meta
 
 

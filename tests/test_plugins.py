@@ -1,7 +1,9 @@
-"""A plug-in registers a model and a dataset; spaces, the CLI and a trial accept their names."""
+"""A plug-in registers a model, a dataset, a method, a proxy, an allocation and a control; spaces,
+the CLI and a trial accept their names."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from conftest import paitune_env
 
 PLUGIN = textwrap.dedent(
     """
+    import math
+
     import torch
     from torch import nn
 
@@ -42,6 +46,37 @@ PLUGIN = textwrap.dedent(
 
     register_model("tinynet", TinyNet)
     register_dataset(DatasetSpec("blobs", blobs, (2, 4, 4), 3))
+
+    from paitune.errors import PaituneError
+    from paitune.proxies import ProxySpec, register_proxy
+    from paitune.pruning import (
+        AllocationSpec, ControlSpec, MethodSpec, prunable_parameters, register_allocation, register_control,
+        register_method,
+    )
+
+
+    def last_dense(shapes, sparsity):  # the last layer dense, the others sharing what is left uniformly
+        sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+        *rest, last = sizes
+        density = ((1 - sparsity) * sum(sizes.values()) - sizes[last]) / sum(sizes[n] for n in rest)
+        if not 0 <= density <= 1:
+            raise PaituneError(f"last_dense cannot meet sparsity {sparsity}")
+        return {**{name: density for name in rest}, last: 1.0}
+
+
+    def mirror(masks, seed):  # each layer's mask read backwards: the same count, other positions
+        return {name: m.reshape(-1).flip(0).reshape(m.shape) for name, m in masks.items()}
+
+
+    def largest_init(inputs):
+        scores = {name: p.detach().abs().double().cpu() for name, p in prunable_parameters(inputs.model).items()}
+        return lambda masks: scores
+
+
+    register_allocation(AllocationSpec("last_dense", densities=last_dense))
+    register_control(ControlSpec("mirror", masks=mirror, if_hurts="mask positions matter"))
+    register_method(MethodSpec("largest_init", make_scorer=largest_init))
+    register_proxy(ProxySpec("kept", lambda masked, x, y: float(sum(int(m.sum()) for m in masked.masks.values()))))
     """
 )
 
@@ -70,6 +105,73 @@ def test_registered_names_work_through_the_cli_and_a_space(tmp_path):
 def test_without_the_plugin_the_name_is_unknown_and_a_missing_plugin_is_one_line(tmp_path):
     done = _run(["prune", "--model", "tinynet"], tmp_path)
     assert done.returncode == 2 and "unknown model 'tinynet'" in done.stderr
+    (tmp_path / "space.yaml").write_text("params:\n  control: {type: categorical, choices: [none, mirror]}\n")
+    done = _run(["spaces", "check", "space.yaml"], tmp_path)
+    assert done.returncode == 2 and "unknown control 'mirror'" in done.stderr
     done = _run(["prune"], tmp_path, PAITUNE_PLUGINS="not_a_module_here")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "plug-in 'not_a_module_here' could not be imported" in done.stderr
+
+
+# Runs in one process with the plug-in loaded: the CLI's help and runs, a space check and a trial.
+DRIVER = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from paitune.cli import main
+    from paitune.trial import prepare_trial
+
+    def cli(*args):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:
+                code = stop.code
+        return {"code": code, "out": out.getvalue(), "err": err.getvalue()}
+
+    prune = ["prune", "--model", "tinynet", "--dataset", "blobs", "--sparsity", "0.5", "--json"]
+    trial = prepare_trial({"dataset": "blobs", "model": "tinynet", "method": "largest_init", "sparsity": 0.5,
+                           "allocation": "last_dense", "control": "mirror", "epochs": 1, "proxies": ["kept"]})
+    json.dump({
+        "help": cli("prune", "--help"),
+        "plain": cli(*prune, "--method", "snip", "--allocation", "last_dense"),
+        "mirrored": cli(*prune, "--method", "snip", "--allocation", "last_dense", "--control", "mirror"),
+        "too_sparse": cli(*prune, "--method", "snip", "--allocation", "last_dense", "--sparsity", "0.95"),
+        "phew": cli(*prune, "--method", "phew", "--control", "mirror"),
+        "space": cli("spaces", "check", "space.yaml"),
+        "trial": {"meta": trial.masks.meta, "proxies": trial.proxies, "density": trial.report.density},
+    }, sys.stdout, default=str)
+    """
+)
+
+
+def test_a_registered_allocation_and_control_are_values_everywhere(tmp_path):
+    (tmp_path / "driver.py").write_text(DRIVER)
+    (tmp_path / "space.yaml").write_text(
+        "settings: {dataset: blobs, model: tinynet, epochs: 2, sparsity: 0.5}\nparams:\n"
+        "  method: {type: categorical, choices: [largest_init, snip]}\n"
+        "  allocation: {type: categorical, choices: [last_dense, erk]}\n"
+        "  control: {type: categorical, choices: [none, mirror]}\n"
+    )
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    done = subprocess.run([sys.executable, "driver.py"], capture_output=True, text=True, cwd=tmp_path,
+                          env=paitune_env(PYTHONPATH=path, PAITUNE_PLUGINS="my_plugin"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(done.stdout)
+    help_text = runs["help"]["out"]
+    assert runs["help"]["code"] == 0 and all(name in help_text for name in ("last_dense", "mirror", "largest_init"))
+    plain, mirrored = (json.loads(runs[key]["out"]) for key in ("plain", "mirrored"))
+    assert plain["layers"][-1]["density"] == 1.0 and abs(plain["density"] - 0.5) < 0.01
+    assert mirrored["config"]["control"] == "mirror" and mirrored["mask_hash"] != plain["mask_hash"]
+    assert [layer["kept"] for layer in mirrored["layers"]] == [layer["kept"] for layer in plain["layers"]]
+    assert runs["too_sparse"]["code"] == 2 and "last_dense cannot meet sparsity 0.95" in runs["too_sparse"]["err"]
+    # phew refuses a control that changes scores; mirror changes the finished mask, so it fits.
+    assert runs["phew"]["code"] == 0, runs["phew"]["err"]
+    assert runs["space"]["code"] == 0, runs["space"]["err"]
+    # A trial (what each Ray worker runs) loads the plug-in itself and prunes with its names.
+    trial = runs["trial"]
+    assert (trial["meta"]["method"], trial["meta"]["allocation"], trial["meta"]["control"]) == (
+        "largest_init", "last_dense", "mirror",
+    )  # fmt: skip
+    assert trial["meta"]["control_applies"] and trial["proxies"]["kept"] > 0 and abs(trial["density"] - 0.5) < 0.01

@@ -465,6 +465,37 @@ def test_bad_input_is_one_clear_error(kwargs, message):
     assert "\n" not in str(err.value)
 
 
+def test_registries_refuse_a_second_registration_and_a_contradictory_spec():
+    from paitune.pruning import AllocationSpec, ControlSpec, allocation_names, register_allocation, register_control
+    from paitune.pruning.scores import lamp_scores
+
+    before = allocation_names()
+    with pytest.raises(ValueError, match="registered twice"):
+        register_allocation(AllocationSpec("erk", densities=lambda shapes, sparsity: {}))
+    with pytest.raises(ValueError, match="registered twice"):
+        register_control(ControlSpec("shuffle"))
+    with pytest.raises(ValueError, match="no scores to normalize"):
+        register_allocation(AllocationSpec("fixed_and_ranked", densities=lambda sh, sp: {}, normalize=lamp_scores))
+    assert allocation_names() == before
+
+
+def test_registered_facts_of_the_built_ins():
+    from paitune.pruning import allocation_spec, control_names, control_spec
+
+    assert [n for n in ALLOCATIONS if allocation_spec(n).ranks_scores] == ["global", "lamp"]
+    assert [n for n in control_names() if control_spec(n).changes_data] == ["corrupt_labels", "corrupt_pixels"]
+    assert [n for n in control_names() if control_spec(n).needs_scores] == ["invert"]
+    assert all(control_spec(n).if_hurts and control_spec(n).if_not for n in CONTROLS if n != "none")
+
+
+def test_a_purpose_without_a_listed_salt_gets_a_fixed_one_of_its_own():
+    from paitune.pruning.seeds import SALTS, derived_seed
+
+    assert derived_seed(7, "mirror") == derived_seed(7, "mirror") != derived_seed(7, "mirror2")
+    assert derived_seed(7, "mirror") not in {derived_seed(7, purpose) for purpose in SALTS}
+    assert derived_seed(7, "shuffle") == 7 * 1_000_003 + 1
+
+
 @pytest.mark.slow
 def test_layer_collapse_vgg16_magnitude_collapses_synflow_does_not():
     """Tanaka et al.: VGG-16 at density 1e-3, global magnitude empties layers, SynFlow (100 rounds) does not."""

@@ -313,12 +313,15 @@ def test_set_params_key_searches_a_setting_instead_of_clashing_with_it():
 
 
 def test_method_option_keys_are_the_registrys_options():
-    from paitune.config import METHOD_OPTION_KEYS
+    from paitune.config import METHOD_OPTION_KEYS, TRIAL_OPTIONS
+    from paitune.config.options import method_option_of
     from paitune.pruning.registry import registered
 
     expected = {(spec.name, option) for spec in registered() for option in spec.options}
     assert set(METHOD_OPTION_KEYS.values()) == expected
     assert all(key == f"{method}_{option}" for key, (method, option) in METHOD_OPTION_KEYS.items())
+    # The key stores the value in the option's own kind; the method declares the rest.
+    assert all(TRIAL_OPTIONS[key].kind == method_option_of(TRIAL_OPTIONS[key]).kind for key in METHOD_OPTION_KEYS)
 
 
 def test_frontier_preset_searches_prospr_steps_only_for_prospr():
@@ -351,7 +354,7 @@ def test_frontier_preset_searches_prospr_steps_only_for_prospr():
         ("method: {type: categorical, choices: [phew]}\n  allocation: {type: categorical, choices: [erk]}", "",
          "use allocation 'global'"),
         ("method: {type: categorical, choices: [prospr]}\n  prospr_inner_steps: {type: int, low: -1, high: 2}", "",
-         "prospr_inner_steps must be an integer >= 0"),
+         "prospr_inner_steps must be >= 0"),
         ("method: {type: categorical, choices: [prospr]}\n  prospr_meta_grads: {type: categorical, choices: [exact]}",
          "", "first_order"),
         ("method: {type: categorical, choices: [snip]}", "\n  proxies: [swap_reg]", "needs swap_mu and swap_sigma"),

@@ -14,9 +14,13 @@ import pandas as pd
 from paitune.analysis.load import Results
 from paitune.analysis.reference import without_dense
 
-# Allocations with a fixed rule; any other value (e.g. "searched", an explicit map) is treated as
-# a per-layer profile found by the search.
-STANDARD_ALLOCATIONS = frozenset({"global", "uniform", "uniform_plus", "er", "erk", "igq", "smart_ratio"})
+
+def standard_allocations() -> frozenset[str]:
+    """The registered allocations (paitune.pruning, plug-ins included): each a rule. Any other value
+    ("searched", "explicit") is treated as a per-layer profile found by the search."""
+    from paitune.pruning.allocation import allocation_names
+
+    return frozenset(allocation_names())
 
 
 def default_profile_sparsity(results: Results) -> float | None:
@@ -72,7 +76,7 @@ def searched_profiles(results: Results, sparsity: float | None = None) -> pd.Dat
     if sparsity is None:
         return pd.DataFrame(columns=columns)
     merged = _layers_with_trials(results, sparsity)
-    searched = merged.loc[~merged["allocation"].isin(STANDARD_ALLOCATIONS) & (merged["status"] == "completed")]
+    searched = merged.loc[~merged["allocation"].isin(standard_allocations()) & (merged["status"] == "completed")]
     if searched.empty:
         return pd.DataFrame(columns=columns)
     parts = []

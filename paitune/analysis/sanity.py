@@ -16,17 +16,18 @@ an effect).
 
 Verdict per row (first that applies): ``not_applicable`` for a corrupted-data control
 (corrupt_labels, corrupt_pixels: the scoring batches get random labels / per-image shuffled
-pixels, Su et al. 2020) on a method whose mask does not use data — the data-free methods
-(random, magnitude, synflow, dense), or any method whose control trials kept exactly the mask of
-their unmodified pair (same ``mask_hash`` in every pair) — with null numbers; every data-free
-method present gets such a row for every corrupt control the sweep used. ``too_few_runs`` when
-fewer than MIN_UNITS seeds hold a pair; ``hurts`` / ``helps`` when p_adjusted < 0.05 and delta is
-below / above 0; ``no_effect`` when the equivalence test says |delta| < EQUIVALENCE_MARGIN
-(p_equivalent < 0.05): the effect, if any, is smaller than the margin; otherwise
-``inconclusive`` (neither an effect nor its absence is shown at this number of seeds).
-``interpretation`` turns that into what it means for the method (Frankle et al. 2021, Su et al.
-2020): e.g. shuffle not hurting means the per-layer densities carry the signal, not the
-positions within a layer; corrupting the data hurting means the mask uses the data.
+pixels, Su et al. 2020; any control registered with ``batches``) on a method whose mask does not
+use data — the data-free methods (registered without ``needs_data``: random, magnitude, synflow,
+dense, ...), or any method whose control trials kept exactly the mask of their unmodified pair
+(same ``mask_hash`` in every pair) — with null numbers; every data-free method present gets such
+a row for every corrupt control the sweep used. ``too_few_runs`` when fewer than MIN_UNITS seeds
+hold a pair; ``hurts`` / ``helps`` when p_adjusted < 0.05 and delta is below / above 0;
+``no_effect`` when the equivalence test says |delta| < EQUIVALENCE_MARGIN (p_equivalent < 0.05):
+the effect, if any, is smaller than the margin; otherwise ``inconclusive`` (neither an effect nor
+its absence is shown at this number of seeds). ``interpretation`` turns that into what it means
+for the method (Frankle et al. 2021, Su et al. 2020), as the control's registration words it
+(``if_hurts`` / ``if_not``): e.g. shuffle not hurting means the per-layer densities carry the
+signal, not the positions within a layer; corrupting the data hurting means the mask uses the data.
 """
 
 from __future__ import annotations
@@ -40,27 +41,37 @@ from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
 PAIR_COLUMNS = CONTEXT_COLUMNS + ["method", "allocation"]
-CORRUPT_CONTROLS = ("corrupt_labels", "corrupt_pixels")
-# Methods whose masks never see a batch of data (paitune.pruning scores them without batches).
-DATA_FREE_METHODS = frozenset({"random", "magnitude", "synflow", "ntk_sap", "phew", "dense"})
 NOT_APPLICABLE = "not_applicable"
-
-_MEANING = {
-    ("shuffle", False): "per-layer densities carry the signal (positions within layers do not matter)",
-    ("shuffle", True): "mask positions carry signal beyond the per-layer densities",
-    ("reinit", False): "the mask works with fresh weights (initial values do not matter)",
-    ("reinit", True): "the mask is tied to the initial weights it was scored on",
-    ("invert", False): "keeping the lowest scores does as well: the score order carries no signal",
-    ("invert", True): "the scores rank weights meaningfully (inverting them hurts)",
-    ("corrupt_labels", False): "the data does not matter to the mask: scoring with random labels does as well",
-    ("corrupt_labels", True): "the mask uses the data: scoring with random labels hurts",
-    ("corrupt_pixels", False): "the data does not matter to the mask: scoring with shuffled pixels does as well",
-    ("corrupt_pixels", True): "the mask uses the data: scoring with shuffled pixels hurts",
-}
 _NOT_APPLICABLE_TEXT = (
     "not applicable: the mask does not use the data (data-free method, or the control "
     "left every mask unchanged), so corrupting the data cannot change it"
 )
+
+
+# The facts below come from the registries of paitune.pruning (plug-ins included), imported when an
+# analysis runs so that importing the analysis stays light.
+def data_controls() -> frozenset[str]:
+    """The controls that corrupt the scoring data (corrupt_labels, corrupt_pixels, ...)."""
+    from paitune.pruning.controls import control_names, control_spec
+
+    return frozenset(name for name in control_names() if control_spec(name).changes_data)
+
+
+def data_free_methods() -> frozenset[str]:
+    """The methods whose masks never see a batch of data (random, magnitude, synflow, dense, ...)."""
+    from paitune.pruning.registry import registered
+
+    return frozenset(spec.name for spec in registered() if not spec.needs_data)
+
+
+def _meaning(control: str, hurts: bool) -> str | None:
+    """What the control's registration says a loss (or no loss) of accuracy means, if it says."""
+    from paitune.pruning.controls import control_names, control_spec
+
+    if control not in control_names():
+        return None
+    spec = control_spec(control)
+    return (spec.if_hurts if hurts else spec.if_not) or None
 
 
 def _interpret(control: str, verdict: str) -> str:
@@ -74,8 +85,9 @@ def _interpret(control: str, verdict: str) -> str:
             f"{EQUIVALENCE_MARGIN:.0%} accuracy) is shown at this number of seeds"
         )
     hurts = verdict == "hurts"
-    if (control, hurts) in _MEANING:
-        return _MEANING[(control, hurts)]
+    meaning = _meaning(control, hurts)
+    if meaning is not None:
+        return meaning
     return f"{control} lowers accuracy" if hurts else f"{control} shows no loss of accuracy"
 
 
@@ -85,7 +97,7 @@ def _unchanged_masks(done: pd.DataFrame, pairs_on: list[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=["method", "control"])
     hashes = done.loc[done["mask_hash"].notna(), pairs_on + ["control", "mask_hash"]]
     base = hashes.loc[hashes["control"] == "none"].drop(columns="control")
-    treated = hashes.loc[hashes["control"].isin(CORRUPT_CONTROLS)]
+    treated = hashes.loc[hashes["control"].isin(data_controls())]
     pairs = treated.merge(base, on=pairs_on, how="inner", suffixes=("", "_none"))
     if pairs.empty:
         return pd.DataFrame(columns=["method", "control"])
@@ -200,8 +212,8 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
 
     # Corrupt controls on methods whose masks do not use data: one row each, numbers null.
     trials = results.trials
-    corrupt = sorted(set(trials["control"].unique()) & set(CORRUPT_CONTROLS))
-    data_free = sorted(set(trials["method"].unique()) & DATA_FREE_METHODS)
+    corrupt = sorted(set(trials["control"].unique()) & data_controls())
+    data_free = sorted(set(trials["method"].unique()) & data_free_methods())
     inapplicable = pd.concat(
         [
             pd.DataFrame([(m, c) for m in data_free for c in corrupt], columns=["method", "control"]),

@@ -34,10 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        load_plugins()  # before parsing: --help lists the names the plug-ins register
+    except PaituneError as err:
+        print(f"paitune: error: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        load_plugins()
         return int(args.func(args) or 0)
     except PaituneError as err:
         print(f"paitune {args.command}: error: {err}", file=sys.stderr)

@@ -10,8 +10,8 @@ import json
 import math
 import sys
 
-from ..config import TRIAL_DEFAULTS
-from ..config.cli import OptionHelpFormatter, add_option_arguments, trial_options, values_from_args
+from ..config import TRIAL_DEFAULTS, TRIAL_OPTIONS
+from ..config.cli import OptionHelpFormatter, add_option_arguments, parse_text, trial_options, values_from_args
 from ..errors import PaituneError
 
 # The trial options a prune or proxy run takes; training, proxies and the sparse methods' own
@@ -21,15 +21,18 @@ _COMPONENTS = ("data", "model", "pruning", "run")
 
 def _add_trial_arguments(p) -> None:
     add_option_arguments(p, trial_options(*_COMPONENTS))
-    p.add_argument(
-        "--method-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting of the method, repeatable: prospr inner_steps, inner_lr, inner_momentum, meta_grads; "
-        "ntk_sap epsilon, resamples (docs/methods.md)",
+    action = p.add_argument(
+        "--method-option", action="append", default=[], metavar="KEY=VALUE", help="a setting of the method"
     )
+    action.lazy_help = _method_option_help
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _method_option_help() -> str:
+    from ..pruning.registry import registered
+
+    settings = "; ".join(f"{spec.name} {', '.join(spec.options)}" for spec in registered() if spec.options)
+    return f"a setting of the method, repeatable: {settings} (docs/methods.md)"
 
 
 def add_parser(subparsers) -> None:
@@ -55,22 +58,34 @@ _PROXY_SETTINGS = [o for o in trial_options("proxies") if o.name != "proxies"]
 
 def _method_options(args) -> dict:
     """--method-option KEY=VALUE items as the method's trial keys (prospr_inner_steps, ...)."""
-    from ..pruning import METHODS
-    from ..pruning.registry import get_method
+    from ..pruning.registry import registered
 
-    options = {}
+    texts = {}
     for text in args.method_option:
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
             raise PaituneError(f"--method-option takes KEY=VALUE, got {text!r}")
-        options[key.strip()] = value.strip()
+        texts[key.strip()] = value.strip()
+    if not texts:
+        return {}
     method = args.method or TRIAL_DEFAULTS["method"]
-    if method in METHODS:
-        resolved = get_method(method).resolve_options(options)  # unknown keys and bad values: one line
-    elif options:
+    spec = {s.name: s for s in registered()}.get(method)
+    if spec is None:
         raise PaituneError(f"method {method!r} takes no --method-option")
+    spec.check_option_names(texts)  # unknown keys: one line naming the method's options
+    values = {
+        key: parse_text(spec.options[key], text, where=f"--method-option {key}={text}") for key, text in texts.items()
+    }
+    resolved = spec.resolve_options(values)  # bad values: one line
     # Each option becomes its trial key, so the config records it.
-    return {f"{method}_{key}": resolved[key] for key in options}
+    keys = {key: f"{method}_{key}" for key in values}
+    for key, trial_key in keys.items():
+        if trial_key not in TRIAL_OPTIONS:
+            raise PaituneError(
+                f"option {key!r} of method {method!r} has no trial key {trial_key!r} (METHOD_OPTIONS in "
+                "paitune/config/trial.py); set it with prune(..., method_options=...) in Python"
+            )
+    return {trial_key: resolved[key] for key, trial_key in keys.items()}
 
 
 def _trial_config(args) -> dict:
@@ -126,9 +141,9 @@ def run_prune(args) -> int:
 
 
 def run_proxies(args) -> int:
-    from ..proxies import PROXIES
+    from ..proxies import proxy_names
 
-    names = list(PROXIES) if not args.names else [n.strip() for n in args.names.split(",") if n.strip()]
+    names = list(proxy_names()) if not args.names else [n.strip() for n in args.names.split(",") if n.strip()]
     trial = _prepare(args, names)
     values = {name: (v if math.isfinite(v) else None) for name, v in trial.proxies.items()}
     if args.json:

@@ -27,6 +27,9 @@ class OptionHelpFormatter(argparse.HelpFormatter):
     """Help lines of declared options: their help, the names they allow, their default."""
 
     def _get_help_string(self, action) -> str:
+        lazy = getattr(action, "lazy_help", None)  # text that needs a registry: built when help is shown
+        if lazy is not None:
+            return lazy().replace("%", "%%")
         option: Option | None = getattr(action, "declared_option", None)
         if option is None:
             return super()._get_help_string(action)
@@ -45,8 +48,9 @@ def add_option_arguments(parser: argparse.ArgumentParser, options: Iterable[Opti
         action.declared_option = option
 
 
-def _parse(option: Option, text: str) -> Any:
-    where = f"{flag(option)} {text!r}"
+def parse_text(option: Option, text: str, *, where: str | None = None) -> Any:
+    """A value of ``option`` from command-line text; ``where`` names it in errors (default: its flag)."""
+    where = where or f"{flag(option)} {text!r}"
     if option.kind == "int":
         try:
             return int(text)
@@ -65,7 +69,7 @@ def _parse(option: Option, text: str) -> Any:
         try:
             return [int(v) for v in text.split(",")]
         except ValueError:
-            raise PaituneError(f"{flag(option)} must be comma-separated integers like 3,32,32, got {text!r}") from None
+            raise PaituneError(f"{where}: {option.name} must be comma-separated integers like 3,32,32") from None
     if option.kind == "names":
         return [v.strip() for v in text.split(",") if v.strip()]
     if option.kind == "allocation" and text.endswith(".json"):
@@ -92,7 +96,7 @@ def values_from_args(args: argparse.Namespace, options: Iterable[Option]) -> dic
     for option in options:
         text = getattr(args, option.name, None)
         if text is not None:
-            values[option.name] = _parse(option, text)
+            values[option.name] = parse_text(option, text)
     return values
 
 

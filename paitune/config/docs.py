@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING
 
-from paitune.config.options import Option
+from paitune.config.options import Option, method_option_of
 from paitune.config.sweep import option_fields
 from paitune.config.trial import COMPONENTS
 
@@ -27,8 +27,9 @@ option that names only some methods under *read by* is held at its default for e
 
 
 def _allowed(option: Option) -> str:
-    if option.method_option is not None:
-        return "the method's rule, or unset for its default ([methods.md](methods.md))"
+    declared = method_option_of(option)
+    if declared is not None:
+        return f"{_allowed(declared)}, or unset: the method's default {_default(declared.default)}"
     if option.kind in ("name", "names", "allocation"):
         names = ", ".join(f"`{n}`" for n in option.allowed())
         return names + (", or `{layer: density}`" if option.kind == "allocation" else "")
@@ -58,6 +59,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _help(option: Option) -> str:
+    declared = method_option_of(option)
+    if declared is not None:
+        return f"{option.method_option.split(':')[0]}: {declared.help} ([methods.md](methods.md))"
+    return option.help
+
+
 def render() -> str:
     lines = [_INTRO]
     for component, options in COMPONENTS.items():
@@ -69,10 +77,12 @@ def render() -> str:
         ]
         for o in options:
             read_by = ", ".join(o.used_by) if o.used_by else "all"
+            if o.method_option is not None:
+                read_by = f"{o.method_option.split(':')[0]} (also as init_method)"
             searchable = "" if o.not_searchable is None else " Not searchable."
             lines.append(
                 f"| `{o.name}` | {_kind(o)} | {_default(o.default)} | {_cell(_allowed(o))} | {read_by} | "
-                f"{_cell(o.help)}.{searchable} |"
+                f"{_cell(_help(o))}.{searchable} |"
             )
         lines.append("")
     lines += ["## Sweep options", "", "The flags of `paitune sweep` (`SweepOptions`).", "",

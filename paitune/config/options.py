@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from paitune.errors import PaituneError, unknown_choice
@@ -74,8 +74,9 @@ class Option:
     # default, so every config written before them keeps its hash (and its sweep stays resumable).
     hashed_at_default: bool = True
     what: str = ""  # how error messages name a value of it (default: the name with spaces)
-    # "method:option": a PaI method's own option (``prune(..., method_options=...)``), whose default
-    # and rule the method's registration declares; unset here means the method's default.
+    # "method:option": the trial key of a PaI method's own option (``prune(..., method_options=...)``),
+    # whose default, rule and help the method's registration declares (``method_option_of``);
+    # unset here means the method's default.
     method_option: str | None = None
 
     def __post_init__(self):
@@ -98,12 +99,10 @@ class Option:
 
 
 def _number(key: str, value: Any, *, integer: bool) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (isinstance(value, float) and math.isnan(value))
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PaituneError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise PaituneError(f"{key} must be a finite number, got {value!r}")
     if integer and float(value) != int(value):
         raise PaituneError(f"{key} must be an integer, got {value!r}")
     return float(value)
@@ -152,10 +151,20 @@ def check_value(option: Option, value: Any, *, extra_names: tuple[str, ...] = ()
         names = option.allowed() + extra_names
         if value not in names:
             raise unknown_choice(option.label, value, names)
-    if option.method_option is not None:
-        method, name = option.method_option.split(":")
-        spec = importlib.import_module("paitune.pruning.registry").get_method(method)
-        spec.options[name].parse(key, value)
+    declared = method_option_of(option)
+    if declared is not None:
+        check_value(replace(declared, name=key), value)
+
+
+def method_option_of(option: Option) -> Option | None:
+    """The method's own declaration of a method option's trial key: its default, rule and help.
+
+    Looked up in the method registry when asked, like the registries' names.
+    """
+    if option.method_option is None:
+        return None
+    method, name = option.method_option.split(":")
+    return importlib.import_module("paitune.pruning.registry").get_method(method).options[name]
 
 
 def coerce(option: Option, value: Any) -> Any:

@@ -35,13 +35,13 @@ DATA = (
 MODEL = (Option("model", "name", "mlp", "network architecture", "model", choices="paitune.models:model_names"),)
 PRUNING = (
     Option("method", "name", "random", "pruning method: a PaI method, dense, or a sparse-training method",
-           "pruning", choices=f"{_SPARSE}:TRIAL_METHODS", what="pruning method"),
+           "pruning", choices=f"{_SPARSE}:trial_methods", what="pruning method"),
     Option("sparsity", "float", 0.9, "fraction of the prunable weights removed", "pruning",
            range=Range(0.0, 1.0, high_open=True, note="(the fraction of weights removed)")),
     Option("allocation", "allocation", "global", "layerwise allocation: a scheme name, or {layer: density}",
-           "pruning", choices=f"{_PRUNING}:ALLOCATIONS"),
+           "pruning", choices=f"{_PRUNING}:allocation_names"),
     Option("control", "name", "none", "sanity-check control applied to the mask (none, or a PaI survey control)",
-           "pruning", choices=f"{_PRUNING}:CONTROLS"),
+           "pruning", choices=f"{_PRUNING}:control_names"),
     Option("iterations", "int", None, "pruning rounds of iterative methods (unset: the method's default)",
            "pruning", range=Range(1), nullable=True),
     Option("schedule", "name", "exponential", "density schedule of iterative methods' rounds", "pruning",
@@ -82,32 +82,35 @@ TRAINING = (
 )  # fmt: skip
 PROXIES = (
     Option("proxies", "names", [], "zero-cost proxies scored at init, after pruning", "proxies", what="proxy",
-           choices="paitune.proxies:PROXIES", not_searchable="proxies is a list of proxy names; set it under settings"),
+           choices="paitune.proxies:proxy_names", not_searchable="proxies is a list of proxy names; set it under settings"),
     Option("swap_mu", "float", None, "swap_reg: the regularizer's center, in thousands of parameters", "proxies",
            nullable=True, hashed_at_default=False),
     Option("swap_sigma", "float", None, "swap_reg: the regularizer's width, in thousands of parameters", "proxies",
            range=Range(0.0, low_open=True), nullable=True, hashed_at_default=False),
 )  # fmt: skip
-# The PaI methods' own options, one trial key each: <method>_<option>. Their defaults and rules are
-# the method's (paitune.pruning registrations); unset means the method's default. A trial records
-# its own method's (or, for set/rigl, its starting mask's method's) values and None for the others.
+# The PaI methods' own options, one trial key each: <method>_<option>. The method's registration
+# declares each option's default, rule and help (``paitune.pruning`` ``method_option``); the key
+# says how a config stores it. Unset means the method's default. A trial records its own method's
+# (or, for set/rigl, its starting mask's method's) values and None for the others.
+
+
+def _method_key(method: str, option: str, kind: str) -> Option:
+    # Not hashed while unset, so a config without the key keeps its hash.
+    return Option(f"{method}_{option}", kind, None, "", "method_options", nullable=True,
+                  method_option=f"{method}:{option}", hashed_at_default=False)  # fmt: skip
+
+
 METHOD_OPTIONS = (
-    Option("prospr_inner_steps", "int", None, "prospr: SGD steps the meta-gradient differentiates through",
-           "method_options", nullable=True, method_option="prospr:inner_steps", hashed_at_default=False),
-    Option("prospr_inner_lr", "float", None, "prospr: learning rate of those steps", "method_options",
-           nullable=True, method_option="prospr:inner_lr", hashed_at_default=False),
-    Option("prospr_inner_momentum", "float", None, "prospr: momentum of those steps", "method_options",
-           nullable=True, method_option="prospr:inner_momentum", hashed_at_default=False),
-    Option("prospr_meta_grads", "name", None, "prospr: full or first_order meta-gradients", "method_options",
-           nullable=True, method_option="prospr:meta_grads", hashed_at_default=False),
-    Option("ntk_sap_epsilon", "float", None, "ntk_sap: size of the weight perturbation", "method_options",
-           nullable=True, method_option="ntk_sap:epsilon", hashed_at_default=False),
-    Option("ntk_sap_resamples", "int", None, "ntk_sap: weight re-draws per round", "method_options",
-           nullable=True, method_option="ntk_sap:resamples", hashed_at_default=False),
-)  # fmt: skip
+    _method_key("prospr", "inner_steps", "int"),
+    _method_key("prospr", "inner_lr", "float"),
+    _method_key("prospr", "inner_momentum", "float"),
+    _method_key("prospr", "meta_grads", "name"),
+    _method_key("ntk_sap", "epsilon", "float"),
+    _method_key("ntk_sap", "resamples", "int"),
+)
 SPARSE = (
     Option("init_method", "name", "random", "set/rigl: the static PaI method of the starting mask", "sparse",
-           choices=f"{_SPARSE}:INIT_METHODS", used_by=_DST, what="init_method (the starting mask of set/rigl)"),
+           choices=f"{_SPARSE}:init_methods", used_by=_DST, what="init_method (the starting mask of set/rigl)"),
     Option("update_interval", "int", 100, "set/rigl: optimizer steps between mask updates", "sparse",
            range=Range(1, note="optimizer step"), used_by=_DST),
     Option("drop_fraction", "float", 0.3, "set/rigl: fraction of each layer's active weights moved per update, "

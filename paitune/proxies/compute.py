@@ -49,7 +49,8 @@ class ProxySpec:
 _REGISTRY: dict[str, ProxySpec] = {}
 
 
-def register(spec: ProxySpec) -> ProxySpec:
+def register_proxy(spec: ProxySpec) -> ProxySpec:
+    """Make ``spec.name`` a value of the trial option ``proxies`` and of ``paitune proxies --names``."""
     if spec.name in _REGISTRY:
         raise ValueError(f"proxy {spec.name!r} is registered twice")
     _REGISTRY[spec.name] = spec
@@ -72,9 +73,15 @@ for _spec in (
     ProxySpec("swap_reg", activation.swap_reg, settings=("swap_mu", "swap_sigma")),
     ProxySpec("zen", zen),
 ):
-    register(_spec)
+    register_proxy(_spec)
 
-PROXIES: tuple[str, ...] = tuple(_REGISTRY)
+
+def proxy_names() -> tuple[str, ...]:
+    """The proxies registered so far (plug-ins included), in registration order."""
+    return tuple(_REGISTRY)
+
+
+PROXIES: tuple[str, ...] = proxy_names()  # the built-in proxies
 
 
 def _selected(names: Iterable[str] | str | None, settings: dict) -> list[str]:
@@ -83,13 +90,13 @@ def _selected(names: Iterable[str] | str | None, settings: dict) -> list[str]:
     None means every proxy whose settings are given (swap_reg only with swap_mu and swap_sigma).
     """
     if names is None:
-        return [n for n in PROXIES if all(settings[key] is not None for key in _REGISTRY[n].settings)]
+        return [n for n in _REGISTRY if all(settings[key] is not None for key in _REGISTRY[n].settings)]
     if isinstance(names, str):
         names = [names]
     selected = list(dict.fromkeys(names))
     for name in selected:
         if name not in _REGISTRY:
-            raise unknown_choice("proxy", name, PROXIES)
+            raise unknown_choice("proxy", name, proxy_names())
     return selected
 
 
@@ -104,7 +111,7 @@ def compute_proxies(
 ) -> dict[str, float]:
     """Zero-cost proxies of ``model`` on one batch ``(x, y)``, as {name: value}.
 
-    ``names`` picks proxies from ``PROXIES`` (None: all, swap_reg only when ``swap_mu`` and
+    ``names`` picks registered proxies (None: all, swap_reg only when ``swap_mu`` and
     ``swap_sigma`` are given: its regularizer's center and width in thousands of parameters,
     without which asking for it is a PaituneError). ``masks`` ({parameter name: bool
     tensor}) scores the pruned network: each proxy runs on its own deep copy with

@@ -1,11 +1,13 @@
-"""Layerwise allocation: per-layer densities for a global sparsity, fixed before any scoring.
+"""Layerwise allocation: the registry of schemes, and the fixed-ratio rules of REFERENCE.md.
 
-``allocate(shapes, sparsity, scheme)`` implements the fixed-ratio schemes of REFERENCE.md. The
-score-based allocations (``global``: the method's scores ranked across layers; ``lamp``: LAMP-
-normalized scores ranked across layers) have no densities until scores exist, so ``prune`` handles
-them; ``allocate`` names them in its error so callers learn where they live.
+An allocation is one ``register_allocation(AllocationSpec(...))``. A spec with ``densities`` fixes
+every layer's density before any scoring (uniform, ERK, ...): ``allocate(shapes, sparsity, name)``
+calls it, and each layer keeps its own top scores. A spec without it ranks the method's scores
+across layers (``global``; ``lamp`` after LAMP-normalizing them), so its densities emerge from the
+scores and ``prune`` handles it; ``allocate`` names such a scheme in its error so callers learn
+where it lives. Besides the names, an explicit {layer: density} map is an allocation.
 
-Every scheme returns densities in [0, 1] whose parameter-weighted mean is 1 - sparsity (up to the
+Every rule returns densities in [0, 1] whose parameter-weighted mean is 1 - sparsity (up to the
 rounding to whole weights that ``prune`` does per layer), with the dict in the order of ``shapes``
 (input to output).
 """
@@ -13,14 +15,72 @@ rounding to whole weights that ``prune`` does per layer), with the dict in the o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
 
 from ..errors import PaituneError, unknown_choice
 from .layers import is_conv_shape, numel
+from .scores import lamp_scores
 
-FIXED_SCHEMES = ("uniform", "uniform_plus", "er", "erk", "igq", "smart_ratio")
-SCORE_SCHEMES = ("global", "lamp")
-ALLOCATIONS = SCORE_SCHEMES + FIXED_SCHEMES  # plus an explicit {layer: density} map
+Shapes = dict[str, tuple[int, ...]]
+Scores = dict[str, torch.Tensor]
+GLOBAL = "global"  # the method's own scores ranked across layers: the default allocation
+
+
+@dataclass(frozen=True)
+class AllocationSpec:
+    """One layerwise allocation by name.
+
+    ``densities(shapes, sparsity)``: {layer: density} for every layer of ``shapes``, in its order;
+    a PaituneError (one line) when the rule cannot meet the sparsity. Without it the allocation
+    ranks scores across layers, after ``normalize`` (each round's scores -> scores comparable across
+    layers) when given. ``normalize_magnitudes``: the same ranking for the non-negative magnitudes
+    IMP and edge-popup rank (default: ``normalize``).
+    """
+
+    name: str
+    densities: Callable[[Shapes, float], dict[str, float]] | None = None
+    normalize: Callable[[Scores], Scores] | None = None
+    normalize_magnitudes: Callable[[Scores], Scores] | None = None
+
+    @property
+    def ranks_scores(self) -> bool:
+        """The densities emerge from scores ranked across layers (no rule fixes them first)."""
+        return self.densities is None
+
+    def magnitude_normalizer(self) -> Callable[[Scores], Scores] | None:
+        return self.normalize_magnitudes or self.normalize
+
+
+_REGISTRY: dict[str, AllocationSpec] = {}
+
+
+def register_allocation(spec: AllocationSpec) -> AllocationSpec:
+    """Make ``spec.name`` a value of the trial option ``allocation`` (spaces, sweeps and the CLI)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"allocation {spec.name!r} is registered twice")
+    if spec.densities is not None and (spec.normalize or spec.normalize_magnitudes) is not None:
+        raise ValueError(f"allocation {spec.name!r}: densities fix the layers, so there are no scores to normalize")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def allocation_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def allocation_spec(name: str) -> AllocationSpec:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise unknown_choice("allocation", name, allocation_names() + ("{layer: density} map",))
+    return _REGISTRY[name]
+
+
+def ranks_scores(allocation) -> bool:
+    """An allocation (a name or an explicit map) whose densities emerge from ranked scores."""
+    return not isinstance(allocation, Mapping) and allocation_spec(allocation).ranks_scores
+
 
 # Gale et al. (2019): the last layer is never pruned beyond 80% under uniform_plus.
 UNIFORM_PLUS_LAST_LAYER_MIN_DENSITY = 0.2
@@ -46,21 +106,18 @@ def allocate(shapes: Mapping[str, tuple], sparsity: float, scheme) -> dict[str, 
         raise PaituneError("the model has no prunable (Conv/Linear) weights")
     if isinstance(scheme, Mapping):
         return explicit(shapes, scheme)
-    if scheme in SCORE_SCHEMES:
+    spec = allocation_spec(scheme)
+    if spec.ranks_scores:
         raise PaituneError(
             f"allocation {scheme!r} ranks a method's scores across layers: use prune(..., allocation={scheme!r})"
         )
-    rules = {
-        "uniform": uniform,
-        "uniform_plus": uniform_plus,
-        "er": lambda sh, sp: erdos_renyi(sh, sp, kernel=False),
-        "erk": lambda sh, sp: erdos_renyi(sh, sp, kernel=True),
-        "igq": igq,
-        "smart_ratio": smart_ratio,
-    }
-    if scheme not in rules:
-        raise unknown_choice("allocation", scheme, ALLOCATIONS + ("{layer: density} map",))
-    return rules[scheme](shapes, s)
+    densities = spec.densities(shapes, s)
+    # A plug-in's rule is held to what prune relies on: every layer once, each density in [0, 1].
+    if set(densities) != set(shapes) or not all(0.0 <= d <= 1.0 for d in densities.values()):
+        raise PaituneError(
+            f"allocation {scheme!r} must give every prunable layer a density in [0, 1]; it gave {densities}"
+        )
+    return {name: densities[name] for name in shapes}
 
 
 def explicit(shapes: dict[str, tuple], densities: Mapping[str, float]) -> dict[str, float]:
@@ -204,3 +261,35 @@ def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
         extra = spare / sum(sizes[n] for n in linear)
         linear = {n: min(1.0, d + extra) for n, d in linear.items()}
     return {name: conv_densities.get(name, linear.get(name)) for name in names}
+
+
+def _lamp_magnitudes(magnitudes: Scores) -> Scores:
+    """LAMP scores of each layer's non-negative magnitudes, as IMP and edge-popup rank them:
+    s_u^2 / sum of s_v^2 over all v ranked at or above u (ties in ``torch.sort``'s order)."""
+    out = {}
+    for name, v in magnitudes.items():
+        squared = v.detach().reshape(-1).double() ** 2
+        ordered, order = torch.sort(squared)
+        tail_sums = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])
+        lamp = torch.zeros_like(squared)
+        lamp[order] = ordered / tail_sums.clamp_min(torch.finfo(torch.float64).tiny)
+        out[name] = lamp.reshape(v.shape)
+    return out
+
+
+# The registration order is the order the names are listed in (help, docs, errors).
+for _spec in (
+    AllocationSpec(GLOBAL),
+    # Lee et al. (2021). prune breaks ties with a stable sort (and shifts signed scores); IMP and
+    # edge-popup with torch.sort: each method's masks are reproducible only with its own order.
+    AllocationSpec("lamp", normalize=lamp_scores, normalize_magnitudes=_lamp_magnitudes),
+    AllocationSpec("uniform", uniform),
+    AllocationSpec("uniform_plus", uniform_plus),
+    AllocationSpec("er", lambda shapes, sparsity: erdos_renyi(shapes, sparsity, kernel=False)),
+    AllocationSpec("erk", lambda shapes, sparsity: erdos_renyi(shapes, sparsity, kernel=True)),
+    AllocationSpec("igq", igq),
+    AllocationSpec("smart_ratio", smart_ratio),
+):
+    register_allocation(_spec)
+
+ALLOCATIONS: tuple[str, ...] = allocation_names()  # the built-in allocations

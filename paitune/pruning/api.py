@@ -1,8 +1,10 @@
 """``prune``: one PaI method at one sparsity under one layerwise allocation, with a control.
 
-Method and allocation are orthogonal (DESIGN.md): with ``global`` (or ``lamp``) the method's scores
-are ranked across layers and the per-layer densities emerge; with any other allocation the densities
-are fixed first (``allocate``) and each layer keeps its own top scores. Iterative methods prune over
+Method and allocation are orthogonal (DESIGN.md): under an allocation that ranks scores (``global``;
+``lamp`` after normalizing them) the method's scores are ranked across layers and the per-layer
+densities emerge; under any other allocation the densities are fixed first (``allocate``) and each
+layer keeps its own top scores. A control (``paitune.pruning.controls``) changes the batches, the
+scores, the finished mask or the weights, as its registration says. Iterative methods prune over
 ``iterations`` rounds, round t reaching density_t = density ** (t / T) (exponential schedule, per
 layer for fixed allocations) or 1 - (1 - density) * t / T (linear), each round rescoring the masked
 net. Only FORCE may revive a weight pruned in an earlier round.
@@ -16,28 +18,20 @@ import torch
 from torch import nn
 
 from ..errors import PaituneError, unknown_choice
-from ..models.copying import copy_module
 from . import builtin, ntk_sap, phew, prospr, px
-from . import scores as S
-from .allocation import SCORE_SCHEMES, allocate, check_sparsity
+from .allocation import GLOBAL, AllocationSpec, allocate, allocation_spec, check_sparsity
+from .controls import NO_CONTROL, ControlSpec, control_names, control_spec
 from .layers import layer_shapes, prunable_parameters
 from .masks import Masks
-from .registry import MethodSpec, ScoringInputs, get_method, register, registered
-from .reinit import redraw_in_place
-from .seeds import derived_seed, generator
+from .registry import MethodSpec, ScoringInputs, get_method, register_method, registered
 from .selection import select_global, select_per_layer
 
 # The registration order is the order of METHODS.
 for _spec in (*builtin.SPECS, prospr.SPEC, ntk_sap.SPEC, phew.SPEC, px.SPEC):
-    register(_spec)
+    register_method(_spec)
 
 METHODS = tuple(spec.name for spec in registered())
 DATA_METHODS = tuple(spec.name for spec in registered() if spec.needs_data)  # need scoring batches
-# Sanity checks (Frankle et al. 2021; Su et al. 2020). The corrupt_* controls score with corrupted
-# data (random labels, or each image's pixels shuffled) and only apply to the data-dependent methods;
-# for the others the mask is the unmodified one and ``masks.meta["control_applies"]`` is False.
-CONTROLS = ("none", "shuffle", "reinit", "invert", "corrupt_labels", "corrupt_pixels")
-DATA_CONTROLS = ("corrupt_labels", "corrupt_pixels")
 SCHEDULES = ("exponential", "linear")
 # Rounds when the caller passes no ``iterations``.
 DEFAULT_ITERATIONS = {spec.name: spec.default_iterations for spec in registered() if spec.default_iterations}
@@ -52,8 +46,7 @@ def round_density(final: float, t: int, rounds: int, schedule: str) -> float:
 
 
 def _check_args(spec: MethodSpec, control, schedule, iterations, batches, input_shape):
-    if control not in CONTROLS:
-        raise unknown_choice("control", control, CONTROLS)
+    control_spec(control)
     if schedule not in SCHEDULES:
         raise unknown_choice("schedule", schedule, SCHEDULES)
     if iterations is not None and (not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1):
@@ -64,25 +57,31 @@ def _check_args(spec: MethodSpec, control, schedule, iterations, batches, input_
         raise PaituneError(f"{spec.name} needs the input shape: pass batches or set model.input_shape")
 
 
-def _check_mask_builder(spec: MethodSpec, allocation, control, iterations) -> None:
-    """A method that builds its mask without scores: one global mask, nothing to invert, one round."""
-    if isinstance(allocation, Mapping) or allocation != "global":
+def _check_mask_builder(spec: MethodSpec, allocation, control: ControlSpec, iterations) -> None:
+    """A method that builds its mask without scores: one global mask, no scores to change, one round."""
+    if isinstance(allocation, Mapping) or allocation != GLOBAL:
         shown = "an explicit map" if isinstance(allocation, Mapping) else repr(allocation)
-        raise PaituneError(f"method {spec.name!r} builds one global mask: use allocation 'global', not {shown}")
-    if control == "invert":
-        raise PaituneError(f"method {spec.name!r} has no scores to invert: use control none, shuffle or reinit")
+        raise PaituneError(f"method {spec.name!r} builds one global mask: use allocation {GLOBAL!r}, not {shown}")
+    if control.needs_scores:
+        fitting = ", ".join(
+            name
+            for name in control_names()
+            if not control_spec(name).needs_scores and not (control_spec(name).changes_data and not spec.needs_data)
+        )
+        raise PaituneError(
+            f"method {spec.name!r} has no scores for control {control.name!r} to change: use control {fitting}"
+        )
     if iterations not in (None, 1):
         raise PaituneError(f"method {spec.name!r} prunes in one step: leave iterations unset (or 1)")
 
 
-def check_choices(method: str, *, allocation="global", control="none", iterations=None, method_options=None) -> dict:
+def check_choices(method: str, *, allocation=GLOBAL, control=NO_CONTROL, iterations=None, method_options=None) -> dict:
     """The rules ``prune`` applies to a method's choices, without a model: the resolved options.
 
     A planner calls it on every config before anything runs; ``prune`` calls it too.
     """
     spec = get_method(method)
-    if control not in CONTROLS:
-        raise unknown_choice("control", control, CONTROLS)
+    control = control_spec(control)
     options = spec.resolve_options(method_options)
     if spec.build_mask is not None:
         _check_mask_builder(spec, allocation, control, iterations)
@@ -96,64 +95,22 @@ def _input_shape(model: nn.Module, batches) -> tuple[int, ...] | None:
     return tuple(shape) if shape is not None else None
 
 
-def _fresh_weights(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """All parameters re-drawn from the model's own initializer (``reset_parameters``), seeded.
-
-    Drawn on a CPU copy: the same seed gives the same weights on every device, and no CUDA RNG
-    state is consumed. ``apply_masks`` moves them to the model's device.
-    """
-    scratch = copy_module(model).cpu()
-    redraw_in_place(scratch, derived_seed(seed, "reinit"))
-    return {name: p.detach().clone() for name, p in scratch.named_parameters()}
-
-
-def _shuffle(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Same count per layer, positions permuted uniformly at random within the layer."""
-    gen = generator(seed, "shuffle")
-    out = {}
-    for name, m in masks.items():
-        flat = m.reshape(-1)
-        perm = torch.randperm(flat.numel(), generator=gen).to(flat.device)
-        out[name] = flat[perm].reshape(m.shape)
-    return out
-
-
-def corrupt_batches(batches: Sequence, control: str, seed: int) -> list:
-    """The scoring batches with labels replaced by uniform random ones, or each image's pixels shuffled.
-
-    Random labels are drawn uniformly from the classes seen in the batches (Su et al.'s "random
-    labels"); pixel shuffling permutes all of an image's elements independently per image.
-    """
-    gen = generator(seed, "corrupt")
-    classes = int(max(int(y.max()) for _, y in batches)) + 1
-    out = []
-    for x, y in batches:
-        if control == "corrupt_labels":
-            y = torch.randint(0, classes, y.shape, generator=gen).to(y.device, y.dtype)
-        else:
-            flat = x.reshape(x.shape[0], -1)
-            order = torch.argsort(torch.rand(flat.shape, generator=gen), dim=1).to(x.device)
-            x = torch.gather(flat, 1, order).reshape(x.shape)
-        out.append((x, y))
-    return out
-
-
 def prune(
     model: nn.Module,
     method: str,
     *,
     sparsity: float,
-    allocation="global",
+    allocation=GLOBAL,
     batches: Sequence | None = None,
     iterations: int | None = None,
     schedule: str = "exponential",
-    control: str = "none",
+    control: str = NO_CONTROL,
     seed: int = 0,
     method_options: Mapping | None = None,
 ) -> Masks:
     """Masks keyed by parameter name for every prunable weight; the model is never changed.
 
-    ``control``: ``shuffle`` permutes each layer's mask, ``invert`` keeps the lowest scores instead
+    ``control``: a registered control; ``shuffle`` permutes each layer's mask, ``invert`` keeps the lowest scores instead
     of the highest (in every round), ``reinit`` keeps the mask and puts freshly initialized weights
     for the whole model in ``masks.weights`` — ``apply_masks(model, masks)`` loads them;
     ``corrupt_labels`` / ``corrupt_pixels`` score with corrupted batches (data-dependent methods).
@@ -180,8 +137,8 @@ def prune(
             meta={
                 "method": "dense",
                 "sparsity": 0.0,
-                "allocation": "global",
-                "control": "none",
+                "allocation": GLOBAL,
+                "control": NO_CONTROL,
                 "iterations": 0,
                 "schedule": schedule,
                 "seed": int(seed),
@@ -189,22 +146,23 @@ def prune(
                 "control_applies": False,
             },
         )
-    control_applies = control not in DATA_CONTROLS or spec.needs_data
-    if control in DATA_CONTROLS and control_applies:
-        batches = corrupt_batches(batches, control, seed)
+    treatment = control_spec(control)
+    control_applies = not treatment.changes_data or spec.needs_data
+    if treatment.changes_data and control_applies:
+        batches = treatment.batches(batches, seed)
     shapes = layer_shapes(model)
-    score_based = not isinstance(allocation, Mapping) and allocation in SCORE_SCHEMES
-    targets = None if score_based else allocate(shapes, s, allocation)
+    ranking = None if isinstance(allocation, Mapping) else allocation_spec(allocation)
+    targets = None if ranking is not None and ranking.ranks_scores else allocate(shapes, s, allocation)
     rounds = iterations if iterations is not None else (spec.default_iterations or 1)
     inputs = ScoringInputs(model, batches, input_shape, int(seed), options)
     if spec.build_mask is not None:
         masks = spec.build_mask(inputs, 1.0 - s)
     else:
-        masks = _score_and_select(spec, inputs, s, allocation, targets, score_based, rounds, schedule, control)
+        masks = _score_and_select(spec, inputs, s, ranking, targets, rounds, schedule, treatment)
 
-    if control == "shuffle":
-        masks = _shuffle(masks, seed)
-    weights = _fresh_weights(model, seed) if control == "reinit" else None
+    if treatment.masks is not None:
+        masks = treatment.masks(masks, seed)
+    weights = treatment.weights(model, seed) if treatment.weights is not None else None
     masks = {name: m.to(params[name].device) for name, m in masks.items()}
     meta = {
         "method": method,
@@ -222,18 +180,22 @@ def prune(
     return Masks(masks, weights=weights, meta=meta)
 
 
-def _score_and_select(spec, inputs, s, allocation, targets, score_based, rounds, schedule, control):
-    """The rounds of a scoring method: rescore the masked net, keep each round's target count."""
+def _score_and_select(spec, inputs, s, ranking: AllocationSpec | None, targets, rounds, schedule, treatment):
+    """The rounds of a scoring method: rescore the masked net, keep each round's target count.
+
+    ``ranking``: the allocation when it ranks scores across layers, else ``targets`` holds the
+    per-layer densities.
+    """
     scorer = spec.make_scorer(inputs)
     masks: dict[str, torch.Tensor] | None = None
     for t in range(1, rounds + 1):
         scores = scorer(masks)
-        if allocation == "lamp":
-            scores = S.lamp_scores(scores)
-        if control == "invert":
-            scores = {name: -v for name, v in scores.items()}
+        if targets is None and ranking.normalize is not None:
+            scores = ranking.normalize(scores)
+        if treatment.scores is not None:
+            scores = treatment.scores(scores)
         alive = None if (masks is None or spec.revives) else masks
-        if score_based:
+        if targets is None:
             masks = select_global(scores, round_density(1.0 - s, t, rounds, schedule), alive)
         else:
             layer_targets = {n: round_density(d, t, rounds, schedule) for n, d in targets.items()}

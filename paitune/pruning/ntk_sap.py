@@ -15,9 +15,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..config.options import Range
 from ..models.copying import copy_module
 from .layers import prunable_parameters
-from .registry import MethodSpec, Option, ScoringInputs, int_at_least, real
+from .registry import MethodSpec, ScoringInputs, method_option
 from .reinit import redraw_in_place
 
 PRUNE_SET_SIZE = 100  # their prune-set batch, used when no batches are given
@@ -96,5 +97,8 @@ SPEC = MethodSpec(
     make_scorer=NtkSapScorer,
     needs_input_shape=True,
     default_iterations=20,
-    options={"epsilon": Option(0.01, real(positive=True)), "resamples": Option(1, int_at_least(1))},
+    options=(
+        method_option("epsilon", "float", 0.01, "size of the weight perturbation", range=Range(0.0, low_open=True)),
+        method_option("resamples", "int", 1, "weight re-draws per round", range=Range(1)),
+    ),
 )

@@ -13,8 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .registry import MethodSpec, Option, ScoringInputs, choice, int_at_least, real
+from ..config.options import Range
+from .registry import MethodSpec, ScoringInputs, method_option
 from .scores import ScoringCopy
+
+META_GRADS = ("full", "first_order")  # differentiate through the steps, or treat their gradients as constants
 
 
 def prospr_scores(scratch: ScoringCopy, masks, batch, options) -> dict[str, torch.Tensor]:
@@ -65,10 +68,12 @@ SPEC = MethodSpec(
     "prospr",
     make_scorer=_make_scorer,
     needs_data=True,
-    options={
-        "inner_steps": Option(3, int_at_least(0)),
-        "inner_lr": Option(0.1, real(positive=True)),
-        "inner_momentum": Option(0.0, real(at_least=0.0)),
-        "meta_grads": Option("full", choice("full", "first_order")),
-    },
+    options=(
+        method_option("inner_steps", "int", 3, "SGD steps the meta-gradient differentiates through", range=Range(0)),
+        method_option("inner_lr", "float", 0.1, "learning rate of those steps", range=Range(0.0, low_open=True)),
+        method_option("inner_momentum", "float", 0.0, "momentum of those steps", range=Range(0.0)),
+        method_option(
+            "meta_grads", "name", "full", "full or first_order meta-gradients", choices=f"{__name__}:META_GRADS"
+        ),
+    ),
 )

@@ -2,17 +2,27 @@
 
 Each purpose gets its own salt, so that e.g. the shuffle control's permutation does not depend on
 whether the method itself drew random numbers, and a new method's draws never shift an old one's.
+A purpose not listed in ``SALTS`` (a plug-in's method or control) is salted by a hash of its name.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 
 SALTS = {"scores": 0, "shuffle": 1, "reinit": 2, "corrupt": 3, "ntk_sap": 4, "phew": 5}
 
 
+def _salt(purpose: str) -> int:
+    if purpose in SALTS:
+        return SALTS[purpose]
+    # A fixed function of the name (Python's hash() changes per process), above the listed salts.
+    return len(SALTS) + int.from_bytes(hashlib.sha256(purpose.encode("utf-8")).digest()[:6], "big")
+
+
 def derived_seed(seed: int, purpose: str) -> int:
-    return (int(seed) * 1_000_003 + SALTS[purpose]) % (2**63)
+    return (int(seed) * 1_000_003 + _salt(purpose)) % (2**63)
 
 
 def generator(seed: int, purpose: str) -> torch.Generator:

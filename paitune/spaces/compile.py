@@ -61,9 +61,9 @@ def model_layer_shapes(
 
 
 def iterative_defaults() -> dict[str, int]:
-    from paitune.pruning.api import DEFAULT_ITERATIONS
+    from paitune.pruning.registry import registered
 
-    return dict(DEFAULT_ITERATIONS)
+    return {spec.name: spec.default_iterations for spec in registered() if spec.default_iterations}
 
 
 def finalize(values: dict[str, Any]) -> dict[str, Any]:
@@ -90,8 +90,9 @@ def _resolve_method_options(config: dict[str, Any]) -> None:
         if owner != method:
             config[key] = None
         else:
-            spec = get_method(owner).options[option]
-            config[key] = spec.default if config[key] is None else spec.parse(key, config[key])
+            spec = get_method(owner)
+            value = config[key]
+            config[key] = spec.options[option].default if value is None else spec.check_option(option, value, key=key)
 
 
 def _active(param, values: dict[str, Any]) -> bool:

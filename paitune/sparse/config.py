@@ -14,13 +14,24 @@ from typing import Any
 
 from ..config import COMPONENTS
 from ..errors import PaituneError
-from ..pruning import METHODS as STATIC_METHODS
+from ..pruning.registry import method_names
 
 DST_METHODS = ("set", "rigl")
 SPARSE_METHODS = ("set", "rigl", "imp", "edge_popup")
-TRIAL_METHODS = tuple(STATIC_METHODS) + SPARSE_METHODS  # every value of the trial config's method axis
-# A dynamic run starts from a static PaI mask; "dense" has nothing to start from at sparsity > 0.
-INIT_METHODS = tuple(m for m in STATIC_METHODS if m != "dense")
+
+
+def trial_methods() -> tuple[str, ...]:
+    """Every value of the trial config's method axis: the PaI methods registered so far, then these."""
+    return method_names() + SPARSE_METHODS
+
+
+def init_methods() -> tuple[str, ...]:
+    """A dynamic run starts from a static PaI mask; "dense" has nothing to start from at sparsity > 0."""
+    return tuple(m for m in method_names() if m != "dense")
+
+
+TRIAL_METHODS = trial_methods()  # with the built-in PaI methods
+INIT_METHODS = init_methods()
 DROP_SCHEDULES = ("cosine", "linear", "constant")
 POPUP_WEIGHT_INITS = ("signed_constant", "model")
 

@@ -2,15 +2,17 @@
 
 Every prunable weight keeps its initial value and gets a learned score; the forward pass uses only
 the weights whose |score| is among the top k (k = density x weights of the layer under a fixed
-allocation, or the top k of the whole net under "global" / "lamp" ranking). The top-k choice has no
-gradient, so the scores learn through the straight-through estimator: the forward multiplies each
-weight by mask + |s| - stop_gradient(|s|), whose value is the mask and whose gradient w.r.t. |s| is
-the weight's (dL/d(effective weight) x weight) — the paper's update rule.
+allocation, or the top k of the whole net under an allocation that ranks scores: global, lamp).
+The top-k choice has no gradient, so the scores learn through the straight-through estimator: the
+forward multiplies each weight by mask + |s| - stop_gradient(|s|), whose value is the mask and
+whose gradient w.r.t. |s| is the weight's (dL/d(effective weight) x weight) — the paper's update
+rule.
 
 Scores start at the paper's Kaiming-uniform scale, which differs per layer (1/sqrt(fan_in)), so the
 "global" ranking compares |s| * sqrt(fan_in): at initialization it is then a uniformly random choice
 across layers (like ``prune(model, "random", allocation="global")``) instead of one that empties the
-layers with the largest fan-in. LAMP's normalization is scale-free per layer already.
+layers with the largest fan-in. An allocation that normalizes scores (LAMP) ranks the normalized
+|s| instead, which is scale-free per layer already.
 
 The wrapped network is left as it is (same parameter names, so masks and reports use them); the
 wrapper evaluates it with ``torch.func.functional_call`` and the masked weights, and freezes every
@@ -29,7 +31,7 @@ from ..errors import unknown_choice
 from ..pruning import Masks, prunable_parameters
 from ..pruning.allocation import check_sparsity
 from .config import POPUP_WEIGHT_INITS
-from .selection import global_top_k, keep_counts, lamp_normalize, layer_densities, top_k_mask
+from .selection import global_top_k, keep_counts, layer_densities, magnitude_normalizer, top_k_mask
 
 
 def _fan_in(weight: torch.Tensor) -> int:
@@ -84,8 +86,9 @@ class EdgePopupNet(nn.Module):
         if self.counts is not None:
             masks = {name: top_k_mask(magnitude[name], self.counts[name]) for name in self.names}
         else:
-            if self.allocation == "lamp":
-                ranked = {name: lamp_normalize(v) for name, v in magnitude.items()}
+            normalize = magnitude_normalizer(self.allocation)
+            if normalize is not None:
+                ranked = normalize(magnitude)
             else:
                 ranked = {name: v * self.rank_scale[name] for name, v in magnitude.items()}
             masks = global_top_k(ranked, self.keep_total)

@@ -29,7 +29,7 @@ from ..errors import PaituneError
 from ..pruning import Masks, prunable_parameters
 from ..pruning.allocation import check_sparsity
 from ..training import Diverged, EpochMetrics, TrainConfig, Trainer
-from .selection import global_top_k, keep_counts, lamp_normalize, layer_densities, top_k_mask
+from .selection import global_top_k, keep_counts, layer_densities, magnitude_normalizer, top_k_mask
 
 # Rounding slack for R = ceil(log(1-s)/log(1-p)): s = 1 - 0.8^2 must give 2 rounds, not 3.
 _ROUNDS_EPS = 1e-9
@@ -163,8 +163,9 @@ class IMPTrainer:
         sizes = {name: m.numel() for name, m in self.masks.items()}
         per_layer = self._round_layer_densities(density)
         if per_layer is None:
-            if self.allocation == "lamp":
-                magnitudes = {name: lamp_normalize(v * self.masks[name]) for name, v in magnitudes.items()}
+            normalize = magnitude_normalizer(self.allocation)
+            if normalize is not None:
+                magnitudes = normalize({name: v * self.masks[name] for name, v in magnitudes.items()})
             keep = int(round(density * sum(sizes.values())))
             new = global_top_k(magnitudes, keep, self.masks)
         else:

@@ -6,11 +6,11 @@ so densities are exact counts, not thresholds that ties could overshoot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
-from ..pruning import allocate
+from ..pruning.allocation import allocate, allocation_spec, ranks_scores
 
 
 def top_k_mask(scores: torch.Tensor, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
@@ -46,27 +46,20 @@ def global_top_k(
     return out
 
 
-def lamp_normalize(scores: torch.Tensor) -> torch.Tensor:
-    """LAMP scores (Lee et al. 2021) of one layer: s_u^2 / sum of s_v^2 over all v ranked at or above u.
-
-    Ranking these across layers is LAMP's layer-adaptive global magnitude pruning.
-    """
-    squared = scores.detach().reshape(-1).double() ** 2
-    ordered, order = torch.sort(squared)
-    tail_sums = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])
-    lamp = torch.zeros_like(squared)
-    lamp[order] = ordered / tail_sums.clamp_min(torch.finfo(torch.float64).tiny)
-    return lamp.reshape(scores.shape)
-
-
 def layer_densities(shapes: Mapping[str, tuple], sparsity: float, allocation) -> dict[str, float] | None:
     """Per-layer densities of a fixed allocation (a scheme name or a {layer: density} map).
 
-    ``None`` for the score-ranked allocations ("global", "lamp"): their densities emerge from scores.
+    ``None`` for an allocation that ranks scores across layers (global, lamp): its densities emerge
+    from the scores.
     """
-    if isinstance(allocation, str) and allocation in ("global", "lamp"):
+    if ranks_scores(allocation):
         return None
     return allocate(shapes, sparsity, allocation)
+
+
+def magnitude_normalizer(allocation) -> Callable[[dict], dict] | None:
+    """How a score-ranked allocation makes magnitudes comparable across layers (None: as they are)."""
+    return allocation_spec(allocation).magnitude_normalizer()
 
 
 def keep_counts(sizes: Mapping[str, int], densities: Mapping[str, float]) -> dict[str, int]:
