@@ -231,3 +231,11 @@ def test_gpu_epoch_quick(tmp_path):
         assert r["speedup_vs_fp32"] == pytest.approx(base["paitune_s"] / r["paitune_s"])
     assert summary["paitune_vs_tuned_max"] == pytest.approx(max(r["paitune_vs_tuned"] for r in rows))
     assert summary["goal_vs_tuned_met"] == all(r["paitune_vs_tuned"] <= 1.1 for r in rows)
+
+
+def test_sampler_scale_quick(tmp_path):
+    result = run_quick("sampler_scale", tmp_path)
+    rows = {r["sampler"]: r for r in result["rows"]}
+    assert set(rows) == {"random", "tpe", "nsga2", "nsga2-stock"}
+    for row in rows.values():
+        assert row["trials"] == 60 and len(row["blocks_ms"]) == 3 and all(ms > 0 for ms in row["blocks_ms"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from paitune.config.sweep import SAMPLERS
 from paitune.search.internals import StudyHistoryView
 from paitune.search.samplers import HISTORY_LIMITS, BoundedHistory, make_sampler
 
@@ -56,3 +57,54 @@ def test_model_based_samplers_are_bounded_and_the_others_are_not():
         assert not isinstance(make_sampler(name, seed=0, n_objectives=1), BoundedHistory)
     with pytest.raises(ValueError):
         BoundedHistory(optuna.samplers.RandomSampler(), 0)
+
+
+def _interleaved_nsga2(sampler_for, n: int, tmp_path, restart_at: int | None = None):
+    """Two objectives, two trials in flight, every seventh trial failing, in journal storage; with
+    ``restart_at``, a new sampler (as after a driver restart) takes over the study there."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / f"{id(sampler_for)}-{restart_at}.log")))
+    study = optuna.create_study(directions=["minimize", "minimize"], storage=storage, sampler=sampler_for())
+    in_flight, asked = [], []
+    for i in range(n):
+        if restart_at is not None and i == restart_at:
+            study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=sampler_for())
+            in_flight = [optuna.Trial(study, t._trial_id) for t in in_flight]
+        trial = study.ask()
+        x, kind = trial.suggest_float("x", -5, 5), trial.suggest_categorical("kind", ["a", "b", "c"])
+        asked.append((x, kind))
+        in_flight.append(trial)
+        if len(in_flight) == 2:  # the older of the two ends first
+            done = in_flight.pop(0)
+            if done.number % 7 == 6:
+                study.tell(done, state=optuna.trial.TrialState.FAIL)
+            else:
+                dx, dk = done.params["x"], done.params["kind"]
+                study.tell(done, [(dx - 1) ** 2 + "abc".index(dk), (dx + 1) ** 2])
+    return asked
+
+
+@pytest.mark.parametrize("restart_at", [None, 130])
+def test_the_flat_nsga2_suggests_exactly_what_optunas_does(tmp_path, restart_at):
+    from paitune.search.internals import flat_nsga2_sampler
+
+    def stock():
+        return optuna.samplers.NSGAIISampler(seed=3, population_size=10)
+
+    def flat():
+        return flat_nsga2_sampler(seed=3, population_size=10)
+
+    # 260 trials: 20-odd generations of 10, elites carried over, parents fetched from the cache
+    expected = _interleaved_nsga2(stock, 260, tmp_path, restart_at)
+    assert _interleaved_nsga2(flat, 260, tmp_path, restart_at) == expected
+    assert make_sampler("nsga2", seed=0, n_objectives=2)._get_generation_key() == "NSGAIISampler:generation"
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_runs_past_its_startup_trials(name):
+    # Each sampler's own model (and any package it needs, as CMA-ES needs cmaes) is exercised:
+    # 15 trials take every model-based sampler past its random startup.
+    study = optuna.create_study(sampler=make_sampler(name, seed=0, n_objectives=1))
+    study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2 + t.suggest_float("y", 0, 1), n_trials=15)
+    assert len(study.trials) == 15 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

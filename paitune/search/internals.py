@@ -10,6 +10,8 @@ paitune needs a few things neither library exposes publicly:
 - Optuna's samplers read their study's trials through ``Study._get_trials``; a sampler that may
   read only part of its history (``paitune.search.samplers.BoundedHistory``) is handed a view that
   answers it.
+- Optuna's NSGA-II scans its whole study for each suggestion (the newest generation, a
+  generation's cached parents); ``flat_nsga2_sampler`` keeps both as trials are told instead.
 - Tune keeps running statistics of every number a trial reported, in its run metadata, and writes
   them for every trial at each snapshot; paitune drops them once a trial ended
   (``paitune.search.lean_state``).
@@ -147,6 +149,66 @@ class StudyHistoryView:
     @property
     def trials(self) -> list[FrozenTrial]:
         return self.get_trials()
+
+
+def flat_nsga2_sampler(**kwargs):
+    """Optuna's ``NSGAIISampler(**kwargs)`` whose cost per suggestion does not grow with its study.
+
+    Optuna's genetic samplers find a new trial's generation by scanning every finished trial of
+    the study (the newest generation and how many trials it has), and fetch a generation's cached
+    parents by scanning every trial: each suggestion costs O(trials), a sweep O(trials^2). This
+    subclass keeps the count of finished trials per generation as they are told (one scan of the
+    study on its first call, which also covers a resumed study) and each generation's parents
+    once fetched; both answer exactly what the scans would. It keeps Optuna's attribute keys, so
+    a study run by either sampler continues under the other."""
+    from optuna.samplers import NSGAIISampler
+    from optuna.trial import TrialState
+
+    class FlatNSGAIISampler(NSGAIISampler):
+        def __init__(self, **options):
+            super().__init__(**options)
+            self._per_generation: dict[int, int] | None = None  # finished COMPLETE trials per generation
+            self._counted: set[int] = set()
+            self._parents: dict[int, list] = {}
+
+        def _count(self, trial) -> None:
+            if trial.number not in self._counted:
+                self._counted.add(trial.number)
+                generation = trial.system_attrs.get(self._get_generation_key(), -1)
+                self._per_generation[generation] = self._per_generation.get(generation, 0) + 1
+
+        def get_trial_generation(self, study, trial) -> int:
+            generation = trial.system_attrs.get(self._get_generation_key(), None)
+            if generation is not None:
+                return generation
+            if self._per_generation is None:
+                self._per_generation = {}
+                for done in study._get_trials(deepcopy=False, states=[TrialState.COMPLETE], use_cache=True):
+                    self._count(done)
+            newest = max((g for g in self._per_generation if g >= 0), default=0)
+            if self._per_generation.get(newest, 0) >= self._population_size:
+                newest += 1
+            study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), newest)
+            return newest
+
+        def get_parent_population(self, study, generation: int) -> list:
+            if generation in self._parents:
+                return list(self._parents[generation])
+            parents = super().get_parent_population(study, generation)
+            # Optuna returns the parents in selection order when it selects them, and in the
+            # study's order when it reads them back from its cache: so does this.
+            self._parents[generation] = sorted(parents, key=lambda t: t.number)
+            return parents
+
+        def after_trial(self, study, trial, state, values) -> None:
+            super().after_trial(study, trial, state, values)
+            if state == TrialState.COMPLETE and self._per_generation is not None:
+                self._count(trial)
+
+    # Optuna names a genetic sampler's attribute keys after its class; keep NSGA-II's.
+    FlatNSGAIISampler._GENERATION_KEY = NSGAIISampler._GENERATION_KEY
+    FlatNSGAIISampler._PARENT_CACHE_KEY_PREFIX = NSGAIISampler._PARENT_CACHE_KEY_PREFIX
+    return FlatNSGAIISampler(**kwargs)
 
 
 # --- Tune's per-trial run metadata -------------------------------------------------------------

@@ -17,12 +17,13 @@ from optuna.samplers import BaseSampler
 
 from paitune.config.sweep import SAMPLERS  # declared with the sweep options
 from paitune.errors import PaituneError, unknown_choice
-from paitune.search.internals import StudyHistoryView
+from paitune.search.internals import StudyHistoryView, flat_nsga2_sampler
 
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 # The finished trials per context a model-based sampler reads: TPE's Parzen estimators are linear
-# in it, the GP's fit cubic. Random, grid, NSGA-II (one generation at a time) and CMA-ES (its own
-# incremental state) need no bound.
+# in it, the GP's fit cubic. Random, grid, NSGA-II (its generation bookkeeping kept as trials are
+# told: paitune.search.internals.flat_nsga2_sampler) and CMA-ES (its own incremental state) need
+# no bound.
 HISTORY_LIMITS = {"tpe": 1000, "gp": 300}
 
 
@@ -73,7 +74,7 @@ def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> BaseSampl
     elif name == "cmaes":
         sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     elif name == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=seed)
+        sampler = flat_nsga2_sampler(seed=seed)
     else:
         sampler = optuna.samplers.GPSampler(seed=seed)
     limit = HISTORY_LIMITS.get(name)
