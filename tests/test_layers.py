@@ -16,7 +16,7 @@ PACKAGE = ROOT / "paitune"
 # Bottom first. Each entry may import only from entries on lower floors.
 FLOORS = [
     ("errors",),
-    ("config", "plugins"),
+    ("config", "plugins", "registry"),
     ("data", "models"),
     ("pruning",),
     ("proxies",),

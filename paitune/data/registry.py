@@ -12,7 +12,8 @@ from paitune.data.bundle import DataBundle
 from paitune.data.digits import load_digits_bundle
 from paitune.data.synthetic import load_synthetic_bundle
 from paitune.data.vision import VISION_DATASETS, load_vision_bundle, resolve_data_root
-from paitune.errors import PaituneError, unknown_choice
+from paitune.errors import PaituneError
+from paitune.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -30,26 +31,21 @@ class DatasetSpec:
     num_classes: int | None
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+_DATASETS: Registry[DatasetSpec] = Registry("dataset")
 SYNTHETIC = "synthetic"
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     """Make ``spec.name`` a value of the trial option ``dataset`` (spaces, sweeps and the CLI)."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"dataset {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _DATASETS.add(spec.name, spec)
 
 
 def dataset_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return _DATASETS.names()
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    if name not in _REGISTRY:
-        raise unknown_choice("dataset", name, dataset_names())
-    return _REGISTRY[name]
+    return _DATASETS.get(name)
 
 
 register_dataset(DatasetSpec("digits", lambda seed, _root, _download: load_digits_bundle(seed), (1, 8, 8), 10))
@@ -107,7 +103,7 @@ def clear_cache() -> None:
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _cached(name: str, data_root: str | None, download: bool, split_seed: int) -> DataBundle:
-    return _REGISTRY[name].load(split_seed, data_root, download)
+    return _DATASETS.get(name).load(split_seed, data_root, download)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -15,26 +15,24 @@ from paitune.models.resnet import cifar_resnet, resnet18
 from paitune.models.small import MLP, LeNet5, SmallCNN
 from paitune.models.vgg import VGG
 from paitune.models.wide_resnet import WideResNet
+from paitune.registry import Registry
 
 Builder = Callable[[tuple[int, ...], int], PaiModel]
 
-_BUILDERS: dict[str, Builder] = {}
+_BUILDERS: Registry[Builder] = Registry("model")
 
 
 def register_model(name: str, builder: Builder) -> Builder:
     """Make ``name`` a value of the trial option ``model``: ``builder(input_shape, num_classes)``
     returns a ``PaiModel`` (its weights drawn from the global torch RNG, which ``build_model``
     seeds)."""
-    if name in _BUILDERS:
-        raise ValueError(f"model {name!r} is already registered")
-    _BUILDERS[name] = builder
-    return builder
+    return _BUILDERS.add(name, builder)
 
 
 def model_names() -> tuple[str, ...]:
     """The models a space or the CLI may name. ``build_model`` also accepts any CIFAR ResNet depth
     6n+2 (resnet110, ...) and any wide ResNet wrn{6n+4}_{k} (wrn40_2, ...)."""
-    return tuple(_BUILDERS)
+    return _BUILDERS.names()
 
 
 register_model("mlp", MLP)
@@ -90,7 +88,7 @@ def _builder(name: str) -> Builder:
     if not isinstance(name, str):
         raise unknown_choice("model", name, model_names())
     if name in _BUILDERS:
-        return _BUILDERS[name]
+        return _BUILDERS.get(name)
     match = _CIFAR_RESNET.fullmatch(name)
     if match:
         depth = int(match.group(1))

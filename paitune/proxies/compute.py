@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from paitune.errors import PaituneError, unknown_choice
+from paitune.errors import PaituneError
 from paitune.proxies import activation, cost, gradient
 from paitune.proxies.activation import check_swap_settings
 from paitune.proxies.fisher import fisher
@@ -25,6 +25,7 @@ from paitune.proxies.network import (
 from paitune.proxies.synflow import synflow
 from paitune.proxies.zen import zen
 from paitune.proxies.zico import zico
+from paitune.registry import Registry
 
 Proxy = Callable[..., float]  # (masked, x, y, **settings) -> value
 
@@ -46,15 +47,12 @@ class ProxySpec:
     settings: tuple[str, ...] = ()
 
 
-_REGISTRY: dict[str, ProxySpec] = {}
+_PROXIES: Registry[ProxySpec] = Registry("proxy")
 
 
 def register_proxy(spec: ProxySpec) -> ProxySpec:
     """Make ``spec.name`` a value of the trial option ``proxies`` and of ``paitune proxies --names``."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"proxy {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _PROXIES.add(spec.name, spec)
 
 
 for _spec in (
@@ -78,7 +76,7 @@ for _spec in (
 
 def proxy_names() -> tuple[str, ...]:
     """The proxies registered so far (plug-ins included), in registration order."""
-    return tuple(_REGISTRY)
+    return _PROXIES.names()
 
 
 PROXIES: tuple[str, ...] = proxy_names()  # the built-in proxies
@@ -90,13 +88,12 @@ def _selected(names: Iterable[str] | str | None, settings: dict) -> list[str]:
     None means every proxy whose settings are given (swap_reg only with swap_mu and swap_sigma).
     """
     if names is None:
-        return [n for n in _REGISTRY if all(settings[key] is not None for key in _REGISTRY[n].settings)]
+        return [s.name for s in _PROXIES.specs() if all(settings[key] is not None for key in s.settings)]
     if isinstance(names, str):
         names = [names]
     selected = list(dict.fromkeys(names))
     for name in selected:
-        if name not in _REGISTRY:
-            raise unknown_choice("proxy", name, proxy_names())
+        _PROXIES.get(name)
     return selected
 
 
@@ -134,7 +131,7 @@ def compute_proxies(
     # Gradients are the proxies' substance: a caller's torch.no_grad() must not switch them off.
     with torch.enable_grad():
         for name in selected:
-            spec = _REGISTRY[name]
+            spec = _PROXIES.get(name)
             if spec.from_loss_gradients is not None and from_gradients is not None:
                 results[name] = from_gradients[name]
                 continue
@@ -143,8 +140,8 @@ def compute_proxies(
                 if spec.from_loss_gradients is not None:
                     grads = gradient.loss_gradients(masked, x, y)
                     from_gradients = {
-                        other: float(_REGISTRY[other].from_loss_gradients(masked, grads))
-                        for other in selected if _REGISTRY[other].from_loss_gradients is not None
+                        other: float(_PROXIES.get(other).from_loss_gradients(masked, grads))
+                        for other in selected if _PROXIES.get(other).from_loss_gradients is not None
                     }  # fmt: skip
                     del grads
                     results[name] = from_gradients[name]

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import PaituneError, unknown_choice
+from ..errors import PaituneError
+from ..registry import Registry
 from .layers import is_conv_shape, numel
 from .scores import lamp_scores
 
@@ -54,27 +55,22 @@ class AllocationSpec:
         return self.normalize_magnitudes or self.normalize
 
 
-_REGISTRY: dict[str, AllocationSpec] = {}
+_ALLOCATIONS: Registry[AllocationSpec] = Registry("allocation")
 
 
 def register_allocation(spec: AllocationSpec) -> AllocationSpec:
     """Make ``spec.name`` a value of the trial option ``allocation`` (spaces, sweeps and the CLI)."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"allocation {spec.name!r} is registered twice")
     if spec.densities is not None and (spec.normalize or spec.normalize_magnitudes) is not None:
         raise ValueError(f"allocation {spec.name!r}: densities fix the layers, so there are no scores to normalize")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _ALLOCATIONS.add(spec.name, spec)
 
 
 def allocation_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return _ALLOCATIONS.names()
 
 
 def allocation_spec(name: str) -> AllocationSpec:
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise unknown_choice("allocation", name, allocation_names() + ("{layer: density} map",))
-    return _REGISTRY[name]
+    return _ALLOCATIONS.get(name, also=("{layer: density} map",))
 
 
 def ranks_scores(allocation) -> bool:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import unknown_choice
 from ..models.copying import copy_module
+from ..registry import Registry
 from .reinit import redraw_in_place
 from .seeds import derived_seed, generator
 
@@ -57,25 +57,20 @@ class ControlSpec:
         return self.scores is not None
 
 
-_REGISTRY: dict[str, ControlSpec] = {}
+_CONTROLS: Registry[ControlSpec] = Registry("control")
 
 
 def register_control(spec: ControlSpec) -> ControlSpec:
     """Make ``spec.name`` a value of the trial option ``control`` (spaces, sweeps and the CLI)."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"control {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _CONTROLS.add(spec.name, spec)
 
 
 def control_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return _CONTROLS.names()
 
 
 def control_spec(name: str) -> ControlSpec:
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise unknown_choice("control", name, control_names())
-    return _REGISTRY[name]
+    return _CONTROLS.get(name)
 
 
 def shuffle_masks(masks: MaskDict, seed: int) -> MaskDict:

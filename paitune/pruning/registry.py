@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..config.options import Option, check_value, coerce
-from ..errors import PaituneError, unknown_choice
+from ..errors import PaituneError
+from ..registry import Registry
 from . import seeds
 
 Scores = dict[str, torch.Tensor]
@@ -94,29 +95,24 @@ class MethodSpec:
             raise PaituneError(f"method {self.name!r}: {err}") from None
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
+_METHODS: Registry[MethodSpec] = Registry("pruning method")
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
     """Make ``spec.name`` a value of the trial option ``method`` (and ``init_method``)."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"method {spec.name!r} is registered twice")
     if (spec.make_scorer is None) == (spec.build_mask is None) and spec.name != "dense":
         raise ValueError(f"method {spec.name!r} needs exactly one of make_scorer and build_mask")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _METHODS.add(spec.name, spec)
 
 
 def get_method(name: str) -> MethodSpec:
-    if name not in _REGISTRY:
-        raise unknown_choice("pruning method", name, _REGISTRY)
-    return _REGISTRY[name]
+    return _METHODS.get(name)
 
 
 def registered() -> tuple[MethodSpec, ...]:
-    return tuple(_REGISTRY.values())
+    return _METHODS.specs()
 
 
 def method_names() -> tuple[str, ...]:
     """The PaI methods registered so far (plug-ins included), in registration order."""
-    return tuple(_REGISTRY)
+    return _METHODS.names()
