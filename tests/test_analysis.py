@@ -325,3 +325,22 @@ def test_merged_experiments_and_conditional_columns(tmp_path):
     assert len(results.epochs) == 80 * 10 and results.epochs["tix"].nunique() == 80
     analysis = analyze(results=results, n_boot=N_BOOT)
     assert analysis["trials"]["n"].sum() == 83
+
+
+def test_large_groups_take_the_normal_interval_the_bootstrap_agrees_with(monkeypatch):
+    from paitune.analysis import stats as pai_stats
+
+    rng = np.random.default_rng(0)
+    n = pai_stats.LARGE_N + 500
+    x = rng.normal(size=n + 40)
+    frame = pd.DataFrame({"g": ["large"] * n + ["small"] * 40, "x": x, "y": x + rng.normal(size=n + 40)})
+    normal_mean = pai_stats.grouped_mean_ci(frame, ["g"], "x").set_index("g")
+    normal_rho = pai_stats.grouped_spearman(frame, ["g"], "x", "y").set_index("g")
+    monkeypatch.setattr(pai_stats, "LARGE_N", 10 * n)  # every group bootstrapped
+    boot_mean = pai_stats.grouped_mean_ci(frame, ["g"], "x").set_index("g")
+    boot_rho = pai_stats.grouped_spearman(frame, ["g"], "x", "y").set_index("g")
+    for normal, boot in ((normal_mean, boot_mean), (normal_rho, boot_rho)):
+        assert normal.loc["small"].equals(boot.loc["small"])  # small groups: the same bootstrap
+        width = boot.loc["large", "ci_high"] - boot.loc["large", "ci_low"]
+        assert normal.loc["large", "ci_low"] == pytest.approx(boot.loc["large", "ci_low"], abs=0.1 * width)
+        assert normal.loc["large", "ci_high"] == pytest.approx(boot.loc["large", "ci_high"], abs=0.1 * width)

@@ -101,6 +101,18 @@ def grouped_bootstrap(
     return low, high, sizes
 
 
+def _bootstrap_small_groups(codes, arrays, replicates, sizes, **bootstrap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``grouped_bootstrap`` over the groups of at most ``LARGE_N`` rows only; returns (low,
+    high, large): the caller fills the large groups' intervals from normal theory, which the
+    bootstrap agrees with at that size."""
+    large = sizes > LARGE_N
+    keep = ~large[codes]
+    low, high, _ = grouped_bootstrap(
+        codes[keep], [a[keep] for a in arrays], replicates, n_groups=len(sizes), **bootstrap
+    )
+    return low, high, large
+
+
 def _weighted_mean_replicates(mats: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
     values, weights = mats
     return ((values * weights) @ counts.T) / (weights @ counts.T)
@@ -131,18 +143,10 @@ def grouped_mean_ci(
     sums = np.bincount(codes, weights=values * weights, minlength=n_groups)
     totals = np.bincount(codes, weights=weights, minlength=n_groups)
     sizes = np.bincount(codes, minlength=n_groups)
-    large = sizes > LARGE_N
-    keep = ~large[codes]
-    low, high, _ = grouped_bootstrap(
-        codes[keep],
-        [values[keep], weights[keep]],
-        _weighted_mean_replicates,
-        n_groups=n_groups,
-        n_boot=n_boot,
-        seed=seed,
-        min_size=min_size,
+    low, high, large = _bootstrap_small_groups(
+        codes, [values, weights], _weighted_mean_replicates, sizes, n_boot=n_boot, seed=seed, min_size=min_size,
         level=level,
-    )
+    )  # fmt: skip
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / totals
     if large.any():
@@ -210,17 +214,8 @@ def grouped_spearman(
     rho[(sizes < min_size) | ~np.isfinite(rho)] = np.nan
     # Large groups: the bootstrap and the normal-theory interval agree there, so use the cheap
     # one: Fisher z with the Bonett-Wright variance for Spearman, (1 + rho^2 / 2) / (n - 3).
-    large = sizes > LARGE_N
-    small_codes = np.where(large[codes], n_groups, codes)  # park large groups out of range
-    keep = small_codes < n_groups
-    low, high, _ = grouped_bootstrap(
-        codes[keep],
-        [rx[keep], ry[keep]],
-        _pearson_replicates,
-        n_groups=n_groups,
-        n_boot=n_boot,
-        seed=seed,
-        min_size=min_size,
+    low, high, large = _bootstrap_small_groups(
+        codes, [rx, ry], _pearson_replicates, sizes, n_boot=n_boot, seed=seed, min_size=min_size
     )
     if large.any():
         low[large], high[large] = _fisher_z_interval(rho[large], sizes[large] - 3)
