@@ -26,6 +26,7 @@ Each use is a small function here, so a new Ray or Optuna release is checked in 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import os
 from collections.abc import Container
@@ -161,6 +162,12 @@ def flat_nsga2_sampler(**kwargs):
     study on its first call, which also covers a resumed study) and each generation's parents
     once fetched; both answer exactly what the scans would. It keeps Optuna's attribute keys, so
     a study run by either sampler continues under the other."""
+    return _flat_nsga2_class()(**kwargs)
+
+
+@functools.cache
+def _flat_nsga2_class():
+    # Built on first use, so importing this module does not import Optuna.
     from optuna.samplers import NSGAIISampler
     from optuna.trial import TrialState
 
@@ -208,7 +215,7 @@ def flat_nsga2_sampler(**kwargs):
     # Optuna names a genetic sampler's attribute keys after its class; keep NSGA-II's.
     FlatNSGAIISampler._GENERATION_KEY = NSGAIISampler._GENERATION_KEY
     FlatNSGAIISampler._PARENT_CACHE_KEY_PREFIX = NSGAIISampler._PARENT_CACHE_KEY_PREFIX
-    return FlatNSGAIISampler(**kwargs)
+    return FlatNSGAIISampler
 
 
 # --- Tune's per-trial run metadata -------------------------------------------------------------

@@ -25,7 +25,7 @@ from paitune.results.storage import Location, is_uri, locate
 from paitune.search.internals import check_versions
 from paitune.search.lock import lock_holder, refusal
 from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
-from paitune.search.state_files import MANIFEST, default_state_dir, read_manifest, read_remote_manifest
+from paitune.search.state_files import MANIFEST, default_state_dir, read_manifest
 from paitune.spaces import CompiledSpace, Space, compile_space, load_space
 from paitune.spaces.check import possible_values
 from paitune.spaces.compile import SLOPE_PARAM, layer_param, model_layer_shapes
@@ -102,13 +102,19 @@ def _writable_dir(out: str) -> Path:
     return path
 
 
+def _possible(space: Space, key: str) -> set:
+    """The values a trial config key takes in the space: its choices when searched, else its
+    setting (or default)."""
+    if key in space.params:
+        return set(possible_values(space.params[key]))
+    return {space.settings.get(key, TRIAL_DEFAULTS[key])}
+
+
 def _check_data(space: Space, compiled: CompiledSpace) -> None:
     """Vision datasets must be on disk before the sweep starts (nothing downloads mid-sweep)."""
     from paitune.data.vision import VISION_DATASETS, resolve_data_root
 
-    datasets = {space.settings.get("dataset", TRIAL_DEFAULTS["dataset"])}
-    if "dataset" in space.params:
-        datasets = set(possible_values(space.params["dataset"]))
+    datasets = _possible(space, "dataset")
     root = resolve_data_root(space.settings.get("data_root"))
     for name in sorted(d for d in datasets if d in VISION_DATASETS):
         spec = VISION_DATASETS[name]
@@ -126,21 +132,12 @@ def _search_params(space: Space) -> list[str]:
         return []
     if not isinstance(family, PerLayerAllocation):
         return [SLOPE_PARAM]
-    models = {space.settings.get("model", TRIAL_DEFAULTS["model"])}
-    if "model" in space.params:
-        models = set(possible_values(space.params["model"]))
+    models = _possible(space, "model")
     dataset = space.settings.get("dataset", TRIAL_DEFAULTS["dataset"])
     shape = tuple(space.settings.get("synthetic_shape", TRIAL_DEFAULTS["synthetic_shape"]))
     classes = int(space.settings.get("synthetic_classes", TRIAL_DEFAULTS["synthetic_classes"]))
     most = max(len(model_layer_shapes(m, dataset, shape, classes)) for m in models)
     return [layer_param(i) for i in range(most)]
-
-
-def _possible_methods(space: Space) -> set:
-    param = space.params.get("method")
-    if param is None:
-        return {space.settings.get("method", TRIAL_DEFAULTS["method"])}
-    return set(possible_values(param))
 
 
 def plan_sweep(options: SweepOptions) -> SweepPlan:
@@ -169,9 +166,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     if options.resume:
         if not exists:
             raise PaituneError(f"--resume: no sweep {options.name!r} under {where}; start it without --resume first")
-        manifest = (
-            read_manifest(experiment_dir) if (experiment_dir / MANIFEST).exists() else read_remote_manifest(remote)
-        )
+        manifest = read_manifest(experiment_dir if (experiment_dir / MANIFEST).exists() else remote)
         if options.space or options.sets:
             raise PaituneError("--resume continues the sweep as it was planned; drop SPACE and --set")
         saved = SweepOptions(**manifest["options"])
@@ -197,7 +192,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     scheduler = options.scheduler or space.scheduler.type
     if scheduler not in SCHEDULERS:
         raise unknown_choice("scheduler", scheduler, SCHEDULERS)
-    if scheduler == "asha" and "imp" in _possible_methods(space):
+    if scheduler == "asha" and "imp" in _possible(space, "method"):
         # An IMP trial reports one whole round per step and needs more steps than the epochs
         # budget; ASHA's rungs would compare its rounds with other methods' epochs.
         raise PaituneError(

@@ -26,7 +26,7 @@ import pyarrow.fs as pafs
 
 from paitune.config.sweep import SweepOptions
 from paitune.errors import PaituneError
-from paitune.results.storage import Location
+from paitune.results.storage import Location, locate
 from paitune.search.study_store import STUDY_FILE
 from paitune.spaces import Space
 
@@ -40,19 +40,14 @@ def default_state_dir(out: str) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "paitune" / "sweeps" / digest
 
 
-def read_manifest(experiment_dir: Path) -> dict[str, Any]:
+def read_manifest(experiment: str | Path | Location) -> dict[str, Any]:
+    """The planned sweep saved in an experiment folder (a local path or a URI)."""
+    source = locate(experiment).join(MANIFEST)
     try:
-        return json.loads((experiment_dir / MANIFEST).read_text())
-    except (OSError, ValueError) as err:
-        raise PaituneError(f"--resume: cannot read {experiment_dir / MANIFEST}: {err}") from None
-
-
-def read_remote_manifest(remote: Location) -> dict[str, Any]:
-    try:
-        with remote.fs.open_input_stream(remote.join(MANIFEST).path) as stream:
+        with source.fs.open_input_stream(source.path) as stream:
             return json.loads(stream.read().decode())
     except (OSError, ValueError) as err:
-        raise PaituneError(f"--resume: cannot read {remote.join(MANIFEST)}: {err}") from None
+        raise PaituneError(f"--resume: cannot read {source}: {err}") from None
 
 
 def write_manifest(experiment_dir: Path, options: SweepOptions, space: Space) -> None:
