@@ -77,6 +77,44 @@ def test_gap_to_dense_is_recovered_and_paired_by_seed(tmp_path):
     assert set(operating_points(results, n_boot=N_BOOT)["method"]) == {"alpha", "beta"}
 
 
+def test_a_context_with_a_training_value_is_paired_with_its_own_dense_reference(tmp_path):
+    # A space whose context holds augment: each augment value has its own dense reference (0.95
+    # with augmentation, 0.80 without), and every gap, table row and operating point stays within
+    # its setting. Paired across settings, each gap would be off by 0.075.
+    import pyarrow as pa
+    from planted import generate_tables, results_from_tables
+
+    parts = []
+    for augment, dense in (("standard", 0.95), ("none", 0.80)):
+        spec = PlantedSpec(methods=("alpha",), sparsities=(0.5, 0.75), seeds=4, dense=True, dense_accuracy=dense,
+                           noise=0.002, method_effects={"alpha": lambda s, d=dense: d - 0.95 + 0 * s})  # fmt: skip
+        tables = generate_tables(spec)
+        for name, table in tables.items():
+            ids = pa.compute.binary_join_element_wise(augment + "-", table["trial_id"], "")
+            table = table.set_column(table.schema.get_field_index("trial_id"), "trial_id", ids)
+            if name == "trials":
+                contexts = pa.compute.binary_join_element_wise(table["context"], f"augment={augment}", ",")
+                table = table.set_column(table.schema.get_field_index("context"), "context", contexts)
+            tables[name] = table
+        parts.append(tables)
+    results = results_from_tables({k: pa.concat_tables([p[k] for p in parts]) for k in parts[0]})
+
+    reference = dense_reference(results, n_boot=N_BOOT).set_index("setting")
+    assert reference.loc["augment=standard", "mean"] == pytest.approx(0.95, abs=0.005)
+    assert reference.loc["augment=none", "mean"] == pytest.approx(0.80, abs=0.005)
+    assert (reference["n"] == 4).all()
+    table = accuracy_vs_sparsity(results, n_boot=N_BOOT)
+    rows = table.loc[table["method"] == "alpha"].set_index(["setting", "sparsity"])
+    for setting, dense in (("augment=standard", 0.95), ("augment=none", 0.80)):
+        for s in (0.5, 0.75):
+            row = rows.loc[(setting, s)]
+            assert row["gap"] == pytest.approx(_base_curve(s) - 0.95, abs=0.005)
+            assert row["dense_mean"] == pytest.approx(dense, abs=0.005) and row["n"] == 4 and row["n_gap"] == 4
+    points = operating_points(results, n_boot=N_BOOT).set_index(["setting", "ratio"])
+    assert points.loc[("augment=none", 2.0), "gap"] == pytest.approx(_base_curve(0.5) - 0.95, abs=0.005)
+    assert points.loc[("augment=standard", 4.0), "mean"] == pytest.approx(_base_curve(0.75), abs=0.005)
+
+
 def test_dense_column_is_used_and_a_missing_reference_is_never_invented(tmp_path):
     # Only the column (no dense trials): the gap comes from dense_test_acc.
     with_column, _ = _results(

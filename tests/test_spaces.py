@@ -18,7 +18,8 @@ from paitune.spaces import (
 )
 from paitune.spaces.allocation import depth_weights, scale_to_budget, searched_allocation
 from paitune.spaces.check import check_value
-from paitune.spaces.compile import model_layer_shapes
+from paitune.spaces.compile import finalize, model_layer_shapes
+from paitune.spaces.context import context_id, reference_keys, reference_setting
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -300,6 +301,35 @@ seeds: [3, 4]
         assert list(r) == list(TRIAL_KEYS)
     only_dense = load_space_text("settings: {method: dense, sparsity: 0.0}\n")
     assert compile_space(only_dense).dense_references() == []
+
+
+def test_dense_references_follow_the_training_values_of_the_context():
+    # augment is part of the context: one dense reference per augment value. prune_batches (a
+    # pruning option) is part of it too, but an unpruned model has none: one reference serves both.
+    space = load_space_text(
+        """
+settings: {dataset: digits, model: mlp, epochs: 2}
+context: [dataset, model, sparsity, epochs, augment, prune_batches]
+params:
+  method: {type: categorical, choices: [snip, random]}
+  sparsity: {type: categorical, choices: [0.5, 0.9]}
+  augment: {type: categorical, choices: [none, standard]}
+  prune_batches: {type: categorical, choices: [1, 4]}
+seeds: [0, 1]
+"""
+    )
+    compiled = compile_space(space)
+    refs = compiled.dense_references()
+    assert [(r["augment"], r["seed"]) for r in refs] == [("none", 0), ("none", 1), ("standard", 0), ("standard", 1)]
+    assert all(r["prune_batches"] == TRIAL_DEFAULTS["prune_batches"] for r in refs)
+    assert reference_keys(compiled.context_keys) == ("dataset", "model", "epochs", "augment")
+    trial = finalize(
+        {**compiled.settings, "method": "snip", "sparsity": 0.9, "augment": "standard", "prune_batches": 4}
+    )
+    dense = next(r for r in refs if r["augment"] == "standard")
+    assert reference_setting(compiled.context_of(trial)) == reference_setting(compiled.context_of(dense))
+    assert reference_setting(compiled.context_of(trial)) == "augment=standard"
+    assert reference_setting(context_id(trial)) == ""  # the default context: dataset, model, budget only
 
 
 def test_set_params_key_searches_a_setting_instead_of_clashing_with_it():

@@ -302,6 +302,42 @@ def test_background_sink_writes_in_order_and_raises_a_failed_write(tmp_path, mon
     assert sorted(p.stem for p in (tmp_path / "exp" / "trials").glob("*.parquet")) == ["t_dense", "t_pruned"]
 
 
+def test_sink_pairs_a_trial_with_the_dense_reference_of_its_training_setting(tmp_path):
+    """With augment in the context, each augment value has its own dense reference: a trial's
+    dense_test_acc is the one trained like it, also after a restart (read back from the tables)."""
+    space = load_space_text(
+        """
+settings: {epochs: 3, proxies: [grad_norm, synflow]}
+context: [dataset, model, sparsity, epochs, augment]
+params:
+  method: {type: categorical, choices: [snip]}
+  augment: {type: categorical, choices: [none, standard]}
+"""
+    )
+    compiled = compile_space(space)
+    sink = _sink(tmp_path)
+    for i, dense in enumerate(compiled.dense_references()):  # none, then standard
+        trial = _fake_trial(f"d{i}", {**dense, "context": compiled.context_of(dense)})
+        _feed(sink, trial, [0.5, 0.6, 0.7 + 0.2 * i])
+        sink.on_trial_complete(0, [], trial)
+
+    def pruned(trial_id, augment):
+        config = trial_config({"method": "snip", "epochs": 3, "proxies": ["grad_norm", "synflow"], "augment": augment})
+        return _fake_trial(trial_id, {**config, "context": compiled.context_of(config)})
+
+    first = pruned("p_standard", "standard")
+    _feed(sink, first, [0.5])
+    sink.on_trial_complete(0, [], first)
+    restarted = _sink(tmp_path)
+    restarted.setup()  # the references come back from the written tables
+    second = pruned("p_none", "none")
+    _feed(restarted, second, [0.5])
+    restarted.on_trial_complete(0, [], second)
+    trials = pd.read_parquet(tmp_path / "exp" / "trials").set_index("trial_id")
+    assert trials.loc["p_standard", "dense_test_acc"] == pytest.approx(0.89)
+    assert trials.loc["p_none", "dense_test_acc"] == pytest.approx(0.69)
+
+
 def test_sink_history_from_a_restored_trial_fills_earlier_epochs(tmp_path):
     # A resumed driver's sink starts empty: the restored trial's first report carries the facts
     # and the epochs it ran before its checkpoint.

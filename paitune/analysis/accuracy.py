@@ -14,19 +14,23 @@ import pandas as pd
 
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
-from paitune.analysis.reference import DENSE_METHOD, NO_DENSE, common_epoch_gaps
+from paitune.analysis.reference import DENSE_METHOD, NO_DENSE, SETTING, common_epoch_gaps, with_setting
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
 from paitune.results.schema import STATUS_COMPLETED, STATUSES
 
 # A context is one setting in which choices can be compared fairly: same data, network, target
 # sparsity, seed and training budget (max_epochs).
 CONTEXT_COLUMNS = ["dataset", "model", "sparsity", "seed", "max_epochs"]
-CELL_COLUMNS = ["dataset", "model", "max_epochs", "method", "allocation", "control", "sparsity"]
+# A cell of the descriptive tables: the context (its values beyond dataset, model, budget and
+# sparsity in ``setting``) and the choices; trials of one seed differing in anything else (a
+# searched lr, say) are averaged.
+CELL_COLUMNS = ["dataset", "model", "max_epochs", SETTING, "method", "allocation", "control", "sparsity"]
 
 
 def completed_trials(results: Results) -> pd.DataFrame:
-    """Completed trials with a final accuracy (the rows every accuracy statistic uses)."""
-    trials = results.trials
+    """Completed trials with a final accuracy (the rows every accuracy statistic uses), with their
+    ``setting`` (``paitune.analysis.reference.with_setting``)."""
+    trials = with_setting(results.trials)
     return trials.loc[(trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
 
 
@@ -59,7 +63,7 @@ def status_by_choice(results: Results) -> pd.DataFrame:
 
 
 def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
-    """Final accuracy per (dataset, model, budget, method, allocation, control, sparsity).
+    """Final accuracy per (dataset, model, budget, setting, method, allocation, control, sparsity).
 
     Trials of one seed in a cell (e.g. several learning rates) are averaged first, so the
     bootstrap resamples seeds: ``n`` is the number of seeds, ``n_trials`` the completed trials
@@ -100,7 +104,8 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     table = table.merge(gaps, on=CELL_COLUMNS, how="left")
 
     # Cells that have only non-completed trials still appear (with n = 0), so nothing vanishes.
-    other = results.trials.loc[results.trials["status"] != STATUS_COMPLETED, CELL_COLUMNS + ["status"]]
+    trials = with_setting(results.trials)
+    other = trials.loc[trials["status"] != STATUS_COMPLETED, CELL_COLUMNS + ["status"]]
     others = (
         other.groupby(CELL_COLUMNS + ["status"], dropna=False, observed=True)
         .size()
@@ -129,6 +134,7 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
         "dataset",
         "model",
         "max_epochs",
+        SETTING,
         "n_trials",
         "n_stopped",
         "n_failed",
@@ -142,8 +148,4 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
         "n_gap",
         "gap_note",
     ]
-    return (
-        table[columns]
-        .sort_values(["dataset", "model", "max_epochs", "method", "allocation", "control", "sparsity"])
-        .reset_index(drop=True)
-    )
+    return table[columns].sort_values(CELL_COLUMNS).reset_index(drop=True)

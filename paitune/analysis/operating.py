@@ -4,7 +4,7 @@ The literature's tables report accuracy at compression ratios 2, 4, 8, 16, 32 (a
 extreme-sparsity studies). Ratio r is sparsity 1 - 1/r; a trial counts for r when its compression
 ratio 1 / (1 - sparsity) lies within RATIO_TOLERANCE (relative) of r, so a sweep at sparsity 0.97
 (ratio 33.3) lines up with 32 but one at 0.9 (ratio 10) with none. Control ``none``, completed
-trials; per dataset x model x budget x method x allocation: mean over seeds (trials of one seed
+trials; per dataset x model x budget x setting (``paitune.analysis.reference``) x method x allocation: mean over seeds (trials of one seed
 averaged first), bootstrap CI over seeds, ``n`` seeds, and the gap to the dense reference paired
 by seed (``paitune.analysis.reference``).
 
@@ -22,14 +22,14 @@ import pandas as pd
 from paitune.analysis.accuracy import completed_methods
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
-from paitune.analysis.reference import NO_DENSE, common_epoch_gaps, without_dense
+from paitune.analysis.reference import NO_DENSE, SETTING, common_epoch_gaps, with_setting, without_dense
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
 
 CORE_RATIOS = (2, 4, 8, 16, 32)
 EXTREME_RATIOS = (64, 128, 256, 512, 1000)
 RATIOS = CORE_RATIOS + EXTREME_RATIOS
 RATIO_TOLERANCE = 0.05
-KEYS = ["dataset", "model", "max_epochs", "method", "allocation"]
+KEYS = ["dataset", "model", "max_epochs", SETTING, "method", "allocation"]
 
 
 def match_ratio(sparsity, ratios=RATIOS, tolerance: float = RATIO_TOLERANCE) -> np.ndarray:
@@ -47,7 +47,7 @@ def match_ratio(sparsity, ratios=RATIOS, tolerance: float = RATIO_TOLERANCE) -> 
 def operating_points(
     results: Results, *, n_boot: int = N_BOOT, seed: int = SEED, tolerance: float = RATIO_TOLERANCE
 ) -> pd.DataFrame:
-    """{dataset, model, max_epochs, method, allocation, ratio, target_sparsity, sparsity_mean, n,
+    """{dataset, model, max_epochs, setting, method, allocation, ratio, target_sparsity, sparsity_mean, n,
     mean, ci_low, ci_high, n_trials, dense_mean, gap, gap_ci_low, gap_ci_high, n_gap, note}."""
     columns = KEYS + [
         "ratio",
@@ -109,7 +109,7 @@ def operating_points(
 
     # Every method x allocation of the sweep (completed or not) gets the core ratios; extreme ones
     # where its dataset/model reached them.
-    swept = without_dense(results)
+    swept = with_setting(without_dense(results))
     combos = swept.loc[swept["control"] == "none", KEYS].drop_duplicates()
     reached = matched[["dataset", "model", "ratio"]].drop_duplicates()
     core = combos.merge(pd.DataFrame({"ratio": np.asarray(CORE_RATIOS, dtype=np.float64)}), how="cross")

@@ -1,13 +1,15 @@
 """The dense reference: the unpruned model of each context, and every accuracy's gap to it.
 
 Trials with ``method == "dense"`` (sparsity 0, control none) are the unpruned model trained in a
-*dense context*: dataset x model x training budget (max_epochs) x seed. They are the reference
+*dense context*: dataset x model x training budget (max_epochs) x seed, and the data, model or
+training values of the trials' context beyond those (``setting``, say ``augment=standard``: see
+``paitune.spaces.context.reference_setting``; empty for the default context). They are the reference
 line, not a method that competes: rankings, concordance, proxies, importance, layer profiles and
 collapse leave them out.
 
 A trial's dense accuracy is, in this order: its own ``dense_test_acc`` column (the sweep writes it
 when it knows the reference), else the mean final accuracy of the completed dense trials of its
-dense context (same dataset, model, budget and seed: the gap is paired by seed). When neither
+dense context (same dataset, model, budget, setting and seed: the gap is paired by seed). When neither
 exists the gap is null and the tables say ``no_dense_reference`` — a reference is never invented.
 """
 
@@ -19,12 +21,22 @@ import pandas as pd
 from paitune.analysis.load import Results
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
 from paitune.results.schema import STATUS_COMPLETED
+from paitune.spaces.context import CONTEXT_COLUMN, reference_setting
 
 DENSE_METHOD = "dense"
 DENSE_COLUMN = "dense_test_acc"  # optional trials column written by the sweep
-DENSE_KEYS = ["dataset", "model", "max_epochs", "seed"]
-BUDGET_KEYS = ["dataset", "model", "max_epochs"]
+SETTING = "setting"  # the context's values the dense reference shares beyond dataset, model, budget
+BUDGET_KEYS = ["dataset", "model", "max_epochs", SETTING]
+DENSE_KEYS = BUDGET_KEYS + ["seed"]
 NO_DENSE = "no_dense_reference"
+
+
+def with_setting(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` plus the ``setting`` column, read from each row's context id ("" without one)."""
+    if CONTEXT_COLUMN not in trials.columns:
+        return trials.assign(**{SETTING: ""})
+    contexts = trials[CONTEXT_COLUMN].astype(str)
+    return trials.assign(**{SETTING: contexts.map({c: reference_setting(c) for c in contexts.unique()})})
 
 
 def is_dense(trials: pd.DataFrame) -> pd.Series:
@@ -37,12 +49,13 @@ def without_dense(results: Results) -> pd.DataFrame:
 
 
 def dense_per_seed(results: Results) -> pd.DataFrame:
-    """{dataset, model, max_epochs, seed, dense_acc, n_dense, source}: the reference per dense context.
+    """{dataset, model, max_epochs, setting, seed, dense_acc, n_dense, source}: the reference per
+    dense context.
 
     From completed dense trials (``source`` = "dense_trials"); contexts with no dense trial but
     whose trials carry ``dense_test_acc`` take that column's mean (``source`` = "trial_rows").
     """
-    trials = results.trials
+    trials = with_setting(results.trials)
     done = trials.loc[is_dense(trials) & (trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
     own = (
         done.groupby(DENSE_KEYS, observed=True)["test_acc"]
@@ -67,29 +80,14 @@ def dense_per_seed(results: Results) -> pd.DataFrame:
     return own[DENSE_KEYS + ["dense_acc", "n_dense", "source"]].reset_index(drop=True)
 
 
-def dense_accuracy(frame: pd.DataFrame, per_seed: pd.DataFrame) -> np.ndarray:
-    """Each row's dense accuracy: its own ``dense_test_acc`` if set, else its dense context's."""
-    joined = frame[DENSE_KEYS].merge(per_seed[DENSE_KEYS + ["dense_acc"]], on=DENSE_KEYS, how="left")
-    values = joined["dense_acc"].to_numpy(dtype=np.float64)
-    if DENSE_COLUMN in frame.columns:
-        own = frame[DENSE_COLUMN].to_numpy(dtype=np.float64)
-        values = np.where(np.isfinite(own), own, values)
-    return values
-
-
-def with_gap(frame: pd.DataFrame, per_seed: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (trial rows with test_acc) plus ``dense_acc`` and ``gap`` = test_acc - dense_acc."""
-    dense = dense_accuracy(frame, per_seed)
-    return frame.assign(dense_acc=dense, gap=frame["test_acc"].to_numpy(dtype=np.float64) - dense)
-
-
 def dense_reference(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
-    """Per dataset x model x budget: the dense accuracy over seeds, or a note that there is none.
+    """Per dataset x model x budget x setting: the dense accuracy over seeds, or a note that there
+    is none.
 
-    {dataset, model, max_epochs, n, mean, ci_low, ci_high, n_trials, source, note}; n = seeds.
+    {dataset, model, max_epochs, setting, n, mean, ci_low, ci_high, n_trials, source, note}; n = seeds.
     """
     per_seed = dense_per_seed(results)
-    contexts = results.trials[BUDGET_KEYS].drop_duplicates()
+    contexts = with_setting(results.trials)[BUDGET_KEYS].drop_duplicates()
     table = grouped_mean_ci(per_seed, BUDGET_KEYS, "dense_acc", n_boot=n_boot, seed=seed)
     extra = (
         per_seed.groupby(BUDGET_KEYS, observed=True)
@@ -109,7 +107,10 @@ def missing_reference_note(reference: pd.DataFrame) -> str:
     missing = reference.loc[reference["n"] == 0]
     if missing.empty:
         return ""
-    names = ", ".join(f"{r.dataset}/{r.model}/{r.max_epochs} ep" for r in missing.head(5).itertuples())
+    names = ", ".join(
+        f"{r.dataset}/{r.model}/{r.max_epochs} ep" + (f" ({r.setting})" if r.setting else "")
+        for r in missing.head(5).itertuples()
+    )
     more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
     return (
         f"no completed dense (unpruned) trial for {names}{more}: gaps to dense are null there; "
@@ -121,16 +122,18 @@ def common_epoch_gaps(results: Results) -> pd.DataFrame:
     """Gaps to dense compared like with like: one row per trial with an accuracy at its
     context's common epoch (stopped trials included, failed ones not; ``paitune.analysis.common``).
 
-    {tix, seed, dataset, model, max_epochs, method, allocation, control, sparsity, acc, dense_acc,
-    gap}: ``dense_acc`` is the dense reference of the same dataset, model, budget and seed *at the
-    same epoch* (dense trials are never stopped, so comparing a stopped trial with the dense
-    model's final accuracy would set part of a run against a whole one). A trial's own
+    {tix, seed, dataset, model, max_epochs, setting, method, allocation, control, sparsity, acc,
+    dense_acc, gap}: ``dense_acc`` is the dense reference of the same dataset, model, budget,
+    setting and seed *at the same epoch* (dense trials are never stopped, so comparing a stopped
+    trial with the dense model's final accuracy would set part of a run against a whole one). A trial's own
     ``dense_test_acc`` column is a final accuracy: it is used where the trial's common epoch is the
     budget. Null where no reference exists at that epoch.
     """
     from paitune.analysis.common import accuracy_at, scored_trials
 
     scored = scored_trials(results)
+    trials = with_setting(results.trials)
+    scored = scored.assign(**{SETTING: trials[SETTING].to_numpy()[scored["tix"].to_numpy()]})
     rows = scored[
         [
             "tix",
@@ -138,6 +141,7 @@ def common_epoch_gaps(results: Results) -> pd.DataFrame:
             "dataset",
             "model",
             "max_epochs",
+            SETTING,
             "method",
             "allocation",
             "control",
@@ -146,7 +150,6 @@ def common_epoch_gaps(results: Results) -> pd.DataFrame:
             "common_epoch",
         ]
     ]
-    trials = results.trials
     dense = trials.loc[is_dense(trials) & (trials["status"] == STATUS_COMPLETED), DENSE_KEYS + ["tix"]]
     pairs = rows[["tix", "common_epoch"] + DENSE_KEYS].merge(dense.rename(columns={"tix": "dense_tix"}), on=DENSE_KEYS)
     dense_acc = np.full(len(rows), np.nan)

@@ -31,17 +31,19 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 - ``contexts``: {context, dataset, model, sparsity, max_epochs, common_epoch, n_trials, n_completed,
   n_stopped, completion_rate}: per context, the epoch its comparisons use.
 - ``accuracy_vs_sparsity``: {method, allocation, control, sparsity, n, mean, ci_low, ci_high,
-  dataset, model, max_epochs, n_trials, n_stopped, n_failed, n_diverged, note, compression,
-  dense_mean, gap, gap_ci_low, gap_ci_high, n_gap, gap_note}; final accuracy of completed
-  trials, n = seeds; compression = 1 / (1 - sparsity); gap = accuracy - dense accuracy of the
-  same dataset x model x budget x seed (paired by seed, CI over seeds, n_gap paired seeds);
+  dataset, model, max_epochs, setting, n_trials, n_stopped, n_failed, n_diverged, note,
+  compression, dense_mean, gap, gap_ci_low, gap_ci_high, n_gap, gap_note}; final accuracy of
+  completed trials, n = seeds; setting = the context's data, model or training values beyond
+  dataset, model and budget ("augment=standard"; empty for the default context); compression =
+  1 / (1 - sparsity); gap = accuracy - dense accuracy of the same dataset x model x budget x
+  setting x seed (paired by seed, CI over seeds, n_gap paired seeds);
   gap_note in "" | no_dense_reference | too_few_runs. The dense reference's own rows have method
   "dense", sparsity 0, gap 0. Descriptive: n_stopped says how many trials of the cell it leaves out.
-- ``dense_reference``: {dataset, model, max_epochs, n, mean, ci_low, ci_high, n_trials, source,
+- ``dense_reference``: {dataset, model, max_epochs, setting, n, mean, ci_low, ci_high, n_trials, source,
   note}: the unpruned model's accuracy over seeds; source in dense_trials | trial_rows (from the
   trials' dense_test_acc column); note "no_dense_reference" (n = 0, numbers null) where the sweep
   has no dense trial.
-- ``operating_points``: {dataset, model, max_epochs, method, allocation, ratio, target_sparsity,
+- ``operating_points``: {dataset, model, max_epochs, setting, method, allocation, ratio, target_sparsity,
   sparsity_mean, n, mean, ci_low, ci_high, n_trials, dense_mean, gap, gap_ci_low, gap_ci_high,
   n_gap, note}: control none at compression ratios 2, 4, 8, 16, 32 (always listed) and 64, 128,
   256, 512, 1000 (where swept); a trial counts for a ratio within 5% of it; note in "" |

@@ -16,8 +16,7 @@ import pyarrow as pa
 
 from paitune.results import schema as rs
 from paitune.config import TRIAL_KEYS, TRIAL_OPTIONS, canonical_json, config_hash, trial_config
-from paitune.spaces.compile import REFERENCE_KEYS
-from paitune.spaces.context import CONTEXT_COLUMN, context_id
+from paitune.spaces.context import CONTEXT_COLUMN, DENSE_BASE_KEYS, context_id, reference_setting
 from paitune.results.storage import locate
 
 # Column types of the trial config values that are not fixed columns of the trials table. Lists,
@@ -57,9 +56,16 @@ REPORT_KEYS = frozenset(
 DENSE_ACC_COLUMN = "dense_test_acc"  # test_acc of the same context's dense reference, when known
 
 
-def reference_key(config: dict[str, Any]) -> str:
-    """The (dataset, model, training budget, seed) a dense reference is the reference for, as one string."""
-    return json.dumps([config[k] for k in REFERENCE_KEYS])
+def record_context(tune_config: dict[str, Any]) -> str:
+    """A trial's context id: the one the searcher put into its Tune config (the space's context
+    keys), else the default context of its trial config."""
+    return tune_config.get(CONTEXT_COLUMN) or context_id(trial_config(tune_config))
+
+
+def reference_key(config: dict[str, Any], context: str) -> str:
+    """What a dense reference is the reference for, as one string: a trial config's dataset, model,
+    budget and seed, and the part of its context the reference shares (``reference_setting``)."""
+    return json.dumps([*(config[k] for k in DENSE_BASE_KEYS), reference_setting(context), config["seed"]])
 
 
 def trials_schema(search_params: list[str], proxies: list[str]) -> pa.Schema:
@@ -140,7 +146,7 @@ def trial_row(
         "trial_id": record.trial_id,
         "config_hash": config_hash(config),
         # The searcher puts the context id (the space's context keys) into the Tune config.
-        "context": record.config.get(CONTEXT_COLUMN) or context_id(config),
+        "context": record_context(record.config),
         "status": status,
         "method": config["method"],
         "sparsity": config["sparsity"],

@@ -19,8 +19,8 @@ the experiment and when the sweep returns; a trial whose write was still queued 
 died is, for the resumed Tune, one that had not ended (it reruns) or one it never knew (the
 searcher retries it, see ``paitune.search.recovery``). A failed write is raised at the next one.
 
-Each trial row carries ``dense_test_acc``, the test accuracy of the dense reference of its
-(dataset, model, budget, seed) context, when that reference has finished before the row is
+Each trial row carries ``dense_test_acc``, the test accuracy of its dense reference (same dataset,
+model, budget, seed and shared context values: ``paitune.results.rows.reference_key``), when that reference has finished before the row is
 written (the sweep schedules the references first); otherwise it is null and the analysis joins it.
 """
 
@@ -38,7 +38,15 @@ import pyarrow as pa
 from ray.tune import Callback
 
 from paitune.config import trial_config
-from paitune.results.rows import TrialRecord, epoch_rows, layer_rows, reference_key, trial_row, written_trial_ids
+from paitune.results.rows import (
+    TrialRecord,
+    epoch_rows,
+    layer_rows,
+    record_context,
+    reference_key,
+    trial_row,
+    written_trial_ids,
+)
 from paitune.results.storage import Location, locate, parquet_dataset
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic, write_text_atomic
@@ -88,15 +96,15 @@ def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
 
 
 def finished_dense_references(root: str | Path | Location) -> dict[str, float]:
-    """context -> test_acc of the dense references already written under ``root/trials``."""
+    """``reference_key`` -> test_acc of the dense references already written under ``root/trials``."""
     dataset = parquet_dataset(locate(root).join("trials"))
     if dataset is None:
         return {}
-    table = dataset.to_table(columns=["method", "status", "config_json", "test_acc"])
+    table = dataset.to_table(columns=["method", "status", "config_json", "context", "test_acc"])
     found = {}
     for row in table.to_pylist():
         if row["method"] == "dense" and row["status"] == "completed":
-            found[reference_key(json.loads(row["config_json"]))] = row["test_acc"]
+            found[reference_key(json.loads(row["config_json"]), row["context"])] = row["test_acc"]
     return found
 
 
@@ -185,7 +193,7 @@ class ParquetSink(Callback):
         self.search_params = list(search_params)
         self.records: dict[str, TrialRecord] = {}
         self.written: list[str] = []
-        self.dense_acc: dict[str, float] = {}  # context -> test_acc of its finished dense reference
+        self.dense_acc: dict[str, float] = {}  # reference_key -> test_acc of its finished dense reference
 
     def setup(self, **info):
         # Called when a run starts, also a resumed one (whose sink is unpickled, not constructed).
@@ -272,12 +280,12 @@ class ParquetSink(Callback):
         write_table_atomic(layer_rows(record, experiment=self.experiment), self.root.join("layers"), stem)
         fault_point("sink-before-trials-file")
         config = trial_config(record.config)
-        context = reference_key(config)
+        reference = reference_key(config, record_context(record.config))
         if config["method"] == "dense" and status == "completed" and record.epochs:
-            self.dense_acc[context] = record.epochs[max(record.epochs)].get("test_acc")
+            self.dense_acc[reference] = record.epochs[max(record.epochs)].get("test_acc")
         row = trial_row(
             record, experiment=self.experiment, status=status, error=error, schema=self.schema,
-            search_params=self.search_params, dense_test_acc=self.dense_acc.get(context),
+            search_params=self.search_params, dense_test_acc=self.dense_acc.get(reference),
         )  # fmt: skip
         write_table_atomic(row, self.root.join("trials"), stem)
         self.records.pop(record.trial_id, None)

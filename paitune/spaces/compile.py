@@ -18,13 +18,12 @@ from paitune.config import METHOD_OPTION_KEYS, TRIAL_DEFAULTS, resolve_config
 from paitune.errors import PaituneError
 from paitune.spaces.allocation import depth_weights, searched_allocation
 from paitune.spaces.check import SEARCHED_ALLOCATION
-from paitune.spaces.context import DEFAULT_CONTEXT_KEYS, context_id
+from paitune.spaces.context import DEFAULT_CONTEXT_KEYS, context_id, reference_keys
 from paitune.spaces.schema import Categorical, DepthAllocation, Fixed, FloatRange, IntRange, PerLayerAllocation, Space
 
 SEED_PARAM = "seed"
 # The unpruned reference every sweep runs once per context it samples (see dense_references).
 DENSE = {"method": "dense", "sparsity": 0.0, "allocation": "global", "control": "none"}
-REFERENCE_KEYS = ("dataset", "model", "epochs", "seed")  # what a dense reference is the reference for
 CONTROL = "control"
 NO_CONTROL = "none"
 SLOPE_PARAM = "alloc_slope"
@@ -196,17 +195,20 @@ class CompiledSpace:
 
     def dense_references(self) -> list[dict[str, Any]]:
         """One unpruned trial config (method dense, sparsity 0, allocation global, control none)
-        per (dataset, model, training budget, seed) context the space can sample, seeds innermost.
+        per dataset, model, budget and seed the space can sample, and per value of every other
+        context key the reference shares (``paitune.spaces.context.reference_keys``), seeds innermost.
 
         They are scheduled beside the sampled trials, never through the sampler, so they cannot
         bias it. Everything else comes from the space's settings; a training setting the space
-        searches (say lr) takes its default, ``paitune.config.TRIAL_DEFAULTS``. A space
-        that samples only the dense method needs no reference: none."""
+        searches as a choice (say lr) takes its default, ``paitune.config.TRIAL_DEFAULTS``: the
+        reference is one line per context, not a competitor tuned alongside. A space that samples
+        only the dense method needs no reference: none."""
         methods = self._context_values("method")
         if all(m == DENSE["method"] for m in methods):
             return []
-        contexts = itertools.product(*(self._context_values(k) for k in REFERENCE_KEYS))
-        return [finalize({**self.settings, **dict(zip(REFERENCE_KEYS, values)), **DENSE}) for values in contexts]
+        keys = (*reference_keys(self.context_keys), SEED_PARAM)
+        contexts = itertools.product(*(self._context_values(k) for k in keys))
+        return [finalize({**self.settings, **dict(zip(keys, values)), **DENSE}) for values in contexts]
 
     def _grid_values(self, name: str, param) -> list[Any]:
         if isinstance(param, Categorical):

@@ -41,3 +41,34 @@ def parse_context_id(text: str) -> dict[str, str]:
     """The key -> value text pairs of a context id (values stay strings)."""
     pairs = (item.partition("=") for item in text.split(",") if item)
     return {key: value for key, _, value in pairs}
+
+
+# The dense reference: one unpruned model trained per dataset, model and budget (and seed), the
+# line every trial's gap to dense is measured from. It shares the rest of a trial's context only
+# where that context holds a data, model or training value (a context with augment in it gets one
+# reference per augment value); the option components below do not exist for an unpruned model,
+# so one reference serves every value of them (every sparsity, say).
+DENSE_BASE_KEYS = ("dataset", "model", "epochs")
+NOT_SHARED_BY_DENSE = ("pruning", "proxies", "sparse", "method_options")
+
+
+def shared_by_dense(key: str) -> bool:
+    """Whether a context key's value is one the context's dense reference is trained with."""
+    from paitune.config import TRIAL_OPTIONS
+
+    option = TRIAL_OPTIONS.get(key)
+    return option is None or option.component not in NOT_SHARED_BY_DENSE
+
+
+def reference_keys(context_keys: Sequence[str]) -> tuple[str, ...]:
+    """The trial config keys a sweep runs one dense reference per value of (the seed aside): the
+    dataset, model and budget, then the context's own keys that the reference shares."""
+    extra = [k for k in context_keys if k not in DENSE_BASE_KEYS and shared_by_dense(k)]
+    return DENSE_BASE_KEYS + tuple(extra)
+
+
+def reference_setting(context: str) -> str:
+    """The part of a context id, beyond dataset, model and budget, that its dense reference shares
+    (``augment=standard``); empty when there is none (the reference runs the sweep's settings)."""
+    pairs = parse_context_id(context).items()
+    return ",".join(f"{k}={v}" for k, v in pairs if k not in DENSE_BASE_KEYS and shared_by_dense(k))
