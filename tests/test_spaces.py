@@ -303,11 +303,10 @@ seeds: [3, 4]
     assert compile_space(only_dense).dense_references() == []
 
 
-def test_dense_references_follow_the_training_values_of_the_context():
+def test_dense_references_follow_the_training_values_of_the_context(tmp_path, capsys):
     # augment is part of the context: one dense reference per augment value. prune_batches (a
     # pruning option) is part of it too, but an unpruned model has none: one reference serves both.
-    space = load_space_text(
-        """
+    text = """
 settings: {dataset: digits, model: mlp, epochs: 2}
 context: [dataset, model, sparsity, epochs, augment, prune_batches]
 params:
@@ -317,8 +316,7 @@ params:
   prune_batches: {type: categorical, choices: [1, 4]}
 seeds: [0, 1]
 """
-    )
-    compiled = compile_space(space)
+    compiled = compile_space(load_space_text(text))
     refs = compiled.dense_references()
     assert [(r["augment"], r["seed"]) for r in refs] == [("none", 0), ("none", 1), ("standard", 0), ("standard", 1)]
     assert all(r["prune_batches"] == TRIAL_DEFAULTS["prune_batches"] for r in refs)
@@ -330,6 +328,12 @@ seeds: [0, 1]
     assert reference_setting(compiled.context_of(trial)) == reference_setting(compiled.context_of(dense))
     assert reference_setting(compiled.context_of(trial)) == "augment=standard"
     assert reference_setting(context_id(trial)) == ""  # the default context: dataset, model, budget only
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    _cli(["spaces", "check", str(path)])
+    assert "dense references: 4 (the unpruned model, one per dataset, model, epochs, augment, seed)" in (
+        capsys.readouterr().out
+    )
 
 
 def test_set_params_key_searches_a_setting_instead_of_clashing_with_it():

@@ -61,6 +61,12 @@ def describe(space) -> list[str]:
         f"  context: {', '.join(compiled.context_keys)} ({len(compiled.contexts())} contexts, each covered; "
         "the other parameters are the choices compared within a context)"
     )
+    references = compiled.dense_references()
+    if references:
+        from paitune.spaces.context import reference_keys
+
+        keys = ", ".join((*reference_keys(compiled.context_keys), "seed"))
+        lines.append(f"  dense references: {len(references)} (the unpruned model, one per {keys})")
     if arms:
         lines.append(
             f"  control arms: {', '.join(arms)} (each sampled trial also runs with each, as its paired control)"
