@@ -186,6 +186,26 @@ def test_corrupt_controls_not_applicable_for_data_free_and_recovered_for_data_me
         assert row["verdict"] == "no_effect" and "does not matter" in row["interpretation"]
 
 
+def test_unchanged_masks_are_read_from_each_control_trial_and_its_own_partner(tmp_path):
+    # Two learning rates per cell: each corrupt trial of "alpha" kept the mask of its own partner
+    # (same lr), whose mask differs from the other lr's. Compared with every unmodified trial of
+    # its context and seed instead, it would look changed, and the control "applicable".
+    results, _ = _results(
+        tmp_path,
+        methods=("alpha", "snip"),
+        sparsities=(0.5, 0.9),
+        controls=("none", "corrupt_labels"),
+        seeds=4,
+        repeats=2,
+        data_free_methods=("alpha",),
+    )
+    trials = results.trials
+    assert trials["lr"].nunique() == 2
+    table = sanity_checks(results, n_boot=N_BOOT).set_index(["method", "control"])
+    assert table.loc[("alpha", "corrupt_labels"), "verdict"] == "not_applicable"
+    assert table.loc[("snip", "corrupt_labels"), "verdict"] != "not_applicable"
+
+
 # ---- standard operating points ----------------------------------------------------------------
 
 

@@ -18,9 +18,6 @@ from paitune.analysis.reference import DENSE_METHOD, NO_DENSE, SETTING, common_e
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
 from paitune.results.schema import STATUS_COMPLETED, STATUSES
 
-# A context is one setting in which choices can be compared fairly: same data, network, target
-# sparsity, seed and training budget (max_epochs).
-CONTEXT_COLUMNS = ["dataset", "model", "sparsity", "seed", "max_epochs"]
 # A cell of the descriptive tables: the context (its values beyond dataset, model, budget and
 # sparsity in ``setting``) and the choices; trials of one seed differing in anything else (a
 # searched lr, say) are averaged.

@@ -35,12 +35,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from paitune.analysis.accuracy import CONTEXT_COLUMNS, completed_trials
+from paitune.analysis.accuracy import completed_trials
 from paitune.analysis.common import accuracy_at, context_of, hyperparameter_columns, reached_epochs
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
-PAIR_COLUMNS = CONTEXT_COLUMNS + ["method", "allocation"]
+# A control trial's unmodified partner: same context, choices (but the control), seed and searched
+# hyperparameters ("config", one group number), as the searcher pairs them.
+PARTNER_KEYS = ["context", "method", "allocation", "seed", "config"]
 NOT_APPLICABLE = "not_applicable"
 _NOT_APPLICABLE_TEXT = (
     "not applicable: the mask does not use the data (data-free method, or the control "
@@ -91,14 +93,35 @@ def _interpret(control: str, verdict: str) -> str:
     return f"{control} lowers accuracy" if hurts else f"{control} shows no loss of accuracy"
 
 
-def _unchanged_masks(done: pd.DataFrame, pairs_on: list[str]) -> pd.DataFrame:
-    """(method, control) of corrupt controls whose every pair kept the unmodified mask_hash."""
+def _partner_frame(results: Results) -> pd.DataFrame:
+    """{tix, control, *PARTNER_KEYS} of every trial."""
+    trials = results.trials
+    frame = pd.DataFrame(
+        {
+            "tix": trials["tix"].to_numpy(np.int64),
+            "context": context_of(trials).to_numpy(),
+            "method": trials["method"].to_numpy(),
+            "allocation": trials["allocation"].to_numpy(),
+            "control": trials["control"].to_numpy(),
+            "seed": trials["seed"].to_numpy(),
+        }
+    )
+    hyper = hyperparameter_columns(results)
+    frame["config"] = trials[hyper].groupby(hyper, dropna=False, sort=False).ngroup().to_numpy() if hyper else 0
+    return frame
+
+
+def _unchanged_masks(results: Results) -> pd.DataFrame:
+    """(method, control) of corrupt controls whose every pair (completed trials) kept the
+    unmodified mask_hash."""
+    done = completed_trials(results)
     if "mask_hash" not in done.columns:
         return pd.DataFrame(columns=["method", "control"])
-    hashes = done.loc[done["mask_hash"].notna(), pairs_on + ["control", "mask_hash"]]
-    base = hashes.loc[hashes["control"] == "none"].drop(columns="control")
+    frame = _partner_frame(results).assign(mask_hash=results.trials["mask_hash"].to_numpy())
+    hashes = frame.loc[frame["tix"].isin(done["tix"]) & frame["mask_hash"].notna()]
+    base = hashes.loc[hashes["control"] == "none"].drop(columns=["control", "tix"])
     treated = hashes.loc[hashes["control"].isin(data_controls())]
-    pairs = treated.merge(base, on=pairs_on, how="inner", suffixes=("", "_none"))
+    pairs = treated.merge(base, on=PARTNER_KEYS, how="inner", suffixes=("", "_none"))
     if pairs.empty:
         return pd.DataFrame(columns=["method", "control"])
     same = (pairs["mask_hash"] == pairs["mask_hash_none"]).groupby([pairs["method"], pairs["control"]]).all()
@@ -113,22 +136,11 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     seed, epoch, acc_none, acc_control, delta}; epoch = the last epoch both reached."""
     trials = results.trials
     reached = reached_epochs(results)
-    frame = pd.DataFrame(
-        {
-            "tix": trials["tix"].to_numpy(np.int64),
-            "context": context_of(trials).to_numpy(),
-            "method": trials["method"].to_numpy(),
-            "allocation": trials["allocation"].to_numpy(),
-            "control": trials["control"].to_numpy(),
-            "seed": trials["seed"].to_numpy(),
-            "reached": reached[trials["tix"].to_numpy(np.int64)],
-            "max_epochs": trials["max_epochs"].to_numpy(np.float64),
-        }
+    frame = _partner_frame(results).assign(
+        reached=reached[trials["tix"].to_numpy(np.int64)], max_epochs=trials["max_epochs"].to_numpy(np.float64)
     )
-    hyper = hyperparameter_columns(results)
-    frame["config"] = trials[hyper].groupby(hyper, dropna=False, sort=False).ngroup().to_numpy() if hyper else 0
     frame = frame.loc[(trials["status"] != "failed").to_numpy() & (frame["reached"] > 0).to_numpy()]
-    keys = ["context", "method", "allocation", "seed", "config"]
+    keys = PARTNER_KEYS
     base = frame.loc[frame["control"] == "none"].drop_duplicates(keys)
     treated = frame.loc[frame["control"] != "none"]
     pairs = treated.merge(base.drop(columns=["control", "max_epochs"]), on=keys, suffixes=("", "_none"))
@@ -217,7 +229,7 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     inapplicable = pd.concat(
         [
             pd.DataFrame([(m, c) for m in data_free for c in corrupt], columns=["method", "control"]),
-            _unchanged_masks(completed_trials(results), PAIR_COLUMNS),
+            _unchanged_masks(results),
         ],
         ignore_index=True,
     ).drop_duplicates()
