@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -259,26 +260,14 @@ def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
     return {name: conv_densities.get(name, linear.get(name)) for name in names}
 
 
-def _lamp_magnitudes(magnitudes: Scores) -> Scores:
-    """LAMP scores of each layer's non-negative magnitudes, as IMP and edge-popup rank them:
-    s_u^2 / sum of s_v^2 over all v ranked at or above u (ties in ``torch.sort``'s order)."""
-    out = {}
-    for name, v in magnitudes.items():
-        squared = v.detach().reshape(-1).double() ** 2
-        ordered, order = torch.sort(squared)
-        tail_sums = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])
-        lamp = torch.zeros_like(squared)
-        lamp[order] = ordered / tail_sums.clamp_min(torch.finfo(torch.float64).tiny)
-        out[name] = lamp.reshape(v.shape)
-    return out
-
-
 # The registration order is the order the names are listed in (help, docs, errors).
 for _spec in (
     AllocationSpec(GLOBAL),
     # Lee et al. (2021). prune breaks ties with a stable sort (and shifts signed scores); IMP and
     # edge-popup with torch.sort: each method's masks are reproducible only with its own order.
-    AllocationSpec("lamp", normalize=lamp_scores, normalize_magnitudes=_lamp_magnitudes),
+    AllocationSpec(
+        "lamp", normalize=lamp_scores, normalize_magnitudes=partial(lamp_scores, stable=False, empty_layer=0.0)
+    ),
     AllocationSpec("uniform", uniform),
     AllocationSpec("uniform_plus", uniform_plus),
     AllocationSpec("er", lambda shapes, sparsity: erdos_renyi(shapes, sparsity, kernel=False)),

@@ -139,24 +139,28 @@ def synflow_scores(scratch: SynflowCopy, masks, input_shape: tuple[int, ...]) ->
     return {name: (p.grad * p.detach()).abs().cpu() for name, p in scratch.params.items()}
 
 
-def lamp_scores(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def lamp_scores(
+    scores: dict[str, torch.Tensor], *, stable: bool = True, empty_layer: float = 1.0
+) -> dict[str, torch.Tensor]:
     """LAMP (Lee et al. 2021): s_u^2 / sum_{v >= u} s_v^2 within the layer, sorted ascending.
 
     With magnitude scores this is LAMP exactly; other methods' scores go through the same
     normalization (signed scores, e.g. GraSP's, are shifted to be non-negative first, keeping order).
-    The largest score of every layer gets 1, the global maximum, so no layer is ever emptied.
+    The largest score of every layer gets 1, the global maximum, so no layer is ever emptied; a
+    layer whose scores are all zero scores ``empty_layer`` throughout. ``stable``: ties keep their
+    order in the layer (``prune``); IMP and edge-popup rank with ``torch.sort``'s default order and
+    keep an all-zero layer at 0, and each needs its own choice to reproduce its masks.
     """
     out = {}
     for name, s in scores.items():
-        flat = s.reshape(-1).double()
+        flat = s.detach().reshape(-1).double()
         if flat.numel() and flat.min() < 0:
             flat = flat - flat.min()
-        sq = flat**2
-        order = torch.argsort(sq, stable=True)
-        sorted_sq = sq[order]
+        ordered, order = torch.sort(flat**2, stable=stable)
         # suffix sums: sum over v >= u in ascending order
-        suffix = torch.flip(torch.cumsum(torch.flip(sorted_sq, [0]), 0), [0])
-        normalized = torch.where(suffix > 0, sorted_sq / suffix.clamp_min(1e-300), torch.ones_like(suffix))
+        suffix = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])
+        tiny = torch.finfo(torch.float64).tiny
+        normalized = torch.where(suffix > 0, ordered / suffix.clamp_min(tiny), torch.full_like(suffix, empty_layer))
         lamp = torch.empty_like(flat)
         lamp[order] = normalized
         out[name] = lamp.reshape(s.shape)
