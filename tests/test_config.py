@@ -12,7 +12,7 @@ from paitune.config import COMPONENTS, TRIAL_DEFAULTS, TRIAL_OPTIONS, check_valu
 from paitune.config.docs import render
 from paitune.config.sweep import SweepOptions
 from paitune.errors import PaituneError
-from paitune.results.rows import CONFIG_COLUMN_TYPES
+from paitune.results.rows import config_column_types
 from paitune.spaces import compile_space, load_space_text
 from paitune.training import TrainConfig
 
@@ -39,7 +39,7 @@ def test_train_config_defaults_are_the_trial_defaults():
 def test_every_option_has_a_column_type():
     from paitune.results import schema as rs
 
-    assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_OPTIONS)
+    assert set(config_column_types()) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_OPTIONS)
 
 
 def test_prune_flags_cover_the_options_and_list_every_name(capsys):
@@ -107,3 +107,12 @@ def test_step_schedule_options_reach_a_trial_from_a_space():
     config = compiled.define_by_run(study.ask())
     train = TrainConfig.from_trial_config(config)
     assert (train.lr_schedule, train.step_size, train.gamma) == ("step", 2, 0.5)
+
+
+def test_a_method_option_whose_trial_key_is_taken_is_refused_and_nothing_registered():
+    from paitune.pruning import MethodSpec, method_names, method_option, register_method
+
+    spec = MethodSpec("drop", make_scorer=lambda inputs: None, options=[method_option("fraction", "float", 0.5, "x")])
+    with pytest.raises(ValueError, match="trial key 'drop_fraction', which is taken"):
+        register_method(spec)
+    assert "drop" not in method_names() and TRIAL_OPTIONS["drop_fraction"].component == "sparse"

@@ -47,11 +47,12 @@ PLUGIN = textwrap.dedent(
     register_model("tinynet", TinyNet)
     register_dataset(DatasetSpec("blobs", blobs, (2, 4, 4), 3))
 
+    from paitune.config import Range
     from paitune.errors import PaituneError
     from paitune.proxies import ProxySpec, register_proxy
     from paitune.pruning import (
-        AllocationSpec, ControlSpec, MethodSpec, prunable_parameters, register_allocation, register_control,
-        register_method,
+        AllocationSpec, ControlSpec, MethodSpec, method_option, prunable_parameters, register_allocation,
+        register_control, register_method,
     )
 
 
@@ -69,13 +70,17 @@ PLUGIN = textwrap.dedent(
 
 
     def largest_init(inputs):
-        scores = {name: p.detach().abs().double().cpu() for name, p in prunable_parameters(inputs.model).items()}
+        center = inputs.options["center"]  # keeps the weights whose magnitude is farthest from it
+        params = prunable_parameters(inputs.model).items()
+        scores = {name: (p.detach().abs().double().cpu() - center).abs() for name, p in params}
         return lambda masks: scores
 
 
     register_allocation(AllocationSpec("last_dense", densities=last_dense))
     register_control(ControlSpec("mirror", masks=mirror, if_hurts="mask positions matter"))
-    register_method(MethodSpec("largest_init", make_scorer=largest_init))
+    register_method(MethodSpec("largest_init", make_scorer=largest_init, options=[
+        method_option("center", "float", 0.0, "the magnitude scored lowest", range=Range(0.0)),
+    ]))
     register_proxy(ProxySpec("kept", lambda masked, x, y: float(sum(int(m.sum()) for m in masked.masks.values()))))
     """
 )
@@ -175,3 +180,70 @@ def test_a_registered_allocation_and_control_are_values_everywhere(tmp_path):
         "largest_init", "last_dense", "mirror",
     )  # fmt: skip
     assert trial["meta"]["control_applies"] and trial["proxies"]["kept"] > 0 and abs(trial["density"] - 0.5) < 0.01
+
+
+# A plug-in method's option is a trial key like a built-in's: set from the CLI, searched by a space,
+# checked, recorded, and read by a trial that (as in a Ray worker) loads the plug-in itself.
+OPTIONS_DRIVER = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from paitune.search import trainable
+
+    reports = []
+    trainable.tune.get_checkpoint = lambda: None
+    trainable.tune.report = lambda result, checkpoint=None: reports.append(result)
+    trainable.assigned_device = lambda: ("cpu", 1)
+    config = {"dataset": "blobs", "model": "tinynet", "method": "largest_init", "largest_init_center": 0.3,
+              "sparsity": 0.5, "epochs": 1}
+    trainable.run_trial(config, checkpoint_every_s=1e9, report_every_s=0.0)  # loads the plug-in first
+
+    from paitune.cli import main
+    from paitune.config import config_hash
+    from paitune.trial import resolve_config
+
+    def cli(*args):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:
+                code = stop.code
+        return {"code": code, "out": out.getvalue(), "err": err.getvalue()}
+
+    prune = ["prune", "--dataset", "blobs", "--model", "tinynet", "--method", "largest_init", "--json"]
+    json.dump({
+        "hash": reports[0]["config_hash"],
+        "expected": config_hash(resolve_config(config)),
+        "default": config_hash(resolve_config({**config, "largest_init_center": None})),
+        "centered": cli(*prune, "--method-option", "center=0.5"),
+        "plain": cli(*prune),
+        "bad": cli(*prune, "--method-option", "center=-1"),
+        "space": cli("spaces", "check", "space.yaml"),
+        "bad_space": cli("spaces", "check", "bad_space.yaml"),
+    }, sys.stdout, default=str)
+    """
+)
+
+
+def test_a_plugin_methods_options_are_trial_keys(tmp_path):
+    (tmp_path / "driver.py").write_text(OPTIONS_DRIVER)
+    (tmp_path / "space.yaml").write_text(
+        "settings: {dataset: blobs, model: tinynet, method: largest_init, epochs: 1}\n"
+        "params:\n  largest_init_center: {type: float, low: 0.0, high: 0.5}\n"
+    )
+    (tmp_path / "bad_space.yaml").write_text(
+        "settings: {dataset: blobs, model: tinynet, method: largest_init, largest_init_center: -0.5}\n"
+    )
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    done = subprocess.run([sys.executable, "driver.py"], capture_output=True, text=True, cwd=tmp_path,
+                          env=paitune_env(PYTHONPATH=path, PAITUNE_PLUGINS="my_plugin"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(done.stdout)
+    assert runs["hash"] == runs["expected"] != runs["default"]  # the trial ran with center 0.3
+    centered, plain = json.loads(runs["centered"]["out"]), json.loads(runs["plain"]["out"])
+    assert centered["config"]["largest_init_center"] == 0.5 and plain["config"]["largest_init_center"] is None
+    assert centered["mask_hash"] != plain["mask_hash"]
+    assert runs["bad"]["code"] == 2 and "center" in runs["bad"]["err"]
+    assert runs["space"]["code"] == 0, runs["space"]["err"]
+    assert runs["bad_space"]["code"] == 2 and "largest_init_center" in runs["bad_space"]["err"]

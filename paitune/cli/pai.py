@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from ..config import TRIAL_DEFAULTS, TRIAL_OPTIONS
+from ..config import TRIAL_DEFAULTS, method_key
 from ..config.cli import OptionHelpFormatter, add_option_arguments, parse_text, trial_options, values_from_args
 from ..errors import PaituneError
 
@@ -78,14 +78,7 @@ def _method_options(args) -> dict:
     }
     resolved = spec.resolve_options(values)  # bad values: one line
     # Each option becomes its trial key, so the config records it.
-    keys = {key: f"{method}_{key}" for key in values}
-    for key, trial_key in keys.items():
-        if trial_key not in TRIAL_OPTIONS:
-            raise PaituneError(
-                f"option {key!r} of method {method!r} has no trial key {trial_key!r} (METHOD_OPTIONS in "
-                "paitune/config/trial.py); set it with prune(..., method_options=...) in Python"
-            )
-    return {trial_key: resolved[key] for key, trial_key in keys.items()}
+    return {method_key(method, key): resolved[key] for key in values}
 
 
 def _trial_config(args) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paitune.config.options import Option, Range, check_value, coerce
@@ -94,13 +94,20 @@ PROXIES = (
 # (or, for set/rigl, its starting mask's method's) values and None for the others.
 
 
+def method_key(method: str, option: str) -> str:
+    """The trial key of a PaI method's own option."""
+    return f"{method}_{option}"
+
+
 def _method_key(method: str, option: str, kind: str) -> Option:
     # Not hashed while unset, so a config without the key keeps its hash.
-    return Option(f"{method}_{option}", kind, None, "", "method_options", nullable=True,
+    return Option(method_key(method, option), kind, None, "", "method_options", nullable=True,
                   method_option=f"{method}:{option}", hashed_at_default=False)  # fmt: skip
 
 
 METHOD_OPTIONS = (
+    # The built-ins' keys are declared here, so that a config reads the same whether or not
+    # paitune.pruning has been imported yet; a plug-in's are added when it registers.
     _method_key("prospr", "inner_steps", "int"),
     _method_key("prospr", "inner_lr", "float"),
     _method_key("prospr", "inner_momentum", "float"),
@@ -138,13 +145,57 @@ COMPONENTS: dict[str, tuple[Option, ...]] = {
     "method_options": METHOD_OPTIONS,
 }
 TRIAL_OPTIONS: dict[str, Option] = {o.name: o for options in COMPONENTS.values() for o in options}
-TRIAL_KEYS = tuple(TRIAL_OPTIONS)
 TRIAL_DEFAULTS: dict[str, Any] = {name: o.default for name, o in TRIAL_OPTIONS.items()}
-INT_KEYS = tuple(name for name, o in TRIAL_OPTIONS.items() if o.kind == "int")
-FLOAT_KEYS = tuple(name for name, o in TRIAL_OPTIONS.items() if o.kind == "float")
 NOT_SEARCHABLE = {name: o.not_searchable for name, o in TRIAL_OPTIONS.items() if o.not_searchable}
 # Trial key -> (method, option of ``prune(..., method_options=...)``).
 METHOD_OPTION_KEYS: dict[str, tuple[str, str]] = {o.name: tuple(o.method_option.split(":")) for o in METHOD_OPTIONS}
+
+
+class _TrialKeys(Sequence):
+    """The trial config's keys in their canonical order, read from ``TRIAL_OPTIONS`` when asked:
+    a plug-in method's options join them when it registers (``add_method_keys``)."""
+
+    def __len__(self) -> int:
+        return len(TRIAL_OPTIONS)
+
+    def __getitem__(self, index):
+        return tuple(TRIAL_OPTIONS)[index]
+
+    def __iter__(self):
+        return iter(tuple(TRIAL_OPTIONS))
+
+    def __contains__(self, key) -> bool:
+        return key in TRIAL_OPTIONS
+
+    def __repr__(self) -> str:
+        return repr(tuple(TRIAL_OPTIONS))
+
+
+TRIAL_KEYS: Sequence[str] = _TrialKeys()
+
+
+def add_method_keys(method: str, options: Mapping[str, Option], *, check_only: bool = False) -> None:
+    """Give every option of a registered method its trial key (``<method>_<option>``), so a space
+    can set or search it and the trials table records it; the built-ins' keys exist already.
+    A key that another option holds is a ValueError (nothing added)."""
+    added = []
+    for name, option in options.items():
+        key = method_key(method, name)
+        held = TRIAL_OPTIONS.get(key)
+        if held is None:
+            added.append(_method_key(method, name, option.kind))
+        elif held.method_option != f"{method}:{name}" or held.kind != option.kind:
+            raise ValueError(
+                f"method {method!r}: its option {name!r} would be the trial key {key!r}, which is taken; "
+                "rename the option or the method"
+            )
+    if check_only or not added:
+        return
+    for option in added:
+        TRIAL_OPTIONS[option.name] = option
+        TRIAL_DEFAULTS[option.name] = option.default
+        METHOD_OPTION_KEYS[option.name] = (method, option.method_option.split(":")[1])
+    COMPONENTS["method_options"] = (*COMPONENTS["method_options"], *added)
 
 
 def method_options(config: Mapping[str, Any], method: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config.options import Option, check_value, coerce
+from ..config.trial import add_method_keys
 from ..errors import PaituneError
 from ..registry import Registry
 from . import seeds
@@ -99,10 +100,14 @@ _METHODS: Registry[MethodSpec] = Registry("pruning method")
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    """Make ``spec.name`` a value of the trial option ``method`` (and ``init_method``)."""
+    """Make ``spec.name`` a value of the trial option ``method`` (and ``init_method``), and each of
+    its options a trial key ``<method>_<option>`` (``paitune.config.add_method_keys``)."""
     if (spec.make_scorer is None) == (spec.build_mask is None) and spec.name != "dense":
         raise ValueError(f"method {spec.name!r} needs exactly one of make_scorer and build_mask")
-    return _METHODS.add(spec.name, spec)
+    add_method_keys(spec.name, spec.options, check_only=True)
+    added = _METHODS.add(spec.name, spec)
+    add_method_keys(spec.name, spec.options)
+    return added
 
 
 def get_method(name: str) -> MethodSpec:

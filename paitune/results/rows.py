@@ -15,19 +15,23 @@ from typing import Any
 import pyarrow as pa
 
 from paitune.results import schema as rs
-from paitune.config import TRIAL_KEYS, TRIAL_OPTIONS, canonical_json, config_hash, trial_config
+from paitune.config import TRIAL_OPTIONS, canonical_json, config_hash, trial_config
 from paitune.spaces.context import CONTEXT_COLUMN, DENSE_BASE_KEYS, context_id, reference_setting
 from paitune.results.storage import locate
 
 # Column types of the trial config values that are not fixed columns of the trials table. Lists,
 # paths and shapes are stored as text (proxies comma-separated, shapes like "3x32x32").
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
-CONFIG_COLUMN_TYPES: dict[str, pa.DataType] = {
-    name: _ARROW_TYPES.get(option.kind, pa.string())
-    for name, option in TRIAL_OPTIONS.items()
-    if name not in rs.TRIALS_FIXED.names
-}
-assert set(CONFIG_COLUMN_TYPES) | set(rs.TRIALS_FIXED.names) >= set(TRIAL_KEYS)
+
+
+def config_column_types() -> dict[str, pa.DataType]:
+    """Trial config key -> its column's type, for every key that is not a fixed column (a plug-in
+    method's option keys included, once registered)."""
+    return {
+        name: _ARROW_TYPES.get(option.kind, pa.string())
+        for name, option in TRIAL_OPTIONS.items()
+        if name not in rs.TRIALS_FIXED.names
+    }
 
 # Keys of the trial function's reports (paitune.search.trainable writes them).
 EPOCH_KEY = "epoch"
@@ -71,7 +75,7 @@ def reference_key(config: dict[str, Any], context: str) -> str:
 def trials_schema(search_params: list[str], proxies: list[str]) -> pa.Schema:
     """The trials table's columns for a sweep with these raw search parameters and proxies."""
     fields = list(rs.TRIALS_FIXED) + [pa.field(DENSE_ACC_COLUMN, pa.float64())]
-    fields += [pa.field(k, t) for k, t in CONFIG_COLUMN_TYPES.items()]
+    fields += [pa.field(k, t) for k, t in config_column_types().items()]
     fields += [pa.field(p, pa.float64()) for p in search_params]
     fields += [pa.field(rs.PROXY_PREFIX + p, pa.float64()) for p in proxies]
     return pa.schema(fields)
@@ -177,7 +181,7 @@ def trial_row(
         "versions": facts.get(VERSIONS_KEY),
         DENSE_ACC_COLUMN: _clean(dense_test_acc),
     }
-    for key in CONFIG_COLUMN_TYPES:
+    for key in config_column_types():
         value = config[key]
         if key == "proxies":
             value = ",".join(value)

@@ -47,6 +47,7 @@ import torch
 from ray import tune
 
 from paitune.config import config_hash, trial_config
+from paitune.plugins import load_plugins
 
 # Not the searcher: a trial worker needs its report keys, not Optuna.
 from paitune.results.rows import (
@@ -190,6 +191,7 @@ def run_trial(
 
     # One INFO line per checkpoint (each epoch) from Ray's storage layer would drown the progress table.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    load_plugins()  # first: a plug-in method's option keys exist only once it has registered
     config = trial_config(tune_config)
     device, threads = assigned_device()
     torch.set_num_threads(threads)

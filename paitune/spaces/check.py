@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from paitune.config import FLOAT_KEYS, INT_KEYS, NOT_SEARCHABLE, TRIAL_DEFAULTS, TRIAL_KEYS, TRIAL_OPTIONS
+from paitune.config import NOT_SEARCHABLE, TRIAL_DEFAULTS, TRIAL_KEYS, TRIAL_OPTIONS
 from paitune.config.options import check_value as check_option
 from paitune.errors import PaituneError, unknown_choice
 from paitune.spaces.schema import Categorical, Fixed, FloatRange, IntRange, Space
@@ -115,9 +115,10 @@ def check_space(space: Space) -> Space:
             raise unknown_choice("parameter", name, [k for k in TRIAL_KEYS if k not in NOT_SEARCHABLE])
         if name in space.settings:
             raise PaituneError(f"params.{name}: also set under settings; keep one of the two")
-        if isinstance(param, (FloatRange, IntRange)) and name not in FLOAT_KEYS + INT_KEYS:
+        kind = TRIAL_OPTIONS[name].kind
+        if isinstance(param, (FloatRange, IntRange)) and kind not in ("float", "int"):
             raise PaituneError(f"params.{name}: {name} takes names, not numbers; use type: categorical")
-        if isinstance(param, FloatRange) and name in INT_KEYS:
+        if isinstance(param, FloatRange) and kind == "int":
             raise PaituneError(f"params.{name}: {name} is a whole number; use type: int")
         for value in possible_values(param):
             try:
