@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import threading
 import time
@@ -45,18 +46,29 @@ GOAL_GROWTH = 1.5
 GOAL_CPU_MS = 50.0
 
 
+def resident_mib() -> float:
+    """This process's resident memory in MiB (Linux's /proc; NaN elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return math.nan
+
+
 class CpuSampler:
-    """This process's CPU seconds over wall time, sampled on a thread."""
+    """This process's CPU seconds and resident memory over wall time, sampled on a thread."""
 
     def __init__(self, period_s: float = 0.5):
         self.period_s = period_s
         self.samples: list[tuple[float, float]] = []
+        self.rss: list[tuple[float, float]] = []  # (wall, resident MiB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.samples.append((time.time(), time.process_time()))
+            self.rss.append((time.time(), resident_mib()))
             self._stop.wait(self.period_s)
 
     def __enter__(self):
@@ -71,6 +83,24 @@ class CpuSampler:
     def cpu_at(self, when: np.ndarray) -> np.ndarray:
         wall, cpu = np.array(self.samples).T
         return np.interp(when, wall, cpu)
+
+    def rss_at(self, when: np.ndarray) -> np.ndarray:
+        wall, rss = np.array(self.rss).T
+        return np.interp(when, wall, rss)
+
+
+def rss_growth(finished_s: np.ndarray, started: float, sampler: CpuSampler) -> dict:
+    """The driver's resident memory when the first quarter of the trials had finished and at the
+    last finish, and its growth per trial between the two (KiB)."""
+    ends = np.sort(finished_s) + started
+    first = ends[len(ends) // 4 - 1] if len(ends) >= 4 else ends[0]
+    at_first, at_last = sampler.rss_at(np.array([first, ends[-1]]))
+    between = len(ends) - len(ends) // 4
+    return {
+        "rss_q1_mib": at_first,
+        "rss_end_mib": at_last,
+        "rss_kib_per_trial": 1024 * (at_last - at_first) / max(between, 1),
+    }
 
 
 def quarters(finished_s: np.ndarray, started: float, cpu: CpuSampler) -> list[dict]:
@@ -128,6 +158,7 @@ def main(argv=None) -> int:
                         "growth": q[3]["wall_per_250_s"] / q[0]["wall_per_250_s"],
                         "cpu_ms_per_trial": 1000 * (cpu.samples[-1][1] - cpu.samples[0][1]) / len(sampled),
                         "state_kb_per_trial": snapshot_kb_per_trial(run.experiment_dir),
+                        **rss_growth(sampled["finished_s"].to_numpy(), run.started, cpu),
                     })  # fmt: skip
         finally:
             stop_ray()
@@ -147,6 +178,8 @@ def main(argv=None) -> int:
     columns += [(f"q{i}_wall_per_250_s", f"q{i} s/250", ".1f") for i in range(1, 5)]
     columns += [(f"q{i}_cpu_ms", f"q{i} cpu ms", ".1f") for i in range(1, 5)]
     columns += [("growth", "q4/q1", ".2f"), ("state_kb_per_trial", "state KB/trial", ".1f")]
+    columns += [("rss_q1_mib", "RSS q1 MiB", ".0f"), ("rss_end_mib", "RSS end MiB", ".0f")]
+    columns += [("rss_kib_per_trial", "RSS KiB/trial", ".1f")]
     report(NAME, args, settings={"space": "default", "sets": SETS, "scheduler": "fifo", "max_concurrent": 2,
                                  "sizes": sizes, "samplers": samplers},
            rows=rows, summary=summary, columns=columns,

@@ -48,6 +48,34 @@ def test_remote_writes_are_atomic_and_cleaned_through_the_filesystem(tmp_path):
     assert where.join("epochs").files() == ["t1.parquet"]
 
 
+def test_many_small_files_read_into_few_chunks_with_their_columns_unified(tmp_path):
+    """One-row files (a trial's row is a file) read in order, in a few chunks; a column only some
+    files have is null elsewhere, an int column that another file holds as float is float, and
+    each row can name its file. The same through a file:// URI."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from paitune.results.storage import READ_BATCH, read_parquet_files
+
+    n = 2 * READ_BATCH + 7
+    for i in range(n):
+        row = {"trial": [i], "acc": [i / n] if i % 2 else [i]}  # float in odd files, int in even ones
+        if i % 3 == 0:
+            row["lr"] = [0.1 * i]
+        pq.write_table(pa.table(row), tmp_path / f"t{i:04d}.parquet")
+    (tmp_path / ".t9999.parquet.tmp").write_text("a writer's temporary")
+    for where in (str(tmp_path), tmp_path.as_uri()):
+        table = read_parquet_files(locate(where), file_column="file")
+        assert table["trial"].to_pylist() == list(range(n)) and table["trial"].num_chunks <= 3
+        assert table.schema.field("acc").type == pa.float64() and table["acc"].to_pylist()[3] == 3 / n
+        lr = table["lr"].to_pylist()
+        assert [v is None for v in lr] == [i % 3 != 0 for i in range(n)] and lr[3] == pytest.approx(0.3)
+        assert table["file"].to_pylist()[5].endswith("t0005.parquet")
+    only = read_parquet_files(locate(tmp_path), names=["t0002.parquet", "t0001.parquet"], columns=lambda s: ["trial"])
+    assert only.column_names == ["trial"] and only["trial"].to_pylist() == [2, 1]
+    assert read_parquet_files(locate(tmp_path / "none")) is None
+
+
 def test_sweep_to_a_uri_then_analyze_and_resume_elsewhere(ray_session, tmp_path, capsys):
     from paitune.analysis import load_results
 

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 
 from paitune.errors import PaituneError
 from paitune.results.schema import SCHEMA_VERSION
-from paitune.results.storage import Location, parquet_dataset
+from paitune.results.storage import Location, read_parquet_files
 
-FILE_COLUMN = "__filename"  # pyarrow's own column: the file each row came from
+FILE_COLUMN = "__filename"  # the file each row came from, when asked for
 
 
 @dataclass
@@ -75,11 +75,16 @@ def read_table(folder: Location, columns=None, *, with_files: bool = False) -> T
 
 
 def _read(folder: Location, names: list[str], columns, files: bool) -> tuple[pa.Table, list[str]]:
-    dataset = parquet_dataset(folder, names=names)
-    present = dataset.schema.names
-    wanted = list(present) if columns is None else list(columns(dataset.schema))
-    extra = ["schema_version"] if "schema_version" in present and "schema_version" not in wanted else []
-    table = dataset.to_table(columns=[*wanted, *extra, *([FILE_COLUMN] if files else [])])
+    def chosen(schema: pa.Schema) -> list[str]:
+        wanted = list(schema.names) if columns is None else list(columns(schema))
+        # The schema version is read to check it, also where the caller does not ask for it.
+        return wanted + (
+            ["schema_version"] if "schema_version" in schema.names and "schema_version" not in wanted else []
+        )
+
+    table = read_parquet_files(folder, names, chosen, file_column=FILE_COLUMN if files else None)
+    asked = list(table.column_names) if columns is None else list(columns(table.schema))
+    extra = ["schema_version"] if "schema_version" in table.column_names and "schema_version" not in asked else []
     return table, extra
 
 

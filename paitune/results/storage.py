@@ -10,9 +10,12 @@ No Ray, no Optuna here.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from paitune.errors import PaituneError
@@ -78,21 +81,51 @@ class Location:
         return Path(self.path)
 
 
-def parquet_dataset(folder: Location, schema=None, names: list[str] | None = None):
-    """The table of the ``*.parquet`` files directly in ``folder`` (hidden ones skipped: a writer's
-    temporaries), or of the files ``names`` in it; None when it has none. Without ``schema``,
-    every file's is inspected and merged: a conditional parameter's column may be in only some files."""
-    import pyarrow.dataset as ds
+# Files read at a time: each file's rows are combined into one table per batch, so a table of many
+# one-row files (a trial's row is a file) holds a few chunks, not one per file.
+READ_BATCH = 128
+READ_THREADS = 4  # files open at once (object stores are latency-bound)
+
+
+def read_parquet_files(
+    folder: Location,
+    names: list[str] | None = None,
+    columns: Callable[[pa.Schema], list[str]] | None = None,
+    *,
+    file_column: str | None = None,
+) -> pa.Table | None:
+    """The rows of the ``*.parquet`` files directly in ``folder`` (hidden ones skipped: a writer's
+    temporaries), or of the files ``names`` in it, in that order; None when there is none.
+
+    Files may differ in columns (a conditional parameter's column is in some only) and in types
+    that widen (int to float): the table has the union, missing values null. ``columns``: the
+    columns to read, given each file's schema. ``file_column``: a column naming each row's file.
+
+    Read file by file, a batch at a time, and combined per batch: a dataset scan over thousands of
+    small files keeps every file's metadata and chunks (about 240 KB of memory per trial file
+    of 74 columns), this about 20 KB. A file that cannot be read raises pyarrow's error.
+    """
+    import pyarrow.parquet as pq
 
     names = folder.parquet_files() if names is None else names
     if not names:
         return None
-    factory = ds.FileSystemDatasetFactory(
-        folder.fs, [f"{folder.path}/{name}" for name in names], ds.ParquetFileFormat(), ds.FileSystemFactoryOptions()
-    )
-    if schema is None:
-        schema = factory.inspect(promote_options="permissive", fragments=None)
-    return factory.finish(schema)
+
+    def read(name: str) -> pa.Table:
+        path = f"{folder.path}/{name}"
+        with folder.fs.open_input_file(path) as handle:
+            parquet = pq.ParquetFile(handle)
+            table = parquet.read(columns=None if columns is None else columns(parquet.schema_arrow))
+        if file_column is not None:
+            table = table.append_column(file_column, pa.array([path] * len(table), pa.string()))
+        return table
+
+    batches = []
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        for start in range(0, len(names), READ_BATCH):
+            tables = list(pool.map(read, names[start : start + READ_BATCH]))
+            batches.append(pa.concat_tables(tables, promote_options="permissive").combine_chunks())
+    return pa.concat_tables(batches, promote_options="permissive")
 
 
 def locate(where: str | Path | Location) -> Location:

@@ -47,7 +47,7 @@ from paitune.results.rows import (
     trial_row,
     written_trial_ids,
 )
-from paitune.results.storage import Location, locate, parquet_dataset
+from paitune.results.storage import Location, locate, read_parquet_files
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic, write_text_atomic
 from paitune.search.searcher import trial_outcome
@@ -97,10 +97,10 @@ def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
 
 def finished_dense_references(root: str | Path | Location) -> dict[str, float]:
     """``reference_key`` -> test_acc of the dense references already written under ``root/trials``."""
-    dataset = parquet_dataset(locate(root).join("trials"))
-    if dataset is None:
+    wanted = ["method", "status", "config_json", "context", "test_acc"]
+    table = read_parquet_files(locate(root).join("trials"), columns=lambda schema: wanted)
+    if table is None:
         return {}
-    table = dataset.to_table(columns=["method", "status", "config_json", "context", "test_acc"])
     found = {}
     for row in table.to_pylist():
         if row["method"] == "dense" and row["status"] == "completed":

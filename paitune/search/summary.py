@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from paitune.results import schema as rs
-from paitune.results.storage import Location, locate, parquet_dataset
+from paitune.results.storage import Location, locate, read_parquet_files
 
 SUMMARY_COLUMNS = ["trial_id", "status", "method", "sparsity", "allocation", "control", "seed", "epochs_run",
                    "val_acc", "test_acc", "density_achieved"]  # fmt: skip
@@ -16,10 +16,10 @@ TOP = 10
 
 
 def read_trials(experiment_dir: str | Path | Location) -> pd.DataFrame:
-    dataset = parquet_dataset(locate(experiment_dir).join("trials"))
-    if dataset is None:
+    table = read_parquet_files(locate(experiment_dir).join("trials"))
+    if table is None:
         return pd.DataFrame(columns=rs.TRIALS_FIXED.names)
-    return dataset.to_table().to_pandas()
+    return table.to_pandas()
 
 
 def summary_text(trials: pd.DataFrame, experiment_dir: str | Path | Location) -> str:
