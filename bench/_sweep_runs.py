@@ -96,6 +96,12 @@ def top_functions(profile: cProfile.Profile, limit: int = 20, *, only: str = "",
     return rows[:limit]
 
 
+def _read_folder(folder: Path) -> pd.DataFrame:
+    from paitune.results.storage import locate, read_parquet_files
+
+    return read_parquet_files(locate(folder)).to_pandas()
+
+
 def run_sweep_inprocess(
     space: str,
     out: Path,
@@ -135,8 +141,10 @@ def run_sweep_inprocess(
     if status != 0:
         raise RuntimeError(f"sweep {name} ended with status {status}:\n{sink.getvalue()[-2000:]}")
     experiment_dir = plan.experiment_dir
-    trials = _completion_order(experiment_dir, pd.read_parquet(experiment_dir / "trials"), started)
-    epochs = pd.read_parquet(experiment_dir / "epochs")
+    # Read as paitune reads them (a pandas read of thousands of files would weigh on the driver's
+    # memory, which sweep_scale measures for the next sweep).
+    trials = _completion_order(experiment_dir, _read_folder(experiment_dir / "trials"), started)
+    epochs = _read_folder(experiment_dir / "epochs")
     profile_rows = []
     if profiler:
         # Own time shows where the driver waits or works; paitune's functions by cumulative time
