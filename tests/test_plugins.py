@@ -118,12 +118,12 @@ def test_without_the_plugin_the_name_is_unknown_and_a_missing_plugin_is_one_line
     assert "plug-in 'not_a_module_here' could not be imported" in done.stderr
 
 
-# Runs in one process with the plug-in loaded: the CLI's help and runs, a space check and a trial.
-DRIVER = textwrap.dedent(
+# The CLI run inside a driver script: cli(*args) -> {code, out, err}. Importing paitune.cli loads
+# no plug-in; main() does.
+CLI_IN_PROCESS = textwrap.dedent(
     """
     import contextlib, io, json, sys
     from paitune.cli import main
-    from paitune.trial import prepare_trial
 
     def cli(*args):
         out, err = io.StringIO(), io.StringIO()
@@ -133,6 +133,25 @@ DRIVER = textwrap.dedent(
             except SystemExit as stop:
                 code = stop.code
         return {"code": code, "out": out.getvalue(), "err": err.getvalue()}
+    """
+)
+
+
+def _run_driver(tmp_path, script: str) -> dict:
+    """Run ``script`` in a fresh process with the plug-in named in PAITUNE_PLUGINS; its JSON output."""
+    (tmp_path / "driver.py").write_text(CLI_IN_PROCESS + script)
+    (tmp_path / "my_plugin.py").write_text(PLUGIN)
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    done = subprocess.run([sys.executable, "driver.py"], capture_output=True, text=True, cwd=tmp_path,
+                          env=paitune_env(PYTHONPATH=path, PAITUNE_PLUGINS="my_plugin"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+# Runs in one process with the plug-in loaded: the CLI's help and runs, a space check and a trial.
+DRIVER = textwrap.dedent(
+    """
+    from paitune.trial import prepare_trial
 
     prune = ["prune", "--model", "tinynet", "--dataset", "blobs", "--sparsity", "0.5", "--json"]
     trial = prepare_trial({"dataset": "blobs", "model": "tinynet", "method": "largest_init", "sparsity": 0.5,
@@ -151,19 +170,13 @@ DRIVER = textwrap.dedent(
 
 
 def test_a_registered_allocation_and_control_are_values_everywhere(tmp_path):
-    (tmp_path / "driver.py").write_text(DRIVER)
     (tmp_path / "space.yaml").write_text(
         "settings: {dataset: blobs, model: tinynet, epochs: 2, sparsity: 0.5}\nparams:\n"
         "  method: {type: categorical, choices: [largest_init, snip]}\n"
         "  allocation: {type: categorical, choices: [last_dense, erk]}\n"
         "  control: {type: categorical, choices: [none, mirror]}\n"
     )
-    (tmp_path / "my_plugin.py").write_text(PLUGIN)
-    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
-    done = subprocess.run([sys.executable, "driver.py"], capture_output=True, text=True, cwd=tmp_path,
-                          env=paitune_env(PYTHONPATH=path, PAITUNE_PLUGINS="my_plugin"))  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    runs = json.loads(done.stdout)
+    runs = _run_driver(tmp_path, DRIVER)
     help_text = runs["help"]["out"]
     assert runs["help"]["code"] == 0 and all(name in help_text for name in ("last_dense", "mirror", "largest_init"))
     plain, mirrored = (json.loads(runs[key]["out"]) for key in ("plain", "mirrored"))
@@ -186,7 +199,6 @@ def test_a_registered_allocation_and_control_are_values_everywhere(tmp_path):
 # checked, recorded, and read by a trial that (as in a Ray worker) loads the plug-in itself.
 OPTIONS_DRIVER = textwrap.dedent(
     """
-    import contextlib, io, json, sys
     from paitune.search import trainable
 
     reports = []
@@ -197,18 +209,8 @@ OPTIONS_DRIVER = textwrap.dedent(
               "sparsity": 0.5, "epochs": 1}
     trainable.run_trial(config, checkpoint_every_s=1e9, report_every_s=0.0)  # loads the plug-in first
 
-    from paitune.cli import main
     from paitune.config import config_hash
     from paitune.trial import resolve_config
-
-    def cli(*args):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as stop:
-                code = stop.code
-        return {"code": code, "out": out.getvalue(), "err": err.getvalue()}
 
     prune = ["prune", "--dataset", "blobs", "--model", "tinynet", "--method", "largest_init", "--json"]
     json.dump({
@@ -226,7 +228,6 @@ OPTIONS_DRIVER = textwrap.dedent(
 
 
 def test_a_plugin_methods_options_are_trial_keys(tmp_path):
-    (tmp_path / "driver.py").write_text(OPTIONS_DRIVER)
     (tmp_path / "space.yaml").write_text(
         "settings: {dataset: blobs, model: tinynet, method: largest_init, epochs: 1}\n"
         "params:\n  largest_init_center: {type: float, low: 0.0, high: 0.5}\n"
@@ -234,12 +235,7 @@ def test_a_plugin_methods_options_are_trial_keys(tmp_path):
     (tmp_path / "bad_space.yaml").write_text(
         "settings: {dataset: blobs, model: tinynet, method: largest_init, largest_init_center: -0.5}\n"
     )
-    (tmp_path / "my_plugin.py").write_text(PLUGIN)
-    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
-    done = subprocess.run([sys.executable, "driver.py"], capture_output=True, text=True, cwd=tmp_path,
-                          env=paitune_env(PYTHONPATH=path, PAITUNE_PLUGINS="my_plugin"))  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    runs = json.loads(done.stdout)
+    runs = _run_driver(tmp_path, OPTIONS_DRIVER)
     assert runs["hash"] == runs["expected"] != runs["default"]  # the trial ran with center 0.3
     centered, plain = json.loads(runs["centered"]["out"]), json.loads(runs["plain"]["out"])
     assert centered["config"]["largest_init_center"] == 0.5 and plain["config"]["largest_init_center"] is None
