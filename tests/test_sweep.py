@@ -570,6 +570,38 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
         )
 
 
+@pytest.mark.ray
+def test_a_sweep_with_a_training_value_in_its_context_pairs_gaps_within_it(ray_session, tmp_path):
+    """lr is part of the context: a dense reference runs per lr and seed, each trial's
+    dense_test_acc is the one of its lr and seed, and the analysis keeps the two apart."""
+    from paitune.analysis import dense_reference, load_results
+    from paitune.search.sweep import execute_sweep
+
+    space_file = tmp_path / "lr.yaml"
+    space_file.write_text(
+        "settings: {dataset: digits, model: mlp, sparsity: 0.8, epochs: 2, proxies: []}\n"
+        "context: [dataset, model, sparsity, epochs, lr]\n"
+        "params:\n"
+        "  method: {type: categorical, choices: [random, magnitude]}\n"
+        "  lr: {type: categorical, choices: [0.01, 0.2]}\n"
+        "seeds: [0, 1]\nscheduler: {type: fifo}\n"
+    )
+    plan = plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name="lr", sampler="grid",
+                                   max_concurrent=2, verbose=0))  # fmt: skip
+    assert [(d["lr"], d["seed"]) for d in plan.dense_references] == [(0.01, 0), (0.01, 1), (0.2, 0), (0.2, 1)]
+    execute_sweep(plan)
+    trials = pd.read_parquet(tmp_path / "lr" / "trials")
+    dense = trials[trials.method == "dense"].set_index(["lr", "seed"])["test_acc"]
+    assert len(dense) == 4 and dense.loc[(0.01, 0)] != dense.loc[(0.2, 0)]
+    pruned = trials[trials.method != "dense"]
+    assert len(pruned) == 8 and pruned.dense_test_acc.notna().any()
+    for row in pruned.itertuples():
+        assert pd.isna(row.dense_test_acc) or row.dense_test_acc == dense.loc[(row.lr, row.seed)]
+    reference = dense_reference(load_results(tmp_path / "lr"), n_boot=50).set_index("setting")
+    assert sorted(reference.index) == ["lr=0.01", "lr=0.2"] and (reference["n"] == 2).all()
+    assert reference.loc["lr=0.2", "mean"] == pytest.approx(dense.loc[0.2].mean())
+
+
 def test_cluster_yaml_is_a_closed_ray_launcher_config():
     import yaml
     from ray.autoscaler._private.util import prepare_config, validate_config
