@@ -469,3 +469,36 @@ def test_a_cut_short_tune_snapshot_is_set_aside_before_a_resume(tmp_path):
             f"searcher-state-{newer}.pkl.broken",
         ]
     )
+
+
+def test_a_restored_limiter_counts_the_restored_trials_once_they_report():
+    """After a restart the limiter starts empty; a trial Tune restored holds a slot from its first
+    report, and its end frees it (and still reaches the searcher)."""
+    from ray.tune.search import Searcher
+
+    from paitune.search.limiter import ResumableLimiter
+
+    class Counting(Searcher):
+        def __init__(self):
+            super().__init__(metric="val_acc", mode="max")
+            self.ended = []
+
+        def suggest(self, trial_id):
+            return {"x": 1}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.ended.append(trial_id)
+
+    searcher = Counting()
+    limiter = ResumableLimiter(searcher, max_concurrent=2)
+    assert limiter.suggest("a") and limiter.suggest("b") and limiter.suggest("c") is None
+    restored = ResumableLimiter(Counting(), max_concurrent=2)
+    restored.set_state(limiter.get_state())
+    assert restored.live_trials == set()
+    restored.on_trial_result("a", {"val_acc": 0.5})  # Tune's restored trials report
+    restored.on_trial_result("b", {"val_acc": 0.5})
+    assert restored.suggest("c") is None  # both slots held
+    restored.on_trial_complete("a", {"val_acc": 0.6})
+    assert restored.searcher.ended == ["a"] and restored.suggest("c") == {"x": 1}
+    restored.on_trial_complete("zz")  # a trial it never knew: passed on
+    assert restored.searcher.ended == ["a", "zz"]

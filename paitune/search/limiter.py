@@ -8,8 +8,9 @@ slot for good — with ``max_concurrent`` 1 the sweep would wait forever) and mi
 restores as running (its end would never reach the searcher: its Optuna trial would stay
 RUNNING, then be failed as an orphan). So a restored limiter starts from an empty set, and the
 end of a trial it does not know is passed on (the searcher ignores ids that are not its own).
-The trials Tune restores as running are not counted against ``max_concurrent``; Ray's resources
-still bound how many run at once.
+A trial Tune restores counts against ``max_concurrent`` from its first report on (its end then
+frees the slot): the limiter never sees Tune's restored list, so until then new trials may start
+beside it, as many as Ray's resources allow.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ class ResumableLimiter(ConcurrencyLimiter):
         self.live_trials = set()
         self.num_unfinished_live_trials = 0
         self.cached_results = {}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self._limit_concurrency and not self.batch and trial_id not in self.live_trials:
+            # A trial restored from before the restart: it runs, so it holds a slot.
+            self.live_trials.add(trial_id)
+            self.num_unfinished_live_trials += 1
+        return super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if self._limit_concurrency and not self.batch and trial_id not in self.live_trials:
