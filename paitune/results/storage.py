@@ -85,6 +85,7 @@ class Location:
 # one-row files (a trial's row is a file) holds a few chunks, not one per file.
 READ_BATCH = 128
 READ_THREADS = 4  # files open at once (object stores are latency-bound)
+SMALL_ROWS = 1000  # rows per file, on average, below which a batch's files are combined into one chunk
 
 
 def read_parquet_files(
@@ -124,7 +125,10 @@ def read_parquet_files(
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         for start in range(0, len(names), READ_BATCH):
             tables = list(pool.map(read, names[start : start + READ_BATCH]))
-            batches.append(pa.concat_tables(tables, promote_options="permissive").combine_chunks())
+            batch = pa.concat_tables(tables, promote_options="permissive")
+            # Small files' rows become one chunk; large files are chunks enough (copying them
+            # into one would double the memory they take).
+            batches.append(batch.combine_chunks() if batch.num_rows <= SMALL_ROWS * len(tables) else batch)
     return pa.concat_tables(batches, promote_options="permissive")
 
 
