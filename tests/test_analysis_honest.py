@@ -110,6 +110,18 @@ def test_a_context_with_a_training_value_is_paired_with_its_own_dense_reference(
             row = rows.loc[(setting, s)]
             assert row["gap"] == pytest.approx(_base_curve(s) - 0.95, abs=0.005)
             assert row["dense_mean"] == pytest.approx(dense, abs=0.005) and row["n"] == 4 and row["n_gap"] == 4
+    from paitune.analysis import plots
+
+    titles = sorted(ax.get_title() for ax in plots.accuracy_vs_sparsity(table).axes if ax.get_visible())
+    assert titles == [
+        "digits / mlp / 10 ep / augment=none / global",
+        "digits / mlp / 10 ep / augment=standard / global",
+    ]
+    figure = plots.operating_points(operating_points(results, n_boot=N_BOOT))
+    assert sorted(ax.get_title() for ax in figure.axes if ax.get_visible()) == [
+        "digits / mlp / 10 ep / augment=none",
+        "digits / mlp / 10 ep / augment=standard",
+    ]
     points = operating_points(results, n_boot=N_BOOT).set_index(["setting", "ratio"])
     assert points.loc[("augment=none", 2.0), "gap"] == pytest.approx(_base_curve(0.5) - 0.95, abs=0.005)
     assert points.loc[("augment=standard", 4.0), "mean"] == pytest.approx(_base_curve(0.75), abs=0.005)

@@ -42,19 +42,37 @@ def _panels(n: int, width: float = 4.6, height: float = 3.4):
     return figure, axes.ravel()
 
 
+def _panel_keys(data: pd.DataFrame, base: list[str]) -> list[str]:
+    """The columns one panel shares: ``base``, and the context's ``setting`` where the table has
+    one (two settings are two dense references: their lines never share a panel)."""
+    return base + (["setting"] if "setting" in data.columns else [])
+
+
+def _panel_title(keys: list[str], key: tuple) -> str:
+    parts = []
+    for name, value in zip(keys, key):
+        if name == "max_epochs":
+            parts.append(f"{value} ep")
+        elif name != "setting" or value:
+            parts.append(str(value))
+    return " / ".join(parts)
+
+
 def accuracy_vs_sparsity(table: pd.DataFrame):
-    """One panel per dataset/model/budget/allocation (control none), one line per method, CI bands.
+    """One panel per dataset/model/budget/setting/allocation (control none), one line per method,
+    CI bands.
 
     x is density on a log axis, inverted, so sparsity grows to the right and the high-sparsity
     end (where methods differ) is not squeezed into a corner; ticks are labelled in sparsity.
-    The dense reference of the panel's dataset/model/budget is a dashed black line with its band.
+    The dense reference of the panel's dataset/model/budget/setting is a dashed black line with
+    its band.
     """
     data = table.loc[(table["control"] == "none") & table["mean"].notna()]
     dense = data.loc[data["method"] == "dense"]
     data = data.loc[data["method"] != "dense"]
     if data.empty:
         return None
-    keys = ["dataset", "model", "max_epochs", "allocation"]
+    keys = _panel_keys(data, ["dataset", "model", "max_epochs"]) + ["allocation"]
     groups = list(data.groupby(keys, observed=True))[:MAX_PANELS]
     figure, axes = _panels(len(groups))
     for ax, (key, group) in zip(axes, groups):
@@ -63,9 +81,8 @@ def accuracy_vs_sparsity(table: pd.DataFrame):
             density = 1.0 - line["sparsity"].to_numpy()
             ax.plot(density, line["mean"], marker="o", ms=3, label=str(method))
             ax.fill_between(density, line["ci_low"], line["ci_high"], alpha=0.2)
-        reference = dense.loc[
-            (dense["dataset"] == key[0]) & (dense["model"] == key[1]) & (dense["max_epochs"] == key[2])
-        ]
+        same = dict(zip(keys[:-1], key[:-1]))  # the panel's dataset, model, budget (and setting)
+        reference = dense.loc[np.logical_and.reduce([dense[k] == v for k, v in same.items()])]
         if not reference.empty:
             mean = reference["mean"].mean()
             ax.axhline(mean, color="black", ls="--", lw=1, label="dense")
@@ -79,7 +96,7 @@ def accuracy_vs_sparsity(table: pd.DataFrame):
         ax.minorticks_off()
         ax.set_xlabel("sparsity (log density axis)")
         ax.set_ylabel("final test accuracy")
-        ax.set_title("{} / {} / {} ep / {}".format(*key), fontsize=9)
+        ax.set_title(_panel_title(keys, key), fontsize=9)
         ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
@@ -92,10 +109,11 @@ def _ratio_axis(ax, ratios) -> None:
 
 
 def _compression_panels(data: pd.DataFrame, x: str, y: tuple[str, str, str], ylabel: str, zero: str | None):
-    """One panel per (dataset, model, budget): a line with its CI band per method/allocation
+    """One panel per (dataset, model, budget, setting): a line with its CI band per method/allocation
     against compression; ``y`` is (value, ci low, ci high); ``zero`` labels a dashed line at 0."""
     value, low, high = y
-    groups = list(data.groupby(["dataset", "model", "max_epochs"], observed=True))[:MAX_PANELS]
+    keys = _panel_keys(data, ["dataset", "model", "max_epochs"])
+    groups = list(data.groupby(keys, observed=True))[:MAX_PANELS]
     figure, axes = _panels(len(groups))
     for ax, (key, group) in zip(axes, groups):
         for (method, allocation), line in list(group.groupby(["method", "allocation"]))[:12]:
@@ -107,7 +125,7 @@ def _compression_panels(data: pd.DataFrame, x: str, y: tuple[str, str, str], yla
         _ratio_axis(ax, sorted(group[x].unique()))
         ax.set_xlabel("compression ratio (1 / density)")
         ax.set_ylabel(ylabel)
-        ax.set_title("{} / {} / {} ep".format(*key), fontsize=9)
+        ax.set_title(_panel_title(keys, key), fontsize=9)
         ax.legend(fontsize=6)
     figure.tight_layout()
     return figure
