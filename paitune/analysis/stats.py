@@ -176,6 +176,18 @@ def _pearson_replicates(mats: list[np.ndarray], counts: np.ndarray) -> np.ndarra
     return np.where(var > 0, cov / np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
 
 
+def _whole_if_ungrouped(frame: pd.DataFrame, by: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` and ``by``, with one group of every row (column ``_all``) when ``by`` is empty."""
+    return (frame.assign(_all=0), ["_all"]) if not by else (frame, list(by))
+
+
+def _ranked_groups(frame: pd.DataFrame, by: list[str]):
+    """(grouper, each row's group code, the groups' keys in code order, by) of ``frame`` by ``by``."""
+    frame, by = _whole_if_ungrouped(frame, by)
+    grouper = frame.groupby(by, sort=True, dropna=False, observed=True)
+    return grouper, grouper.ngroup().to_numpy(), grouper.size().reset_index()[by], by
+
+
 def grouped_spearman(
     frame: pd.DataFrame,
     by: list[str],
@@ -194,12 +206,7 @@ def grouped_spearman(
     bootstrap to a few matrix products. Groups under ``min_size`` points get NaN.
     """
     frame = frame.loc[frame[x].notna() & frame[y].notna()]
-    if not by:
-        frame = frame.assign(_all=0)
-        by = ["_all"]
-    grouper = frame.groupby(by, sort=True, dropna=False, observed=True)
-    codes = grouper.ngroup().to_numpy()
-    keys = grouper.size().reset_index()[by]
+    grouper, codes, keys, by = _ranked_groups(frame, by)
     rx = grouper[x].rank(method="average").to_numpy(dtype=np.float64)
     ry = grouper[y].rank(method="average").to_numpy(dtype=np.float64)
     n_groups = len(keys)
@@ -339,12 +346,7 @@ def grouped_partial_spearman(
     """
     names = [x, y] + list(controls)
     frame = frame.loc[frame[names].notna().all(axis=1)]
-    if not by:
-        frame = frame.assign(_all=0)
-        by = ["_all"]
-    grouper = frame.groupby(by, sort=True, dropna=False, observed=True)
-    codes = grouper.ngroup().to_numpy()
-    keys = grouper.size().reset_index()[by]
+    grouper, codes, keys, by = _ranked_groups(frame, by)
     ranks = [grouper[name].rank(method="average").to_numpy(dtype=np.float64) for name in names]
     n_groups = len(keys)
     sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
@@ -406,9 +408,7 @@ def grouped_t_test(
     from scipy.stats import t as student_t
 
     frame = frame.loc[frame[value].notna()]
-    if not by:
-        frame = frame.assign(_all=0)
-        by = ["_all"]
+    frame, by = _whole_if_ungrouped(frame, by)
     grouped = frame.groupby(by, sort=True, dropna=False, observed=True)[value]
     out = grouped.agg(n_units="size", mean="mean", sd="std").reset_index()
     n = out["n_units"].to_numpy(dtype=np.float64)
