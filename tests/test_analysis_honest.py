@@ -127,6 +127,45 @@ def test_a_context_with_a_training_value_is_paired_with_its_own_dense_reference(
     assert points.loc[("augment=standard", 4.0), "mean"] == pytest.approx(_base_curve(0.75), abs=0.005)
 
 
+def test_a_pruning_value_in_the_context_splits_the_cells_but_shares_the_dense_reference():
+    # prune_batches is part of the context: its values are separate cells (1 batch scores 0.05
+    # better here), and both pair with the one dense reference, which has no scoring batches.
+    import pyarrow as pa
+    from planted import generate_tables, results_from_tables
+
+    parts = []
+    for batches, effect in ((1, 0.0), (4, -0.05)):
+        spec = PlantedSpec(methods=("alpha",), sparsities=(0.5, 0.75), seeds=4, dense=batches == 1, noise=0.002,
+                           dense_accuracy=0.95, method_effects={"alpha": lambda s, e=effect: e + 0 * s})  # fmt: skip
+        tables = generate_tables(spec)
+        for name, table in tables.items():
+            ids = pa.compute.binary_join_element_wise(f"b{batches}-", table["trial_id"], "")
+            table = table.set_column(table.schema.get_field_index("trial_id"), "trial_id", ids)
+            if name == "trials":
+                contexts = pa.compute.binary_join_element_wise(table["context"], f"prune_batches={batches}", ",")
+                table = table.set_column(table.schema.get_field_index("context"), "context", contexts)
+            tables[name] = table
+        parts.append(tables)
+    results = results_from_tables({k: pa.concat_tables([p[k] for p in parts]) for k in parts[0]})
+
+    reference = dense_reference(results, n_boot=N_BOOT)
+    assert reference["setting"].tolist() == [""] and reference["n"].tolist() == [4]
+    rows = accuracy_vs_sparsity(results, n_boot=N_BOOT)
+    rows = rows.loc[rows["method"] == "alpha"].set_index(["setting", "sparsity"])
+    for setting, effect in (("prune_batches=1", 0.0), ("prune_batches=4", -0.05)):
+        for s in (0.5, 0.75):
+            row = rows.loc[(setting, s)]
+            assert row["n"] == 4 and row["n_gap"] == 4
+            assert row["gap"] == pytest.approx(_base_curve(s) + effect - 0.95, abs=0.005)
+    dense = accuracy_vs_sparsity(results, n_boot=N_BOOT).set_index("method").loc["dense"]
+    assert dense["setting"] == ""  # what it is the reference for
+    from paitune.analysis import plots
+
+    figure = plots.accuracy_vs_sparsity(accuracy_vs_sparsity(results, n_boot=N_BOOT))
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(panels) == 2 and all("dense" in ax.get_legend_handles_labels()[1] for ax in panels)
+
+
 def test_dense_column_is_used_and_a_missing_reference_is_never_invented(tmp_path):
     # Only the column (no dense trials): the gap comes from dense_test_acc.
     with_column, _ = _results(

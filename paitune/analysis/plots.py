@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from paitune.spaces.context import reference_setting  # noqa: E402
+
 MAX_PANELS = 6
 MAX_SCATTER_POINTS = 3000
 
@@ -82,6 +84,8 @@ def accuracy_vs_sparsity(table: pd.DataFrame):
             ax.plot(density, line["mean"], marker="o", ms=3, label=str(method))
             ax.fill_between(density, line["ci_low"], line["ci_high"], alpha=0.2)
         same = dict(zip(keys[:-1], key[:-1]))  # the panel's dataset, model, budget (and setting)
+        if "setting" in same:  # a dense row's setting is the part of a setting it shares
+            same["setting"] = reference_setting(same["setting"])
         reference = dense.loc[np.logical_and.reduce([dense[k] == v for k, v in same.items()])]
         if not reference.empty:
             mean = reference["mean"].mean()

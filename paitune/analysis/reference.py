@@ -2,8 +2,11 @@
 
 Trials with ``method == "dense"`` (sparsity 0, control none) are the unpruned model trained in a
 *dense context*: dataset x model x training budget (max_epochs) x seed, and the data, model or
-training values of the trials' context beyond those (``setting``, say ``augment=standard``: see
-``paitune.spaces.context.reference_setting``; empty for the default context). They are the reference
+training values of the trials' context beyond those (say ``augment=standard``: see
+``paitune.spaces.context.reference_setting``; empty for the default context). A trial's
+``setting`` is all of its context beyond dataset, model, sparsity and budget (pruning values such
+as ``prune_batches=4`` too); the descriptive tables keep settings apart, and the dense reference
+table's ``setting`` is the part a reference shares. They are the reference
 line, not a method that competes: rankings, concordance, proxies, importance, layer profiles and
 collapse leave them out.
 
@@ -21,22 +24,29 @@ import pandas as pd
 from paitune.analysis.load import Results
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
 from paitune.results.schema import STATUS_COMPLETED
-from paitune.spaces.context import CONTEXT_COLUMN, reference_setting
+from paitune.spaces.context import CONTEXT_COLUMN, context_setting, reference_setting
 
 DENSE_METHOD = "dense"
 DENSE_COLUMN = "dense_test_acc"  # optional trials column written by the sweep
-SETTING = "setting"  # the context's values the dense reference shares beyond dataset, model, budget
-BUDGET_KEYS = ["dataset", "model", "max_epochs", SETTING]
+SETTING = "setting"  # the context's values beyond dataset, model, sparsity and budget
+SHARED = "_shared_setting"  # the part of the setting the dense reference shares (its data, model, training)
+BUDGET_KEYS = ["dataset", "model", "max_epochs", SHARED]
 DENSE_KEYS = BUDGET_KEYS + ["seed"]
 NO_DENSE = "no_dense_reference"
 
 
 def with_setting(trials: pd.DataFrame) -> pd.DataFrame:
-    """``trials`` plus the ``setting`` column, read from each row's context id ("" without one)."""
+    """``trials`` plus ``setting`` (``context_setting`` of each row's context id; a dense trial's is
+    the shared part) and the part of it the dense reference shares (``reference_setting``); empty
+    without a context column."""
     if CONTEXT_COLUMN not in trials.columns:
-        return trials.assign(**{SETTING: ""})
+        return trials.assign(**{SETTING: "", SHARED: ""})
     contexts = trials[CONTEXT_COLUMN].astype(str)
-    return trials.assign(**{SETTING: contexts.map({c: reference_setting(c) for c in contexts.unique()})})
+    unique = contexts.unique()
+    shared = contexts.map({c: reference_setting(c) for c in unique})
+    full = contexts.map({c: context_setting(c) for c in unique})
+    # A dense trial's setting is what it is the reference for: the shared part.
+    return trials.assign(**{SETTING: full.where(~is_dense(trials), shared), SHARED: shared})
 
 
 def is_dense(trials: pd.DataFrame) -> pd.Series:
@@ -49,8 +59,8 @@ def without_dense(results: Results) -> pd.DataFrame:
 
 
 def dense_per_seed(results: Results) -> pd.DataFrame:
-    """{dataset, model, max_epochs, setting, seed, dense_acc, n_dense, source}: the reference per
-    dense context.
+    """{dataset, model, max_epochs, shared setting, seed, dense_acc, n_dense, source}: the reference
+    per dense context.
 
     From completed dense trials (``source`` = "dense_trials"); contexts with no dense trial but
     whose trials carry ``dense_test_acc`` take that column's mean (``source`` = "trial_rows").
@@ -99,7 +109,8 @@ def dense_reference(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED)
     table["n_trials"] = table["n_trials"].fillna(0).astype("int64")
     table["note"] = np.select([table["n"] == 0, table["n"] < MIN_RUNS_CI], [NO_DENSE, "too_few_runs"], "")
     columns = BUDGET_KEYS + ["n", "mean", "ci_low", "ci_high", "n_trials", "source", "note"]
-    return table[columns].sort_values(BUDGET_KEYS).reset_index(drop=True)
+    table = table[columns].sort_values(BUDGET_KEYS).reset_index(drop=True)
+    return table.rename(columns={SHARED: SETTING})
 
 
 def missing_reference_note(reference: pd.DataFrame) -> str:
@@ -133,7 +144,8 @@ def common_epoch_gaps(results: Results) -> pd.DataFrame:
 
     scored = scored_trials(results)
     trials = with_setting(results.trials)
-    scored = scored.assign(**{SETTING: trials[SETTING].to_numpy()[scored["tix"].to_numpy()]})
+    at = scored["tix"].to_numpy()
+    scored = scored.assign(**{SETTING: trials[SETTING].to_numpy()[at], SHARED: trials[SHARED].to_numpy()[at]})
     rows = scored[
         [
             "tix",
@@ -142,6 +154,7 @@ def common_epoch_gaps(results: Results) -> pd.DataFrame:
             "model",
             "max_epochs",
             SETTING,
+            SHARED,
             "method",
             "allocation",
             "control",
@@ -161,6 +174,6 @@ def common_epoch_gaps(results: Results) -> pd.DataFrame:
         own = trials[DENSE_COLUMN].to_numpy(dtype=np.float64)[rows["tix"].to_numpy()]
         final = rows["common_epoch"].to_numpy(np.float64) >= rows["max_epochs"].to_numpy(np.float64)
         dense_acc = np.where(np.isfinite(own) & final, own, dense_acc)
-    out = rows.drop(columns="common_epoch").assign(dense_acc=dense_acc)
+    out = rows.drop(columns=["common_epoch", SHARED]).assign(dense_acc=dense_acc)
     out["gap"] = out["acc"] - out["dense_acc"]
     return out.reset_index(drop=True)

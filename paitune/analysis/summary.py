@@ -33,14 +33,16 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 - ``accuracy_vs_sparsity``: {method, allocation, control, sparsity, n, mean, ci_low, ci_high,
   dataset, model, max_epochs, setting, n_trials, n_stopped, n_failed, n_diverged, note,
   compression, dense_mean, gap, gap_ci_low, gap_ci_high, n_gap, gap_note}; final accuracy of
-  completed trials, n = seeds; setting = the context's data, model or training values beyond
-  dataset, model and budget ("augment=standard"; empty for the default context); compression =
-  1 / (1 - sparsity); gap = accuracy - dense accuracy of the same dataset x model x budget x
-  setting x seed (paired by seed, CI over seeds, n_gap paired seeds);
+  completed trials, n = seeds; setting = the context's values beyond dataset, model, sparsity
+  and budget ("augment=standard", "prune_batches=4"; empty for the default context); compression
+  = 1 / (1 - sparsity); gap = accuracy - dense accuracy of the same dataset x model x budget x
+  seed and the setting's data, model and training values (paired by seed, CI over seeds, n_gap
+  paired seeds);
   gap_note in "" | no_dense_reference | too_few_runs. The dense reference's own rows have method
   "dense", sparsity 0, gap 0. Descriptive: n_stopped says how many trials of the cell it leaves out.
 - ``dense_reference``: {dataset, model, max_epochs, setting, n, mean, ci_low, ci_high, n_trials, source,
-  note}: the unpruned model's accuracy over seeds; source in dense_trials | trial_rows (from the
+  note}: the unpruned model's accuracy over seeds (setting: the data, model and training values
+  of the context it serves); source in dense_trials | trial_rows (from the
   trials' dense_test_acc column); note "no_dense_reference" (n = 0, numbers null) where the sweep
   has no dense trial.
 - ``operating_points``: {dataset, model, max_epochs, setting, method, allocation, ratio, target_sparsity,

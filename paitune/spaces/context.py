@@ -72,3 +72,11 @@ def reference_setting(context: str) -> str:
     (``augment=standard``); empty when there is none (the reference runs the sweep's settings)."""
     pairs = parse_context_id(context).items()
     return ",".join(f"{k}={v}" for k, v in pairs if k not in DENSE_BASE_KEYS and shared_by_dense(k))
+
+
+def context_setting(context: str) -> str:
+    """The part of a context id beyond the default context's keys (dataset, model, sparsity,
+    budget), which tables show as columns of their own (``lr=0.1,prune_batches=4``); empty when
+    there is none."""
+    pairs = parse_context_id(context).items()
+    return ",".join(f"{k}={v}" for k, v in pairs if k not in DEFAULT_CONTEXT_KEYS)
