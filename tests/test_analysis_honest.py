@@ -77,27 +77,38 @@ def test_gap_to_dense_is_recovered_and_paired_by_seed(tmp_path):
     assert set(operating_points(results, n_boot=N_BOOT)["method"]) == {"alpha", "beta"}
 
 
-def test_a_context_with_a_training_value_is_paired_with_its_own_dense_reference(tmp_path):
-    # A space whose context holds augment: each augment value has its own dense reference (0.95
-    # with augmentation, 0.80 without), and every gap, table row and operating point stays within
-    # its setting. Paired across settings, each gap would be off by 0.075.
+def _results_per_setting(specs: dict[str, PlantedSpec]):
+    """One planted results set from one spec per context setting (``"augment=none"``, say): each
+    part's trials get the setting appended to their context id and a prefix to their ids."""
     import pyarrow as pa
     from planted import generate_tables, results_from_tables
 
     parts = []
-    for augment, dense in (("standard", 0.95), ("none", 0.80)):
-        spec = PlantedSpec(methods=("alpha",), sparsities=(0.5, 0.75), seeds=4, dense=True, dense_accuracy=dense,
-                           noise=0.002, method_effects={"alpha": lambda s, d=dense: d - 0.95 + 0 * s})  # fmt: skip
+    for i, (setting, spec) in enumerate(specs.items()):
         tables = generate_tables(spec)
         for name, table in tables.items():
-            ids = pa.compute.binary_join_element_wise(augment + "-", table["trial_id"], "")
+            ids = pa.compute.binary_join_element_wise(f"s{i}-", table["trial_id"], "")
             table = table.set_column(table.schema.get_field_index("trial_id"), "trial_id", ids)
             if name == "trials":
-                contexts = pa.compute.binary_join_element_wise(table["context"], f"augment={augment}", ",")
+                contexts = pa.compute.binary_join_element_wise(table["context"], setting, ",")
                 table = table.set_column(table.schema.get_field_index("context"), "context", contexts)
             tables[name] = table
         parts.append(tables)
-    results = results_from_tables({k: pa.concat_tables([p[k] for p in parts]) for k in parts[0]})
+    return results_from_tables({k: pa.concat_tables([p[k] for p in parts]) for k in parts[0]})
+
+
+def test_a_context_with_a_training_value_is_paired_with_its_own_dense_reference(tmp_path):
+    # A space whose context holds augment: each augment value has its own dense reference (0.95
+    # with augmentation, 0.80 without), and every gap, table row and operating point stays within
+    # its setting. Paired across settings, each gap would be off by 0.075.
+    results = _results_per_setting(
+        {
+            f"augment={augment}": PlantedSpec(methods=("alpha",), sparsities=(0.5, 0.75), seeds=4, dense=True,
+                                              dense_accuracy=dense, noise=0.002,
+                                              method_effects={"alpha": lambda s, d=dense: d - 0.95 + 0 * s})
+            for augment, dense in (("standard", 0.95), ("none", 0.80))
+        }
+    )  # fmt: skip
 
     reference = dense_reference(results, n_boot=N_BOOT).set_index("setting")
     assert reference.loc["augment=standard", "mean"] == pytest.approx(0.95, abs=0.005)
@@ -130,23 +141,14 @@ def test_a_context_with_a_training_value_is_paired_with_its_own_dense_reference(
 def test_a_pruning_value_in_the_context_splits_the_cells_but_shares_the_dense_reference():
     # prune_batches is part of the context: its values are separate cells (1 batch scores 0.05
     # better here), and both pair with the one dense reference, which has no scoring batches.
-    import pyarrow as pa
-    from planted import generate_tables, results_from_tables
-
-    parts = []
-    for batches, effect in ((1, 0.0), (4, -0.05)):
-        spec = PlantedSpec(methods=("alpha",), sparsities=(0.5, 0.75), seeds=4, dense=batches == 1, noise=0.002,
-                           dense_accuracy=0.95, method_effects={"alpha": lambda s, e=effect: e + 0 * s})  # fmt: skip
-        tables = generate_tables(spec)
-        for name, table in tables.items():
-            ids = pa.compute.binary_join_element_wise(f"b{batches}-", table["trial_id"], "")
-            table = table.set_column(table.schema.get_field_index("trial_id"), "trial_id", ids)
-            if name == "trials":
-                contexts = pa.compute.binary_join_element_wise(table["context"], f"prune_batches={batches}", ",")
-                table = table.set_column(table.schema.get_field_index("context"), "context", contexts)
-            tables[name] = table
-        parts.append(tables)
-    results = results_from_tables({k: pa.concat_tables([p[k] for p in parts]) for k in parts[0]})
+    results = _results_per_setting(
+        {
+            f"prune_batches={batches}": PlantedSpec(methods=("alpha",), sparsities=(0.5, 0.75), seeds=4,
+                                                    dense=batches == 1, dense_accuracy=0.95, noise=0.002,
+                                                    method_effects={"alpha": lambda s, e=effect: e + 0 * s})
+            for batches, effect in ((1, 0.0), (4, -0.05))
+        }
+    )  # fmt: skip
 
     reference = dense_reference(results, n_boot=N_BOOT)
     assert reference["setting"].tolist() == [""] and reference["n"].tolist() == [4]
