@@ -117,5 +117,14 @@ def test_stop_requests_hand_a_signal_to_tune_once():
             assert len(calls) == 2 and stops.exit_status == 130
             HandToTune().on_step_begin(3, [])
             assert len(calls) == 2
+            # A second signal inside a shielded block (Ray's shutdown) waits for the block's end.
+            finished = []
+            with pytest.raises(KeyboardInterrupt):
+                with stops.shielded():
+                    signal.raise_signal(signal.SIGINT)
+                    finished.append(True)
+            assert finished == [True]
+            with stops.shielded():  # nothing held: nothing raised
+                pass
     finally:
         signal.signal(signal.SIGUSR1, previous)

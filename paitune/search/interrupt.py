@@ -71,6 +71,8 @@ class StopRequests:
         self.reason: str | None = None
         self.handed_to_tune = False
         self._stream = stream or sys.stderr
+        self._shielding = False  # inside ``shielded``: a second signal waits for the block's end
+        self._held = False  # a second signal came while shielded
 
     @property
     def requested(self) -> bool:
@@ -87,6 +89,9 @@ class StopRequests:
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
+            if self._shielding:
+                self._held = True
+                return
             self._stop_at_once()
             raise KeyboardInterrupt  # the second signal: stop at once
         self.signal = signum
@@ -112,6 +117,20 @@ class StopRequests:
             previous(unraisable)
 
         sys.unraisablehook = hook
+
+    @contextlib.contextmanager
+    def shielded(self):
+        """A block a second signal must not cut short (Ray's shutdown: a driver interrupted inside
+        it can lose its raylet while still connected, and Ray's core worker then exits the process
+        with status 1, printing nothing). The signal takes effect when the block ends."""
+        self._shielding = True
+        try:
+            yield
+        finally:
+            self._shielding = False
+            if self._held:
+                self._held = False
+                raise KeyboardInterrupt  # the second signal, now
 
     def hand_to_tune(self) -> None:
         """Set Tune's stop event through the handler Tune keeps on SIGUSR1 (main thread only:

@@ -9,6 +9,7 @@ paitune's state files (``paitune.search.state_files``), runs the Tuner
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -89,8 +90,9 @@ def execute_sweep(plan: SweepPlan, stops=None):
             if started:
                 import ray
 
-                ray.shutdown()
-                forget_processes(plan.experiment_dir)
+                with stops.shielded() if stops is not None else contextlib.nullcontext():
+                    ray.shutdown()
+                    forget_processes(plan.experiment_dir)
     finally:
         lock.release()
 
