@@ -3,12 +3,13 @@
 Trials with ``method == "dense"`` (sparsity 0, control none) are the unpruned model trained in a
 *dense context*: dataset x model x training budget (max_epochs) x seed, and the data, model or
 training values of the trials' context beyond those (say ``augment=standard``: see
-``paitune.spaces.context.reference_setting``; empty for the default context). A trial's
-``setting`` is all of its context beyond dataset, model, sparsity and budget (pruning values such
-as ``prune_batches=4`` too); the descriptive tables keep settings apart, and the dense reference
-table's ``setting`` is the part a reference shares. They are the reference
-line, not a method that competes: rankings, concordance, proxies, importance, layer profiles and
+``paitune.spaces.context.reference_setting``; empty for the default context). Dense trials are
+the reference line, not a method that competes: rankings, concordance, proxies, importance, layer profiles and
 collapse leave them out.
+
+A trial's ``setting`` is all of its context beyond dataset, model, sparsity and budget (pruning
+values such as ``prune_batches=4`` too): the descriptive tables keep settings apart, and the dense
+reference table's ``setting`` is the part a reference shares.
 
 A trial's dense accuracy is, in this order: its own ``dense_test_acc`` column (the sweep writes it
 when it knows the reference), else the mean final accuracy of the completed dense trials of its

@@ -60,10 +60,10 @@ REPORT_KEYS = frozenset(
 DENSE_ACC_COLUMN = "dense_test_acc"  # test_acc of the same context's dense reference, when known
 
 
-def record_context(tune_config: dict[str, Any]) -> str:
+def record_context(tune_config: dict[str, Any], config: dict[str, Any]) -> str:
     """A trial's context id: the one the searcher put into its Tune config (the space's context
-    keys), else the default context of its trial config."""
-    return tune_config.get(CONTEXT_COLUMN) or context_id(trial_config(tune_config))
+    keys), else the default context of its resolved trial config ``config``."""
+    return tune_config.get(CONTEXT_COLUMN) or context_id(config)
 
 
 def reference_key(config: dict[str, Any], context: str) -> str:
@@ -150,7 +150,7 @@ def trial_row(
         "trial_id": record.trial_id,
         "config_hash": config_hash(config),
         # The searcher puts the context id (the space's context keys) into the Tune config.
-        "context": record_context(record.config),
+        "context": record_context(record.config, config),
         "status": status,
         "method": config["method"],
         "sparsity": config["sparsity"],

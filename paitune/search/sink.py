@@ -280,7 +280,7 @@ class ParquetSink(Callback):
         write_table_atomic(layer_rows(record, experiment=self.experiment), self.root.join("layers"), stem)
         fault_point("sink-before-trials-file")
         config = trial_config(record.config)
-        reference = reference_key(config, record_context(record.config))
+        reference = reference_key(config, record_context(record.config, config))
         if config["method"] == "dense" and status == "completed" and record.epochs:
             self.dense_acc[reference] = record.epochs[max(record.epochs)].get("test_acc")
         row = trial_row(

@@ -70,13 +70,16 @@ def reference_keys(context_keys: Sequence[str]) -> tuple[str, ...]:
 def reference_setting(context: str) -> str:
     """The part of a context id, beyond dataset, model and budget, that its dense reference shares
     (``augment=standard``); empty when there is none (the reference runs the sweep's settings)."""
-    pairs = parse_context_id(context).items()
-    return ",".join(f"{k}={v}" for k, v in pairs if k not in DENSE_BASE_KEYS and shared_by_dense(k))
+    return _pairs_where(context, lambda key: key not in DENSE_BASE_KEYS and shared_by_dense(key))
 
 
 def context_setting(context: str) -> str:
     """The part of a context id beyond the default context's keys (dataset, model, sparsity,
     budget), which tables show as columns of their own (``lr=0.1,prune_batches=4``); empty when
     there is none."""
-    pairs = parse_context_id(context).items()
-    return ",".join(f"{k}={v}" for k, v in pairs if k not in DEFAULT_CONTEXT_KEYS)
+    return _pairs_where(context, lambda key: key not in DEFAULT_CONTEXT_KEYS)
+
+
+def _pairs_where(context: str, keep) -> str:
+    """The ``key=value`` pairs of a context id whose key ``keep`` accepts, as context id text."""
+    return ",".join(f"{k}={v}" for k, v in parse_context_id(context).items() if keep(k))
