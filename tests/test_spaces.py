@@ -358,6 +358,36 @@ def test_method_option_keys_are_the_registrys_options():
     assert all(TRIAL_OPTIONS[key].kind == method_option_of(TRIAL_OPTIONS[key]).kind for key in METHOD_OPTION_KEYS)
 
 
+@pytest.mark.parametrize(
+    ("values", "rounds"),
+    [
+        ({"method": "prospr"}, 1),  # one round unless asked (REFERENCE-frontier.md)
+        ({"method": "prospr", "iterations": 3}, 3),
+        ({"method": "synflow"}, 100),
+        ({"method": "ntk_sap", "iterations": 5}, 5),
+        ({"method": "snip", "iterations": 5}, None),  # iterative SNIP is its own method
+        ({"method": "phew"}, None),
+        ({"method": "dense", "iterations": 5}, None),
+        ({"method": "rigl", "init_method": "synflow", "iterations": 7}, 7),  # DST's starting mask
+        ({"method": "set", "init_method": "random", "iterations": 7}, None),
+    ],
+)
+def test_finalize_keeps_rounds_for_the_method_that_builds_the_mask(values, rounds):
+    base = {"dataset": "digits", "model": "mlp", "epochs": 2, "sparsity": 0.9}
+    assert finalize({**base, **values})["iterations"] == rounds
+
+
+def test_space_searches_prospr_rounds():
+    space = """
+settings: {dataset: digits, model: mlp, epochs: 2, sparsity: 0.9, method: prospr}
+params:
+  iterations: {type: categorical, choices: [1, 3]}
+"""
+    compiled = compile_space(load_space_text(space))
+    seen = {config["iterations"] for _, config in _configs(compiled, 12)}
+    assert seen == {1, 3}
+
+
 def test_frontier_preset_searches_prospr_steps_only_for_prospr():
     from paitune.config import METHOD_OPTION_KEYS
     from paitune.search.combinations import check_combinations

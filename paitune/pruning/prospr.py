@@ -68,6 +68,7 @@ SPEC = MethodSpec(
     "prospr",
     make_scorer=_make_scorer,
     needs_data=True,
+    iterative=True,  # one round by default; the spec allows more (REFERENCE-frontier.md)
     options=(
         method_option("inner_steps", "int", 3, "SGD steps the meta-gradient differentiates through", range=Range(0)),
         method_option("inner_lr", "float", 0.1, "learning rate of those steps", range=Range(0.0, low_open=True)),

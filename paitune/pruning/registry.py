@@ -2,7 +2,7 @@
 
 ``prune`` reads everything it needs about a method from its spec: how to score (``make_scorer``)
 or build the mask directly (``build_mask``), whether it needs scoring batches, its default number
-of rounds, whether it may revive pruned weights, and the options ``method_options`` may set. Each
+of rounds and whether rounds are its setting at all, whether it may revive pruned weights, and the options ``method_options`` may set. Each
 option is a ``paitune.config.Option`` (kind, default, range or choices, help), checked by the same
 ``check_value`` as every trial option. ``method_names()`` and the built-ins' ``METHODS``,
 ``DATA_METHODS`` and ``DEFAULT_ITERATIONS`` are derived from the registrations.
@@ -62,6 +62,9 @@ class MethodSpec:
     needs_data: bool = False  # scores with the batches: the data controls (corrupt_*) apply
     needs_input_shape: bool = False  # without batches, reads model.input_shape
     default_iterations: int | None = None  # rounds when the caller passes none (None: one round)
+    # Whether rounds are a setting of the method (a sweep records and may search ``iterations``);
+    # unset: the methods with default rounds. ProsPr prunes in one round unless asked for more.
+    iterative: bool | None = None
     revives: bool = False  # scores all weights each round, so a pruned one may come back
     # Declared as a sequence of ``method_option(...)``; held as {name: Option}.
     options: Sequence[Option] | Mapping[str, Option] = ()
@@ -69,6 +72,10 @@ class MethodSpec:
     def __post_init__(self):
         options = self.options.values() if isinstance(self.options, Mapping) else self.options
         object.__setattr__(self, "options", {option.name: option for option in options})
+        if self.iterative is None:
+            object.__setattr__(self, "iterative", self.default_iterations is not None)
+        if self.iterative and self.build_mask is not None:
+            raise ValueError(f"method {self.name!r} builds its mask in one step: it cannot be iterative")
 
     def check_option(self, name: str, value: Any, *, key: str | None = None) -> Any:
         """``value`` of option ``name`` in its type; a PaituneError (naming ``key``, default the name) if bad."""

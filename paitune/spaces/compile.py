@@ -59,32 +59,37 @@ def model_layer_shapes(
     return tuple((name, tuple(p.shape)) for name, p in prunable_parameters(net).items())
 
 
-def iterative_defaults() -> dict[str, int]:
-    from paitune.pruning.registry import registered
+def pruning_method(config: dict[str, Any]) -> str:
+    """The PaI method that builds a trial's mask: a DST trial's starting mask is its ``init_method``'s."""
+    from paitune.sparse.config import DST_METHODS
 
-    return {spec.name: spec.default_iterations for spec in registered() if spec.default_iterations}
+    return config["init_method"] if config["method"] in DST_METHODS else config["method"]
+
+
+def rounds_of(method: str, iterations: int | None) -> int | None:
+    """The rounds a trial of ``method`` records: its value or default for an iterative method (one
+    round where it has no default), None for any other (it ignores them, and a value would make
+    equal runs hash differently)."""
+    from paitune.pruning.registry import get_method, method_names
+
+    if method not in method_names() or not get_method(method).iterative:
+        return None
+    return iterations if iterations is not None else (get_method(method).default_iterations or 1)
 
 
 def finalize(values: dict[str, Any]) -> dict[str, Any]:
     """Resolve a trial config: defaults filled, ``iterations`` only where the method reads it."""
     config = resolve_config(values)
-    defaults = iterative_defaults()
-    if config["method"] in defaults:
-        if config["iterations"] is None:
-            config["iterations"] = defaults[config["method"]]
-    else:
-        # Non-iterative methods ignore it; keeping a value would make equal runs hash differently.
-        config["iterations"] = None
-    _resolve_method_options(config)
+    method = pruning_method(config)
+    config["iterations"] = rounds_of(method, config["iterations"])
+    _resolve_method_options(config, method)
     return config
 
 
-def _resolve_method_options(config: dict[str, Any]) -> None:
+def _resolve_method_options(config: dict[str, Any], method: str) -> None:
     """The trial's own method's options filled with their values (defaults included), the others None."""
     from paitune.pruning.registry import get_method
-    from paitune.sparse.config import DST_METHODS
 
-    method = config["init_method"] if config["method"] in DST_METHODS else config["method"]
     for key, (owner, option) in METHOD_OPTION_KEYS.items():
         if owner != method:
             config[key] = None
