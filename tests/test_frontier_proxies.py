@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -92,6 +93,48 @@ def test_zico_matches_the_hand_computed_signal_to_noise():
     assert one(layer, (x, y), "zico") == pytest.approx(expected, rel=1e-10)
 
 
+def zico_by_hand(model: nn.Module, x, y) -> float:
+    """zico with each half on a fresh copy in train mode (a BatchNorm1d on one sample: running stats)."""
+    grads = []
+    for xh, yh in zip(x.chunk(2), y.chunk(2)):
+        net = copy.deepcopy(model).train()
+        if len(xh) == 1:
+            for module in net.modules():
+                if isinstance(module, nn.BatchNorm1d):
+                    module.eval()
+        weights = [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        grads.append(torch.autograd.grad(nn.functional.cross_entropy(net(xh), yh), weights))
+    total = 0.0
+    for halves in zip(*grads):
+        g = torch.stack(halves).double()
+        mu, sigma = g.abs().mean(0), g.std(0, correction=0)
+        total += math.log(float((mu[sigma > 0] / sigma[sigma > 0]).sum()))
+    return total
+
+
+def conv_bn_net(momentum) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=momentum), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)
+    )
+
+
+def mlp_bn_net(momentum) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8, momentum=momentum), nn.ReLU(), nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 6])
+@pytest.mark.parametrize("make,shape,classes", [(conv_bn_net, (1, 8, 8), 10), (mlp_bn_net, (4,), 3)])
+def test_zico_runs_each_half_as_a_batch_of_its_own(n, make, shape, classes):
+    # The first half's running statistics must not reach the second half: batch-norm momentum,
+    # which only moves the running statistics, cannot change zico.
+    b = batch(shape, n=n, seed=1, classes=classes)
+    value = one(make(0.1), b, "zico")
+    assert one(make(None), b, "zico") == value
+    assert value == pytest.approx(zico_by_hand(make(0.1), *b), rel=1e-9)
+
+
 # --- meco -----------------------------------------------------------------------------------------
 
 
@@ -131,6 +174,52 @@ def test_swap_counts_distinct_neuron_patterns():
     assert math.isnan(one(bias_free_mlp(), batch((4,), classes=3), "swap"))
 
 
+class ConvNet(nn.Module):
+    """conv -> act1 -> conv -> act2 -> linear; an activation is a module or a function."""
+
+    def __init__(self, act1, act2):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1, self.c2 = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(3, 4, 3)
+        self.act1, self.act2 = act1, act2
+        self.fc = nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        return self.fc(self.act2(self.c2(self.act1(self.c1(x)))).flatten(1))
+
+
+def leaky(z):
+    return nn.functional.leaky_relu(z, 0.2)
+
+
+def relu_input_and_output(net: ConvNet, x):
+    """What an nn.ReLU hook on ``net.act1`` sees in one train-mode forward."""
+    seen = []
+    hook = net.act1.register_forward_hook(lambda m, i, o: seen.append((i[0].detach(), o.detach())))
+    with torch.no_grad():
+        net.train()(x)
+    hook.remove()
+    ((z, out),) = seen
+    return z, out
+
+
+def test_swap_and_naswot_read_relu_but_not_leaky_relu():
+    b = batch((1, 8, 8), n=6)
+    for act in (nn.LeakyReLU(0.1), leaky, nn.LeakyReLU(0.1, inplace=True)):
+        only_leaky = ConvNet(act, act)
+        assert math.isnan(one(only_leaky, b, "swap"))  # no ReLU at all, as for an MLP
+        assert one(only_leaky, b, "naswot") == float("-inf")  # N_A = 0
+    # Mixed: only the ReLU's outputs and inputs count, as an nn.ReLU hook sees them.
+    for act2 in (nn.LeakyReLU(0.1), leaky):
+        mixed = ConvNet(nn.ReLU(), act2)
+        z, out = relu_input_and_output(mixed, b[0])
+        expected_swap = torch.unique(torch.sign(out.reshape(len(z), -1)), dim=1).shape[1]
+        codes = (z > 0).reshape(len(z), -1).double().numpy()
+        _, expected_naswot = np.linalg.slogdet(codes @ codes.T + (1 - codes) @ (1 - codes).T)
+        assert one(mixed, b, "swap") == expected_swap
+        assert one(mixed, b, "naswot") == pytest.approx(expected_naswot, rel=1e-12)
+
+
 def test_swap_reg_scales_swap_by_the_size_regularizer_and_needs_its_settings():
     model = build_model("cnn", (1, 8, 8), 10, seed=0)
     b = batch((1, 8, 8))
@@ -157,26 +246,36 @@ def test_zen_is_data_and_weight_free():
     assert math.isfinite(value)
 
 
-def test_zen_with_batch_norm_adds_the_log_running_std():
-    """Conv -> BN -> ReLU -> Linear: zen = log mean ||f(x1) - f(x1 + 0.01 x2)||_1 + log sqrt(mean running_var)."""
+@pytest.mark.parametrize("n", [4, 1])
+@pytest.mark.parametrize("running_stats", [True, False])
+def test_zen_with_batch_norm_adds_the_log_running_std(n, running_stats):
+    """Conv -> BN -> ReLU -> Linear: zen = log mean ||f(x1) - f(x1 + 0.01 x2)||_1 + log sqrt(mean running_var).
+
+    One sample still normalizes over the map's positions (train mode); a batch norm that keeps no
+    running statistics adds nothing.
+    """
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 4))
-    x, y = batch((1, 5, 5), n=4, classes=4)
+    norm = nn.BatchNorm2d(2, track_running_stats=running_stats)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), norm, nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 4))
+    x, y = batch((1, 5, 5), n=n, classes=4)
     # The same draws in the same order, from the proxies' fixed seed: weights, then x1, x2.
     gen = torch.Generator().manual_seed(0)
     w1 = torch.randn(2, 1, 3, 3, generator=gen)
     torch.randn(4, 18, generator=gen)  # the classifier's weight: drawn, but f is its input
-    x1 = torch.randn(4, 1, 5, 5, generator=gen)
-    x2 = torch.randn(4, 1, 5, 5, generator=gen)
-    bn = nn.BatchNorm2d(2)
+    x1 = torch.randn(n, 1, 5, 5, generator=gen)
+    x2 = torch.randn(n, 1, 5, 5, generator=gen)
+    bn = nn.BatchNorm2d(2, track_running_stats=running_stats)
 
     def f(inp):
         return torch.relu(bn(nn.functional.conv2d(inp, w1))).flatten(1)
 
     with torch.no_grad():
         delta = (f(x1) - f(x1 + 0.01 * x2)).abs().sum(1).mean()
-    expected = math.log(float(delta)) + math.log(math.sqrt(float(bn.running_var.mean())))
+    expected = math.log(float(delta))
+    if running_stats:
+        expected += math.log(math.sqrt(float(bn.running_var.mean())))
     assert one(net, (x, y), "zen") == pytest.approx(expected, rel=1e-5)
+    assert math.isfinite(compute_proxies(net, (x, y))["zen"])  # with every other proxy too
 
 
 # --- every model, masked --------------------------------------------------------------------------

@@ -245,11 +245,7 @@ def test_grad_norm_and_snip_share_one_backward_with_the_values_each_gets_alone(n
     net = copy.deepcopy(model)
     with torch.no_grad():
         net[3].weight.mul_(masks["3.weight"])
-    net.train()
-    if n == 1:
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
+    net.train()  # batch norm over the positions of its map, even for one sample
     weights = [net[0].weight, net[3].weight, net[-1].weight]
     kept = [torch.ones_like(weights[0]), masks["3.weight"].float(), torch.ones_like(weights[2])]
     with torch.random.fork_rng(devices=[]):
@@ -284,6 +280,8 @@ def test_all_proxies_run_on_a_cnn_with_batchnorm_even_for_one_sample():
     model = small_cnn()
     for n in (8, 1):
         values = compute_proxies(model, cnn_batch(n))
+        if n == 1:
+            assert math.isnan(values.pop("jacob_cov"))  # one Jacobian: no correlation matrix
         assert all(math.isfinite(v) for v in values.values()), values
         assert values["synflow"] > 0 and values["grad_norm"] > 0 and values["fisher"] > 0
     # BatchNorm1d cannot compute batch statistics of one sample; we use its running stats.
@@ -291,6 +289,7 @@ def test_all_proxies_run_on_a_cnn_with_batchnorm_even_for_one_sample():
     single = (torch.randn(1, 4), torch.tensor([1]))
     values = compute_proxies(mlp, single)
     assert math.isnan(values.pop("swap"))  # no feature maps: swap is undefined
+    assert math.isnan(values.pop("jacob_cov"))
     assert all(math.isfinite(v) for v in values.values())
 
 
@@ -409,3 +408,95 @@ def test_parametrized_weights_are_refused_with_the_fix():
     with pytest.raises(PaituneError, match="remove_parametrizations"):
         compute_proxies(layer, one_layer_batch())
     assert parametrize.is_parametrized(layer, "weight")
+
+
+# --- degenerate batches: one sample, odd halves -----------------------------------------------
+
+
+def batch_statistics_only(model: nn.Sequential) -> nn.Sequential:
+    """A copy of ``model`` whose BatchNorm2d layers keep no running statistics, so they normalize
+    by the batch's statistics in any mode: the train-mode behaviour, whatever the batch size."""
+    net = copy.deepcopy(model)
+    for index, module in enumerate(net):
+        if isinstance(module, nn.BatchNorm2d):
+            plain = nn.BatchNorm2d(module.num_features, track_running_stats=False)
+            plain.load_state_dict({"weight": module.weight, "bias": module.bias})
+            net[index] = plain
+    return net
+
+
+def test_batch_norm_2d_normalizes_one_sample_over_its_positions():
+    # Train mode is defined for a (1, C, H, W) map (statistics over the positions): no proxy may
+    # switch such a layer to its running statistics because the batch has one sample.
+    model = small_cnn()
+    with torch.no_grad():
+        for norm in (model[1], model[4]):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    names = ["grad_norm", "snip", "grasp", "fisher", "naswot", "swap", "meco"]
+    batch = cnn_batch(1)
+    got = compute_proxies(model, batch, names)
+    expected = compute_proxies(batch_statistics_only(model), batch, names)
+    for name in names:
+        assert got[name] == pytest.approx(expected[name], rel=1e-9), name
+
+
+def test_one_sample_batch_norm_1d_uses_running_stats_and_batch_norm_2d_batch_stats():
+    # BatchNorm1d on (1, C) sees one value per channel: only its running statistics are defined.
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+        nn.Linear(3 * 6 * 6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10),
+    )  # fmt: skip
+    with torch.no_grad():
+        model[5].running_mean.uniform_(-0.5, 0.5)
+        model[5].running_var.uniform_(0.5, 2.0)
+    x, y = cnn_batch(1)
+    net = batch_statistics_only(model).train()
+    net[5].eval()
+    weights = [net[0].weight, net[4].weight, net[7].weight]
+    grads = torch.autograd.grad(nn.functional.cross_entropy(net(x), y), weights)
+    values = compute_proxies(model, (x, y), ["grad_norm", "snip"])
+    assert values["grad_norm"] == pytest.approx(sum(float(g.norm()) for g in grads), rel=1e-9)
+    expected_snip = sum(float((g * w.detach()).abs().sum()) for g, w in zip(grads, weights))
+    assert values["snip"] == pytest.approx(expected_snip, rel=1e-9)
+
+
+def test_jacob_cov_of_one_sample_is_nan():
+    # One Jacobian has no correlation matrix (the authors' code fails and scores NaN).
+    assert math.isnan(jacob_cov_score(np.array([[0.0, 1.0, 2.0]])))
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+        assert math.isnan(proxy(net, (torch.randn(1, 8), torch.tensor([1])), "jacob_cov"))
+    assert math.isnan(proxy(small_cnn(), cnn_batch(1), "jacob_cov"))
+
+
+def mixed_norm_net() -> nn.Sequential:
+    """Batch norms of every kind a degenerate batch can trip: momentum None, no running stats, 1d."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4, momentum=None), nn.LeakyReLU(0.1),
+        nn.Conv2d(4, 4, 3, stride=2), nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU(),
+        nn.Flatten(), nn.Linear(36, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8])
+def test_every_proxy_runs_and_leaves_the_model_alone_on_any_batch_size(n):
+    model = mixed_norm_net()
+    model.train()
+    model[8].eval()  # a mixed mode must survive too
+    model[0].bias.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    values = compute_proxies(model, cnn_batch(n), swap_mu=1.0, swap_sigma=10.0)
+    assert list(values) == list(PROXIES)
+    undefined = {"jacob_cov"} if n == 1 else set()  # one sample: no correlation matrix
+    assert {name for name, v in values.items() if math.isnan(v)} == undefined, values
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [m.training for m in model.modules()] == modes
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == [name != "0.bias" for name, _ in model.named_parameters()]

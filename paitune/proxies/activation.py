@@ -1,7 +1,10 @@
 """The activation-pattern proxies: naswot (Mellor et al. 2021, v2) and swap / swap_reg (Peng et al. 2024).
 
 Both read every ReLU the network applies (``nn.ReLU`` modules and ``F.relu`` / ``torch.relu``
-calls), one no-gradient forward of the batch in train mode.
+calls), one no-gradient forward of the batch in train mode (``train_mode``). Leaky ReLUs
+(``nn.LeakyReLU``, ``F.leaky_relu``) are not ReLUs here, as REFERENCE-frontier.md words both
+proxies and as the official SWAP hooks (``isinstance(m, nn.ReLU)``): a net whose only activation
+is a leaky ReLU scores swap NaN and naswot -inf. (PX, which shares ``ReluCalls``, reads them.)
 
 naswot: with c_i = 1[z > 0] of sample i over the inputs z of all ReLUs, K = C C^T + (1 - C)(1 - C)^T
 counts the units on which two samples agree (K_ii = N_A); the score is log|det K| (-inf when K is
@@ -18,17 +21,34 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from paitune.errors import PaituneError
 from paitune.proxies.cost import params
-from paitune.proxies.network import MaskedNet, set_data_mode
-from paitune.pruning.relu_calls import ReluCalls, relu_inputs
+from paitune.proxies.network import MaskedNet, train_mode
+from paitune.pruning.relu_calls import ReluCalls
+
+_LEAKY_RELU = (F.leaky_relu, F.leaky_relu_)
+
+
+class PlainReluCalls(ReluCalls):
+    """``ReluCalls`` for ReLU proper: leaky ReLU calls run untouched and unseen."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _LEAKY_RELU:
+            return func(*args, **(kwargs or {}))
+        return super().__torch_function__(func, types, args, kwargs)
 
 
 def naswot(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
-    set_data_mode(masked.net, len(x))
-    with torch.no_grad():
-        _, inputs = relu_inputs(masked.net, x)
+    inputs: list[torch.Tensor] = []
+
+    def record(z, default):
+        inputs.append(z.detach().clone())  # before an in-place ReLU overwrites it
+        return default(z)
+
+    with torch.no_grad(), train_mode(masked.net), PlainReluCalls(record):
+        masked.net(x)
     if not inputs:
         return float("-inf")  # N_A = 0: K is the zero matrix
     codes = torch.cat([(z > 0).reshape(len(x), -1) for z in inputs], dim=1).to(torch.float64)
@@ -46,8 +66,7 @@ def swap(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
             outputs.append(out.detach().reshape(len(x), -1))
         return out
 
-    set_data_mode(masked.net, len(x))
-    with torch.no_grad(), ReluCalls(record):
+    with torch.no_grad(), train_mode(masked.net), PlainReluCalls(record):
         masked.net(x)
     if not outputs:
         return float("nan")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from paitune.proxies.network import MaskedNet, cross_entropy, set_data_mode
+from paitune.proxies.network import MaskedNet, cross_entropy, train_mode
 
 
 def channel_fisher(act: torch.Tensor, grad: torch.Tensor, *, channels_last: bool) -> torch.Tensor:
@@ -33,7 +33,6 @@ def channel_fisher(act: torch.Tensor, grad: torch.Tensor, *, channels_last: bool
 def fisher(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
     """Sum over layers and output channels of F_k * (unpruned weights of channel k)."""
     net = masked.net
-    set_data_mode(net, len(x))
     per_layer: list[torch.Tensor | None] = [None] * len(masked.layers)
 
     def capture(index: int, channels_last: bool):
@@ -59,7 +58,9 @@ def fisher(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
         for i, layer in enumerate(masked.layers)
     ]
     try:
-        cross_entropy(net, x, y).backward()
+        with train_mode(net):
+            loss = cross_entropy(net, x, y)
+        loss.backward()
     finally:
         for handle in handles:
             handle.remove()

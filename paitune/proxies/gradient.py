@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from paitune.proxies.network import MaskedNet, cross_entropy, set_data_mode
+from paitune.proxies.network import MaskedNet, cross_entropy, train_mode
 
 
 def _weight_gradients(masked: MaskedNet, loss: torch.Tensor, *, create_graph=False) -> list:
@@ -25,8 +25,8 @@ def loss_gradients(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> list:
     grad_norm and snip are both functions of these gradients (and the weights): computed once on
     a fresh working copy, they give both proxies exactly the values each would get on its own.
     """
-    set_data_mode(masked.net, len(x))
-    return _weight_gradients(masked, cross_entropy(masked.net, x, y))
+    with train_mode(masked.net):
+        return _weight_gradients(masked, cross_entropy(masked.net, x, y))
 
 
 def grad_norm_from(masked: MaskedNet, grads: list) -> float:
@@ -59,8 +59,9 @@ def grasp(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
     H g is the gradient of z = g_stopped . g(w); one forward pass serves both g and the
     Hessian-vector product, so g and H see the very same batch-norm statistics.
     """
-    set_data_mode(masked.net, len(x))
-    grads = _weight_gradients(masked, cross_entropy(masked.net, x, y), create_graph=True)
+    with train_mode(masked.net):
+        loss = cross_entropy(masked.net, x, y)
+    grads = _weight_gradients(masked, loss, create_graph=True)
     terms = [
         (layer.masked(g).detach() * g).sum()
         for layer, g in zip(masked.layers, grads)

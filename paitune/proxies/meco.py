@@ -15,9 +15,8 @@ import math
 import warnings
 
 import torch
-from torch import nn
 
-from paitune.proxies.network import MaskedNet
+from paitune.proxies.network import MaskedNet, train_mode
 
 
 def smallest_correlation_eigenvalue(sample: torch.Tensor) -> float:
@@ -33,25 +32,17 @@ def smallest_correlation_eigenvalue(sample: torch.Tensor) -> float:
 
 def meco(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
     net = masked.net
-    net.train()
     terms: list[float] = []
-
-    def statistics_mode(module, inputs):
-        # One value per channel (BatchNorm1d on (1, C), or a 1x1 map) has no batch statistics.
-        module.training = inputs[0].numel() // inputs[0].shape[1] > 1
 
     def on_output(module, inputs, output):
         if isinstance(output, torch.Tensor):
             terms.append(smallest_correlation_eigenvalue(output[0]))
 
     handles = [module.register_forward_hook(on_output) for module in net.modules()]
-    handles += [
-        module.register_forward_pre_hook(statistics_mode)
-        for module in net.modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm)
-    ]
     try:
-        with torch.no_grad():
+        # One value per channel (BatchNorm1d on (1, C), or a 1x1 map) has no batch statistics:
+        # train_mode gives that call the running statistics.
+        with torch.no_grad(), train_mode(net):
             net(x[:1])
     finally:
         for handle in handles:

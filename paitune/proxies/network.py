@@ -182,18 +182,34 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def set_data_mode(net: nn.Module, batch_size: int) -> None:
-    """Train mode as in Abdelfattah et al.; with one sample, batch norm uses its running stats.
+@contextmanager
+def train_mode(net: nn.Module) -> Iterator[nn.Module]:
+    """``net`` in train mode, as in Abdelfattah et al., for the forward passes run inside.
 
-    Batch statistics of a single sample are undefined (BatchNorm1d raises on them), so with a
-    batch of one the batch-norm layers normalize by their running statistics instead, which at
-    init (mean 0, variance 1) leaves the activations unchanged but for the affine part.
+    Batch norm normalizes by the statistics of the batch it sees, a (1, C, H, W) map of one sample
+    included (over its positions). Only where a call would see a single value per channel (a
+    BatchNorm1d on (1, C), a 1x1 map of one sample), which has no batch statistics (train mode
+    raises), does that call use the layer's running statistics instead. Decided per call, so
+    the batch size alone never switches a layer. Use on a private working copy: the net stays in
+    train mode (and its batch norms in the mode of their last call).
     """
     net.train()
-    if batch_size == 1:
-        for module in net.modules():
-            if isinstance(module, BATCHNORM_TYPES):
-                module.eval()
+    handles = [
+        module.register_forward_pre_hook(_batch_statistics_where_defined)
+        for module in net.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+    ]
+    try:
+        yield net
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _batch_statistics_where_defined(module: nn.Module, inputs: tuple) -> None:
+    """Train mode for this call of a batch norm unless its input has one value per channel."""
+    z = inputs[0]
+    module.training = z.numel() // z.shape[1] > 1
 
 
 def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,10 @@ bias 0 and fresh running statistics (momentum 0.1); x1, x2 ~ N(0, 1) of the batc
 mode without gradient, f = the classifier's input, flattened, for x1 and for x1 + 0.01 x2;
 Delta = mean over samples of sum |f(x1) - f(x1 + 0.01 x2)| (L1, as their code), and
 zen = log Delta + sum over batch-norm layers of log sqrt(mean running_var) after the two passes.
+A batch norm without running statistics (``track_running_stats=False``) adds no term (the
+official code, which reads ``running_var``, fails on one). Batch norm runs as in ``train_mode``:
+one sample is normalized over its positions, and a layer that sees one value per channel uses
+its (reset) running statistics.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from paitune.proxies.network import MaskedNet, set_data_mode
+from paitune.proxies.network import MaskedNet, train_mode
 
 PERTURBATION = 0.01
 
@@ -41,12 +45,13 @@ def zen(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
         lambda module, inputs: features.append(inputs[0].detach().flatten(1))
     )
     try:
-        set_data_mode(net, len(x))
-        with torch.no_grad():
+        with torch.no_grad(), train_mode(net):
             net(x1)
             net(x1 + PERTURBATION * x2)
     finally:
         hook.remove()
     delta = float((features[0] - features[1]).abs().sum(dim=1).mean())
-    log_bn = sum(math.log(math.sqrt(float(norm.running_var.mean()))) for norm in norms)
+    # A batch norm that keeps no running statistics (track_running_stats=False) adds nothing: it has
+    # no running variance to read (the official code fails on it). Its layer still normalizes f.
+    log_bn = sum(math.log(math.sqrt(float(norm.running_var.mean()))) for norm in norms if norm.running_var is not None)
     return (math.log(delta) if delta > 0 else float("-inf")) + log_bn
