@@ -308,6 +308,9 @@ def test_method_options_are_validated():
         prune(model, "ntk_sap", sparsity=0.9, method_options={"epsilon": float("inf")})
     with pytest.raises(PaituneError, match="batches"):
         prune(model, "px", sparsity=0.9)
+    for not_a_mapping in ("inner_steps=2", 3, [("inner_steps", 2)]):
+        with pytest.raises(PaituneError, match="method_options must be a mapping"):
+            prune(model, "prospr", sparsity=0.9, batches=b, method_options=not_a_mapping)
     # Checked like every trial option: numbers are numbers ("1" is text), 1.0 is a whole number.
     with pytest.raises(PaituneError, match="inner_steps must be an integer"):
         prune(model, "prospr", sparsity=0.9, batches=b, method_options={"inner_steps": "1"})

@@ -38,19 +38,30 @@ class AllocationSpec:
     ``densities(shapes, sparsity)``: {layer: density} for every layer of ``shapes``, in its order;
     a PaituneError (one line) when the rule cannot meet the sparsity. Without it the allocation
     ranks scores across layers, after ``normalize`` (each round's scores -> scores comparable across
-    layers) when given. ``normalize_magnitudes``: the same ranking for the non-negative magnitudes
-    IMP and edge-popup rank (default: ``normalize``).
+    layers) when given. ``normalize_candidates``: ``normalize`` also takes ``candidates=`` (the
+    weights an iterative round may keep, {layer: bool mask}; None in the first round and for
+    methods that revive) and normalizes over those alone. ``normalize_magnitudes``: the same ranking
+    for the non-negative magnitudes IMP and edge-popup rank (default: ``normalize``).
     """
 
     name: str
     densities: Callable[[Shapes, float], dict[str, float]] | None = None
     normalize: Callable[[Scores], Scores] | None = None
     normalize_magnitudes: Callable[[Scores], Scores] | None = None
+    normalize_candidates: bool = False
 
     @property
     def ranks_scores(self) -> bool:
         """The densities emerge from scores ranked across layers (no rule fixes them first)."""
         return self.densities is None
+
+    def normalize_round(self, scores: Scores, candidates: dict[str, torch.Tensor] | None) -> Scores:
+        """One round's scores made comparable across layers (``scores`` itself without ``normalize``)."""
+        if self.normalize is None:
+            return scores
+        if self.normalize_candidates:
+            return self.normalize(scores, candidates=candidates)
+        return self.normalize(scores)
 
     def magnitude_normalizer(self) -> Callable[[Scores], Scores] | None:
         return self.normalize_magnitudes or self.normalize
@@ -63,6 +74,8 @@ def register_allocation(spec: AllocationSpec) -> AllocationSpec:
     """Make ``spec.name`` a value of the trial option ``allocation`` (spaces, sweeps and the CLI)."""
     if spec.densities is not None and (spec.normalize or spec.normalize_magnitudes) is not None:
         raise ValueError(f"allocation {spec.name!r}: densities fix the layers, so there are no scores to normalize")
+    if spec.normalize_candidates and spec.normalize is None:
+        raise ValueError(f"allocation {spec.name!r}: normalize_candidates needs a normalize to pass them to")
     return _ALLOCATIONS.add(spec.name, spec)
 
 
@@ -139,10 +152,21 @@ def uniform(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
 
 
 def _fill_free_layers(sizes: dict[str, int], fixed: dict[str, float], budget: float, what: str) -> float:
-    """The common density of the layers not in ``fixed`` so that all kept weights sum to ``budget``."""
+    """The common density of the layers not in ``fixed`` so that all kept weights sum to ``budget``.
+
+    With no layer left free, the fixed layers must meet the budget themselves (up to float error).
+    """
     free = sum(n for name, n in sizes.items() if name not in fixed)
-    left = budget - sum(fixed[name] * sizes[name] for name in fixed)
+    kept = sum(fixed[name] * sizes[name] for name in fixed)
+    left = budget - kept
     if free == 0:
+        if abs(left) > 1e-9 * sum(sizes.values()):
+            fixed_size = sum(sizes[name] for name in fixed)
+            raise PaituneError(
+                f"{what} cannot meet this sparsity: its fixed layers ({', '.join(fixed)}) keep density "
+                f"{kept / fixed_size:.4g} and no other layer is left to absorb the rest; use a sparsity "
+                f"of at most {1 - kept / sum(sizes.values()):.4g} or another allocation"
+            )
         return 0.0
     d = left / free
     if d < 0 or d > 1:
@@ -263,10 +287,14 @@ def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
 # The registration order is the order the names are listed in (help, docs, errors).
 for _spec in (
     AllocationSpec(GLOBAL),
-    # Lee et al. (2021). prune breaks ties with a stable sort (and shifts signed scores); IMP and
-    # edge-popup with torch.sort: each method's masks are reproducible only with its own order.
+    # Lee et al. (2021). prune ranks ties to the lower flat index, normalizes over each round's
+    # candidates (and shifts signed scores); IMP and edge-popup break ties with torch.sort: each
+    # method's masks are reproducible only with its own order.
     AllocationSpec(
-        "lamp", normalize=lamp_scores, normalize_magnitudes=partial(lamp_scores, stable=False, empty_layer=0.0)
+        "lamp",
+        normalize=lamp_scores,
+        normalize_magnitudes=partial(lamp_scores, stable=False, empty_layer=0.0),
+        normalize_candidates=True,
     ),
     AllocationSpec("uniform", uniform),
     AllocationSpec("uniform_plus", uniform_plus),

@@ -190,11 +190,11 @@ def _score_and_select(spec, inputs, s, ranking: AllocationSpec | None, targets, 
     masks: dict[str, torch.Tensor] | None = None
     for t in range(1, rounds + 1):
         scores = scorer(masks)
-        if targets is None and ranking.normalize is not None:
-            scores = ranking.normalize(scores)
+        alive = None if (masks is None or spec.revives) else masks
+        if targets is None:
+            scores = ranking.normalize_round(scores, alive)
         if treatment.scores is not None:
             scores = treatment.scores(scores)
-        alive = None if (masks is None or spec.revives) else masks
         if targets is None:
             masks = select_global(scores, round_density(1.0 - s, t, rounds, schedule), alive)
         else:

@@ -92,6 +92,10 @@ class MethodSpec:
 
     def resolve_options(self, given: Mapping | None) -> dict[str, Any]:
         """Every option's value (defaults filled in); an option the method does not take is an error."""
+        if given is not None and not isinstance(given, Mapping):
+            raise PaituneError(
+                f"method {self.name!r}: method_options must be a mapping of option to value, got {type(given).__name__}"
+            )
         given = dict(given or {})
         self.check_option_names(given)
         try:

@@ -140,28 +140,62 @@ def synflow_scores(scratch: SynflowCopy, masks, input_shape: tuple[int, ...]) ->
 
 
 def lamp_scores(
-    scores: dict[str, torch.Tensor], *, stable: bool = True, empty_layer: float = 1.0
+    scores: dict[str, torch.Tensor],
+    *,
+    candidates: dict[str, torch.Tensor] | None = None,
+    stable: bool = True,
+    empty_layer: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """LAMP (Lee et al. 2021): s_u^2 / sum_{v >= u} s_v^2 within the layer, sorted ascending.
 
     With magnitude scores this is LAMP exactly; other methods' scores go through the same
     normalization (signed scores, e.g. GraSP's, are shifted to be non-negative first, keeping order).
-    The largest score of every layer gets 1, the global maximum, so no layer is ever emptied; a
-    layer whose scores are all zero scores ``empty_layer`` throughout. ``stable``: ties keep their
-    order in the layer (``prune``); IMP and edge-popup rank with ``torch.sort``'s default order and
-    keep an all-zero layer at 0, and each needs its own choice to reproduce its masks.
+    ``candidates`` ({layer: bool mask}, e.g. the weights an iterative round may keep) restricts
+    each layer's sums and shift to those weights; the others score 0.
+
+    The largest score of every layer gets 1, the global maximum, so no layer is ever emptied. Tied
+    scores rank the lower flat index higher (it sorts later, so its sum is the smaller), as every
+    selection breaks ties. A layer whose scores are all zero (0/0 throughout) follows the same
+    order: its top weight, the lowest flat index, gets 1 and every other weight 0, the lowest score,
+    as a zero score gets in any layer.
+
+    ``stable=False, empty_layer=x`` is IMP's and edge-popup's LAMP: ``torch.sort``'s default order
+    for ties, and an all-zero layer scoring x throughout; each method reproduces its masks only
+    with its own order.
     """
     out = {}
     for name, s in scores.items():
         flat = s.detach().reshape(-1).double()
-        if flat.numel() and flat.min() < 0:
-            flat = flat - flat.min()
-        ordered, order = torch.sort(flat**2, stable=stable)
-        # suffix sums: sum over v >= u in ascending order
-        suffix = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])
-        tiny = torch.finfo(torch.float64).tiny
-        normalized = torch.where(suffix > 0, ordered / suffix.clamp_min(tiny), torch.full_like(suffix, empty_layer))
-        lamp = torch.empty_like(flat)
-        lamp[order] = normalized
+        idx = None
+        if candidates is not None:
+            idx = torch.nonzero(candidates[name].reshape(-1).to(flat.device), as_tuple=False).reshape(-1)
+            flat = flat[idx]
+        lamp = _lamp_layer(flat, stable, empty_layer)
+        if idx is not None:
+            lamp = torch.zeros(s.numel(), dtype=torch.float64, device=flat.device).index_put_((idx,), lamp)
         out[name] = lamp.reshape(s.shape)
     return out
+
+
+def _lamp_layer(flat: torch.Tensor, stable: bool, empty_layer: float | None) -> torch.Tensor:
+    """LAMP over one layer's flat float64 scores (see ``lamp_scores``)."""
+    n = flat.numel()
+    if n and flat.min() < 0:
+        flat = flat - flat.min()
+    if stable:
+        # Ascending by score, ties by descending index: sorting the reversed layer stably puts the
+        # lower index of a tie later. The squares come out in the order sorting them would give.
+        ascending, reversed_order = torch.sort(torch.flip(flat, [0]), stable=True)
+        ordered, order = ascending**2, (n - 1) - reversed_order
+    else:
+        ordered, order = torch.sort(flat**2, stable=False)
+    # suffix sums: sum over v >= u in ascending order
+    suffix = torch.flip(torch.cumsum(torch.flip(ordered, [0]), 0), [0])
+    tiny = torch.finfo(torch.float64).tiny
+    fill = 0.0 if empty_layer is None else empty_layer
+    normalized = torch.where(suffix > 0, ordered / suffix.clamp_min(tiny), torch.full_like(suffix, fill))
+    if empty_layer is None and n:
+        normalized[-1] = 1.0  # s/s for the layer's top weight; 0/0 in an all-zero layer
+    lamp = torch.empty_like(flat)
+    lamp[order] = normalized
+    return lamp
