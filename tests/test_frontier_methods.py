@@ -361,3 +361,24 @@ def test_rescoring_the_same_mask_gives_the_same_scores():
     scratch = ScoringCopy(model)
     first, second = prospr_scores(scratch, None, b[0], options), prospr_scores(scratch, None, b[0], options)
     assert all(torch.equal(first[n], second[n]) for n in first)
+
+
+@pytest.mark.parametrize("method", ["snip", "prospr", "px"])
+def test_dropout_in_scoring_follows_prunes_seed_not_the_callers_generator(method):
+    """A train-mode scoring pass runs the model's dropout on torch's global generator: the mask
+    must follow ``prune``'s seed alone, and the caller's stream must not move."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
+    b = [batch((1, 8, 8))]
+    hashes = set()
+    for caller_seed in (1, 2, 3):
+        torch.manual_seed(caller_seed)
+        expected_next = torch.rand(1)
+        torch.manual_seed(caller_seed)
+        hashes.add(
+            mask_hash(prune(model, method, sparsity=0.9, batches=b, iterations=2 if method == "px" else None, seed=5))
+        )
+        assert torch.rand(1) == expected_next  # the caller's stream is where it was
+    assert len(hashes) == 1
+    other = mask_hash(prune(model, method, sparsity=0.9, batches=b, iterations=2 if method == "px" else None, seed=6))
+    assert other not in hashes  # the seed still matters

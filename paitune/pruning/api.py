@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import PaituneError, unknown_choice
-from . import builtin, ntk_sap, phew, prospr, px
+from . import builtin, ntk_sap, phew, prospr, px, seeds
 from .allocation import GLOBAL, AllocationSpec, allocate, allocation_spec, check_sparsity
 from .controls import NO_CONTROL, ControlSpec, control_names, control_spec
 from .layers import layer_shapes, prunable_parameters
@@ -155,10 +155,11 @@ def prune(
     targets = None if ranking is not None and ranking.ranks_scores else allocate(shapes, s, allocation)
     rounds = iterations if iterations is not None else (spec.default_iterations or 1)
     inputs = ScoringInputs(model, batches, input_shape, int(seed), options)
-    if spec.build_mask is not None:
-        masks = spec.build_mask(inputs, 1.0 - s)
-    else:
-        masks = _score_and_select(spec, inputs, s, ranking, targets, rounds, schedule, treatment)
+    with seeds.seeded_global_rng(seed, next(iter(params.values())).device):
+        if spec.build_mask is not None:
+            masks = spec.build_mask(inputs, 1.0 - s)
+        else:
+            masks = _score_and_select(spec, inputs, s, ranking, targets, rounds, schedule, treatment)
 
     if treatment.masks is not None:
         masks = treatment.masks(masks, seed)
