@@ -35,8 +35,8 @@ def _asha(path, tune_trials=None):
                        reduction_factor=2, min_rung_trials=1, state_path=path, tune_trials=tune_trials)  # fmt: skip
 
 
-def _trial(tid, method="snip", seed=0, control="none"):
-    return SimpleNamespace(trial_id=tid, config={"method": method, "seed": seed, "control": control})
+def _trial(tid, method="snip", seed=0, control="none", status="PENDING"):
+    return SimpleNamespace(trial_id=tid, config={"method": method, "seed": seed, "control": control}, status=status)
 
 
 def test_asha_rungs_and_stop_decisions_survive_a_restart(tmp_path):
@@ -448,6 +448,8 @@ def test_a_cut_short_tune_snapshot_is_set_aside_before_a_resume(tmp_path):
     old, new, newer = "2026-01-01_00-00-00", "2026-01-02_00-00-00", "2026-01-03_00-00-00"
     (tmp_path / f"experiment_state-{old}.json").write_text('{"trial_data": []}')
     (tmp_path / f"searcher-state-{old}.pkl").write_bytes(pickle.dumps({"a": 1}))
+    # Tune pickles its search generator's state into a file named .json: whole, it is kept.
+    (tmp_path / f"search_gen_state-{old}.json").write_bytes(pickle.dumps({"counter": 3}))
     # a cut-short experiment state
     (tmp_path / f"experiment_state-{new}.json").write_text('{"trial_data": [["{\\"config')
     # a whole experiment state beside a cut-short searcher state: the snapshot is not whole either
@@ -464,6 +466,7 @@ def test_a_cut_short_tune_snapshot_is_set_aside_before_a_resume(tmp_path):
         [
             f"experiment_state-{old}.json",
             f"searcher-state-{old}.pkl",
+            f"search_gen_state-{old}.json",
             f"experiment_state-{new}.json.broken",
             f"experiment_state-{newer}.json.broken",
             f"searcher-state-{newer}.pkl.broken",
@@ -471,24 +474,32 @@ def test_a_cut_short_tune_snapshot_is_set_aside_before_a_resume(tmp_path):
     )
 
 
+class _Counting:
+    """A searcher that suggests a constant config and records the trials it is told have ended."""
+
+    def __new__(cls):
+        from ray.tune.search import Searcher
+
+        class Counting(Searcher):
+            def __init__(self):
+                super().__init__(metric="val_acc", mode="max")
+                self.ended = []
+
+            def suggest(self, trial_id):
+                return {"x": 1}
+
+            def on_trial_complete(self, trial_id, result=None, error=False):
+                self.ended.append(trial_id)
+
+        return Counting()
+
+
 def test_a_restored_limiter_counts_the_restored_trials_once_they_report():
     """After a restart the limiter starts empty; a trial Tune restored holds a slot from its first
     report, and its end frees it (and still reaches the searcher)."""
-    from ray.tune.search import Searcher
-
     from paitune.search.limiter import ResumableLimiter
 
-    class Counting(Searcher):
-        def __init__(self):
-            super().__init__(metric="val_acc", mode="max")
-            self.ended = []
-
-        def suggest(self, trial_id):
-            return {"x": 1}
-
-        def on_trial_complete(self, trial_id, result=None, error=False):
-            self.ended.append(trial_id)
-
+    Counting = _Counting
     searcher = Counting()
     limiter = ResumableLimiter(searcher, max_concurrent=2)
     assert limiter.suggest("a") and limiter.suggest("b") and limiter.suggest("c") is None
@@ -502,3 +513,55 @@ def test_a_restored_limiter_counts_the_restored_trials_once_they_report():
     assert restored.searcher.ended == ["a"] and restored.suggest("c") == {"x": 1}
     restored.on_trial_complete("zz")  # a trial it never knew: passed on
     assert restored.searcher.ended == ["a", "zz"]
+
+
+def test_a_restored_limiter_holds_slots_for_the_trials_tune_restores_before_they_report():
+    """The scheduler records the trials Tune restores (unfinished ones to run again); the restored
+    limiter, sharing that registry through the tuner file, holds their slots from its first call,
+    so no new trial starts beside them past ``max_concurrent``."""
+    from ray import cloudpickle  # how Tune writes its tuner file
+
+    from paitune.search.limiter import ResumableLimiter
+    from paitune.search.tune_trials import TuneTrialIds
+
+    registry = TuneTrialIds()
+    limiter = ResumableLimiter(_Counting(), 2, registry)
+    assert limiter.suggest("a") and limiter.suggest("b") and limiter.suggest("c") is None
+    saved_state = limiter.get_state()  # the searcher-state snapshot
+    assert "tune_trials" not in saved_state
+    # A new driver: the tuner file restores the limiter and the registry together.
+    restored, shared = cloudpickle.loads(cloudpickle.dumps((limiter, registry)))
+    assert restored.tune_trials is shared and shared.ids == set()
+    restored.set_state(saved_state)
+    assert restored.tune_trials is shared  # the snapshot does not replace the shared registry
+    # Tune adds the restored trials (scheduler.on_trial_add): "a" finished, "b" and "x" run again
+    # ("x" started after the snapshot the limiter's state comes from).
+    shared.add("a", unfinished=False)
+    shared.add("b")
+    shared.add("x")
+    assert restored.suggest("c") is None  # both slots held before any restored trial reports
+    restored.on_trial_result("b", {"val_acc": 0.5})  # a report does not take a second slot
+    assert restored.num_unfinished_live_trials == 2
+    restored.on_trial_complete("x", {"val_acc": 0.6})
+    assert restored.searcher.ended == ["x"] and restored.suggest("c") == {"x": 1}
+    assert restored.suggest("d") is None
+    restored.on_trial_complete("b", {"val_acc": 0.6})
+    restored.on_trial_complete("c", {"val_acc": 0.6})
+    assert restored.num_unfinished_live_trials == 0 and restored.live_trials == set()
+
+
+def test_a_fresh_limiter_takes_no_trial_from_the_registry():
+    """In a fresh run the registry fills with the trials the limiter itself suggested: none is
+    counted twice."""
+    from paitune.search.limiter import ResumableLimiter
+    from paitune.search.tune_trials import TuneTrialIds
+
+    registry = TuneTrialIds()
+    limiter = ResumableLimiter(_Counting(), 2, registry)
+    assert limiter.suggest("a")
+    registry.add("a")
+    assert limiter.suggest("b")
+    registry.add("b")
+    assert limiter.suggest("c") is None and limiter.num_unfinished_live_trials == 2
+    limiter.on_trial_complete("a", {"val_acc": 0.5})
+    assert limiter.suggest("c") and limiter.num_unfinished_live_trials == 2

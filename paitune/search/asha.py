@@ -127,7 +127,7 @@ class PaiFIFO(FIFOScheduler):
 
     def on_trial_add(self, tune_controller, trial):
         if self.tune_trials is not None:
-            self.tune_trials.add(trial.trial_id)
+            self.tune_trials.add(trial.trial_id, unfinished=str(trial.status) not in LiveTrials.FINAL)
         self.live.add(trial)
         super().on_trial_add(tune_controller, trial)
 
@@ -267,7 +267,7 @@ class ContextASHA(FIFOScheduler):
     def on_trial_add(self, tune_controller, trial):
         self._ensure_loaded()
         if self.tune_trials is not None:
-            self.tune_trials.add(trial.trial_id)
+            self.tune_trials.add(trial.trial_id, unfinished=str(trial.status) not in LiveTrials.FINAL)
         self.live.add(trial)
 
     def choose_trial_to_run(self, tune_controller):

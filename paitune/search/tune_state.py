@@ -71,15 +71,17 @@ SNAPSHOT_PARTS = re.compile(r"^(experiment_state|search_gen_state|searcher-state
 BROKEN_SUFFIX = ".broken"
 
 
-def _whole(name: str, data: bytes) -> bool:
-    if name.endswith(".json"):
-        try:
-            json.loads(data)
-        except ValueError:
-            return False
-        return True
-    # A pickle ends with its STOP opcode; one cut short does not (checked without unpickling it).
-    return data.endswith(b".")
+def _whole(data: bytes) -> bool:
+    # By content, not by name: Tune pickles its search generator's state into a ``.json`` file.
+    # A pickle (protocol 2 and up) starts with its PROTO opcode and ends with STOP; one cut short
+    # does not end so (checked without unpickling it).
+    if data[:1] == b"\x80":
+        return data.endswith(b".")
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
 
 
 def set_aside_broken_snapshots(tune_dir: str, filesystem) -> tuple[list[str], int]:
@@ -102,7 +104,7 @@ def set_aside_broken_snapshots(tune_dir: str, filesystem) -> tuple[list[str], in
         intact = True
         for info in files:
             with filesystem.open_input_stream(info.path) as stream:
-                intact = intact and _whole(info.base_name, stream.read())
+                intact = intact and _whole(stream.read())
         if intact:
             whole += any(fnmatch.fnmatch(info.base_name, SNAPSHOT_GLOB) for info in files)
             continue

@@ -6,6 +6,7 @@ restores, lags the journal by up to one snapshot interval. Tune tells the schedu
 trial it adds — each trial restored from the snapshot, before the first new suggestion — and
 tells the searcher nothing, so the scheduler records the ids here and the searcher reads them.
 Both objects are pickled together into Tune's tuner file, so a restored pair shares one registry.
+The concurrency limiter reads it too: the trials Tune restores unfinished hold slots.
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from __future__ import annotations
 class TuneTrialIds:
     def __init__(self) -> None:
         self.ids: set[str] = set()
+        self.unfinished: set[str] = set()  # added to run (a restored trial: to run again)
 
-    def add(self, trial_id: str) -> None:
+    def add(self, trial_id: str, *, unfinished: bool = True) -> None:
         self.ids.add(trial_id)
+        if unfinished:
+            self.unfinished.add(trial_id)
 
     def __getstate__(self) -> dict:
         # The ids describe one live Tune controller: a copy unpickled in a new driver starts empty
         # and is filled by the controller that restores the trials.
-        return {"ids": set()}
+        return {"ids": set(), "unfinished": set()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()

@@ -151,7 +151,7 @@ def build_tuner(plan: SweepPlan):
                                           storage_filesystem=storage_filesystem)  # fmt: skip
             return restored, sink
     tune_config = tune.TuneConfig(
-        search_alg=ResumableLimiter(build_searcher(plan, tune_trials), max_concurrent=plan.max_concurrent),
+        search_alg=ResumableLimiter(build_searcher(plan, tune_trials), plan.max_concurrent, tune_trials),
         scheduler=scheduler,
         # The searcher keeps the budget (plan.num_samples, side trials on top) and ends the search: after a restart
         # Tune's own count comes from its snapshot, which may miss trials that finished after it.
