@@ -308,6 +308,10 @@ def test_method_options_are_validated():
         prune(model, "ntk_sap", sparsity=0.9, method_options={"epsilon": float("inf")})
     with pytest.raises(PaituneError, match="batches"):
         prune(model, "px", sparsity=0.9)
+    import numpy as np  # a value read from a table: NumPy's integer is an integer
+
+    numpy_int = prune(model, "prospr", sparsity=0.9, batches=b, method_options={"inner_steps": np.int64(2)})
+    assert numpy_int.meta["method_options"]["inner_steps"] == 2
     for not_a_mapping in ("inner_steps=2", 3, [("inner_steps", 2)]):
         with pytest.raises(PaituneError, match="method_options must be a mapping"):
             prune(model, "prospr", sparsity=0.9, batches=b, method_options=not_a_mapping)

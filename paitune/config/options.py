@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -99,7 +100,8 @@ class Option:
 
 
 def _number(key: str, value: Any, *, integer: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real: NumPy's scalars too (an np.int64 read from a table is an integer).
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise PaituneError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}")
     if not math.isfinite(value):
         raise PaituneError(f"{key} must be a finite number, got {value!r}")
