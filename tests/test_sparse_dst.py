@@ -25,48 +25,64 @@ def tiny_layer(weights, grads=None) -> nn.Sequential:
 
 
 def test_rigl_drops_smallest_active_and_regrows_largest_gradient_hand_case():
-    # 2x4 layer, 4 active weights. alpha 0.5 moves 2 of them.
+    # 2x4 layer, 4 active weights. alpha 0.5 moves floor(0.5 * 4) = 2 of them.
     weights = [[0.9, -0.1, 0.0, 0.0], [0.0, 0.5, -0.05, 0.0]]
     mask = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0]], dtype=torch.bool)
-    # Largest |g| among the inactive: (1,3) 0.8 and (0,2) -0.7; (0,3) 0.6 loses; the active weight
-    # (0,1) has the largest |g| of all but is a drop, not a regrowth candidate.
+    # Drops |w| 0.1 at (0,1) and 0.05 at (1,2). Regrowth ranks every weight not kept, the dropped
+    # ones included (RigL's code): (0,1) has the largest |g| of all and comes straight back, then
+    # (1,3) 0.8 beats (0,2) 0.7.
     grads = [[0.0, 5.0, -0.7, 0.6], [0.2, 0.0, 0.0, 0.8]]
     net = tiny_layer(weights, grads)
     updater = MaskUpdater("rigl", total_steps=100)
     new, grown = updater.updated_masks(net, Masks({"0.weight": mask}), 0.5)
-    expected = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 1]], dtype=torch.bool)  # drops |w| 0.1 and 0.05
+    expected = torch.tensor([[1, 1, 0, 0], [0, 1, 0, 1]], dtype=torch.bool)
     assert torch.equal(new["0.weight"], expected)
-    assert torch.equal(grown["0.weight"], torch.tensor([[0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool))
+    assert torch.equal(grown["0.weight"], torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1]], dtype=torch.bool))
     assert int(new["0.weight"].sum()) == int(mask.sum())
     weight = net[0].weight.detach()
-    assert float(weight[0, 2]) == 0.0 and float(weight[1, 3]) == 0.0  # regrown start at zero
+    assert float(weight[1, 3]) == 0.0  # a new weight starts at zero
+    assert float(weight[0, 1]) == pytest.approx(-0.1)  # the one regrown at once keeps its value
 
 
-def test_set_regrows_only_previously_inactive_weights_at_random_and_keeps_counts():
+def test_set_regrows_at_random_among_the_weights_it_does_not_keep_and_keeps_counts():
     torch.manual_seed(0)
     net = tiny_layer(torch.randn(20, 30).tolist())
     mask = torch.rand(20, 30) < 0.2
     updater = MaskUpdater("set", total_steps=100, seed=3)
     new, grown = updater.updated_masks(net, Masks({"0.weight": mask}), 0.3)
-    moved = int(round(0.3 * int(mask.sum())))
-    assert int(grown["0.weight"].sum()) == moved
-    assert not bool((grown["0.weight"] & mask).any())
+    moved = int(0.3 * int(mask.sum()))
+    assert 0 < int(grown["0.weight"].sum()) <= moved
+    assert not bool((grown["0.weight"] & mask).any())  # new = inactive before the update
     assert int(new["0.weight"].sum()) == int(mask.sum())
-    kept = new["0.weight"] & mask  # the survivors are the largest |w| of the old mask
-    dropped = mask & ~new["0.weight"]
+    # The active - moved largest |w| of the old mask all survive (random weights: no ties).
     magnitude = net[0].weight.detach().abs()
-    assert float(magnitude[dropped].max()) <= float(magnitude[kept].min())
+    cut = magnitude[mask].sort(descending=True).values[int(mask.sum()) - moved - 1]
+    survivors = mask & (magnitude >= cut)
+    assert int(survivors.sum()) == int(mask.sum()) - moved and bool(new["0.weight"][survivors].all())
     # Seeded: the same seed regrows the same weights; another seed others.
     again, _ = MaskUpdater("set", total_steps=100, seed=3).updated_masks(net, Masks({"0.weight": mask}), 0.3)
     other, _ = MaskUpdater("set", total_steps=100, seed=4).updated_masks(net, Masks({"0.weight": mask}), 0.3)
     assert torch.equal(again["0.weight"], new["0.weight"]) and not torch.equal(other["0.weight"], new["0.weight"])
 
 
-def test_regrowth_is_capped_by_the_inactive_weights():
-    net = tiny_layer([[1.0, 2.0, 3.0, 4.0]], [[1.0, 1.0, 1.0, 1.0]])
-    mask = torch.tensor([[1, 1, 1, 0]], dtype=torch.bool)  # 3 active, 1 inactive: alpha 1 moves only 1
+def test_a_full_drop_at_high_density_regrows_by_gradient_among_all_weights():
+    # 3 of 4 active, alpha 1: all 3 dropped, the 3 largest |g| of all 4 regrown (RigL's rule); the
+    # dropped weight with the smallest gradient stays out, and the inactive one comes in at zero.
+    net = tiny_layer([[1.0, 2.0, 3.0, 4.0]], [[0.1, 1.0, 1.0, 1.0]])
+    mask = torch.tensor([[1, 1, 1, 0]], dtype=torch.bool)
     new, grown = MaskUpdater("rigl", total_steps=10).updated_masks(net, Masks({"0.weight": mask}), 1.0)
     assert torch.equal(new["0.weight"], torch.tensor([[0, 1, 1, 1]], dtype=torch.bool))
+    assert torch.equal(grown["0.weight"], torch.tensor([[0, 0, 0, 1]], dtype=torch.bool))
+    assert net[0].weight.detach().tolist() == [[1.0, 2.0, 3.0, 0.0]]
+
+
+def test_ties_in_drop_and_regrowth_go_to_the_lower_index():
+    # Equal magnitudes and equal (zero) gradients: the kept and regrown weights are the first ones.
+    net = tiny_layer([[1.0] * 6 + [0.0] * 6], [[0.0] * 12])
+    mask = torch.tensor([[1] * 6 + [0] * 6], dtype=torch.bool)
+    new, grown = MaskUpdater("rigl", total_steps=10).updated_masks(net, Masks({"0.weight": mask}), 0.5)
+    # keeps indices 0-2 (lowest of the tied |w|), regrows the lowest of the rest: 3-5 again.
+    assert torch.equal(new["0.weight"], mask) and grown == {}
 
 
 def test_cosine_drop_schedule():

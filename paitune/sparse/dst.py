@@ -6,9 +6,12 @@ random (SET) or where the dense gradient |g| of the current batch is largest (Ri
 at ``drop_fraction`` and decays (cosine by default) to 0 at ``drop_until``. Each layer keeps its
 count of active weights, so the density never moves off the starting mask's.
 
-Drop and regrowth sets are disjoint (a weight dropped in an update is not a regrowth candidate in the
-same update), so every update moves exactly the counted connections. Regrown weights start at zero
-with zero optimizer state (momentum, Adam moments), as in RigL.
+As in RigL's code (``sparse_optimizers_base``), an update drops floor(alpha_t x active) weights and
+regrows as many among every weight it does not keep, the ones it just dropped included: a dropped
+weight whose gradient (RigL) or draw (SET) ranks among the largest comes straight back, with its
+value and optimizer state, and the update moves fewer connections than it counted. Only weights
+that were inactive before the update are new: they start at zero with zero optimizer state
+(momentum, Adam moments).
 
 Why the gradient in ``.grad`` is the dense one: pruned weights are held at zero by re-zeroing after
 each step (``MaskEnforcer``), not by a mask in the forward pass, so backpropagation computes
@@ -94,25 +97,27 @@ class MaskUpdater:
 
     @torch.no_grad()
     def updated_masks(self, model, masks, alpha: float) -> tuple[Masks, dict[str, torch.Tensor]]:
-        """(new masks, {layer: bool mask of regrown weights}) for one update with drop fraction ``alpha``.
+        """(new masks, {layer: bool mask of the weights new to the mask}) for one update with drop
+        fraction ``alpha``; a layer where none is new is left out.
 
-        Regrown weights are set to zero here; dropped ones are zeroed when the masks are applied.
+        New weights are set to zero here; dropped ones are zeroed when the masks are applied.
         """
         params = prunable_parameters(model)
         new, grown = {}, {}
         for name, mask in masks.items():
             weight = params[name]
             active = int(mask.sum())
-            inactive = mask.numel() - active
-            count = min(int(round(alpha * active)), inactive)
+            count = int(alpha * active)  # RigL: int(n_ones * drop_fraction)
             if count == 0:
                 new[name] = mask
                 continue
             kept = top_k_mask(weight.abs(), active - count, candidates=mask)
-            regrown = top_k_mask(self._growth_scores(weight), count, candidates=~mask)
-            weight[regrown] = 0.0
+            regrown = top_k_mask(self._growth_scores(weight), count, candidates=~kept)
+            fresh = regrown & ~mask  # a dropped weight regrown keeps its value and state
             new[name] = kept | regrown
-            grown[name] = regrown
+            if fresh.any():
+                weight[fresh] = 0.0
+                grown[name] = fresh
         return Masks(new, meta=getattr(masks, "meta", None)), grown
 
     def _growth_scores(self, weight: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Top-k selections the sparse methods share: within a candidate set, per layer or across layers.
 
-Every selection returns exactly the requested number of weights (ties are broken by ``torch.topk``),
-so densities are exact counts, not thresholds that ties could overshoot.
+Every selection returns exactly the requested number of weights, ties to the lower flat index
+(``paitune.pruning.selection.top_k_mask``, as every PaI mask), so densities are exact counts, not
+thresholds that ties could overshoot, and equal scores give the same mask on any device.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from ..pruning.allocation import allocate, allocation_spec, ranks_scores
+from ..pruning.selection import top_k_mask as keep_top_k
 
 
 def top_k_mask(scores: torch.Tensor, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
@@ -19,14 +21,12 @@ def top_k_mask(scores: torch.Tensor, k: int, candidates: torch.Tensor | None = N
     ``k`` is capped at the number of candidates.
     """
     flat = scores.detach().reshape(-1).double()
-    if candidates is not None:
-        allowed = candidates.reshape(-1)
-        flat = flat.masked_fill(~allowed, float("-inf"))
-        k = min(int(k), int(allowed.sum()))
-    k = max(0, min(int(k), flat.numel()))
+    if candidates is None:
+        return keep_top_k(flat, max(0, int(k))).reshape(scores.shape)
+    # Ranked among the candidates alone (in flat order, so ties still go to the lower index).
+    index = torch.nonzero(candidates.reshape(-1), as_tuple=False).reshape(-1)
     mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    if k:
-        mask[torch.topk(flat, k, sorted=False).indices] = True
+    mask[index[keep_top_k(flat[index], max(0, int(k)))]] = True
     return mask.reshape(scores.shape)
 
 
