@@ -130,6 +130,102 @@ def test_method_x_seed_effect_without_method_effect_gives_no_robust_winner():
     assert hits <= 1  # 5% of 30 tables, rounded down
 
 
+def test_a_choice_ahead_in_one_context_and_behind_in_the_rest_is_not_a_robust_winner():
+    # A: +5 points at one sparsity, -1 point at the three others. Its mean difference to every
+    # rival is positive and the same in every seed, so a test over seeds alone calls it robust.
+    verdicts = []
+    for i in range(8):
+        spec = PlantedSpec(
+            methods=("A", "B", "C"),
+            sparsities=(0.5, 0.75, 0.875, 0.9375),
+            seeds=5,
+            noise=0.003,
+            n_layers=1,
+            seed=100 + i,
+            method_effects={"A": lambda s: np.where(np.asarray(s) < 0.6, 0.05, -0.01)},
+        )
+        table = rank_choices(planted_results(spec), "method").set_index("choice")
+        verdicts.append(table.loc["A", "verdict"])
+    assert "robust_winner" not in verdicts
+    assert verdicts.count("context_dependent") >= 6, verdicts
+
+
+def test_win_scores_tied_across_levels_in_every_seed_are_not_context_dependent():
+    # A and B +5 points everywhere, a method x seed effect: in each seed a choice's win score is
+    # the same at every sparsity, so Friedman's statistic across levels is 0/0 (every block
+    # tied): no evidence that anything depends on the context.
+    flagged = 0
+    for i in range(20):
+        spec = PlantedSpec(
+            methods=("A", "B", "C", "D"),
+            sparsities=(0.5, 0.75, 0.875),
+            seeds=5,
+            noise=0.002,
+            method_seed_effect=0.01,
+            n_layers=1,
+            seed=500 + i,
+            method_effects={"A": _const(0.05), "B": _const(0.05)},
+        )
+        table = rank_choices(planted_results(spec), "method")
+        flagged += bool((table["verdict"] == "context_dependent").any())
+        assert not (table["heterogeneity_p"] == 0).any()
+    assert flagged <= 1
+
+
+def test_a_mid_field_choice_is_not_called_equivalent_to_the_field():
+    # B is 5 points behind A and 5 ahead of C: its win rate is 0.5, yet it differs from both.
+    spec = PlantedSpec(
+        methods=("A", "B", "C"),
+        sparsities=(0.5, 0.75, 0.875),
+        seeds=5,
+        noise=0.005,
+        n_layers=1,
+        method_effects={"A": _const(0.05), "C": _const(-0.05)},
+    )
+    row = rank_choices(planted_results(spec), "method").set_index("choice").loc["B"]
+    assert (row["n_ahead"], row["n_behind"]) == (1, 1)
+    assert row["verdict"] == "inconclusive"
+
+
+def test_equal_differences_on_a_discrete_accuracy_scale_are_not_significant():
+    # No control effect; accuracies measured on 360 test examples, so three seeds often show the
+    # very same difference. Zero spread must not read as certainty (p = 0 survives any Holm).
+    from paitune.analysis.load import Results
+
+    def on_test_set(results, size=360.0):
+        trials, epochs = results.trials.copy(), results.epochs.copy()
+        for frame, columns in ((trials, ("test_acc", "val_acc", "best_val_acc")), (epochs, ("test_acc", "val_acc"))):
+            for c in columns:
+                frame[c] = np.round(frame[c] * size) / size
+        return Results(trials=trials, epochs=epochs, layers=results.layers, sources=results.sources)
+
+    false, zero_p = 0, 0
+    for i in range(25):
+        spec = PlantedSpec(
+            methods=tuple(f"m{j}" for j in range(12)),
+            controls=("none", "shuffle"),
+            sparsities=(0.5,),
+            seeds=3,
+            noise=0.003,
+            n_layers=1,
+            seed=4000 + i,
+        )
+        table = sanity_checks(on_test_set(planted_results(spec)))
+        false += bool(table["verdict"].isin(["hurts", "helps"]).any())
+        zero_p += int((table["p_adjusted"] == 0).sum())
+    assert zero_p == 0 and false <= 1
+
+
+def test_all_equal_differences_get_the_exact_sign_flip_p():
+    from paitune.analysis.stats import grouped_t_test, t_test_p
+
+    assert t_test_p(np.full(3, 0.01)) == pytest.approx(0.25)
+    assert t_test_p(np.full(6, -0.01)) == pytest.approx(2 / 64)
+    assert t_test_p(np.zeros(5)) == 1.0
+    row = grouped_t_test(pd.DataFrame({"v": np.full(5, 0.002)}), [], "v", margin=0.01).iloc[0]
+    assert row["p"] == pytest.approx(2 / 32) and row["p_equivalent"] == pytest.approx(1 / 32)
+
+
 # ---- (c) coverage of the intervals at few seeds -----------------------------------------------
 
 

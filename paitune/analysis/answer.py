@@ -13,8 +13,13 @@ difference over the blocks the two share, each pair at the last epoch both trial
 - **Allocation vs method.** How much a factor matters, per seed, is the accuracy gap between its
   best and worst choice, the two named by the *other* seeds (``cross_validated_spread``): an
   absolute difference would grow with noise and with a choice x seed interaction, this one has
-  mean 0 unless the effect reproduces. A paired t-test over seeds of the allocation's gap minus
-  the method's says which matters more; ``inconclusive`` when neither is shown to.
+  mean 0 unless the effect reproduces. Its mean over seeds is what the sentence quotes. These
+  per-seed values are not independent (each seed helps name the pair for every other seed), so
+  the verdict comes from sample splitting instead (``split_sample_test``): the pairs are named
+  on half of the seeds and the allocation's gap minus the method's is t-tested over the other
+  half, independent of the naming; the p-values of many such splits are combined by doubling
+  their median (valid whatever their dependence). ``inconclusive`` when neither is shown to
+  matter more.
 
 Each answer is a row {question, subject, verdict, n_units, sentence}; the report prints the
 sentences first, as one paragraph.
@@ -22,12 +27,19 @@ sentences first, as one paragraph.
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pandas as pd
 
 from paitune.analysis.load import Results
 from paitune.analysis.rankings import head_to_head
-from paitune.analysis.stats import ALPHA, MIN_UNITS, t_test_p
+from paitune.analysis.stats import ALPHA, MIN_UNITS, SEED, one_sided_t_p, quantile_aggregated_p
+
+# Splits of the seeds into a naming half and a testing half: all of them up to this many, else
+# this many drawn (fixed seed).
+MAX_SPLITS = 256
 
 RANDOM = "random"
 COLUMNS = ["question", "subject", "verdict", "n_units", "sentence"]
@@ -84,8 +96,11 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
 
 
 def _advantages(h2h: pd.DataFrame) -> pd.DataFrame:
-    """seeds x choices: each choice's mean accuracy difference to the other choices, per seed."""
-    return h2h.groupby(["seed", "choice"])["diff"].mean().unstack("choice")
+    """seeds x choices: each choice's mean accuracy difference to the other choices, per seed
+    (choices missing in any seed left out)."""
+    if not len(h2h):
+        return pd.DataFrame()
+    return h2h.groupby(["seed", "choice"])["diff"].mean().unstack("choice").dropna(axis=1, how="any")
 
 
 def cross_validated_spread(h2h: pd.DataFrame) -> pd.Series:
@@ -93,8 +108,9 @@ def cross_validated_spread(h2h: pd.DataFrame) -> pd.Series:
     choice are named from the *other* seeds (their mean advantages); the seed's own accuracy
     difference between those two is its value. A factor whose choices differ only by chance
     (or differently in every seed: a choice x seed interaction) has mean 0 however noisy; one
-    with a reproducible effect has the best-minus-worst gap in points."""
-    table = _advantages(h2h).dropna(axis=1, how="any") if len(h2h) else pd.DataFrame()
+    with a reproducible effect has the best-minus-worst gap in points. (The values of different
+    seeds are not independent: describe with their mean, test with ``split_sample_test``.)"""
+    table = _advantages(h2h)
     if table.shape[0] < 2 or table.shape[1] < 2:
         return pd.Series(dtype=float)
     values = table.to_numpy(np.float64)
@@ -105,28 +121,87 @@ def cross_validated_spread(h2h: pd.DataFrame) -> pd.Series:
     return pd.Series(out)
 
 
+def _naming_halves(n: int) -> np.ndarray:
+    """(splits, n) booleans, true for the seeds that name the pairs: floor(n / 2) of the n seeds
+    (the other, larger half tests), every such subset when there are at most MAX_SPLITS, else
+    MAX_SPLITS drawn with SEED."""
+    k = n // 2
+    if math.comb(n, k) <= MAX_SPLITS:
+        chosen = np.array(list(itertools.combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
+    else:
+        chosen = np.argsort(np.random.default_rng(SEED).random((MAX_SPLITS, n)), axis=1)[:, :k]
+    halves = np.zeros((len(chosen), n), dtype=bool)
+    np.put_along_axis(halves, chosen, True, axis=1)
+    return halves
+
+
+def split_sample_test(allocation: np.ndarray, method: np.ndarray) -> dict:
+    """Does the allocation or the method matter more? Seeds x choices advantage tables of the
+    two factors (the same seeds in the same order) in; {p, more, n_splits, p_allocation,
+    p_method} out.
+
+    For each split of the seeds (``_naming_halves``), each factor's best and worst choice are
+    named by their mean advantage over the naming half; on every seed of the other half the
+    factor's gap is that seed's advantage of the best minus that of the worst, and the
+    allocation's gap minus the method's is t-tested over those seeds (one-sided, each way).
+    Given the naming half the tested seeds are independent and the pair is fixed, so each
+    split's p is valid; the splits' p-values are combined by ``quantile_aggregated_p`` (twice
+    the median) and the two directions by Bonferroni: p = min(1, 2 min(p_allocation,
+    p_method)), ``more`` the direction of the smaller. Needs 3 seeds (1 naming, 2 testing).
+    """
+    allocation, method = np.asarray(allocation, np.float64), np.asarray(method, np.float64)
+    n = allocation.shape[0]
+    out = {"p": np.nan, "more": "", "n_splits": 0, "p_allocation": np.nan, "p_method": np.nan}
+    if n < MIN_UNITS or allocation.shape[1] < 2 or method.shape[1] < 2:
+        return out
+    naming = _naming_halves(n)
+    k = int(naming[0].sum())
+
+    def gaps(values: np.ndarray) -> np.ndarray:  # (splits, n): each seed's gap of the named pair
+        means = naming @ values / k
+        best, worst = np.argmax(means, axis=1), np.argmin(means, axis=1)
+        return values[:, best].T - values[:, worst].T
+
+    diff = gaps(allocation) - gaps(method)
+    tested = diff[~naming].reshape(len(naming), n - k)
+    greater, less = one_sided_t_p(tested, axis=1)
+    p_allocation, p_method = quantile_aggregated_p(greater), quantile_aggregated_p(less)
+    return {
+        "p": min(1.0, 2.0 * min(p_allocation, p_method)),
+        "more": "allocation" if p_allocation <= p_method else "method",
+        "n_splits": len(naming),
+        "p_allocation": p_allocation,
+        "p_method": p_method,
+    }
+
+
 def allocation_vs_method(results: Results) -> list[dict]:
-    methods = head_to_head(results, "method")
-    allocations = head_to_head(results, "allocation")
-    both = pd.concat(
-        {"allocation": cross_validated_spread(allocations), "method": cross_validated_spread(methods)}, axis=1
-    ).dropna()
+    h2h = {factor: head_to_head(results, factor) for factor in ("allocation", "method")}
+    both = pd.concat({factor: cross_validated_spread(h2h[factor]) for factor in h2h}, axis=1).dropna()
     if both.empty:
         return []
     n = len(both)
-    diff = (both["allocation"] - both["method"]).to_numpy(np.float64)
-    p = t_test_p(diff) if n >= MIN_UNITS else np.nan
+    tables = [_advantages(h2h[factor]).reindex(both.index).to_numpy(np.float64) for factor in h2h]
+    test = split_sample_test(*tables)
+    p = test["p"]
     if n < MIN_UNITS:
         verdict, claim = "too_few_runs", "Too few seeds to say whether the allocation or the method matters more"
     elif p < ALPHA:
-        verdict = "allocation" if diff.mean() > 0 else "method"
+        verdict = test["more"]
         claim = f"The {verdict} matters more"
     else:
         verdict, claim = "inconclusive", "Neither the allocation nor the method is shown to matter more"
+    k = n // 2
+    how = (
+        f"; split-sample test: pairs named on {k} seeds, gaps compared on the other {n - k}, "
+        f"over {test['n_splits']} splits, {_p(p)}"
+        if np.isfinite(p)
+        else ""
+    )
     sentence = (
         f"{claim}: the best and worst allocation differ by {_pct(both['allocation'].mean())} (same method, "
         f"context and seed), the best and worst method by {_pct(both['method'].mean())} (same allocation), "
-        f"each pair named by the other seeds ({n} seeds" + (f", paired t-test {_p(p)})." if np.isfinite(p) else ").")
+        f"each pair named by the other seeds ({n} seeds{how})."
     )
     return [
         {

@@ -30,12 +30,14 @@ def _ranking_sentence(row, n_choices: int) -> str:
     if row.verdict == "robust_winner":
         return (
             f"{base}; robust winner: significantly ahead of all {others} other choices (Friedman p = "
-            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05)."
+            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
+            "and ahead of each in every context they share."
         )
     if row.verdict == "robust_loser":
         return (
             f"{base}; robust loser: significantly behind all {others} other choices (Friedman p = "
-            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05)."
+            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
+            "and behind each in every context they share."
         )
     if row.verdict == "context_dependent":
         return (
@@ -46,7 +48,8 @@ def _ranking_sentence(row, n_choices: int) -> str:
     if row.verdict == "no_difference":
         return (
             f"{base}; no difference from the field: its win rate is shown to lie within 0.5 +/- "
-            f"{WIN_MARGIN} (90% t-interval inside the margin)."
+            f"{WIN_MARGIN} (90% t-interval inside the margin) and no head-to-head test separates it from "
+            "another choice."
         )
     if row.verdict == "too_few_runs":
         held = f"only {int(row.n_units)} seeds hold" if pd.notna(row.n_units) else f"fewer than {MIN_UNITS} seeds hold"
@@ -112,7 +115,9 @@ def findings(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for row in tables.get("proxies", pd.DataFrame()).itertuples():
         if isinstance(getattr(row, "size_note", ""), str) and row.size_note:
             verdict = (
-                "" if pd.isna(row.adds_beyond_size) else ("adds_beyond_size" if row.adds_beyond_size else "size_only")
+                ""
+                if pd.isna(row.adds_beyond_size)
+                else ("adds_beyond_size" if row.adds_beyond_size else "not_shown_beyond_size")
             )
             rows.append(("proxies", row.proxy, verdict, row.size_note))
     contexts = tables.get("contexts", pd.DataFrame())

@@ -7,15 +7,27 @@ Beside the proxies, two plain baselines are scored the same way (``kind`` = "bas
 ``params_kept`` and ``flops_sparse``; a proxy that does no better than counting parameters adds
 nothing.
 
-- within context (what decides): in each context (dataset x model x sparsity x budget) with at
-  least MIN_RUNS_CORRELATION trials, the proxy's Spearman with accuracy and its partial Spearman
+- within context, described: in each context (dataset x model x sparsity x budget) with at least
+  MIN_RUNS_CORRELATION trials, the proxy's Spearman with accuracy and its partial Spearman
   controlling for the two baselines (ranks, baselines regressed out, residuals correlated). The
   per-context values are combined on Fisher's z scale: mean z with a Student-t 95% interval over
   contexts (a fixed-effect interval with fewer than MIN_UNITS contexts), mapped back with tanh:
   ``within_spearman`` (``within_ci_low``/``within_ci_high``), ``within_partial_spearman``
-  (``within_partial_ci_low``/``within_partial_ci_high``), ``n_contexts``.
-  ``adds_beyond_size`` is true when the within-context partial interval excludes 0, false when it
-  includes 0, null when it cannot be computed (and for the baselines); ``size_note`` says it in words.
+  (``within_partial_ci_low``/``within_partial_ci_high``), ``n_contexts``. These intervals take
+  the contexts as independent, which they are not (every context holds the same configs), so
+  they describe and never decide.
+- within context, tested (what decides): the unit is the *config*, a method x allocation x
+  hyperparameter setting, which recurs in every context with several seeds. A permutation test
+  relabels the configs (``config_permutation_tests``): the levels of method, allocation and
+  hyperparameter setting are permuted independently, with the same permutation in every
+  context, and each trial's proxy value moves with its config to the matching trial (same seed
+  where every config of the context ran it) of the config it is relabelled as. The statistic is
+  the mean over contexts of the within-context (partial) Spearman. ``within_p`` tests the raw
+  Spearman, ``within_partial_p`` the partial one;
+  ``n_configs`` and ``n_contexts_tested`` say what they rest on (the largest complete block of
+  contexts x configs, see ``config_permutation_tests``). ``adds_beyond_size`` is true when
+  ``within_partial_p`` < 0.05, false when not, null with fewer than MIN_UNITS configs, without
+  parameter/FLOP counts, or for the baselines; ``size_note`` says it in words.
 - pooled (descriptive only): Spearman (bootstrap CI), Kendall's tau-b and the partial Spearman
   over all trials of all contexts. Across contexts, anything that tracks sparsity or the dataset
   correlates with accuracy, so these numbers never decide a verdict.
@@ -25,22 +37,30 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
 from scipy.stats import kendalltau
 
 from paitune.analysis.common import DENSE_METHOD, scored_trials
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
+    ALPHA,
     MIN_RUNS_CORRELATION,
+    MIN_UNITS,
     N_BOOT,
+    N_PERMUTATIONS,
     SEED,
+    crossed_permutation_p,
     fisher_z_combine,
     grouped_partial_spearman,
+    grouped_rank_residuals,
     grouped_spearman,
 )
 from paitune.results.schema import PROXY_PREFIX
 
 BASELINES = ("params_kept", "flops_sparse")
 CONTEXT_KEYS = ["context", "dataset", "model", "sparsity", "max_epochs"]
+# What tells two configs of a context apart: the factors whose levels the permutation test permutes.
+CONFIG_FACTORS = ["method", "allocation", "hyper"]
 
 
 def _size_columns(done: pd.DataFrame) -> list[str]:
@@ -60,6 +80,11 @@ def _long(results: Results) -> pd.DataFrame:
             "model": rows["model"].to_numpy(),
             "sparsity": rows["sparsity"].to_numpy(),
             "max_epochs": rows["max_epochs"].to_numpy(),
+            "method": rows["method"].to_numpy(),
+            "allocation": rows["allocation"].to_numpy(),
+            "hyper": rows["config"].to_numpy(),  # hyperparameter setting (lr, ...), one id per values
+            "seed": rows["seed"].to_numpy(),
+            "tix": rows["tix"].to_numpy(),
             "test_acc": rows["acc"].to_numpy(),
         }
     )
@@ -75,39 +100,187 @@ def _long(results: Results) -> pd.DataFrame:
         )
         frames.append(frame.loc[np.isfinite(frame["value"])])
     if not frames:
-        return pd.DataFrame(columns=CONTEXT_KEYS + ["test_acc", "proxy", "kind", "value"])
+        return pd.DataFrame(
+            columns=CONTEXT_KEYS + CONFIG_FACTORS + ["seed", "tix", "test_acc", "proxy", "kind", "value"]
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def _excludes_zero(low, high) -> np.ndarray:
-    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-    return (low > 0) | (high < 0)
+def _complete_block(present: np.ndarray) -> list[np.ndarray]:
+    """The indices kept along each axis of ``present`` (contexts x levels of each config factor,
+    true where the cell has trials): a block in which every cell is present, found greedily by
+    dropping, while one is missing, the line (one context, one method, ...) with the largest
+    share of missing cells; on a tie the context goes first (the configs are the units)."""
+    keep = [np.arange(n) for n in present.shape]
+    while True:
+        sub = present[np.ix_(*keep)]
+        if sub.size == 0 or sub.all():
+            return keep
+        best = (-1.0, 0, 0)
+        for axis in range(sub.ndim):
+            missing = 1.0 - sub.mean(axis=tuple(a for a in range(sub.ndim) if a != axis))
+            i = int(np.argmax(missing))
+            if missing[i] > best[0] + 1e-12:
+                best = (float(missing[i]), axis, i)
+        _, axis, i = best
+        keep[axis] = np.delete(keep[axis], i)
 
 
-def _size_sentence(row) -> str:
+def _tested_block(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The trials the permutation test uses and the factors that define a config.
+
+    Contexts with fewer than MIN_RUNS_CORRELATION trials are left out. The configs are method x
+    allocation x hyperparameter setting, or method x allocation (the setting then only orders a
+    config's trials) where that keeps more trials: hyperparameters sampled afresh for each trial
+    never recur. The largest complete block of contexts x configs is kept (``_complete_block``),
+    so that every relabelling maps each config onto one that ran in the same contexts."""
+    frame = frame.loc[frame.groupby("context")["value"].transform("size") >= MIN_RUNS_CORRELATION]
+    if frame.empty:
+        return frame, CONFIG_FACTORS
+    best: tuple[int, list[str], np.ndarray] | None = None
+    for factors in (CONFIG_FACTORS, CONFIG_FACTORS[:2]):
+        codes = [pd.factorize(frame[c], use_na_sentinel=False)[0] for c in ["context"] + factors]
+        present = np.zeros(tuple(int(c.max()) + 1 for c in codes), dtype=bool)
+        present[tuple(codes)] = True
+        keep = _complete_block(present)
+        mask = np.logical_and.reduce([np.isin(c, k) for c, k in zip(codes, keep)])
+        if best is None or int(mask.sum()) > best[0]:
+            best = (int(mask.sum()), factors, mask)
+    return frame.loc[best[2]], best[1]
+
+
+def _permutation_test(frame: pd.DataFrame, controls: list[str], n_resamples: int, seed: int) -> dict:
+    """{n_configs, n_contexts, stat, p} of one proxy: the mean within-context (partial) Spearman
+    of value and test_acc, and its p from relabelling the configs (``crossed_permutation_p``)."""
+    names = ["value", "test_acc"] + controls
+    frame = frame.loc[np.isfinite(frame[names].to_numpy(dtype=np.float64)).all(axis=1)]
+    frame, factors = _tested_block(frame)
+    out = {"n_configs": 0, "n_contexts": 0, "stat": np.nan, "p": np.nan}
+    if frame.empty:
+        return out
+    levels, cell = [], np.zeros(len(frame), dtype=np.int64)
+    for factor in factors:
+        codes, uniques = pd.factorize(frame[factor], use_na_sentinel=False)
+        levels.append(len(uniques))
+        cell = cell * len(uniques) + codes
+    n_cells = int(np.prod(levels))
+    # Trials are matched across configs by position: a relabelled config brings the proxy value
+    # of its trial in the same position. Each config's trials in a context are ordered by seed
+    # (then hyperparameter setting), the seeds every config of the context ran first, so those
+    # match seed for seed; each config keeps as many trials as the context's smallest config.
+    frame = frame.assign(_cell=cell)
+    shared = frame.groupby(["context", "seed"], dropna=False)["_cell"].transform("nunique") == n_cells
+    frame = frame.assign(_later=~shared).sort_values(
+        ["context", "_cell", "_later", "seed", "hyper", "tix"], kind="stable"
+    )
+    frame["_position"] = frame.groupby(["context", "_cell"]).cumcount()
+    smallest = frame.groupby(["context", "_cell"])["_position"].transform("size").groupby(frame["context"])
+    frame = frame.loc[frame["_position"] < smallest.transform("min")]
+    slot = ["context", "_position"]
+    frame = frame.loc[frame.groupby("context")["value"].transform("size") >= MIN_RUNS_CORRELATION]
+    ex = grouped_rank_residuals(frame, ["context"], "value", controls)
+    ey = grouped_rank_residuals(frame, ["context"], "test_acc", controls)
+    usable = np.isfinite(ex) & np.isfinite(ey)  # a context where either is constant says nothing
+    frame, ex, ey = frame.loc[usable], ex[usable], ey[usable]
+    n_contexts = frame["context"].nunique()
+    if n_contexts == 0:
+        return out
+    rows = frame.groupby(slot, dropna=False, sort=False).ngroup().to_numpy()
+    index = (rows, frame["_cell"].to_numpy())
+    shape = (int(rows.max()) + 1, n_cells)
+    x, y = (coo_matrix((v, index), shape=shape).tocsr() for v in (ex, ey))
+    cross = (x.T @ y).toarray() / n_contexts  # its trace: the mean over contexts of the (partial) Spearman
+    out.update(n_configs=n_cells, n_contexts=n_contexts, stat=float(np.trace(cross)))
+    if n_cells >= MIN_UNITS:
+        out["p"] = crossed_permutation_p(cross, tuple(levels), n_resamples=n_resamples, seed=seed)
+    return out
+
+
+def config_permutation_tests(
+    long: pd.DataFrame, *, n_resamples: int = N_PERMUTATIONS, seed: int = SEED
+) -> pd.DataFrame:
+    """Per proxy (and baseline): does it track accuracy within contexts, and beyond size?
+
+    The unit is the config (method x allocation x hyperparameter setting): every context holds
+    the same configs with several seeds each, so neither the trials of a context nor the
+    contexts are independent. The test relabels configs instead (``crossed_permutation_p``: the
+    levels of each factor permuted, the same permutation in every context, trials matched by
+    seed where the context's configs share it), with the mean over contexts of the
+    within-context Spearman (``within_stat``, ``within_p``) and of the partial Spearman given
+    parameter count and FLOPs
+    (``within_partial_stat``, ``within_partial_p``; proxies only, when the counts exist) as
+    statistics. ``n_configs`` / ``n_contexts_tested`` are those of the partial test for a proxy
+    (of the raw test otherwise); p is null below MIN_UNITS configs. ``long`` is ``_long``'s frame.
+    """
+    controls = [b for b in BASELINES if b in long.columns]
+    rows = []
+    for (kind, proxy), frame in long.groupby(["kind", "proxy"], sort=False):  # a handful of columns
+        raw = _permutation_test(frame, [], n_resamples, seed)
+        partial = (
+            _permutation_test(frame, controls, n_resamples, seed)
+            if kind == "proxy" and controls
+            else {"n_configs": 0, "n_contexts": 0, "stat": np.nan, "p": np.nan}
+        )
+        units = partial if kind == "proxy" and controls else raw
+        rows.append(
+            {
+                "proxy": proxy,
+                "n_configs": units["n_configs"],
+                "n_contexts_tested": units["n_contexts"],
+                "within_stat": raw["stat"],
+                "within_p": raw["p"],
+                "within_partial_stat": partial["stat"],
+                "within_partial_p": partial["p"],
+            }
+        )
+    columns = ["proxy", "n_configs", "n_contexts_tested", "within_stat", "within_p", "within_partial_stat"]
+    return pd.DataFrame(rows, columns=columns + ["within_partial_p"])
+
+
+def _p(value: float) -> str:
+    return "p < 0.001" if value < 0.001 else f"p = {value:.2g}"
+
+
+def _size_sentence(row, has_counts: bool) -> str:
     if row.kind != "proxy":
         return ""
+    if not has_counts:
+        return f"{row.proxy}: no parameter/FLOP counts to control for size"
     if pd.isna(row.adds_beyond_size):
-        return f"{row.proxy}: too few runs per context (or no parameter/FLOP counts) to control for size"
+        if row.n_contexts_tested == 0:
+            return (
+                f"{row.proxy}: too few runs per context (at least {MIN_RUNS_CORRELATION} with accuracy, "
+                "proxy and size) to test it within contexts"
+            )
+        return (
+            f"{row.proxy}: too few configs ({row.n_configs}; at least {MIN_UNITS} needed) to test whether it "
+            f"adds information beyond size (within-context partial Spearman {row.within_partial_stat:.2f})"
+        )
     partial = (
-        f"within-context partial Spearman {row.within_partial_spearman:.2f} "
-        f"[{row.within_partial_ci_low:.2f}, {row.within_partial_ci_high:.2f}] over {row.n_contexts} contexts"
+        f"within-context partial Spearman {row.within_partial_stat:.2f}, mean over {row.n_contexts_tested} "
+        f"contexts; permutation test over {row.n_configs} configs, {_p(row.within_partial_p)}"
     )
     if row.adds_beyond_size:
         return (
-            f"{row.proxy} adds information beyond size: {partial} after controlling for parameter "
-            f"count and FLOPs (pooled raw Spearman {row.spearman:.2f})"
+            f"{row.proxy} adds information beyond size: controlling for parameter count and FLOPs, {partial} "
+            f"(pooled raw Spearman {row.spearman:.2f}, descriptive)"
         )
-    if _excludes_zero(row.ci_low, row.ci_high):
+    if np.isfinite(row.within_p) and row.within_p < ALPHA:
         return (
-            f"{row.proxy} adds nothing beyond size: its pooled correlation with accuracy ({row.spearman:.2f}) "
-            f"does not hold within contexts once parameter count and FLOPs are controlled for ({partial})"
+            f"{row.proxy} tracks accuracy within contexts (within-context Spearman {row.within_stat:.2f}, "
+            f"{_p(row.within_p)}) but is not shown to add anything beyond size ({partial})"
         )
-    return f"{row.proxy} does not predict accuracy, with or without controlling for size (pooled {row.spearman:.2f}, {partial})"
+    raw = "" if pd.isna(row.within_p) else f"; within-context Spearman {row.within_stat:.2f}, {_p(row.within_p)}"
+    return (
+        f"{row.proxy} adds nothing beyond size that {row.n_configs} configs can show, and is not shown to track "
+        f"accuracy within contexts either ({partial}{raw}); pooled over contexts, where size changes too, its "
+        f"Spearman is {row.spearman:.2f} (descriptive)"
+    )
 
 
 def size_bias(long: pd.DataFrame, overall: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
-    """``overall`` plus params_spearman, flops_spearman, partial_spearman (+ CI), adds_beyond_size, size_note."""
+    """``overall`` (with ``config_permutation_tests``' columns) plus params_spearman,
+    flops_spearman, partial_spearman (+ CI), adds_beyond_size, size_note."""
     baseline = overall.loc[overall["kind"] == "baseline"].set_index("proxy")["spearman"]
     overall = overall.assign(
         params_spearman=baseline.get("params_kept", np.nan), flops_spearman=baseline.get("flops_sparse", np.nan)
@@ -122,15 +295,12 @@ def size_bias(long: pd.DataFrame, overall: pd.DataFrame, *, n_boot: int, seed: i
         overall = overall.merge(partial, on="proxy", how="left")
     else:
         overall = overall.assign(partial_spearman=np.nan, partial_ci_low=np.nan, partial_ci_high=np.nan)
-    known = (
-        (overall["kind"] == "proxy")
-        & overall["within_partial_ci_low"].notna()
-        & overall["within_partial_ci_high"].notna()
-    )
-    flag = _excludes_zero(overall["within_partial_ci_low"], overall["within_partial_ci_high"])
-    overall["adds_beyond_size"] = pd.array(np.where(known, flag, False), dtype="boolean")
-    overall.loc[~known.to_numpy(), "adds_beyond_size"] = pd.NA
-    overall["size_note"] = [_size_sentence(row) for row in overall.itertuples()]  # one per proxy
+    p = pd.to_numeric(overall["within_partial_p"], errors="coerce").to_numpy(dtype=np.float64)
+    known = (overall["kind"] == "proxy").to_numpy() & np.isfinite(p)
+    overall["adds_beyond_size"] = pd.array(np.where(known, p < ALPHA, False), dtype="boolean")
+    overall.loc[~known, "adds_beyond_size"] = pd.NA
+    has_counts = bool(controls)
+    overall["size_note"] = [_size_sentence(row, has_counts) for row in overall.itertuples()]  # one per proxy
     return overall
 
 
@@ -157,8 +327,10 @@ def proxy_correlations(
 
     proxies: {proxy, spearman, kendall, ci_low, ci_high, n, kind, within_spearman, within_ci_low,
     within_ci_high, n_contexts, within_partial_spearman, within_partial_ci_low,
-    within_partial_ci_high, params_spearman, flops_spearman, partial_spearman, partial_ci_low,
-    partial_ci_high, adds_beyond_size, size_note}; ci_* are the pooled Spearman's.
+    within_partial_ci_high, n_configs, n_contexts_tested, within_stat, within_p,
+    within_partial_stat, within_partial_p, params_spearman, flops_spearman, partial_spearman,
+    partial_ci_low, partial_ci_high, adds_beyond_size, size_note}; ci_* are the pooled Spearman's,
+    within_*_p the permutation tests over configs (``config_permutation_tests``).
     proxies_by_context: {proxy, context, dataset, model, sparsity, max_epochs, n, spearman,
     ci_low, ci_high, partial_spearman}.
     """
@@ -178,6 +350,12 @@ def proxy_correlations(
         "within_partial_spearman",
         "within_partial_ci_low",
         "within_partial_ci_high",
+        "n_configs",
+        "n_contexts_tested",
+        "within_stat",
+        "within_p",
+        "within_partial_stat",
+        "within_partial_p",
         "params_spearman",
         "flops_spearman",
         "partial_spearman",
@@ -245,6 +423,9 @@ def proxy_correlations(
         overall["kind"] != "proxy", ["within_partial_spearman", "within_partial_ci_low", "within_partial_ci_high"]
     ] = np.nan
     overall["n_contexts"] = pd.to_numeric(overall["n_contexts"], errors="coerce").fillna(0).astype("int64")
+    overall = overall.merge(config_permutation_tests(long, seed=seed), on="proxy", how="left")
+    for column in ("n_configs", "n_contexts_tested"):
+        overall[column] = pd.to_numeric(overall[column], errors="coerce").fillna(0).astype("int64")
     overall = size_bias(long, overall, n_boot=n_boot, seed=seed)
     overall = overall[columns].sort_values(["kind", "spearman"], ascending=[False, False], na_position="last")
     return overall.reset_index(drop=True), by_context[context_columns].reset_index(drop=True)

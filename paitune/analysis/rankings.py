@@ -33,15 +33,19 @@ that seed. Then:
 
 Verdict rules (first that applies), per choice:
 - ``too_few_runs``: fewer than MIN_UNITS seeds hold every choice, or fewer than two choices.
-- ``robust_winner``: the Friedman p is below 0.05 and the choice is significantly ahead of
-  *every* other choice (Holm-adjusted pairwise p < 0.05, higher mean win score).
+- ``robust_winner``: the Friedman p is below 0.05, the choice is significantly ahead of *every*
+  other choice (Holm-adjusted pairwise p < 0.05, higher mean win score), and the lead holds in
+  every block the two share (mean difference over seeds >= 0 in each): a choice far ahead in one
+  context and behind in the rest is ahead on average over seeds, but not robustly.
 - ``robust_loser``: the same, behind every other choice.
 - ``context_dependent``: its per-seed win scores differ between the levels of some context
   variable (Friedman across levels with seeds as blocks, or a paired t-test for two levels,
-  p below 0.05 / (variables x choices): Bonferroni) and it is ahead of the field at some level
+  p below 0.05 / (variables x choices): Bonferroni; a seed whose win scores tie at every level
+  is no evidence, and when every seed ties Friedman's p is 1) and it is ahead of the field at some level
   (the t-interval over seeds of its win rate there lies above 0.5).
 - ``no_difference``: equivalent to the field: the 90% t-interval of its win rate lies inside
-  0.5 +/- WIN_MARGIN (two one-sided tests at 5%).
+  0.5 +/- WIN_MARGIN (two one-sided tests at 5%), and it is significantly ahead of or behind no
+  choice (a mid-field choice, ahead of one and behind another, also wins half its comparisons).
 - ``inconclusive``: none of the above (it may be significantly ahead of some choices and behind
   others: ``n_ahead`` / ``n_behind`` say).
 
@@ -155,6 +159,11 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
         .reset_index()
     )
     scores.attrs["head_to_head"] = h2h.rename(columns={"choice_a": "choice", "choice_b": "opponent"})
+    # Per block and ordered pair: the mean difference over seeds (does the lead hold in each?).
+    scores.attrs["block_diffs"] = (
+        pairs.loc[valid].groupby(["ctx", "choice_a", "choice_b"])["diff"].mean().rename("diff").reset_index()
+        .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
+    )  # fmt: skip
     index = pd.MultiIndex.from_frame(scores[["ctx", "seed", "choice"]])
     return mean.reindex(index).to_numpy(np.float64)
 
@@ -167,6 +176,20 @@ def head_to_head(results: Results, factor: str) -> pd.DataFrame:
     return scores.attrs.get(
         "head_to_head", pd.DataFrame(columns=["seed", "choice", "opponent", "win", "diff", "n_blocks"])
     )
+
+
+def block_signs(results: Results, factor: str) -> pd.DataFrame:
+    """choices x opponents: +1 where the choice is ahead of (or level with) the opponent on
+    average over seeds in every block the two share, -1 where it is behind (or level) in every
+    one, 0 where it leads in some and trails in others (or they share none)."""
+    diffs = context_scores(results, factor).attrs.get("block_diffs")
+    if diffs is None or diffs.empty:
+        return pd.DataFrame()
+    grouped = diffs.groupby(["choice", "opponent"])["diff"]
+    never_behind, never_ahead = grouped.min() >= 0, grouped.max() <= 0
+    sign = never_behind.astype(int) - never_ahead.astype(int)
+    sign[never_behind & never_ahead] = 0  # level everywhere: neither leads
+    return sign.unstack("opponent")
 
 
 def _unit_matrix(scores: pd.DataFrame, value: str = "win_score") -> pd.DataFrame:
@@ -216,7 +239,13 @@ def _friedman(values: np.ndarray) -> float:
         if np.ptp(values, axis=1).max() == 0:  # every seed ties every choice
             return 1.0
         p = float(friedmanchisquare(*values.T).pvalue)
-    return p if np.isfinite(p) else 0.0  # perfect agreement: the statistic's variance term is 0
+    return _tied_blocks_p(p)
+
+
+def _tied_blocks_p(p: float) -> float:
+    """Friedman's p, where scipy's NaN means every block ties every level (its tie correction is
+    0): no block ranks anything above anything else, so no evidence of a difference: p = 1."""
+    return p if np.isfinite(p) else 1.0
 
 
 def _slice_columns(scores: pd.DataFrame, factor: str) -> list[str]:
@@ -261,9 +290,7 @@ def heterogeneity(scores: pd.DataFrame, factor: str) -> pd.Series:
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    p = float(friedmanchisquare(*values.T).pvalue)
-                if not np.isfinite(p):
-                    p = 0.0
+                    p = _tied_blocks_p(float(friedmanchisquare(*values.T).pvalue))
             best = p if np.isnan(best) else min(best, p)
         p_values[choice] = best
     return pd.Series(p_values, dtype=np.float64)
@@ -277,6 +304,7 @@ def _verdicts(
     n_complete: int,
     n_variables: int,
     direction: pd.DataFrame | None = None,
+    signs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     choices = list(overall["choice"])
     n_choices = len(choices)
@@ -302,18 +330,27 @@ def _verdicts(
             sign = means[row.choice] - means[others]
         ahead = int((significant & (sign > 0)).sum()) if others else 0
         behind = int((significant & (sign < 0)).sum()) if others else 0
+        # Robust: the lead (or deficit) holds in every block the pair shares, not only on average
+        # over them: a choice far ahead in one context and behind in the rest is not robust.
+        held = (
+            signs.loc[row.choice].reindex(others).fillna(0)
+            if signs is not None and row.choice in signs.index
+            else pd.Series(0, index=others)
+        )
         ahead_counts.append(ahead)
         behind_counts.append(behind)
         p_adjusted.append(float(p_row.max()) if len(p_row) and p_row.notna().all() else np.nan)
         if n_complete < MIN_UNITS or n_choices < 2:
             verdicts.append("too_few_runs")
-        elif gate and ahead == len(others):
+        elif gate and ahead == len(others) and (held > 0).all():
             verdicts.append("robust_winner")
-        elif gate and behind == len(others):
+        elif gate and behind == len(others) and (held < 0).all():
             verdicts.append("robust_loser")
         elif row.heterogeneity_p < threshold and ahead_any.get(row.choice, False):
             verdicts.append("context_dependent")
-        elif equivalent[i]:
+        elif equivalent[i] and ahead == 0 and behind == 0:
+            # Equivalent to the field *and* to each choice in it: a mid-field choice, ahead of
+            # one rival and behind another, averages to 0.5 without matching anyone.
             verdicts.append("no_difference")
         else:
             verdicts.append("inconclusive")
@@ -391,8 +428,9 @@ def rank_choices(
     overall["friedman_p"] = friedman_p
     direction = h2h.groupby(["choice", "opponent"])["diff"].mean().unstack("opponent") if len(h2h) else None
     verdicts = _verdicts(
-        overall, slices, friedman_p, p_matrix, n_complete, len(_slice_columns(scores, factor)), direction
-    )
+        overall, slices, friedman_p, p_matrix, n_complete, len(_slice_columns(scores, factor)), direction,
+        block_signs(results, factor),
+    )  # fmt: skip
     overall = pd.concat([overall, verdicts], axis=1)
     overall = overall.merge(_completion(results, factor), on="choice", how="left")
     overall["factor"] = factor

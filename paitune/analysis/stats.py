@@ -403,7 +403,8 @@ def grouped_t_test(
     {by, n_units, mean, sd, ci_low, ci_high, p} and, with ``margin``, ``p_equivalent``: the TOST
     p-value (Schuirmann 1987) of |mean - null| < margin (the larger of the two one-sided p).
     Groups with fewer than two units get null CIs and p. A group whose units are all equal has
-    sd 0: its p is 0 when the mean differs from ``null`` and 1 when it equals it.
+    sd 0, where the t statistic is undefined: its p is the exact sign-flip p (``all_equal_p``),
+    2 / 2^n when the mean differs from ``null`` and 1 when it equals it.
     """
     from scipy.stats import t as student_t
 
@@ -426,7 +427,7 @@ def grouped_t_test(
             np.where(np.isclose(mean, null, rtol=0, atol=1e-12), 0.0, np.inf * np.sign(mean - null)),
             (mean - null) / np.where(zero, 1.0, se),
         )
-        p = np.where(np.isinf(t_stat), 0.0, 2.0 * student_t.sf(np.abs(t_stat), dof))
+        p = np.where(np.isinf(t_stat), all_equal_p(n), 2.0 * student_t.sf(np.abs(t_stat), dof))
     out["ci_low"] = np.where(ok, mean - q * se, np.nan)
     out["ci_high"] = np.where(ok, mean + q * se, np.nan)
     out["p"] = np.where(ok, p, np.nan)
@@ -434,12 +435,12 @@ def grouped_t_test(
         with np.errstate(divide="ignore", invalid="ignore"):
             lower = np.where(
                 zero,
-                np.where(mean - null > -margin, 0.0, 1.0),
+                np.where(mean - null > -margin, all_equal_p(n, sides=1), 1.0),
                 student_t.sf((mean - (null - margin)) / np.where(zero, 1.0, se), dof),
             )
             upper = np.where(
                 zero,
-                np.where(mean - null < margin, 0.0, 1.0),
+                np.where(mean - null < margin, all_equal_p(n, sides=1), 1.0),
                 student_t.cdf((mean - (null + margin)) / np.where(zero, 1.0, se), dof),
             )
         out["p_equivalent"] = np.where(ok, np.maximum(lower, upper), np.nan)
@@ -495,13 +496,163 @@ def fisher_z_combine(rho: np.ndarray, n: np.ndarray, *, level: float = LEVEL) ->
     return float(np.tanh(mean)), float(np.tanh(mean - half)), float(np.tanh(mean + half)), m
 
 
+def all_equal_p(n, sides: int = 2):
+    """The p of n units that all differ from the null by the same amount, where a t statistic is
+    undefined (sd 0): the exact sign-flip test's, (sides) / 2^n. Under the null each unit's sign
+    is a fair coin, so n units agreeing is no stronger evidence than that, however small the
+    spread: accuracies measured on a finite test set are discrete, and equal differences are
+    common, not impossible, without an effect (3 seeds: 0.25; 5: 0.0625; 6: 0.03125)."""
+    return np.minimum(1.0, sides * 0.5 ** np.asarray(n, dtype=np.float64))
+
+
 def t_test_p(diff: np.ndarray) -> float:
     """Two-sided p of a one-sample t-test of mean(diff) = 0 (paired differences over units).
-    With no spread at all, 0 when the mean is not 0 (every unit agrees) and 1 when it is."""
+    With no spread at all, the exact sign-flip p (``all_equal_p``) when the mean is not 0 (every
+    unit agrees) and 1 when it is."""
     from scipy.stats import t as student_t
 
     n = len(diff)
     mean, sd = float(np.mean(diff)), float(np.std(diff, ddof=1)) if n > 1 else 0.0
     if sd <= 1e-12 * max(1.0, abs(mean)):
-        return 0.0 if abs(mean) > 1e-12 else 1.0
+        return float(all_equal_p(n)) if abs(mean) > 1e-12 else 1.0
     return float(2 * student_t.sf(abs(mean) / (sd / np.sqrt(n)), n - 1))
+
+
+# ---- tests whose unit is a config (permutation) or a split of the seeds (cross-fitting) --------
+
+# Permutations drawn when a permutation test cannot enumerate its group (fixed seed: SEED).
+N_PERMUTATIONS = 9999
+
+
+def grouped_rank_residuals(frame: pd.DataFrame, by: list[str], x: str, controls: list[str]) -> np.ndarray:
+    """Per row: x's rank within its group (average ranks for ties), minus the least-squares fit
+    (with intercept) on the controls' ranks within the group, scaled to unit norm per group.
+
+    The sum over a group of the products of two such columns is their partial Spearman
+    correlation given the controls (the Pearson correlation of the rank residuals), exactly as
+    ``grouped_partial_spearman`` computes it, pseudo-inverse and all; with no controls it is the
+    Spearman correlation. A variable the controls explain entirely gets 0 (its partial correlation
+    is 0); a constant one (or a group of one row) NaN.
+    """
+    frame, by = _whole_if_ungrouped(frame, by)
+    grouper = frame.groupby(by, sort=True, dropna=False, observed=True)
+    codes = grouper.ngroup().to_numpy()
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    centered = []
+    for name in [x] + list(controls):
+        ranks = grouper[name].rank(method="average").to_numpy(dtype=np.float64)
+        centered.append(ranks - (np.bincount(codes, ranks, n_groups) / np.maximum(sizes, 1.0))[codes])
+    resid = centered[0]
+    raw = np.bincount(codes, resid * resid, n_groups)
+    q = len(controls)
+    if q:
+        z = np.stack(centered[1:], axis=1)  # (rows, q)
+        czz = np.empty((n_groups, q, q))
+        czx = np.empty((n_groups, q))
+        for i in range(q):
+            czx[:, i] = np.bincount(codes, z[:, i] * resid, n_groups)
+            for j in range(i, q):
+                czz[:, i, j] = czz[:, j, i] = np.bincount(codes, z[:, i] * z[:, j], n_groups)
+        values, vectors = np.linalg.eigh(czz)
+        scale = np.maximum(values.max(axis=-1, keepdims=True), 1e-300)
+        inverse = np.where(values > 1e-10 * scale, 1.0 / np.where(values > 0, values, 1.0), 0.0)
+        beta = np.einsum("gij,gj,gkj,gk->gi", vectors, inverse, vectors, czx)
+        resid = resid - (z * beta[codes]).sum(axis=1)
+    var = np.bincount(codes, resid * resid, n_groups)
+    explained = var <= _EXPLAINED * raw
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = resid / np.sqrt(np.where(explained, 1.0, var))[codes]
+    out[explained[codes]] = 0.0
+    out[(raw <= 0)[codes]] = np.nan
+    return out
+
+
+def crossed_permutation_p(
+    cross: np.ndarray, levels: tuple[int, ...], *, n_resamples: int = N_PERMUTATIONS, seed: int = SEED
+) -> float:
+    """Two-sided p of a permutation test whose units are the cells of a crossed design.
+
+    The cells are the combinations of factor levels (e.g. method x allocation x hyperparameter
+    setting), ``levels`` the number of levels per factor, cell index = ``np.ravel_multi_index``.
+    ``cross[j, k]`` is what pairing cell j's x values with cell k's y values adds to the
+    statistic (summed over contexts and matched trials), so the observed statistic is the trace
+    and the one of a relabelling g is sum_k cross[g(k), k]. The relabellings permute the levels
+    of each factor independently (the same permutation in every context): under the null that x
+    and y are unrelated and the levels of a factor are exchangeable, every relabelling is as
+    likely as the observed one, with the structure of the design (what the cells of one method
+    share) kept. The p is the share of relabellings whose |statistic| is at least the observed
+    one: all prod(levels!) of them (the observed among them) when there are at most
+    ``n_resamples``, else ``n_resamples`` drawn with ``seed`` and the observed counted once more
+    ((1 + hits) / (1 + n_resamples)). The smallest p it can give is 1 / prod(levels!).
+    (``scipy.stats.permutation_test`` permutes samples of equal length only; the factors here
+    have different numbers of levels.)
+    """
+    import itertools
+    import math
+
+    cross = np.asarray(cross, dtype=np.float64)
+    levels = tuple(int(v) for v in levels)
+    k = int(np.prod(levels))
+    strides = np.ones(len(levels), dtype=np.int64)
+    for f in range(len(levels) - 2, -1, -1):
+        strides[f] = strides[f + 1] * levels[f + 1]
+    columns = np.arange(k)
+    observed = abs(float(np.trace(cross)))
+    tolerance = 1e-9 * max(observed, 1e-300)
+    total = math.prod(math.factorial(v) for v in levels)
+    rng = np.random.default_rng(seed)
+    exact = total <= n_resamples
+
+    def batches():
+        if exact:
+            product = itertools.product(*(itertools.permutations(range(v)) for v in levels))
+            while chunk := list(itertools.islice(product, 4096)):
+                yield [np.array([c[f] for c in chunk], dtype=np.int64) for f in range(len(levels))]
+        else:
+            for start in range(0, n_resamples, 4096):
+                size = min(4096, n_resamples - start)
+                yield [rng.permuted(np.tile(np.arange(v), (size, 1)), axis=1) for v in levels]
+
+    hits = 0
+    for perms in batches():
+        size = perms[0].shape[0]
+        cell = np.zeros((size,) + levels, dtype=np.int64)
+        for f, p in enumerate(perms):
+            shape = [size] + [1] * len(levels)
+            shape[f + 1] = levels[f]
+            cell = cell + p.reshape(shape) * strides[f]
+        values = np.abs(cross[cell.reshape(size, k), columns].sum(axis=-1))
+        hits += int((values >= observed - tolerance).sum())
+    return hits / total if exact else (1 + hits) / (1 + n_resamples)
+
+
+def one_sided_t_p(values: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """(p of mean > 0, p of mean < 0): one-sample t-tests along ``axis`` (at least two values).
+    With no spread at all (the t statistic undefined) the exact one-sided sign-flip p: 1 / 2^n on
+    the side the mean lies on, 1 on the other (1 both when the mean is 0)."""
+    from scipy.stats import t as student_t
+
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[axis]
+    mean = values.mean(axis=axis)
+    sd = values.std(axis=axis, ddof=1)
+    flat = sd <= 1e-12 * np.maximum(1.0, np.abs(mean))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_stat = mean / np.where(flat, 1.0, sd / np.sqrt(n))
+    agree = 0.5**n
+    greater = np.where(flat, np.where(mean > 1e-12, agree, 1.0), student_t.sf(t_stat, n - 1))
+    less = np.where(flat, np.where(mean < -1e-12, agree, 1.0), student_t.cdf(t_stat, n - 1))
+    return greater, less
+
+
+def quantile_aggregated_p(p_values, gamma: float = 0.5) -> float:
+    """One p from the p-values of many sample splits (Meinshausen, Meier and Buehlmann 2009):
+    min(1, q / gamma), q the ceil(gamma S)-th smallest of the S p-values. Valid whatever the
+    dependence between the splits (it rejects at alpha only when a share gamma of them has
+    p <= gamma alpha); gamma = 0.5 doubles the median."""
+    p = np.sort(np.asarray(p_values, dtype=np.float64))
+    if len(p) == 0:
+        return float("nan")
+    q = p[int(np.ceil(gamma * len(p))) - 1]
+    return float(min(1.0, q / gamma))

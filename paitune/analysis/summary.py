@@ -62,8 +62,9 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   method_x_allocation; win_rate = mean over seeds of the share of within-context comparisons won,
   t-interval over seeds (n_units), n_contexts = contexts (blocks) behind it; verdict in
   robust_winner (significantly ahead of every other choice: Friedman over seeds, then
-  Holm-adjusted head-to-head paired t-tests over seeds) | robust_loser (behind every other) | context_dependent |
-  no_difference (win rate shown within 0.5 +/- 0.1) | inconclusive | too_few_runs; p_adjusted =
+  Holm-adjusted head-to-head paired t-tests over seeds; and ahead of each in every context they
+  share) | robust_loser (behind every other) | context_dependent | no_difference (win rate shown
+  within 0.5 +/- 0.1, no head-to-head difference) | inconclusive | too_few_runs; p_adjusted =
   largest Holm-adjusted pairwise p against another choice (rules in ``paitune.analysis.rankings``).
 - ``concordance``: {factor, kendall_w, n_contexts, n_choices, friedman_p, loco_regret,
   loco_ci_low, loco_ci_high, transfer_regret, n_regret_contexts, n_regret_groups,
@@ -93,11 +94,14 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 - ``proxies``: {proxy, spearman, kendall, ci_low, ci_high, n, kind, within_spearman,
   within_ci_low, within_ci_high, n_contexts, params_spearman, flops_spearman, partial_spearman,
   partial_ci_low, partial_ci_high, adds_beyond_size, size_note, within_partial_spearman,
-  within_partial_ci_low, within_partial_ci_high}; control none only; kind in proxy | baseline;
+  within_partial_ci_low, within_partial_ci_high, n_configs, n_contexts_tested, within_stat,
+  within_p, within_partial_stat, within_partial_p}; control none only; kind in proxy | baseline;
   within_* = per-context correlations combined on Fisher's z scale (t-interval over the
-  n_contexts contexts); adds_beyond_size true when the within-context partial interval excludes
-  0, false when it includes 0, null when unknown (and for the baselines); spearman, kendall and
-  partial_spearman pool all contexts and are descriptive only.
+  n_contexts contexts, descriptive); adds_beyond_size true when the permutation test that
+  relabels configs (the unit: every context holds the same configs) finds the within-context
+  partial Spearman (size held fixed) at p < 0.05, false when not, null with too few configs (and
+  for the baselines); spearman, kendall and partial_spearman pool all contexts and are
+  descriptive only.
 - ``proxies_by_context``: {proxy, context, dataset, model, sparsity, max_epochs, n, spearman,
   ci_low, ci_high, partial_spearman}.
 - ``importance``: {param, importance, evaluator, n}; evaluator in fanova | ped_anova; the target
