@@ -79,8 +79,10 @@ TERMINAL = [
             "within_spearman",
             "n_contexts",
             "partial_spearman",
-            "partial_ci_low",
-            "partial_ci_high",
+            # The verdict's own test (configs relabelled), not the pooled interval beside it.
+            "within_partial_spearman",
+            "n_configs",
+            "within_partial_p",
             "adds_beyond_size",
         ],
     ),
