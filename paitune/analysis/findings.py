@@ -75,12 +75,13 @@ def _sanity_sentence(row) -> str:
         return f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05."
     if row.verdict == "no_effect":
         return (
-            f"{subject}: no effect: {numbers}; equivalence test p = {_f(row.p_equivalent)} < 0.05 shows "
-            f"|delta| < {EQUIVALENCE_MARGIN}."
+            f"{subject}: no effect: {numbers}; equivalence test (Holm-adjusted) p = {_f(row.p_equivalent)} "
+            f"< 0.05 shows |delta| < {EQUIVALENCE_MARGIN} at the budget in every context."
         )
     return (
         f"{subject}: inconclusive: {numbers}; no effect shown (Holm-adjusted p = {_f(row.p_adjusted)}) and "
-        f"no equivalence within {EQUIVALENCE_MARGIN} shown (p = {_f(row.p_equivalent)})."
+        f"no equivalence within {EQUIVALENCE_MARGIN} at the budget in every context shown (p = "
+        f"{_f(row.p_equivalent)})."
     )
 
 

@@ -10,9 +10,9 @@ The unit is the **seed**: every pair of one seed (all contexts and configs) is a
 number per (method, control), since contexts that share a seed are not independent. Over seeds:
 ``delta`` = mean, ``ci_low``/``ci_high`` = Student-t 95% interval, ``n_units`` = seeds, ``n`` =
 pairs behind them, ``p_adjusted`` = two-sided one-sample t-test p, Holm-adjusted over every row
-tested, ``p_equivalent`` = the TOST equivalence p (Schuirmann 1987) for |delta| < EQUIVALENCE_MARGIN,
-each row's equivalence claim tested on its own at 5% (the Holm correction guards the claims of
-an effect).
+tested, ``p_equivalent`` = the p that |delta| < EQUIVALENCE_MARGIN at the budget in every context
+(TOST, Schuirmann 1987, overall and per context on the pairs that ran the budget, the largest of
+them: an intersection-union test), Holm-adjusted over the rows like ``p_adjusted``.
 
 Verdict per row (first that applies): ``not_applicable`` for a corrupted-data control
 (corrupt_labels, corrupt_pixels: the scoring batches get random labels / per-image shuffled
@@ -22,8 +22,8 @@ dense, ...), or any method whose control trials kept exactly the mask of their u
 (same ``mask_hash`` in every pair) — with null numbers; every data-free method present gets such
 a row for every corrupt control the sweep used. ``too_few_runs`` when fewer than MIN_UNITS seeds
 hold a pair; ``hurts`` / ``helps`` when p_adjusted < 0.05 and delta is below / above 0;
-``no_effect`` when the equivalence test says |delta| < EQUIVALENCE_MARGIN (p_equivalent < 0.05):
-the effect, if any, is smaller than the margin; otherwise ``inconclusive`` (neither an effect nor
+``no_effect`` when the equivalence test says |delta| < EQUIVALENCE_MARGIN at the budget in every
+context (p_equivalent < 0.05): the effect, if any, is smaller than the margin; otherwise ``inconclusive`` (neither an effect nor
 its absence is shown at this number of seeds). ``interpretation`` turns that into what it means
 for the method (Frankle et al. 2021, Su et al. 2020), as the control's registration words it
 (``if_hurts`` / ``if_not``): e.g. shuffle not hurting means the per-layer densities carry the
@@ -165,6 +165,31 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     return pairs.loc[pairs["delta"].notna(), columns].reset_index(drop=True)
 
 
+def _equivalence_p(pairs: pd.DataFrame) -> pd.DataFrame:
+    """{method, control, p_equivalent}: the p of "|delta| < EQUIVALENCE_MARGIN at the budget, in
+    every context", an intersection-union test (Berger 1982): the largest of the TOST p over all
+    contexts and of each context's own (seeds the unit throughout), each on the pairs that both
+    ran the budget. A pair ASHA stopped is compared at a rung, which says nothing about the
+    budget; and an average over contexts can be 0 with +3 points in one and -3 in another. A
+    context without MIN_UNITS such seeds cannot show it: p 1."""
+    full = pairs.loc[pairs["epoch"] >= pairs["max_epochs"]]
+    keys = ["method", "control"]
+    if full.empty:
+        return pd.DataFrame(columns=[*keys, "p_equivalent"])
+    parts = []
+    for by in (keys, [*keys, "context"]):
+        per_seed = full.groupby([*by, "seed"])["delta"].mean().reset_index()
+        tested = grouped_t_test(per_seed, by, "delta", margin=EQUIVALENCE_MARGIN)
+        p = tested["p_equivalent"].where(tested["n_units"] >= MIN_UNITS, 1.0).fillna(1.0)
+        parts.append(tested[keys].assign(p_equivalent=p.to_numpy()))
+    # Contexts where the method ran but no pair reached the budget: nothing shown there.
+    ran = pairs.groupby(keys)["context"].nunique().rename("ran")
+    shown = full.groupby(keys)["context"].nunique().rename("shown")
+    missing = pd.concat([ran, shown], axis=1).fillna(0)
+    missing = missing.loc[missing["shown"] < missing["ran"]].reset_index()[keys].assign(p_equivalent=1.0)
+    return pd.concat([*parts, missing], ignore_index=True).groupby(keys, as_index=False)["p_equivalent"].max()
+
+
 def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
     """{method, control, delta, ci_low, ci_high, n, n_units, verdict, p_adjusted,
     p_equivalent, interpretation, mean_none, mean_control, n_censored}."""
@@ -221,6 +246,11 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
             .reset_index()
         )
         table = table.merge(means, on=["method", "control"])
+        table["p_equivalent"] = (
+            table[["method", "control"]]
+            .merge(_equivalence_p(pairs), on=["method", "control"], how="left")["p_equivalent"]
+            .to_numpy()
+        )
 
     # Corrupt controls on methods whose masks do not use data: one row each, numbers null.
     trials = results.trials
@@ -242,7 +272,8 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     table["n_censored"] = table["n_censored"].fillna(0).astype("int64")
     tested = ~na & (table["n_units"] >= MIN_UNITS).to_numpy()
     table["p_adjusted"] = holm(np.where(tested, table["p"], np.nan))
-    table["p_equivalent"] = np.where(tested, table["p_equivalent"], np.nan)
+    # Each row's no_effect is a claim of its own: Holm over the rows, as for the effects.
+    table["p_equivalent"] = holm(np.where(tested, table["p_equivalent"].fillna(1.0), np.nan))
     verdict = np.select(
         [
             na,

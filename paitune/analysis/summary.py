@@ -83,7 +83,7 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   accuracy of paired trials (same config and seed) at the last epoch both reached, averaged per
   seed, mean and t-interval over seeds (n_units), n = pairs (n_censored of them compared before
   the budget); verdict in hurts | helps (Holm-adjusted p < 0.05) | no_effect (TOST: |delta| <
-  0.01) | inconclusive | too_few_runs (fewer than 3 seeds) | not_applicable. not_applicable: a
+  0.01 at the budget in every context, Holm-adjusted over rows) | inconclusive | too_few_runs (fewer than 3 seeds) | not_applicable. not_applicable: a
   corrupt_labels / corrupt_pixels control on a data-free method (random, magnitude, synflow,
   dense) or on a method whose masks the control left unchanged; its numbers are null.
 - ``layer_profiles``: {model, method, allocation, sparsity, layer_index, layer, density, n}.
