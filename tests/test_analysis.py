@@ -25,7 +25,7 @@ from paitune.analysis import (
     trial_counts,
 )
 from paitune.analysis.load import Results
-from paitune.analysis.stats import grouped_mean_ci, grouped_spearman, kendalls_w
+from paitune.analysis.stats import grouped_spearman, kendalls_w
 from paitune.errors import PaituneError
 
 N_BOOT = 300
@@ -51,14 +51,10 @@ def test_kendalls_w_matches_friedman_with_ties():
     assert kendalls_w(np.tile(np.arange(1.0, 5.0), (3, 1))) == pytest.approx(1.0)
 
 
-def test_grouped_mean_and_spearman_match_direct_computation():
+def test_grouped_spearman_matches_direct_computation():
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({"g": np.repeat(["a", "b", "c"], [4, 7, 1]), "x": rng.normal(size=12)})
     frame["y"] = frame["x"] + rng.normal(size=12)
-    means = grouped_mean_ci(frame, ["g"], "x", n_boot=N_BOOT).set_index("g")
-    assert means.loc["a", "mean"] == pytest.approx(frame.x[:4].mean())
-    assert means.loc["a", "ci_low"] <= means.loc["a", "mean"] <= means.loc["a", "ci_high"]
-    assert np.isnan(means.loc["c", "ci_low"]) and means.loc["c", "n"] == 1  # one run: no CI
     rho = grouped_spearman(frame, ["g"], "x", "y", n_boot=N_BOOT).set_index("g")
     assert rho.loc["b", "spearman"] == pytest.approx(stats.spearmanr(frame.x[4:11], frame.y[4:11]).statistic)
     assert np.isnan(rho.loc["a", "spearman"])  # 4 points < MIN_RUNS_CORRELATION
@@ -335,13 +331,10 @@ def test_large_groups_take_the_normal_interval_the_bootstrap_agrees_with(monkeyp
     n = pai_stats.LARGE_N + 500
     x = rng.normal(size=n + 40)
     frame = pd.DataFrame({"g": ["large"] * n + ["small"] * 40, "x": x, "y": x + rng.normal(size=n + 40)})
-    normal_mean = pai_stats.grouped_mean_ci(frame, ["g"], "x").set_index("g")
     normal_rho = pai_stats.grouped_spearman(frame, ["g"], "x", "y").set_index("g")
     monkeypatch.setattr(pai_stats, "LARGE_N", 10 * n)  # every group bootstrapped
-    boot_mean = pai_stats.grouped_mean_ci(frame, ["g"], "x").set_index("g")
     boot_rho = pai_stats.grouped_spearman(frame, ["g"], "x", "y").set_index("g")
-    for normal, boot in ((normal_mean, boot_mean), (normal_rho, boot_rho)):
-        assert normal.loc["small"].equals(boot.loc["small"])  # small groups: the same bootstrap
-        width = boot.loc["large", "ci_high"] - boot.loc["large", "ci_low"]
-        assert normal.loc["large", "ci_low"] == pytest.approx(boot.loc["large", "ci_low"], abs=0.1 * width)
-        assert normal.loc["large", "ci_high"] == pytest.approx(boot.loc["large", "ci_high"], abs=0.1 * width)
+    assert normal_rho.loc["small"].equals(boot_rho.loc["small"])  # small groups: the same bootstrap
+    width = boot_rho.loc["large", "ci_high"] - boot_rho.loc["large", "ci_low"]
+    assert normal_rho.loc["large", "ci_low"] == pytest.approx(boot_rho.loc["large", "ci_low"], abs=0.1 * width)
+    assert normal_rho.loc["large", "ci_high"] == pytest.approx(boot_rho.loc["large", "ci_high"], abs=0.1 * width)

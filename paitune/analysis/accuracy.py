@@ -14,8 +14,15 @@ import pandas as pd
 
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
-from paitune.analysis.reference import DENSE_METHOD, NO_DENSE, SETTING, common_epoch_gaps, with_setting
-from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
+from paitune.analysis.reference import (
+    DENSE_METHOD,
+    NO_DENSE,
+    SETTING,
+    common_epoch_gaps,
+    seed_mean_ci,
+    with_setting,
+)
+from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED
 from paitune.results.schema import STATUS_COMPLETED, STATUSES
 
 # A cell of the descriptive tables: the context (its values beyond dataset, model, budget and
@@ -62,16 +69,19 @@ def status_by_choice(results: Results) -> pd.DataFrame:
 def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
     """Final accuracy per (dataset, model, budget, setting, method, allocation, control, sparsity).
 
-    Trials of one seed in a cell (e.g. several learning rates) are averaged first, so the
-    bootstrap resamples seeds: ``n`` is the number of seeds, ``n_trials`` the completed trials
-    behind them. ``ci_low``/``ci_high`` are null when ``n`` < 2 (``note`` = "too_few_runs").
+    Trials of one seed in a cell (e.g. several learning rates) are averaged first, so the seed is
+    the unit: ``n`` is the number of seeds, ``n_trials`` the completed trials behind them, and
+    ``ci_low``/``ci_high`` a Student-t 95% interval over the seeds (``paitune.analysis.reference.
+    seed_mean_ci``; ``n_boot`` and ``seed`` are unused), null when ``n`` < 2 (``note`` =
+    "too_few_runs").
     Stopped/failed/diverged trials of the cell are counted in ``n_stopped``/``n_failed``/``n_diverged``.
 
     Beside sparsity: ``compression`` = 1 / (1 - sparsity). Beside the accuracy: the gap to the
     dense reference of the same context, paired by seed and compared at the context's common
     epoch over every trial that reached it, stopped ones included (``paitune.analysis.reference.
     common_epoch_gaps``; it equals mean - dense_mean when nothing was stopped):
-    ``gap`` (mean over seeds of accuracy - dense accuracy), ``gap_ci_low``/``gap_ci_high``,
+    ``gap`` (mean over seeds of accuracy - dense accuracy), ``gap_ci_low``/``gap_ci_high`` (its
+    Student-t 95% interval over the paired seeds),
     ``n_gap`` (seeds with a reference), ``dense_mean``; ``gap_note`` = "no_dense_reference" when
     no seed of the cell has one (gap null), "too_few_runs" when one seed has.
     """
@@ -81,7 +91,7 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
         .agg(acc=("test_acc", "mean"), trials=("test_acc", "size"))
         .reset_index()
     )
-    table = grouped_mean_ci(per_seed, CELL_COLUMNS, "acc", n_boot=n_boot, seed=seed)
+    table = seed_mean_ci(per_seed, CELL_COLUMNS, "acc")
     n_trials = per_seed.groupby(CELL_COLUMNS, dropna=False, observed=True)["trials"].sum()
     table = table.merge(n_trials.rename("n_trials").reset_index(), on=CELL_COLUMNS, how="left")
     # The gap compares like with like: every trial with an accuracy at its context's common
@@ -92,7 +102,7 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
         .agg(gap=("gap", "mean"), dense_acc=("dense_acc", "mean"))
         .reset_index()
     )
-    gaps = grouped_mean_ci(gap_seed, CELL_COLUMNS, "gap", n_boot=n_boot, seed=seed).rename(
+    gaps = seed_mean_ci(gap_seed, CELL_COLUMNS, "gap").rename(
         columns={"n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"}
     )
     paired = gap_seed.loc[gap_seed["gap"].notna()]

@@ -4,24 +4,33 @@ IMP (``method == "imp"``: iterative magnitude pruning after training, weights re
 epoch; Frankle et al. 2020) is the pruning-after-training reference the PaI survey (Wang et al.
 2022) judges PaI against. Every other method — static PaI masks, dynamic sparse training (set,
 rigl) and sparse selection (edge_popup) — is compared with it in the same context: dataset,
-model, budget, sparsity level and seed (control none, completed trials). Trials of one seed are
-averaged first (IMP's across its allocations too: it is one reference per context), then
-``gap`` = accuracy(method) - accuracy(IMP) is averaged over the paired seeds with a bootstrap CI;
-``n`` = pairs. Sparsity levels are matched exactly (after the binning of continuously sampled
-sparsity, ``paitune.analysis.levels``); a level IMP did not reach has no row.
+model, budget, sparsity level and seed (control none; per method x context the config with the
+best validation accuracy, ``paitune.analysis.common``). Sparsity levels are matched exactly
+(after the binning of continuously sampled sparsity, ``paitune.analysis.levels``); a level IMP
+did not reach has no row.
 
-Every trial counts with its test accuracy at its context's common epoch (the last epoch every
-trial of the context reached, IMP's included: ``paitune.analysis.common``), and per method x
-context the config with the best validation accuracy is used. The unit is the seed: ``gap`` is
-the mean over seeds of accuracy(method) - accuracy(IMP), with a Student-t 95% interval over the
-paired seeds; ``n`` = ``n_units`` = paired seeds; ``p_adjusted`` = the t-test p of gap = 0,
-Holm-adjusted over every row; ``p_equivalent`` = the TOST p of |gap| < EQUIVALENCE_MARGIN
-(each equivalence claim tested on its own at 5%; the multiplicity correction guards the claims
-of a difference); ``epoch`` = the common epoch compared at (mean over the row's contexts).
+Pairs: each trial of a method meets each IMP trial of its level and seed (IMP's allocations alike:
+IMP is one reference per context) at the last epoch *both* reached, min(reached, reached by the
+IMP partner), as the sanity checks pair a control with its partner: two trials that ran the
+budget meet at its end, whatever other methods of the context did, and an ASHA-stopped trial
+meets its partner where it was stopped. The pair's gap = test accuracy(method) - test
+accuracy(IMP) at that epoch.
+
+The unit is the seed: a seed's pairs are averaged first; ``gap`` is the mean over seeds, with a
+Student-t 95% interval over the paired seeds; ``n`` = ``n_units`` = paired seeds, ``n_pairs`` =
+the pairs behind them, ``n_censored`` = pairs compared before the budget (one of the two was
+stopped), ``epoch`` = the epoch compared at (mean over the row's seeds of the mean over pairs),
+``mean_method`` / ``mean_imp`` = the two accuracies averaged the same way (their difference is
+``gap``). ``p_adjusted`` = the t-test p of gap = 0, Holm-adjusted over every row tested;
+``p_equivalent`` = the TOST p (Schuirmann 1987) of |gap| < EQUIVALENCE_MARGIN, Holm-adjusted
+over the rows that may claim equivalence: rows tested whose every pair ran the budget. A pair
+compared before the budget says nothing about equivalence at the budget (the learning curves of
+the two converge early on), so a row with such a pair has no ``p_equivalent``, and ``note`` names
+how many pairs and the epoch(s) they were compared at.
 
 Verdict: ``too_few_runs`` (fewer than MIN_UNITS paired seeds), ``below_imp`` / ``above_imp``
-(p_adjusted < 0.05, gap below / above 0), ``matches_imp`` (equivalent: p_equivalent
-< 0.05), else ``inconclusive``.
+(p_adjusted < 0.05, gap below / above 0), ``matches_imp`` (p_equivalent < 0.05), else
+``inconclusive``.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from paitune.analysis.common import DENSE_METHOD, scored_trials
+from paitune.analysis.common import DENSE_METHOD, accuracy_at, scored_trials
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
@@ -38,58 +47,108 @@ IMP_METHOD = "imp"
 EQUIVALENCE_MARGIN = 0.01  # accuracy (fraction): matches_imp means |gap| < 1 point, shown by TOST
 LEVEL_KEYS = ["dataset", "model", "max_epochs", "sparsity"]
 CELL = LEVEL_KEYS + ["method", "allocation"]
+COLUMNS = [
+    "dataset",
+    "model",
+    "max_epochs",
+    "method",
+    "allocation",
+    "sparsity",
+    "compression",
+    "n",
+    "n_units",
+    "mean_method",
+    "mean_imp",
+    "gap",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "p_adjusted",
+    "p_equivalent",
+    "epoch",
+    "n_pairs",
+    "n_censored",
+    "note",
+]
+
+
+def imp_pairs(results: Results) -> pd.DataFrame:
+    """One row per (trial of a method, IMP trial of its level and seed): {CELL, seed, tix,
+    tix_imp, epoch, acc, acc_imp, gap, censored}; epoch = the last epoch both reached, censored =
+    epoch before the budget. Only pairs with an accuracy on both sides at that epoch."""
+    scored = scored_trials(results)
+    done = scored.loc[scored["selected"] & (scored["control"] == "none") & (scored["method"] != DENSE_METHOD)]
+    keys = LEVEL_KEYS + ["seed"]
+    imp = done.loc[done["method"] == IMP_METHOD, keys + ["tix", "reached"]]
+    others = done.loc[done["method"] != IMP_METHOD, CELL + ["seed", "tix", "reached"]]
+    pairs = others.merge(imp, on=keys, how="inner", suffixes=("", "_imp"))
+    if pairs.empty:
+        return pairs.assign(epoch=[], acc=[], acc_imp=[], gap=[], censored=[])
+    epoch = np.minimum(pairs["reached"].to_numpy(np.float64), pairs["reached_imp"].to_numpy(np.float64))
+    _, acc = accuracy_at(results, pairs["tix"].to_numpy(), epoch)
+    _, acc_imp = accuracy_at(results, pairs["tix_imp"].to_numpy(), epoch)
+    budget = pairs["max_epochs"].to_numpy(np.float64)
+    pairs = pairs.assign(epoch=epoch, acc=acc, acc_imp=acc_imp, gap=acc - acc_imp, censored=epoch < budget)
+    return pairs.loc[pairs["gap"].notna()].drop(columns=["reached", "reached_imp"]).reset_index(drop=True)
+
+
+def _epochs_text(low: float, high: float) -> str:
+    return f"epoch {low:g}" if low == high else f"epochs {low:g}-{high:g}"
+
+
+def _number(value) -> str:
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _note(row) -> str:
+    if not row.n_censored:
+        return ""
+    return (
+        f"{int(row.n_censored)} of {int(row.n_pairs)} pairs compared before the {_number(row.max_epochs)}-epoch "
+        f"budget, at {_epochs_text(row.censored_low, row.censored_high)} (the last epoch both reached): "
+        "no equivalence with IMP is claimed from them"
+    )
 
 
 def pai_vs_imp(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
     """{dataset, model, max_epochs, method, allocation, sparsity, compression, n, n_units,
-    mean_method, mean_imp, gap, ci_low, ci_high, verdict, p_adjusted, p_equivalent,
-    epoch}; empty when the sweep has no IMP trial with an accuracy."""
-    columns = [
-        "dataset",
-        "model",
-        "max_epochs",
-        "method",
-        "allocation",
-        "sparsity",
-        "compression",
-        "n",
-        "n_units",
-        "mean_method",
-        "mean_imp",
-        "gap",
-        "ci_low",
-        "ci_high",
-        "verdict",
-        "p_adjusted",
-        "p_equivalent",
-        "epoch",
-    ]
-    scored = scored_trials(results)
-    done = scored.loc[scored["selected"] & (scored["control"] == "none") & (scored["method"] != DENSE_METHOD)]
-    imp = done.loc[done["method"] == IMP_METHOD]
-    if imp.empty:
-        return pd.DataFrame(columns=columns)
-    reference = imp.groupby(LEVEL_KEYS + ["seed"], observed=True)["acc"].mean().rename("acc_imp").reset_index()
-    others = done.loc[done["method"] != IMP_METHOD]
+    mean_method, mean_imp, gap, ci_low, ci_high, verdict, p_adjusted, p_equivalent, epoch,
+    n_pairs, n_censored, note}; empty when the sweep has no IMP trial with an accuracy.
+    ``n_boot`` and ``seed`` are accepted like every table's, unused: the interval is Student-t."""
+    pairs = imp_pairs(results)
+    if pairs.empty:
+        return pd.DataFrame(columns=COLUMNS)
     per_seed = (
-        others.groupby(CELL + ["seed"], observed=True)
-        .agg(acc=("acc", "mean"), epoch=("common_epoch", "mean"))
+        pairs.groupby(CELL + ["seed"], observed=True)
+        .agg(gap=("gap", "mean"), acc=("acc", "mean"), acc_imp=("acc_imp", "mean"), epoch=("epoch", "mean"))
         .reset_index()
     )
-    pairs = per_seed.merge(reference, on=LEVEL_KEYS + ["seed"], how="inner")
-    if pairs.empty:
-        return pd.DataFrame(columns=columns)
-    pairs["gap"] = pairs["acc"] - pairs["acc_imp"]
-    table = grouped_t_test(pairs, CELL, "gap", margin=EQUIVALENCE_MARGIN).rename(columns={"mean": "gap"})
-    means = pairs.groupby(CELL, observed=True).agg(
+    table = grouped_t_test(per_seed, CELL, "gap", margin=EQUIVALENCE_MARGIN).rename(columns={"mean": "gap"})
+    means = per_seed.groupby(CELL, observed=True).agg(
         mean_method=("acc", "mean"), mean_imp=("acc_imp", "mean"), epoch=("epoch", "mean")
     )
-    table = table.merge(means.reset_index(), on=CELL)
+    censored_epoch = pairs["epoch"].where(pairs["censored"])
+    counts = (
+        pairs.assign(_censored_epoch=censored_epoch)
+        .groupby(CELL, observed=True)
+        .agg(
+            n_pairs=("gap", "size"),
+            n_censored=("censored", "sum"),
+            censored_low=("_censored_epoch", "min"),
+            censored_high=("_censored_epoch", "max"),
+        )
+    )
+    table = table.merge(means.reset_index(), on=CELL).merge(counts.reset_index(), on=CELL)
     table["n"] = table["n_units"]
+    table["n_censored"] = table["n_censored"].astype("int64")
     table["compression"] = compression_ratio(table["sparsity"])
     tested = (table["n_units"] >= MIN_UNITS).to_numpy()
+    claimable = tested & (table["n_censored"] == 0).to_numpy()
     table["p_adjusted"] = holm(np.where(tested, table["p"], np.nan))
-    table["p_equivalent"] = np.where(tested, table["p_equivalent"], np.nan)
+    table["p_equivalent"] = holm(np.where(claimable, table["p_equivalent"], np.nan))
     table["verdict"] = np.select(
         [
             ~tested,
@@ -100,8 +159,9 @@ def pai_vs_imp(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> p
         ["too_few_runs", "below_imp", "above_imp", "matches_imp"],
         "inconclusive",
     )
+    table["note"] = [_note(row) for row in table.itertuples()]
     return (
-        table[columns]
+        table[COLUMNS]
         .sort_values(["dataset", "model", "max_epochs", "method", "allocation", "sparsity"])
         .reset_index(drop=True)
     )

@@ -94,9 +94,12 @@ def _imp_sentence(row) -> str:
         return f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05."
     if row.verdict == "matches_imp":
         return (
-            f"{subject}: matches IMP: {numbers}; equivalence test p = {_f(row.p_equivalent)} < 0.05 "
-            f"shows |gap| < {IMP_MARGIN}."
+            f"{subject}: matches IMP: {numbers}; equivalence test (Holm-adjusted) p = {_f(row.p_equivalent)} "
+            f"< 0.05 shows |gap| < {IMP_MARGIN} at the budget."
         )
+    censored = getattr(row, "note", "")
+    if isinstance(censored, str) and censored:
+        return f"{subject}: inconclusive: {numbers}; no gap shown (Holm-adjusted p = {_f(row.p_adjusted)}); {censored}."
     return (
         f"{subject}: inconclusive: {numbers}; neither a gap (Holm-adjusted p = {_f(row.p_adjusted)}) nor "
         f"equivalence within {IMP_MARGIN} (p = {_f(row.p_equivalent)}) shown."

@@ -5,8 +5,9 @@ extreme-sparsity studies). Ratio r is sparsity 1 - 1/r; a trial counts for r whe
 ratio 1 / (1 - sparsity) lies within RATIO_TOLERANCE (relative) of r, so a sweep at sparsity 0.97
 (ratio 33.3) lines up with 32 but one at 0.9 (ratio 10) with none. Control ``none``, completed
 trials; per dataset x model x budget x setting (``paitune.analysis.reference``) x method x allocation: mean over seeds (trials of one seed
-averaged first), bootstrap CI over seeds, ``n`` seeds, and the gap to the dense reference paired
-by seed (``paitune.analysis.reference``).
+averaged first), Student-t 95% interval over seeds, ``n`` seeds, and the gap to the dense reference
+paired by seed with its t-interval over the paired seeds (``paitune.analysis.reference``;
+``n_boot`` and ``seed`` are unused).
 
 Ratios 2 to 32 always get a row per method x allocation (``n`` = 0 and note "not_swept" where the
 sweep has no trial near them, "no_completed_trials" where every trial near them stopped, failed or
@@ -22,8 +23,15 @@ import pandas as pd
 from paitune.analysis.accuracy import completed_methods
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
-from paitune.analysis.reference import NO_DENSE, SETTING, common_epoch_gaps, with_setting, without_dense
-from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_mean_ci
+from paitune.analysis.reference import (
+    NO_DENSE,
+    SETTING,
+    common_epoch_gaps,
+    seed_mean_ci,
+    with_setting,
+    without_dense,
+)
+from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED
 
 CORE_RATIOS = (2, 4, 8, 16, 32)
 EXTREME_RATIOS = (64, 128, 256, 512, 1000)
@@ -77,7 +85,7 @@ def operating_points(
         .agg(acc=("test_acc", "mean"), trials=("test_acc", "size"), sparsity=("raw_sparsity", "mean"))
         .reset_index()
     )
-    table = grouped_mean_ci(per_seed, cell, "acc", n_boot=n_boot, seed=seed)
+    table = seed_mean_ci(per_seed, cell, "acc")
     # Gaps at the common epoch over every trial that reached it (reference.common_epoch_gaps).
     gap_rows = common_epoch_gaps(results)
     gap_rows = gap_rows.loc[(gap_rows["control"] == "none") & (gap_rows["method"] != "dense")]
@@ -92,7 +100,7 @@ def operating_points(
         .agg(gap=("gap", "mean"), dense_acc=("dense_acc", "mean"))
         .reset_index()
     )
-    gaps = grouped_mean_ci(gap_seed, cell, "gap", n_boot=n_boot, seed=seed).rename(
+    gaps = seed_mean_ci(gap_seed, cell, "gap").rename(
         columns={"n": "n_gap", "mean": "gap", "ci_low": "gap_ci_low", "ci_high": "gap_ci_high"}
     )
     extra = (

@@ -102,8 +102,9 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
                 "one accuracy per trial at its context's common epoch (correlations, regret, gaps to dense); "
                 "config per choice x context selected by validation accuracy",
                 "ci": (
-                    f"verdicts: Student-t {LEVEL:.0%} intervals over seeds (the independent unit), Holm-adjusted tests; "
-                    f"descriptive tables: {LEVEL:.0%} percentile bootstrap, {n_boot} resamples, seed {seed}"
+                    f"Student-t {LEVEL:.0%} intervals over seeds (the independent unit), verdicts and descriptive "
+                    f"tables alike; Holm-adjusted tests; correlations: {LEVEL:.0%} percentile bootstrap, {n_boot} "
+                    f"resamples, seed {seed}"
                 ),
                 "n_contexts": int(len(tables["contexts"])),
                 "n_dropped_contexts": rankings.dropped_contexts(results),

@@ -27,7 +27,7 @@ SECTIONS = (
     Section(
         "accuracy",
         "Accuracy vs sparsity",
-        "Mean final accuracy per cell with a 95% bootstrap CI "
+        "Mean final accuracy per cell with a 95% Student-t interval "
         "over seeds; n = seeds, n_trials = completed trials behind them. compression = 1 / density. "
         "gap = accuracy - accuracy of the dense (unpruned) model of the same dataset, model, budget "
         "and seed, with a 95% CI over the paired seeds (n_gap); the dense reference is the dashed line.",
@@ -77,9 +77,10 @@ SECTIONS = (
         "pai_vs_imp",
         "PaI vs after-training (IMP)",
         "Each method's accuracy minus that of the lottery "
-        "ticket with rewinding (IMP) in the same context and seed, at the context's common epoch; 95% "
-        "t-interval over the paired seeds (n), Holm-adjusted t-tests; matches_imp only when an equivalence "
-        "test shows |gap| < 0.01, else inconclusive.",
+        "ticket with rewinding (IMP) in the same context and seed, each pair at the last epoch both "
+        "reached; 95% t-interval over the paired seeds (n), Holm-adjusted t-tests; matches_imp only when "
+        "every pair ran the budget and an equivalence test (Holm-adjusted) shows |gap| < 0.01, else "
+        "inconclusive; n_censored / note: pairs compared before the budget.",
         ("pai_vs_imp",),
     ),
     Section(
@@ -108,8 +109,10 @@ SECTIONS = (
     Section(
         "importance",
         "Hyperparameter importance",
-        "Share of the variance of accuracy within context "
-        "(accuracy minus its context's mean) explained by each choice parameter (Optuna fANOVA, PED-ANOVA); "
+        "Relative importance of each choice parameter for accuracy within context "
+        "(accuracy minus its context's mean; Optuna fANOVA, PED-ANOVA), normalized to sum to 1 over the "
+        "parameters: a ranking of the parameters, not a share of the variance explained, and no test that "
+        "any of them matters (with no effect at all the shares still sum to 1); "
         "context variables, controls and the seed are not parameters.",
         ("importance",),
     ),

@@ -113,58 +113,6 @@ def _bootstrap_small_groups(codes, arrays, replicates, sizes, **bootstrap) -> tu
     return low, high, large
 
 
-def _weighted_mean_replicates(mats: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
-    values, weights = mats
-    return ((values * weights) @ counts.T) / (weights @ counts.T)
-
-
-def grouped_mean_ci(
-    frame: pd.DataFrame,
-    by: list[str],
-    value: str,
-    weight: str | None = None,
-    *,
-    n_boot: int = N_BOOT,
-    seed: int = SEED,
-    min_size: int = MIN_RUNS_CI,
-    level: float = LEVEL,
-) -> pd.DataFrame:
-    """Mean (weighted if ``weight``) of ``value`` per group with a bootstrap CI over rows.
-
-    Returns one row per group: the ``by`` columns, n, mean, ci_low, ci_high.
-    """
-    frame = frame.loc[frame[value].notna()]
-    grouper = frame.groupby(by, sort=True, dropna=False, observed=True)
-    codes = grouper.ngroup().to_numpy()
-    keys = grouper.size().reset_index()[by]
-    values = frame[value].to_numpy(dtype=np.float64)
-    weights = np.ones_like(values) if weight is None else frame[weight].to_numpy(dtype=np.float64)
-    n_groups = len(keys)
-    sums = np.bincount(codes, weights=values * weights, minlength=n_groups)
-    totals = np.bincount(codes, weights=weights, minlength=n_groups)
-    sizes = np.bincount(codes, minlength=n_groups)
-    low, high, large = _bootstrap_small_groups(
-        codes, [values, weights], _weighted_mean_replicates, sizes, n_boot=n_boot, seed=seed, min_size=min_size,
-        level=level,
-    )  # fmt: skip
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / totals
-    if large.any():
-        # Thousands of rows: the percentile bootstrap and the normal interval coincide, and the
-        # latter costs nothing. Standard error of a weighted (ratio) mean.
-        from scipy.stats import norm
-
-        resid = np.bincount(codes, weights=(weights * (values - means[codes])) ** 2, minlength=n_groups)
-        half = norm.ppf(0.5 + level / 2) * np.sqrt(resid[large]) / totals[large]
-        low[large], high[large] = means[large] - half, means[large] + half
-    out = keys.copy()
-    out["n"] = sizes
-    out["mean"] = means
-    out["ci_low"] = low
-    out["ci_high"] = high
-    return out
-
-
 def _pearson_replicates(mats: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
     x, y = mats
     ct = counts.T

@@ -13,8 +13,8 @@ epoch every trial of the context (dataset x model x sparsity x budget) reached; 
 context the config is picked by validation accuracy. Their unit is the seed: intervals are Student-t 95% intervals over seeds,
 ``n_units`` says how many, tests are Holm-adjusted (``p_adjusted``), and no verdict rests on fewer
 than 3 seeds. The descriptive tables (accuracy_vs_sparsity, dense_reference, operating_points)
-show final accuracy (test_acc of completed trials) with 95% percentile bootstrap intervals over
-seeds (fixed seed), or normal-approximation intervals for groups of more than 5,000 points.
+show final accuracy (test_acc of completed trials) with Student-t 95% intervals over seeds (a
+percentile bootstrap over 2 to 5 seeds undercovers), none below 2 seeds.
 ``docs/analysis.md`` explains every section.
 
 Sections (guaranteed keys first; extra keys may be added, never removed). The dense reference
