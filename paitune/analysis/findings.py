@@ -31,13 +31,13 @@ def _ranking_sentence(row, n_choices: int) -> str:
         return (
             f"{base}; robust winner: significantly ahead of all {others} other choices (Friedman p = "
             f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
-            "and ahead of each in every context they share."
+            "its lead over each holding across the contexts they share."
         )
     if row.verdict == "robust_loser":
         return (
             f"{base}; robust loser: significantly behind all {others} other choices (Friedman p = "
             f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
-            "and behind each in every context they share."
+            "its deficit to each holding across the contexts they share."
         )
     if row.verdict == "context_dependent":
         return (

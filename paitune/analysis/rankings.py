@@ -35,8 +35,9 @@ Verdict rules (first that applies), per choice:
 - ``too_few_runs``: fewer than MIN_UNITS seeds hold every choice, or fewer than two choices.
 - ``robust_winner``: the Friedman p is below 0.05, the choice is significantly ahead of *every*
   other choice (Holm-adjusted pairwise p < 0.05, higher mean win score), and the lead holds in
-  every block the two share (mean difference over seeds >= 0 in each): a choice far ahead in one
-  context and behind in the rest is ahead on average over seeds, but not robustly.
+  blocks the two share: ahead (mean difference over seeds >= 0) in every one, or by a one-sided
+  Wilcoxon signed-rank test over the blocks (``block_signs``). A choice far ahead in one context
+  and behind in the rest is ahead on average over seeds, but not robustly.
 - ``robust_loser``: the same, behind every other choice.
 - ``context_dependent``: its per-seed win scores differ between the levels of some context
   variable (Friedman across levels with seeds as blocks, or a paired t-test for two levels,
@@ -179,16 +180,30 @@ def head_to_head(results: Results, factor: str) -> pd.DataFrame:
 
 
 def block_signs(results: Results, factor: str) -> pd.DataFrame:
-    """choices x opponents: +1 where the choice is ahead of (or level with) the opponent on
-    average over seeds in every block the two share, -1 where it is behind (or level) in every
-    one, 0 where it leads in some and trails in others (or they share none)."""
+    """choices x opponents: +1 where the choice's lead over the opponent holds across the blocks
+    the two share, -1 where its deficit does, 0 otherwise. A lead holds when the choice is ahead
+    of (or level with) the opponent, on average over seeds, in every shared block, or when a
+    one-sided Wilcoxon signed-rank test over the blocks (each block one unit, its mean difference
+    over seeds) puts it ahead at ALPHA: a lead that vanishes in a few blocks where the two are
+    close still generalizes, one far ahead in a single context and behind in the rest does not
+    (4 blocks can never reach ALPHA by the test; then every block must agree)."""
+    from scipy.stats import wilcoxon
+
     diffs = context_scores(results, factor).attrs.get("block_diffs")
     if diffs is None or diffs.empty:
         return pd.DataFrame()
-    grouped = diffs.groupby(["choice", "opponent"])["diff"]
-    never_behind, never_ahead = grouped.min() >= 0, grouped.max() <= 0
-    sign = never_behind.astype(int) - never_ahead.astype(int)
-    sign[never_behind & never_ahead] = 0  # level everywhere: neither leads
+    signs = {}
+    for (choice, opponent), values in diffs.groupby(["choice", "opponent"])["diff"]:
+        d = values.to_numpy(np.float64)
+        ahead, behind = bool((d >= 0).all()), bool((d <= 0).all())
+        if not (ahead or behind) and np.count_nonzero(d) >= 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ahead = wilcoxon(d, alternative="greater").pvalue < ALPHA
+                behind = wilcoxon(d, alternative="less").pvalue < ALPHA
+        signs[(choice, opponent)] = int(ahead) - int(behind)  # level everywhere: 0
+    sign = pd.Series(signs, dtype=np.int64)
+    sign.index.names = ["choice", "opponent"]
     return sign.unstack("opponent")
 
 

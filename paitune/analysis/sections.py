@@ -58,7 +58,7 @@ SECTIONS = (
         "The unit is the seed: win rate = mean over seeds of the share of within-context comparisons won, 95% "
         "t-interval over seeds (n_units). Friedman test over seeds, then head-to-head paired t-tests over "
         "seeds of the accuracy difference, Holm-adjusted (p_adjusted); robust_winner = significantly ahead "
-        "of every other choice, and ahead of each in every context they share. Kendall's W: agreement of seed-averaged rankings across contexts; regret: "
+        "of every other choice, its lead over each holding across the contexts they share. Kendall's W: agreement of seed-averaged rankings across contexts; regret: "
         "accuracy lost by carrying the choice picked on the other dataset x model groups to a held-out one.",
         ("rankings", "concordance", "pairwise"),
     ),

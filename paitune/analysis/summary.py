@@ -62,8 +62,8 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   method_x_allocation; win_rate = mean over seeds of the share of within-context comparisons won,
   t-interval over seeds (n_units), n_contexts = contexts (blocks) behind it; verdict in
   robust_winner (significantly ahead of every other choice: Friedman over seeds, then
-  Holm-adjusted head-to-head paired t-tests over seeds; and ahead of each in every context they
-  share) | robust_loser (behind every other) | context_dependent | no_difference (win rate shown
+  Holm-adjusted head-to-head paired t-tests over seeds; the lead over each holding across the
+  contexts they share) | robust_loser (behind every other) | context_dependent | no_difference (win rate shown
   within 0.5 +/- 0.1, no head-to-head difference) | inconclusive | too_few_runs; p_adjusted =
   largest Holm-adjusted pairwise p against another choice (rules in ``paitune.analysis.rankings``).
 - ``concordance``: {factor, kendall_w, n_contexts, n_choices, friedman_p, loco_regret,
