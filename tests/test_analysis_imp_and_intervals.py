@@ -32,6 +32,20 @@ def _stop(results: Results, hit: np.ndarray, rung: int) -> Results:
     )
 
 
+def _imp_two_points_ahead(methods, *, seed):
+    """Three contexts, 10 seeds: IMP planted 2 points above every other method."""
+    return PlantedSpec(
+        methods=methods,
+        sparsities=(0.5, 0.8, 0.9),
+        seeds=10,
+        noise=0.005,
+        seed_effect=0.01,
+        n_layers=1,
+        method_effects={"imp": _const(0.02)},
+        seed=seed,
+    )
+
+
 # ---- pairs meet at the last epoch both reached ------------------------------------------------
 
 
@@ -40,17 +54,7 @@ def test_an_unrelated_method_stopped_early_does_not_move_the_comparison_with_imp
     # alpha and imp both run the budget, alpha planted 2 points below imp. gamma, a third method,
     # is stopped at epoch 1 in every context: the context's common epoch is 1, where the planted
     # curves have shrunk the gap to a quarter of itself. The pairs alpha-imp must still meet at 10.
-    spec = PlantedSpec(
-        methods=("alpha", "gamma", "imp"),
-        sparsities=(0.5, 0.8, 0.9),
-        seeds=10,
-        noise=0.005,
-        seed_effect=0.01,
-        n_layers=1,
-        method_effects={"imp": _const(0.02)},
-        seed=1200 + draw,
-    )
-    full = planted_results(spec)
+    full = planted_results(_imp_two_points_ahead(("alpha", "gamma", "imp"), seed=1200 + draw))
     stopped = _stop(full, (full.trials["method"] == "gamma").to_numpy(), rung=1)
     table = pai_vs_imp(stopped)
     alpha = table.loc[table["method"] == "alpha"]
@@ -93,16 +97,7 @@ def test_asha_censoring_gives_no_false_equivalence_with_imp():
     # epoch is compressed, so without the rule above TOST calls nearly half the rows matches_imp.
     verdicts = []
     for draw in range(4):
-        spec = PlantedSpec(
-            methods=("alpha", "imp"),
-            sparsities=(0.5, 0.8, 0.9),
-            seeds=10,
-            noise=0.005,
-            seed_effect=0.01,
-            n_layers=1,
-            method_effects={"imp": _const(0.02)},
-            seed=100 + draw,
-        )
+        spec = _imp_two_points_ahead(("alpha", "imp"), seed=100 + draw)
         verdicts += list(pai_vs_imp(asha_censor(planted_results(spec), rung=1))["verdict"])
     assert "matches_imp" not in verdicts and "above_imp" not in verdicts
 
