@@ -32,7 +32,8 @@ from .proxies import compute_proxies
 from .proxies.activation import check_swap_settings
 from .pruning import MaskReport, Masks, apply_masks, check_choices, mask_hash, mask_report
 from .pruning.registry import method_names
-from .sparse import DST_METHODS, SPARSE_METHODS, build_sparse_trial, check_sparse_config
+from .sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
+from .sparse.config import pai_method
 from .sparse.registry import prune_from_config
 from .training import TrainConfig, Trainer
 
@@ -48,14 +49,11 @@ def resolve_config(config: Mapping) -> dict:
 
 def _check_method_choices(cfg: dict) -> None:
     """The PaI method's own rules (its options; PHEW's global-only mask), before anything runs."""
-    if cfg["method"] in method_names():
-        method, allocation, control = cfg["method"], cfg["allocation"], cfg["control"]
-    elif cfg["method"] in DST_METHODS:
-        method, allocation, control = cfg["init_method"], cfg["allocation"], cfg["control"]
-    else:
-        return
+    method = pai_method(cfg)
+    if method not in method_names():
+        return  # imp, edge_popup: no PaI mask
     check_choices(
-        method, allocation=allocation, control=control, iterations=cfg["iterations"],
+        method, allocation=cfg["allocation"], control=cfg["control"], iterations=cfg["iterations"],
         method_options=method_options(cfg, method),
     )  # fmt: skip
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from paitune.analysis.common import DENSE_METHOD, accuracy_at, scored_trials
+from paitune.analysis.common import DENSE_METHOD, at_last_shared_epoch, scored_trials
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
@@ -84,9 +84,10 @@ def imp_pairs(results: Results) -> pd.DataFrame:
     pairs = others.merge(imp, on=keys, how="inner", suffixes=("", "_imp"))
     if pairs.empty:
         return pairs.assign(epoch=[], acc=[], acc_imp=[], gap=[], censored=[])
-    epoch = np.minimum(pairs["reached"].to_numpy(np.float64), pairs["reached_imp"].to_numpy(np.float64))
-    _, acc = accuracy_at(results, pairs["tix"].to_numpy(), epoch)
-    _, acc_imp = accuracy_at(results, pairs["tix_imp"].to_numpy(), epoch)
+    epoch, acc, acc_imp = at_last_shared_epoch(
+        results, pairs["tix"].to_numpy(), pairs["reached"].to_numpy(np.float64),
+        pairs["tix_imp"].to_numpy(), pairs["reached_imp"].to_numpy(np.float64),
+    )  # fmt: skip
     budget = pairs["max_epochs"].to_numpy(np.float64)
     pairs = pairs.assign(epoch=epoch, acc=acc, acc_imp=acc_imp, gap=acc - acc_imp, censored=epoch < budget)
     return pairs.loc[pairs["gap"].notna()].drop(columns=["reached", "reached_imp"]).reset_index(drop=True)

@@ -33,6 +33,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from paitune.analysis.common import p_text
 from paitune.analysis.load import Results
 from paitune.analysis.rankings import head_to_head
 from paitune.analysis.stats import ALPHA, MIN_UNITS, SEED, one_sided_t_p, quantile_aggregated_p
@@ -47,10 +48,6 @@ COLUMNS = ["question", "subject", "verdict", "n_units", "sentence"]
 
 def _pct(value: float) -> str:
     return f"{100 * value:+.1f} points"
-
-
-def _p(value: float) -> str:
-    return "p < 0.001" if value < 0.001 else f"p = {value:.3g}"
 
 
 def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
@@ -74,7 +71,11 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
         sentence = (
             f"{row.choice} {claim}: {_pct(row.mean_diff)} test accuracy, wins {row.win_rate:.0%} of "
             f"{int(row.n_contexts)} head-to-head comparisons ({n} seeds, "
-            + (f"Holm {_p(row.p_adjusted)})" if np.isfinite(row.p_adjusted) else f"no test below {MIN_UNITS} seeds)")
+            + (
+                f"Holm {p_text(row.p_adjusted)})"
+                if np.isfinite(row.p_adjusted)
+                else f"no test below {MIN_UNITS} seeds)"
+            )
         )
         if row.choice in shuffle.index:
             s = shuffle.loc[row.choice]
@@ -194,7 +195,7 @@ def allocation_vs_method(results: Results) -> list[dict]:
     k = n // 2
     how = (
         f"; split-sample test: pairs named on {k} seeds, gaps compared on the other {n - k}, "
-        f"over {test['n_splits']} splits, {_p(p)}"
+        f"over {test['n_splits']} splits, {p_text(p)}"
         if np.isfinite(p)
         else ""
     )

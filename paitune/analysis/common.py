@@ -279,6 +279,23 @@ def reached_epochs(results: Results) -> np.ndarray:
     return _reached(results)[0]
 
 
+def p_text(value: float, digits: int = 3) -> str:
+    """A p-value as a sentence quotes it: "p < 0.001" or "p = 0.0123" (``digits`` significant)."""
+    return "p < 0.001" if value < 0.001 else f"p = {value:.{digits}g}"
+
+
+def at_last_shared_epoch(
+    results: Results, tix_a: np.ndarray, reached_a: np.ndarray, tix_b: np.ndarray, reached_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epoch, test_acc of a, test_acc of b) for pairs of trials compared two at a time: each pair
+    at the last epoch *both* reached, min(reached_a, reached_b), so an ASHA-stopped trial meets
+    its rival where it was stopped and two trials that ran the budget meet at its end."""
+    epoch = np.minimum(reached_a, reached_b)
+    _, acc_a = accuracy_at(results, tix_a, epoch)
+    _, acc_b = accuracy_at(results, tix_b, epoch)
+    return epoch, acc_a, acc_b
+
+
 def accuracy_at(results: Results, tix: np.ndarray, epoch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(val_acc, test_acc) of trials ``tix`` at ``epoch`` (arrays of equal length): from the
     epochs table, else the trial's reported accuracy when ``epoch`` is the epoch it reached."""

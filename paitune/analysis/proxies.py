@@ -40,7 +40,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.stats import kendalltau
 
-from paitune.analysis.common import DENSE_METHOD, scored_trials
+from paitune.analysis.common import DENSE_METHOD, p_text, scored_trials
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
     ALPHA,
@@ -61,6 +61,7 @@ BASELINES = ("params_kept", "flops_sparse")
 CONTEXT_KEYS = ["context", "dataset", "model", "sparsity", "max_epochs"]
 # What tells two configs of a context apart: the factors whose levels the permutation test permutes.
 CONFIG_FACTORS = ["method", "allocation", "hyper"]
+_UNTESTED = {"n_configs": 0, "n_contexts": 0, "stat": np.nan, "p": np.nan}  # a test that could not run
 
 
 def _size_columns(done: pd.DataFrame) -> list[str]:
@@ -155,7 +156,7 @@ def _permutation_test(frame: pd.DataFrame, controls: list[str], n_resamples: int
     names = ["value", "test_acc"] + controls
     frame = frame.loc[np.isfinite(frame[names].to_numpy(dtype=np.float64)).all(axis=1)]
     frame, factors = _tested_block(frame)
-    out = {"n_configs": 0, "n_contexts": 0, "stat": np.nan, "p": np.nan}
+    out = dict(_UNTESTED)
     if frame.empty:
         return out
     levels, cell = [], np.zeros(len(frame), dtype=np.int64)
@@ -216,11 +217,7 @@ def config_permutation_tests(
     rows = []
     for (kind, proxy), frame in long.groupby(["kind", "proxy"], sort=False):  # a handful of columns
         raw = _permutation_test(frame, [], n_resamples, seed)
-        partial = (
-            _permutation_test(frame, controls, n_resamples, seed)
-            if kind == "proxy" and controls
-            else {"n_configs": 0, "n_contexts": 0, "stat": np.nan, "p": np.nan}
-        )
+        partial = _permutation_test(frame, controls, n_resamples, seed) if kind == "proxy" and controls else _UNTESTED
         units = partial if kind == "proxy" and controls else raw
         rows.append(
             {
@@ -235,10 +232,6 @@ def config_permutation_tests(
         )
     columns = ["proxy", "n_configs", "n_contexts_tested", "within_stat", "within_p", "within_partial_stat"]
     return pd.DataFrame(rows, columns=columns + ["within_partial_p"])
-
-
-def _p(value: float) -> str:
-    return "p < 0.001" if value < 0.001 else f"p = {value:.2g}"
 
 
 def _size_sentence(row, has_counts: bool) -> str:
@@ -258,7 +251,7 @@ def _size_sentence(row, has_counts: bool) -> str:
         )
     partial = (
         f"within-context partial Spearman {row.within_partial_stat:.2f}, mean over {row.n_contexts_tested} "
-        f"contexts; permutation test over {row.n_configs} configs, {_p(row.within_partial_p)}"
+        f"contexts; permutation test over {row.n_configs} configs, {p_text(row.within_partial_p, digits=2)}"
     )
     if row.adds_beyond_size:
         return (
@@ -268,9 +261,13 @@ def _size_sentence(row, has_counts: bool) -> str:
     if np.isfinite(row.within_p) and row.within_p < ALPHA:
         return (
             f"{row.proxy} tracks accuracy within contexts (within-context Spearman {row.within_stat:.2f}, "
-            f"{_p(row.within_p)}) but is not shown to add anything beyond size ({partial})"
+            f"{p_text(row.within_p, digits=2)}) but is not shown to add anything beyond size ({partial})"
         )
-    raw = "" if pd.isna(row.within_p) else f"; within-context Spearman {row.within_stat:.2f}, {_p(row.within_p)}"
+    raw = (
+        ""
+        if pd.isna(row.within_p)
+        else f"; within-context Spearman {row.within_stat:.2f}, {p_text(row.within_p, digits=2)}"
+    )
     return (
         f"{row.proxy} adds nothing beyond size that {row.n_configs} configs can show, and is not shown to track "
         f"accuracy within contexts either ({partial}{raw}); pooled over contexts, where size changes too, its "

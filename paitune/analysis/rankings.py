@@ -63,7 +63,7 @@ import pandas as pd
 from scipy.stats import friedmanchisquare
 from scipy.stats import t as student_t
 
-from paitune.analysis.common import DENSE_METHOD, accuracy_at, scored_trials, scoring_meta
+from paitune.analysis.common import DENSE_METHOD, at_last_shared_epoch, scored_trials, scoring_meta
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
     ALPHA,
@@ -145,9 +145,10 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
     one = one.merge(scores[keys + ["seed", "choice", "ctx"]], on=keys + ["seed", "choice"])
     pairs = one.merge(one, on=["ctx", "seed"], suffixes=("_a", "_b"))
     pairs = pairs.loc[pairs["choice_a"] != pairs["choice_b"]]
-    epoch = np.minimum(pairs["reached_a"].to_numpy(np.float64), pairs["reached_b"].to_numpy(np.float64))
-    _, acc_a = accuracy_at(results, pairs["tix_a"].to_numpy(), epoch)
-    _, acc_b = accuracy_at(results, pairs["tix_b"].to_numpy(), epoch)
+    _, acc_a, acc_b = at_last_shared_epoch(
+        results, pairs["tix_a"].to_numpy(), pairs["reached_a"].to_numpy(np.float64),
+        pairs["tix_b"].to_numpy(), pairs["reached_b"].to_numpy(np.float64),
+    )  # fmt: skip
     valid = np.isfinite(acc_a) & np.isfinite(acc_b)
     win = np.where(acc_a > acc_b, 1.0, np.where(acc_a == acc_b, 0.5, 0.0))
     win[~valid] = np.nan

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from paitune.analysis.accuracy import completed_trials
-from paitune.analysis.common import accuracy_at, context_of, hyperparameter_columns, reached_epochs
+from paitune.analysis.common import at_last_shared_epoch, context_of, hyperparameter_columns, reached_epochs
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
@@ -158,9 +158,10 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     ]
     if pairs.empty:
         return pd.DataFrame(columns=columns)
-    epoch = np.minimum(pairs["reached"].to_numpy(), pairs["reached_none"].to_numpy())
-    _, acc_control = accuracy_at(results, pairs["tix"].to_numpy(), epoch)
-    _, acc_none = accuracy_at(results, pairs["tix_none"].to_numpy(), epoch)
+    epoch, acc_control, acc_none = at_last_shared_epoch(
+        results, pairs["tix"].to_numpy(), pairs["reached"].to_numpy(),
+        pairs["tix_none"].to_numpy(), pairs["reached_none"].to_numpy(),
+    )  # fmt: skip
     pairs = pairs.assign(epoch=epoch, acc_control=acc_control, acc_none=acc_none, delta=acc_control - acc_none)
     return pairs.loc[pairs["delta"].notna(), columns].reset_index(drop=True)
 

@@ -588,7 +588,7 @@ def one_sided_t_p(values: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.nd
     flat = sd <= 1e-12 * np.maximum(1.0, np.abs(mean))
     with np.errstate(divide="ignore", invalid="ignore"):
         t_stat = mean / np.where(flat, 1.0, sd / np.sqrt(n))
-    agree = 0.5**n
+    agree = all_equal_p(n, sides=1)
     greater = np.where(flat, np.where(mean > 1e-12, agree, 1.0), student_t.sf(t_stat, n - 1))
     less = np.where(flat, np.where(mean < -1e-12, agree, 1.0), student_t.cdf(t_stat, n - 1))
     return greater, less

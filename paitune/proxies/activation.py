@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from paitune.errors import PaituneError
 from paitune.proxies.cost import params
 from paitune.proxies.network import MaskedNet, train_mode
-from paitune.pruning.relu_calls import ReluCalls
+from paitune.pruning.relu_calls import ReluCalls, relu_inputs
 
 _LEAKY_RELU = (F.leaky_relu, F.leaky_relu_)
 
@@ -41,14 +41,8 @@ class PlainReluCalls(ReluCalls):
 
 
 def naswot(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
-    inputs: list[torch.Tensor] = []
-
-    def record(z, default):
-        inputs.append(z.detach().clone())  # before an in-place ReLU overwrites it
-        return default(z)
-
-    with torch.no_grad(), train_mode(masked.net), PlainReluCalls(record):
-        masked.net(x)
+    with torch.no_grad(), train_mode(masked.net):
+        _, inputs = relu_inputs(masked.net, x, calls=PlainReluCalls)
     if not inputs:
         return float("-inf")  # N_A = 0: K is the zero matrix
     codes = torch.cat([(z > 0).reshape(len(x), -1) for z in inputs], dim=1).to(torch.float64)

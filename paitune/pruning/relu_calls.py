@@ -66,16 +66,17 @@ class ReluCalls(TorchFunctionMode):
 
 
 def relu_inputs(
-    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, calls: type[ReluCalls] = ReluCalls
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The output of ``model(x)`` (a module or any function of x) and the input of every ReLU it
-    applied, in call order (detached copies)."""
+    applied, in call order (detached copies); ``calls`` says which calls are ReLUs (a subclass of
+    ``ReluCalls`` may let some through unseen)."""
     seen: list[torch.Tensor] = []
 
     def record(z, default):
         seen.append(z.detach().clone())
         return default(z)
 
-    with ReluCalls(record):
+    with calls(record):
         out = model(x)
     return out, seen

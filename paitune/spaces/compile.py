@@ -59,13 +59,6 @@ def model_layer_shapes(
     return tuple((name, tuple(p.shape)) for name, p in prunable_parameters(net).items())
 
 
-def pruning_method(config: dict[str, Any]) -> str:
-    """The PaI method that builds a trial's mask: a DST trial's starting mask is its ``init_method``'s."""
-    from paitune.sparse.config import DST_METHODS
-
-    return config["init_method"] if config["method"] in DST_METHODS else config["method"]
-
-
 def rounds_of(method: str, iterations: int | None) -> int | None:
     """The rounds a trial of ``method`` records: its value or default for an iterative method (one
     round where it has no default), None for any other (it ignores them, and a value would make
@@ -79,8 +72,10 @@ def rounds_of(method: str, iterations: int | None) -> int | None:
 
 def finalize(values: dict[str, Any]) -> dict[str, Any]:
     """Resolve a trial config: defaults filled, ``iterations`` only where the method reads it."""
+    from paitune.sparse.config import pai_method
+
     config = resolve_config(values)
-    method = pruning_method(config)
+    method = pai_method(config)
     config["iterations"] = rounds_of(method, config["iterations"])
     _resolve_method_options(config, method)
     return config

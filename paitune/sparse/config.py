@@ -20,6 +20,12 @@ DST_METHODS = ("set", "rigl")
 SPARSE_METHODS = ("set", "rigl", "imp", "edge_popup")
 
 
+def pai_method(config: Mapping[str, Any]) -> str:
+    """The method whose mask a trial starts from: a DST trial's ``init_method``, any other
+    trial's ``method`` (which is no PaI method for imp and edge_popup, which pick their own)."""
+    return config["init_method"] if config["method"] in DST_METHODS else config["method"]
+
+
 def trial_methods() -> tuple[str, ...]:
     """Every value of the trial config's method axis: the PaI methods registered so far, then these."""
     return method_names() + SPARSE_METHODS
