@@ -64,6 +64,10 @@ class PlantedSpec:
     method_seed_effect: float = 0.0  # std of a per-(method, seed) offset: a method x seed interaction
     dataset_effects: dict[str, float] = field(default_factory=dict)  # dataset -> accuracy offset
     allocation_effects: dict[str, float] = field(default_factory=dict)  # allocation -> accuracy offset
+    # method -> learning-curve rate (default 3): accuracy after epoch e of budget T is the final
+    # value times 1 - exp(-rate e / T); a larger rate learns faster and ends at the same value.
+    method_speeds: dict[str, float] = field(default_factory=dict)
+    control_speeds: dict[tuple[str, str], float] = field(default_factory=dict)  # (method, control) -> rate
 
     @property
     def n_dense(self) -> int:
@@ -214,7 +218,12 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
     # What a trial reports is its accuracy at the last epoch it ran: the final value for a trial
     # that ran its budget, the curve's value at the epoch a stopped (or diverged) trial ended.
     ended_early = epochs_run < budget
-    at_end = np.where(ended_early, 1.0 - np.exp(-3.0 * epochs_run / budget), 1.0)
+    speed = np.full(n, 3.0)
+    for name, rate in spec.method_speeds.items():
+        speed[method == name] = rate
+    for (name, ctrl), rate in spec.control_speeds.items():
+        speed[(method == name) & (control == ctrl)] = rate
+    at_end = np.where(ended_early, 1.0 - np.exp(-speed * epochs_run / budget), 1.0)
     reported_test, reported_val = final_test * at_end, final_val * at_end
 
     config = grid.drop(columns=["repeat"]).assign(lr=lr, epochs=budget)
@@ -278,7 +287,7 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
 
     return {
         "trials": trials,
-        "epochs": _epochs_table(spec, rng, trial_id, epochs_run, budget, reported_val, reported_test),
+        "epochs": _epochs_table(spec, rng, trial_id, epochs_run, budget, reported_val, reported_test, speed),
         "layers": _layers_table(spec, trial_id, grid, density, collapsed),
     }
 
@@ -297,17 +306,17 @@ def _config_json(config: pd.DataFrame) -> np.ndarray:
     return (parts + "}").to_numpy(dtype=object)
 
 
-def _epochs_table(spec, rng, trial_id, epochs_run, max_epochs, reported_val, reported_test) -> pa.Table:
+def _epochs_table(spec, rng, trial_id, epochs_run, max_epochs, reported_val, reported_test, speed) -> pa.Table:
     counts = epochs_run
     total = int(counts.sum())
     row_trial = np.repeat(np.arange(len(counts)), counts)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     epoch = np.arange(total) - starts + 1
     budget = max_epochs[row_trial]
-    progress = 1.0 - np.exp(-3.0 * epoch / budget)
+    progress = 1.0 - np.exp(-speed[row_trial] * epoch / budget)
     noise = rng.normal(0.0, spec.noise, total)
     # The curve heads for the trial's full-budget accuracy; reported_* / at_end recovers it.
-    at_end = np.where(epochs_run < max_epochs, 1.0 - np.exp(-3.0 * epochs_run / max_epochs), 1.0)
+    at_end = np.where(epochs_run < max_epochs, 1.0 - np.exp(-speed * epochs_run / max_epochs), 1.0)
     final_test, final_val = reported_test / np.maximum(at_end, 1e-12), reported_val / np.maximum(at_end, 1e-12)
     test = np.clip(final_test[row_trial] * progress + noise, 0, 1)
     # Validation and test sets are disjoint: their noise is independent (drawn last, so the other

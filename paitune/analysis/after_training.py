@@ -29,8 +29,11 @@ the two converge early on), so a row with such a pair has no ``p_equivalent``, a
 how many pairs and the epoch(s) they were compared at.
 
 Verdict: ``too_few_runs`` (fewer than MIN_UNITS paired seeds), ``below_imp`` / ``above_imp``
-(p_adjusted < 0.05, gap below / above 0), ``matches_imp`` (p_equivalent < 0.05), else
-``inconclusive``.
+(p_adjusted < 0.05, gap below / above 0, and the pairs that ran the budget show it too:
+``p_adjusted_budget``, the same t-test on them alone, Holm-adjusted over the rows, below 0.05 with
+the same sign; an intersection-union test), ``below_imp_at_rungs`` / ``above_imp_at_rungs`` (only
+the first holds: the gap shows where ASHA compared the pairs at a rung), ``matches_imp``
+(p_equivalent < 0.05), else ``inconclusive``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from paitune.analysis.common import DENSE_METHOD, at_last_shared_epoch, scored_trials
+from paitune.analysis.common import DENSE_METHOD, at_budget, at_last_shared_epoch, scored_trials
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
@@ -64,6 +67,7 @@ COLUMNS = [
     "ci_high",
     "verdict",
     "p_adjusted",
+    "p_adjusted_budget",
     "p_equivalent",
     "epoch",
     "n_pairs",
@@ -89,7 +93,7 @@ def imp_pairs(results: Results) -> pd.DataFrame:
         pairs["tix_imp"].to_numpy(), pairs["reached_imp"].to_numpy(np.float64),
     )  # fmt: skip
     budget = pairs["max_epochs"].to_numpy(np.float64)
-    pairs = pairs.assign(epoch=epoch, acc=acc, acc_imp=acc_imp, gap=acc - acc_imp, censored=epoch < budget)
+    pairs = pairs.assign(epoch=epoch, acc=acc, acc_imp=acc_imp, gap=acc - acc_imp, censored=~at_budget(epoch, budget))
     return pairs.loc[pairs["gap"].notna()].drop(columns=["reached", "reached_imp"]).reset_index(drop=True)
 
 
@@ -112,6 +116,18 @@ def _note(row) -> str:
         f"budget, at {_epochs_text(row.censored_low, row.censored_high)} (the last epoch both reached): "
         "no equivalence with IMP is claimed from them"
     )
+
+
+def _budget_p(pairs: pd.DataFrame) -> pd.DataFrame:
+    """{CELL, gap_budget, p_budget}: the mean gap over seeds and the t-test p of gap = 0, on the
+    pairs that both ran the budget (NaN p below MIN_UNITS such seeds)."""
+    full = pairs.loc[~pairs["censored"].to_numpy(bool)]
+    if full.empty:
+        return pd.DataFrame(columns=[*CELL, "gap_budget", "p_budget"])
+    per_seed = full.groupby(CELL + ["seed"], observed=True)["gap"].mean().reset_index()
+    tested = grouped_t_test(per_seed, CELL, "gap")
+    p = tested["p"].where(tested["n_units"] >= MIN_UNITS)
+    return tested[CELL].assign(gap_budget=tested["mean"].to_numpy(), p_budget=p.to_numpy())
 
 
 def pai_vs_imp(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
@@ -143,6 +159,7 @@ def pai_vs_imp(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> p
         )
     )
     table = table.merge(means.reset_index(), on=CELL).merge(counts.reset_index(), on=CELL)
+    table = table.merge(_budget_p(pairs), on=CELL, how="left")
     table["n"] = table["n_units"]
     table["n_censored"] = table["n_censored"].astype("int64")
     table["compression"] = compression_ratio(table["sparsity"])
@@ -150,14 +167,21 @@ def pai_vs_imp(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> p
     claimable = tested & (table["n_censored"] == 0).to_numpy()
     table["p_adjusted"] = holm(np.where(tested, table["p"], np.nan))
     table["p_equivalent"] = holm(np.where(claimable, table["p_equivalent"], np.nan))
+    table["p_adjusted_budget"] = holm(np.where(tested, table["p_budget"], np.nan))
+    # A gap is a claim about the budget: the pairs that ran it must show it too (an
+    # intersection-union test, each part at ALPHA); else it is a gap at ASHA's rungs.
+    gap = table["p_adjusted"] < ALPHA
+    shown = (table["p_adjusted_budget"] < ALPHA) & (np.sign(table["gap_budget"].fillna(0.0)) == np.sign(table["gap"]))
     table["verdict"] = np.select(
         [
             ~tested,
-            (table["p_adjusted"] < ALPHA) & (table["gap"] < 0),
-            (table["p_adjusted"] < ALPHA) & (table["gap"] > 0),
+            gap & shown & (table["gap"] < 0),
+            gap & shown & (table["gap"] > 0),
+            gap & (table["gap"] < 0),
+            gap & (table["gap"] > 0),
             table["p_equivalent"] < ALPHA,
         ],
-        ["too_few_runs", "below_imp", "above_imp", "matches_imp"],
+        ["too_few_runs", "below_imp", "above_imp", "below_imp_at_rungs", "above_imp_at_rungs", "matches_imp"],
         "inconclusive",
     )
     table["note"] = [_note(row) for row in table.itertuples()]

@@ -50,6 +50,17 @@ def _pct(value: float) -> str:
     return f"{100 * value:+.1f} points"
 
 
+def _budget_text(row) -> str:
+    """Where some comparisons were made before the budget: what the pairs that ran it show."""
+    same = row.n_units_budget == row.n_units and row.mean_diff_budget == row.mean_diff
+    if same and row.p_adjusted_budget == row.p_adjusted:
+        return ""  # every comparison was made at the budget: the same test
+    seeds = f"{int(row.n_units_budget)} seed{'' if row.n_units_budget == 1 else 's'}"
+    if not np.isfinite(row.p_adjusted_budget):
+        return f"; pairs that ran the budget in {seeds}, no test below {MIN_UNITS}"
+    return f"; at the budget {_pct(row.mean_diff_budget)} over {seeds}, Holm {p_text(row.p_adjusted_budget)}"
+
+
 def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
     pairwise, sanity = tables.get("pairwise", pd.DataFrame()), tables.get("sanity", pd.DataFrame())
     if pairwise.empty:
@@ -60,22 +71,30 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
     for row in rows.sort_values("mean_diff", ascending=False).itertuples():
         n = int(row.n_units)
         significant = np.isfinite(row.p_adjusted) and row.p_adjusted < ALPHA and n >= MIN_UNITS
+        # A claim about the budget needs the pairs that ran it to show it too (both tests at ALPHA).
+        at_end = np.isfinite(row.p_adjusted_budget) and row.p_adjusted_budget < ALPHA
+        ahead = significant and row.mean_diff > 0
+        behind = significant and row.mean_diff < 0
         if n < MIN_UNITS:
             verdict, claim = "too_few_runs", "cannot be told apart from random pruning yet"
-        elif significant and row.mean_diff > 0:
+        elif ahead and at_end and row.mean_diff_budget > 0:
             verdict, claim = "beats_random", "beats random pruning at the same allocation"
-        elif significant and row.mean_diff < 0:
+        elif behind and at_end and row.mean_diff_budget < 0:
             verdict, claim = "loses_to_random", "loses to random pruning at the same allocation"
+        elif ahead:
+            verdict = "beats_random_at_rungs"
+            claim = "is ahead of random pruning at the same allocation at ASHA's rungs, not shown at the budget"
+        elif behind:
+            verdict = "loses_to_random_at_rungs"
+            claim = "is behind random pruning at the same allocation at ASHA's rungs, not shown at the budget"
         else:
             verdict, claim = "inconclusive", "is not shown to differ from random pruning at the same allocation"
         sentence = (
             f"{row.choice} {claim}: {_pct(row.mean_diff)} test accuracy, wins {row.win_rate:.0%} of "
             f"{int(row.n_contexts)} head-to-head comparisons ({n} seeds, "
-            + (
-                f"Holm {p_text(row.p_adjusted)})"
-                if np.isfinite(row.p_adjusted)
-                else f"no test below {MIN_UNITS} seeds)"
-            )
+            + (f"Holm {p_text(row.p_adjusted)}" if np.isfinite(row.p_adjusted) else f"no test below {MIN_UNITS} seeds")
+            + _budget_text(row)
+            + ")"
         )
         if row.choice in shuffle.index:
             s = shuffle.loc[row.choice]

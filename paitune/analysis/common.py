@@ -296,6 +296,13 @@ def at_last_shared_epoch(
     return epoch, acc_a, acc_b
 
 
+def at_budget(epoch: np.ndarray, max_epochs: np.ndarray) -> np.ndarray:
+    """Whether a pair compared at ``epoch`` (the last epoch both reached) was compared at the
+    budget: both trials ran it. A pair compared earlier shows only where the two stood at a rung
+    (ASHA stopped one, or one diverged); a claim about the budget needs the pairs that ran it."""
+    return np.asarray(epoch, dtype=np.float64) >= np.asarray(max_epochs, dtype=np.float64)
+
+
 def accuracy_at(results: Results, tix: np.ndarray, epoch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(val_acc, test_acc) of trials ``tix`` at ``epoch`` (arrays of equal length): from the
     epochs table, else the trial's reported accuracy when ``epoch`` is the epoch it reached."""

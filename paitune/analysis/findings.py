@@ -39,6 +39,15 @@ def _ranking_sentence(row, n_choices: int) -> str:
             f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
             "its deficit to each holding across the contexts they share."
         )
+    if row.verdict in ("ahead_at_rungs", "behind_at_rungs"):
+        ahead = row.verdict == "ahead_at_rungs"
+        return (
+            f"{base}; {'ahead of' if ahead else 'behind'} all {others} other choices where compared (Friedman p = "
+            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), but "
+            f"not shown on the pairs that ran the budget ({_f(100 * row.budget_share, 2)}% of its comparisons; "
+            f"largest Holm-adjusted p there = {_f(row.p_adjusted_budget)}): ASHA stopped rivals at its rungs, "
+            "where a choice that only learns faster also leads."
+        )
     if row.verdict == "context_dependent":
         return (
             f"{base}; context dependent: its standing differs between levels of a context variable "
@@ -72,7 +81,16 @@ def _sanity_sentence(row) -> str:
         f"({int(row.n)} pairs)"
     )
     if row.verdict in ("hurts", "helps"):
-        return f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05."
+        return (
+            f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05, and "
+            f"{_f(row.p_adjusted_budget)} on the pairs that ran the budget."
+        )
+    if row.verdict in ("hurts_at_rungs", "helps_at_rungs"):
+        return (
+            f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05, but "
+            f"{int(row.n_censored)} pairs were compared at ASHA's rungs and the pairs that ran the budget do "
+            f"not show it (p = {_f(row.p_adjusted_budget)})."
+        )
     if row.verdict == "no_effect":
         return (
             f"{subject}: no effect: {numbers}; equivalence test (Holm-adjusted) p = {_f(row.p_equivalent)} "
@@ -91,7 +109,15 @@ def _imp_sentence(row) -> str:
         return f"{subject}: too few runs: {int(row.n)} paired seeds; a verdict needs {MIN_UNITS}."
     numbers = f"gap to IMP {_f(row.gap)} [{_f(row.ci_low)}, {_f(row.ci_high)}] over {int(row.n)} seeds"
     if row.verdict in ("below_imp", "above_imp"):
-        return f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05."
+        return (
+            f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05, and "
+            f"{_f(row.p_adjusted_budget)} on the pairs that ran the budget."
+        )
+    if row.verdict in ("below_imp_at_rungs", "above_imp_at_rungs"):
+        return (
+            f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05, but the pairs "
+            f"that ran the budget do not show it (p = {_f(row.p_adjusted_budget)}); {row.note}."
+        )
     if row.verdict == "matches_imp":
         return (
             f"{subject}: matches IMP: {numbers}; equivalence test (Holm-adjusted) p = {_f(row.p_equivalent)} "

@@ -187,9 +187,11 @@ def rankings(table: pd.DataFrame):
         return None
     colours = {
         "robust_winner": "tab:green",
+        "ahead_at_rungs": "yellowgreen",
         "context_dependent": "tab:orange",
         "no_difference": "tab:gray",
         "inconclusive": "tab:blue",
+        "behind_at_rungs": "lightcoral",
         "robust_loser": "tab:red",
         "too_few_runs": "lightgray",
     }

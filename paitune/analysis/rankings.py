@@ -30,6 +30,10 @@ that seed. Then:
 - ``p_adjusted`` = the largest Holm-adjusted pairwise p between the choice and any other choice
   (what a robust verdict needs below 0.05); ``n_ahead`` / ``n_behind`` = how many other choices
   it is significantly ahead of / behind.
+- The same head-to-head tests over the pairs that both ran the budget alone
+  (``p_adjusted_budget``; ``budget_share`` = the share of the choice's comparisons made there). A
+  pair compared at a rung (ASHA stopped one of the two) shows where they stood there: a choice
+  that only learns faster leads at every rung.
 
 Verdict rules (first that applies), per choice:
 - ``too_few_runs``: fewer than MIN_UNITS seeds hold every choice, or fewer than two choices.
@@ -37,8 +41,10 @@ Verdict rules (first that applies), per choice:
   other choice (Holm-adjusted pairwise p < 0.05, higher mean win score), and the lead holds in
   blocks the two share: ahead (mean difference over seeds >= 0) in every one, or by a one-sided
   Wilcoxon signed-rank test over the blocks (``block_signs``). A choice far ahead in one context
-  and behind in the rest is ahead on average over seeds, but not robustly.
-- ``robust_loser``: the same, behind every other choice.
+  and behind in the rest is ahead on average over seeds, but not robustly. All of this over every
+  comparison and over the pairs that ran the budget (an intersection-union test).
+- ``ahead_at_rungs``: the same over every comparison, not over the pairs that ran the budget.
+- ``robust_loser`` / ``behind_at_rungs``: the same, behind every other choice.
 - ``context_dependent``: its per-seed win scores differ between the levels of some context
   variable (Friedman across levels with seeds as blocks, or a paired t-test for two levels,
   p below 0.05 / (variables x choices): Bonferroni; a seed whose win scores tie at every level
@@ -46,7 +52,8 @@ Verdict rules (first that applies), per choice:
   (the t-interval over seeds of its win rate there lies above 0.5).
 - ``no_difference``: equivalent to the field: the 90% t-interval of its win rate lies inside
   0.5 +/- WIN_MARGIN (two one-sided tests at 5%), and it is significantly ahead of or behind no
-  choice (a mid-field choice, ahead of one and behind another, also wins half its comparisons).
+  choice (a mid-field choice, ahead of one and behind another, also wins half its comparisons);
+  both over every comparison and over the pairs that ran the budget.
 - ``inconclusive``: none of the above (it may be significantly ahead of some choices and behind
   others: ``n_ahead`` / ``n_behind`` say).
 
@@ -57,13 +64,14 @@ are what every ranking number, test and transfer score of this section is comput
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import friedmanchisquare
 from scipy.stats import t as student_t
 
-from paitune.analysis.common import DENSE_METHOD, at_last_shared_epoch, scored_trials, scoring_meta
+from paitune.analysis.common import DENSE_METHOD, at_budget, at_last_shared_epoch, scored_trials, scoring_meta
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
     ALPHA,
@@ -81,9 +89,19 @@ FACTORS = {
     "allocation": ["method"],
     "method_x_allocation": [],
 }
-VERDICTS = ("robust_winner", "context_dependent", "no_difference", "inconclusive", "robust_loser", "too_few_runs")
+VERDICTS = (
+    "robust_winner",
+    "ahead_at_rungs",
+    "context_dependent",
+    "no_difference",
+    "inconclusive",
+    "behind_at_rungs",
+    "robust_loser",
+    "too_few_runs",
+)
 WIN_MARGIN = 0.1  # equivalence margin on the win rate for no_difference
 SLICE_COLUMNS = ["dataset", "model", "sparsity", "max_epochs"]
+BUDGET_SUFFIX = "_budget"  # the same comparison, over the pairs compared at the budget only
 
 
 _SCORES: dict[tuple[int, str], tuple[Results, pd.DataFrame]] = {}
@@ -136,61 +154,72 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
     accuracy, and two survivors meet at their full budget (a context-wide common epoch would
     compare everyone at the first rung). Test accuracy decides; a tie counts half. Also keeps,
     per seed and ordered pair, the mean win and accuracy difference over the blocks they share
-    (``head_to_head``)."""
+    (``head_to_head``), and the same over the pairs compared at the budget alone (both trials
+    ran it: ``head_to_head(budget=True)``), which a claim about the budget rests on."""
     one = (
         trials.groupby(keys + ["seed", "choice"], dropna=False, observed=True, sort=False)
-        .agg(tix=("tix", "first"), reached=("reached", "first"))
+        .agg(tix=("tix", "first"), reached=("reached", "first"), max_epochs=("max_epochs", "first"))
         .reset_index()
     )
     one = one.merge(scores[keys + ["seed", "choice", "ctx"]], on=keys + ["seed", "choice"])
-    pairs = one.merge(one, on=["ctx", "seed"], suffixes=("_a", "_b"))
+    pairs = one.merge(one.drop(columns="max_epochs"), on=["ctx", "seed"], suffixes=("_a", "_b"))
     pairs = pairs.loc[pairs["choice_a"] != pairs["choice_b"]]
-    _, acc_a, acc_b = at_last_shared_epoch(
+    epoch, acc_a, acc_b = at_last_shared_epoch(
         results, pairs["tix_a"].to_numpy(), pairs["reached_a"].to_numpy(np.float64),
         pairs["tix_b"].to_numpy(), pairs["reached_b"].to_numpy(np.float64),
     )  # fmt: skip
     valid = np.isfinite(acc_a) & np.isfinite(acc_b)
     win = np.where(acc_a > acc_b, 1.0, np.where(acc_a == acc_b, 0.5, 0.0))
     win[~valid] = np.nan
-    pairs = pairs.assign(win=win, diff=np.where(valid, acc_a - acc_b, np.nan))
+    final = at_budget(epoch, pairs["max_epochs"].to_numpy(np.float64))
+    pairs = pairs.assign(win=win, diff=np.where(valid, acc_a - acc_b, np.nan), final=final)
     mean = pairs.groupby(["ctx", "seed", "choice_a"])["win"].mean()
-    h2h = (
-        pairs.loc[valid]
-        .groupby(["seed", "choice_a", "choice_b"])
-        .agg(win=("win", "mean"), diff=("diff", "mean"), n_blocks=("ctx", "nunique"))
-        .reset_index()
-    )
-    scores.attrs["head_to_head"] = h2h.rename(columns={"choice_a": "choice", "choice_b": "opponent"})
-    # Per block and ordered pair: the mean difference over seeds (does the lead hold in each?).
-    scores.attrs["block_diffs"] = (
-        pairs.loc[valid].groupby(["ctx", "choice_a", "choice_b"])["diff"].mean().rename("diff").reset_index()
-        .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
-    )  # fmt: skip
+    for suffix, kept in (("", pairs.loc[valid]), (BUDGET_SUFFIX, pairs.loc[valid & final])):
+        scores.attrs["head_to_head" + suffix] = (
+            kept.groupby(["seed", "choice_a", "choice_b"])
+            .agg(win=("win", "mean"), diff=("diff", "mean"), n_blocks=("ctx", "nunique"))
+            .reset_index()
+            .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
+        )
+        # Per block and ordered pair: the mean difference over seeds (does the lead hold in each?).
+        scores.attrs["block_diffs" + suffix] = (
+            kept.groupby(["ctx", "choice_a", "choice_b"])["diff"].mean().rename("diff").reset_index()
+            .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
+        )  # fmt: skip
+    # Per (block, seed, choice): its win score over the rivals it met at the budget; per choice,
+    # the share of its comparisons made there.
+    at_end = pairs.loc[valid & final].groupby(["ctx", "seed", "choice_a"])["win"].mean()
     index = pd.MultiIndex.from_frame(scores[["ctx", "seed", "choice"]])
+    scores["win_score_budget"] = at_end.reindex(index).to_numpy(np.float64)
+    counted = pairs.loc[valid].groupby("choice_a")["final"].agg(["size", "sum"])
+    scores.attrs["budget_share"] = (counted["sum"] / counted["size"]).rename("budget_share")
     return mean.reindex(index).to_numpy(np.float64)
 
 
-def head_to_head(results: Results, factor: str) -> pd.DataFrame:
+def head_to_head(results: Results, factor: str, *, budget: bool = False) -> pd.DataFrame:
     """Per seed and ordered pair of choices: {seed, choice, opponent, win, diff, n_blocks}: the
     share of the blocks they share where ``choice`` beat ``opponent`` (ties half) and the mean
-    test-accuracy difference, each pair at the last epoch both trials reached."""
+    test-accuracy difference, each pair at the last epoch both trials reached; with ``budget``,
+    over the pairs compared at the budget only (both trials ran it)."""
     scores = context_scores(results, factor)
     return scores.attrs.get(
-        "head_to_head", pd.DataFrame(columns=["seed", "choice", "opponent", "win", "diff", "n_blocks"])
+        "head_to_head" + (BUDGET_SUFFIX if budget else ""),
+        pd.DataFrame(columns=["seed", "choice", "opponent", "win", "diff", "n_blocks"]),
     )
 
 
-def block_signs(results: Results, factor: str) -> pd.DataFrame:
+def block_signs(results: Results, factor: str, *, budget: bool = False) -> pd.DataFrame:
     """choices x opponents: +1 where the choice's lead over the opponent holds across the blocks
     the two share, -1 where its deficit does, 0 otherwise. A lead holds when the choice is ahead
     of (or level with) the opponent, on average over seeds, in every shared block, or when a
     one-sided Wilcoxon signed-rank test over the blocks (each block one unit, its mean difference
     over seeds) puts it ahead at ALPHA: a lead that vanishes in a few blocks where the two are
     close still generalizes, one far ahead in a single context and behind in the rest does not
-    (4 blocks can never reach ALPHA by the test; then every block must agree)."""
+    (4 blocks can never reach ALPHA by the test; then every block must agree). With ``budget``,
+    over the pairs compared at the budget only."""
     from scipy.stats import wilcoxon
 
-    diffs = context_scores(results, factor).attrs.get("block_diffs")
+    diffs = context_scores(results, factor).attrs.get("block_diffs" + (BUDGET_SUFFIX if budget else ""))
     if diffs is None or diffs.empty:
         return pd.DataFrame()
     signs = {}
@@ -217,17 +246,24 @@ def pairwise_tests(matrix: pd.DataFrame, h2h: pd.DataFrame) -> tuple[float, pd.D
     """(Friedman p, Holm-adjusted pairwise p matrix, complete seeds).
 
     The Friedman test (seeds as blocks) runs on the seeds x choices matrix of per-seed win
-    scores: does any choice differ? Each pair is then tested head to head: a paired t-test over
-    seeds of the per-seed mean test-accuracy difference between the two (each block compared at
-    the last epoch both trials reached; ``head_to_head``), Holm-adjusted over the k (k - 1) / 2
-    pairs. Seeds missing a choice are left out of the Friedman test."""
+    scores: does any choice differ? Each pair is then tested head to head (``pair_p_matrix``).
+    Seeds missing a choice are left out of the Friedman test."""
     complete = matrix.dropna(axis=0, how="any")
     choices = list(matrix.columns)
     n, k = complete.shape
-    p_matrix = pd.DataFrame(np.nan, index=choices, columns=choices)
     if n < MIN_UNITS or k < 2:
-        return float("nan"), p_matrix, n
-    values = complete.to_numpy(dtype=np.float64)
+        return float("nan"), pd.DataFrame(np.nan, index=choices, columns=choices), n
+    p_matrix = pair_p_matrix(h2h, choices)
+    friedman = _friedman(complete.to_numpy(dtype=np.float64)) if k > 2 else float(p_matrix.iloc[0, 1])
+    return friedman, p_matrix, n
+
+
+def pair_p_matrix(h2h: pd.DataFrame, choices: list[str]) -> pd.DataFrame:
+    """choices x choices: each pair tested head to head, a paired t-test over seeds of the
+    per-seed mean test-accuracy difference between the two (``head_to_head``), Holm-adjusted over
+    the pairs tested; NaN for a pair with fewer than MIN_UNITS seeds."""
+    k = len(choices)
+    p_matrix = pd.DataFrame(np.nan, index=choices, columns=choices)
     raw, index = [], []
     per_pair = h2h.set_index(["choice", "opponent"]) if len(h2h) else None
     for i in range(k):
@@ -245,8 +281,7 @@ def pairwise_tests(matrix: pd.DataFrame, h2h: pd.DataFrame) -> tuple[float, pd.D
         p_matrix.iloc[i, j] = p_matrix.iloc[j, i] = p
     for i in range(k):
         p_matrix.iloc[i, i] = 1.0
-    friedman = _friedman(values) if k > 2 else float(p_matrix.iloc[0, 1])
-    return friedman, p_matrix, n
+    return p_matrix
 
 
 def _friedman(values: np.ndarray) -> float:
@@ -312,66 +347,114 @@ def heterogeneity(scores: pd.DataFrame, factor: str) -> pd.Series:
     return pd.Series(p_values, dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """One set of head-to-head comparisons: each pair's Holm-adjusted p (``pair_p_matrix``), its
+    mean accuracy difference (choices x opponents) and whether the lead holds across the blocks
+    (``block_signs``)."""
+
+    p_matrix: pd.DataFrame
+    direction: pd.DataFrame | None
+    signs: pd.DataFrame | None
+
+    def standing(self, choice: str, others: list[str]) -> tuple[int, int, pd.Series, float]:
+        """(rivals it is significantly ahead of, rivals significantly ahead of it, the held sign
+        per rival, largest adjusted p)."""
+        if not others:
+            return 0, 0, pd.Series(dtype=np.int64), np.nan
+        p_row = self.p_matrix.reindex(index=[choice], columns=others).iloc[0]
+        significant = p_row < ALPHA
+        if self.direction is not None and choice in self.direction.index:
+            sign = self.direction.loc[choice].reindex(others).fillna(0.0)
+        else:
+            sign = pd.Series(0.0, index=others)
+        held = (
+            self.signs.loc[choice].reindex(others).fillna(0)
+            if self.signs is not None and not self.signs.empty and choice in self.signs.index
+            else pd.Series(0, index=others)
+        )
+        p_max = float(p_row.max()) if p_row.notna().all() else np.nan
+        return int((significant & (sign > 0)).sum()), int((significant & (sign < 0)).sum()), held, p_max
+
+
+def _evidence(results: Results, factor: str, choices: list[str], p_matrix: pd.DataFrame, budget: bool) -> Evidence:
+    h2h = head_to_head(results, factor, budget=budget)
+    if budget:
+        p_matrix = pair_p_matrix(h2h, choices)
+    direction = h2h.groupby(["choice", "opponent"])["diff"].mean().unstack("opponent") if len(h2h) else None
+    return Evidence(p_matrix, direction, block_signs(results, factor, budget=budget))
+
+
+def _equivalent(table: pd.DataFrame, choices: list[str]) -> pd.Series:
+    """Per choice: the 90% t-interval over seeds of its win rate lies inside 0.5 +/- WIN_MARGIN
+    (two one-sided tests at ALPHA), on MIN_UNITS seeds or more."""
+    table = table.set_index("choice").reindex(choices)
+    n = table["n_units"].fillna(0).to_numpy(np.float64)
+    q = student_t.ppf(1 - ALPHA, np.maximum(n - 1, 1))
+    se = table["sd"].fillna(0).to_numpy() / np.sqrt(np.maximum(n, 1))
+    mean = table["win_rate"].to_numpy(np.float64)
+    inside = (mean - q * se > 0.5 - WIN_MARGIN) & (mean + q * se < 0.5 + WIN_MARGIN) & (n >= MIN_UNITS)
+    return pd.Series(inside, index=choices)
+
+
 def _verdicts(
     overall: pd.DataFrame,
     slices: pd.DataFrame,
     friedman_p: float,
-    p_matrix: pd.DataFrame,
     n_complete: int,
     n_variables: int,
-    direction: pd.DataFrame | None = None,
-    signs: pd.DataFrame | None = None,
+    compared: Evidence,
+    at_end: Evidence,
+    equivalent: pd.Series,
 ) -> pd.DataFrame:
+    """``compared``: every pair at the last epoch both reached; ``at_end``: the pairs that both ran
+    the budget. A robust verdict is a claim about the budget: it needs the lead shown both where
+    the choices were compared and at the budget (an intersection-union test: each part at ALPHA).
+    Where it holds only at ASHA's rungs (a rival was stopped there, or the lead is not shown among
+    the pairs that ran the budget), the choice is ``ahead_at_rungs`` / ``behind_at_rungs``."""
     choices = list(overall["choice"])
     n_choices = len(choices)
-    means = overall.set_index("choice")["win_rate"]
     # Significantly ahead of the field at some level (t-interval over seeds above 0.5).
     ahead_any = (slices["ci_low"] > 0.5).groupby(slices["choice"]).any() if len(slices) else pd.Series(dtype=bool)
     threshold = ALPHA / max(1, n_variables * n_choices)
     gate = np.isfinite(friedman_p) and friedman_p < ALPHA
-    q = student_t.ppf(1 - ALPHA, np.maximum(overall["n_units"].to_numpy(np.float64) - 1, 1))
-    se = overall["sd"].fillna(0).to_numpy() / np.sqrt(np.maximum(overall["n_units"].to_numpy(np.float64), 1))
-    equivalent = (
-        (overall["win_rate"] - q * se > 0.5 - WIN_MARGIN) & (overall["win_rate"] + q * se < 0.5 + WIN_MARGIN)
-    ).to_numpy()
-    verdicts, ahead_counts, behind_counts, p_adjusted = [], [], [], []
-    for i, row in enumerate(overall.itertuples()):  # one row per choice: a handful
+    verdicts, ahead_counts, behind_counts, p_adjusted, p_budget = [], [], [], [], []
+    for row in overall.itertuples():  # one row per choice: a handful
         others = [c for c in choices if c != row.choice]
-        p_row = p_matrix.loc[row.choice, others] if others else pd.Series(dtype=float)
-        significant = p_row < ALPHA
-        if direction is not None and row.choice in direction.index:
-            # Head to head: ahead of an opponent = a positive mean accuracy difference.
-            sign = direction.loc[row.choice].reindex(others).fillna(0.0)
-        else:
-            sign = means[row.choice] - means[others]
-        ahead = int((significant & (sign > 0)).sum()) if others else 0
-        behind = int((significant & (sign < 0)).sum()) if others else 0
-        # Robust: the lead (or deficit) holds in every block the pair shares, not only on average
-        # over them: a choice far ahead in one context and behind in the rest is not robust.
-        held = (
-            signs.loc[row.choice].reindex(others).fillna(0)
-            if signs is not None and row.choice in signs.index
-            else pd.Series(0, index=others)
-        )
+        ahead, behind, held, p_max = compared.standing(row.choice, others)
+        end_ahead, end_behind, end_held, end_p_max = at_end.standing(row.choice, others)
         ahead_counts.append(ahead)
         behind_counts.append(behind)
-        p_adjusted.append(float(p_row.max()) if len(p_row) and p_row.notna().all() else np.nan)
+        p_adjusted.append(p_max)
+        p_budget.append(end_p_max)
+        # Robust: the lead (or deficit) holds in every block the pair shares, not only on average
+        # over them: a choice far ahead in one context and behind in the rest is not robust.
+        leads = gate and ahead == len(others) and bool((held > 0).all())
+        trails = gate and behind == len(others) and bool((held < 0).all())
         if n_complete < MIN_UNITS or n_choices < 2:
             verdicts.append("too_few_runs")
-        elif gate and ahead == len(others) and (held > 0).all():
-            verdicts.append("robust_winner")
-        elif gate and behind == len(others) and (held < 0).all():
-            verdicts.append("robust_loser")
+        elif leads:
+            shown = end_ahead == len(others) and bool((end_held > 0).all())
+            verdicts.append("robust_winner" if shown else "ahead_at_rungs")
+        elif trails:
+            shown = end_behind == len(others) and bool((end_held < 0).all())
+            verdicts.append("robust_loser" if shown else "behind_at_rungs")
         elif row.heterogeneity_p < threshold and ahead_any.get(row.choice, False):
             verdicts.append("context_dependent")
-        elif equivalent[i] and ahead == 0 and behind == 0:
-            # Equivalent to the field *and* to each choice in it: a mid-field choice, ahead of
-            # one rival and behind another, averages to 0.5 without matching anyone.
+        elif equivalent[row.choice] and ahead == behind == end_ahead == end_behind == 0:
+            # Equivalent to the field *and* to each choice in it (a mid-field choice, ahead of one
+            # rival and behind another, averages to 0.5 without matching anyone), at the budget.
             verdicts.append("no_difference")
         else:
             verdicts.append("inconclusive")
     return pd.DataFrame(
-        {"verdict": verdicts, "n_ahead": ahead_counts, "n_behind": behind_counts, "p_adjusted": p_adjusted},
+        {
+            "verdict": verdicts,
+            "n_ahead": ahead_counts,
+            "n_behind": behind_counts,
+            "p_adjusted": p_adjusted,
+            "p_adjusted_budget": p_budget,
+        },
         index=overall.index,
     )
 
@@ -387,6 +470,8 @@ COLUMNS = [
     "n_units",
     "verdict",
     "p_adjusted",
+    "p_adjusted_budget",
+    "budget_share",
     "friedman_p",
     "n_ahead",
     "n_behind",
@@ -442,11 +527,19 @@ def rank_choices(
     slices = slice_win_rates(scores, factor)
     overall["heterogeneity_p"] = overall["choice"].map(heterogeneity(scores, factor))
     overall["friedman_p"] = friedman_p
-    direction = h2h.groupby(["choice", "opponent"])["diff"].mean().unstack("opponent") if len(h2h) else None
+    choices = list(overall["choice"])
+    # no_difference is an equivalence claim: shown over every comparison and over those made at
+    # the budget (per seed, its win score against the rivals it met there).
+    at_end = _unit_matrix(scores, "win_score_budget").stack().rename("w").reset_index()
+    at_end = grouped_t_test(at_end, ["choice"], "w", null=0.5).rename(columns={"mean": "win_rate"})
+    equivalent = _equivalent(overall, choices) & _equivalent(at_end, choices)
     verdicts = _verdicts(
-        overall, slices, friedman_p, p_matrix, n_complete, len(_slice_columns(scores, factor)), direction,
-        block_signs(results, factor),
+        overall, slices, friedman_p, n_complete, len(_slice_columns(scores, factor)),
+        _evidence(results, factor, choices, p_matrix, budget=False),
+        _evidence(results, factor, choices, p_matrix, budget=True),
+        equivalent,
     )  # fmt: skip
+    overall["budget_share"] = overall["choice"].map(scores.attrs.get("budget_share", pd.Series(dtype=float)))
     overall = pd.concat([overall, verdicts], axis=1)
     overall = overall.merge(_completion(results, factor), on="choice", how="left")
     overall["factor"] = factor
@@ -497,7 +590,9 @@ def pairwise_win_rates(
     """Per ordered pair: share of the shared (block, seed) comparisons, each at the last epoch
     both trials reached, where ``choice`` beats ``opponent`` (ties half), averaged per seed,
     mean over seeds with a t-CI over seeds; ``mean_diff`` = the mean test-accuracy difference;
-    ``p_adjusted`` = the Holm-adjusted head-to-head p of the pair (``pairwise_tests``)."""
+    ``p_adjusted`` = the Holm-adjusted head-to-head p of the pair (``pairwise_tests``). The
+    ``*_budget`` columns: the same over the pairs compared at the budget only (both ran it):
+    seeds with such a pair, mean difference, Holm-adjusted p (``pair_p_matrix``)."""
     columns = [
         "factor",
         "choice",
@@ -509,6 +604,9 @@ def pairwise_win_rates(
         "ci_high",
         "mean_diff",
         "p_adjusted",
+        "n_units_budget",
+        "mean_diff_budget",
+        "p_adjusted_budget",
     ]
     h2h = head_to_head(results, factor)
     if h2h.empty:
@@ -522,10 +620,20 @@ def pairwise_win_rates(
     table = table.merge(extra, on=["choice", "opponent"])
     if p_matrix is None:  # rank_choices computed it already when called from ranking_tables
         _, p_matrix, _ = pairwise_tests(_unit_matrix(context_scores(results, factor)), h2h)
-    table["p_adjusted"] = [
-        p_matrix.loc[a, b] if a in p_matrix.index and b in p_matrix.columns else np.nan
-        for a, b in zip(table["choice"], table["opponent"])
-    ]
+    at_end = head_to_head(results, factor, budget=True)
+    end_p = pair_p_matrix(at_end, list(p_matrix.index))
+    end = (
+        at_end.groupby(["choice", "opponent"])
+        .agg(n_units_budget=("seed", "nunique"), mean_diff_budget=("diff", "mean"))
+        .reset_index()
+    )
+    table = table.merge(end, on=["choice", "opponent"], how="left")
+    table["n_units_budget"] = table["n_units_budget"].fillna(0).astype("int64")
+    for column, matrix in (("p_adjusted", p_matrix), ("p_adjusted_budget", end_p)):
+        table[column] = [
+            matrix.loc[a, b] if a in matrix.index and b in matrix.columns else np.nan
+            for a, b in zip(table["choice"], table["opponent"])
+        ]
     table.insert(0, "factor", factor)
     return table[columns]
 

@@ -21,7 +21,11 @@ use data — the data-free methods (registered without ``needs_data``: random, m
 dense, ...), or any method whose control trials kept exactly the mask of their unmodified pair
 (same ``mask_hash`` in every pair) — with null numbers; every data-free method present gets such
 a row for every corrupt control the sweep used. ``too_few_runs`` when fewer than MIN_UNITS seeds
-hold a pair; ``hurts`` / ``helps`` when p_adjusted < 0.05 and delta is below / above 0;
+hold a pair; ``hurts`` / ``helps`` when p_adjusted < 0.05 and delta is below / above 0, and the
+pairs that ran the budget show it too (``p_adjusted_budget``: the same t-test on them alone,
+Holm-adjusted over the rows, below 0.05 with the same sign; an intersection-union test);
+``hurts_at_rungs`` / ``helps_at_rungs`` when only the first holds (ASHA compared the pairs that
+show it at a rung: the control may only slow training down, or speed it up);
 ``no_effect`` when the equivalence test says |delta| < EQUIVALENCE_MARGIN at the budget in every
 context (p_equivalent < 0.05): the effect, if any, is smaller than the margin; otherwise ``inconclusive`` (neither an effect nor
 its absence is shown at this number of seeds). ``interpretation`` turns that into what it means
@@ -36,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from paitune.analysis.accuracy import completed_trials
-from paitune.analysis.common import at_last_shared_epoch, context_of, hyperparameter_columns, reached_epochs
+from paitune.analysis.common import at_budget, at_last_shared_epoch, context_of, hyperparameter_columns, reached_epochs
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
@@ -85,6 +89,12 @@ def _interpret(control: str, verdict: str) -> str:
         return (
             f"inconclusive: neither an effect of {control} nor its absence (within "
             f"{EQUIVALENCE_MARGIN:.0%} accuracy) is shown at this number of seeds"
+        )
+    if verdict.endswith("_at_rungs"):
+        moved = "lowers" if verdict == "hurts_at_rungs" else "raises"
+        return (
+            f"{control} {moved} accuracy where ASHA compared the pair at a rung; not shown on the pairs "
+            "that ran the budget"
         )
     hurts = verdict == "hurts"
     meaning = _meaning(control, hurts)
@@ -173,7 +183,7 @@ def _equivalence_p(pairs: pd.DataFrame) -> pd.DataFrame:
     ran the budget. A pair ASHA stopped is compared at a rung, which says nothing about the
     budget; and an average over contexts can be 0 with +3 points in one and -3 in another. A
     context without MIN_UNITS such seeds cannot show it: p 1."""
-    full = pairs.loc[pairs["epoch"] >= pairs["max_epochs"]]
+    full = pairs.loc[at_budget(pairs["epoch"], pairs["max_epochs"])]
     keys = ["method", "control"]
     if full.empty:
         return pd.DataFrame(columns=[*keys, "p_equivalent"])
@@ -191,6 +201,19 @@ def _equivalence_p(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([*parts, missing], ignore_index=True).groupby(keys, as_index=False)["p_equivalent"].max()
 
 
+def _budget_p(pairs: pd.DataFrame) -> pd.DataFrame:
+    """{method, control, delta_budget, p_budget}: the mean delta over seeds and the t-test p of
+    delta = 0, on the pairs that both ran the budget (NaN p below MIN_UNITS such seeds)."""
+    keys = ["method", "control"]
+    full = pairs.loc[at_budget(pairs["epoch"], pairs["max_epochs"])]
+    if full.empty:
+        return pd.DataFrame(columns=[*keys, "delta_budget", "p_budget"])
+    per_seed = full.groupby([*keys, "seed"])["delta"].mean().reset_index()
+    tested = grouped_t_test(per_seed, keys, "delta")
+    p = tested["p"].where(tested["n_units"] >= MIN_UNITS)
+    return tested[keys].assign(delta_budget=tested["mean"].to_numpy(), p_budget=p.to_numpy())
+
+
 def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
     """{method, control, delta, ci_low, ci_high, n, n_units, verdict, p_adjusted,
     p_equivalent, interpretation, mean_none, mean_control, n_censored}."""
@@ -204,6 +227,7 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
         "n_units",
         "verdict",
         "p_adjusted",
+        "p_adjusted_budget",
         "p_equivalent",
         "interpretation",
         "mean_none",
@@ -218,6 +242,8 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
         "n",
         "n_units",
         "p",
+        "p_budget",
+        "delta_budget",
         "p_equivalent",
         "mean_none",
         "mean_control",
@@ -236,7 +262,7 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
         table = grouped_t_test(per_seed, ["method", "control"], "delta", margin=EQUIVALENCE_MARGIN)
         table = table.rename(columns={"mean": "delta"}).drop(columns="sd")
         means = (
-            pairs.assign(censored=pairs["epoch"] < pairs["max_epochs"])
+            pairs.assign(censored=~at_budget(pairs["epoch"], pairs["max_epochs"]))
             .groupby(["method", "control"])
             .agg(
                 n=("delta", "size"),
@@ -247,6 +273,7 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
             .reset_index()
         )
         table = table.merge(means, on=["method", "control"])
+        table = table.merge(_budget_p(pairs), on=["method", "control"], how="left")
         table["p_equivalent"] = (
             table[["method", "control"]]
             .merge(_equivalence_p(pairs), on=["method", "control"], how="left")["p_equivalent"]
@@ -273,21 +300,30 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     table["n_censored"] = table["n_censored"].fillna(0).astype("int64")
     tested = ~na & (table["n_units"] >= MIN_UNITS).to_numpy()
     table["p_adjusted"] = holm(np.where(tested, table["p"], np.nan))
+    table["p_adjusted_budget"] = holm(np.where(tested, table["p_budget"], np.nan))
+    # An effect is a claim about the budget: the pairs that ran it must show it too (each test at
+    # ALPHA: an intersection-union test); shown only where ASHA compared the pair at a rung, it is
+    # an effect at the rungs.
+    effect = table["p_adjusted"] < ALPHA
+    budget_sign = np.sign(table["delta_budget"].fillna(0.0))
+    shown = (table["p_adjusted_budget"] < ALPHA) & (budget_sign == np.sign(table["delta"]))
     # Each row's no_effect is a claim of its own: Holm over the rows, as for the effects.
     table["p_equivalent"] = holm(np.where(tested, table["p_equivalent"].fillna(1.0), np.nan))
     verdict = np.select(
         [
             na,
             ~tested,
-            (table["p_adjusted"] < ALPHA) & (table["delta"] < 0),
-            (table["p_adjusted"] < ALPHA) & (table["delta"] > 0),
+            effect & shown & (table["delta"] < 0),
+            effect & shown & (table["delta"] > 0),
+            effect & (table["delta"] < 0),
+            effect & (table["delta"] > 0),
             table["p_equivalent"] < ALPHA,
         ],
-        [NOT_APPLICABLE, "too_few_runs", "hurts", "helps", "no_effect"],
+        [NOT_APPLICABLE, "too_few_runs", "hurts", "helps", "hurts_at_rungs", "helps_at_rungs", "no_effect"],
         default="inconclusive",
     )
     table["verdict"] = verdict
     table.loc[na | (table["n_units"] < 2).to_numpy(), ["ci_low", "ci_high"]] = np.nan
-    table.loc[na, ["delta", "mean_none", "mean_control", "p_adjusted", "p_equivalent"]] = np.nan
+    table.loc[na, ["delta", "mean_none", "mean_control", "p_adjusted", "p_adjusted_budget", "p_equivalent"]] = np.nan
     table["interpretation"] = [_interpret(c, v) for c, v in zip(table["control"], table["verdict"])]
     return table[columns].sort_values(["method", "control"]).reset_index(drop=True)

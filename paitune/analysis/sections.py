@@ -58,7 +58,10 @@ SECTIONS = (
         "The unit is the seed: win rate = mean over seeds of the share of within-context comparisons won, 95% "
         "t-interval over seeds (n_units). Friedman test over seeds, then head-to-head paired t-tests over "
         "seeds of the accuracy difference, Holm-adjusted (p_adjusted); robust_winner = significantly ahead "
-        "of every other choice, its lead over each holding across the contexts they share. Kendall's W: agreement of seed-averaged rankings across contexts; regret: "
+        "of every other choice, its lead over each holding across the contexts they share, over every comparison "
+        "and over the pairs that ran the budget (p_adjusted_budget); ahead_at_rungs = the first only: ASHA "
+        "compared some pairs at a rung, where a choice that only learns faster also leads (budget_share = share "
+        "of its comparisons made at the budget). Kendall's W: agreement of seed-averaged rankings across contexts; regret: "
         "accuracy lost by carrying the choice picked on the other dataset x model groups to a held-out one.",
         ("rankings", "concordance", "pairwise"),
     ),
@@ -67,7 +70,9 @@ SECTIONS = (
         "Sanity checks",
         "Accuracy of each control minus its paired unmodified trial (same "
         "config and seed) at the last epoch both reached. The unit is the seed (pairs of a seed averaged): "
-        "95% t-interval over seeds (n_units; n = pairs), t-test Holm-adjusted over rows (p_adjusted); "
+        "95% t-interval over seeds (n_units; n = pairs), t-test Holm-adjusted over rows (p_adjusted); hurts / "
+        "helps need the pairs that ran the budget to show it too (p_adjusted_budget), else hurts_at_rungs / "
+        "helps_at_rungs; "
         "no_effect only when an equivalence test (TOST) shows |delta| < 0.01, else inconclusive. "
         "corrupt_labels / corrupt_pixels score the mask on corrupted data: hurting means the mask uses the "
         "data; for data-free methods they are not applicable.",
@@ -78,7 +83,8 @@ SECTIONS = (
         "PaI vs after-training (IMP)",
         "Each method's accuracy minus that of the lottery "
         "ticket with rewinding (IMP) in the same context and seed, each pair at the last epoch both "
-        "reached; 95% t-interval over the paired seeds (n), Holm-adjusted t-tests; matches_imp only when "
+        "reached; 95% t-interval over the paired seeds (n), Holm-adjusted t-tests (below_imp / above_imp need "
+        "the pairs that ran the budget to show the gap too, else *_at_rungs); matches_imp only when "
         "every pair ran the budget and an equivalence test (Holm-adjusted) shows |gap| < 0.01, else "
         "inconclusive; n_censored / note: pairs compared before the budget.",
         ("pai_vs_imp",),

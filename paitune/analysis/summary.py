@@ -51,21 +51,27 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   256, 512, 1000 (where swept); a trial counts for a ratio within 5% of it; note in "" |
   not_swept | no_completed_trials | too_few_runs | no_dense_reference.
 - ``pai_vs_imp``: {dataset, model, max_epochs, method, allocation, sparsity, compression, n,
-  mean_method, mean_imp, gap, ci_low, ci_high, verdict, n_units, p_adjusted, p_equivalent, epoch}:
-  gap = accuracy - IMP accuracy in the same context and seed at the common epoch (``epoch``), mean
-  over seeds with a t-interval; n = n_units = paired seeds; verdict in below_imp | above_imp
-  (Holm-adjusted t-test p < 0.05) | matches_imp (TOST equivalence, |gap| < 0.01) | inconclusive |
-  too_few_runs (fewer than 3 seeds); empty without IMP trials.
+  mean_method, mean_imp, gap, ci_low, ci_high, verdict, n_units, p_adjusted, p_adjusted_budget,
+  p_equivalent, epoch, n_pairs, n_censored, note}: gap = accuracy - IMP accuracy in the same
+  context and seed at the last epoch both reached (``epoch``), mean over seeds with a t-interval;
+  n = n_units = paired seeds; verdict in below_imp | above_imp (Holm-adjusted t-test p < 0.05, on
+  every pair and on the pairs that ran the budget: p_adjusted_budget) | below_imp_at_rungs |
+  above_imp_at_rungs (the first test only) | matches_imp (TOST equivalence, |gap| < 0.01, every
+  pair at the budget) | inconclusive | too_few_runs (fewer than 3 seeds); empty without IMP trials.
 - ``rankings``: {factor, choice, mean_rank, win_rate, ci_low, ci_high, n_contexts, verdict,
-  best_share, mean_regret, mean_acc, heterogeneity_p, n_units, p_adjusted, friedman_p, n_ahead,
-  n_behind, completion_rate, n_dropped_contexts}; factor in method | allocation |
+  best_share, mean_regret, mean_acc, heterogeneity_p, n_units, p_adjusted, p_adjusted_budget,
+  budget_share, friedman_p, n_ahead, n_behind, completion_rate, n_dropped_contexts}; factor in method | allocation |
   method_x_allocation; win_rate = mean over seeds of the share of within-context comparisons won,
   t-interval over seeds (n_units), n_contexts = contexts (blocks) behind it; verdict in
   robust_winner (significantly ahead of every other choice: Friedman over seeds, then
   Holm-adjusted head-to-head paired t-tests over seeds; the lead over each holding across the
-  contexts they share) | robust_loser (behind every other) | context_dependent | no_difference (win rate shown
-  within 0.5 +/- 0.1, no head-to-head difference) | inconclusive | too_few_runs; p_adjusted =
-  largest Holm-adjusted pairwise p against another choice (rules in ``paitune.analysis.rankings``).
+  contexts they share; shown both over every comparison and over the pairs that ran the budget) |
+  ahead_at_rungs (the lead shown only over every comparison: ASHA compared some pairs at a rung) |
+  context_dependent | no_difference (win rate shown within 0.5 +/- 0.1, no head-to-head
+  difference, at the budget too) | inconclusive | behind_at_rungs | robust_loser (behind every
+  other) | too_few_runs; p_adjusted = largest Holm-adjusted pairwise p against another choice,
+  p_adjusted_budget the same on the pairs that ran the budget, budget_share = share of the
+  choice's comparisons made at the budget (rules in ``paitune.analysis.rankings``).
 - ``concordance``: {factor, kendall_w, n_contexts, n_choices, friedman_p, loco_regret,
   loco_ci_low, loco_ci_high, transfer_regret, n_regret_contexts, n_regret_groups,
   n_incomplete_contexts}: Kendall's W and Friedman p over seed-averaged contexts holding every
@@ -73,16 +79,18 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   missing most often are left out first, n_choices = choices kept); loco_regret = leave-one-(dataset x
   model)-out regret choosing by mean rank on the other groups, t-interval over the n_regret_groups
   held-out groups (null with fewer than two).
-- ``pairwise``: {factor, choice, opponent, n_contexts, win_rate, ci_low, ci_high, n_units,
-  p_adjusted}: win rate of choice over opponent, per seed then over seeds; p_adjusted = the pair's
-  Holm-adjusted Conover p.
+- ``pairwise``: {factor, choice, opponent, n_contexts, n_units, win_rate, ci_low, ci_high,
+  mean_diff, p_adjusted, n_units_budget, mean_diff_budget, p_adjusted_budget}: win rate of choice
+  over opponent, per seed then over seeds; p_adjusted = the pair's Holm-adjusted head-to-head
+  paired t-test p over seeds; the *_budget columns: the same on the pairs that ran the budget.
 - ``ranking_slices``: {factor, choice, slice, level, n, mean, ci_low, ci_high, n_units}: win
   rate per level of a context variable; n = contexts, CI over seeds.
 - ``sanity``: {method, control, delta, ci_low, ci_high, n, verdict, interpretation, mean_none,
-  mean_control, n_units, p_adjusted, p_equivalent, n_censored}; delta = control - unmodified
+  mean_control, n_units, p_adjusted, p_adjusted_budget, p_equivalent, n_censored}; delta = control - unmodified
   accuracy of paired trials (same config and seed) at the last epoch both reached, averaged per
   seed, mean and t-interval over seeds (n_units), n = pairs (n_censored of them compared before
-  the budget); verdict in hurts | helps (Holm-adjusted p < 0.05) | no_effect (TOST: |delta| <
+  the budget); verdict in hurts | helps (Holm-adjusted p < 0.05 on every pair and on the pairs
+  that ran the budget: p_adjusted_budget) | hurts_at_rungs | helps_at_rungs (the first only) | no_effect (TOST: |delta| <
   0.01 at the budget in every context, Holm-adjusted over rows) | inconclusive | too_few_runs (fewer than 3 seeds) | not_applicable. not_applicable: a
   corrupt_labels / corrupt_pixels control on a data-free method (random, magnitude, synflow,
   dense) or on a method whose masks the control left unchanged; its numbers are null.
@@ -115,7 +123,7 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 - ``findings``: {section, subject, verdict, sentence}: each verdict as a sentence with its numbers.
 - ``answer``: {question, subject, verdict, n_units, sentence}: the paragraph the report opens with
   (``paitune.analysis.answer``): question pai_vs_random (verdict beats_random | loses_to_random |
-  inconclusive | too_few_runs, per method) and allocation_vs_method (verdict allocation | method |
+  beats_random_at_rungs | loses_to_random_at_rungs | inconclusive | too_few_runs, per method) and allocation_vs_method (verdict allocation | method |
   inconclusive | too_few_runs).
 - ``pareto``: {objective, dataset, model, experiment, trial_id, method, allocation, control,
   sparsity, density, flops_sparse, test_acc, val_acc}; objective in density | flops; the front is

@@ -43,7 +43,7 @@ TERMINAL = [
         "Rankings",
         "rankings",
         # The ranking table's leading columns (up to n_units), then its test result.
-        [*RANKING_COLUMNS[: RANKING_COLUMNS.index("n_units") + 1], "p_adjusted", "verdict"],
+        [*RANKING_COLUMNS[: RANKING_COLUMNS.index("n_units") + 1], "p_adjusted", "budget_share", "verdict"],
     ),
     (
         "Concordance",
