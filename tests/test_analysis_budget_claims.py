@@ -1,0 +1,245 @@
+"""A claim about the training budget is shown by the pairs that ran it.
+
+Under ASHA a stopped trial is compared with its rival at the rung where it stopped. A method (or
+control arm) that only learns faster or slower is ahead or behind there and level at the budget,
+so a verdict about the budget (``robust_winner``, ``beats_random``, ``hurts``, ``above_imp``, ...)
+must also hold on the pairs where both trials ran the budget: an intersection-union test, each
+part at 0.05. Without the budget part it is an ``*_at_rungs`` verdict. Planted tables
+(``planted.py``) check both sides: a difference in learning speed alone, ASHA-censored, gives no
+budget verdict in the rankings, the answer and PaI vs IMP (the sanity checks, whose budget pairs
+ASHA selected on one arm, are bounded at what they show); a planted accuracy effect is still found where the budget pairs exist
+(and on uncensored tables, where every pair is a budget pair); a method x seed interaction
+without a method effect gives a robust verdict in at most 10% of censored tables.
+"""
+
+from __future__ import annotations
+
+from planted import PlantedSpec, asha_censor, planted_results
+
+from paitune.analysis import analyze, pai_vs_imp, rank_choices, sanity_checks
+
+N_BOOT = 200
+ROBUST = {"robust_winner", "robust_loser"}
+SPARSITIES = (0.5, 0.75, 0.875, 0.9375)
+
+
+def _const(value):
+    return lambda s: value + 0 * s
+
+
+def _ranked(results):
+    return rank_choices(results, "method").set_index("choice")
+
+
+def _versus_random(results):
+    answer = analyze(results=results, n_boot=N_BOOT)["answer"]
+    rows = answer.loc[answer["question"] == "pai_vs_random"]
+    return dict(zip(rows["subject"], rows["verdict"]))
+
+
+# ---- rankings -----------------------------------------------------------------------------------
+
+
+def test_a_fast_starter_is_ahead_only_at_the_rungs():
+    # "fast" ends at the same accuracy as its rivals but is far ahead at epoch 3 of 10, where ASHA
+    # stops most of the rivals: every comparison with a stopped rival favours it, none at the budget.
+    at_rungs = 0
+    for i in range(10):
+        spec = PlantedSpec(
+            methods=("fast", "b", "c", "d"),
+            method_speeds={"fast": 10.0},
+            sparsities=SPARSITIES,
+            seeds=6,
+            noise=0.004,
+            n_layers=1,
+            seed=i,
+        )
+        full = planted_results(spec)
+        censored = _ranked(asha_censor(full, rung=3))
+        uncensored = _ranked(full)
+        assert censored.loc["fast", "verdict"] != "robust_winner", i
+        at_rungs += censored.loc["fast", "verdict"] == "ahead_at_rungs"
+        # Without censoring every pair ran the budget, where nothing was planted.
+        assert not set(uncensored["verdict"]) & ROBUST, (i, dict(uncensored["verdict"]))
+        assert (censored["budget_share"] < 1).all() and (uncensored["budget_share"] == 1).all()
+    assert at_rungs >= 8, at_rungs
+
+
+def test_a_true_winner_is_found_at_the_budget_under_censoring():
+    # A is 5 points ahead. Three lr configs per choice and ASHA keeping the top half leave some of
+    # every rival's trials running the budget in most seeds: those pairs show the lead too.
+    shares = []
+    for i in range(6):
+        spec = PlantedSpec(
+            methods=("A", "b", "c", "d"),
+            method_effects={"A": _const(0.05)},
+            sparsities=SPARSITIES,
+            seeds=6,
+            repeats=3,
+            noise=0.004,
+            n_layers=1,
+            seed=i,
+        )
+        full = planted_results(spec)
+        uncensored = _ranked(full)
+        censored = _ranked(asha_censor(full, rung=3, keep=0.5))
+        assert uncensored.loc["A", "verdict"] == "robust_winner", i
+        assert censored.loc["A", "verdict"] == "robust_winner", (i, censored.loc["A"].to_dict())
+        assert censored.loc["A", "p_adjusted_budget"] < 0.05
+        shares.append(censored.loc["A", "budget_share"])
+    print(f"budget share of the winner's comparisons, censored: {min(shares):.2f}-{max(shares):.2f}")
+    assert max(shares) < 1
+
+
+# ---- the answer: PaI vs random --------------------------------------------------------------------
+
+
+def test_learning_faster_than_random_does_not_beat_it():
+    # "fast" and random end level; censored, random's trials stop at epoch 3 where fast is ahead.
+    for i in range(3):
+        spec = PlantedSpec(
+            methods=("random", "fast", "b"),
+            method_speeds={"fast": 10.0},
+            sparsities=SPARSITIES,
+            seeds=6,
+            noise=0.004,
+            n_layers=1,
+            seed=i,
+        )
+        verdicts = _versus_random(asha_censor(planted_results(spec), rung=3))
+        assert verdicts["fast"] == "beats_random_at_rungs", (i, verdicts)
+
+
+def test_a_better_method_beats_random():
+    spec = PlantedSpec(
+        methods=("random", "snip", "b"),
+        method_effects={"snip": _const(0.05)},
+        sparsities=SPARSITIES,
+        seeds=6,
+        noise=0.004,
+        n_layers=1,
+    )
+    analysis = analyze(results=planted_results(spec), n_boot=N_BOOT)
+    answer = analysis["answer"].set_index("subject")
+    assert answer.loc["snip", "verdict"] == "beats_random"
+    pairwise = analysis["pairwise"]
+    row = pairwise.loc[(pairwise["factor"] == "method") & (pairwise["choice"] == "snip")]
+    row = row.loc[row["opponent"] == "random"].iloc[0]
+    # Every pair ran the budget: the budget columns repeat the all-pairs ones.
+    assert row["n_units_budget"] == row["n_units"] == 6
+    assert row["mean_diff_budget"] == row["mean_diff"] and row["p_adjusted_budget"] == row["p_adjusted"] < 0.05
+
+
+# ---- sanity checks ------------------------------------------------------------------------------
+
+
+def _sanity_spec(seed, seeds=6, **planted):
+    return PlantedSpec(
+        methods=("m", "b", "c", "d"),
+        controls=("none", "shuffle"),
+        sparsities=SPARSITIES,
+        seeds=seeds,
+        noise=0.004,
+        n_layers=1,
+        seed=seed,
+        **planted,
+    )
+
+
+def test_a_control_that_only_slows_training_is_mostly_hurts_at_rungs():
+    # m's shuffled arm learns slower and ends level. Censored, most pairs stop at epoch 3 together,
+    # where the shuffled arm is behind: at the rungs alone it "hurts" in every table. The pairs
+    # that ran the budget are selected, though: ASHA kept each unmodified trial for its validation
+    # accuracy at the rung, and a trial's luck lasts to the budget while its control partner's
+    # does not, so their delta leans negative (-0.2 points here) and at 16 seeds the budget test
+    # is sometimes fooled. Bounded here at what it is (docs/analysis.md, sanity); uncensored, the
+    # planted null holds at 5%.
+    n = 40
+    hurts_censored = hurts_uncensored = at_rungs = 0
+    for i in range(n):
+        full = planted_results(_sanity_spec(300 + i, seeds=16, control_speeds={("m", "shuffle"): 1.0}))
+        censored = sanity_checks(asha_censor(full, rung=3)).set_index("method").loc["m", "verdict"]
+        hurts_censored += censored == "hurts"
+        at_rungs += censored == "hurts_at_rungs"
+        hurts_uncensored += sanity_checks(full).set_index("method").loc["m", "verdict"] == "hurts"
+    print(
+        f"slower shuffle arm: hurts in {hurts_censored / n:.3f} of censored tables, "
+        f"{hurts_uncensored / n:.3f} uncensored; hurts_at_rungs in {at_rungs / n:.3f} censored"
+    )
+    assert hurts_uncensored / n <= 0.05
+    assert (hurts_censored + at_rungs) / n >= 0.95  # the rung pairs alone: an effect in every table
+    assert hurts_censored / n <= 0.25
+    assert at_rungs / n >= 0.75
+
+
+def test_a_control_that_costs_accuracy_hurts():
+    # A planted -6 points: found uncensored, and censored on the pairs ASHA let run the budget.
+    for i in range(3):
+        full = planted_results(_sanity_spec(400 + i, control_effects={("m", "shuffle"): -0.06}))
+        uncensored = sanity_checks(full).set_index("method").loc["m"]
+        assert uncensored["verdict"] == "hurts" and uncensored["p_adjusted_budget"] == uncensored["p_adjusted"]
+        censored = sanity_checks(asha_censor(full, rung=3)).set_index("method").loc["m"]
+        assert censored["n_censored"] > 0
+        assert censored["verdict"] == "hurts", (i, censored.to_dict())
+
+
+# ---- PaI vs IMP ---------------------------------------------------------------------------------
+
+
+def test_learning_faster_than_imp_is_not_above_it():
+    # "fast" ends level with IMP; censored, IMP's trials stop at epoch 3 where fast is far ahead.
+    for i in range(3):
+        spec = PlantedSpec(
+            methods=("imp", "fast", "b"),
+            method_speeds={"fast": 10.0},
+            sparsities=SPARSITIES,
+            seeds=6,
+            noise=0.004,
+            n_layers=1,
+            seed=i,
+        )
+        table = pai_vs_imp(asha_censor(planted_results(spec), rung=3))
+        fast = table.loc[table["method"] == "fast"]
+        assert len(fast) == len(SPARSITIES)
+        assert not (fast["verdict"] == "above_imp").any(), (i, list(fast["verdict"]))
+        assert (fast["verdict"] == "above_imp_at_rungs").all(), (i, list(fast["verdict"]))
+
+
+def test_a_worse_method_is_below_imp():
+    spec = PlantedSpec(
+        methods=("imp", "low", "b"),
+        method_effects={"low": _const(-0.05)},
+        sparsities=SPARSITIES,
+        seeds=6,
+        noise=0.004,
+        n_layers=1,
+    )
+    table = pai_vs_imp(planted_results(spec))
+    low = table.loc[table["method"] == "low"]
+    assert len(low) == len(SPARSITIES) and (low["verdict"] == "below_imp").all(), list(low["verdict"])
+    assert (low["p_adjusted_budget"] == low["p_adjusted"]).all()
+
+
+# ---- no effect under censoring ------------------------------------------------------------------
+
+
+def test_method_x_seed_effect_under_censoring_gives_no_robust_verdict():
+    # Each method is lucky on some seeds, in every context of the seed; ASHA then keeps mostly the
+    # lucky (method, seed) trials. No method is better at the budget or anywhere else.
+    hits = at_rungs = 0
+    n = 30
+    for i in range(n):
+        spec = PlantedSpec(
+            methods=("a", "b", "c", "d"),
+            sparsities=(0.5, 0.75, 0.875, 0.9375, 0.96875),
+            seeds=4,
+            noise=0.002,
+            method_seed_effect=0.03,
+            n_layers=1,
+            seed=i,
+        )
+        verdicts = set(rank_choices(asha_censor(planted_results(spec), rung=3), "method")["verdict"])
+        hits += bool(verdicts & ROBUST)
+        at_rungs += bool(verdicts & {"ahead_at_rungs", "behind_at_rungs"})
+    print(f"censored tables with a robust verdict: {hits / n:.3f}; with an at-rungs verdict: {at_rungs / n:.3f}")
+    assert hits / n <= 0.1
