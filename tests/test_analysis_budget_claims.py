@@ -20,11 +20,25 @@ from paitune.analysis import analyze, pai_vs_imp, rank_choices, sanity_checks
 
 N_BOOT = 200
 ROBUST = {"robust_winner", "robust_loser"}
+RANDOM = "random"
 SPARSITIES = (0.5, 0.75, 0.875, 0.9375)
 
 
 def _const(value):
     return lambda s: value + 0 * s
+
+
+def _faster_than(reference: str, seed: int) -> PlantedSpec:
+    """The method "fast" learns faster than ``reference`` (and than "b") and ends level with both."""
+    return PlantedSpec(
+        methods=(reference, "fast", "b"),
+        method_speeds={"fast": 10.0},
+        sparsities=SPARSITIES,
+        seeds=6,
+        noise=0.004,
+        n_layers=1,
+        seed=seed,
+    )
 
 
 def _ranked(results):
@@ -97,16 +111,7 @@ def test_a_true_winner_is_found_at_the_budget_under_censoring():
 def test_learning_faster_than_random_does_not_beat_it():
     # "fast" and random end level; censored, random's trials stop at epoch 3 where fast is ahead.
     for i in range(3):
-        spec = PlantedSpec(
-            methods=("random", "fast", "b"),
-            method_speeds={"fast": 10.0},
-            sparsities=SPARSITIES,
-            seeds=6,
-            noise=0.004,
-            n_layers=1,
-            seed=i,
-        )
-        verdicts = _versus_random(asha_censor(planted_results(spec), rung=3))
+        verdicts = _versus_random(asha_censor(planted_results(_faster_than(RANDOM, i)), rung=3))
         assert verdicts["fast"] == "beats_random_at_rungs", (i, verdicts)
 
 
@@ -189,16 +194,7 @@ def test_a_control_that_costs_accuracy_hurts():
 def test_learning_faster_than_imp_is_not_above_it():
     # "fast" ends level with IMP; censored, IMP's trials stop at epoch 3 where fast is far ahead.
     for i in range(3):
-        spec = PlantedSpec(
-            methods=("imp", "fast", "b"),
-            method_speeds={"fast": 10.0},
-            sparsities=SPARSITIES,
-            seeds=6,
-            noise=0.004,
-            n_layers=1,
-            seed=i,
-        )
-        table = pai_vs_imp(asha_censor(planted_results(spec), rung=3))
+        table = pai_vs_imp(asha_censor(planted_results(_faster_than("imp", i)), rung=3))
         fast = table.loc[table["method"] == "fast"]
         assert len(fast) == len(SPARSITIES)
         assert not (fast["verdict"] == "above_imp").any(), (i, list(fast["verdict"]))
