@@ -151,14 +151,14 @@ def _sanity_spec(seed, seeds=6, **planted):
     )
 
 
-def test_a_control_that_only_slows_training_is_mostly_hurts_at_rungs():
+def test_a_control_that_only_slows_training_does_not_hurt():
     # m's shuffled arm learns slower and ends level. Censored, most pairs stop at epoch 3 together,
     # where the shuffled arm is behind: at the rungs alone it "hurts" in every table. The pairs
-    # that ran the budget are selected, though: ASHA kept each unmodified trial for its validation
-    # accuracy at the rung, and a trial's luck lasts to the budget while its control partner's
-    # does not, so their delta leans negative (-0.2 points here) and at 16 seeds the budget test
-    # is sometimes fooled. Bounded here at what it is (docs/analysis.md, sanity); uncensored, the
-    # planted null holds at 5%.
+    # that ran the budget are selected on one arm: ASHA kept each unmodified trial for its
+    # validation accuracy at the rung, and a trial's luck lasts to the budget while its control
+    # partner's does not. Unadjusted, their delta leaned negative (-0.2 points) and `hurts` came
+    # in 8 of 40 tables at 16 seeds; adjusted for the selection (sanity._budget_p), a false hurts
+    # is at most 5%, censored or not.
     n = 40
     hurts_censored = hurts_uncensored = at_rungs = 0
     for i in range(n):
@@ -173,8 +173,8 @@ def test_a_control_that_only_slows_training_is_mostly_hurts_at_rungs():
     )
     assert hurts_uncensored / n <= 0.05
     assert (hurts_censored + at_rungs) / n >= 0.95  # the rung pairs alone: an effect in every table
-    assert hurts_censored / n <= 0.25
-    assert at_rungs / n >= 0.75
+    assert hurts_censored / n <= 0.05
+    assert at_rungs / n >= 0.9
 
 
 def test_a_control_that_costs_accuracy_hurts():

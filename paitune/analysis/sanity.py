@@ -23,7 +23,8 @@ dense, ...), or any method whose control trials kept exactly the mask of their u
 a row for every corrupt control the sweep used. ``too_few_runs`` when fewer than MIN_UNITS seeds
 hold a pair; ``hurts`` / ``helps`` when p_adjusted < 0.05 and delta is below / above 0, and the
 pairs that ran the budget show it too (``p_adjusted_budget``: the same t-test on them alone,
-Holm-adjusted over the rows, below 0.05 with the same sign; an intersection-union test);
+their deltas adjusted for ASHA's selection of the unmodified arm, ``_budget_p``; Holm-adjusted
+over the rows, below 0.05 with the same sign; an intersection-union test);
 ``hurts_at_rungs`` / ``helps_at_rungs`` when only the first holds (ASHA compared the pairs that
 show it at a rung: the control may only slow training down, or speed it up);
 ``no_effect`` when the equivalence test says |delta| < EQUIVALENCE_MARGIN at the budget in every
@@ -40,7 +41,15 @@ import numpy as np
 import pandas as pd
 
 from paitune.analysis.accuracy import completed_trials
-from paitune.analysis.common import at_budget, at_last_shared_epoch, context_of, hyperparameter_columns, reached_epochs
+from paitune.analysis.common import (
+    accuracy_at,
+    at_budget,
+    at_last_shared_epoch,
+    context_of,
+    context_table,
+    hyperparameter_columns,
+    reached_epochs,
+)
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
@@ -143,7 +152,9 @@ EQUIVALENCE_MARGIN = 0.01  # accuracy (fraction): "no effect" means |delta| < 1 
 
 def paired_deltas(results: Results) -> pd.DataFrame:
     """One row per (control trial, unmodified partner): {method, allocation, control, context,
-    seed, epoch, acc_none, acc_control, delta}; epoch = the last epoch both reached."""
+    seed, epoch, acc_none, acc_control, delta, val_none}; epoch = the last epoch both reached;
+    val_none = the unmodified arm's validation accuracy at its context's common epoch (the first
+    rung where ASHA stopped anyone: what it judged the pair by; ``_budget_p``)."""
     trials = results.trials
     reached = reached_epochs(results)
     frame = _partner_frame(results).assign(
@@ -165,6 +176,7 @@ def paired_deltas(results: Results) -> pd.DataFrame:
         "acc_none",
         "acc_control",
         "delta",
+        "val_none",
     ]
     if pairs.empty:
         return pd.DataFrame(columns=columns)
@@ -173,6 +185,9 @@ def paired_deltas(results: Results) -> pd.DataFrame:
         pairs["tix_none"].to_numpy(), pairs["reached_none"].to_numpy(),
     )  # fmt: skip
     pairs = pairs.assign(epoch=epoch, acc_control=acc_control, acc_none=acc_none, delta=acc_control - acc_none)
+    common = context_table(results).set_index("context")["common_epoch"]
+    val_none, _ = accuracy_at(results, pairs["tix_none"].to_numpy(), pairs["context"].map(common).to_numpy(np.float64))
+    pairs["val_none"] = val_none
     return pairs.loc[pairs["delta"].notna(), columns].reset_index(drop=True)
 
 
@@ -180,13 +195,14 @@ def _equivalence_p(pairs: pd.DataFrame) -> pd.DataFrame:
     """{method, control, p_equivalent}: the p of "|delta| < EQUIVALENCE_MARGIN at the budget, in
     every context", an intersection-union test (Berger 1982): the largest of the TOST p over all
     contexts and of each context's own (seeds the unit throughout), each on the pairs that both
-    ran the budget. A pair ASHA stopped is compared at a rung, which says nothing about the
+    ran the budget (their deltas adjusted for ASHA's selection, ``_budget_p``). A pair ASHA stopped is compared at a rung, which says nothing about the
     budget; and an average over contexts can be 0 with +3 points in one and -3 in another. A
     context without MIN_UNITS such seeds cannot show it: p 1."""
     full = pairs.loc[at_budget(pairs["epoch"], pairs["max_epochs"])]
     keys = ["method", "control"]
     if full.empty:
         return pd.DataFrame(columns=[*keys, "p_equivalent"])
+    full = full.assign(delta=_selection_adjusted(pairs, full, keys))  # as the budget test (_budget_p)
     parts = []
     for by in (keys, [*keys, "context"]):
         per_seed = full.groupby([*by, "seed"])["delta"].mean().reset_index()
@@ -203,15 +219,46 @@ def _equivalence_p(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def _budget_p(pairs: pd.DataFrame) -> pd.DataFrame:
     """{method, control, delta_budget, p_budget}: the mean delta over seeds and the t-test p of
-    delta = 0, on the pairs that both ran the budget (NaN p below MIN_UNITS such seeds)."""
+    delta = 0, on the pairs that both ran the budget (NaN p below MIN_UNITS such seeds).
+
+    ASHA chose those pairs by one arm: it kept an unmodified trial for its validation accuracy at
+    a rung, and that trial's luck lasts to the budget while its control partner's does not, so
+    their deltas lean negative (a control that only trains slower "hurt" at the budget). The
+    selection is on an observed variable, ``val_none``, known for every pair, so the deltas are
+    adjusted for it (regression adjustment, selection on observables): in each context where
+    pairs were stopped, each budget pair's delta minus b (val_none - its mean over all the row's
+    pairs in the context), b the least-squares slope of delta on val_none over those budget pairs
+    (selection on the regressor leaves the slope unbiased). Contexts without
+    stopped pairs are not adjusted. Later rungs select again, on accuracies the stopped pairs
+    never reached; the adjustment covers the first rung."""
     keys = ["method", "control"]
     full = pairs.loc[at_budget(pairs["epoch"], pairs["max_epochs"])]
     if full.empty:
         return pd.DataFrame(columns=[*keys, "delta_budget", "p_budget"])
+    full = full.assign(delta=_selection_adjusted(pairs, full, keys))
     per_seed = full.groupby([*keys, "seed"])["delta"].mean().reset_index()
     tested = grouped_t_test(per_seed, keys, "delta")
     p = tested["p"].where(tested["n_units"] >= MIN_UNITS)
     return tested[keys].assign(delta_budget=tested["mean"].to_numpy(), p_budget=p.to_numpy())
+
+
+def _selection_adjusted(pairs: pd.DataFrame, full: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """The budget pairs' deltas adjusted for ASHA's selection on ``val_none`` (``_budget_p``). The
+    slope is pooled over every row (method x control) and context with stopped pairs, each
+    (row, context) centred on its own means: regression to the mean of the unmodified arm's luck
+    is one mechanism, and one row's few budget pairs would give a noisy slope."""
+    cell = [*keys, "context"]
+    everyone = pairs.groupby(cell)["val_none"].agg(["mean", "size"]).rename(columns={"mean": "x_all", "size": "n_all"})
+    kept = full[cell + ["delta", "val_none"]].join(everyone, on=cell)
+    selected = (kept.groupby(cell)["delta"].transform("size") < kept["n_all"]).to_numpy()
+    x = (kept["val_none"] - kept.groupby(cell)["val_none"].transform("mean")).to_numpy(np.float64)
+    y = (kept["delta"] - kept.groupby(cell)["delta"].transform("mean")).to_numpy(np.float64)
+    use = selected & np.isfinite(x) & np.isfinite(y)
+    sxx = float((x[use] ** 2).sum())
+    slope = float((x[use] * y[use]).sum()) / sxx if sxx > 0 else 0.0
+    gap = (kept["val_none"] - kept["x_all"]).to_numpy(np.float64)
+    shift = np.where(selected & np.isfinite(gap), slope * gap, 0.0)
+    return kept["delta"].to_numpy(np.float64) - shift
 
 
 def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
