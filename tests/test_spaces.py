@@ -73,7 +73,8 @@ def test_default_preset_covers_the_core_axes():
     assert len(space.params["sparsity"].choices) >= 3
     assert list(space.context) == ["dataset", "model", "sparsity", "epochs"]
     assert len(compile_space(space).contexts()) == len(space.params["sparsity"].choices)
-    assert space.scheduler.type == "asha"
+    # one config per method x allocation cell: every trial runs the budget the question is asked at
+    assert space.scheduler.type == "fifo"
 
 
 ITERATIVE_SPACE = """
