@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from planted import PlantedSpec, asha_censor, planted_results
 
+from paitune.analysis.answer import allocation_vs_method
 from paitune.analysis.run import analyze
 
 METHODS = ("random", "magnitude", "snip", "synflow")
@@ -76,3 +79,39 @@ def test_no_effect_anywhere_claims_nothing():
         answer = _answer(spec)
         false += int(answer["verdict"].isin(["beats_random", "loses_to_random", "allocation", "method"]).any())
     assert false <= 2  # 20 tables, 4 claims each: a calibrated 5% test per claim, Holm within a table
+
+
+def test_equal_gaps_with_two_and_five_choices_read_equal():
+    # ERK +5 points over global (2 allocations); five methods spread evenly over 5 points: both
+    # factors move accuracy by 5 points from their worst to their best choice. Each sentence quotes
+    # that gap, and neither factor is called the one that matters more (a mean difference to the
+    # other choices is k / (k - 1) times the gap: 10 points for two choices, 6.25 for five).
+    methods = ("random", "magnitude", "snip", "grasp", "synflow")
+    called, gaps = 0, []
+    for seed in range(10):
+        spec = PlantedSpec(
+            methods=methods,
+            allocations=("global", "erk"),
+            sparsities=(0.5, 0.75, 0.875),
+            seeds=6,
+            noise=0.004,
+            n_layers=1,
+            seed=seed,
+            allocation_effects={"erk": 0.05},
+            method_effects={m: (lambda v: lambda s: v + 0 * s)(0.0125 * i) for i, m in enumerate(methods)},
+        )
+        row = allocation_vs_method(planted_results(spec))[0]
+        called += row["verdict"] in ("allocation", "method")
+        gaps += re.findall(r"differ by \+(\d+\.\d) points|method by \+(\d+\.\d) points", row["sentence"])
+    values = [float(a or b) for a, b in gaps]
+    assert len(values) == 20 and all(4.0 <= v <= 6.0 for v in values), values
+    assert called <= 1
+
+
+def test_which_matters_more_from_rung_pairs_alone_says_so():
+    # ERK +8 points; ASHA stopped two thirds of every context at epoch 3, and no seed holds every
+    # choice at the budget: the claim holds where the pairs were compared, not shown at the budget.
+    spec = PlantedSpec(methods=METHODS, allocations=("global", "erk"), seeds=5, allocation_effects={"erk": 0.08})
+    row = allocation_vs_method(asha_censor(planted_results(spec), rung=3))[0]
+    assert row["verdict"] == "allocation_at_rungs"
+    assert "not shown at the budget" in row["sentence"] and "pairs that ran the budget" in row["sentence"]

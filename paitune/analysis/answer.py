@@ -116,11 +116,17 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
 
 
 def _advantages(h2h: pd.DataFrame) -> pd.DataFrame:
-    """seeds x choices: each choice's mean accuracy difference to the other choices, per seed
-    (choices missing in any seed left out)."""
+    """seeds x choices: each choice's accuracy relative to the mean of all k choices, per seed
+    (choices missing in any seed left out). Its mean difference to the k - 1 others is
+    k / (k - 1) times that (a_i minus the others' mean), so it is scaled by (k - 1) / k: the gap
+    between two choices' advantages is then their accuracy gap, whatever k. Unscaled, a factor with
+    two choices showed twice its gap and one with five 1.25 times, and the comparison of the two
+    factors leaned towards the one with fewer choices."""
     if not len(h2h):
         return pd.DataFrame()
-    return h2h.groupby(["seed", "choice"])["diff"].mean().unstack("choice").dropna(axis=1, how="any")
+    per = h2h.groupby(["seed", "choice"]).agg(diff=("diff", "mean"), others=("opponent", "nunique"))
+    scaled = per["diff"] * per["others"] / (per["others"] + 1)
+    return scaled.unstack("choice").dropna(axis=1, how="any")
 
 
 def cross_validated_spread(h2h: pd.DataFrame) -> pd.Series:
@@ -195,14 +201,22 @@ def split_sample_test(allocation: np.ndarray, method: np.ndarray) -> dict:
     }
 
 
-def allocation_vs_method(results: Results) -> list[dict]:
-    h2h = {factor: head_to_head(results, factor) for factor in ("allocation", "method")}
+def _which_matters_more(h2h: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict | None]:
+    """(per-seed cross-validated spreads of both factors, the split-sample test or None)."""
     both = pd.concat({factor: cross_validated_spread(h2h[factor]) for factor in h2h}, axis=1).dropna()
     if both.empty:
+        return both, None
+    tables = [_advantages(h2h[factor]).reindex(both.index).to_numpy(np.float64) for factor in h2h]
+    return both, split_sample_test(*tables)
+
+
+def allocation_vs_method(results: Results) -> list[dict]:
+    factors = ("allocation", "method")
+    h2h = {factor: head_to_head(results, factor) for factor in factors}
+    both, test = _which_matters_more(h2h)
+    if test is None:
         return []
     n = len(both)
-    tables = [_advantages(h2h[factor]).reindex(both.index).to_numpy(np.float64) for factor in h2h]
-    test = split_sample_test(*tables)
     p = test["p"]
     if n < MIN_UNITS:
         verdict, claim = "too_few_runs", "Too few seeds to say whether the allocation or the method matters more"
@@ -218,6 +232,20 @@ def allocation_vs_method(results: Results) -> list[dict]:
         if np.isfinite(p)
         else ""
     )
+    at_end = {factor: head_to_head(results, factor, budget=True) for factor in factors}
+    if verdict in factors and not all(_same_pairs(h2h[f], at_end[f]) for f in factors):
+        # Some pairs were compared at ASHA's rungs: the claim about the budget needs the pairs that
+        # ran it to show it too (an intersection-union test).
+        end_both, end_test = _which_matters_more(at_end)
+        shown = (
+            end_test is not None and len(end_both) >= MIN_UNITS and end_test["p"] < ALPHA
+            and end_test["more"] == verdict
+        )  # fmt: skip
+        end_p = p_text(end_test["p"]) if end_test is not None and np.isfinite(end_test["p"]) else "no test"
+        how += f"; on the pairs that ran the budget ({len(end_both)} seeds) {end_p}"
+        if not shown:
+            verdict = f"{verdict}_at_rungs"
+            claim += " where the pairs were compared (some at ASHA's rungs), not shown at the budget"
     sentence = (
         f"{claim}: the best and worst allocation differ by {_pct(both['allocation'].mean())} (same method, "
         f"context and seed), the best and worst method by {_pct(both['method'].mean())} (same allocation), "
@@ -232,6 +260,15 @@ def allocation_vs_method(results: Results) -> list[dict]:
             "sentence": sentence,
         }
     ]
+
+
+def _same_pairs(h2h: pd.DataFrame, at_end: pd.DataFrame) -> bool:
+    """Whether every comparison was made at the budget (the two head-to-head tables agree)."""
+    if len(h2h) != len(at_end):
+        return False
+    key = ["seed", "choice", "opponent"]
+    a, b = h2h.sort_values(key).reset_index(drop=True), at_end.sort_values(key).reset_index(drop=True)
+    return bool((a[key] == b[key]).all().all() and np.allclose(a["diff"], b["diff"], equal_nan=True))
 
 
 def answer(results: Results, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

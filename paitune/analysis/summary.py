@@ -124,7 +124,7 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 - ``answer``: {question, subject, verdict, n_units, sentence}: the paragraph the report opens with
   (``paitune.analysis.answer``): question pai_vs_random (verdict beats_random | loses_to_random |
   beats_random_at_rungs | loses_to_random_at_rungs | inconclusive | too_few_runs, per method) and allocation_vs_method (verdict allocation | method |
-  inconclusive | too_few_runs).
+  allocation_at_rungs | method_at_rungs | inconclusive | too_few_runs).
 - ``pareto``: {objective, dataset, model, experiment, trial_id, method, allocation, control,
   sparsity, density, flops_sparse, test_acc, val_acc}; objective in density | flops; the front is
   found on val_acc and reports test_acc.
