@@ -193,16 +193,15 @@ def test_too_few_configs_give_no_verdict():
 
 
 def _advantages(rng, seeds, *, methods=5, allocations=3, sparsities=3, allocation_effect=0.0, method_effect=0.0):
-    """Per seed and choice, the mean accuracy difference to the other choices (what
-    ``head_to_head`` gives on a complete grid): accuracy = noise (0.01) + the planted effect
-    on the first allocation / method, the audit's e8 design (5 x 3 x 3)."""
+    """Per seed and choice, the accuracy relative to the mean of all choices (what the answer
+    derives from ``head_to_head`` on a complete grid): accuracy = noise (0.01) + the planted
+    effect on the first allocation / method, the audit's e8 design (5 x 3 x 3)."""
     acc = rng.normal(0, 0.01, (seeds, methods, allocations, sparsities))
     acc[:, :, 0] += allocation_effect
     acc[:, 0] += method_effect
 
     def advantage(means):
-        k = means.shape[1]
-        return (k * means - means.sum(axis=1, keepdims=True)) / (k - 1)
+        return means - means.mean(axis=1, keepdims=True)
 
     return advantage(acc.mean(axis=(1, 3))), advantage(acc.mean(axis=(2, 3)))
 
@@ -211,11 +210,14 @@ def _loo_t_test(allocation, method) -> bool:
     """The leave-one-seed-out spreads with a t-test over seeds, as if independent."""
 
     def spread(values):
+        k = values.shape[1]  # each choice's difference to each other one: mean k / (k - 1) x its advantage
         h2h = pd.DataFrame(
             [
-                {"seed": s, "choice": c, "diff": values[s, c]}
+                {"seed": s, "choice": c, "opponent": o, "diff": values[s, c] * k / (k - 1)}
                 for s in range(values.shape[0])
-                for c in range(values.shape[1])
+                for c in range(k)
+                for o in range(k)
+                if o != c
             ]
         )
         return cross_validated_spread(h2h).to_numpy()
