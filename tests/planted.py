@@ -68,6 +68,8 @@ class PlantedSpec:
     # value times 1 - exp(-rate e / T); a larger rate learns faster and ends at the same value.
     method_speeds: dict[str, float] = field(default_factory=dict)
     control_speeds: dict[tuple[str, str], float] = field(default_factory=dict)  # (method, control) -> rate
+    repeat_effects: dict[int, float] = field(default_factory=dict)  # lr index -> accuracy offset
+    repeat_speeds: dict[int, float] = field(default_factory=dict)  # lr index -> learning-curve rate
 
     @property
     def n_dense(self) -> int:
@@ -177,6 +179,8 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         accuracy[grid["dataset"].to_numpy() == name] += offset
     for name, offset in spec.allocation_effects.items():
         accuracy[~is_dense & (grid["allocation"].to_numpy() == name)] += offset
+    for index, offset in spec.repeat_effects.items():
+        accuracy[~is_dense & (grid["repeat"].to_numpy() == index)] += offset
     if spec.method_seed_effect:
         methods, codes = np.unique(method, return_inverse=True)
         table = extra_rng.normal(0.0, spec.method_seed_effect, (len(methods), spec.seeds))
@@ -223,6 +227,8 @@ def generate_tables(spec: PlantedSpec) -> dict[str, pa.Table]:
         speed[method == name] = rate
     for (name, ctrl), rate in spec.control_speeds.items():
         speed[(method == name) & (control == ctrl)] = rate
+    for index, rate in spec.repeat_speeds.items():
+        speed[~is_dense & (grid["repeat"].to_numpy() == index)] = rate
     at_end = np.where(ended_early, 1.0 - np.exp(-speed * epochs_run / budget), 1.0)
     reported_test, reported_val = final_test * at_end, final_val * at_end
 

@@ -5,10 +5,12 @@ control arm) that only learns faster or slower is ahead or behind there and leve
 so a verdict about the budget (``robust_winner``, ``beats_random``, ``hurts``, ``above_imp``, ...)
 must also hold on the pairs where both trials ran the budget: an intersection-union test, each
 part at 0.05. Without the budget part it is an ``*_at_rungs`` verdict. Planted tables
-(``planted.py``) check both sides: a difference in learning speed alone, ASHA-censored, gives no
-budget verdict in the rankings, the answer and PaI vs IMP (the sanity checks, whose budget pairs
-ASHA selected on one arm, are bounded at what they show); a planted accuracy effect is still found where the budget pairs exist
-(and on uncensored tables, where every pair is a budget pair); a method x seed interaction
+(``planted.py``) check both sides: a difference in learning speed alone, ASHA-censored, gives a
+budget verdict in at most 5% of tables (the rankings, the answer and PaI vs IMP in none of the
+draws; the sanity checks, adjusted for ASHA's selection of the unmodified arm, in 1 of 40); a
+planted accuracy effect is still found where the budget pairs exist (and on uncensored tables,
+where every pair is a budget pair); the config that represents a choice is picked where its
+configs ran deepest, not at ASHA's first rung; a method x seed interaction
 without a method effect gives a robust verdict in at most 10% of censored tables.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 from planted import PlantedSpec, asha_censor, planted_results
 
 from paitune.analysis import analyze, pai_vs_imp, rank_choices, sanity_checks
+from paitune.analysis.common import scored_trials
 
 N_BOOT = 200
 ROBUST = {"robust_winner", "robust_loser"}
@@ -239,3 +242,33 @@ def test_method_x_seed_effect_under_censoring_gives_no_robust_verdict():
         at_rungs += bool(verdicts & {"ahead_at_rungs", "behind_at_rungs"})
     print(f"censored tables with a robust verdict: {hits / n:.3f}; with an at-rungs verdict: {at_rungs / n:.3f}")
     assert hits / n <= 0.1
+
+
+# ---- the config that represents a choice --------------------------------------------------------
+
+
+def test_the_config_is_picked_where_it_ran_deepest():
+    # Method a ran two learning rates: 0.01 learns fast and ends 3 points lower, 0.02 learns at the
+    # usual rate and ends higher. b and c are far behind, so ASHA stops them at epoch 3 and the
+    # context's common epoch is 3, but both of a's configs run the budget in every seed. Picked at
+    # epoch 3, the fast config would represent a (it leads there); picked at the budget, where both
+    # of a's configs are, the better one does, censored or not.
+    spec = PlantedSpec(
+        methods=("a", "b", "c"),
+        sparsities=(0.5, 0.75, 0.875),
+        seeds=6,
+        noise=0.004,
+        n_layers=1,
+        repeats=2,
+        method_effects={"b": _const(-0.4), "c": _const(-0.4)},
+        repeat_effects={0: -0.03},
+        repeat_speeds={0: 10.0},
+    )
+    full = planted_results(spec)
+    censored = asha_censor(full, rung=3)
+    for results in (full, censored):
+        scored = scored_trials(results)
+        picked = scored.loc[scored["selected"] & (scored["method"] == "a"), "tix"]
+        assert set(results.trials.loc[picked, "lr"]) == {0.02}
+        assert (results.trials.loc[picked, "status"] == "completed").all()
+    assert (scored_trials(censored)["common_epoch"] == 3).all()

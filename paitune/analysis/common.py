@@ -17,8 +17,9 @@ budget and the accuracy is the final one. A trial without epoch rows has one kno
 reported accuracy at ``epochs_run``.
 
 *Selection on validation, reporting on test*: where a choice was run with several configs in a
-context (e.g. learning rates), the config with the best mean validation accuracy over seeds at
-the common epoch is selected (``selected``) and its test accuracy is what the comparisons use.
+context (e.g. learning rates), the config with the best mean validation accuracy over seeds is
+selected (``selected``), judged at the last epoch every trial of some config reached (the
+budget when nothing was stopped; ``_select``), and its test accuracy is what the comparisons use.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def _scored(results: Results) -> tuple[pd.DataFrame, dict]:
         frame["config"] = config.groupby(hyper, dropna=False, sort=False).ngroup().to_numpy()
     else:
         frame["config"] = 0
-    frame["selected"] = _select(frame)
+    frame["selected"] = _select(results, frame)
     frame = frame.reset_index(drop=True)
     meta = {"n_failed": n_failed, "n_without_accuracy": n_without, "contexts": contexts}
     _CACHE.clear()  # one Results at a time: the analysis of a table, not a growing store
@@ -251,19 +252,27 @@ def _scored(results: Results) -> tuple[pd.DataFrame, dict]:
     return frame, meta
 
 
-def _select(frame: pd.DataFrame) -> np.ndarray:
+def _select(results: Results, frame: pd.DataFrame) -> np.ndarray:
+    """Per (context, method, allocation, control): the config to compare, by validation accuracy.
+    Configs are judged where they are deepest: at the last epoch that every trial of some config
+    reached (the budget, when one config ran it in every seed), among the configs whose every
+    trial reached it, by their mean validation accuracy over seeds there. Under ASHA the context's
+    common epoch is its first rung: a config picked there is the one that learns fastest, which
+    ASHA itself may have stopped later for a config that ends better."""
     cell = ["context", "method", "allocation", "control"]
     if frame.empty:
         return np.zeros(0, dtype=bool)
-    score = frame["val"].where(frame["val"].notna(), frame["acc"])
-    means = (
-        frame.assign(_score=score).groupby(cell + ["config"], dropna=False, observed=True, sort=False)["_score"].mean()
-    )
+    keys = cell + ["config"]
+    depth = frame.groupby(keys, dropna=False, observed=True, sort=False)["reached"].transform("min")
+    deepest = depth.groupby([frame[c] for c in cell], dropna=False, observed=True, sort=False).transform("max")
+    candidate = (depth == deepest).to_numpy()
+    score = np.full(len(frame), np.nan)
+    val, acc = accuracy_at(results, frame["tix"].to_numpy()[candidate], deepest.to_numpy(np.float64)[candidate])
+    score[candidate] = np.where(np.isfinite(val), val, acc)
+    means = frame[keys].assign(_score=score).groupby(keys, dropna=False, observed=True, sort=False)["_score"].mean()
     means = means.reset_index()
     best = means.loc[means.groupby(cell, dropna=False, observed=True, sort=False)["_score"].idxmax().dropna()]
-    chosen = frame[cell + ["config"]].merge(
-        best[cell + ["config"]].assign(_pick=True), on=cell + ["config"], how="left"
-    )
+    chosen = frame[keys].merge(best[keys].assign(_pick=True), on=keys, how="left")
     return chosen["_pick"].eq(True).to_numpy()
 
 
