@@ -272,3 +272,21 @@ def test_the_config_is_picked_where_it_ran_deepest():
         assert set(results.trials.loc[picked, "lr"]) == {0.02}
         assert (results.trials.loc[picked, "status"] == "completed").all()
     assert (scored_trials(censored)["common_epoch"] == 3).all()
+
+
+def test_a_context_dependent_method_is_found_at_the_budget_under_censoring():
+    # +6 points at the two highest sparsities, -3 at the two lowest; ASHA keeps half of every
+    # context: the lead where it leads is shown on the pairs that ran the budget too.
+    for i in range(3):
+        spec = PlantedSpec(
+            methods=("a", "b", "c", "d"),
+            sparsities=SPARSITIES,
+            seeds=6,
+            noise=0.004,
+            n_layers=1,
+            seed=i,
+            method_effects={"a": lambda s: (s > 0.8) * 0.06 - (s < 0.8) * 0.03},
+        )
+        full = planted_results(spec)
+        for results in (full, asha_censor(full, rung=3, keep=0.5)):
+            assert _ranked(results).loc["a", "verdict"] == "context_dependent"

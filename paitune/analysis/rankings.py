@@ -49,7 +49,8 @@ Verdict rules (first that applies), per choice:
   variable (Friedman across levels with seeds as blocks, or a paired t-test for two levels,
   p below 0.05 / (variables x choices): Bonferroni; a seed whose win scores tie at every level
   is no evidence, and when every seed ties Friedman's p is 1) and it is ahead of the field at some level
-  (the t-interval over seeds of its win rate there lies above 0.5).
+  (the t-interval over seeds of its win rate there lies above 0.5), over every comparison and
+  over those made at the budget.
 - ``no_difference``: equivalent to the field: the 90% t-interval of its win rate lies inside
   0.5 +/- WIN_MARGIN (two one-sided tests at 5%), and it is significantly ahead of or behind no
   choice (a mid-field choice, ahead of one and behind another, also wins half its comparisons);
@@ -306,14 +307,15 @@ def _slice_columns(scores: pd.DataFrame, factor: str) -> list[str]:
     return [c for c in candidates if scores[c].nunique(dropna=False) > 1]
 
 
-def slice_win_rates(scores: pd.DataFrame, factor: str) -> pd.DataFrame:
+def slice_win_rates(scores: pd.DataFrame, factor: str, value: str = "win_score") -> pd.DataFrame:
     """Win rate of each choice within each slice (the contexts at one level of one context
-    variable): {choice, slice, level, n, n_units, mean, ci_low, ci_high}; n = blocks, CI over seeds."""
+    variable): {choice, slice, level, n, n_units, mean, ci_low, ci_high}; n = blocks, CI over seeds.
+    ``value="win_score_budget"``: over the comparisons made at the budget only."""
     names = ["choice", "slice", "level", "n", "n_units", "mean", "ci_low", "ci_high"]
     parts = []
     for column in _slice_columns(scores, factor):
         frame = scores.assign(level=scores[column].astype(str))
-        per_seed = frame.groupby(["choice", "level", "seed"])["win_score"].mean().rename("w").reset_index()
+        per_seed = frame.groupby(["choice", "level", "seed"])[value].mean().rename("w").reset_index()
         table = grouped_t_test(per_seed, ["choice", "level"], "w", null=0.5)
         blocks = frame.groupby(["choice", "level"])["ctx"].nunique().rename("n").reset_index()
         parts.append(table.merge(blocks, on=["choice", "level"]).assign(slice=column))
@@ -397,9 +399,20 @@ def _equivalent(table: pd.DataFrame, choices: list[str]) -> pd.Series:
     return pd.Series(inside, index=choices)
 
 
+def _ahead_somewhere(slices: pd.DataFrame, slices_budget: pd.DataFrame) -> pd.Series:
+    """Per choice: its win rate's t-interval lies above 0.5 at some level of some context variable,
+    both over every comparison and over the comparisons made at the budget."""
+    keys = ["choice", "slice", "level"]
+    if not len(slices) or not len(slices_budget):
+        return pd.Series(dtype=bool)
+    both = slices.loc[slices["ci_low"] > 0.5, keys].merge(slices_budget.loc[slices_budget["ci_low"] > 0.5, keys])
+    return pd.Series(True, index=both["choice"].unique(), dtype=bool)
+
+
 def _verdicts(
     overall: pd.DataFrame,
     slices: pd.DataFrame,
+    slices_budget: pd.DataFrame,
     friedman_p: float,
     n_complete: int,
     n_variables: int,
@@ -414,8 +427,9 @@ def _verdicts(
     the pairs that ran the budget), the choice is ``ahead_at_rungs`` / ``behind_at_rungs``."""
     choices = list(overall["choice"])
     n_choices = len(choices)
-    # Significantly ahead of the field at some level (t-interval over seeds above 0.5).
-    ahead_any = (slices["ci_low"] > 0.5).groupby(slices["choice"]).any() if len(slices) else pd.Series(dtype=bool)
+    # Significantly ahead of the field at some level (t-interval over seeds above 0.5), over every
+    # comparison and over those made at the budget, at the same level.
+    ahead_any = _ahead_somewhere(slices, slices_budget)
     threshold = ALPHA / max(1, n_variables * n_choices)
     gate = np.isfinite(friedman_p) and friedman_p < ALPHA
     verdicts, ahead_counts, behind_counts, p_adjusted, p_budget = [], [], [], [], []
@@ -534,7 +548,8 @@ def rank_choices(
     at_end = grouped_t_test(at_end, ["choice"], "w", null=0.5).rename(columns={"mean": "win_rate"})
     equivalent = _equivalent(overall, choices) & _equivalent(at_end, choices)
     verdicts = _verdicts(
-        overall, slices, friedman_p, n_complete, len(_slice_columns(scores, factor)),
+        overall, slices, slice_win_rates(scores, factor, "win_score_budget"), friedman_p, n_complete,
+        len(_slice_columns(scores, factor)),
         _evidence(results, factor, choices, p_matrix, budget=False),
         _evidence(results, factor, choices, p_matrix, budget=True),
         equivalent,
