@@ -160,8 +160,8 @@ def test_a_control_that_only_slows_training_does_not_hurt():
     # that ran the budget are selected on one arm: ASHA kept each unmodified trial for its
     # validation accuracy at the rung, and a trial's luck lasts to the budget while its control
     # partner's does not. Unadjusted, their delta leaned negative (-0.2 points) and `hurts` came
-    # in 8 of 40 tables at 16 seeds; adjusted for the selection (sanity._budget_p), a false hurts
-    # is at most 5%, censored or not.
+    # in 8 of 40 tables at 16 seeds; adjusted for the selection, with the slope's error in the
+    # test (sanity.BudgetPairs), a false hurts is at most 5%, censored or not.
     n = 40
     hurts_censored = hurts_uncensored = at_rungs = 0
     for i in range(n):

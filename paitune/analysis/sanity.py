@@ -23,7 +23,7 @@ dense, ...), or any method whose control trials kept exactly the mask of their u
 a row for every corrupt control the sweep used. ``too_few_runs`` when fewer than MIN_UNITS seeds
 hold a pair; ``hurts`` / ``helps`` when p_adjusted < 0.05 and delta is below / above 0, and the
 pairs that ran the budget show it too (``p_adjusted_budget``: the same t-test on them alone,
-their deltas adjusted for ASHA's selection of the unmodified arm, ``_budget_p``; Holm-adjusted
+their deltas adjusted for ASHA's selection of the unmodified arm, ``BudgetPairs``; Holm-adjusted
 over the rows, below 0.05 with the same sign; an intersection-union test);
 ``hurts_at_rungs`` / ``helps_at_rungs`` when only the first holds (ASHA compared the pairs that
 show it at a rung: the control may only slow training down, or speed it up);
@@ -51,7 +51,7 @@ from paitune.analysis.common import (
     reached_epochs,
 )
 from paitune.analysis.load import Results
-from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
+from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, all_equal_p, grouped_t_test, holm
 
 # A control trial's unmodified partner: same context, choices (but the control), seed and searched
 # hyperparameters ("config", one group number), as the searcher pairs them.
@@ -154,7 +154,7 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     """One row per (control trial, unmodified partner): {method, allocation, control, context,
     seed, epoch, acc_none, acc_control, delta, val_none}; epoch = the last epoch both reached;
     val_none = the unmodified arm's validation accuracy at its context's common epoch (the first
-    rung where ASHA stopped anyone: what it judged the pair by; ``_budget_p``)."""
+    rung where ASHA stopped anyone: what it judged the pair by; ``BudgetPairs``)."""
     trials = results.trials
     reached = reached_epochs(results)
     frame = _partner_frame(results).assign(
@@ -191,22 +191,21 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     return pairs.loc[pairs["delta"].notna(), columns].reset_index(drop=True)
 
 
-def _equivalence_p(pairs: pd.DataFrame) -> pd.DataFrame:
+def _equivalence_p(pairs: pd.DataFrame, budget: BudgetPairs) -> pd.DataFrame:
     """{method, control, p_equivalent}: the p of "|delta| < EQUIVALENCE_MARGIN at the budget, in
     every context", an intersection-union test (Berger 1982): the largest of the TOST p over all
     contexts and of each context's own (seeds the unit throughout), each on the pairs that both
-    ran the budget (their deltas adjusted for ASHA's selection, ``_budget_p``). A pair ASHA stopped is compared at a rung, which says nothing about the
-    budget; and an average over contexts can be 0 with +3 points in one and -3 in another. A
-    context without MIN_UNITS such seeds cannot show it: p 1."""
-    full = pairs.loc[at_budget(pairs["epoch"], pairs["max_epochs"])]
+    ran the budget (their deltas adjusted for ASHA's selection: ``BudgetPairs``). A pair ASHA
+    stopped is compared at a rung, which says nothing about the budget; and an average over
+    contexts can be 0 with +3 points in one and -3 in another. A context without MIN_UNITS such
+    seeds cannot show it: p 1."""
     keys = ["method", "control"]
+    full = budget.full
     if full.empty:
         return pd.DataFrame(columns=[*keys, "p_equivalent"])
-    full = full.assign(delta=_selection_adjusted(pairs, full, keys))  # as the budget test (_budget_p)
     parts = []
     for by in (keys, [*keys, "context"]):
-        per_seed = full.groupby([*by, "seed"])["delta"].mean().reset_index()
-        tested = grouped_t_test(per_seed, by, "delta", margin=EQUIVALENCE_MARGIN)
+        tested = budget.tests(by, margin=EQUIVALENCE_MARGIN)
         p = tested["p_equivalent"].where(tested["n_units"] >= MIN_UNITS, 1.0).fillna(1.0)
         parts.append(tested[keys].assign(p_equivalent=p.to_numpy()))
     # Contexts where the method ran but no pair reached the budget: nothing shown there.
@@ -217,36 +216,116 @@ def _equivalence_p(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([*parts, missing], ignore_index=True).groupby(keys, as_index=False)["p_equivalent"].max()
 
 
-def _budget_p(pairs: pd.DataFrame) -> pd.DataFrame:
+def _budget_p(budget: BudgetPairs) -> pd.DataFrame:
     """{method, control, delta_budget, p_budget}: the mean delta over seeds and the t-test p of
-    delta = 0, on the pairs that both ran the budget (NaN p below MIN_UNITS such seeds).
+    delta = 0, on the pairs that both ran the budget, adjusted for ASHA's selection
+    (``BudgetPairs``; NaN p below MIN_UNITS such seeds)."""
+    keys = ["method", "control"]
+    if budget.full.empty:
+        return pd.DataFrame(columns=[*keys, "delta_budget", "p_budget"])
+    tested = budget.tests(keys)
+    p = tested["p"].where(tested["n_units"] >= MIN_UNITS)
+    return tested[keys].assign(delta_budget=tested["mean"].to_numpy(), p_budget=p.to_numpy())
+
+
+class BudgetPairs:
+    """The pairs that both ran the budget, their deltas adjusted for ASHA's selection, and the
+    tests over seeds on them.
 
     ASHA chose those pairs by one arm: it kept an unmodified trial for its validation accuracy at
     a rung, and that trial's luck lasts to the budget while its control partner's does not, so
     their deltas lean negative (a control that only trains slower "hurt" at the budget). The
     selection is on an observed variable, ``val_none``, known for every pair, so the deltas are
-    adjusted for it (regression adjustment, selection on observables): in each context where
-    pairs were stopped, each budget pair's delta minus b (val_none - its mean over all the row's
-    pairs in the context), b the least-squares slope of delta on val_none over those budget pairs
-    (selection on the regressor leaves the slope unbiased). Contexts without
-    stopped pairs are not adjusted. Later rungs select again, on accuracies the stopped pairs
-    never reached; the adjustment covers the first rung."""
-    keys = ["method", "control"]
-    full = pairs.loc[at_budget(pairs["epoch"], pairs["max_epochs"])]
-    if full.empty:
-        return pd.DataFrame(columns=[*keys, "delta_budget", "p_budget"])
-    full = full.assign(delta=_selection_adjusted(pairs, full, keys))
-    per_seed = full.groupby([*keys, "seed"])["delta"].mean().reset_index()
-    tested = grouped_t_test(per_seed, keys, "delta")
-    p = tested["p"].where(tested["n_units"] >= MIN_UNITS)
-    return tested[keys].assign(delta_budget=tested["mean"].to_numpy(), p_budget=p.to_numpy())
+    adjusted for it (regression adjustment, selection on observables; ``_selection_adjusted``).
+    The slope is estimated from the same seeds, and its error shifts every seed's adjusted delta
+    alike: a t-test over seeds that took it as known would understate the variance. So a group
+    holding adjusted pairs is tested with the delete-one-seed jackknife standard error of its
+    mean, the adjustment (slope included) redone without each seed; a group without (nothing
+    stopped) gets the plain t-test over seeds. Later rungs select again, on accuracies the
+    stopped pairs never reached; the adjustment covers the first rung."""
+
+    KEYS = ["method", "control"]
+
+    def __init__(self, pairs: pd.DataFrame):
+        self.pairs = pairs
+        self.full = pairs.loc[at_budget(pairs["epoch"], pairs["max_epochs"])] if len(pairs) else pairs
+        if len(self.full):
+            delta, self.touched = _selection_adjusted(pairs, self.full, self.KEYS)
+            self.full = self.full.assign(delta=delta)
+        else:
+            self.touched = np.zeros(0, dtype=bool)
+        self._without: dict | None = None  # seed -> adjusted deltas of the budget pairs of the other seeds
+
+    def _jackknife(self) -> dict:
+        if self._without is None:
+            self._without = {}
+            raw = self.pairs.loc[self.full.index]
+            for seed in self.full["seed"].unique():
+                others = self.pairs["seed"] != seed
+                kept = raw.loc[raw["seed"] != seed]
+                delta, _ = _selection_adjusted(self.pairs.loc[others], kept, self.KEYS)
+                self._without[seed] = kept.assign(delta=delta)
+        return self._without
+
+    def tests(self, by: list[str], margin: float | None = None) -> pd.DataFrame:
+        """``grouped_t_test`` over seeds of the adjusted deltas per group ``by``; groups holding
+        adjusted pairs get jackknife p-values (and TOST p with ``margin``)."""
+        per_seed = self.full.groupby([*by, "seed"])["delta"].mean().reset_index()
+        tested = grouped_t_test(per_seed, by, "delta", margin=margin)
+        hit = self.full.assign(_hit=self.touched).groupby(by)["_hit"].any()
+        if not hit.any():
+            return tested
+        index = pd.MultiIndex.from_frame(tested[by]) if len(by) > 1 else pd.Index(tested[by[0]])
+        adjusted = index.isin(hit.index[hit.to_numpy()])
+        jack = self._jackknife()
+        seeds_of = per_seed.groupby(by)["seed"].agg(list)
+        for i in np.flatnonzero(adjusted):
+            group = index[i]
+            seeds = seeds_of.loc[group]
+            n = len(seeds)
+            if n < 2:
+                continue
+            theta = []
+            for seed in seeds:
+                rest = jack[seed]
+                mask = np.ones(len(rest), dtype=bool)
+                for column, value in zip(by, group if len(by) > 1 else (group,)):
+                    mask &= (rest[column] == value).to_numpy()
+                theta.append(rest.loc[mask].groupby("seed")["delta"].mean().mean())
+            theta = np.asarray(theta, dtype=np.float64)
+            se = float(np.sqrt((n - 1) / n * ((theta - theta.mean()) ** 2).sum()))
+            mean = float(tested["mean"].iloc[i])
+            tested.loc[tested.index[i], "p"] = _t_p(mean, se, n)
+            if margin is not None:
+                lower = _t_p(mean + margin, se, n, side="greater")
+                upper = _t_p(mean - margin, se, n, side="less")
+                tested.loc[tested.index[i], "p_equivalent"] = max(lower, upper)
+        return tested
 
 
-def _selection_adjusted(pairs: pd.DataFrame, full: pd.DataFrame, keys: list[str]) -> np.ndarray:
-    """The budget pairs' deltas adjusted for ASHA's selection on ``val_none`` (``_budget_p``). The
-    slope is pooled over every row (method x control) and context with stopped pairs, each
-    (row, context) centred on its own means: regression to the mean of the unmodified arm's luck
-    is one mechanism, and one row's few budget pairs would give a noisy slope."""
+def _t_p(mean: float, se: float, n: int, side: str = "two") -> float:
+    """The t-test p of ``mean`` with standard error ``se`` on n - 1 degrees of freedom (two-sided,
+    or one-sided: mean > 0 for "greater", mean < 0 for "less"); with no spread, the exact
+    sign-flip p (``all_equal_p``) as everywhere else."""
+    from scipy.stats import t as student_t
+
+    if se <= 1e-12 * max(1.0, abs(mean)):
+        agrees = {"two": abs(mean) > 1e-12, "greater": mean > 0, "less": mean < 0}[side]
+        return float(all_equal_p(n, sides=2 if side == "two" else 1)) if agrees else 1.0
+    t = mean / se
+    if side == "two":
+        return float(2 * student_t.sf(abs(t), n - 1))
+    return float(student_t.sf(t, n - 1) if side == "greater" else student_t.cdf(t, n - 1))
+
+
+def _selection_adjusted(pairs: pd.DataFrame, full: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The budget pairs' deltas adjusted for ASHA's selection on ``val_none`` (``BudgetPairs``),
+    and which of them were adjusted: in each (row, context) where pairs were stopped, delta minus
+    b (val_none - its mean over all the row's pairs there), b the least-squares slope of delta on
+    val_none over those budget pairs (selection on the regressor leaves it unbiased), pooled over
+    every row (method x control) and context, each centred on its own means: regression to the
+    mean of the unmodified arm's luck is one mechanism, and one row's few budget pairs would give
+    a noisy slope."""
     cell = [*keys, "context"]
     everyone = pairs.groupby(cell)["val_none"].agg(["mean", "size"]).rename(columns={"mean": "x_all", "size": "n_all"})
     kept = full[cell + ["delta", "val_none"]].join(everyone, on=cell)
@@ -257,8 +336,9 @@ def _selection_adjusted(pairs: pd.DataFrame, full: pd.DataFrame, keys: list[str]
     sxx = float((x[use] ** 2).sum())
     slope = float((x[use] * y[use]).sum()) / sxx if sxx > 0 else 0.0
     gap = (kept["val_none"] - kept["x_all"]).to_numpy(np.float64)
-    shift = np.where(selected & np.isfinite(gap), slope * gap, 0.0)
-    return kept["delta"].to_numpy(np.float64) - shift
+    touched = selected & np.isfinite(gap)
+    shift = np.where(touched, slope * gap, 0.0)
+    return kept["delta"].to_numpy(np.float64) - shift, touched
 
 
 def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
@@ -320,10 +400,11 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
             .reset_index()
         )
         table = table.merge(means, on=["method", "control"])
-        table = table.merge(_budget_p(pairs), on=["method", "control"], how="left")
+        budget = BudgetPairs(pairs)
+        table = table.merge(_budget_p(budget), on=["method", "control"], how="left")
         table["p_equivalent"] = (
             table[["method", "control"]]
-            .merge(_equivalence_p(pairs), on=["method", "control"], how="left")["p_equivalent"]
+            .merge(_equivalence_p(pairs, budget), on=["method", "control"], how="left")["p_equivalent"]
             .to_numpy()
         )
 
