@@ -277,7 +277,14 @@ class BudgetPairs:
             return tested
         index = pd.MultiIndex.from_frame(tested[by]) if len(by) > 1 else pd.Index(tested[by[0]])
         adjusted = index.isin(hit.index[hit.to_numpy()])
-        jack = self._jackknife()
+        # groups x left-out seeds: each group's mean over its seeds, the adjustment redone without one
+        theta = pd.concat(
+            {
+                seed: rest.groupby([*by, "seed"])["delta"].mean().groupby(level=list(range(len(by)))).mean()
+                for seed, rest in self._jackknife().items()
+            },
+            axis=1,
+        )
         seeds_of = per_seed.groupby(by)["seed"].agg(list)
         for i in np.flatnonzero(adjusted):
             group = index[i]
@@ -285,15 +292,8 @@ class BudgetPairs:
             n = len(seeds)
             if n < 2:
                 continue
-            theta = []
-            for seed in seeds:
-                rest = jack[seed]
-                mask = np.ones(len(rest), dtype=bool)
-                for column, value in zip(by, group if len(by) > 1 else (group,)):
-                    mask &= (rest[column] == value).to_numpy()
-                theta.append(rest.loc[mask].groupby("seed")["delta"].mean().mean())
-            theta = np.asarray(theta, dtype=np.float64)
-            se = float(np.sqrt((n - 1) / n * ((theta - theta.mean()) ** 2).sum()))
+            values = theta.loc[group, seeds].to_numpy(np.float64)
+            se = float(np.sqrt((n - 1) / n * ((values - values.mean()) ** 2).sum()))
             mean = float(tested["mean"].iloc[i])
             tested.loc[tested.index[i], "p"] = _t_p(mean, se, n)
             if margin is not None:
