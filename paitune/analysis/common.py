@@ -18,8 +18,8 @@ reported accuracy at ``epochs_run``.
 
 *Selection on validation, reporting on test*: where a choice was run with several configs in a
 context (e.g. learning rates), the config with the best mean validation accuracy over seeds is
-selected (``selected``), judged at the last epoch every trial of some config reached (the
-budget when nothing was stopped; ``_select``), and its test accuracy is what the comparisons use.
+selected (``selected``), judged at the deepest epoch of its cell (the budget when nothing was
+stopped; ``_select``), and its test accuracy is what the comparisons use.
 """
 
 from __future__ import annotations
@@ -252,28 +252,53 @@ def _scored(results: Results) -> tuple[pd.DataFrame, dict]:
     return frame, meta
 
 
+MIN_DEEP = 2  # trials of a config at the cell's deepest epoch for it to be judged there
+
+
 def _select(results: Results, frame: pd.DataFrame) -> np.ndarray:
     """Per (context, method, allocation, control): the config to compare, by validation accuracy.
-    Configs are judged where they are deepest: at the last epoch that every trial of some config
-    reached (the budget, when one config ran it in every seed), among the configs whose every
-    trial reached it, by their mean validation accuracy over seeds there. Under ASHA the context's
-    common epoch is its first rung: a config picked there is the one that learns fastest, which
-    ASHA itself may have stopped later for a config that ends better."""
+    Configs are judged where the cell ran deepest: at the last epoch any of its trials reached,
+    each config with at least MIN_DEEP trials there by their mean validation accuracy there (the
+    budget, when nothing was stopped). Under ASHA the context's common epoch is its first rung,
+    where a config that learns fastest leads though it may end worse; and requiring every trial
+    of a config at the deepest epoch would drop the better config for one seed ASHA stopped,
+    leaving the pick a coin flip shared by every seed of the cell. A cell where no config has
+    MIN_DEEP trials at that epoch is judged at the last epoch every trial of some config
+    reached."""
     cell = ["context", "method", "allocation", "control"]
     if frame.empty:
         return np.zeros(0, dtype=bool)
     keys = cell + ["config"]
+    groups = [frame[c] for c in cell]
+    deepest = frame.groupby(groups, dropna=False, observed=True, sort=False)["reached"].transform("max")
+    at_deepest = (frame["reached"] >= deepest).to_numpy()
+    chosen = _best_config(results, frame, keys, at_deepest, deepest.to_numpy(np.float64), MIN_DEEP)
+    # Cells without such a config: the configs whose every trial reached the deepest epoch any
+    # config reached in full.
     depth = frame.groupby(keys, dropna=False, observed=True, sort=False)["reached"].transform("min")
-    deepest = depth.groupby([frame[c] for c in cell], dropna=False, observed=True, sort=False).transform("max")
-    candidate = (depth == deepest).to_numpy()
+    full_depth = depth.groupby(groups, dropna=False, observed=True, sort=False).transform("max")
+    fallback = _best_config(results, frame, keys, (depth == full_depth).to_numpy(), full_depth.to_numpy(np.float64), 1)
+    has = pd.Series(chosen).groupby([frame[c].to_numpy() for c in cell], dropna=False).transform("any").to_numpy()
+    return np.where(has, chosen, fallback)
+
+
+def _best_config(
+    results: Results, frame: pd.DataFrame, keys: list[str], candidate: np.ndarray, epoch: np.ndarray, min_trials: int
+) -> np.ndarray:
+    """Trials of the config, per cell (``keys`` less ``config``), with the best mean validation
+    accuracy at ``epoch`` over its ``candidate`` trials, among configs with ``min_trials`` of them."""
+    cell = keys[:-1]
     score = np.full(len(frame), np.nan)
-    val, acc = accuracy_at(results, frame["tix"].to_numpy()[candidate], deepest.to_numpy(np.float64)[candidate])
+    val, acc = accuracy_at(results, frame["tix"].to_numpy()[candidate], epoch[candidate])
     score[candidate] = np.where(np.isfinite(val), val, acc)
-    means = frame[keys].assign(_score=score).groupby(keys, dropna=False, observed=True, sort=False)["_score"].mean()
-    means = means.reset_index()
-    best = means.loc[means.groupby(cell, dropna=False, observed=True, sort=False)["_score"].idxmax().dropna()]
-    chosen = frame[keys].merge(best[keys].assign(_pick=True), on=keys, how="left")
-    return chosen["_pick"].eq(True).to_numpy()
+    means = frame[keys].assign(_score=score).groupby(keys, dropna=False, observed=True, sort=False)["_score"]
+    means = means.agg(["mean", "count"]).reset_index()
+    means = means.loc[means["count"] >= min_trials]
+    if means.empty:
+        return np.zeros(len(frame), dtype=bool)
+    best = means.loc[means.groupby(cell, dropna=False, observed=True, sort=False)["mean"].idxmax().dropna()]
+    picked = frame[keys].merge(best[keys].assign(_pick=True), on=keys, how="left")
+    return picked["_pick"].eq(True).to_numpy()
 
 
 def context_table(results: Results) -> pd.DataFrame:
