@@ -273,12 +273,14 @@ def _select(results: Results, frame: pd.DataFrame) -> np.ndarray:
     deepest = frame.groupby(groups, dropna=False, observed=True, sort=False)["reached"].transform("max")
     at_deepest = (frame["reached"] >= deepest).to_numpy()
     chosen = _best_config(results, frame, keys, at_deepest, deepest.to_numpy(np.float64), MIN_DEEP)
+    has = pd.Series(chosen).groupby([frame[c].to_numpy() for c in cell], dropna=False).transform("any").to_numpy()
+    if has.all():
+        return chosen
     # Cells without such a config: the configs whose every trial reached the deepest epoch any
     # config reached in full.
     depth = frame.groupby(keys, dropna=False, observed=True, sort=False)["reached"].transform("min")
     full_depth = depth.groupby(groups, dropna=False, observed=True, sort=False).transform("max")
     fallback = _best_config(results, frame, keys, (depth == full_depth).to_numpy(), full_depth.to_numpy(np.float64), 1)
-    has = pd.Series(chosen).groupby([frame[c].to_numpy() for c in cell], dropna=False).transform("any").to_numpy()
     return np.where(has, chosen, fallback)
 
 
