@@ -27,11 +27,12 @@ from __future__ import annotations
 import copy
 import os
 import time
+from pathlib import Path
 
 import torch
 
 from bench._epoch_loops import DataLoaderLoop, TunedLoop
-from bench.common import bench_parser, report, set_threads
+from bench.common import bench_parser, report, set_threads, write_json
 from paitune.data import load_dataset
 from paitune.models import build_model
 from paitune.pruning import prune
@@ -107,6 +108,16 @@ def measure(args, data, model_name: str, batch: int, precision: str, layout: str
     return row
 
 
+def _keep_partial(args, rows: list[dict]) -> None:
+    """Print the newest row and write every row so far: a run cut off by a time limit (a lent GPU
+    machine's budget) keeps what it measured."""
+    row = rows[-1]
+    print(f"{row['model']} batch {row['batch']} {row['precision']} {row['layout']}: paitune "
+          f"{row['paitune_s']:.3f} s, tuned {row['tuned_s']:.3f} s, "
+          f"paitune/tuned {row['paitune_vs_tuned']:.3f}", flush=True)  # fmt: skip
+    write_json(f"{NAME}.partial", {"rows": rows}, args.out)
+
+
 def _speedups(rows: list[dict]) -> None:
     """Each row's paitune epoch against the same model and batch at fp32 contiguous."""
     base = {
@@ -133,13 +144,13 @@ def main(argv=None) -> int:
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # what the papers' code and a tuned loop both turn on
     data = load_dataset("synthetic", synthetic_shape=(3, 32, 32), synthetic_size=(args.train, 256, 256))
-    rows = [
-        measure(args, data, model, batch, precision, layout)
-        for model in args.models
-        for batch in args.batch_sizes
-        for precision in args.precisions
-        for layout in args.layouts
-    ]
+    rows = []
+    for model in args.models:
+        for batch in args.batch_sizes:
+            for precision in args.precisions:
+                for layout in args.layouts:
+                    rows.append(measure(args, data, model, batch, precision, layout))
+                    _keep_partial(args, rows)
     _speedups(rows)
     vs_loader = [r["paitune_vs_dataloader"] for r in rows if r["paitune_vs_dataloader"] is not None]
     fast = [r["speedup_vs_fp32"] for r in rows if (r["precision"], r["layout"]) == ("bf16", "channels_last")]
@@ -162,6 +173,7 @@ def main(argv=None) -> int:
     }  # fmt: skip
     title = f"Training epoch on {summary['device']} ({args.train} images, sparsity {SPARSITY})"
     report(NAME, args, settings=settings, rows=rows, summary=summary, columns=COLUMNS, title=title)
+    (Path(args.out) / f"{NAME}.partial.json").unlink(missing_ok=True)
     return 0
 
 
