@@ -24,7 +24,7 @@ from paitune.search.parquet_io import write_table_atomic
 from paitune.search.plan import plan_sweep
 from paitune.search.repeats import MAX_REDRAWS
 from paitune.search.searcher import PaiOptunaSearch, trial_outcome
-from paitune.search.sink import ParquetSink
+from paitune.search.sink import ERRORS_DIR, ParquetSink
 from paitune.search.study_attrs import DUPLICATE_ATTR
 from paitune.search.study_store import study_storage
 from paitune.search.trainable import CHECKPOINT_FILE, load_checkpoint
@@ -62,6 +62,7 @@ def test_trial_outcome_table():
     assert trial_outcome(_result(1, 0.2), error=False) == "stopped"
     assert trial_outcome(_result(1, 0.2, status="diverged"), error=False) == "diverged"
     assert trial_outcome(_result(2, 0.2), error=True) == "failed"
+    assert trial_outcome(_result(0, float("nan"), status="failed"), error=False) == "failed"
     assert trial_outcome(None, error=False) == "stopped"
 
 
@@ -714,6 +715,43 @@ def test_sparse_methods_run_as_trials_and_record_their_final_masks(ray_session, 
         mine = layers[layers.trial_id == row.trial_id]
         kept = (mine.density * mine.numel).sum() / mine.numel.sum()
         assert kept == pytest.approx(row.density_achieved, abs=1e-6)
+
+
+UNBUILDABLE_SPACE = """
+name: unbuildable
+settings: {dataset: digits, model: cnn, epochs: 1, batch_size: 64, method: magnitude, allocation: uniform_plus}
+params:
+  sparsity: {type: categorical, choices: [0.5, 0.995]}
+seeds: [0]
+scheduler: {type: fifo}
+num_samples: 2
+"""
+
+
+@pytest.mark.ray
+def test_a_config_that_cannot_be_built_fails_once_with_its_reason(ray_session, tmp_path):
+    """uniform_plus keeps the CNN's first conv dense: it cannot reach sparsity 0.995 there. The
+    trial is recorded failed with the allocation's one line, at once (no retries: max_failures is 2),
+    and the sweep goes on."""
+    from paitune.search.sweep import execute_sweep
+
+    space_file = tmp_path / "unbuildable.yaml"
+    space_file.write_text(UNBUILDABLE_SPACE)
+    plan = plan_sweep(SweepOptions(space=str(space_file), out=str(tmp_path), name="u", sampler="grid",
+                                   max_concurrent=2, verbose=0))  # fmt: skip
+    execute_sweep(plan)
+    trials = pd.read_parquet(tmp_path / "u" / "trials")
+    trials = trials[trials.method != "dense"].set_index("sparsity")
+    good, bad = trials.loc[0.5], trials.loc[0.995]
+    assert good.status == "completed" and good.epochs_run == 1
+    assert bad.status == "failed" and bad.epochs_run == 0
+    assert bad.error.startswith("uniform_plus cannot meet this sparsity")
+    states = {t.user_attrs["tune_trial_id"]: t for t in study_trials(study_storage(tmp_path / "u"), "u")}
+    assert states[bad.trial_id].state == TrialState.FAIL
+    assert states[bad.trial_id].user_attrs["pai_status"] == "failed"
+    assert states[good.trial_id].state == TrialState.COMPLETE
+    # Tune never saw an error (the only way to its retries): no trial left a traceback.
+    assert not list((tmp_path / "u").glob(f"{ERRORS_DIR}/*"))
 
 
 def test_imp_under_asha_is_rejected_before_anything_starts(tmp_path):

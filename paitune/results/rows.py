@@ -42,6 +42,9 @@ LAYERS_KEY = "layers_json"
 HISTORY_KEY = "history_json"
 VERSIONS_KEY = "versions_json"
 DIVERGED_KEY = "diverged_at"
+# A trial whose config cannot be built (a PaituneError before training, e.g. an allocation that
+# cannot meet the sparsity on this model) reports STATUS_KEY = schema.STATUS_FAILED and this reason.
+ERROR_KEY = "pai_error"
 FIRST_RESULT_KEYS = (
     "density_achieved", "params_kept", "params_total", "flops_dense", "flops_sparse", "collapsed",
     "mask_hash", "prune_seconds", "node", "device",

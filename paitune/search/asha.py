@@ -318,7 +318,7 @@ class ContextASHA(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller, trial, result):
         self._ensure_loaded()
-        if (result or {}).get(STATUS_KEY) == "diverged":
+        if (result or {}).get(STATUS_KEY) in ("diverged", "failed"):
             self._partner_ended(trial, (result or {}).get(self.time_attr))
 
     def on_trial_error(self, tune_controller, trial):

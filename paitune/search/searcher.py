@@ -69,8 +69,8 @@ def trial_outcome(result: dict | None, error: bool) -> str:
         return "failed"
     if not result:
         return "stopped"
-    if result.get(STATUS_KEY) == "diverged":
-        return "diverged"
+    if result.get(STATUS_KEY) in ("diverged", "failed"):  # reported by the trial itself
+        return result[STATUS_KEY]
     if result.get(EPOCH_KEY, 0) >= result.get(MAX_EPOCHS_KEY, math.inf):
         return "completed"
     return "stopped"

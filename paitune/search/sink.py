@@ -39,6 +39,7 @@ from ray.tune import Callback
 
 from paitune.config import trial_config
 from paitune.results.rows import (
+    ERROR_KEY,
     TrialRecord,
     epoch_rows,
     layer_rows,
@@ -211,7 +212,8 @@ class ParquetSink(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = self._record(trial)
-        self._write(record, trial_outcome(record.last or trial.last_result, error=False), None)
+        last = record.last or trial.last_result or {}
+        self._write(record, trial_outcome(last, error=False), last.get(ERROR_KEY))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self._stop_on_disk_error(trial_error(trial)[0])

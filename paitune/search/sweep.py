@@ -21,6 +21,7 @@ from paitune.results.storage import is_uri
 from paitune.search.lock import SweepLock
 from paitune.search.plan import SweepPlan
 from paitune.search.ray_procs import forget_processes, reap_orphans, start_ray
+from paitune.search.state_files import TUNE_DIR as TUNE_DIR  # where tools find Tune's folder of a sweep
 from paitune.search.state_files import fetch_state, mirror_state, write_manifest
 from paitune.search.study_store import study_storage
 from paitune.search.tune_state import serialized_snapshots

@@ -47,12 +47,15 @@ import torch
 from ray import tune
 
 from paitune.config import config_hash, trial_config
+from paitune.errors import PaituneError
 from paitune.plugins import load_plugins
 
 # Not the searcher: a trial worker needs its report keys, not Optuna.
 from paitune.results.rows import (
     DIVERGED_KEY,
     EPOCH_KEY,
+    EPOCH_METRICS,
+    ERROR_KEY,
     HISTORY_KEY,
     LAYERS_KEY,
     MAX_EPOCHS_KEY,
@@ -60,6 +63,7 @@ from paitune.results.rows import (
     STATUS_KEY,
     VERSIONS_KEY,
 )
+from paitune.results.schema import STATUS_FAILED
 
 CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_EVERY_S = 5.0  # default of `paitune sweep --checkpoint-every`
@@ -165,6 +169,17 @@ def _restore(trainer, masks, facts: dict[str, Any]) -> list[dict]:
     return list(state["trainer"].get("history", []))
 
 
+def _report_unbuildable(config: dict[str, Any], err: PaituneError) -> None:
+    """End a trial whose config cannot be built (an allocation that cannot meet the sparsity on
+    this model, a setting the model refuses): it would fail the same way on every retry, so it is
+    reported failed with its one-line reason at once instead of raising into Tune's retries."""
+    result = {**dict.fromkeys((*EPOCH_METRICS, *REPEATED_FACTS), NAN), EPOCH_KEY: 0,
+              MAX_EPOCHS_KEY: int(config["epochs"]), "config_hash": config_hash(config),
+              STATUS_KEY: STATUS_FAILED, ERROR_KEY: str(err)}  # fmt: skip
+    tune.report(result)
+    print(f"paitune: trial failed before training: {err}", file=sys.stderr)
+
+
 def _report(result: dict[str, Any], trainer, masks, facts: dict[str, Any]) -> None:
     """Report one epoch with a checkpoint of everything a retry needs: model, masks, optimizer,
     LR schedule, data-order RNG and the epoch history."""
@@ -195,7 +210,11 @@ def run_trial(
     config = trial_config(tune_config)
     device, threads = assigned_device()
     torch.set_num_threads(threads)
-    prepared = prepare_trial(config, device=device)
+    try:
+        prepared = prepare_trial(config, device=device)
+    except PaituneError as err:
+        _report_unbuildable(config, err)
+        return
     trainer = prepared.trainer
     facts = prune_facts(prepared, device)
     history = _restore(trainer, prepared.masks, facts)
