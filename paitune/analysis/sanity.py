@@ -46,7 +46,6 @@ from paitune.analysis.common import (
     at_budget,
     at_last_shared_epoch,
     context_of,
-    context_table,
     hyperparameter_columns,
     reached_epochs,
 )
@@ -89,7 +88,7 @@ def _meaning(control: str, hurts: bool) -> str | None:
     return (spec.if_hurts if hurts else spec.if_not) or None
 
 
-def _interpret(control: str, verdict: str) -> str:
+def _interpret(control: str, verdict: str, budget_opposite: bool = False) -> str:
     if verdict == NOT_APPLICABLE:
         return _NOT_APPLICABLE_TEXT
     if verdict == "too_few_runs":
@@ -100,11 +99,13 @@ def _interpret(control: str, verdict: str) -> str:
             f"{EQUIVALENCE_MARGIN:.0%} accuracy) is shown at this number of seeds"
         )
     if verdict.endswith("_at_rungs"):
-        moved = "lowers" if verdict == "hurts_at_rungs" else "raises"
-        return (
-            f"{control} {moved} accuracy where ASHA compared the pair at a rung; not shown on the pairs "
-            "that ran the budget"
+        moved, back = ("lowers", "raises") if verdict == "hurts_at_rungs" else ("raises", "lowers")
+        budget = (
+            f"the pairs that ran the budget show the opposite: it {back} accuracy there"
+            if budget_opposite
+            else "not shown on the pairs that ran the budget"
         )
+        return f"{control} {moved} accuracy where ASHA compared the pair at a rung; {budget}"
     hurts = verdict == "hurts"
     meaning = _meaning(control, hurts)
     if meaning is not None:
@@ -152,9 +153,10 @@ EQUIVALENCE_MARGIN = 0.01  # accuracy (fraction): "no effect" means |delta| < 1 
 
 def paired_deltas(results: Results) -> pd.DataFrame:
     """One row per (control trial, unmodified partner): {method, allocation, control, context,
-    seed, epoch, acc_none, acc_control, delta, val_none}; epoch = the last epoch both reached;
-    val_none = the unmodified arm's validation accuracy at its context's common epoch (the first
-    rung where ASHA stopped anyone: what it judged the pair by; ``BudgetPairs``)."""
+    seed, epoch, max_epochs, acc_none, acc_control, delta, val_none_1, ..., val_none_K}; epoch =
+    the last epoch both reached; val_none_k = the unmodified arm's validation accuracy at the k-th
+    epoch where pairs of its context were stopped (what ASHA judged the pair by there), NaN for a
+    pair stopped before it or a context with fewer stops (``BudgetPairs``)."""
     trials = results.trials
     reached = reached_epochs(results)
     frame = _partner_frame(results).assign(
@@ -176,7 +178,6 @@ def paired_deltas(results: Results) -> pd.DataFrame:
         "acc_none",
         "acc_control",
         "delta",
-        "val_none",
     ]
     if pairs.empty:
         return pd.DataFrame(columns=columns)
@@ -185,10 +186,28 @@ def paired_deltas(results: Results) -> pd.DataFrame:
         pairs["tix_none"].to_numpy(), pairs["reached_none"].to_numpy(),
     )  # fmt: skip
     pairs = pairs.assign(epoch=epoch, acc_control=acc_control, acc_none=acc_none, delta=acc_control - acc_none)
-    common = context_table(results).set_index("context")["common_epoch"]
-    val_none, _ = accuracy_at(results, pairs["tix_none"].to_numpy(), pairs["context"].map(common).to_numpy(np.float64))
-    pairs["val_none"] = val_none
-    return pairs.loc[pairs["delta"].notna(), columns].reset_index(drop=True)
+    pairs = pairs.loc[pairs["delta"].notna()].reset_index(drop=True)
+    stops = _stop_epochs(pairs)
+    for k, stop in enumerate(stops.T, start=1):
+        val, _ = accuracy_at(results, pairs["tix_none"].to_numpy(), np.nan_to_num(stop, nan=-1.0))
+        pairs[f"{VAL_NONE}{k}"] = np.where(pairs["epoch"].to_numpy(np.float64) >= stop, val, np.nan)
+    return pairs[columns + [f"{VAL_NONE}{k}" for k in range(1, stops.shape[1] + 1)]]
+
+
+VAL_NONE = "val_none_"  # + k: the unmodified arm's validation accuracy at its context's k-th stop
+
+
+def _stop_epochs(pairs: pd.DataFrame) -> np.ndarray:
+    """pairs x K: the epochs at which pairs of each pair's context were stopped (compared before
+    the budget), ascending, NaN-padded to the most stops any context has."""
+    stopped = pairs.loc[~at_budget(pairs["epoch"], pairs["max_epochs"]), ["context", "epoch"]]
+    per_context = stopped.drop_duplicates().sort_values("epoch").groupby("context")["epoch"].agg(list)
+    width = int(per_context.map(len).max()) if len(per_context) else 0
+    table = np.full((len(per_context) + 1, width), np.nan)  # the last row: contexts without stops
+    for i, epochs in enumerate(per_context):
+        table[i, : len(epochs)] = epochs
+    codes = pd.Index(per_context.index).get_indexer(pairs["context"])
+    return table[np.where(codes < 0, len(per_context), codes)]
 
 
 def _equivalence_p(pairs: pd.DataFrame, budget: BudgetPairs) -> pd.DataFrame:
@@ -233,16 +252,16 @@ class BudgetPairs:
     tests over seeds on them.
 
     ASHA chose those pairs by one arm: it kept an unmodified trial for its validation accuracy at
-    a rung, and that trial's luck lasts to the budget while its control partner's does not, so
+    each rung, and that trial's luck lasts to the budget while its control partner's does not, so
     their deltas lean negative (a control that only trains slower "hurt" at the budget). The
-    selection is on an observed variable, ``val_none``, known for every pair, so the deltas are
-    adjusted for it (regression adjustment, selection on observables; ``_selection_adjusted``).
+    selection is on observed variables, the unmodified arm's accuracy at each stop
+    (``val_none_k``), known for every pair that reached it, so the deltas are adjusted for them
+    (sequential regression, selection on observables; ``_selection_adjusted``).
     The slope is estimated from the same seeds, and its error shifts every seed's adjusted delta
     alike: a t-test over seeds that took it as known would understate the variance. So a group
     holding adjusted pairs is tested with the delete-one-seed jackknife standard error of its
     mean, the adjustment (slope included) redone without each seed; a group without (nothing
-    stopped) gets the plain t-test over seeds. Later rungs select again, on accuracies the
-    stopped pairs never reached; the adjustment covers the first rung."""
+    stopped) gets the plain t-test over seeds."""
 
     KEYS = ["method", "control"]
 
@@ -319,26 +338,70 @@ def _t_p(mean: float, se: float, n: int, side: str = "two") -> float:
 
 
 def _selection_adjusted(pairs: pd.DataFrame, full: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The budget pairs' deltas adjusted for ASHA's selection on ``val_none`` (``BudgetPairs``),
-    and which of them were adjusted: in each (row, context) where pairs were stopped, delta minus
-    b (val_none - its mean over all the row's pairs there), b the least-squares slope of delta on
-    val_none over those budget pairs (selection on the regressor leaves it unbiased), pooled over
-    every row (method x control) and context, each centred on its own means: regression to the
-    mean of the unmodified arm's luck is one mechanism, and one row's few budget pairs would give
-    a noisy slope."""
+    """The budget pairs' deltas adjusted for ASHA's selection (``BudgetPairs``), and which of them
+    were adjusted: those of the (row, context) cells where pairs were stopped.
+
+    ASHA selects at each stop k of a context on the unmodified arm's validation accuracy there,
+    x_k (``val_none_k``), known for every pair that reached it: the pairs that ran the budget are
+    missing the others at random given x_1..x_K (monotone, selection on observables). The mean
+    delta the cell would have shown had no pair been stopped is estimated by sequential regression
+    (Robins, Rotnitzky & Zhao 1995; Tsiatis 2006, ch. 10): from the last stop K down to the first,
+    regress the outcome (delta on the budget pairs, then the previous stage's predictions) on
+    x_1..x_k over the pairs that passed stop k, and predict it for every pair that reached stop k;
+    the cell's estimate is the mean of the first stage's predictions over all its pairs. Each
+    budget pair's adjusted delta is that estimate plus its residual at its cell's last stage, so
+    their mean is the estimate and their spread is the delta's own, less what the arm's luck
+    explains. Slopes are pooled over rows and contexts, each cell centred on its own means (one
+    mechanism, regression to the mean of the arm's luck; a row's few pairs would give noisy
+    slopes). With one stop this is delta - b (x_1 - the cell's mean x_1 over all its pairs)."""
     cell = [*keys, "context"]
-    everyone = pairs.groupby(cell)["val_none"].agg(["mean", "size"]).rename(columns={"mean": "x_all", "size": "n_all"})
-    kept = full[cell + ["delta", "val_none"]].join(everyone, on=cell)
-    selected = (kept.groupby(cell)["delta"].transform("size") < kept["n_all"]).to_numpy()
-    x = (kept["val_none"] - kept.groupby(cell)["val_none"].transform("mean")).to_numpy(np.float64)
-    y = (kept["delta"] - kept.groupby(cell)["delta"].transform("mean")).to_numpy(np.float64)
-    use = selected & np.isfinite(x) & np.isfinite(y)
-    sxx = float((x[use] ** 2).sum())
-    slope = float((x[use] * y[use]).sum()) / sxx if sxx > 0 else 0.0
-    gap = (kept["val_none"] - kept["x_all"]).to_numpy(np.float64)
-    touched = selected & np.isfinite(gap)
-    shift = np.where(touched, slope * gap, 0.0)
-    return kept["delta"].to_numpy(np.float64) - shift, touched
+    xs = sorted((c for c in pairs.columns if c.startswith(VAL_NONE)), key=lambda c: int(c[len(VAL_NONE) :]))
+    budget = pd.Series(at_budget(pairs["epoch"], pairs["max_epochs"]), index=pairs.index)
+    cells = pairs.groupby(cell, sort=False).ngroup()
+    stopped_cells = np.unique(cells.to_numpy()[~budget.to_numpy()])
+    work = np.isin(cells.to_numpy(), stopped_cells)
+    adjusted = pd.Series(full["delta"].to_numpy(np.float64), index=full.index)
+    touched = pd.Series(False, index=full.index)
+    if not work.any() or not xs:
+        return adjusted.to_numpy(), touched.to_numpy()
+    w = pairs.loc[work]
+    g = cells.loc[w.index].to_numpy()
+    x = w[xs].to_numpy(np.float64)
+    reached = np.isfinite(x)  # reached[i, k]: pair i reached stop k + 1 (and it is one of its context's)
+    on_budget = budget.loc[w.index].to_numpy()
+    # A cell's stops: those any of its budget pairs saw (each budget pair reached every stop).
+    seen = np.where(on_budget[:, None], reached, False).sum(axis=1)
+    n_stops = pd.Series(seen).groupby(g).transform("max").to_numpy()
+    y = np.where(on_budget, w["delta"].to_numpy(np.float64), np.nan)
+    residual = np.full(len(w), np.nan)
+    for k in range(len(xs), 0, -1):
+        active = n_stops >= k
+        passed = active & (on_budget | (reached[:, k] if k < len(xs) else False))
+        passed &= np.isfinite(y)
+        at_stop = active & reached[:, k - 1]
+        if not passed.any():
+            continue
+        h = np.where(reached[:, :k], x[:, :k], np.nan)
+        fit_y = pd.Series(y[passed]).groupby(g[passed]).transform("mean").to_numpy()
+        x_mean = pd.DataFrame(h[passed]).groupby(g[passed]).transform("mean").to_numpy()
+        hc = np.nan_to_num(h[passed] - x_mean)
+        beta = np.linalg.lstsq(hc, y[passed] - fit_y, rcond=None)[0]
+        # each cell's fitted means, for every pair of the cell that reached stop k
+        y_bar = pd.Series(y[passed]).groupby(g[passed]).mean()
+        h_bar = pd.DataFrame(h[passed]).groupby(g[passed]).mean()
+        rows = at_stop & np.isin(g, y_bar.index)
+        pred = y_bar.reindex(g[rows]).to_numpy() + np.nan_to_num(h[rows] - h_bar.reindex(g[rows]).to_numpy()) @ beta
+        last = rows & (n_stops == k) & on_budget
+        residual[last] = y[last] - pred[last[rows]]
+        y = y.copy()
+        y[rows] = pred
+    estimate = pd.Series(y).groupby(g).mean()
+    adjust = on_budget & np.isfinite(residual)
+    values = estimate.reindex(g[adjust]).to_numpy() + residual[adjust]
+    index = w.index[adjust]
+    adjusted.loc[index] = values
+    touched.loc[index] = True
+    return adjusted.to_numpy(), touched.to_numpy()
 
 
 def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
@@ -434,7 +497,10 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     # an effect at the rungs.
     effect = table["p_adjusted"] < ALPHA
     budget_sign = np.sign(table["delta_budget"].fillna(0.0))
-    shown = (table["p_adjusted_budget"] < ALPHA) & (budget_sign == np.sign(table["delta"]))
+    budget_effect = table["p_adjusted_budget"] < ALPHA
+    shown = budget_effect & (budget_sign == np.sign(table["delta"]))
+    # e.g. a control that learns slower but ends better: behind at the rungs, ahead at the budget
+    opposite = (effect & budget_effect & (budget_sign == -np.sign(table["delta"]))).to_numpy()
     # Each row's no_effect is a claim of its own: Holm over the rows, as for the effects.
     table["p_equivalent"] = holm(np.where(tested, table["p_equivalent"].fillna(1.0), np.nan))
     verdict = np.select(
@@ -453,5 +519,7 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     table["verdict"] = verdict
     table.loc[na | (table["n_units"] < 2).to_numpy(), ["ci_low", "ci_high"]] = np.nan
     table.loc[na, ["delta", "mean_none", "mean_control", "p_adjusted", "p_adjusted_budget", "p_equivalent"]] = np.nan
-    table["interpretation"] = [_interpret(c, v) for c, v in zip(table["control"], table["verdict"])]
+    table["interpretation"] = [
+        _interpret(c, v, o) for c, v, o in zip(table["control"], table["verdict"], opposite, strict=True)
+    ]
     return table[columns].sort_values(["method", "control"]).reset_index(drop=True)
