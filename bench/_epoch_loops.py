@@ -73,11 +73,12 @@ class _MaskedLoop:
     """What both loops share: the masked model on the device in its layout, SGD, the grad scaler
     fp16 needs, and one masked step."""
 
-    def __init__(self, model, masks, *, precision, channels_last, device, lr):
+    def __init__(self, model, masks, *, precision, channels_last, device, lr, compile=False):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if compile else self.model
         self.params, self.factors = _masked(self.model, masks)
         self.optimizer = _sgd(self.model, lr)
         self.scaler = grad_scaler(self.device, precision)
@@ -87,7 +88,7 @@ class _MaskedLoop:
         """One masked SGD step; returns the batch's loss (on the device, not synchronized)."""
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
-            logits = self.model(xb)
+            logits = self.forward(xb)
         loss = F.cross_entropy(logits.float(), yb)
         if self.scaler is None:
             loss.backward()
@@ -102,8 +103,10 @@ class _MaskedLoop:
 
 
 class DataLoaderLoop(_MaskedLoop):
-    def __init__(self, model, masks, x, y, *, batch_size, precision, channels_last, device, workers, lr=0.1):
-        super().__init__(model, masks, precision=precision, channels_last=channels_last, device=device, lr=lr)
+    def __init__(self, model, masks, x, y, *, batch_size, precision, channels_last, device, workers, lr=0.1,
+                 compile=False):  # fmt: skip
+        super().__init__(model, masks, precision=precision, channels_last=channels_last, device=device, lr=lr,
+                         compile=compile)  # fmt: skip
         pin = self.device.type == "cuda"
         self.loader = DataLoader(_CropFlipImages(x.cpu(), y.cpu()), batch_size=batch_size, shuffle=True,
                                  num_workers=workers, pin_memory=pin, persistent_workers=workers > 0)  # fmt: skip
@@ -120,8 +123,9 @@ class DataLoaderLoop(_MaskedLoop):
 
 
 class TunedLoop(_MaskedLoop):
-    def __init__(self, model, masks, x, y, *, batch_size, precision, channels_last, device, lr=0.1):
-        super().__init__(model, masks, precision=precision, channels_last=channels_last, device=device, lr=lr)
+    def __init__(self, model, masks, x, y, *, batch_size, precision, channels_last, device, lr=0.1, compile=False):
+        super().__init__(model, masks, precision=precision, channels_last=channels_last, device=device, lr=lr,
+                         compile=compile)  # fmt: skip
         self.x, self.y = to_layout(x.to(self.device), channels_last), y.to(self.device)
         self.batch_size = batch_size
         self.crop = CropFlip()
