@@ -41,8 +41,8 @@ def _planted():
     return module
 
 
-def generate(root: Path, trials: int, epochs: int, layers: int, files: int) -> tuple[Path, dict]:
-    """Write the results set; returns its directory and the row counts."""
+def planted_spec(trials: int, epochs: int, layers: int):
+    """The planted spec of about ``trials`` trials, every one with its full curve."""
     planted = _planted()
     spec = planted.spec_for_size(trials, epochs=epochs, n_layers=layers)
     if trials < spec.n_trials // spec.seeds:
@@ -50,6 +50,12 @@ def generate(root: Path, trials: int, epochs: int, layers: int, files: int) -> t
         spec.allocations, spec.controls, spec.repeats, spec.seeds = spec.allocations[:2], ("none", "invert"), 1, 1
         spec.seeds = -(-trials // spec.n_trials)
     spec.stopped_fraction = 0.0  # full curves: the size the goal names
+    return planted, spec
+
+
+def generate(root: Path, trials: int, epochs: int, layers: int, files: int) -> tuple[Path, dict]:
+    """Write the results set; returns its directory and the row counts."""
+    planted, spec = planted_spec(trials, epochs, layers)
     out = planted.write_results(root, "scale", spec, files_per_table=files)
     import pyarrow.dataset as ds
 

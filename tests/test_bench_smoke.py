@@ -101,6 +101,14 @@ def test_analysis_scale_quick(tmp_path):
     assert row["peak_rss_gib"] == pytest.approx(row["peak_rss_bytes"] / 2**30)
 
 
+def test_result_files_quick(tmp_path):
+    result = run_quick("result_files", tmp_path)
+    (row,) = result["rows"]
+    assert row["tables_equal"] and row["files_after"] == 3
+    assert row["files_before"] >= 2 * row["trials"]  # a trials and a layers file per trial, most an epochs one
+    assert row["load_compacted_s"] < row["load_per_trial_s"]
+
+
 def test_runner_finds_benchmarks_and_rejects_unknown_names():
     found = benchmarks()
     assert found[:3] == ["masked_training", "scoring_cost", "analysis_scale"]

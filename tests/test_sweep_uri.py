@@ -84,9 +84,11 @@ def test_sweep_to_a_uri_then_analyze_and_resume_elsewhere(ray_session, tmp_path,
     out = f"file://{tmp_path}/bucket/results"
     state = tmp_path / "state"
     # --checkpoint-every 0: these sub-second trials would otherwise save none, and the checkpoints'
-    # place (the URI) is what is checked.
+    # place (the URI) is what is checked. --compact-min 1: the sweep merges its per-trial files at
+    # its end, through the URI's filesystem, and the resumed sweep reads them as written trials.
     plan = plan_sweep(SweepOptions(space=str(space), out=out, name="u", sampler="random", max_concurrent=2,
-                                   verbose=0, state_dir=str(state), checkpoint_every_s=0.0))  # fmt: skip
+                                   verbose=0, state_dir=str(state), checkpoint_every_s=0.0,
+                                   compact_min=1))  # fmt: skip
     assert plan.experiment_dir == state / "u" and plan.storage_path == out
     execute_sweep(plan)
     remote = tmp_path / "bucket" / "results" / "u"
@@ -94,6 +96,8 @@ def test_sweep_to_a_uri_then_analyze_and_resume_elsewhere(ray_session, tmp_path,
     trials = pd.read_parquet(remote / "trials")
     assert len(trials) == 3 + 1 and (trials.status == "completed").all()
     assert len(pd.read_parquet(remote / "epochs")) == 4 * 2
+    for table in ("trials", "epochs", "layers"):  # compacted: one file each
+        assert [p.name.startswith("compacted-") for p in (remote / table).iterdir()] == [True]
     assert (remote / "tune").is_dir() and any((remote / "tune").glob("trial_*/checkpoint_*"))
     for name in ("sweep.json", "optuna.journal"):  # (asha.json too, under ASHA)
         assert (remote / name).read_bytes() == (state / "u" / name).read_bytes()
@@ -114,6 +118,7 @@ def test_sweep_to_a_uri_then_analyze_and_resume_elsewhere(ray_session, tmp_path,
     assert len(study_trials(study_storage(state / "u"), "u")) >= 3  # every context's study came back
     again = pd.read_parquet(remote / "trials")
     assert sorted(again.trial_id) == sorted(trials.trial_id)  # nothing ran twice
+    assert len(list((remote / "trials").iterdir())) == 1
 
 
 def test_analyze_cli_reads_a_uri_and_rejects_a_missing_one(tmp_path):

@@ -48,11 +48,14 @@ def _readable(folder: Location, names: list[str], skipped: list[str]) -> list[st
     return good
 
 
-def read_table(folder: Location, columns=None, *, with_files: bool = False) -> TableRead:
-    """The rows of every readable file of ``folder`` at the current schema version.
+def read_table(
+    folder: Location, columns=None, *, with_files: bool = False, names: list[str] | None = None
+) -> TableRead:
+    """The rows of every readable file of ``folder`` (or of its files ``names``) at the current
+    schema version.
 
     ``columns``: a callable (the merged schema -> the column names to read), or None for all."""
-    names = folder.parquet_files()
+    names = folder.parquet_files() if names is None else names
     read = TableRead(table=None, found=len(names))
     if not names:
         return read

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from paitune.analysis.files import read_table
 from paitune.errors import PaituneError
+from paitune.results.layout import layout
 from paitune.results.schema import EPOCHS, LAYERS, PROXY_PREFIX, TRIALS_FIXED
 from paitune.results.storage import Location, locate
 from paitune.spaces.context import CONTEXT_COLUMN, context_id
@@ -82,9 +83,9 @@ def _default_contexts(table: pa.Table) -> pa.Array:
     return pa.array([context_id(row) for row in frame.to_dict("records")], pa.string())
 
 
-def _read_trials(path: Location, skipped: list[str]) -> tuple[pa.Table, pa.Array]:
-    """The trials table of ``path`` (a ``trials/`` folder) and the file of each row."""
-    read = read_table(path, with_files=True)
+def _read_trials(path: Location, names: list[str], skipped: list[str]) -> tuple[pa.Table, pa.Array]:
+    """The trials table of ``path`` (a ``trials/`` folder; its files ``names``) and the file of each row."""
+    read = read_table(path, with_files=True, names=names)
     skipped += read.skipped
     if read.table is None or len(read.table) == 0:
         if read.skipped:
@@ -102,8 +103,8 @@ def _read_trials(path: Location, skipped: list[str]) -> tuple[pa.Table, pa.Array
     return table, read.files
 
 
-def _read_fixed(path: Location, schema: pa.Schema, skipped: list[str]) -> pa.Table:
-    read = read_table(path, lambda found: [n for n in schema.names if n in found.names])
+def _read_fixed(path: Location, names: list[str], schema: pa.Schema, skipped: list[str]) -> pa.Table:
+    read = read_table(path, lambda found: [n for n in schema.names if n in found.names], names=names)
     skipped += read.skipped
     if read.table is None:
         return schema.empty_table()
@@ -196,8 +197,10 @@ def load_results(*paths: str | os.PathLike) -> Results:
 
     skipped: list[str] = []
     trial_tables, trial_files = [], []
+    # Each table's files that hold its rows, each trial once (a compaction may have stopped part-way).
+    files_of = {path.uri: layout(path).files for path in resolved}
     for path in resolved:
-        table, files = _read_trials(path.join("trials"), skipped)
+        table, files = _read_trials(path.join("trials"), files_of[path.uri]["trials"], skipped)
         if len(table) == 0:
             raise PaituneError(f"{str(path)!r} has no trials yet; wait for the sweep to finish a trial")
         trial_tables.append(table)
@@ -220,7 +223,7 @@ def load_results(*paths: str | os.PathLike) -> Results:
     orphan_rows = {}
     frames = {}
     for name, schema in (("epochs", EPOCHS), ("layers", LAYERS)):
-        tables = [_read_fixed(path.join(name), schema, skipped) for path in resolved]
+        tables = [_read_fixed(path.join(name), files_of[path.uri][name], schema, skipped) for path in resolved]
         frame, orphan_rows[name] = _attach_tix(pa.concat_tables(tables), keys)
         if n_duplicates:
             frame = frame.drop_duplicates(subset=["tix", "epoch" if name == "epochs" else "layer"])

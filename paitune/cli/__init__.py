@@ -1,4 +1,4 @@
-"""The ``paitune`` command: prune, proxies, spaces, sweep, analyze.
+"""The ``paitune`` command: prune, proxies, spaces, sweep, analyze, compact.
 
 Every subcommand validates its input before starting anything; bad input (a ``PaituneError``)
 becomes one line on stderr and exit status 2, never a traceback.
@@ -14,7 +14,7 @@ from .. import __version__
 from ..errors import PaituneError
 from ..plugins import load_plugins
 
-SUBCOMMAND_MODULES = ("pai", "spaces", "sweep", "analyze")
+SUBCOMMAND_MODULES = ("pai", "spaces", "sweep", "analyze", "compact")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -77,6 +77,12 @@ class SweepOptions:
         None,
         "with a URI --out: local folder for paitune's live state; default: ~/.cache/paitune/sweeps/<hash of --out>",
     )
+    compact_min: int = _opt(
+        1000,
+        "at the sweep's end, merge the per-trial result files into a few large ones (`paitune compact`) once "
+        "there are this many trials in them; 0: never",
+        metavar="TRIALS",
+    )
     # 0: quiet, 1: paitune's compact progress, 2: Tune's table of every trial (--quiet / --verbose).
     verbose: int = _opt(1, "how much progress to print", cli=False)
 

@@ -17,7 +17,6 @@ import pyarrow as pa
 from paitune.results import schema as rs
 from paitune.config import TRIAL_OPTIONS, canonical_json, config_hash, trial_config
 from paitune.spaces.context import CONTEXT_COLUMN, DENSE_BASE_KEYS, context_id, reference_setting
-from paitune.results.storage import locate
 
 # Column types of the trial config values that are not fixed columns of the trials table. Lists,
 # paths and shapes are stored as text (proxies comma-separated, shapes like "3x32x32").
@@ -217,9 +216,3 @@ def layer_rows(record: TrialRecord, *, experiment: str) -> pa.Table:
         for i, layer in enumerate(layers)
     ]  # fmt: skip
     return pa.Table.from_pylist(rows, schema=rs.LAYERS)
-
-
-def written_trial_ids(root) -> set[str]:
-    """The trial ids with a row in the trials table under ``root`` (a path, URI or Location):
-    the sink writes a trial's trials file last, so these trials have all their rows."""
-    return {name.removesuffix(".parquet") for name in locate(root).join("trials").parquet_files()}

@@ -36,7 +36,7 @@ import optuna
 from optuna.trial import FixedTrial
 from ray.tune.search import Searcher
 
-from paitune.results.rows import written_trial_ids
+from paitune.results.layout import written_trial_ids
 from paitune.search.asha import pair_key
 from paitune.search.searcher import PaiOptunaSearch
 from paitune.search.study_attrs import DUPLICATE_ATTR, TUNE_TRIAL_ATTR

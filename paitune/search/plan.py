@@ -222,6 +222,8 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
         raise PaituneError(f"--report-every must be >= 0 seconds, got {options.report_every_s}")
     if options.max_failures < 0:
         raise PaituneError(f"--max-failures must be >= 0, got {options.max_failures}")
+    if options.compact_min < 0:
+        raise PaituneError(f"--compact-min must be >= 0 trials, got {options.compact_min}")
     if options.max_concurrent is not None and options.max_concurrent < 1:
         raise PaituneError(f"--max-concurrent must be >= 1, got {options.max_concurrent}")
     max_concurrent = options.max_concurrent or space.max_concurrent

@@ -38,7 +38,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from paitune.results.rows import EPOCH_KEY, HISTORY_KEY, MAX_EPOCHS_KEY, STATUS_KEY, written_trial_ids
+from paitune.results.layout import written_trial_ids
+from paitune.results.rows import EPOCH_KEY, HISTORY_KEY, MAX_EPOCHS_KEY, STATUS_KEY
 from paitune.search import internals
 from paitune.search.recovery import kept_dense_references, retry_lost_trials
 from paitune.search.repeats import (

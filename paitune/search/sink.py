@@ -38,6 +38,7 @@ import pyarrow as pa
 from ray.tune import Callback
 
 from paitune.config import trial_config
+from paitune.results.layout import TABLES, is_compacted, layout, trial_id_of, written_trial_ids
 from paitune.results.rows import (
     ERROR_KEY,
     TrialRecord,
@@ -46,9 +47,9 @@ from paitune.results.rows import (
     record_context,
     reference_key,
     trial_row,
-    written_trial_ids,
 )
 from paitune.results.storage import Location, locate, read_parquet_files
+from paitune.search.compaction import clear_compaction_leftovers
 from paitune.search.faults import fault_point
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic, write_text_atomic
 from paitune.search.searcher import trial_outcome
@@ -79,27 +80,30 @@ def trial_error(trial) -> tuple[str, str]:
 
 
 def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
-    """Clear what a killed writer left: temporaries, and the epochs/layers files of a trial whose
-    trials file (always written last) is missing. Returns the trial ids whose files were removed;
-    the ones Tune still knows are written again, whole, when they end."""
+    """Clear what a killed writer left: temporaries, the epochs/layers files of a trial whose
+    trials file (always written last) is missing, and what an interrupted compaction left
+    (``paitune.results.layout``). Returns the trial ids whose files were removed; the ones Tune
+    still knows are written again, whole, when they end."""
     root = locate(root)
-    for folder in ("trials", "epochs", "layers", ERRORS_DIR):
+    for folder in (*TABLES, ERRORS_DIR):
         remove_stale_temporaries(root.join(folder))
+    clear_compaction_leftovers(root)
     done = written_trial_ids(root)
     removed = set()
     for table in ("epochs", "layers"):
         folder = root.join(table)
         for name in folder.parquet_files():
-            if name.removesuffix(".parquet") not in done:
+            if not is_compacted(name) and trial_id_of(name) not in done:
                 folder.delete(name)
-                removed.add(name.removesuffix(".parquet"))
+                removed.add(trial_id_of(name))
     return sorted(removed)
 
 
 def finished_dense_references(root: str | Path | Location) -> dict[str, float]:
     """``reference_key`` -> test_acc of the dense references already written under ``root/trials``."""
     wanted = ["method", "status", "config_json", "context", "test_acc"]
-    table = read_parquet_files(locate(root).join("trials"), columns=lambda schema: wanted)
+    root = locate(root)
+    table = read_parquet_files(root.join("trials"), layout(root).files["trials"], columns=lambda schema: wanted)
     if table is None:
         return {}
     found = {}

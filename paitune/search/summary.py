@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from paitune.results import schema as rs
+from paitune.results.layout import layout
 from paitune.results.storage import Location, locate, read_parquet_files
 
 SUMMARY_COLUMNS = ["trial_id", "status", "method", "sparsity", "allocation", "control", "seed", "epochs_run",
@@ -16,7 +17,8 @@ TOP = 10
 
 
 def read_trials(experiment_dir: str | Path | Location) -> pd.DataFrame:
-    table = read_parquet_files(locate(experiment_dir).join("trials"))
+    root = locate(experiment_dir)
+    table = read_parquet_files(root.join("trials"), layout(root).files["trials"])
     if table is None:
         return pd.DataFrame(columns=rs.TRIALS_FIXED.names)
     return table.to_pandas()

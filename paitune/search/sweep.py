@@ -37,6 +37,15 @@ def _close_study(plan: SweepPlan) -> None:
         fail_unfinished(study)
 
 
+def _compact_results(plan: SweepPlan) -> None:
+    """Merge the per-trial result files once there are ``--compact-min`` of them (readers open
+    each file: 100,000 trials are 300,000 of them)."""
+    from paitune.search.compaction import compact, per_trial_files
+
+    if plan.options.compact_min > 0 and per_trial_files(plan.results) >= plan.options.compact_min:
+        compact(plan.results)
+
+
 def execute_sweep(plan: SweepPlan, stops=None):
     """Run the planned sweep under the experiment lock; returns Tune's ResultGrid (None when
     ``stops``, a ``StopRequests``, asked to stop before Tune began)."""
@@ -85,6 +94,7 @@ def execute_sweep(plan: SweepPlan, stops=None):
                 flush_writes()  # the rows of every trial that ended, also when fit raised
             if stops is None or not stops.requested:  # a stopped sweep's running trials are Tune's to resume
                 _close_study(plan)
+                _compact_results(plan)
             return grid
         finally:
             mirror_state(plan.experiment_dir, plan.results)
