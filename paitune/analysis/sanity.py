@@ -51,6 +51,7 @@ from paitune.analysis.common import (
 )
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, all_equal_p, grouped_t_test, holm
+from paitune.results.schema import STATUS_STOPPED
 
 # A control trial's unmodified partner: same context, choices (but the control), seed and searched
 # hyperparameters ("config", one group number), as the searcher pairs them.
@@ -160,7 +161,9 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     trials = results.trials
     reached = reached_epochs(results)
     frame = _partner_frame(results).assign(
-        reached=reached[trials["tix"].to_numpy(np.int64)], max_epochs=trials["max_epochs"].to_numpy(np.float64)
+        reached=reached[trials["tix"].to_numpy(np.int64)],
+        max_epochs=trials["max_epochs"].to_numpy(np.float64),
+        stopped=(trials["status"] == STATUS_STOPPED).to_numpy(),
     )
     frame = frame.loc[(trials["status"] != "failed").to_numpy() & (frame["reached"] > 0).to_numpy()]
     keys = PARTNER_KEYS
@@ -178,6 +181,7 @@ def paired_deltas(results: Results) -> pd.DataFrame:
         "acc_none",
         "acc_control",
         "delta",
+        "stopped",
     ]
     if pairs.empty:
         return pd.DataFrame(columns=columns)
@@ -186,7 +190,10 @@ def paired_deltas(results: Results) -> pd.DataFrame:
         pairs["tix_none"].to_numpy(), pairs["reached_none"].to_numpy(),
     )  # fmt: skip
     pairs = pairs.assign(epoch=epoch, acc_control=acc_control, acc_none=acc_none, delta=acc_control - acc_none)
-    pairs = pairs.loc[pairs["delta"].notna()].reset_index(drop=True)
+    # Stopped by the scheduler (either arm; the arm follows its partner) before the budget: the
+    # selection ``BudgetPairs`` adjusts for. A pair cut short by a diverged arm is not selected on.
+    stopped = (pairs["stopped"] | pairs["stopped_none"]) & ~at_budget(pairs["epoch"], pairs["max_epochs"])
+    pairs = pairs.assign(stopped=stopped).loc[pairs["delta"].notna()].reset_index(drop=True)
     stops = _stop_epochs(pairs)
     for k, stop in enumerate(stops.T, start=1):
         val, _ = accuracy_at(results, pairs["tix_none"].to_numpy(), np.nan_to_num(stop, nan=-1.0))
@@ -198,9 +205,9 @@ VAL_NONE = "val_none_"  # + k: the unmodified arm's validation accuracy at its c
 
 
 def _stop_epochs(pairs: pd.DataFrame) -> np.ndarray:
-    """pairs x K: the epochs at which pairs of each pair's context were stopped (compared before
-    the budget), ascending, NaN-padded to the most stops any context has."""
-    stopped = pairs.loc[~at_budget(pairs["epoch"], pairs["max_epochs"]), ["context", "epoch"]]
+    """pairs x K: the epochs at which the scheduler stopped pairs of each pair's context,
+    ascending, NaN-padded to the most stops any context has."""
+    stopped = pairs.loc[pairs["stopped"], ["context", "epoch"]]
     per_context = stopped.drop_duplicates().sort_values("epoch").groupby("context")["epoch"].agg(list)
     width = int(per_context.map(len).max()) if len(per_context) else 0
     table = np.full((len(per_context) + 1, width), np.nan)  # the last row: contexts without stops
@@ -356,52 +363,59 @@ def _selection_adjusted(pairs: pd.DataFrame, full: pd.DataFrame, keys: list[str]
     slopes). With one stop this is delta - b (x_1 - the cell's mean x_1 over all its pairs)."""
     cell = [*keys, "context"]
     xs = sorted((c for c in pairs.columns if c.startswith(VAL_NONE)), key=lambda c: int(c[len(VAL_NONE) :]))
-    budget = pd.Series(at_budget(pairs["epoch"], pairs["max_epochs"]), index=pairs.index)
-    cells = pairs.groupby(cell, sort=False).ngroup()
-    stopped_cells = np.unique(cells.to_numpy()[~budget.to_numpy()])
-    work = np.isin(cells.to_numpy(), stopped_cells)
     adjusted = pd.Series(full["delta"].to_numpy(np.float64), index=full.index)
     touched = pd.Series(False, index=full.index)
-    if not work.any() or not xs:
+    if not xs or not pairs["stopped"].any():
         return adjusted.to_numpy(), touched.to_numpy()
+    budget = pd.Series(at_budget(pairs["epoch"], pairs["max_epochs"]), index=pairs.index)
+    cells = pairs.groupby(cell, sort=False).ngroup()
+    work = np.isin(cells.to_numpy(), np.unique(cells.to_numpy()[pairs["stopped"].to_numpy()]))
     w = pairs.loc[work]
-    g = cells.loc[w.index].to_numpy()
+    g = pd.factorize(cells.loc[w.index].to_numpy())[0]  # 0 .. G-1: group means by bincount
+    n_groups = int(g.max()) + 1
     x = w[xs].to_numpy(np.float64)
     reached = np.isfinite(x)  # reached[i, k]: pair i reached stop k + 1 (and it is one of its context's)
     on_budget = budget.loc[w.index].to_numpy()
     # A cell's stops: those any of its budget pairs saw (each budget pair reached every stop).
     seen = np.where(on_budget[:, None], reached, False).sum(axis=1)
-    n_stops = pd.Series(seen).groupby(g).transform("max").to_numpy()
+    n_stops = np.zeros(n_groups, dtype=np.int64)
+    np.maximum.at(n_stops, g, seen)
+    n_stops = n_stops[g]
     y = np.where(on_budget, w["delta"].to_numpy(np.float64), np.nan)
     residual = np.full(len(w), np.nan)
     for k in range(len(xs), 0, -1):
         active = n_stops >= k
-        passed = active & (on_budget | (reached[:, k] if k < len(xs) else False))
-        passed &= np.isfinite(y)
-        at_stop = active & reached[:, k - 1]
+        passed = active & (on_budget | (reached[:, k] if k < len(xs) else False)) & np.isfinite(y)
         if not passed.any():
             continue
         h = np.where(reached[:, :k], x[:, :k], np.nan)
-        fit_y = pd.Series(y[passed]).groupby(g[passed]).transform("mean").to_numpy()
-        x_mean = pd.DataFrame(h[passed]).groupby(g[passed]).transform("mean").to_numpy()
-        hc = np.nan_to_num(h[passed] - x_mean)
-        beta = np.linalg.lstsq(hc, y[passed] - fit_y, rcond=None)[0]
-        # each cell's fitted means, for every pair of the cell that reached stop k
-        y_bar = pd.Series(y[passed]).groupby(g[passed]).mean()
-        h_bar = pd.DataFrame(h[passed]).groupby(g[passed]).mean()
-        rows = at_stop & np.isin(g, y_bar.index)
-        pred = y_bar.reindex(g[rows]).to_numpy() + np.nan_to_num(h[rows] - h_bar.reindex(g[rows]).to_numpy()) @ beta
+        # each cell's means over the pairs that passed stop k, centring the pooled fit
+        y_bar, fitted = _group_mean(g[passed], y[passed], n_groups)
+        h_bar = np.column_stack([_group_mean(g[passed], h[passed, j], n_groups)[0] for j in range(k)])
+        hc = np.nan_to_num(h[passed] - h_bar[g[passed]])
+        beta = np.linalg.lstsq(hc, y[passed] - y_bar[g[passed]], rcond=None)[0]
+        # predicted for every pair of those cells that reached stop k
+        rows = active & reached[:, k - 1] & fitted[g]
+        pred = y_bar[g[rows]] + np.nan_to_num(h[rows] - h_bar[g[rows]]) @ beta
         last = rows & (n_stops == k) & on_budget
         residual[last] = y[last] - pred[last[rows]]
         y = y.copy()
         y[rows] = pred
-    estimate = pd.Series(y).groupby(g).mean()
+    estimate = _group_mean(g, y, n_groups)[0]
     adjust = on_budget & np.isfinite(residual)
-    values = estimate.reindex(g[adjust]).to_numpy() + residual[adjust]
     index = w.index[adjust]
-    adjusted.loc[index] = values
+    adjusted.loc[index] = estimate[g[adjust]] + residual[adjust]
     touched.loc[index] = True
     return adjusted.to_numpy(), touched.to_numpy()
+
+
+def _group_mean(groups: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group 0..n_groups-1: the mean of its finite ``values`` (NaN where none), and whether it has any."""
+    ok = np.isfinite(values)
+    count = np.bincount(groups[ok], minlength=n_groups)
+    total = np.bincount(groups[ok], weights=values[ok], minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan), count > 0
 
 
 def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
