@@ -444,3 +444,31 @@ def test_method_options_from_the_config_reach_prune():
     proxies = prepare_trial({"method": "random", "proxies": ["swap_reg"], "swap_mu": 50, "swap_sigma": 10,
                              "model": "cnn", "epochs": 1, "prune_batch_size": 32})  # fmt: skip
     assert proxies.proxies["swap_reg"] >= 0
+
+
+def test_combinations_a_rule_cannot_build_are_named_before_a_sweep(tmp_path, capsys):
+    from paitune.cli import main
+    from paitune.spaces.feasibility import unbuildable
+
+    # uniform_plus keeps the CNN's first conv dense (288 of 55,904 weights): sparsity 0.995 and
+    # 0.999 are out of its reach; erk and global (which ranks scores) reach every level.
+    text = """
+name: reach
+settings: {dataset: digits, model: cnn, method: magnitude}
+params:
+  sparsity: {type: categorical, choices: [0.5, 0.995, 0.999]}
+  allocation: {type: categorical, choices: [uniform_plus, erk, global]}
+"""
+    space = load_space_text(text)
+    assert unbuildable(space) == [
+        "uniform_plus cannot meet sparsity 0.995, 0.999 on cnn (digits): those trials will be recorded failed"
+    ]
+    cifar = unbuildable(load_space("cifar", []))
+    assert cifar == [
+        "uniform_plus cannot meet sparsity 0.998047, 0.999 on resnet20 (cifar10): those trials will be recorded failed"
+    ]
+    assert unbuildable(load_space("default", [])) == []
+    path = tmp_path / "reach.yaml"
+    path.write_text(text)
+    assert main(["spaces", "check", str(path)]) == 0
+    assert "note: uniform_plus cannot meet sparsity 0.995, 0.999 on cnn (digits)" in capsys.readouterr().out

@@ -80,9 +80,12 @@ def describe(space) -> list[str]:
 def run_check(args) -> int:
     from paitune.search.combinations import check_combinations
     from paitune.spaces import compile_space, load_space
+    from paitune.spaces.feasibility import unbuildable
 
     space = load_space(args.file, args.sets)
     check_combinations(compile_space(space))  # a config a trial would reject: one line, exit 2
     print("\n".join(describe(space)))
+    for line in unbuildable(space):  # a model-dependent limit of a rule: those trials fail, the rest run
+        print(f"note: {line}")
     print("ok")
     return 0

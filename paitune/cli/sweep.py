@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from paitune.config.sweep import SweepOptions, option_fields
 
@@ -55,4 +56,9 @@ def run(args) -> int:
     values = {f.name: getattr(args, f.name) for f in option_fields()}
     options = SweepOptions(**values, verbose=0 if args.quiet else 2 if args.verbose else 1)
     plan = plan_sweep(options)  # raises PaituneError before anything starts
+    if not options.resume:
+        from paitune.spaces.feasibility import unbuildable
+
+        for line in unbuildable(plan.space):
+            print(f"paitune sweep: note: {line}", file=sys.stderr)
     return run_sweep(plan)
