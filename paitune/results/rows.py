@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from paitune.results import schema as rs
 from paitune.config import TRIAL_OPTIONS, canonical_json, config_hash, trial_config
+from paitune.results import schema as rs
 from paitune.spaces.context import CONTEXT_COLUMN, DENSE_BASE_KEYS, context_id, reference_setting
 
 # Column types of the trial config values that are not fixed columns of the trials table. Lists,
@@ -31,6 +31,7 @@ def config_column_types() -> dict[str, pa.DataType]:
         for name, option in TRIAL_OPTIONS.items()
         if name not in rs.TRIALS_FIXED.names
     }
+
 
 # Keys of the trial function's reports (paitune.search.trainable writes them).
 EPOCH_KEY = "epoch"
