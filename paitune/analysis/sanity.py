@@ -276,8 +276,9 @@ class BudgetPairs:
         self.pairs = pairs
         self.full = pairs.loc[at_budget(pairs["epoch"], pairs["max_epochs"])] if len(pairs) else pairs
         if len(self.full):
-            delta, self.touched = _selection_adjusted(pairs, self.full, self.KEYS)
-            self.full = self.full.assign(delta=delta)
+            delta, touched = _selection_adjusted(pairs, self.full, self.KEYS)
+            usable = np.isfinite(delta)  # a cell whose selection cannot be adjusted for shows nothing
+            self.full, self.touched = self.full.assign(delta=delta).loc[usable], touched[usable]
         else:
             self.touched = np.zeros(0, dtype=bool)
         self._without: dict | None = None  # seed -> adjusted deltas of the budget pairs of the other seeds
@@ -393,6 +394,14 @@ def _selection_adjusted(pairs: pd.DataFrame, full: pd.DataFrame, keys: list[str]
         y_bar, fitted = _group_mean(g[passed], y[passed], n_groups)
         h_bar = np.column_stack([_group_mean(g[passed], h[passed, j], n_groups)[0] for j in range(k)])
         hc = np.nan_to_num(h[passed] - h_bar[g[passed]])
+        if np.linalg.matrix_rank(hc) < k:
+            # No spread of the accuracies within cells to fit the slopes on (e.g. ASHA left one
+            # budget pair per cell): the selection cannot be adjusted for, so these budget pairs
+            # show nothing about the budget (NaN: left out of the budget tests).
+            index = w.index[on_budget]
+            adjusted.loc[index] = np.nan
+            touched.loc[index] = True
+            return adjusted.to_numpy(), touched.to_numpy()
         beta = np.linalg.lstsq(hc, y[passed] - y_bar[g[passed]], rcond=None)[0]
         # predicted for every pair of those cells that reached stop k
         rows = active & reached[:, k - 1] & fitted[g]
