@@ -361,7 +361,9 @@ def _selection_adjusted(pairs: pd.DataFrame, full: pd.DataFrame, keys: list[str]
     their mean is the estimate and their spread is the delta's own, less what the arm's luck
     explains. Slopes are pooled over rows and contexts, each cell centred on its own means (one
     mechanism, regression to the mean of the arm's luck; a row's few pairs would give noisy
-    slopes). With one stop this is delta - b (x_1 - the cell's mean x_1 over all its pairs)."""
+    slopes). With one stop this is delta - b (x_1 - the cell's mean x_1 over all its pairs). Where
+    a stage's accuracies have no spread within the cells (one pair per cell passed it), the slopes
+    are not identified: the budget pairs of the stopped cells come back NaN (not adjustable)."""
     cell = [*keys, "context"]
     xs = sorted((c for c in pairs.columns if c.startswith(VAL_NONE)), key=lambda c: int(c[len(VAL_NONE) :]))
     adjusted = pd.Series(full["delta"].to_numpy(np.float64), index=full.index)
