@@ -52,18 +52,20 @@ def _load(root: Path) -> tuple[object, float]:
 
 
 def _same(a, b) -> bool:
-    def canon(frame, by):
-        return frame.drop(columns="tix").sort_values(by).reset_index(drop=True)
+    """The two loads hold the same rows (trials by id, epochs and layers by trial id and index)."""
 
-    key_a = a.trials.set_index("tix")["trial_id"]
-    key_b = b.trials.set_index("tix")["trial_id"]
-    ok = canon(a.trials, ["trial_id"]).equals(canon(b.trials, ["trial_id"])[canon(a.trials, ["trial_id"]).columns])
-    for name, order in (("epochs", "epoch"), ("layers", "layer")):
-        fa, fb = getattr(a, name), getattr(b, name)
-        fa = canon(fa.assign(trial_id=fa["tix"].map(key_a)), ["trial_id", order])
-        fb = canon(fb.assign(trial_id=fb["tix"].map(key_b)), ["trial_id", order])
-        ok = ok and fa.equals(fb[fa.columns])
-    return bool(ok)
+    def tables(results):
+        trial_of = results.trials.set_index("tix")["trial_id"]
+        out = {"trials": results.trials.drop(columns="tix").sort_values("trial_id")}
+        for name, order in (("epochs", "epoch"), ("layers", "layer")):
+            frame = getattr(results, name)
+            out[name] = (
+                frame.assign(trial_id=frame["tix"].map(trial_of)).drop(columns="tix").sort_values(["trial_id", order])
+            )
+        return {name: frame.reset_index(drop=True) for name, frame in out.items()}
+
+    left, right = tables(a), tables(b)
+    return all(left[name].equals(right[name][left[name].columns]) for name in left)
 
 
 def main(argv=None) -> int:

@@ -50,8 +50,11 @@ class Layout:
     @property
     def trial_ids(self) -> set[str]:
         """Every trial with a row in the trials table: all of its rows are written."""
-        singles = {trial_id_of(n) for n in self.files["trials"] if not is_compacted(n)}
-        return singles | set(self.compacted_ids)
+        return _trial_ids(self.files["trials"], self.compacted_ids)
+
+
+def _trial_ids(trials_files: list[str], compacted_ids: frozenset[str]) -> set[str]:
+    return {trial_id_of(n) for n in trials_files if not is_compacted(n)} | compacted_ids
 
 
 def compacted_trial_ids(trials: Location, names: list[str]) -> frozenset[str]:
@@ -67,8 +70,7 @@ def written_trial_ids(root: str | Location) -> set[str]:
     the sink writes a trial's trials file last, so these trials have all their rows."""
     trials = locate(root).join("trials")
     names = trials.parquet_files()
-    singles = {trial_id_of(n) for n in names if not is_compacted(n)}
-    return singles | compacted_trial_ids(trials, [n for n in names if is_compacted(n)])
+    return _trial_ids(names, compacted_trial_ids(trials, [n for n in names if is_compacted(n)]))
 
 
 def layout(root: str | Location) -> Layout:

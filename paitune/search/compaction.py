@@ -17,10 +17,10 @@ starts or resumes) deletes what a stopped compaction left. A trial's error trace
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from paitune.results.layout import TABLES, is_compacted, layout, trial_id_of
+from paitune.results.layout import COMPACTED_PREFIX, TABLES, Layout, is_compacted, layout
 from paitune.results.storage import Location, locate, read_parquet_files
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic
 
@@ -39,20 +39,18 @@ def compact(root: str | Path | Location, *, max_trials_per_file: int = MAX_TRIAL
     root = locate(root)
     for table in TABLES:
         remove_stale_temporaries(root.join(table))
-    clear_compaction_leftovers(root)
-    found = layout(root)
+    found = clear_compaction_leftovers(root)
     singles = [n for n in found.files["trials"] if not is_compacted(n)]
+    have = {table: set(found.files[table]) for table in TABLES}
     written = 0
     for start in range(0, len(singles), max_trials_per_file):
-        chunk = [trial_id_of(n) for n in singles[start : start + max_trials_per_file]]
-        stem = f"compacted-{uuid.uuid4().hex[:12]}"
+        chunk = singles[start : start + max_trials_per_file]  # a trial's files share its name
+        stem = f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:12]}"
         merged = {}
         for table in COMPACT_ORDER:
             folder = root.join(table)
-            have = set(found.files[table])
-            names = [f"{trial_id}.parquet" for trial_id in chunk if f"{trial_id}.parquet" in have]
-            merged[table] = names
-            rows = read_parquet_files(folder, names)
+            merged[table] = [name for name in chunk if name in have[table]]
+            rows = read_parquet_files(folder, merged[table])
             if rows is not None:
                 write_table_atomic(rows, folder, stem)
         for table in TABLES:
@@ -63,13 +61,15 @@ def compact(root: str | Path | Location, *, max_trials_per_file: int = MAX_TRIAL
     return Compaction(trials=len(singles), files=written)
 
 
-def clear_compaction_leftovers(root: Location) -> None:
+def clear_compaction_leftovers(root: Location) -> Layout:
     """Delete what a compaction that stopped part-way left: its compacted epochs/layers files
-    without their trials file, and the per-trial files it had merged."""
+    without their trials file, and the per-trial files it had merged. Returns the layout left."""
     found = layout(root)
     for table in TABLES:
         for name in found.unfinished[table] + found.merged[table]:
             root.join(table).delete(name)
+    nothing = {table: [] for table in TABLES}
+    return replace(found, unfinished=nothing, merged=nothing)
 
 
 def per_trial_files(root: str | Path | Location) -> int:

@@ -27,7 +27,7 @@ from paitune.search.lock import lock_holder, refusal
 from paitune.search.samplers import SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 from paitune.search.state_files import MANIFEST, default_state_dir, read_manifest
 from paitune.spaces import CompiledSpace, Space, compile_space, load_space
-from paitune.spaces.check import possible_values
+from paitune.spaces.check import possible_setting_values
 from paitune.spaces.compile import SLOPE_PARAM, layer_param, model_layer_shapes
 from paitune.spaces.loader import build_space
 from paitune.spaces.schema import PerLayerAllocation
@@ -102,19 +102,11 @@ def _writable_dir(out: str) -> Path:
     return path
 
 
-def _possible(space: Space, key: str) -> set:
-    """The values a trial config key takes in the space: its choices when searched, else its
-    setting (or default)."""
-    if key in space.params:
-        return set(possible_values(space.params[key]))
-    return {space.settings.get(key, TRIAL_DEFAULTS[key])}
-
-
 def _check_data(space: Space, compiled: CompiledSpace) -> None:
     """Vision datasets must be on disk before the sweep starts (nothing downloads mid-sweep)."""
     from paitune.data.vision import VISION_DATASETS, resolve_data_root
 
-    datasets = _possible(space, "dataset")
+    datasets = possible_setting_values(space, "dataset")
     root = resolve_data_root(space.settings.get("data_root"))
     for name in sorted(d for d in datasets if d in VISION_DATASETS):
         spec = VISION_DATASETS[name]
@@ -132,7 +124,7 @@ def _search_params(space: Space) -> list[str]:
         return []
     if not isinstance(family, PerLayerAllocation):
         return [SLOPE_PARAM]
-    models = _possible(space, "model")
+    models = possible_setting_values(space, "model")
     dataset = space.settings.get("dataset", TRIAL_DEFAULTS["dataset"])
     shape = tuple(space.settings.get("synthetic_shape", TRIAL_DEFAULTS["synthetic_shape"]))
     classes = int(space.settings.get("synthetic_classes", TRIAL_DEFAULTS["synthetic_classes"]))
@@ -192,7 +184,7 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     scheduler = options.scheduler or space.scheduler.type
     if scheduler not in SCHEDULERS:
         raise unknown_choice("scheduler", scheduler, SCHEDULERS)
-    if scheduler == "asha" and "imp" in _possible(space, "method"):
+    if scheduler == "asha" and "imp" in possible_setting_values(space, "method"):
         # An IMP trial reports one whole round per step and needs more steps than the epochs
         # budget; ASHA's rungs would compare its rounds with other methods' epochs.
         raise PaituneError(

@@ -87,12 +87,12 @@ def remove_incomplete_trials(root: str | Path | Location) -> list[str]:
     root = locate(root)
     for folder in (*TABLES, ERRORS_DIR):
         remove_stale_temporaries(root.join(folder))
-    clear_compaction_leftovers(root)
-    done = written_trial_ids(root)
+    found = clear_compaction_leftovers(root)
+    done = found.trial_ids
     removed = set()
     for table in ("epochs", "layers"):
         folder = root.join(table)
-        for name in folder.parquet_files():
+        for name in found.files[table]:
             if not is_compacted(name) and trial_id_of(name) not in done:
                 folder.delete(name)
                 removed.add(trial_id_of(name))

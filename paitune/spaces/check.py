@@ -35,6 +35,14 @@ def possible_values(param) -> Iterator[Any]:
         yield param.value
 
 
+def possible_setting_values(space: Space, key: str) -> list[Any]:
+    """The values trial config key ``key`` takes in ``space``: its possible values when searched
+    (``possible_values``), else its setting (or default); each once, in order."""
+    if key in space.params:
+        return list(dict.fromkeys(possible_values(space.params[key])))
+    return [space.settings.get(key, TRIAL_DEFAULTS[key])]
+
+
 def _check_conditions(space: Space) -> None:
     declared: dict[str, Any] = {}
     for name, param in space.params.items():

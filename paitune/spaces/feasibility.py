@@ -11,18 +11,11 @@ shapes are checked (a rule that ranks a method's scores across layers meets any 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 from paitune.config import TRIAL_DEFAULTS
 from paitune.errors import PaituneError
-from paitune.spaces.check import possible_values
+from paitune.spaces.check import possible_setting_values
 from paitune.spaces.schema import Space
-
-
-def _possible(space: Space, key: str) -> list[Any]:
-    if key in space.params:
-        return list(dict.fromkeys(possible_values(space.params[key])))
-    return [space.settings.get(key, TRIAL_DEFAULTS[key])]
 
 
 def unbuildable(space: Space) -> list[str]:
@@ -32,12 +25,12 @@ def unbuildable(space: Space) -> list[str]:
 
     shape = tuple(space.settings.get("synthetic_shape", TRIAL_DEFAULTS["synthetic_shape"]))
     classes = int(space.settings.get("synthetic_classes", TRIAL_DEFAULTS["synthetic_classes"]))
-    rules = [a for a in _possible(space, "allocation") if isinstance(a, str) and a in allocation_names()]
+    rules = [a for a in possible_setting_values(space, "allocation") if isinstance(a, str) and a in allocation_names()]
     rules = [a for a in rules if not allocation_spec(a).ranks_scores]
-    sparsities = sorted(float(s) for s in _possible(space, "sparsity"))
+    sparsities = sorted(float(s) for s in possible_setting_values(space, "sparsity"))
     failing: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for dataset in _possible(space, "dataset"):
-        for model in _possible(space, "model"):
+    for dataset in possible_setting_values(space, "dataset"):
+        for model in possible_setting_values(space, "model"):
             shapes = dict(model_layer_shapes(model, dataset, shape, classes)) if rules else {}
             for rule in rules:
                 for sparsity in sparsities:
