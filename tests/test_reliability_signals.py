@@ -128,3 +128,43 @@ def test_stop_requests_hand_a_signal_to_tune_once():
                 pass
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+SECOND_SIGNAL_IN_DEL = """
+import os, signal, sys, threading
+from paitune.search.interrupt import StopRequests
+
+class Finalized:
+    def __del__(self):  # the second signal lands while a finalizer runs
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10_000):
+            pass
+
+stops = StopRequests()
+with stops.catching():
+    os.kill(os.getpid(), signal.SIGINT)
+    try:
+        Finalized()
+        threading.Event().wait(20)  # a blocking call: the interrupt must reach it
+        print("not stopped")
+    except KeyboardInterrupt:
+        print("stopped")
+print("hook restored:", sys.unraisablehook is sys.__unraisablehook__)
+"""
+
+
+def test_second_signal_inside_a_finalizer_stops_without_a_traceback(tmp_path):
+    """Python swallows a KeyboardInterrupt raised in ``__del__``: the second signal is taken again
+    after it, the blocked main thread stops, nothing is printed but the first signal's notice, and
+    the sweep's unraisable hook is gone afterwards."""
+    import subprocess
+
+    script = tmp_path / "second_in_del.py"
+    script.write_text(SECOND_SIGNAL_IN_DEL)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["stopped", "hook restored: True"], done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert "SIGINT received" in done.stderr
+    assert time.monotonic() - started < 15  # not the 20 s wait

@@ -18,7 +18,6 @@ thread, asks for the same stop (``request``), with no signal; the callback hands
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import logging
 import os
@@ -26,6 +25,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 from ray.tune import Callback
 
@@ -73,6 +73,8 @@ class StopRequests:
         self._stream = stream or sys.stderr
         self._shielding = False  # inside ``shielded``: a second signal waits for the block's end
         self._held = False  # a second signal came while shielded
+        self._hooked = False  # ``_stop_at_once``'s hook is installed
+        self._in_hook = False  # that hook is running
 
     @property
     def requested(self) -> bool:
@@ -92,6 +94,9 @@ class StopRequests:
             if self._shielding:
                 self._held = True
                 return
+            if self._in_hook:  # raised here it would be swallowed: signal again after the hook
+                self._signal_main_soon()
+                return
             self._stop_at_once()
             raise KeyboardInterrupt  # the second signal: stop at once
         self.signal = signum
@@ -106,17 +111,34 @@ class StopRequests:
 
     def _stop_at_once(self) -> None:
         """A KeyboardInterrupt raised while a ``__del__`` runs is swallowed there (Python prints
-        "Exception ignored" and goes on): catch that, without its traceback, and interrupt the main
-        thread again, so the second signal always stops the sweep."""
+        "Exception ignored" and goes on): catch that, without its traceback, and signal the main
+        thread again once the hook has returned, so the second signal always stops the sweep.
+
+        The new signal comes from a helper thread once the hook has returned: raised inside the
+        hook, the KeyboardInterrupt would be swallowed (and printed) in turn. It goes to the main
+        thread itself, so that a blocking call there returns to take it, as with a real signal."""
+        if self._hooked:
+            return
+        self._hooked = True
         previous = sys.unraisablehook
 
         def hook(unraisable):
             if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-                _thread.interrupt_main()
+                self._in_hook = True  # plain assignments: no point at which a handler could run
+                self._signal_main_soon()
+                self._in_hook = False
                 return
             previous(unraisable)
 
         sys.unraisablehook = hook
+
+    def _signal_main_soon(self) -> None:
+        def send():
+            while self._in_hook:
+                time.sleep(0.001)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+        threading.Thread(target=send, name="paitune-stop-at-once", daemon=True).start()
 
     @contextlib.contextmanager
     def shielded(self):
@@ -164,6 +186,7 @@ class StopRequests:
         for name in QUIETED_LOGGERS:
             logging.getLogger(name).addFilter(quiet)
         previous = {sig: signal.getsignal(sig) for sig in (*SIGNALS, signal.SIGUSR1)}
+        unraisable_hook = sys.unraisablehook  # ``_stop_at_once`` may wrap it for this sweep
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # a handler left by an earlier Tune run is not this run's
         self.install()
         try:
@@ -171,6 +194,7 @@ class StopRequests:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            sys.unraisablehook = unraisable_hook
             for name in QUIETED_LOGGERS:
                 logging.getLogger(name).removeFilter(quiet)
             if tune_handler_setting is None:
