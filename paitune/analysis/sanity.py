@@ -267,8 +267,9 @@ class BudgetPairs:
     The slope is estimated from the same seeds, and its error shifts every seed's adjusted delta
     alike: a t-test over seeds that took it as known would understate the variance. So a group
     holding adjusted pairs is tested with the delete-one-seed jackknife standard error of its
-    mean, the adjustment (slope included) redone without each seed; a group without (nothing
-    stopped) gets the plain t-test over seeds."""
+    mean, the adjustment (slope included) redone without each seed of the table, those without
+    budget pairs in the group too; a group without (nothing stopped) gets the plain t-test over
+    seeds."""
 
     KEYS = ["method", "control"]
 
@@ -287,7 +288,9 @@ class BudgetPairs:
         if self._without is None:
             self._without = {}
             raw = self.pairs.loc[self.full.index]
-            for seed in self.full["seed"].unique():
+            # Every seed, budget pairs or not: a seed's stopped pairs feed its cells' means and
+            # the pooled slopes, so the adjustment of every group moves without it.
+            for seed in self.pairs["seed"].unique():
                 others = self.pairs["seed"] != seed
                 kept = raw.loc[raw["seed"] != seed]
                 delta, _ = _selection_adjusted(self.pairs.loc[others], kept, self.KEYS)
@@ -312,15 +315,14 @@ class BudgetPairs:
             },
             axis=1,
         )
-        seeds_of = per_seed.groupby(by)["seed"].agg(list)
+        units = theta.shape[1]  # every seed of the table: each one's deletion moves the adjustment
         for i in np.flatnonzero(adjusted):
             group = index[i]
-            seeds = seeds_of.loc[group]
-            n = len(seeds)
+            n = int(tested["n_units"].iloc[i])  # the seeds the group's mean is over: the t's df + 1
             if n < 2:
                 continue
-            values = theta.loc[group, seeds].to_numpy(np.float64)
-            se = float(np.sqrt((n - 1) / n * ((values - values.mean()) ** 2).sum()))
+            values = theta.loc[group].to_numpy(np.float64)
+            se = float(np.sqrt((units - 1) / units * ((values - values.mean()) ** 2).sum()))
             mean = float(tested["mean"].iloc[i])
             tested.loc[tested.index[i], "p"] = _t_p(mean, se, n)
             if margin is not None:
