@@ -34,6 +34,10 @@ no CUDA and record device cpu). The sweep joins the running Ray with ``address``
 ``plan_sweep`` refuses ``--gpus-per-trial`` without CUDA on a local run; ``start_ray`` then joins
 the instance already initialized. In full mode an untimed one-trial sweep first warms the caches
 (CUDA libraries, Ray's worker pool), so k=1, which runs first, does not pay for them.
+
+``--mps`` runs every sweep with NVIDIA MPS on (``bench.mps``): packed trials' kernels can then run
+side by side instead of taking turns. Its control daemon starts before Ray, so every trial's
+worker connects to it; the run's settings record ``mps``. Compare one run with it and one without.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -51,6 +56,7 @@ from pathlib import Path
 
 from bench._sweep_runs import cpu_count
 from bench.common import bench_parser, machine_facts, report, set_threads, write_json
+from bench.mps import MpsUnavailable, mps_daemon
 
 NAME = "gpu_packing"
 PACKINGS = (1, 2, 4, 8)
@@ -305,6 +311,11 @@ def main(argv=None) -> int:
     parser.add_argument("--cpus", type=int, default=None, help="CPUs given to Ray (default: all this process may use)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up sweep of a full run")
     parser.add_argument(
+        "--mps",
+        action="store_true",
+        help="run every sweep with NVIDIA MPS on (its control daemon started before Ray, quit at the end)",
+    )
+    parser.add_argument(
         "--set",
         dest="sets",
         action="append",
@@ -321,6 +332,8 @@ def main(argv=None) -> int:
     cuda = cuda_available()
     if not cuda and not args.fake_gpus:
         return skip(args, SKIPPED)
+    if args.mps and not cuda:
+        parser.error("--mps needs a CUDA GPU (with --fake-gpus the trials run on the CPU)")
     size = sizes(args.quick)
     trials = args.trials or size["trials"]
     epochs = args.epochs or size["epochs"]
@@ -331,14 +344,20 @@ def main(argv=None) -> int:
         "space": SPACE, "sets": sets, "sampler": SAMPLER, "sampler_seed": SAMPLER_SEED, "scheduler": SCHEDULER,
         "requested_trials": trials, "epochs": epochs, "packings": list(args.packings), "max_concurrent": args.max_concurrent,
         "ray_cpus": cpus, "ray_gpus": 1, "fake_gpus": bool(args.fake_gpus), "cuda": cuda, "threads": args.threads,
-        "warmup": warmup,
+        "warmup": warmup, "mps": bool(args.mps),
         "timing": "wall_s: run_sweep call to return on an already running Ray (ray.init timed apart); "
                   "max_running and median_trial_s: Tune's start_time/last_result_time per trial (driver clock)",
     }  # fmt: skip
     rows: list[dict] = []
     import ray
 
-    with tempfile.TemporaryDirectory(prefix="paitune-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="paitune-bench-") as tmp, contextlib.ExitStack() as stack:
+        if args.mps:  # before Ray starts: its workers inherit the daemon's pipe folder
+            try:
+                settings.update(stack.enter_context(mps_daemon(Path(tmp))))
+            except MpsUnavailable as error:
+                print(f"{NAME}: --mps: {error}", file=sys.stderr)
+                return 2
         settings["ray_init_s"] = start_ray(cpus, 1)
         try:
             # With CUDA the sweep runs as a local one would (plan_sweep's CUDA check passes and
@@ -378,6 +397,7 @@ def main(argv=None) -> int:
     model, shape, epochs = (next(x.split("=", 1)[1] for x in reversed(sets) if x.startswith(f"{key}="))
                             for key in ("model", "synthetic_shape", "epochs"))  # fmt: skip
     device = "fake GPU (Ray told of 1 GPU; trials on CPU)" if not cuda else machine_facts()["cuda"]
+    device += ", MPS on" if args.mps else ""
     report(NAME, args, settings=settings, rows=rows, summary=summary, columns=COLUMNS,
            title=f"GPU packing: {rows[0]['trials']} trials of {model} on synthetic {shape} "
                  f"x {epochs} epochs, 1 GPU ({device}), {cpus} CPUs")  # fmt: skip

@@ -10,6 +10,7 @@ as a subprocess in a process session of its own, killed by pid afterwards (``spa
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -105,3 +106,73 @@ def test_without_a_gpu_it_skips_and_says_so(tmp_path, capsys):
         torch.set_num_threads(threads)
     assert "kept " in capsys.readouterr().out
     assert json.loads((tmp_path / "gpu_packing.json").read_text()) == measured
+
+
+FAKE_CONTROL = """#!/bin/sh
+# Stands in for nvidia-cuda-mps-control: records its arguments, MPS folders and stdin.
+{ echo "args: $*"; echo "pipe: $CUDA_MPS_PIPE_DIRECTORY"; echo "log: $CUDA_MPS_LOG_DIRECTORY";
+  [ "$1" = "-d" ] || echo "stdin: $(cat)"; } >> "$MPS_RECORD"
+[ "$1" = "-d" ] && exit "${MPS_START_STATUS:-0}"
+exit 0
+"""
+
+
+def _fake_control(tmp_path, monkeypatch, status: int = 0) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    control = bin_dir / "nvidia-cuda-mps-control"
+    control.write_text(FAKE_CONTROL)
+    control.chmod(0o755)
+    record = tmp_path / "record"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("MPS_RECORD", str(record))
+    monkeypatch.setenv("MPS_START_STATUS", str(status))
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    monkeypatch.setenv("CUDA_MPS_LOG_DIRECTORY", "/elsewhere")  # a value there before is restored
+    return record
+
+
+def test_mps_daemon_starts_exports_its_folders_and_quits(tmp_path, monkeypatch):
+    from bench.mps import mps_daemon
+
+    record = _fake_control(tmp_path, monkeypatch)
+    with mps_daemon(tmp_path / "mps") as facts:
+        pipe = tmp_path / "mps" / "mps-pipe"
+        assert facts == {"mps": True, "mps_pipe_directory": str(pipe)}
+        assert os.environ["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe) and pipe.is_dir()
+        assert os.environ["CUDA_MPS_LOG_DIRECTORY"] == str(tmp_path / "mps" / "mps-log")
+        assert record.read_text().splitlines()[0] == "args: -d"
+    lines = record.read_text().splitlines()
+    assert lines[3:] == ["args: ", f"pipe: {pipe}", f"log: {tmp_path / 'mps' / 'mps-log'}", "stdin: quit"]
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and os.environ["CUDA_MPS_LOG_DIRECTORY"] == "/elsewhere"
+
+
+def test_mps_daemon_that_cannot_start_says_why_and_leaves_nothing(tmp_path, monkeypatch):
+    from bench.mps import MpsUnavailable, mps_daemon
+
+    _fake_control(tmp_path, monkeypatch, status=1)
+    with pytest.raises(MpsUnavailable, match="-d exited 1"):
+        with mps_daemon(tmp_path / "mps"):
+            raise AssertionError("the block must not run")
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and os.environ["CUDA_MPS_LOG_DIRECTORY"] == "/elsewhere"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(MpsUnavailable, match="not on PATH"):
+        with mps_daemon(tmp_path / "mps"):
+            raise AssertionError("the block must not run")
+
+
+def test_mps_without_cuda_is_refused(tmp_path, capsys):
+    import torch
+
+    from bench.gpu_packing import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main(["--quick", "--fake-gpus", "--mps", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert stopped.value.code == 2 and "--mps needs a CUDA GPU" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
