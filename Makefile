@@ -41,7 +41,7 @@ lint: install-dev
 	$(BIN)/ruff check paitune tests bench
 	$(BIN)/ruff format --check paitune tests bench
 
-# The inner loop: no Ray, no slow multi-process tests (about 5 minutes on 2 cores).
+# The inner loop: no Ray, no slow multi-process tests (README.md says how long it takes).
 test-fast: install-dev
 	$(BIN)/python -m pytest -q --timeout=600 -m "not slow and not ray" $(PYTEST_ARGS)
 

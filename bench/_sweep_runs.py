@@ -78,6 +78,9 @@ def _completion_order(experiment_dir: Path, trials: pd.DataFrame, started: float
     folder = experiment_dir / "trials"
     finished = {p.stem: p.stat().st_mtime_ns / 1e9 - started for p in folder.glob("*.parquet")}
     trials = trials.assign(finished_s=trials["trial_id"].map(finished))
+    if trials["finished_s"].isna().any():
+        missing = trials.loc[trials["finished_s"].isna(), "trial_id"].iloc[0]
+        raise RuntimeError(f"no {folder}/{missing}.parquet to time the trial by (a compacted results folder?)")
     return trials.sort_values(["finished_s", "trial_id"], kind="stable").reset_index(drop=True)
 
 
@@ -123,7 +126,9 @@ def run_sweep_inprocess(
 
     options = SweepOptions(space=space, out=str(out), name=name, num_samples=num_samples, sampler=sampler,
                            scheduler=scheduler, sampler_seed=sampler_seed, max_concurrent=max_concurrent,
-                           sets=list(sets or []), verbose=0, tune_logs=tune_logs)  # fmt: skip
+                           sets=list(sets or []), verbose=0, tune_logs=tune_logs,
+                           compact_min=0)  # fmt: skip
+    # compact_min=0: never compacted, the per-trial files' mtimes time the trials (_completion_order).
     plan = plan_sweep(options)
     profiler = cProfile.Profile() if profile else None
     sink = io.StringIO()  # the end-of-sweep summary table: not part of the benchmark's output
