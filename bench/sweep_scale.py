@@ -14,7 +14,7 @@ wall per trial over the first's. ``state KB/trial``: the size of Tune's last exp
 (it lists every trial of the sweep) over the trials it lists.
 
 Goals: growth <= 1.5 for TPE at 3,000 trials; driver CPU per trial < 50 ms at 10,000 trials.
-A 10,000-trial sweep of one-epoch digits trials takes ~45 minutes on 2 cores; ``--trials`` picks
+A 10,000-trial sweep of one-epoch digits trials takes about 10 minutes on 2 cores; ``--trials`` picks
 the sizes (default 1000 and 3000).
 """
 
