@@ -124,7 +124,7 @@ class StopRequests:
 
         def hook(unraisable):
             if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-                self._in_hook = True  # plain assignments: no point at which a handler could run
+                self._in_hook = True  # meanwhile a signal's handler sends again instead of raising
                 self._signal_main_soon()
                 self._in_hook = False
                 return
