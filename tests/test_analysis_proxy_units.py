@@ -178,6 +178,12 @@ def test_planted_proxy_that_tracks_the_method_adds_beyond_size():
     assert row["adds_beyond_size"] == True  # noqa: E712
     assert row["within_partial_p"] < 0.05
     assert "adds information beyond size" in row["size_note"] and "12 configs" in row["size_note"]
+    # The note quotes the table's described value and the test's own statistic, each by its name.
+    assert f"partial Spearman {row['within_partial_spearman']:.2f} (Fisher-z mean" in row["size_note"]
+    assert (
+        f"its statistic (the plain mean over their seed-matched trials) {row['within_partial_stat']:.2f}"
+        in row["size_note"]
+    )
 
 
 def test_too_few_configs_give_no_verdict():

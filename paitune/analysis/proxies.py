@@ -247,11 +247,15 @@ def _size_sentence(row, has_counts: bool) -> str:
             )
         return (
             f"{row.proxy}: too few configs ({row.n_configs}; at least {MIN_UNITS} needed) to test whether it "
-            f"adds information beyond size (within-context partial Spearman {row.within_partial_stat:.2f})"
+            f"adds information beyond size (within-context partial Spearman {row.within_partial_spearman:.2f})"
         )
+    # Two numbers, each named for what it is: the table's Fisher-z mean over every context with
+    # enough trials, and the test's statistic (a plain mean over the seed-matched block it permutes).
     partial = (
-        f"within-context partial Spearman {row.within_partial_stat:.2f}, mean over {row.n_contexts_tested} "
-        f"contexts; permutation test over {row.n_configs} configs, {p_text(row.within_partial_p, digits=2)}"
+        f"within-context partial Spearman {row.within_partial_spearman:.2f} (Fisher-z mean over "
+        f"{row.n_contexts} contexts); permutation test over {row.n_configs} configs in "
+        f"{row.n_contexts_tested} contexts, its statistic (the plain mean over their seed-matched trials) "
+        f"{row.within_partial_stat:.2f}, {p_text(row.within_partial_p, digits=2)}"
     )
     if row.adds_beyond_size:
         return (
@@ -260,13 +264,15 @@ def _size_sentence(row, has_counts: bool) -> str:
         )
     if np.isfinite(row.within_p) and row.within_p < ALPHA:
         return (
-            f"{row.proxy} tracks accuracy within contexts (within-context Spearman {row.within_stat:.2f}, "
-            f"{p_text(row.within_p, digits=2)}) but is not shown to add anything beyond size ({partial})"
+            f"{row.proxy} tracks accuracy within contexts (within-context Spearman {row.within_spearman:.2f}; "
+            f"test statistic {row.within_stat:.2f}, {p_text(row.within_p, digits=2)}) but is not shown to add "
+            f"anything beyond size ({partial})"
         )
     raw = (
         ""
         if pd.isna(row.within_p)
-        else f"; within-context Spearman {row.within_stat:.2f}, {p_text(row.within_p, digits=2)}"
+        else f"; within-context Spearman {row.within_spearman:.2f}, test statistic {row.within_stat:.2f}, "
+        f"{p_text(row.within_p, digits=2)}"
     )
     return (
         f"{row.proxy} adds nothing beyond size that {row.n_configs} configs can show, and is not shown to track "
