@@ -121,8 +121,16 @@ class PreparedTrial:
         return facts
 
 
-def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
-    """Everything up to the first training epoch; ``trainer.run_epoch()`` takes it from there."""
+def prepare_trial(config: Mapping, *, device="cpu", masks: Mapping[str, torch.Tensor] | None = None) -> PreparedTrial:
+    """Everything up to the first training epoch; ``trainer.run_epoch()`` takes it from there.
+
+    ``masks``: the starting mask a checkpoint of this trial trained under. Given, nothing is
+    scored: the mask is taken as it is (no pruning, no proxies: ``proxies`` is empty and
+    ``prune_seconds`` 0; the checkpoint holds what the first start measured). A retry must train
+    under the mask its checkpointed weights were trained under, and scoring again need not give it
+    back: on a GPU, atomic-add kernels (cuDNN's weight gradients, adaptive pooling's backward) make
+    scores differ in their last bits between runs, enough to swap two weights at the threshold.
+    """
     load_plugins()  # in a Ray worker, the plug-ins' names exist only once they are imported here
     cfg = resolve_config(config)
     seed = int(cfg["seed"])
@@ -135,14 +143,15 @@ def prepare_trial(config: Mapping, *, device="cpu") -> PreparedTrial:
     model = build_model(cfg["model"], data.input_shape, data.num_classes, seed=seed).to(device)
     batches = scoring_batches(data, int(cfg["prune_batches"]), int(cfg["prune_batch_size"]), seed=seed)
     batches = [(x.to(device), y.to(device)) for x, y in batches]
+    given = None if masks is None else Masks({name: m.to(device, torch.bool) for name, m in masks.items()})
     if cfg["method"] in SPARSE_METHODS:
-        return _prepare_sparse(cfg, data, model, batches, device)
+        return _prepare_sparse(cfg, data, model, batches, device, given)
     start = time.perf_counter()
-    masks = prune_from_config(model, cfg, batches, method=cfg["method"])
-    prune_seconds = time.perf_counter() - start
+    masks = given if given is not None else prune_from_config(model, cfg, batches, method=cfg["method"])
+    prune_seconds = time.perf_counter() - start if given is None else 0.0
     apply_masks(model, masks)  # reinit's fresh weights are loaded here, so proxies see them too
     report = mask_report(model, masks, data.input_shape)
-    proxies = _proxies(cfg, model, batches[0], masks)
+    proxies = _proxies(cfg, model, batches[0], masks) if given is None else {}
     trainer = Trainer(model, masks, data, train_config(cfg), device=device)
     return PreparedTrial(cfg, data, model, masks, report, proxies, prune_seconds, trainer, mask_hash(masks))
 
@@ -155,14 +164,17 @@ def _proxies(cfg: dict, model, batch, masks) -> dict:
     )
 
 
-def _prepare_sparse(cfg: dict, data, model: torch.nn.Module, batches: list, device) -> PreparedTrial:
+def _prepare_sparse(
+    cfg: dict, data, model: torch.nn.Module, batches: list, device, given: Masks | None
+) -> PreparedTrial:
     """A sparse method's trial: its trainer and starting mask come from ``paitune.sparse``."""
     start = time.perf_counter()
-    setup = build_sparse_trial(cfg, model, data, batches, train_config(cfg), device=device)
-    prune_seconds = time.perf_counter() - start  # the starting mask (DST's PaI prune; edge-popup's scores)
+    setup = build_sparse_trial(cfg, model, data, batches, train_config(cfg), device=device, masks=given)
+    # the starting mask (DST's PaI prune; edge-popup's scores)
+    prune_seconds = time.perf_counter() - start if given is None else 0.0
     masks = setup.masks
     report = mask_report(model, masks, data.input_shape)
-    proxies = _proxies(cfg, model, batches[0], masks)
+    proxies = _proxies(cfg, model, batches[0], masks) if given is None else {}
     return PreparedTrial(
         cfg, data, model, masks, report, proxies, prune_seconds, setup.trainer, mask_hash(masks),
         method_facts=dict(setup.facts), current_masks=setup.current_masks, method_progress=setup.progress,

@@ -565,3 +565,89 @@ def test_a_fresh_limiter_takes_no_trial_from_the_registry():
     assert limiter.suggest("c") is None and limiter.num_unfinished_live_trials == 2
     limiter.on_trial_complete("a", {"val_acc": 0.5})
     assert limiter.suggest("c") and limiter.num_unfinished_live_trials == 2
+
+
+def _retry_harness(monkeypatch, tmp_path):
+    """run_trial with Tune's side stubbed: reports collected, each checkpoint copied by its epoch."""
+    import shutil
+
+    from ray import tune
+
+    from paitune.search import trainable
+
+    reports: list[dict] = []
+
+    def report(result, checkpoint=None):
+        reports.append(result)
+        if checkpoint is not None:
+            shutil.copytree(checkpoint.path, tmp_path / f"epoch{result['epoch']}", dirs_exist_ok=True)
+
+    monkeypatch.setattr(trainable, "assigned_device", lambda: ("cpu", 1))  # one CPU, as in a worker
+    monkeypatch.setattr(trainable.tune, "report", report)
+
+    def run(config, resume_at=None):
+        reports.clear()
+        found = None if resume_at is None else tune.Checkpoint.from_directory(tmp_path / f"epoch{resume_at}")
+        monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: found)
+        trainable.run_trial(config, checkpoint_every_s=0.0, report_every_s=0.0)
+        return list(reports)
+
+    return run
+
+
+def _scoring_that_moves_one_weight(monkeypatch, module):
+    """``module.prune_from_config`` giving the first mask with one kept and one pruned weight
+    swapped, as GPU scores that differ in their last bits can; the calls are recorded."""
+    real, calls = module.prune_from_config, []
+
+    def moved(model, cfg, batches, *, method):
+        calls.append(method)
+        masks = real(model, cfg, batches, method=method)
+        first = next(iter(masks))
+        flat = masks[first].view(-1)
+        kept, pruned = int(flat.nonzero()[0]), int((~flat).nonzero()[0])
+        flat[kept], flat[pruned] = False, True
+        return masks
+
+    monkeypatch.setattr(module, "prune_from_config", moved)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["snip", "rigl"])
+def test_a_retry_continues_under_its_checkpoints_mask_without_scoring_again(monkeypatch, tmp_path, method):
+    """A retry trains on under the mask its checkpointed weights were trained under and reports the
+    first start's prune-time facts, even where scoring again would give another mask."""
+    from paitune import trial as pipeline
+    from paitune.sparse import registry
+
+    run = _retry_harness(monkeypatch, tmp_path)
+    config = {"dataset": "digits", "model": "mlp", "epochs": 4, "method": method, "sparsity": 0.9,
+              "proxies": ["synflow", "snip"], "update_interval": 5}  # fmt: skip
+    if method == "rigl":
+        config["init_method"] = "snip"
+    straight = run(config)
+    assert [r["epoch"] for r in straight] == [1, 2, 3, 4]
+
+    calls = _scoring_that_moves_one_weight(monkeypatch, registry if method == "rigl" else pipeline)
+    retried = run(config, resume_at=2)
+    assert calls == []  # nothing scored: no pruning (and no proxies) on a retry
+    assert [r["epoch"] for r in retried] == [3, 4]
+    first, again = straight[0], retried[0]
+    for key in ("mask_hash", "density_achieved", "params_kept", "flops_sparse", "layers_json", "prune_seconds",
+                "proxy_synflow", "proxy_snip"):  # fmt: skip
+        assert again[key] == first[key], key
+    # The run goes on bit for bit as the uninterrupted one (CPU); RigL's final mask too.
+    assert ("mask_hash" in straight[-1]) == (method == "rigl")
+    for key in ("train_loss", "val_acc", "test_acc", "mask_hash"):
+        assert retried[-1].get(key) == straight[-1].get(key), key
+
+    # A checkpoint without the facts (written by an older paitune) is pruned again and must match.
+    state_file = tmp_path / "epoch2" / "trial.pt"
+    import torch
+
+    state = torch.load(state_file, weights_only=True)
+    del state["facts"]
+    torch.save(state, state_file)
+    with pytest.raises(RuntimeError, match="pruning is not deterministic"):
+        run(config, resume_at=2)
+    assert calls == [config.get("init_method", method)]

@@ -232,8 +232,8 @@ def test_trial_with_eval_every_reports_only_measured_epochs_and_every_rung(monke
 
     real_prepare = pipeline.prepare_trial
 
-    def prepare(config, device="cpu"):
-        prepared = real_prepare(config, device=device)
+    def prepare(config, **kwargs):
+        prepared = real_prepare(config, **kwargs)
         prepared.trainer.config.eval_every = 4
         return prepared
 
@@ -258,3 +258,17 @@ def test_an_epochs_draws_slice_into_the_same_batches_as_one_draw():
     draws = sliced.draw_epoch(40, torch.device("cpu"))
     batches = torch.cat([sliced.apply(x[b : b + 16], draws, b) for b in range(0, 40, 16)])
     assert torch.equal(batches, whole(x))
+
+
+def test_a_trial_on_a_gpu_turns_cudnn_autotuning_on_and_one_on_the_cpu_does_not(monkeypatch):
+    from paitune.search import trainable
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    threads = torch.get_num_threads()
+    try:
+        trainable.use_resources("cpu", 1)
+        assert torch.get_num_threads() == 1 and torch.backends.cudnn.benchmark is False
+        trainable.use_resources("cuda", 1)  # only sets flags: no GPU needed
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        torch.set_num_threads(threads)

@@ -4,7 +4,8 @@ One code path for every device: the trial runs on CUDA when Ray gave it a GPU, e
 with as many torch threads as CPUs it was given. Its first report (after every start, also after a
 retry from a checkpoint) carries the prune-time facts: density, kept parameters, FLOPs, layer
 collapse, mask hash, per-layer densities, proxies, node, device, library versions, and the epochs
-run before the checkpoint.
+run before the checkpoint. A retry neither prunes nor scores proxies again: it takes the mask and
+the prune-time facts from its checkpoint.
 
 A report is one round trip between the trial and the driver (~10-15 ms here, during which the
 trial waits), so on epochs of tens of milliseconds reporting every epoch costs more than the
@@ -66,6 +67,7 @@ from paitune.results.rows import (
 from paitune.results.schema import STATUS_FAILED
 
 CHECKPOINT_FILE = "trial.pt"
+FACTS_KEY = "facts"  # in a checkpoint: the first start's prune-time facts (JSON), reported again by a retry
 CHECKPOINT_EVERY_S = 5.0  # default of `paitune sweep --checkpoint-every`
 REPORT_EVERY_S = 1.0  # default of `paitune sweep --report-every`
 NAN = float("nan")
@@ -83,6 +85,16 @@ def versions() -> dict[str, str]:
         "optuna": version("optuna"),  # without importing it into every trial worker
         "python": platform.python_version(),
     }
+
+
+def use_resources(device: str, threads: int) -> None:
+    """Set torch up for the trial's share of the node: its CPUs as torch's threads (two trials on
+    two cores would fight over more), and cuDNN's autotuner on a GPU. A trial's batch shapes never
+    change, so the fastest convolution algorithms are measured once per worker and shape; which one
+    wins may vary between runs, as GPU training's bits already do (a retry does not score again)."""
+    torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
 
 
 def assigned_device() -> tuple[str, int]:
@@ -148,20 +160,35 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict[str, Any]:
     return torch.load(Path(path), map_location=device, weights_only=True)
 
 
-def _restore(trainer, masks, facts: dict[str, Any]) -> list[dict]:
-    """Load the latest checkpoint into ``trainer``; returns the epochs it had run."""
+def _latest_checkpoint(device: str) -> dict[str, Any] | None:
+    """The state of the trial's latest checkpoint (None on a first start)."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return []
+        return None
     with checkpoint.as_directory() as folder:
-        state = load_checkpoint(Path(folder) / CHECKPOINT_FILE, trainer.device)
+        return load_checkpoint(Path(folder) / CHECKPOINT_FILE, device)
+
+
+def _start_facts(prepared, device: str, state: dict[str, Any] | None) -> dict[str, Any]:
+    """The first report's facts: measured now on a first start, the checkpoint's on a retry (its
+    mask was not scored again), with where this attempt runs and its library versions."""
+    if state is None or FACTS_KEY not in state:
+        return prune_facts(prepared, device)
+    return {**json.loads(state[FACTS_KEY]), "node": platform.node(), "device": device,
+            VERSIONS_KEY: json.dumps(versions(), sort_keys=True)}  # fmt: skip
+
+
+def _restore(trainer, masks, facts: dict[str, Any], state: dict[str, Any] | None) -> list[dict]:
+    """Load the checkpoint ``state`` into ``trainer``; returns the epochs it had run."""
+    if state is None:
+        return []
     saved = state.get("masks", {})
     same = (
         state["mask_hash"] == facts["mask_hash"]
         and set(saved) == set(masks)
         and all(torch.equal(saved[k].to(masks[k].device), masks[k]) for k in masks)
     )
-    if not same:
+    if not same:  # only a checkpoint without its facts is pruned again, and it must give the same mask
         raise RuntimeError(
             f"checkpoint mask {state['mask_hash']} differs from the re-pruned mask {facts['mask_hash']}: pruning is not deterministic"
         )
@@ -188,6 +215,7 @@ def _report(result: dict[str, Any], trainer, masks, facts: dict[str, Any]) -> No
             "trainer": trainer.state_dict(),
             "masks": {k: v.detach().cpu() for k, v in masks.items()},
             "mask_hash": facts["mask_hash"],
+            FACTS_KEY: json.dumps(facts),  # a retry reports these instead of scoring again
         }
         torch.save(state, Path(folder) / CHECKPOINT_FILE)
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -209,15 +237,18 @@ def run_trial(
     load_plugins()  # first: a plug-in method's option keys exist only once it has registered
     config = trial_config(tune_config)
     device, threads = assigned_device()
-    torch.set_num_threads(threads)
+    use_resources(device, threads)
+    state = _latest_checkpoint(device)
+    # A retry continues under the mask its checkpoint holds; scoring again could give another one.
+    start_masks = state["masks"] if state is not None and FACTS_KEY in state else None
     try:
-        prepared = prepare_trial(config, device=device)
+        prepared = prepare_trial(config, device=device, masks=start_masks)
     except PaituneError as err:
         _report_unbuildable(config, err)
         return
     trainer = prepared.trainer
-    facts = prune_facts(prepared, device)
-    history = _restore(trainer, prepared.masks, facts)
+    facts = _start_facts(prepared, device, state)
+    history = _restore(trainer, prepared.masks, facts, state)
     # One reported "epoch" is one run_epoch() call: a training epoch, or a whole round for IMP,
     # so the scheduler can never stop a trial inside its budget unit.
     total = int(trainer.total_epochs)

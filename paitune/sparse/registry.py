@@ -57,8 +57,8 @@ def prune_from_config(model: nn.Module, cfg: Mapping, batches: Sequence, *, meth
     )
 
 
-def _dynamic(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, device) -> SparseSetup:
-    masks = prune_from_config(model, cfg, batches, method=cfg["init_method"])
+def _dynamic(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, device, masks) -> SparseSetup:
+    masks = Masks(masks) if masks is not None else prune_from_config(model, cfg, batches, method=cfg["init_method"])
     masks.meta.update(method=cfg["method"], init_method=cfg["init_method"])
     apply_masks(model, masks)
     steps_per_epoch = math.ceil(data.train.y.shape[0] / train.batch_size)
@@ -78,7 +78,9 @@ def _dynamic(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: Tra
     )  # fmt: skip
 
 
-def _lottery(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, device) -> SparseSetup:
+def _lottery(
+    cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, device, _masks
+) -> SparseSetup:
     trainer = IMPTrainer(
         model,
         data,
@@ -95,7 +97,9 @@ def _lottery(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: Tra
     )  # fmt: skip
 
 
-def _selection(cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, device) -> SparseSetup:
+def _selection(
+    cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, device, _masks
+) -> SparseSetup:
     net = EdgePopupNet(
         model,
         sparsity=float(cfg["sparsity"]),
@@ -112,10 +116,15 @@ assert set(_BUILDERS) == set(SPARSE_METHODS) and set(DST_METHODS) <= set(_BUILDE
 
 
 def build_sparse_trial(
-    cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, *, device="cpu"
+    cfg: Mapping, model: nn.Module, data, batches: Sequence, train: TrainConfig, *, device="cpu", masks=None
 ) -> SparseSetup:
-    """The trainer and masks of a trial whose ``method`` is a sparse method (config already checked)."""
+    """The trainer and masks of a trial whose ``method`` is a sparse method (config already checked).
+
+    ``masks``: DST's starting mask as a checkpoint recorded it, taken instead of scoring its
+    ``init_method`` again (``paitune.trial.prepare_trial``). IMP starts dense and edge-popup from
+    its seeded scores: neither scores with data, so both build their start as always.
+    """
     method = cfg["method"]
     if method not in _BUILDERS:
         raise unknown_choice("sparse method", method, SPARSE_METHODS)
-    return _BUILDERS[method](cfg, model, data, batches, train, device)
+    return _BUILDERS[method](cfg, model, data, batches, train, device, masks)
