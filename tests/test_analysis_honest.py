@@ -77,6 +77,33 @@ def test_gap_to_dense_is_recovered_and_paired_by_seed(tmp_path):
     assert set(operating_points(results, n_boot=N_BOOT)["method"]) == {"alpha", "beta"}
 
 
+def test_under_asha_a_cells_gap_is_its_final_accuracys_gap(tmp_path):
+    """ASHA stops half of each context's trials at epoch 2 of 10 (the context's common epoch): the
+    table's accuracy is its completed trials' final one, and its gap is that accuracy's gap to the
+    dense model's final accuracy, paired by seed, not a gap at epoch 2 (under half the final one
+    on these learning curves) beside a final accuracy."""
+    from planted import asha_censor
+
+    results, _ = _results(
+        tmp_path, methods=("alpha", "beta"), sparsities=(0.875, 0.9375), seeds=8, dense=True, dense_accuracy=0.9,
+        seed_effect=0.01, noise=0.003, method_effects={"beta": lambda s: -0.04 + 0 * s},
+    )  # fmt: skip
+    censored = asha_censor(results, rung=2, keep=0.5)
+    table = accuracy_vs_sparsity(censored, n_boot=N_BOOT)
+    rows = table.loc[table["method"] != "dense"].set_index(["method", "sparsity"])
+    points = operating_points(censored, n_boot=N_BOOT).set_index(["method", "ratio"])
+    assert rows["n_stopped"].sum() > 0
+    for (method, s), row in rows.iterrows():
+        if row["n"] == 0:
+            continue
+        planted = _base_curve(s) + (-0.04 if method == "beta" else 0.0) - 0.9
+        assert row["n_gap"] == row["n"]
+        assert row["gap"] == pytest.approx(row["mean"] - row["dense_mean"], abs=1e-12)
+        assert row["gap"] == pytest.approx(planted, abs=0.01)
+        point = points.loc[(method, round(1 / (1 - s)))]
+        assert point["gap"] == pytest.approx(row["gap"], abs=1e-12) and point["mean"] == pytest.approx(row["mean"])
+
+
 def _results_per_setting(specs: dict[str, PlantedSpec]):
     """One planted results set from one spec per context setting (``"augment=none"``, say): each
     part's trials get the setting appended to their context id and a prefix to their ids."""

@@ -1,10 +1,12 @@
 """Trial accounting and accuracy vs sparsity.
 
 "Final accuracy" in these descriptive tables is ``test_acc`` of **completed** trials (those that
-ran their full budget); stopped (ASHA), failed and diverged trials are counted beside every
-average, never dropped silently. Comparisons between trials (gaps to dense here; rankings,
-sanity, IMP, proxies elsewhere) use the accuracy at each context's common epoch instead, which
-stopped trials have too (``paitune.analysis.common``).
+ran their full budget), and a gap to dense is that accuracy's, paired by seed with the dense
+model's final accuracy; stopped (ASHA), failed and diverged trials are counted beside every
+average, never dropped silently. Under ASHA the survivors of a cell are its luckier trials, so
+these tables describe and never decide: comparisons between trials (rankings, sanity, IMP,
+proxies) use the accuracy at each context's common epoch or the last epoch both trials of a pair
+reached, which stopped trials have too (``paitune.analysis.common``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from paitune.analysis.reference import (
     DENSE_METHOD,
     NO_DENSE,
     SETTING,
-    common_epoch_gaps,
+    final_gaps,
     seed_mean_ci,
     with_setting,
 )
@@ -76,12 +78,11 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     "too_few_runs").
     Stopped/failed/diverged trials of the cell are counted in ``n_stopped``/``n_failed``/``n_diverged``.
 
-    Beside sparsity: ``compression`` = 1 / (1 - sparsity). Beside the accuracy: the gap to the
-    dense reference of the same context, paired by seed and compared at the context's common
-    epoch over every trial that reached it, stopped ones included (``paitune.analysis.reference.
-    common_epoch_gaps``; it equals mean - dense_mean when nothing was stopped):
-    ``gap`` (mean over seeds of accuracy - dense accuracy), ``gap_ci_low``/``gap_ci_high`` (its
-    Student-t 95% interval over the paired seeds),
+    Beside sparsity: ``compression`` = 1 / (1 - sparsity). Beside the accuracy: its gap to the
+    dense reference of the same context, the same completed trials' final accuracies paired by
+    seed with the dense model's (``paitune.analysis.reference.final_gaps``; mean - dense_mean
+    where every seed has a reference): ``gap`` (mean over seeds of accuracy - dense accuracy),
+    ``gap_ci_low``/``gap_ci_high`` (its Student-t 95% interval over the paired seeds),
     ``n_gap`` (seeds with a reference), ``dense_mean``; ``gap_note`` = "no_dense_reference" when
     no seed of the cell has one (gap null), "too_few_runs" when one seed has.
     """
@@ -94,9 +95,9 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     table = seed_mean_ci(per_seed, CELL_COLUMNS, "acc")
     n_trials = per_seed.groupby(CELL_COLUMNS, dropna=False, observed=True)["trials"].sum()
     table = table.merge(n_trials.rename("n_trials").reset_index(), on=CELL_COLUMNS, how="left")
-    # The gap compares like with like: every trial with an accuracy at its context's common
-    # epoch (stopped ones too) against the dense model at that same epoch, paired by seed.
-    gap_rows = common_epoch_gaps(results)
+    # The gap of this mean: the same completed trials' final accuracies against the dense
+    # model's, paired by seed.
+    gap_rows = final_gaps(results)
     gap_seed = (
         gap_rows.groupby(CELL_COLUMNS + ["seed"], dropna=False, observed=True)
         .agg(gap=("gap", "mean"), dense_acc=("dense_acc", "mean"))

@@ -26,7 +26,7 @@ from paitune.analysis.load import Results
 from paitune.analysis.reference import (
     NO_DENSE,
     SETTING,
-    common_epoch_gaps,
+    final_gaps,
     seed_mean_ci,
     with_setting,
     without_dense,
@@ -86,8 +86,8 @@ def operating_points(
         .reset_index()
     )
     table = seed_mean_ci(per_seed, cell, "acc")
-    # Gaps at the common epoch over every trial that reached it (reference.common_epoch_gaps).
-    gap_rows = common_epoch_gaps(results)
+    # The gap of this mean: the same completed trials' final accuracies against the dense model's.
+    gap_rows = final_gaps(results)
     gap_rows = gap_rows.loc[(gap_rows["control"] == "none") & (gap_rows["method"] != "dense")]
     trials = results.trials
     gap_raw = (trials["sparsity_raw"] if "sparsity_raw" in trials.columns else trials["sparsity"]).to_numpy(

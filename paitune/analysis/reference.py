@@ -142,51 +142,26 @@ def missing_reference_note(reference: pd.DataFrame) -> str:
     )
 
 
-def common_epoch_gaps(results: Results) -> pd.DataFrame:
-    """Gaps to dense compared like with like: one row per trial with an accuracy at its
-    context's common epoch (stopped trials included, failed ones not; ``paitune.analysis.common``).
+def final_gaps(results: Results) -> pd.DataFrame:
+    """Gaps to dense of final accuracies: one row per completed trial with a test accuracy.
 
     {tix, seed, dataset, model, max_epochs, setting, method, allocation, control, sparsity, acc,
-    dense_acc, gap}: ``dense_acc`` is the dense reference of the same dataset, model, budget,
-    setting and seed *at the same epoch* (dense trials are never stopped, so comparing a stopped
-    trial with the dense model's final accuracy would set part of a run against a whole one). A trial's own
-    ``dense_test_acc`` column is a final accuracy: it is used where the trial's common epoch is the
-    budget. Null where no reference exists at that epoch.
+    dense_acc, gap}: ``acc`` is the trial's final test accuracy, ``dense_acc`` the final accuracy
+    of its dense reference by seed (the trial's own ``dense_test_acc``, else ``dense_per_seed``),
+    null where none exists. These are the trials and the epoch a descriptive table's mean rests on,
+    so its gap is its accuracy's gap: under ASHA both describe the trials that ran the budget (the
+    table counts the stopped ones beside them), and comparisons that count stopped trials too are
+    the verdict sections' (``paitune.analysis.common``).
     """
-    from paitune.analysis.common import accuracy_at, scored_trials
-
-    scored = scored_trials(results)
     trials = with_setting(results.trials)
-    at = scored["tix"].to_numpy()
-    scored = scored.assign(**{SETTING: trials[SETTING].to_numpy()[at], SHARED: trials[SHARED].to_numpy()[at]})
-    rows = scored[
-        [
-            "tix",
-            "seed",
-            "dataset",
-            "model",
-            "max_epochs",
-            SETTING,
-            SHARED,
-            "method",
-            "allocation",
-            "control",
-            "sparsity",
-            "acc",
-            "common_epoch",
-        ]
-    ]
-    dense = trials.loc[is_dense(trials) & (trials["status"] == STATUS_COMPLETED), DENSE_KEYS + ["tix"]]
-    pairs = rows[["tix", "common_epoch"] + DENSE_KEYS].merge(dense.rename(columns={"tix": "dense_tix"}), on=DENSE_KEYS)
-    dense_acc = np.full(len(rows), np.nan)
-    if len(pairs):
-        _, at_epoch = accuracy_at(results, pairs["dense_tix"].to_numpy(), pairs["common_epoch"].to_numpy())
-        mean = pd.Series(at_epoch).groupby(pairs["tix"].to_numpy()).mean()
-        dense_acc = rows["tix"].map(mean).to_numpy(dtype=np.float64)
-    if DENSE_COLUMN in trials.columns:
-        own = trials[DENSE_COLUMN].to_numpy(dtype=np.float64)[rows["tix"].to_numpy()]
-        final = rows["common_epoch"].to_numpy(np.float64) >= rows["max_epochs"].to_numpy(np.float64)
-        dense_acc = np.where(np.isfinite(own) & final, own, dense_acc)
-    out = rows.drop(columns=["common_epoch", SHARED]).assign(dense_acc=dense_acc)
+    done = trials.loc[(trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
+    keys = ["dataset", "model", "max_epochs", SETTING, "method", "allocation", "control", "sparsity"]
+    rows = done[["tix", "seed", *keys, SHARED, "test_acc"]].rename(columns={"test_acc": "acc"}).reset_index(drop=True)
+    reference = dense_per_seed(results)[DENSE_KEYS + ["dense_acc"]]
+    dense_acc = rows[DENSE_KEYS].merge(reference, on=DENSE_KEYS, how="left")["dense_acc"].to_numpy(np.float64)
+    if DENSE_COLUMN in done.columns:
+        own = done[DENSE_COLUMN].to_numpy(dtype=np.float64)
+        dense_acc = np.where(np.isfinite(own), own, dense_acc)
+    out = rows.drop(columns=[SHARED]).assign(dense_acc=dense_acc)
     out["gap"] = out["acc"] - out["dense_acc"]
-    return out.reset_index(drop=True)
+    return out[["tix", "seed", *keys, "acc", "dense_acc", "gap"]]

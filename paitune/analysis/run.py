@@ -99,7 +99,8 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
                 "n_trials": len(results.trials),
                 "final_accuracy": "test_acc of completed trials",
                 "compared_at": "test accuracy; two trials at the last epoch both reached (rankings, controls, IMP), "
-                "one accuracy per trial at its context's common epoch (correlations, regret, gaps to dense); "
+                "one accuracy per trial at its context's common epoch (correlations, regret); gaps to dense "
+                "of completed trials' final accuracies; "
                 "config per choice x context selected by validation accuracy",
                 "ci": (
                     f"Student-t {LEVEL:.0%} intervals over seeds (the independent unit), verdicts and descriptive "
