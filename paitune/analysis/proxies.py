@@ -54,6 +54,7 @@ from paitune.analysis.stats import (
     grouped_partial_spearman,
     grouped_rank_residuals,
     grouped_spearman,
+    holm,
 )
 from paitune.results.schema import PROXY_PREFIX
 
@@ -234,6 +235,13 @@ def config_permutation_tests(
     return pd.DataFrame(rows, columns=columns + ["within_partial_p"])
 
 
+def _adjusted_text(p: float, adjusted: float) -> str:
+    """A permutation p and its Holm adjustment over the proxies, as the note gives them."""
+    if not np.isfinite(adjusted) or adjusted == p:
+        return p_text(p, digits=2)
+    return f"{p_text(p, digits=2)}, Holm-adjusted over the proxies {p_text(adjusted, digits=2)}"
+
+
 def _size_sentence(row, has_counts: bool) -> str:
     if row.kind != "proxy":
         return ""
@@ -255,24 +263,25 @@ def _size_sentence(row, has_counts: bool) -> str:
         f"within-context partial Spearman {row.within_partial_spearman:.2f} (Fisher-z mean over "
         f"{row.n_contexts} contexts); permutation test over {row.n_configs} configs in "
         f"{row.n_contexts_tested} contexts, its statistic (the plain mean over their seed-matched trials) "
-        f"{row.within_partial_stat:.2f}, {p_text(row.within_partial_p, digits=2)}"
+        f"{row.within_partial_stat:.2f}, {_adjusted_text(row.within_partial_p, row.within_partial_p_adjusted)}"
     )
     if row.adds_beyond_size:
         return (
             f"{row.proxy} adds information beyond size: controlling for parameter count and FLOPs, {partial} "
             f"(pooled raw Spearman {row.spearman:.2f}, descriptive)"
         )
-    if np.isfinite(row.within_p) and row.within_p < ALPHA:
+    if np.isfinite(row.within_p_adjusted) and row.within_p_adjusted < ALPHA:
         return (
             f"{row.proxy} tracks accuracy within contexts (within-context Spearman {row.within_spearman:.2f}; "
-            f"test statistic {row.within_stat:.2f}, {p_text(row.within_p, digits=2)}) but is not shown to add "
+            f"test statistic {row.within_stat:.2f}, {_adjusted_text(row.within_p, row.within_p_adjusted)}) but is "
+            "not shown to add "
             f"anything beyond size ({partial})"
         )
     raw = (
         ""
         if pd.isna(row.within_p)
         else f"; within-context Spearman {row.within_spearman:.2f}, test statistic {row.within_stat:.2f}, "
-        f"{p_text(row.within_p, digits=2)}"
+        f"{_adjusted_text(row.within_p, row.within_p_adjusted)}"
     )
     return (
         f"{row.proxy} adds nothing beyond size that {row.n_configs} configs can show, and is not shown to track "
@@ -298,8 +307,16 @@ def size_bias(long: pd.DataFrame, overall: pd.DataFrame, *, n_boot: int, seed: i
         overall = overall.merge(partial, on="proxy", how="left")
     else:
         overall = overall.assign(partial_spearman=np.nan, partial_ci_low=np.nan, partial_ci_high=np.nan)
-    p = pd.to_numeric(overall["within_partial_p"], errors="coerce").to_numpy(dtype=np.float64)
-    known = (overall["kind"] == "proxy").to_numpy() & np.isfinite(p)
+    # One claim per proxy, so a report scoring many proxies is Holm-adjusted over them, as every
+    # other section is over its rows.
+    is_proxy = (overall["kind"] == "proxy").to_numpy()
+    for raw in ("within_p", "within_partial_p"):
+        p = pd.to_numeric(overall[raw], errors="coerce").to_numpy(dtype=np.float64)
+        adjusted = np.full(len(p), np.nan)
+        adjusted[is_proxy] = holm(p[is_proxy])
+        overall[f"{raw}_adjusted"] = adjusted
+    p = overall["within_partial_p_adjusted"].to_numpy(dtype=np.float64)
+    known = is_proxy & np.isfinite(p)
     overall["adds_beyond_size"] = pd.array(np.where(known, p < ALPHA, False), dtype="boolean")
     overall.loc[~known, "adds_beyond_size"] = pd.NA
     has_counts = bool(controls)
@@ -331,9 +348,11 @@ def proxy_correlations(
     proxies: {proxy, spearman, kendall, ci_low, ci_high, n, kind, within_spearman, within_ci_low,
     within_ci_high, n_contexts, within_partial_spearman, within_partial_ci_low,
     within_partial_ci_high, n_configs, n_contexts_tested, within_stat, within_p,
-    within_partial_stat, within_partial_p, params_spearman, flops_spearman, partial_spearman,
-    partial_ci_low, partial_ci_high, adds_beyond_size, size_note}; ci_* are the pooled Spearman's,
-    within_*_p the permutation tests over configs (``config_permutation_tests``).
+    within_partial_stat, within_partial_p, within_p_adjusted, within_partial_p_adjusted,
+    params_spearman, flops_spearman, partial_spearman, partial_ci_low, partial_ci_high,
+    adds_beyond_size, size_note}; ci_* are the pooled Spearman's, within_*_p the permutation tests
+    over configs (``config_permutation_tests``), *_adjusted the same Holm-adjusted over the proxies
+    tested (the baselines are not claims and are not counted).
     proxies_by_context: {proxy, context, dataset, model, sparsity, max_epochs, n, spearman,
     ci_low, ci_high, partial_spearman}.
     """
@@ -359,6 +378,8 @@ def proxy_correlations(
         "within_p",
         "within_partial_stat",
         "within_partial_p",
+        "within_p_adjusted",
+        "within_partial_p_adjusted",
         "params_spearman",
         "flops_spearman",
         "partial_spearman",

@@ -106,10 +106,12 @@ SECTIONS = (
         "proxies",
         "Zero-cost proxies",
         "Rank correlation of each proxy at init with accuracy at the common "
-        "epoch, unmodified masks only (control none). What decides is within context: per-context Spearman "
-        "and partial Spearman controlling for parameter count and FLOPs, combined on Fisher's z scale with a "
-        "t-interval over contexts (adds_beyond_size: the within-context partial interval excludes 0). The "
-        "pooled numbers (spearman, partial_spearman) mix contexts and are descriptive only.",
+        "epoch, unmodified masks only (control none). Within context, described: per-context Spearman "
+        "and partial Spearman controlling for parameter count and FLOPs, combined on Fisher's z scale. "
+        "Within context, tested: a permutation test that relabels the configs (method x allocation x "
+        "setting, the unit: every context holds the same ones) tests the mean within-context partial "
+        "Spearman; adds_beyond_size: its p, Holm-adjusted over the proxies, below 0.05. The pooled numbers "
+        "(spearman, partial_spearman) mix contexts and are descriptive only.",
         ("proxies",),
     ),
     Section(

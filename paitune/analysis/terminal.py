@@ -82,7 +82,7 @@ TERMINAL = [
             # The verdict's own test (configs relabelled), not the pooled interval beside it.
             "within_partial_spearman",
             "n_configs",
-            "within_partial_p",
+            "within_partial_p_adjusted",
             "adds_beyond_size",
         ],
     ),
