@@ -141,9 +141,11 @@ def prepare_trial(config: Mapping, *, device="cpu", masks: Mapping[str, torch.Te
         synthetic_classes=int(cfg["synthetic_classes"]),
     )
     model = build_model(cfg["model"], data.input_shape, data.num_classes, seed=seed).to(device)
-    batches = scoring_batches(data, int(cfg["prune_batches"]), int(cfg["prune_batch_size"]), seed=seed)
-    batches = [(x.to(device), y.to(device)) for x, y in batches]
     given = None if masks is None else Masks({name: m.to(device, torch.bool) for name, m in masks.items()})
+    batches = []  # only scoring and proxies read them, and a given mask needs neither
+    if given is None:
+        batches = scoring_batches(data, int(cfg["prune_batches"]), int(cfg["prune_batch_size"]), seed=seed)
+        batches = [(x.to(device), y.to(device)) for x, y in batches]
     if cfg["method"] in SPARSE_METHODS:
         return _prepare_sparse(cfg, data, model, batches, device, given)
     start = time.perf_counter()

@@ -273,9 +273,8 @@ def _size_sentence(row, has_counts: bool) -> str:
     if np.isfinite(row.within_p_adjusted) and row.within_p_adjusted < ALPHA:
         return (
             f"{row.proxy} tracks accuracy within contexts (within-context Spearman {row.within_spearman:.2f}; "
-            f"test statistic {row.within_stat:.2f}, {_adjusted_text(row.within_p, row.within_p_adjusted)}) but is "
-            "not shown to add "
-            f"anything beyond size ({partial})"
+            f"test statistic {row.within_stat:.2f}, {_adjusted_text(row.within_p, row.within_p_adjusted)}) "
+            f"but is not shown to add anything beyond size ({partial})"
         )
     raw = (
         ""

@@ -109,8 +109,8 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   n_contexts contexts, descriptive); adds_beyond_size true when the permutation test that
   relabels configs (the unit: every context holds the same configs) finds the within-context
   partial Spearman (size held fixed) at p < 0.05 Holm-adjusted over the proxies
-  (within_partial_p_adjusted), false when not, null with too few configs (and for the baselines); spearman, kendall and partial_spearman pool all contexts and are
-  descriptive only.
+  (within_partial_p_adjusted), false when not, null with too few configs (and for the
+  baselines); spearman, kendall and partial_spearman pool all contexts and are descriptive only.
 - ``proxies_by_context``: {proxy, context, dataset, model, sparsity, max_epochs, n, spearman,
   ci_low, ci_high, partial_spearman}.
 - ``importance``: {param, importance, evaluator, n}; evaluator in fanova | ped_anova; the target

@@ -128,12 +128,16 @@ def _mask_facts(facts: dict[str, Any]) -> dict[str, Any]:
     return {**{k: facts[k] for k in MASK_FACT_KEYS}, LAYERS_KEY: json.dumps(layers)}
 
 
+def _this_attempt(device: str) -> dict[str, Any]:
+    """Where this attempt of the trial runs, and with which libraries."""
+    return {"node": platform.node(), "device": device, VERSIONS_KEY: json.dumps(versions(), sort_keys=True)}
+
+
 def prune_facts(prepared, device: str) -> dict[str, Any]:
     """What the trial's first report carries: the pruned mask, proxies, where it ran, versions."""
     facts = prepared.prune_facts()
     extra = {k: v for k, v in facts.items() if k not in ("layer_densities", "layer_shapes")}
-    return {**extra, **_mask_facts(facts), "node": platform.node(), "device": device,
-            VERSIONS_KEY: json.dumps(versions(), sort_keys=True)}  # fmt: skip
+    return {**extra, **_mask_facts(facts), **_this_attempt(device)}
 
 
 def final_mask_facts(prepared, facts: dict[str, Any]) -> dict[str, Any]:
@@ -174,8 +178,7 @@ def _start_facts(prepared, device: str, state: dict[str, Any] | None) -> dict[st
     mask was not scored again), with where this attempt runs and its library versions."""
     if state is None or FACTS_KEY not in state:
         return prune_facts(prepared, device)
-    return {**json.loads(state[FACTS_KEY]), "node": platform.node(), "device": device,
-            VERSIONS_KEY: json.dumps(versions(), sort_keys=True)}  # fmt: skip
+    return {**json.loads(state[FACTS_KEY]), **_this_attempt(device)}
 
 
 def _restore(trainer, masks, facts: dict[str, Any], state: dict[str, Any] | None) -> list[dict]:
