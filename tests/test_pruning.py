@@ -170,6 +170,28 @@ def test_synflow_default_is_100_rounds_and_never_revives():
     assert few.kept() == masks.kept()
 
 
+class UnusedHead(nn.Module):
+    """A prunable layer the forward never reaches (an auxiliary head): it gets no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.aux, self.b = nn.Linear(6, 10), nn.Linear(10, 3), nn.Linear(10, 3)
+        self.input_shape = (6,)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+@pytest.mark.parametrize("method", ["snip", "synflow", "iterative_snip", "force", "prospr", "ntk_sap"])
+def test_a_layer_without_gradient_scores_zero_in_every_gradient_method(method):
+    torch.manual_seed(0)
+    net = UnusedHead()
+    data = [(torch.randn(8, 6), torch.randint(0, 3, (8,)))]
+    # 90 weights reach the output and 60 are kept: the head's 30 zero scores are never among them.
+    masks = prune(net, method, sparsity=0.5, batches=data, iterations=2 if method != "snip" else None)
+    assert masks.kept() == 60 and int(masks["aux.weight"].sum()) == 0
+
+
 def test_iterative_snip_one_round_is_snip_and_force_differs_from_iterative():
     net, data = small_cnn(), batches()
     one = prune(net, "iterative_snip", sparsity=0.8, batches=data, iterations=1)
@@ -336,6 +358,25 @@ def test_smart_ratio_quadratic_decay_and_linear_30_percent():
     assert d["c1"] / d["c3"] == pytest.approx(20 / 6) or d["c1"] == 1.0
     assert d["c2"] / d["c3"] == pytest.approx(12 / 6)
     assert l_count == len(SHAPES)
+
+
+def test_smart_ratio_carries_a_capped_layers_excess_forward_as_the_authors_code():
+    # c1 216, c2 1152, c3 4608 weights, fc 320 at 30% (96). At sparsity 0.5 the convs share
+    # 3148 - 96 = 3052 kept weights in the ratio 20 : 12 : 6, k = 3052 / 45792: c1 would keep
+    # 20k = 1.333 of its weights. Su et al.'s SmartRatio caps it at 1 and moves its excess,
+    # 0.333 * 216 weights, into c2, which has room for it; c3 keeps its own 6k (ERK's re-solved
+    # common scale would raise c3 too).
+    shapes = {"c1": (8, 3, 3, 3), "c2": (16, 8, 3, 3), "c3": (32, 16, 3, 3), "fc": (10, 32)}
+    k = 3052 / 45792
+    d = allocate(shapes, 0.5, "smart_ratio")
+    assert d["c1"] == 1.0 and d["fc"] == pytest.approx(0.3)
+    assert d["c3"] == pytest.approx(6 * k, rel=1e-12)
+    assert d["c2"] == pytest.approx(12 * k + (20 * k - 1) * 216 / 1152, rel=1e-12)
+    # When the excess is more than the next layer's room, that layer is made dense and the rest
+    # moves on: at sparsity 0.2 only c3 is left below dense.
+    d = allocate(shapes, 0.2, "smart_ratio")
+    assert d["c1"] == d["c2"] == 1.0 and d["fc"] == pytest.approx(0.3)
+    assert d["c3"] == pytest.approx((0.8 * 6296 - 96 - 216 - 1152) / 4608, rel=1e-12)
 
 
 def test_uniform_plus_first_conv_dense_last_at_least_20_percent():

@@ -252,13 +252,41 @@ def igq(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
     return {name: 1.0 / (1.0 + f * n) for name, n in sizes.items()}
 
 
+def _scaled(sizes: dict[str, int], raw: dict[str, float], budget: float) -> dict[str, float]:
+    """density_l = k * raw_l with one k meeting the budget, before any cap."""
+    weighted = sum(raw[n] * sizes[n] for n in sizes)
+    return {n: budget * raw[n] / weighted for n in sizes}
+
+
+def _carry_excess_forward(sizes: dict[str, int], densities: dict[str, float]) -> dict[str, float]:
+    """Su et al.'s cap: a density above 1 becomes 1, and its excess weights fill the following
+    layers in order, each up to dense; a layer the excess does not reach keeps its density.
+
+    Unlike ERK's re-solved common scale, the layers after the first one with room are unchanged
+    (the authors' ``SmartRatio``, "the easy modification"). Excess past the last layer is dropped:
+    the caller decides where it goes.
+    """
+    out, excess = {}, 0.0
+    for name, density in densities.items():
+        room = (1.0 - density) * sizes[name]
+        if room <= excess:
+            excess -= room
+            out[name] = 1.0
+        else:
+            out[name] = min(1.0, density + excess / sizes[name])
+            excess = 0.0
+    return out
+
+
 def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
     """Su et al. (2020): layer l of L keeps a ratio proportional to (L-l+1)^2 + (L-l+1).
 
     As in the authors' code, L counts all prunable layers, linear layers keep a fixed 30%, and the
-    conv layers' ratios are scaled to meet the sparsity (a ratio above 1 is capped and its excess
-    goes to the other conv layers; when every conv layer is dense, to the linear layers). A model without conv layers (an MLP) applies the quadratic
-    rule to its linear layers instead, since a fixed 30% could not meet most sparsities there.
+    conv layers' ratios are scaled to meet the sparsity. A ratio above 1 is capped and its excess
+    fills the next conv layers in order, each up to dense (``_carry_excess_forward``); excess left
+    when every conv layer is dense goes to the linear layers, so the sparsity is still met. A model
+    without conv layers (an MLP) applies the quadratic rule, with the same cap, to its linear
+    layers instead, since a fixed 30% could not meet most sparsities there.
     """
     names = list(shapes)
     sizes = {name: numel(shapes[name]) for name in names}
@@ -267,7 +295,7 @@ def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
     convs = [n for n in names if is_conv_shape(shapes[n])]
     budget = (1.0 - sparsity) * sum(sizes.values())
     if not convs:
-        return _scale_to_budget(sizes, quadratic, budget)
+        return _carry_excess_forward(sizes, _scaled(sizes, quadratic, budget))
     linear = {n: SMART_RATIO_LINEAR_DENSITY for n in names if n not in convs}
     conv_budget = budget - sum(SMART_RATIO_LINEAR_DENSITY * sizes[n] for n in linear)
     if conv_budget < 0:
@@ -275,7 +303,8 @@ def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
             f"smart_ratio cannot meet sparsity {sparsity}: its linear layers alone keep "
             f"{SMART_RATIO_LINEAR_DENSITY:.0%}; use a lower sparsity or another allocation"
         )
-    conv_densities = _scale_to_budget({n: sizes[n] for n in convs}, {n: quadratic[n] for n in convs}, conv_budget)
+    conv_sizes = {n: sizes[n] for n in convs}
+    conv_densities = _carry_excess_forward(conv_sizes, _scaled(conv_sizes, quadratic, conv_budget))
     # At low sparsity the convs may all be dense with budget to spare: it goes to the linear layers.
     spare = conv_budget - sum(conv_densities[n] * sizes[n] for n in convs)
     if spare > 0 and linear:

@@ -135,8 +135,10 @@ def synflow_scores(scratch: SynflowCopy, masks, input_shape: tuple[int, ...]) ->
     scratch.zero_grad()
     ones = torch.ones((1, *input_shape), dtype=torch.float64, device=scratch.device)
     scratch.model(ones).sum().backward()
-    # The parameter holds |w0| * m already, so pruned weights score exactly 0.
-    return {name: (p.grad * p.detach()).abs().cpu() for name, p in scratch.params.items()}
+    # The parameter holds |w0| * m already, so pruned weights score exactly 0; a layer the forward
+    # never reaches (an unused head) has no gradient and scores 0 too.
+    grads = scratch.gradients()
+    return {name: (grads[name] * p.detach()).abs().cpu() for name, p in scratch.params.items()}
 
 
 def lamp_scores(
