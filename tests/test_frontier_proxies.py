@@ -203,6 +203,27 @@ def relu_input_and_output(net: ConvNet, x):
     return z, out
 
 
+def test_naswot_is_minus_infinity_whenever_its_kernel_is_singular():
+    # K = B B^T with B = [C, 1 - C] has rank at most N_A + 1: 32 samples through 7 ReLU units make
+    # it singular however distinct the samples are, while slogdet returns a finite rounding-noise
+    # value for it. 4 samples with independent codes give a nonsingular K and its log-determinant.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    x = torch.randn(32, 6)
+    assert one(model, (x, torch.zeros(32, dtype=torch.long)), "naswot") == float("-inf")
+    for n in range(2, 9):
+        xs = x[:n]
+        codes = torch.cat([(model[0](xs) > 0), (model[2](model[1](model[0](xs))) > 0)], 1).double()
+        both = torch.cat([codes, 1 - codes], 1)
+        rank = int(np.linalg.matrix_rank(both.numpy()))
+        got = one(model, (xs, torch.zeros(n, dtype=torch.long)), "naswot")
+        if rank < n:
+            assert got == float("-inf")
+        else:
+            expected = np.linalg.slogdet((both @ both.T).numpy())[1]
+            assert got == pytest.approx(expected, rel=1e-12)
+
+
 def test_swap_and_naswot_read_relu_but_not_leaky_relu():
     b = batch((1, 8, 8), n=6)
     for act in (nn.LeakyReLU(0.1), leaky, nn.LeakyReLU(0.1, inplace=True)):
@@ -244,6 +265,27 @@ def test_zen_is_data_and_weight_free():
     assert one(build_model("cnn", (1, 8, 8), 10, seed=5), b, "zen") == value
     assert one(build_model("cnn", (1, 8, 8), 10, seed=0), batch((1, 8, 8), seed=3), "zen") == value
     assert math.isfinite(value)
+
+
+def test_zen_is_free_of_every_normalization_layers_affine_weights():
+    # The official code sets batch and group norm to weight 1, bias 0; layer norm likewise here.
+    def net():
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.LayerNorm([4, 4, 4]),
+            nn.ReLU(), nn.Flatten(), nn.Linear(64, 10),
+        )  # fmt: skip
+
+    b = batch((1, 8, 8))
+    values = []
+    for seed in (0, 1):
+        model = net()
+        with torch.no_grad():
+            torch.manual_seed(seed)
+            for module in (model[1], model[4]):
+                module.weight.normal_()
+                module.bias.normal_()
+        values.append(one(model, b, "zen"))
+    assert values[0] == values[1] and math.isfinite(values[0])
 
 
 @pytest.mark.parametrize("n", [4, 1])

@@ -472,6 +472,41 @@ def test_jacob_cov_of_one_sample_is_nan():
     assert math.isnan(proxy(small_cnn(), cnn_batch(1), "jacob_cov"))
 
 
+def no_running_stats_mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16, track_running_stats=False), nn.ReLU(), nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("n", [1, 2, 8])
+def test_a_batch_norm_without_running_statistics_never_stops_the_proxies(n):
+    # flops counts one sample, and meco (and zico's halves, and every proxy at n = 1) run a
+    # BatchNorm1d on one value per channel. Without running statistics to fall back on, each value
+    # is normalized by itself, to 0, and the layer outputs its bias; train mode refuses to compute
+    # that and raised.
+    model = no_running_stats_mlp()
+    x, y = torch.randn(n, 8), torch.randint(0, 3, (n,))
+    values = compute_proxies(model, (x, y))
+    assert values["flops"] == 2 * (8 * 16 + 16 * 3)  # 2 per multiply-add, as with running stats
+    assert {name for name, v in values.items() if math.isnan(v)} <= {"jacob_cov", "swap"}  # swap: no 4-D ReLU
+
+
+def test_one_value_normalized_by_itself_gives_the_bias_and_no_gradient_to_the_input():
+    from paitune.proxies.network import train_mode
+
+    norm = nn.BatchNorm1d(5, track_running_stats=False)
+    with torch.no_grad():
+        norm.bias.copy_(torch.arange(5.0))
+    x = torch.randn(1, 5, requires_grad=True)
+    with train_mode(norm):
+        out = norm(x)
+        assert torch.equal(out, torch.arange(5.0)[None])
+        out.square().sum().backward()
+        assert x.grad is None or not x.grad.any()
+        assert torch.equal(norm.bias.grad, 2 * torch.arange(5.0))
+        two = norm(torch.randn(2, 5))  # a batch with statistics normalizes by them, as always
+    assert norm.running_mean is None and not torch.allclose(two, torch.arange(5.0).expand(2, 5))
+
+
 def mixed_norm_net() -> nn.Sequential:
     """Batch norms of every kind a degenerate batch can trip: momentum None, no running stats, 1d."""
     torch.manual_seed(0)

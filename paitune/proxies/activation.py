@@ -47,8 +47,24 @@ def naswot(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
         return float("-inf")  # N_A = 0: K is the zero matrix
     codes = torch.cat([(z > 0).reshape(len(x), -1) for z in inputs], dim=1).to(torch.float64)
     kernel = codes @ codes.T + (1 - codes) @ (1 - codes).T
-    sign, logabsdet = torch.linalg.slogdet(kernel)
-    return float("-inf") if float(sign) == 0 else float(logabsdet)
+    if _singular(codes, kernel):
+        return float("-inf")
+    return float(torch.linalg.slogdet(kernel)[1])
+
+
+def _singular(codes: torch.Tensor, kernel: torch.Tensor) -> bool:
+    """Whether naswot's K = B B^T, B = [C, 1 - C], is singular (always when the batch has more
+    than N_A + 1 samples).
+
+    slogdet cannot tell: its LU factorization leaves rounding noise, not zeros, on a singular K.
+    K's eigenvalues settle the clear cases at once; a near-zero one is decided by B's rank, from
+    singular values that the squaring into K has not blurred. B spans what [C, 1] spans.
+    """
+    eigenvalues = torch.linalg.eigvalsh(kernel)
+    if eigenvalues[0] > 1e-6 * eigenvalues[-1]:
+        return False
+    spanning = torch.cat([codes, torch.ones_like(codes[:, :1])], dim=1)
+    return int(torch.linalg.matrix_rank(spanning)) < len(codes)
 
 
 def swap(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -26,13 +26,13 @@ def flops(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
     multiply-accumulate); every other op counts in full.
     """
     net = masked.net
-    # FLOPs do not depend on the mode; eval mode lets batch norm take a single sample.
+    # FLOPs do not depend on the mode; in eval mode no batch norm's running statistics move.
     net.eval()
-    total, per_module = forward_flops(net, x[:1])
+    total, per_module = forward_flops(net, x)
     for layer in masked.layers:
         if layer.mask is None:
             continue
         layer_flops = float(per_module.get(layer.name, 0))
-        density = float(layer.mask.float().mean())
+        density = int(layer.mask.sum()) / layer.mask.numel()
         total -= layer_flops * (1.0 - density)
     return float(total)

@@ -47,7 +47,10 @@ def input_jacobians(masked: MaskedNet, x: torch.Tensor) -> np.ndarray:
     inputs = x.clone().requires_grad_(True)
     with train_mode(masked.net):
         out = masked.net(inputs)
-    (grad,) = torch.autograd.grad(out.sum(), inputs)
+    # An output that does not depend on the input (a layer that zeroes it) has a zero Jacobian.
+    (grad,) = torch.autograd.grad(out.sum(), inputs, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(inputs)
     return grad.reshape(len(x), -1).detach().to(torch.float64).cpu().numpy()
 
 

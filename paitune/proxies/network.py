@@ -189,16 +189,19 @@ def train_mode(net: nn.Module) -> Iterator[nn.Module]:
     Batch norm normalizes by the statistics of the batch it sees, a (1, C, H, W) map of one sample
     included (over its positions). Only where a call would see a single value per channel (a
     BatchNorm1d on (1, C), a 1x1 map of one sample), which has no batch statistics (train mode
-    raises), does that call use the layer's running statistics instead. Decided per call, so
-    the batch size alone never switches a layer. Use on a private working copy: the net stays in
-    train mode (and its batch norms in the mode of their last call).
+    raises), does that call use the layer's running statistics instead; a layer that keeps none
+    (``track_running_stats=False``) normalizes each value by itself, to 0, and outputs its bias,
+    what train mode computes without its guard. Decided per call, so the batch size alone never
+    switches a layer. Use on a private working copy: the net stays in train mode (and its batch
+    norms in the mode of their last call).
     """
     net.train()
-    handles = [
-        module.register_forward_pre_hook(_batch_statistics_where_defined)
-        for module in net.modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm)
-    ]
+    handles = []
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            handles.append(module.register_forward_pre_hook(_batch_statistics_where_defined))
+            if not module.track_running_stats:
+                handles.append(module.register_forward_hook(_normalized_to_zero))
     try:
         yield net
     finally:
@@ -210,6 +213,22 @@ def _batch_statistics_where_defined(module: nn.Module, inputs: tuple) -> None:
     """Train mode for this call of a batch norm unless its input has one value per channel."""
     z = inputs[0]
     module.training = z.numel() // z.shape[1] > 1
+    if not module.training and not module.track_running_stats:
+        # Stand-in statistics that let this one call run; _normalized_to_zero replaces its output.
+        module.running_mean = torch.zeros(z.shape[1], dtype=z.dtype, device=z.device)
+        module.running_var = torch.ones_like(module.running_mean)
+
+
+def _normalized_to_zero(module: nn.Module, inputs: tuple, output: torch.Tensor):
+    """A value normalized by its own statistics is 0: the call outputs the layer's bias (0 without
+    an affine part), and no gradient reaches its input or weight, as in batch norm's formula."""
+    if module.running_mean is None:  # a call with batch statistics: nothing to replace
+        return None
+    module.running_mean = None
+    module.running_var = None
+    if module.bias is None:
+        return torch.zeros_like(output)
+    return module.bias.view(1, -1, *([1] * (output.dim() - 2))).expand_as(output)
 
 
 def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

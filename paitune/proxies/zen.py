@@ -1,8 +1,9 @@
 """The zen proxy (Lin et al. 2021): expressivity of the pre-classifier features, data- and weight-free.
 
-Conv/Linear weights are drawn N(0, 1) (times the mask) with zero biases, batch norm gets weight 1,
-bias 0 and fresh running statistics (momentum 0.1); x1, x2 ~ N(0, 1) of the batch's shape. In train
-mode without gradient, f = the classifier's input, flattened, for x1 and for x1 + 0.01 x2;
+Conv/Linear weights are drawn N(0, 1) (times the mask) with zero biases, every normalization layer
+gets weight 1 and bias 0, batch norm fresh running statistics (momentum 0.1); x1, x2 ~ N(0, 1) of
+the batch's shape. In train mode without gradient, f = the classifier's input, flattened, for x1
+and for x1 + 0.01 x2;
 Delta = mean over samples of sum |f(x1) - f(x1 + 0.01 x2)| (L1, as their code), and
 zen = log Delta + sum over batch-norm layers of log sqrt(mean running_var) after the two passes.
 A batch norm without running statistics (``track_running_stats=False``) adds no term (the
@@ -21,6 +22,7 @@ from torch import nn
 from paitune.proxies.network import MaskedNet, train_mode
 
 PERTURBATION = 0.01
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)  # _NormBase: batch and instance norm
 
 
 def zen(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -31,13 +33,18 @@ def zen(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
             weight.copy_(layer.masked(torch.randn_like(weight)))
             if getattr(layer.module, "bias", None) is not None:
                 layer.module.bias.zero_()
+        # Every normalization layer's affine part is the identity (the official code resets batch
+        # and group norm; layer and instance norm too, so zen stays free of every weight).
+        for norm in net.modules():
+            if isinstance(norm, NORMS):
+                if getattr(norm, "weight", None) is not None:
+                    norm.weight.fill_(1.0)
+                if getattr(norm, "bias", None) is not None:
+                    norm.bias.zero_()
         norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = 0.1
-            if norm.affine:
-                norm.weight.fill_(1.0)
-                norm.bias.zero_()
         x1 = torch.randn_like(x)
         x2 = torch.randn_like(x)
     features: list[torch.Tensor] = []
