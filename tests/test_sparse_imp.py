@@ -84,6 +84,21 @@ def test_pruning_is_global_magnitude_and_rewinding_restores_the_rewind_point():
     assert trainer.trainer.epoch == 1 and trainer.trainer.scheduler.last_epoch == 1
 
 
+def test_rewinding_restores_the_learning_rate_but_starts_the_optimizer_without_momentum():
+    # open_lth rewinds the weights and steps a fresh optimizer's schedule to the rewind point: the
+    # momentum gathered by the dense run after that point must not carry into the pruned round.
+    trial = imp_trial(momentum=0.9, lr_schedule="cosine", epochs=3)
+    trainer = trial.trainer
+    trainer.run_epoch()
+    assert trainer.trainer.optimizer.state  # the dense run has momentum buffers
+    rewind_lr = trainer.rewind_state["optimizer"]["param_groups"][0]["lr"]
+    trainer.prune_and_rewind(0.8)
+    optimizer = trainer.trainer.optimizer
+    assert not optimizer.state
+    assert [g["lr"] for g in optimizer.param_groups] == [rewind_lr] * len(optimizer.param_groups)
+    assert rewind_lr < train_config(trial.config).lr  # one cosine epoch in: the schedule moved
+
+
 def test_rewind_epoch_zero_rewinds_to_the_initialization():
     trial = imp_trial(rewind_epoch=0)
     init = copy.deepcopy(trial.model.state_dict())

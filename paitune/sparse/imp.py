@@ -1,7 +1,7 @@
 """Lottery tickets: iterative magnitude pruning with rewinding (Frankle & Carbin 2019; Frankle et al. 2020).
 
-Round 0 trains the dense network for ``epochs`` epochs, remembering the training state (weights,
-optimizer, LR schedule) at epoch ``rewind_epoch`` (0 = the initialization). Each later round prunes
+Round 0 trains the dense network for ``epochs`` epochs, remembering the weights and the LR schedule
+at epoch ``rewind_epoch`` (0 = the initialization). Each later round prunes
 ``prune_fraction`` of the remaining weights with the smallest |w| (ranked globally by default),
 rewinds the survivors to that state and trains the remaining ``epochs - rewind_epoch`` epochs.
 
@@ -12,7 +12,8 @@ a power of 1 - p). So the run is R + 1 trainings.
 The budget unit is a round: ``run_epoch`` runs a whole round and returns its final epoch's metrics
 (a ``RoundMetrics``, ``epoch`` = round + 1), so a scheduler such as ASHA can only stop a trial
 between rounds; ``total_epochs`` is R + 1. The data order keeps running across rounds (each round
-sees fresh shuffles); only the model, optimizer and schedule are rewound.
+sees fresh shuffles); only the model and the schedule are rewound, and the optimizer starts each
+round afresh (no momentum carried over), as in open_lth.
 """
 
 from __future__ import annotations
@@ -175,13 +176,17 @@ class IMPTrainer:
 
     def prune_and_rewind(self, density: float) -> None:
         """The step between rounds (``run_epoch`` takes it): prune the trained net to ``density``,
-        rewind the survivors (and optimizer, LR schedule) to the rewind point."""
+        rewind the survivors (and the LR schedule) to the rewind point, with a fresh optimizer state."""
         self.masks = self.next_masks(density)
         generator_state = self.trainer.generator.get_state()
         self.model.load_state_dict(self.rewind_state["model"])
         # A new Trainer applies the masks to the rewound weights and enforces them from now on.
         self.trainer = Trainer(self.model, self.masks, self.data, self.config, device=self.device)
+        # The weights and the learning-rate schedule are rewound, the optimizer's memory is not: the
+        # round starts with fresh momentum (or Adam moments), as open_lth builds a new optimizer
+        # and steps only its schedule to the rewind point. The loaded groups carry that point's LR.
         self.trainer.optimizer.load_state_dict(self.rewind_state["optimizer"])
+        self.trainer.optimizer.state.clear()
         self.trainer.scheduler.load_state_dict(self.rewind_state["scheduler"])
         self.trainer.epoch = self.rewind_epoch
         self.trainer.generator.set_state(generator_state)
