@@ -142,6 +142,23 @@ def test_masks_stay_exactly_zero_under_autocast(precision, model, shape, channel
         assert conv.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_a_step_the_fp16_loss_scaler_skips_is_no_step_for_a_step_hook():
+    # A DST hook (RigL) ranks the step's gradients: after an overflow they are inf, and the step
+    # they belong to was never taken.
+    torch.set_num_threads(1)
+    data = cifar_like(train=64, shape=(3, 8, 8))
+    calls = []
+    for init_scale, expected in ((2.0**40, 0), (1.0, 8)):  # 2^40: every step of the epoch overflows
+        net, masks = pruned(data, "mlp")
+        cfg = TrainConfig(epochs=1, batch_size=8, lr=0.05, precision="fp16")
+        trainer = Trainer(net, masks, data, cfg, step_hook=lambda t: calls.append(t.scaler.get_scale()))
+        trainer.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+        calls.clear()
+        trainer.run_epoch()
+        assert len(calls) == expected
+        assert_masked(net, masks)
+
+
 def _resume_matches(cfg, data, model_name="resnet20"):
     model, masks = pruned(data, model_name)
     straight = Trainer(model, masks, data, cfg)

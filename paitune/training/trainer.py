@@ -6,7 +6,7 @@ Pruned weights are kept at exactly zero by a ``MaskEnforcer`` hooked to the opti
 
 Masks are static unless a *step hook* changes them: ``Trainer(..., step_hook=hook)`` calls
 ``hook(trainer)`` after every optimizer step (the weights already re-masked, this batch's gradients
-still in ``.grad``); the hook may call ``trainer.set_masks`` (dynamic sparse training). Without a
+still in ``.grad``; a step fp16's loss scaler skips for overflowed gradients is no step); the hook may call ``trainer.set_masks`` (dynamic sparse training). Without a
 hook the loop is the static one (one ``is None`` test per step). A hook with ``state_dict`` /
 ``load_state_dict`` has its state saved in the trainer's, and masks replaced by ``set_masks`` are
 saved too, so a resumed run continues exactly.
@@ -90,7 +90,8 @@ class EpochMetrics:
 
 
 class StepHook(Protocol):
-    """Called as ``hook(trainer)`` after every optimizer step; optionally has ``state_dict()`` and
+    """Called as ``hook(trainer)`` after every optimizer step taken (not after one fp16's loss scaler
+    skipped); optionally has ``state_dict()`` and
     ``load_state_dict(state)`` (saved in and restored from the trainer's state)."""
 
     def __call__(self, trainer: "Trainer") -> None: ...
@@ -211,14 +212,19 @@ class Trainer:
             with autocast(self.device, cfg.precision):
                 logits = forward(batch)
             loss = F.cross_entropy(logits.float(), y[idx])
+            stepped = True
             if scaler is None:
                 loss.backward()
                 self.optimizer.step()
             else:
+                scale = scaler.get_scale() if hook is not None else 0.0  # a host sync: only for a hook
                 scaler.scale(loss).backward()
                 scaler.step(self.optimizer)  # skipped when the gradients overflowed
                 scaler.update()
-            if hook is not None:
+                # The scaler lowers its scale exactly when it skipped the step: no step, no hook
+                # (a DST update must not rank overflowed gradients).
+                stepped = hook is None or scaler.get_scale() >= scale
+            if hook is not None and stepped:
                 hook(self)
             loss_sum += loss.detach().double() * idx.numel()
         return loss_sum
