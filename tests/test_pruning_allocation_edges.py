@@ -3,6 +3,9 @@ scores; uniform_plus when no layer is left to absorb the budget."""
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -202,6 +205,20 @@ def test_uniform_plus_refuses_a_sparsity_no_layer_can_absorb(shapes, sparsity):
     with pytest.raises(PaituneError, match="uniform_plus cannot meet") as info:
         allocate(shapes, sparsity, "uniform_plus")
     assert "\n" not in str(info.value)
+    bound = float(re.search(r"at most ([-0-9.e]+)", str(info.value)).group(1))
+    assert bound < sparsity
+    if bound > 0.01:  # the sparsity it names is one the rule meets
+        allocate(shapes, bound - 0.005, "uniform_plus")
+
+
+def test_smart_ratio_refusal_names_the_largest_sparsity_its_linear_layers_allow():
+    shapes = {"c1": (6, 1, 5, 5), "c2": (16, 6, 5, 5), "f1": (120, 256), "f2": (10, 120)}
+    total = sum(math.prod(v) for v in shapes.values())
+    with pytest.raises(PaituneError, match="smart_ratio cannot meet") as info:
+        allocate(shapes, 0.9, "smart_ratio")
+    bound = float(re.search(r"at most ([-0-9.e]+)", str(info.value)).group(1))
+    assert bound == pytest.approx(1 - 0.3 * (120 * 256 + 10 * 120) / total, abs=1e-4)
+    allocate(shapes, bound - 0.005, "smart_ratio")
 
 
 def test_uniform_plus_prune_refuses_instead_of_missing_the_sparsity():

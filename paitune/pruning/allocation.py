@@ -169,7 +169,13 @@ def _fill_free_layers(sizes: dict[str, int], fixed: dict[str, float], budget: fl
             )
         return 0.0
     d = left / free
-    if d < 0 or d > 1:
+    if d < 0:
+        raise PaituneError(
+            f"{what} cannot meet this sparsity: its fixed layers ({', '.join(fixed)}) keep more than it allows "
+            f"(the remaining layers would need density {d:.4g}); use a sparsity of at most "
+            f"{1 - kept / sum(sizes.values()):.4g} or another allocation"
+        )
+    if d > 1:
         raise PaituneError(f"{what} cannot meet this sparsity: the remaining layers would need density {d:.4g}")
     return d
 
@@ -299,9 +305,10 @@ def smart_ratio(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
     linear = {n: SMART_RATIO_LINEAR_DENSITY for n in names if n not in convs}
     conv_budget = budget - sum(SMART_RATIO_LINEAR_DENSITY * sizes[n] for n in linear)
     if conv_budget < 0:
+        linear_share = sum(SMART_RATIO_LINEAR_DENSITY * sizes[n] for n in linear) / sum(sizes.values())
         raise PaituneError(
             f"smart_ratio cannot meet sparsity {sparsity}: its linear layers alone keep "
-            f"{SMART_RATIO_LINEAR_DENSITY:.0%}; use a lower sparsity or another allocation"
+            f"{SMART_RATIO_LINEAR_DENSITY:.0%}; use a sparsity of at most {1 - linear_share:.4g} or another allocation"
         )
     conv_sizes = {n: sizes[n] for n in convs}
     conv_densities = _carry_excess_forward(conv_sizes, _scaled(conv_sizes, quadratic, conv_budget))
