@@ -453,6 +453,23 @@ def test_torch_prune_interop_round_trip():
     back = from_torch_prune(net)
     assert set(back) == set(masks) and all(torch.equal(back[n], masks[n]) for n in masks)
     assert bool((net[0].weight[~masks["0.weight"]] == 0).all())
+    # Pruned that way, a layer's weight is computed on each forward, not a parameter: pruning the
+    # model again is refused rather than scoring without that layer.
+    with pytest.raises(PaituneError, match=r"layer '0' is already pruned with torch.nn.utils.prune"):
+        prune(net, "magnitude", sparsity=0.5)
+
+
+def test_a_parametrized_weight_is_refused_rather_than_left_out_of_the_mask():
+    from torch.nn.utils import parametrize
+
+    class Scale(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    net = small_cnn()
+    parametrize.register_parametrization(net[0], "weight", Scale())
+    with pytest.raises(PaituneError, match="parametrize"):
+        prune(net, "snip", sparsity=0.5, batches=batches())
 
 
 # --- module copies ----------------------------------------------------------------------------

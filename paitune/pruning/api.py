@@ -21,7 +21,7 @@ from ..errors import PaituneError, unknown_choice
 from . import builtin, ntk_sap, phew, prospr, px, seeds
 from .allocation import GLOBAL, AllocationSpec, allocate, allocation_spec, check_sparsity
 from .controls import NO_CONTROL, ControlSpec, control_names, control_spec
-from .layers import layer_shapes, prunable_parameters
+from .layers import check_plain_weights, layer_shapes, prunable_parameters
 from .masks import Masks
 from .registry import MethodSpec, ScoringInputs, get_method, register_method, registered
 from .selection import select_global, select_per_layer
@@ -119,6 +119,7 @@ def prune(
     method does not take is a PaituneError naming the ones it does.
     """
     s = check_sparsity(sparsity)
+    check_plain_weights(model)
     batches = list(batches) if batches is not None else None
     input_shape = _input_shape(model, batches)
     spec = get_method(method)
