@@ -280,6 +280,31 @@ def test_no_effect_needs_equivalence_in_every_context_at_the_budget():
     assert "no_effect" not in verdicts, verdicts
 
 
+def test_no_effect_needs_equivalence_under_every_allocation_a_row_pools():
+    # shuffle: -3 points under global, +3 under erk, in every context. A sanity row pools the
+    # allocations, so each context's mean delta is 0; yet the control matters under both.
+    effects = {"global": -0.03, "erk": 0.03}
+    verdicts = []
+    for i in range(6):
+        spec = PlantedSpec(
+            methods=("alpha",),
+            allocations=tuple(effects),
+            controls=("none", "shuffle"),
+            sparsities=(0.5, 0.8, 0.9),
+            seeds=8,
+            noise=0.003,
+            n_layers=1,
+            seed=400 + i,
+        )
+        results = planted_results(spec)
+        trials = results.trials
+        shift = np.where(trials["control"].eq("shuffle"), trials["allocation"].map(effects), 0.0)
+        offset = np.zeros(int(trials["tix"].max()) + 1)
+        offset[trials["tix"].to_numpy()] = shift
+        verdicts.append(sanity_checks(_with_offsets(results, offset)).iloc[0]["verdict"])
+    assert "no_effect" not in verdicts, verdicts
+
+
 def test_no_effect_is_found_for_a_control_without_effect_given_seeds():
     # Power: a control with no effect, 10 seeds, 3 contexts, three rows under Holm.
     found = 0

@@ -11,8 +11,9 @@ number per (method, control), since contexts that share a seed are not independe
 ``delta`` = mean, ``ci_low``/``ci_high`` = Student-t 95% interval, ``n_units`` = seeds, ``n`` =
 pairs behind them, ``p_adjusted`` = two-sided one-sample t-test p, Holm-adjusted over every row
 tested, ``p_equivalent`` = the p that |delta| < EQUIVALENCE_MARGIN at the budget in every context
-(TOST, Schuirmann 1987, overall and per context on the pairs that ran the budget, the largest of
-them: an intersection-union test), Holm-adjusted over the rows like ``p_adjusted``.
+under every allocation (TOST, Schuirmann 1987, overall and per (context, allocation) cell on the
+pairs that ran the budget, the largest of them: an intersection-union test), Holm-adjusted over
+the rows like ``p_adjusted``.
 
 Verdict per row (first that applies): ``not_applicable`` for a corrupted-data control
 (corrupt_labels, corrupt_pixels: the scoring batches get random labels / per-image shuffled
@@ -150,6 +151,8 @@ def _unchanged_masks(results: Results) -> pd.DataFrame:
 
 
 EQUIVALENCE_MARGIN = 0.01  # accuracy (fraction): "no effect" means |delta| < 1 point, shown by TOST
+# "No effect" must hold in each of these cells: a row pools its contexts and its allocations.
+EQUIVALENCE_CELL = ["context", "allocation"]
 
 
 def paired_deltas(results: Results) -> pd.DataFrame:
@@ -219,24 +222,25 @@ def _stop_epochs(pairs: pd.DataFrame) -> np.ndarray:
 
 def _equivalence_p(pairs: pd.DataFrame, budget: BudgetPairs) -> pd.DataFrame:
     """{method, control, p_equivalent}: the p of "|delta| < EQUIVALENCE_MARGIN at the budget, in
-    every context", an intersection-union test (Berger 1982): the largest of the TOST p over all
-    contexts and of each context's own (seeds the unit throughout), each on the pairs that both
-    ran the budget (their deltas adjusted for ASHA's selection: ``BudgetPairs``). A pair ASHA
-    stopped is compared at a rung, which says nothing about the budget; and an average over
-    contexts can be 0 with +3 points in one and -3 in another. A context without MIN_UNITS such
-    seeds cannot show it: p 1."""
+    every context under every allocation", an intersection-union test (Berger 1982): the largest
+    of the TOST p over all pairs and of each (context, allocation) cell's own (seeds the unit
+    throughout), each on the pairs that both ran the budget (their deltas adjusted for ASHA's
+    selection: ``BudgetPairs``). A pair ASHA stopped is compared at a rung, which says nothing
+    about the budget; and an average over cells can be 0 with +3 points in one and -3 in another,
+    across contexts or across the allocations a row pools. A cell without MIN_UNITS such seeds
+    cannot show it: p 1."""
     keys = ["method", "control"]
     full = budget.full
     if full.empty:
         return pd.DataFrame(columns=[*keys, "p_equivalent"])
     parts = []
-    for by in (keys, [*keys, "context"]):
+    for by in (keys, [*keys, *EQUIVALENCE_CELL]):
         tested = budget.tests(by, margin=EQUIVALENCE_MARGIN)
         p = tested["p_equivalent"].where(tested["n_units"] >= MIN_UNITS, 1.0).fillna(1.0)
         parts.append(tested[keys].assign(p_equivalent=p.to_numpy()))
-    # Contexts where the method ran but no pair reached the budget: nothing shown there.
-    ran = pairs.groupby(keys)["context"].nunique().rename("ran")
-    shown = full.groupby(keys)["context"].nunique().rename("shown")
+    # Cells where the method ran but no pair reached the budget: nothing shown there.
+    ran = pairs.groupby(keys)[EQUIVALENCE_CELL].value_counts().groupby(level=keys).size().rename("ran")
+    shown = full.groupby(keys)[EQUIVALENCE_CELL].value_counts().groupby(level=keys).size().rename("shown")
     missing = pd.concat([ran, shown], axis=1).fillna(0)
     missing = missing.loc[missing["shown"] < missing["ran"]].reset_index()[keys].assign(p_equivalent=1.0)
     return pd.concat([*parts, missing], ignore_index=True).groupby(keys, as_index=False)["p_equivalent"].max()
