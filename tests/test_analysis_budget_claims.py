@@ -17,9 +17,11 @@ without a method effect gives a robust verdict in at most 10% of censored tables
 
 from __future__ import annotations
 
-from planted import PlantedSpec, asha_censor, planted_results
+import numpy as np
+import pyarrow.compute as pc
+from planted import PlantedSpec, asha_censor, generate_tables, planted_results, results_from_tables
 
-from paitune.analysis import analyze, pai_vs_imp, rank_choices, sanity_checks
+from paitune.analysis import analyze, pai_vs_imp, pairwise_win_rates, rank_choices, sanity_checks
 from paitune.analysis.common import scored_trials
 
 N_BOOT = 200
@@ -86,7 +88,7 @@ def test_a_fast_starter_is_ahead_only_at_the_rungs():
 def test_a_true_winner_is_found_at_the_budget_under_censoring():
     # A is 5 points ahead. Three lr configs per choice and ASHA keeping the top half leave some of
     # every rival's trials running the budget in most seeds: those pairs show the lead too.
-    shares = []
+    shares, verdicts = [], []
     for i in range(6):
         spec = PlantedSpec(
             methods=("A", "b", "c", "d"),
@@ -102,11 +104,16 @@ def test_a_true_winner_is_found_at_the_budget_under_censoring():
         uncensored = _ranked(full)
         censored = _ranked(asha_censor(full, rung=3, keep=0.5))
         assert uncensored.loc["A", "verdict"] == "robust_winner", i
-        assert censored.loc["A", "verdict"] == "robust_winner", (i, censored.loc["A"].to_dict())
-        assert censored.loc["A", "p_adjusted_budget"] < 0.05
+        verdicts.append(censored.loc["A", "verdict"])
+        if verdicts[-1] == "robust_winner":
+            assert censored.loc["A", "p_adjusted_budget"] < 0.05
         shares.append(censored.loc["A", "budget_share"])
     print(f"budget share of the winner's comparisons, censored: {min(shares):.2f}-{max(shares):.2f}")
     assert max(shares) < 1
+    # Each seed's config is picked on the other seeds, so in a seed it may be one ASHA stopped:
+    # fewer pairs reach the budget (a share of 0.24-0.43 here), and one table of six shows the
+    # lead at the rungs only. Never the wrong way.
+    assert verdicts.count("robust_winner") >= 5 and set(verdicts) <= {"robust_winner", "ahead_at_rungs"}, verdicts
 
 
 # ---- the answer: PaI vs random --------------------------------------------------------------------
@@ -344,6 +351,43 @@ def test_the_config_is_picked_where_it_ran_deepest():
         assert set(results.trials.loc[picked, "lr"]) == {0.02}
         assert (results.trials.loc[picked, "status"] == "completed").all()
     assert (scored_trials(censored)["common_epoch"] == 3).all()
+
+
+def _one_lr_except_for(method: str, spec: PlantedSpec):
+    """The planted tables with every method but ``method`` cut to its first learning rate."""
+    tables = generate_tables(spec)
+    trials = tables["trials"]
+    trials = trials.filter(pc.or_(pc.equal(trials["method"], method), pc.equal(trials["lr"], 0.01)))
+    kept = {"trials": trials}
+    for name in ("epochs", "layers"):
+        kept[name] = tables[name].filter(pc.is_in(tables[name]["trial_id"], value_set=trials["trial_id"]))
+    return results_from_tables(kept)
+
+
+def test_a_choice_run_with_more_configs_gains_no_lead_from_picking_among_them():
+    # No method effect and no lr effect; snip ran 5 learning rates, the others 1. A trial's
+    # validation and test accuracy share its training noise, so picking snip's lr by validation
+    # accuracy on the very seeds it is then compared on hands it that seed noise as a lead the same
+    # in every seed: +0.43 points (standard error 0.08) over these 12 tables, and in a 16-context
+    # design a false "beats random" in 22% of tables at 5 seeds, 52% at 10. Picked on the other
+    # seeds (cross-fitting), the lead is -0.07 (0.10).
+    diffs = []
+    for i in range(12):
+        spec = PlantedSpec(
+            methods=("random", "snip", "grasp"),
+            sparsities=(0.5, 0.75, 0.875, 0.9375),
+            seeds=5,
+            repeats=5,
+            noise=0.01,
+            seed_effect=0.01,
+            n_layers=1,
+            seed=7000 + i,
+        )
+        table = pairwise_win_rates(_one_lr_except_for("snip", spec), "method")
+        row = table.loc[(table["choice"] == "snip") & (table["opponent"] == "random")].iloc[0]
+        assert row["p_adjusted"] >= 0.05
+        diffs.append(row["mean_diff"])
+    assert abs(np.mean(diffs)) < 0.002
 
 
 def test_a_context_dependent_method_is_found_at_the_budget_under_censoring():

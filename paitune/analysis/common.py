@@ -16,10 +16,11 @@ trials that were not allowed to get as far. When nothing was stopped, the common
 budget and the accuracy is the final one. A trial without epoch rows has one known point: its
 reported accuracy at ``epochs_run``.
 
-*Selection on validation, reporting on test*: where a choice was run with several configs in a
-context (e.g. learning rates), the config with the best mean validation accuracy over seeds is
-selected (``selected``), judged at the deepest epoch of its cell (the budget when nothing was
-stopped; ``_select``), and its test accuracy is what the comparisons use.
+*Selection on validation, reporting on test, cross-fitted*: where a choice was run with several
+configs in a context (e.g. learning rates), each seed's config is the one with the best mean
+validation accuracy over the OTHER seeds (``selected``), judged at the deepest epoch of its cell
+(the budget when nothing was stopped; ``_select``), and that config's test accuracy in the seed is
+what the comparisons use.
 """
 
 from __future__ import annotations
@@ -287,19 +288,43 @@ def _select(results: Results, frame: pd.DataFrame) -> np.ndarray:
 def _best_config(
     results: Results, frame: pd.DataFrame, keys: list[str], candidate: np.ndarray, epoch: np.ndarray, min_trials: int
 ) -> np.ndarray:
-    """Trials of the config, per cell (``keys`` less ``config``), with the best mean validation
-    accuracy at ``epoch`` over its ``candidate`` trials, among configs with ``min_trials`` of them."""
+    """Per cell (``keys`` less ``config``) and seed, the trials of the config with the best mean
+    validation accuracy at ``epoch`` over the cell's ``candidate`` trials of the OTHER seeds, among
+    configs with ``min_trials`` of them (cross-fitting).
+
+    A seed's own validation accuracy never picks the config its test accuracy is read from: a
+    trial's validation and test accuracy share its training noise, so a choice run with more
+    configs would otherwise gain a lead that is the same in every seed (the winner's curse), and
+    a test over seeds would read it as an effect. Only with one seed (nothing else to pick with) is
+    a seed's config picked on that seed.
+    """
     cell = keys[:-1]
     score = np.full(len(frame), np.nan)
     val, acc = accuracy_at(results, frame["tix"].to_numpy()[candidate], epoch[candidate])
     score[candidate] = np.where(np.isfinite(val), val, acc)
-    means = frame[keys].assign(_score=score).groupby(keys, dropna=False, observed=True, sort=False)["_score"]
-    means = means.agg(["mean", "count"]).reset_index()
-    means = means.loc[means["count"] >= min_trials]
-    if means.empty:
+    scored = frame[[*keys, "seed"]].assign(_score=score, _n=np.isfinite(score).astype(np.int64))
+    scored["_score"] = scored["_score"].fillna(0.0)
+    by_config = scored.groupby(keys, dropna=False, observed=True, sort=False)[["_score", "_n"]].sum()
+    by_seed = scored.groupby([*keys, "seed"], dropna=False, observed=True, sort=False)[["_score", "_n"]].sum()
+    # Every (cell, seed) against every config of its cell: the config's totals less that seed's.
+    seeds = frame[[*cell, "seed"]].drop_duplicates()
+    pairs = seeds.merge(by_config.reset_index(), on=cell, how="inner")
+    pairs = pairs.merge(
+        by_seed.reset_index().rename(columns={"_score": "_own_score", "_n": "_own_n"}), on=[*keys, "seed"], how="left"
+    )
+    own_score, own_n = pairs["_own_score"].fillna(0.0), pairs["_own_n"].fillna(0).astype(np.int64)
+    others = pairs["_n"] - own_n
+    per_seed = pairs.groupby([*cell, "seed"], dropna=False, observed=True, sort=False)
+    # No other seed has a candidate in the cell: pick on the seed's own trials.
+    lone = per_seed["_n"].transform("sum").eq(per_seed["_own_n"].transform("sum"))
+    n = np.where(lone, pairs["_n"], others)
+    total = np.where(lone, pairs["_score"], pairs["_score"] - own_score)
+    pairs = pairs.assign(_count=n, _mean=np.where(n > 0, total / np.maximum(n, 1), np.nan))
+    pairs = pairs.loc[(pairs["_count"] >= min_trials) & pairs["_mean"].notna()]
+    if pairs.empty:
         return np.zeros(len(frame), dtype=bool)
-    best = means.loc[means.groupby(cell, dropna=False, observed=True, sort=False)["mean"].idxmax().dropna()]
-    picked = frame[keys].merge(best[keys].assign(_pick=True), on=keys, how="left")
+    best = pairs.loc[pairs.groupby([*cell, "seed"], dropna=False, observed=True, sort=False)["_mean"].idxmax()]
+    picked = frame[[*keys, "seed"]].merge(best[[*keys, "seed"]].assign(_pick=True), on=[*keys, "seed"], how="left")
     return picked["_pick"].eq(True).to_numpy()
 
 

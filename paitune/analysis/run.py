@@ -101,7 +101,7 @@ def _analyze(*paths, n_boot: int, seed: int, profile_sparsity: float | None, res
                 "compared_at": "test accuracy; two trials at the last epoch both reached (rankings, controls, IMP), "
                 "one accuracy per trial at its context's common epoch (correlations, regret); gaps to dense "
                 "of completed trials' final accuracies; "
-                "config per choice x context selected by validation accuracy",
+                "config per choice x context x seed selected by validation accuracy on the other seeds",
                 "ci": (
                     f"Student-t {LEVEL:.0%} intervals over seeds (the independent unit), verdicts and descriptive "
                     f"tables alike; Holm-adjusted tests; correlations: {LEVEL:.0%} percentile bootstrap, {n_boot} "
