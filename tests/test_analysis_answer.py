@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from planted import PlantedSpec, asha_censor, planted_results
 
@@ -42,6 +43,29 @@ def test_methods_that_beat_random_are_named_and_a_null_method_is_not():
         # the planted +0.05, at the full budget; where ASHA stopped a trial, at the epoch both reached
         assert ("+5.0 points" in sentence) == (not censor)
         assert ("ran the budget" in sentence) == censor
+
+
+def test_a_lead_that_flips_in_one_context_is_not_called_beating_random():
+    # snip: +2 points at three sparsities, -4 at the highest (a collapse-like loss). The mean over
+    # contexts is ahead, and its seed-level test passes in most tables; the answer said "beats
+    # random pruning" in 15 of 20 such tables while the rankings called snip context_dependent.
+    # The same lead in every context is still found.
+    verdicts = {"flips": [], "steady": []}
+    for i in range(4):
+        for case, low in (("flips", -0.04), ("steady", 0.02)):
+            spec = PlantedSpec(
+                methods=("random", "snip", "grasp"),
+                sparsities=(0.5, 0.8, 0.9, 0.98),
+                seeds=6,
+                noise=0.005,
+                seed_effect=0.01,
+                n_layers=1,
+                seed=30000 + i,
+                method_effects={"snip": lambda s, low=low: np.where(s > 0.95, low, 0.02)},
+            )
+            verdicts[case].append(_answer(spec).loc[("pai_vs_random", "snip"), "verdict"])
+    assert "beats_random" not in verdicts["flips"] and "context_dependent" in verdicts["flips"], verdicts
+    assert verdicts["steady"] == ["beats_random"] * 4, verdicts
 
 
 @pytest.mark.parametrize(

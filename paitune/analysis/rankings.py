@@ -607,7 +607,9 @@ def pairwise_win_rates(
     mean over seeds with a t-CI over seeds; ``mean_diff`` = the mean test-accuracy difference;
     ``p_adjusted`` = the Holm-adjusted head-to-head p of the pair (``pairwise_tests``). The
     ``*_budget`` columns: the same over the pairs compared at the budget only (both ran it):
-    seeds with such a pair, mean difference, Holm-adjusted p (``pair_p_matrix``)."""
+    seeds with such a pair, mean difference, Holm-adjusted p (``pair_p_matrix``). ``holds`` /
+    ``holds_budget``: +1 where the choice's lead over the opponent holds across the blocks they
+    share, -1 where its deficit does, 0 otherwise (``block_signs``)."""
     columns = [
         "factor",
         "choice",
@@ -622,6 +624,8 @@ def pairwise_win_rates(
         "n_units_budget",
         "mean_diff_budget",
         "p_adjusted_budget",
+        "holds",
+        "holds_budget",
     ]
     h2h = head_to_head(results, factor)
     if h2h.empty:
@@ -647,6 +651,15 @@ def pairwise_win_rates(
     for column, matrix in (("p_adjusted", p_matrix), ("p_adjusted_budget", end_p)):
         table[column] = [
             matrix.loc[a, b] if a in matrix.index and b in matrix.columns else np.nan
+            for a, b in zip(table["choice"], table["opponent"])
+        ]
+    # Whether the lead (+1) or the deficit (-1) holds across the blocks the pair shares, as a
+    # robust verdict needs: a mean over contexts can come from a lead in most and a larger deficit
+    # in one (``block_signs``); over every comparison and over those at the budget.
+    for column, budget in (("holds", False), ("holds_budget", True)):
+        signs = block_signs(results, factor, budget=budget)
+        table[column] = [
+            int(signs.loc[a, b]) if a in signs.index and b in signs.columns and pd.notna(signs.loc[a, b]) else 0
             for a, b in zip(table["choice"], table["opponent"])
         ]
     table.insert(0, "factor", factor)

@@ -80,9 +80,11 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   model)-out regret choosing by mean rank on the other groups, t-interval over the n_regret_groups
   held-out groups (null with fewer than two).
 - ``pairwise``: {factor, choice, opponent, n_contexts, n_units, win_rate, ci_low, ci_high,
-  mean_diff, p_adjusted, n_units_budget, mean_diff_budget, p_adjusted_budget}: win rate of choice
-  over opponent, per seed then over seeds; p_adjusted = the pair's Holm-adjusted head-to-head
-  paired t-test p over seeds; the *_budget columns: the same on the pairs that ran the budget.
+  mean_diff, p_adjusted, n_units_budget, mean_diff_budget, p_adjusted_budget, holds,
+  holds_budget}: win rate of choice over opponent, per seed then over seeds; p_adjusted = the
+  pair's Holm-adjusted head-to-head paired t-test p over seeds; the *_budget columns: the same on
+  the pairs that ran the budget; holds = +1 where the choice's lead holds across the contexts the
+  two share, -1 where its deficit does, 0 otherwise (holds_budget: at the budget).
 - ``ranking_slices``: {factor, choice, slice, level, n, mean, ci_low, ci_high, n_units}: win
   rate per level of a context variable; n = contexts, CI over seeds.
 - ``sanity``: {method, control, delta, ci_low, ci_high, n, verdict, interpretation, mean_none,
@@ -124,7 +126,8 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 - ``findings``: {section, subject, verdict, sentence}: each verdict as a sentence with its numbers.
 - ``answer``: {question, subject, verdict, n_units, sentence}: the paragraph the report opens with
   (``paitune.analysis.answer``): question pai_vs_random (verdict beats_random | loses_to_random |
-  beats_random_at_rungs | loses_to_random_at_rungs | inconclusive | too_few_runs, per method) and allocation_vs_method (verdict allocation | method |
+  context_dependent | beats_random_at_rungs | loses_to_random_at_rungs | inconclusive |
+  too_few_runs, per method) and allocation_vs_method (verdict allocation | method |
   allocation_at_rungs | method_at_rungs | inconclusive | too_few_runs).
 - ``pareto``: {objective, dataset, model, experiment, trial_id, method, allocation, control,
   sparsity, density, flops_sparse, test_acc, val_acc}; objective in density | flops; the front is
