@@ -271,12 +271,8 @@ def test_no_effect_needs_equivalence_in_every_context_at_the_budget():
             n_layers=1,
             seed=300 + i,
         )
-        results = planted_results(spec)
-        trials = results.trials
-        shift = np.where(trials["control"].eq("shuffle"), trials["sparsity"].map(effects), 0.0)
-        offset = np.zeros(int(trials["tix"].max()) + 1)
-        offset[trials["tix"].to_numpy()] = shift
-        verdicts.append(sanity_checks(_with_offsets(results, offset)).iloc[0]["verdict"])
+        shifted = _shuffle_shifted(planted_results(spec), "sparsity", effects)
+        verdicts.append(sanity_checks(shifted).iloc[0]["verdict"])
     assert "no_effect" not in verdicts, verdicts
 
 
@@ -296,12 +292,8 @@ def test_no_effect_needs_equivalence_under_every_allocation_a_row_pools():
             n_layers=1,
             seed=400 + i,
         )
-        results = planted_results(spec)
-        trials = results.trials
-        shift = np.where(trials["control"].eq("shuffle"), trials["allocation"].map(effects), 0.0)
-        offset = np.zeros(int(trials["tix"].max()) + 1)
-        offset[trials["tix"].to_numpy()] = shift
-        verdicts.append(sanity_checks(_with_offsets(results, offset)).iloc[0]["verdict"])
+        shifted = _shuffle_shifted(planted_results(spec), "allocation", effects)
+        verdicts.append(sanity_checks(shifted).iloc[0]["verdict"])
     assert "no_effect" not in verdicts, verdicts
 
 
@@ -323,6 +315,15 @@ def test_no_effect_is_found_for_a_control_without_effect_given_seeds():
         assert table.loc[("alpha", "shuffle"), "verdict"] == "hurts"
         found += table.loc[("beta", "shuffle"), "verdict"] == "no_effect"
     assert found >= 5
+
+
+def _shuffle_shifted(results, column: str, effects: dict):
+    """``results`` with each shuffle trial's accuracies moved by ``effects[<its column value>]``."""
+    trials = results.trials
+    shift = np.where(trials["control"].eq("shuffle"), trials[column].map(effects), 0.0)
+    offset = np.zeros(int(trials["tix"].max()) + 1)
+    offset[trials["tix"].to_numpy()] = shift
+    return _with_offsets(results, offset)
 
 
 def _with_offsets(results, offset_by_tix):
