@@ -54,7 +54,7 @@ def _check_method_choices(cfg: dict) -> None:
         return  # imp, edge_popup: no PaI mask
     check_choices(
         method, allocation=cfg["allocation"], control=cfg["control"], iterations=cfg["iterations"],
-        method_options=method_options(cfg, method),
+        method_options=method_options(cfg, method), sparsity=cfg["sparsity"],
     )  # fmt: skip
 
 

@@ -62,6 +62,8 @@ def test_proxies_json():
         (["prune", "--allocation", "missing.json"], "allocation file missing.json not found"),
         (["prune", "--control", "flip"], "unknown control"),
         (["prune", "--sparsity", "abc"], "sparsity must be a number"),
+        (["prune", "--seed", "18446744073709551616"], "seed must be in [0, 4294967296)"),
+        (["prune", "--method", "dense", "--sparsity", "0.5"], "method 'dense' is the unpruned reference"),
         (["proxies", "--names", "snip,bogus"], "unknown proxy"),
     ],
 )
@@ -78,6 +80,16 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, monkeypatch, c
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], err
     assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_an_allocation_file_that_is_not_text_is_one_line(tmp_path, capsys):
+    from paitune.cli import main
+
+    binary = tmp_path / "densities.json"
+    binary.write_bytes(b"\xff\xfe\x00{")
+    assert main(["prune", "--allocation", str(binary)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be read as UTF-8 JSON text" in err and "Traceback" not in err
 
 
 def test_bad_input_from_a_real_process():

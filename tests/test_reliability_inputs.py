@@ -126,7 +126,12 @@ ARG_CASES = {
     "num-samples-zero": (["{space}", "--num-samples", "0"], "--num-samples must be >= 1"),
     "num-samples-not-int": (["{space}", "--num-samples", "ten"], "invalid int value: 'ten'"),
     "max-concurrent-zero": (["{space}", "--max-concurrent", "0"], "--max-concurrent must be >= 1"),
-    "cpus-per-trial-zero": (["{space}", "--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
+    "cpus-per-trial-zero": (["{space}", "--cpus-per-trial", "0"], "--cpus-per-trial must be a finite number > 0"),
+    "cpus-per-trial-infinite": (["{space}", "--cpus-per-trial", "inf"], "--cpus-per-trial must be a finite number"),
+    "gpus-per-trial-nan": (["{space}", "--gpus-per-trial", "nan"], "--gpus-per-trial must be a finite number >= 0"),
+    "sampler-seed-negative": (["{space}", "--sampler-seed", "-1"], "--sampler-seed must be in [0, 4294966295]"),
+    # two contexts (sparsity 0.5, 0.9): the second's sampler gets seed + 1000
+    "sampler-seed-too-large": (["{space}", "--sampler-seed", "4294966296"], "for 2 contexts"),
     "gpus-without-gpu": (["{space}", "--gpus-per-trial", "1"], "no CUDA GPU"),
     "set-without-equals": (["{space}", "--set", "epochs"], "expected key=value"),
     "set-sparsity-one": (["{space}", "--set", "sparsity=1.0"], "sparsity must be in [0, 1)"),
@@ -153,6 +158,11 @@ ARG_CASES = {
         "handles one objective",
     ),
     "grid-continuous": (["{space}", "--sampler", "grid", "--set", "lr={type: float, low: 0.01, high: 0.1}"], "lr"),
+    "dense-at-a-sparsity": (
+        ["{space}", "--set", "params.method.choices=[random, dense]"],
+        "method 'dense' is the unpruned reference: use sparsity 0",
+    ),
+    "seed-beyond-32-bits": (["{space}", "--set", "seeds=[0, 4294967296]"], "seed must be in [0, 4294967296)"),
     "resume-missing": (["--resume"], "--resume: no sweep 's'"),
     "resume-with-space": (["{space}", "--resume"], "--resume: no sweep 's'"),
 }
@@ -258,7 +268,16 @@ def test_unwritable_out_and_existing_or_corrupt_sweeps(tmp_path, capsys, no_ray)
     (out / "broken" / "sweep.json").write_text('{"options": {')  # a manifest cut short
     code, err = _run_main(["sweep", "--out", str(out), "--name", "broken", "--resume"], capsys)
     _assert_one_line(code, err, "--resume: cannot read")
-    assert sorted(p.name for p in out.iterdir()) == ["broken", "done"]
+    for name, manifest in (("foreign", '{"space": 3}'), ("unknown", '{"space": {}, "options": {"bogus": 1}}')):
+        (out / name).mkdir()
+        (out / name / "sweep.json").write_text(manifest)  # JSON, but not a plan paitune wrote
+        code, err = _run_main(["sweep", "--out", str(out), "--name", name, "--resume"], capsys)
+        _assert_one_line(code, err, "is not a sweep plan paitune wrote")
+    # the plan decides the search: a flag that would change it is refused, not silently ignored
+    code, err = _run_main(["sweep", "--out", str(out), "--name", "done", "--resume", "--num-samples", "50",
+                           "--sampler", "random"], capsys)  # fmt: skip
+    _assert_one_line(code, err, "--resume continues the sweep as it was planned; drop --num-samples, --sampler")
+    assert sorted(p.name for p in out.iterdir()) == ["broken", "done", "foreign", "unknown"]
 
 
 # ---- real subprocesses: the installed entry point, and a second process holding the lock --------

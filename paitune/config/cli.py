@@ -82,9 +82,11 @@ def _allocation_file(value: str) -> dict:
     if not path.is_file():
         raise PaituneError(f"allocation file {value} not found; pass a scheme name or a JSON file {{layer: density}}")
     try:
-        densities = json.loads(path.read_text())
+        densities = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise PaituneError(f"allocation file {value} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise PaituneError(f"allocation file {value} cannot be read as UTF-8 JSON text: {err}") from None
     if not isinstance(densities, dict):
         raise PaituneError(f"allocation file {value} must hold a JSON object {{layer: density}}")
     return densities

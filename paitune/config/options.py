@@ -27,6 +27,13 @@ KINDS = ("name", "int", "float", "bool", "path", "shape", "names", "allocation")
 NUMERIC_KINDS = ("int", "float")
 
 
+def _shown(bound: float | None) -> str:
+    """A bound as a user writes it: whole numbers in full (2**32 is 4294967296, not 4.29497e+09)."""
+    if bound is None:
+        return ""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
 @dataclass(frozen=True)
 class Range:
     """Bounds of a number; ``None`` leaves that side open-ended."""
@@ -43,12 +50,13 @@ class Range:
         return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
 
     def text(self) -> str:
+        low, high = _shown(self.low), _shown(self.high)
         if self.low is not None and self.high is not None:
-            text = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            text = f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         elif self.low is not None:
-            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+            text = f"{'>' if self.low_open else '>='} {low}"
         elif self.high is not None:
-            text = f"{'<' if self.high_open else '<='} {self.high:g}"
+            text = f"{'<' if self.high_open else '<='} {high}"
         else:
             text = "any number"
         return f"{text} {self.note}" if self.note else text

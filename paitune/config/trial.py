@@ -50,9 +50,10 @@ PRUNING = (
            range=Range(1)),
     Option("prune_batch_size", "int", 256, "size of each scoring batch", "pruning", range=Range(1)),
 )  # fmt: skip
+SEED_LIMIT = 2**32  # seeds are 32-bit, as NumPy's and most seeding APIs take them
 RUN = (
     Option("seed", "int", 0, "seeds the data order, the initialization, the pruning and the training", "run",
-           range=Range(0), not_searchable="seeds are a replicate axis; list them under seeds:"),
+           range=Range(0, SEED_LIMIT, high_open=True), not_searchable="seeds are a replicate axis; list them under seeds:"),
 )  # fmt: skip
 TRAINING = (
     Option("epochs", "int", 10, "training epochs: the budget (ASHA's max_t)", "training", range=Range(1),

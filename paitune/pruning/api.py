@@ -33,6 +33,7 @@ for _spec in (*builtin.SPECS, prospr.SPEC, ntk_sap.SPEC, phew.SPEC, px.SPEC):
 METHODS = tuple(spec.name for spec in registered())
 DATA_METHODS = tuple(spec.name for spec in registered() if spec.needs_data)  # need scoring batches
 SCHEDULES = ("exponential", "linear")
+DENSE = "dense"  # the unpruned reference: all-ones masks, sparsity 0 only
 # Rounds when the caller passes no ``iterations``.
 DEFAULT_ITERATIONS = {spec.name: spec.default_iterations for spec in registered() if spec.default_iterations}
 REVIVING_METHODS = tuple(spec.name for spec in registered() if spec.revives)
@@ -75,12 +76,16 @@ def _check_mask_builder(spec: MethodSpec, allocation, control: ControlSpec, iter
         raise PaituneError(f"method {spec.name!r} prunes in one step: leave iterations unset (or 1)")
 
 
-def check_choices(method: str, *, allocation=GLOBAL, control=NO_CONTROL, iterations=None, method_options=None) -> dict:
+def check_choices(
+    method: str, *, allocation=GLOBAL, control=NO_CONTROL, iterations=None, method_options=None, sparsity=None
+) -> dict:
     """The rules ``prune`` applies to a method's choices, without a model: the resolved options.
 
     A planner calls it on every config before anything runs; ``prune`` calls it too.
     """
     spec = get_method(method)
+    if method == DENSE and sparsity is not None and float(sparsity) != 0.0:
+        raise PaituneError(f"method 'dense' is the unpruned reference: use sparsity 0, got {sparsity}")
     control = control_spec(control)
     options = spec.resolve_options(method_options)
     if spec.build_mask is not None:
@@ -125,14 +130,13 @@ def prune(
     spec = get_method(method)
     _check_args(spec, control, schedule, iterations, batches, input_shape)
     options = check_choices(
-        method, allocation=allocation, control=control, iterations=iterations, method_options=method_options
-    )
+        method, allocation=allocation, control=control, iterations=iterations, method_options=method_options,
+        sparsity=s,
+    )  # fmt: skip
     params = prunable_parameters(model)
     if not params:
         raise PaituneError("the model has no prunable (Conv/Linear) weights")
-    if method == "dense":
-        if s != 0.0:
-            raise PaituneError(f"method 'dense' is the unpruned reference: use sparsity 0, got {s}")
+    if method == DENSE:
         return Masks(
             {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()},
             meta={

@@ -9,9 +9,10 @@ space and options as they were planned, not as the file or preset reads today.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,47 @@ from paitune.spaces.loader import build_space
 from paitune.spaces.schema import PerLayerAllocation
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+# Each context's Optuna sampler is seeded apart from the others': seed + SAMPLER_SEED_STRIDE x its
+# index, which numpy's generators take below SAMPLER_SEED_LIMIT.
+SAMPLER_SEED_STRIDE = 1000
+SAMPLER_SEED_LIMIT = 2**32
+# What a resumed sweep takes from the command line; everything else is as it was planned.
+RESUME_FLAGS = frozenset({"out", "name", "resume", "address", "verbose", "state_dir"})
+
+
+def _check_sampler_seed(seed: int | None, n_contexts: int) -> None:
+    if seed is None:
+        return
+    largest = seed + SAMPLER_SEED_STRIDE * max(0, n_contexts - 1)
+    if seed < 0 or largest >= SAMPLER_SEED_LIMIT:
+        raise PaituneError(
+            f"--sampler-seed must be in [0, {SAMPLER_SEED_LIMIT - 1 - SAMPLER_SEED_STRIDE * max(0, n_contexts - 1)}] "
+            f"for {n_contexts} contexts (each seeds its sampler {SAMPLER_SEED_STRIDE} apart), got {seed}"
+        )
+
+
+def _planned_elsewhere(options: SweepOptions) -> list[str]:
+    """The flags given with --resume that the saved plan decides (those not at their default)."""
+    defaults = SweepOptions()
+    given = []
+    for f in fields(SweepOptions):
+        if f.name in RESUME_FLAGS or f.name in ("space", "sets"):
+            continue
+        if getattr(options, f.name) != getattr(defaults, f.name):
+            given.append(f.metadata.get("flag") or "--" + f.name.replace("_", "-"))
+    return given
+
+
+def _saved_options(manifest: dict, experiment_dir: Path) -> SweepOptions:
+    try:
+        manifest["space"]
+        return SweepOptions(**manifest["options"])
+    except (KeyError, TypeError) as err:
+        raise PaituneError(
+            f"--resume: {experiment_dir / MANIFEST} is not a sweep plan paitune wrote ({type(err).__name__}: {err})"
+        ) from None
 
 
 @dataclass
@@ -161,7 +203,10 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
         manifest = read_manifest(experiment_dir if (experiment_dir / MANIFEST).exists() else remote)
         if options.space or options.sets:
             raise PaituneError("--resume continues the sweep as it was planned; drop SPACE and --set")
-        saved = SweepOptions(**manifest["options"])
+        planned = _planned_elsewhere(options)
+        if planned:
+            raise PaituneError(f"--resume continues the sweep as it was planned; drop {', '.join(planned)}")
+        saved = _saved_options(manifest, experiment_dir)
         saved.resume, saved.address, saved.verbose = True, options.address, options.verbose
         saved.state_dir = options.state_dir
         options = saved
@@ -197,10 +242,11 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     if options.sampler == "grid":
         points = sum(len(compiled.for_context(context).grid_points()) for context in compiled.contexts())
         num_samples = min(num_samples, points) if options.num_samples is not None else points
-    if not options.cpus_per_trial > 0:
-        raise PaituneError(f"--cpus-per-trial must be > 0, got {options.cpus_per_trial}")
-    if options.gpus_per_trial < 0:
-        raise PaituneError(f"--gpus-per-trial must be >= 0, got {options.gpus_per_trial}")
+    if not (options.cpus_per_trial > 0 and math.isfinite(options.cpus_per_trial)):
+        raise PaituneError(f"--cpus-per-trial must be a finite number > 0, got {options.cpus_per_trial}")
+    if not (options.gpus_per_trial >= 0 and math.isfinite(options.gpus_per_trial)):
+        raise PaituneError(f"--gpus-per-trial must be a finite number >= 0, got {options.gpus_per_trial}")
+    _check_sampler_seed(options.sampler_seed, len(compiled.contexts()))
     if options.gpus_per_trial > 0 and options.address is None:
         import torch
 

@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 from paitune.config import TRIAL_DEFAULTS
 from paitune.config.sweep import SweepOptions
 from paitune.results.storage import is_uri, locate
-from paitune.search.plan import SweepPlan
+from paitune.search.plan import SAMPLER_SEED_STRIDE, SweepPlan
 from paitune.search.state_files import TUNE_DIR
 from paitune.search.study_store import study_storage
 from paitune.search.tune_state import set_aside_broken_snapshots
@@ -33,7 +33,7 @@ def build_searcher(plan: SweepPlan, tune_trials=None):
 
     def sampler_factory(index: int):
         # Each context's study has its own sampler, seeded apart from the others'.
-        seed = None if base_seed is None else base_seed + 1000 * index
+        seed = None if base_seed is None else base_seed + SAMPLER_SEED_STRIDE * index
         return make_sampler(plan.options.sampler, seed=seed, n_objectives=len(plan.metrics))
 
     return ContextSearch(
