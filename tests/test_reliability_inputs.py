@@ -475,3 +475,23 @@ def test_analyze_skips_a_broken_file_with_a_warning_end_to_end(tmp_path, capsys)
     assert "trials/part-00001.parquet: not a readable Parquet file" in warnings[0]
     assert "epochs/part-00000.parquet: schema version 2" in warnings[1]
     assert (tmp_path / "report" / "summary.json").exists()
+
+
+def test_a_report_folder_that_cannot_be_written_is_refused_before_the_analysis(tmp_path, capsys, monkeypatch):
+    import paitune.analysis as analysis
+    from paitune.cli import main
+
+    exp = _planted(tmp_path)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the analysis ran before --out was checked")
+
+    monkeypatch.setattr(analysis, "load_results", forbidden)
+    for out, expected in ((a_file, "is not a directory"), (a_file / "report", "is not a writable directory")):
+        before = _tree(tmp_path)
+        code = main(["analyze", str(exp), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and expected in err and "Traceback" not in err, err
+        assert _tree(tmp_path) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,11 +62,6 @@ def run(args) -> int:
         raise PaituneError(
             f"--profile-sparsity {args.profile_sparsity} is outside [0, 1); pass a sparsity level of the sweep"
         )
-    # Everything is read and computed before anything is written: bad input leaves no files.
-    results = load_results(*args.results)
-    for line in results.skipped:  # files left out: the rest is analyzed, and this says which and why
-        print(f"paitune analyze: warning: {line}", file=sys.stderr)
-    analysis = analyze(results=results, n_boot=args.n_boot, profile_sparsity=args.profile_sparsity)
     if args.out:
         out = Path(args.out)
     elif is_uri(args.results[0]):
@@ -73,7 +69,16 @@ def run(args) -> int:
         out = Path(f"{DEFAULT_OUT}-{args.results[0].split('?')[0].rstrip('/').rsplit('/', 1)[-1]}")
     else:
         out = Path(args.results[0]) / DEFAULT_OUT
-    written = write_report(analysis, out)
+    _check_writable(out)
+    # Everything is read and computed before anything is written: bad input leaves no files.
+    results = load_results(*args.results)
+    for line in results.skipped:  # files left out: the rest is analyzed, and this says which and why
+        print(f"paitune analyze: warning: {line}", file=sys.stderr)
+    analysis = analyze(results=results, n_boot=args.n_boot, profile_sparsity=args.profile_sparsity)
+    try:
+        written = write_report(analysis, out)
+    except OSError as err:
+        raise PaituneError(f"--out {out}: cannot write the report there ({err.strerror or err})") from None
     if args.json:
         json.dump(build_summary(analysis.tables), sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
@@ -82,3 +87,15 @@ def run(args) -> int:
         print(f"\nreport: {written['report']} (Markdown: {written['markdown'].name}, CSV: {written['tables'].name}/)")
         print(f"summary: {written['summary']}")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """The report folder can be made and written: checked before the analysis runs (a report that
+    cannot be written would otherwise cost the whole analysis first)."""
+    if out.exists() and not out.is_dir():
+        raise PaituneError(f"--out {out} is not a directory; pick a folder for the report")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PaituneError(f"--out {out}: {existing} is not a writable directory; pick a folder you can write to")
