@@ -161,3 +161,26 @@ def test_compact_refuses_a_running_sweep(tmp_path, capsys):
         assert per_trial_files(root) > 0
     finally:
         lock.release()
+
+
+def test_a_file_the_analysis_would_skip_is_never_merged(tmp_path, capsys):
+    # A trials file cut short, and a Parquet file of another program: compacted, either would make
+    # the analysis skip the whole compacted file with every good trial in it.
+    import pandas as pd
+
+    from paitune.analysis import load_results
+    from paitune.cli import main
+
+    root, ids = _per_trial_dir(tmp_path, n_methods=1)
+    names = sorted(p.name for p in (root / "trials").glob("*.parquet"))
+    cut = root / "trials" / names[0]
+    cut.write_bytes(cut.read_bytes()[:100])
+    pd.DataFrame({"a": [1]}).to_parquet(root / "trials" / "zzz-foreign.parquet")
+    assert main(["compact", str(root)]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("paitune compact: warning:")]
+    assert len(warnings) == 2 and "not a readable Parquet file" in captured.err and "no schema_version" in captured.err
+    assert f"{len(ids) - 1} trials' files merged" in captured.out
+    assert cut.exists() and (root / "trials" / "zzz-foreign.parquet").exists()  # left as they were
+    loaded = load_results(str(root))
+    assert len(loaded.trials) == len(ids) - 1 and len(loaded.skipped) == 2  # the two files, nothing more

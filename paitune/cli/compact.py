@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from paitune.errors import PaituneError
@@ -44,6 +45,8 @@ def run(args) -> int:
     finally:
         if lock is not None:
             lock.release()
+    for line in done.left:
+        print(f"paitune compact: warning: {line}", file=sys.stderr)
     print(
         f"paitune compact: {done.trials} trials' files merged into {done.files} file(s) per table "
         f"in {time.perf_counter() - start:.1f} s -> {root}"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from paitune.results.layout import COMPACTED_PREFIX, TABLES, Layout, is_compacted, layout
+from paitune.results.schema import SCHEMA_VERSION
 from paitune.results.storage import Location, locate, read_parquet_files
 from paitune.search.parquet_io import remove_stale_temporaries, write_table_atomic
 
@@ -32,6 +33,7 @@ COMPACT_ORDER = ("epochs", "layers", "trials")  # trials last: it makes the comp
 class Compaction:
     trials: int  # per-trial files merged, per table
     files: int  # compacted files written, per table
+    left: tuple[str, ...] = ()  # one line per file left as it is (not this paitune's Parquet), and why
 
 
 def compact(root: str | Path | Location, *, max_trials_per_file: int = MAX_TRIALS_PER_FILE) -> Compaction:
@@ -42,6 +44,15 @@ def compact(root: str | Path | Location, *, max_trials_per_file: int = MAX_TRIAL
     found = clear_compaction_leftovers(root)
     singles = [n for n in found.files["trials"] if not is_compacted(n)]
     have = {table: set(found.files[table]) for table in TABLES}
+    # A file the analysis would skip (cut short, not Parquet, another schema) is never merged: in a
+    # compacted file it would take its neighbours' rows down with it. Its trial stays as it is.
+    left: list[str] = []
+    unsound: set[str] = set()  # a trial's files share its name in every table
+    for table in TABLES:
+        for name, why in _unsound(root.join(table), [n for n in singles if n in have[table]]):
+            unsound.add(name)
+            left.append(f"{root.join(table)}/{name}: {why}; left as it is")
+    singles = [n for n in singles if n not in unsound]
     written = 0
     for start in range(0, len(singles), max_trials_per_file):
         chunk = singles[start : start + max_trials_per_file]  # a trial's files share its name
@@ -58,7 +69,29 @@ def compact(root: str | Path | Location, *, max_trials_per_file: int = MAX_TRIAL
             for name in merged[table]:
                 folder.delete(name)
         written += 1
-    return Compaction(trials=len(singles), files=written)
+    return Compaction(trials=len(singles), files=written, left=tuple(left))
+
+
+def _unsound(folder: Location, names: list[str]) -> list[tuple[str, str]]:
+    """(name, why) for each file of ``names`` that is not a results file of this schema version."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = []
+    for name in names:
+        try:
+            with folder.fs.open_input_file(f"{folder.path}/{name}") as source:
+                parquet = pq.ParquetFile(source)
+                if "schema_version" not in parquet.schema_arrow.names:
+                    out.append((name, "not a paitune results file (no schema_version column)"))
+                    continue
+                versions = set(parquet.read(columns=["schema_version"]).column(0).to_pylist())
+        except (pa.ArrowException, OSError) as err:
+            out.append((name, f"not a readable Parquet file ({str(err).splitlines()[0]})"))
+            continue
+        if versions - {SCHEMA_VERSION}:
+            out.append((name, f"schema version {sorted(versions - {SCHEMA_VERSION})[0]}, not {SCHEMA_VERSION}"))
+    return out
 
 
 def clear_compaction_leftovers(root: Location) -> Layout:
