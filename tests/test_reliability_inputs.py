@@ -495,3 +495,37 @@ def test_a_report_folder_that_cannot_be_written_is_refused_before_the_analysis(t
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and expected in err and "Traceback" not in err, err
         assert _tree(tmp_path) == before
+
+
+def test_an_address_nothing_answers_at_is_one_line_not_a_wait(tmp_path, monkeypatch):
+    # Ray retries an unreachable head for minutes and ignores Ctrl-C meanwhile.
+    import ray
+
+    from paitune.errors import PaituneError
+    from paitune.search.ray_procs import start_ray
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("ray.init was reached")
+
+    monkeypatch.setattr(ray, "init", forbidden)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(PaituneError, match=r"cannot connect to Ray at 127\.0\.0\.1:1: nothing answers"):
+        start_ray("127.0.0.1:1", tmp_path)
+
+
+def test_a_vision_dataset_without_torchvision_is_refused_by_the_planner(tmp_path, capsys, monkeypatch, no_ray):
+    from paitune.data.vision import VISION_DATASETS
+
+    spec = VISION_DATASETS["mnist"]
+    (tmp_path / "data" / spec.folder).mkdir(parents=True)
+    for name in spec.files:
+        (tmp_path / "data" / spec.folder / name).write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision raises ImportError
+    space = tmp_path / "space.yaml"
+    space.write_text(GOOD)
+    out = tmp_path / "out"
+    argv = ["sweep", str(space), "--out", str(out), "--name", "s", "--set", "dataset=mnist",
+            "--set", f"data_root={tmp_path / 'data'}"]  # fmt: skip
+    code, err = _run_main(argv, capsys)
+    _assert_one_line(code, err, "the image datasets need torchvision")
+    assert not out.exists()

@@ -81,7 +81,7 @@ def load_vision_bundle(name: str, data_root: str | Path | None, download: bool, 
     root = resolve_data_root(data_root)
     if not download:
         _check_files(name, spec, root)
-    datasets = _import_torchvision_datasets()
+    datasets = import_torchvision_datasets()
     dataset_class = getattr(datasets, spec.torchvision_class)
     try:
         train_set = dataset_class(root=str(root), train=True, download=download)
@@ -114,7 +114,7 @@ def _check_files(name: str, spec: VisionSpec, root: Path) -> None:
         )
 
 
-def _import_torchvision_datasets():
+def import_torchvision_datasets():
     try:
         from torchvision import datasets
     except ImportError as error:

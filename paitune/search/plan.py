@@ -146,7 +146,7 @@ def _writable_dir(out: str) -> Path:
 
 def _check_data(space: Space, compiled: CompiledSpace) -> None:
     """Vision datasets must be on disk before the sweep starts (nothing downloads mid-sweep)."""
-    from paitune.data.vision import VISION_DATASETS, resolve_data_root
+    from paitune.data.vision import VISION_DATASETS, import_torchvision_datasets, resolve_data_root
 
     datasets = possible_setting_values(space, "dataset")
     root = resolve_data_root(space.settings.get("data_root"))
@@ -157,6 +157,8 @@ def _check_data(space: Space, compiled: CompiledSpace) -> None:
             raise PaituneError(
                 f"dataset {name}: {root / spec.folder / missing[0]} not found; set data_root to the folder holding {spec.folder} (--set data_root=PATH)"
             )
+    if any(d in VISION_DATASETS for d in datasets):
+        import_torchvision_datasets()  # every trial would fail without it: one line now
 
 
 def _search_params(space: Space) -> list[str]:

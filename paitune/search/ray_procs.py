@@ -102,6 +102,24 @@ def forget_processes(experiment_dir: Path) -> None:
         pass
 
 
+REACH_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """A ConnectionError unless a plain HOST:PORT address accepts a TCP connection: Ray itself
+    retries an unreachable head for minutes, deaf to Ctrl-C. ``auto`` and ``ray://`` addresses
+    are Ray's to resolve."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConnectionError(f"nothing answers at {address} ({err.strerror or err})") from None
+
+
 def start_ray(address: str | None, experiment_dir: Path) -> bool:
     """Start or join Ray; returns True when this process started it (and must shut it down)."""
     import ray
@@ -125,6 +143,7 @@ def start_ray(address: str | None, experiment_dir: Path) -> bool:
             # /tmp/ray/ray_current_cluster (plain ray.init() would join that cluster instead).
             ray.init(address="local", dashboard_host=LOOPBACK, **kwargs)
         else:
+            _check_reachable(address)
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
