@@ -163,6 +163,14 @@ ARG_CASES = {
         "method 'dense' is the unpruned reference: use sparsity 0",
     ),
     "seed-beyond-32-bits": (["{space}", "--set", "seeds=[0, 4294967296]"], "seed must be in [0, 4294967296)"),
+    "allocation-map-of-other-layers": (
+        ["{space}", "--set", "allocation={fc.weight: 0.5}"],
+        "no trial of model mlp on dataset digits can run: explicit allocation must name every prunable layer",
+    ),
+    "model-for-another-input": (
+        ["{space}", "--set", "dataset=synthetic", "--set", "synthetic_shape=[5]", "--set", "model=resnet20"],
+        "no trial of model resnet20 on dataset synthetic can run: model 'resnet20' needs an image input shape",
+    ),
     "resume-missing": (["--resume"], "--resume: no sweep 's'"),
     "resume-with-space": (["{space}", "--resume"], "--resume: no sweep 's'"),
 }

@@ -80,10 +80,11 @@ def describe(space) -> list[str]:
 def run_check(args) -> int:
     from paitune.search.combinations import check_combinations
     from paitune.spaces import compile_space, load_space
-    from paitune.spaces.feasibility import unbuildable
+    from paitune.spaces.feasibility import check_buildable, unbuildable
 
     space = load_space(args.file, args.sets)
     check_combinations(compile_space(space))  # a config a trial would reject: one line, exit 2
+    check_buildable(space)  # a model no trial can build, or an allocation map that misses its layers
     print("\n".join(describe(space)))
     for line in unbuildable(space):  # a model-dependent limit of a rule: those trials fail, the rest run
         print(f"note: {line}")

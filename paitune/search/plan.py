@@ -276,8 +276,10 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
         _check_data(space, compiled)
     if not options.resume:  # a resumed sweep's space was checked when the sweep started
         from paitune.search.combinations import check_combinations
+        from paitune.spaces.feasibility import check_buildable
 
         check_combinations(compiled)
+        check_buildable(space)
     storage = options.storage or (options.out.rstrip("/") if remote is not None else str(out))
     return SweepPlan(
         options=options,

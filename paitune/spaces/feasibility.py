@@ -11,11 +11,32 @@ shapes are checked (a rule that ranks a method's scores across layers meets any 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 from paitune.config import TRIAL_DEFAULTS
 from paitune.errors import PaituneError
 from paitune.spaces.check import possible_setting_values
 from paitune.spaces.schema import Space
+
+
+def check_buildable(space: Space) -> None:
+    """A PaituneError (one line) where no trial of a (model, dataset) can run: the model does not
+    build for the dataset's input, or an explicit {layer: density} allocation does not name the
+    model's prunable layers exactly. Every such trial would fail; the planner knows it first."""
+    from paitune.pruning.allocation import explicit
+    from paitune.spaces.compile import model_layer_shapes
+
+    shape = tuple(space.settings.get("synthetic_shape", TRIAL_DEFAULTS["synthetic_shape"]))
+    classes = int(space.settings.get("synthetic_classes", TRIAL_DEFAULTS["synthetic_classes"]))
+    maps = [a for a in possible_setting_values(space, "allocation") if isinstance(a, Mapping)]
+    for dataset in possible_setting_values(space, "dataset"):
+        for model in possible_setting_values(space, "model"):
+            try:
+                shapes = dict(model_layer_shapes(model, dataset, shape, classes))
+                for densities in maps:
+                    explicit(shapes, densities)
+            except PaituneError as err:
+                raise PaituneError(f"no trial of model {model} on dataset {dataset} can run: {err}") from None
 
 
 def unbuildable(space: Space) -> list[str]:
