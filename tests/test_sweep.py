@@ -409,7 +409,7 @@ def _plan(tmp_path, **kwargs):
         ({"resume": True}, "--resume: no sweep 's'"),
         ({"name": "../x"}, "--name"),
         ({"num_samples": 0}, "--num-samples must be >= 1"),
-        ({"cpus_per_trial": 0}, "--cpus-per-trial must be > 0"),
+        ({"cpus_per_trial": 0}, "--cpus-per-trial must be a finite number > 0"),
         ({"max_concurrent": -1}, "--max-concurrent must be >= 1"),
         ({"sets": ["sparsity=1.0"]}, "sparsity must be in [0, 1)"),
         ({"space": "nope.yaml"}, "does not exist"),

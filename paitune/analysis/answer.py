@@ -78,8 +78,8 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
         # The mean over contexts is not the answer where the contexts disagree: a lead in most of
         # them and a larger deficit in one averages to a lead. As a robust ranking verdict does,
         # the claim needs the lead (deficit) to hold across the contexts the two share.
-        holds = getattr(row, "holds", 0) * (1 if row.mean_diff > 0 else -1) > 0
-        holds_at_end = getattr(row, "holds_budget", 0) * (1 if row.mean_diff_budget > 0 else -1) > 0
+        holds = _holds(getattr(row, "holds", None), row.mean_diff)
+        holds_at_end = _holds(getattr(row, "holds_budget", None), row.mean_diff_budget)
         if n < MIN_UNITS:
             verdict, claim = "too_few_runs", "cannot be told apart from random pruning yet"
         elif (ahead or behind) and not (holds and (holds_at_end or not at_end)):
@@ -125,6 +125,14 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
             }
         )
     return out
+
+
+def _holds(sign, diff: float) -> bool:
+    """Whether a pairwise ``holds`` sign agrees with the direction of ``diff`` (a table without
+    the column, as a caller may build by hand, is taken at its mean)."""
+    if sign is None or pd.isna(sign):
+        return True
+    return int(sign) * (1 if diff > 0 else -1) > 0
 
 
 def _advantages(h2h: pd.DataFrame) -> pd.DataFrame:
