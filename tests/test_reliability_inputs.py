@@ -32,6 +32,12 @@ SPACE_CASES = {
     "yaml-syntax-indent": ("settings:\n  epochs: 2\n   lr: 0.1\n", [], "invalid YAML"),
     "yaml-not-a-mapping": ("- random\n- snip\n", [], "must be a YAML mapping"),
     "yaml-empty": ("", [], "the space is empty"),
+    "yaml-duplicate-key": ("settings: {epochs: 1, epochs: 2}\n", [], "line 1: key 'epochs' appears twice"),
+    "yaml-duplicate-nested-key": (
+        GOOD + "scheduler:\n  type: fifo\n  type: asha\n",
+        [],
+        "key 'type' appears twice in one mapping",
+    ),
     "unknown-top-level-key": (GOOD + "parms: {}\n", [], "parms: unknown key"),
     "unknown-setting": ("settings: {epoch: 2}\n", [], "unknown setting 'epoch'"),
     "unknown-key-in-param": (

@@ -59,11 +59,37 @@ def parse_yaml(text: str, origin: str) -> dict[str, Any]:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise PaituneError(f"{origin}:{where}: invalid YAML: {problem}") from None
+    _refuse_duplicate_keys(text, origin)
     if data is None:
         raise PaituneError(f"{origin}: the space is empty; see `paitune spaces show default` for an example")
     if not isinstance(data, dict):
         raise PaituneError(f"{origin}: a space must be a YAML mapping (key: value), got {type(data).__name__}")
     return data
+
+
+def _refuse_duplicate_keys(text: str, origin: str) -> None:
+    """A key written twice in one mapping is a PaituneError: YAML keeps the last value silently,
+    so ``epochs: 1`` above ``epochs: 2`` would be dropped without a word. Checked on the safe
+    loader's node tree (composing builds no Python object), after ``safe_load`` accepted the text."""
+    composer = yaml.SafeLoader(text)
+    try:
+        root = composer.get_single_node()
+    finally:
+        composer.dispose()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        line = key.start_mark.line + 1
+                        raise PaituneError(f"{origin}: line {line}: key {key.value!r} appears twice in one mapping")
+                    seen.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def _yaml_path(loc: tuple) -> str:
