@@ -20,6 +20,10 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from paitune.errors import PaituneError
 from paitune.results.layout import COMPACTED_PREFIX, TABLES, Layout, is_compacted, layout
 from paitune.results.schema import SCHEMA_VERSION
 from paitune.results.storage import Location, locate, read_parquet_files
@@ -44,37 +48,59 @@ def compact(root: str | Path | Location, *, max_trials_per_file: int = MAX_TRIAL
     found = clear_compaction_leftovers(root)
     singles = [n for n in found.files["trials"] if not is_compacted(n)]
     have = {table: set(found.files[table]) for table in TABLES}
-    # A file the analysis would skip (cut short, not Parquet, another schema) is never merged: in a
-    # compacted file it would take its neighbours' rows down with it. Its trial stays as it is.
     left: list[str] = []
-    unsound: set[str] = set()  # a trial's files share its name in every table
-    for table in TABLES:
-        for name, why in _unsound(root.join(table), [n for n in singles if n in have[table]]):
-            unsound.add(name)
-            left.append(f"{root.join(table)}/{name}: {why}; left as it is")
-    singles = [n for n in singles if n not in unsound]
-    written = 0
+    merged_trials = written = 0
     for start in range(0, len(singles), max_trials_per_file):
         chunk = singles[start : start + max_trials_per_file]  # a trial's files share its name
+        rows = _chunk_rows(root, chunk, have)
+        if rows is None:
+            # A file the analysis would skip (cut short, not Parquet, another schema) is never
+            # merged: in a compacted file it would take its neighbours' rows down with it. Only a
+            # chunk that does not read whole is checked file by file; such a trial stays as it is.
+            unsound: set[str] = set()
+            for table in TABLES:
+                for name, why in _unsound(root.join(table), [n for n in chunk if n in have[table]]):
+                    unsound.add(name)
+                    left.append(f"{root.join(table)}/{name}: {why}; left as it is")
+            chunk = [n for n in chunk if n not in unsound]
+            if not chunk:
+                continue
+            rows = _chunk_rows(root, chunk, have)
+            if rows is None:
+                raise PaituneError(f"{root}: its results files read one by one but do not merge; nothing compacted")
         stem = f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:12]}"
-        merged = {}
-        for table in COMPACT_ORDER:
-            folder = root.join(table)
-            merged[table] = [name for name in chunk if name in have[table]]
-            rows = read_parquet_files(folder, merged[table])
-            if rows is not None:
-                write_table_atomic(rows, folder, stem)
+        for table in COMPACT_ORDER:  # trials last: it makes the compacted files count
+            if rows[table] is not None:
+                write_table_atomic(rows[table], root.join(table), stem)
         for table in TABLES:
             folder = root.join(table)
-            for name in merged[table]:
-                folder.delete(name)
+            for name in chunk:
+                if name in have[table]:
+                    folder.delete(name)
+        merged_trials += len(chunk)
         written += 1
-    return Compaction(trials=len(singles), files=written, left=tuple(left))
+    return Compaction(trials=merged_trials, files=written, left=tuple(left))
+
+
+def _chunk_rows(root: Location, chunk: list[str], have: dict[str, set[str]]) -> dict[str, pa.Table | None] | None:
+    """Each table's rows of the chunk's per-trial files, read in one pass; None when some file
+    is not a results file of this schema version (unreadable, or other rows)."""
+    rows = {}
+    for table in COMPACT_ORDER:
+        try:
+            read = read_parquet_files(root.join(table), [n for n in chunk if n in have[table]])
+        except (pa.ArrowException, OSError):
+            return None
+        if read is not None:
+            versions = read.column("schema_version") if "schema_version" in read.column_names else None
+            if versions is None or versions.null_count or not pc.all(pc.equal(versions, SCHEMA_VERSION)).as_py():
+                return None
+        rows[table] = read
+    return rows
 
 
 def _unsound(folder: Location, names: list[str]) -> list[tuple[str, str]]:
     """(name, why) for each file of ``names`` that is not a results file of this schema version."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = []

@@ -47,10 +47,10 @@ RESUME_FLAGS = frozenset({"out", "name", "resume", "address", "verbose", "state_
 def _check_sampler_seed(seed: int | None, n_contexts: int) -> None:
     if seed is None:
         return
-    largest = seed + SAMPLER_SEED_STRIDE * max(0, n_contexts - 1)
-    if seed < 0 or largest >= SAMPLER_SEED_LIMIT:
+    highest = SAMPLER_SEED_LIMIT - 1 - SAMPLER_SEED_STRIDE * max(0, n_contexts - 1)  # the last context's seed fits
+    if not 0 <= seed <= highest:
         raise PaituneError(
-            f"--sampler-seed must be in [0, {SAMPLER_SEED_LIMIT - 1 - SAMPLER_SEED_STRIDE * max(0, n_contexts - 1)}] "
+            f"--sampler-seed must be in [0, {highest}] "
             f"for {n_contexts} contexts (each seeds its sampler {SAMPLER_SEED_STRIDE} apart), got {seed}"
         )
 

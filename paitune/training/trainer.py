@@ -6,10 +6,11 @@ Pruned weights are kept at exactly zero by a ``MaskEnforcer`` hooked to the opti
 
 Masks are static unless a *step hook* changes them: ``Trainer(..., step_hook=hook)`` calls
 ``hook(trainer)`` after every optimizer step (the weights already re-masked, this batch's gradients
-still in ``.grad``; a step fp16's loss scaler skips for overflowed gradients is no step); the hook may call ``trainer.set_masks`` (dynamic sparse training). Without a
-hook the loop is the static one (one ``is None`` test per step). A hook with ``state_dict`` /
-``load_state_dict`` has its state saved in the trainer's, and masks replaced by ``set_masks`` are
-saved too, so a resumed run continues exactly.
+still in ``.grad``; a step fp16's loss scaler skips for overflowed gradients is no step); the hook
+may call ``trainer.set_masks`` (dynamic sparse training). Without a hook the loop is the static
+one (one ``is None`` test per step). A hook with ``state_dict`` / ``load_state_dict`` has its state
+saved in the trainer's, and masks replaced by ``set_masks`` are saved too, so a resumed run
+continues exactly.
 
 Training modes (``TrainConfig``): ``augment`` (``paitune.training.augment``: crop and flip on the
 device, per batch, from a seeded generator of its own), ``precision`` / ``channels_last`` /
