@@ -511,6 +511,25 @@ def test_a_report_folder_that_cannot_be_written_is_refused_before_the_analysis(t
         assert _tree(tmp_path) == before
 
 
+def test_a_profile_sparsity_no_trial_ran_at_is_refused_naming_the_levels(tmp_path, capsys):
+    """A level the sweep did not run would leave the layerwise profiles empty: one line listing the
+    levels it did run, nothing written."""
+    from paitune.analysis import load_results
+    from paitune.analysis.layers import profile_levels
+    from paitune.cli import main
+
+    exp = _planted(tmp_path)
+    levels = profile_levels(load_results(exp))
+    assert len(levels) >= 2
+    before = _tree(tmp_path)
+    code = main(["analyze", str(exp), "--out", str(tmp_path / "report"), "--profile-sparsity", "0.123"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "--profile-sparsity 0.123: no trial ran at that level" in err
+    assert ", ".join(f"{level:g}" for level in levels) in err
+    assert _tree(tmp_path) == before
+
+
 def test_an_address_nothing_answers_at_is_one_line_not_a_wait(tmp_path, monkeypatch):
     # Ray retries an unreachable head for minutes and ignores Ctrl-C meanwhile.
     import ray

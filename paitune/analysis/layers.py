@@ -23,11 +23,16 @@ def standard_allocations() -> frozenset[str]:
     return frozenset(allocation_names())
 
 
-def default_profile_sparsity(results: Results) -> float | None:
-    """The sparsity level shown by default: the median level among trials with layer rows."""
+def profile_levels(results: Results) -> np.ndarray:
+    """The sparsity levels a layerwise profile can show: those of the trials with layer rows, sorted."""
     trials = without_dense(results)
     with_layers = trials.loc[trials["tix"].isin(results.layers["tix"].unique())]
-    levels = np.sort(with_layers["sparsity"].dropna().unique())
+    return np.sort(with_layers["sparsity"].dropna().unique())
+
+
+def default_profile_sparsity(results: Results) -> float | None:
+    """The sparsity level shown by default: the median level among trials with layer rows."""
+    levels = profile_levels(results)
     return float(levels[(len(levels) - 1) // 2]) if len(levels) else None
 
 

@@ -74,6 +74,8 @@ def run(args) -> int:
     results = load_results(*args.results)
     for line in results.skipped:  # files left out: the rest is analyzed, and this says which and why
         print(f"paitune analyze: warning: {line}", file=sys.stderr)
+    if args.profile_sparsity is not None:
+        _check_profile_level(results, args.profile_sparsity)
     analysis = analyze(results=results, n_boot=args.n_boot, profile_sparsity=args.profile_sparsity)
     try:
         written = write_report(analysis, out)
@@ -99,3 +101,15 @@ def _check_writable(out: Path) -> None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise PaituneError(f"--out {out}: {existing} is not a writable directory; pick a folder you can write to")
+
+
+def _check_profile_level(results, sparsity: float) -> None:
+    """--profile-sparsity names a level some trial with layer rows ran at (else its tables are empty)."""
+    import numpy as np
+
+    from paitune.analysis.layers import profile_levels
+
+    levels = profile_levels(results)
+    if not np.isclose(levels, sparsity).any():
+        shown = ", ".join(f"{level:g}" for level in levels) or "none (no trial has layer rows)"
+        raise PaituneError(f"--profile-sparsity {sparsity:g}: no trial ran at that level; the levels are {shown}")
