@@ -385,13 +385,26 @@ def test_uniform_plus_first_conv_dense_last_at_least_20_percent():
 
 
 def test_explicit_map():
-    d = allocate(SHAPES, 0.5, {"c1": 1.0, "c2": 0.5, "c3": 0.1, "fc": 0.3})
+    mapping = {"c1": 1.0, "c2": 0.5, "c3": 0.1, "fc": 0.3}
+    own = 1.0 - kept_fraction(SHAPES, mapping)  # 0.802...
+    d = allocate(SHAPES, own, mapping)
     assert d["c3"] == 0.1
     with pytest.raises(PaituneError, match="every prunable layer"):
         allocate(SHAPES, 0.5, {"c1": 1.0})
     net = two_layer(W1, W2)
-    masks = prune(net, "magnitude", sparsity=0.5, allocation={"0.weight": 1.0, "2.weight": 0.5})
+    masks = prune(net, "magnitude", sparsity=0.25, allocation={"0.weight": 1.0, "2.weight": 0.5})
     assert int(masks["0.weight"].sum()) == 6 and int(masks["2.weight"].sum()) == 3
+
+
+def test_an_explicit_map_must_remove_the_sparsity_asked():
+    """A trial is filed under its sparsity: a map keeping another fraction would put one mask under
+    every sparsity of a sweep. Within EXPLICIT_SPARSITY_TOLERANCE the map names its level."""
+    mapping = {"0.weight": 1.0, "2.weight": 0.5}  # keeps 9 of 12 weights: sparsity 0.25
+    for asked in (0.5, 0.9, 0.2):
+        with pytest.raises(PaituneError, match=rf"removes 0.25 of the weights, not the sparsity {asked:g} asked"):
+            prune(two_layer(W1, W2), "random", sparsity=asked, allocation=mapping)
+    masks = prune(two_layer(W1, W2), "random", sparsity=0.2505, allocation=mapping)
+    assert sum(int(m.sum()) for m in masks.values()) == 9
 
 
 # --- masks in training, reports, interop ------------------------------------------------------

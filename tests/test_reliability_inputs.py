@@ -173,6 +173,11 @@ ARG_CASES = {
         ["{space}", "--set", "allocation={fc.weight: 0.5}"],
         "no trial of model mlp on dataset digits can run: explicit allocation must name every prunable layer",
     ),
+    "allocation-map-of-another-sparsity": (
+        ["{space}", "--set", "allocation={layers.1.weight: 0.5, layers.3.weight: 0.5, layers.5.weight: 0.5}"],
+        "model mlp on dataset digits at sparsity 0.9: explicit allocation removes 0.5 of the weights, not the "
+        "sparsity 0.9 asked",
+    ),
     "model-for-another-input": (
         ["{space}", "--set", "dataset=synthetic", "--set", "synthetic_shape=[5]", "--set", "model=resnet20"],
         "no trial of model resnet20 on dataset synthetic can run: model 'resnet20' needs an image input shape",

@@ -96,6 +96,9 @@ def ranks_scores(allocation) -> bool:
 UNIFORM_PLUS_LAST_LAYER_MIN_DENSITY = 0.2
 # Su et al. (2020): linear layers keep 30% under smart_ratio (their code's default).
 SMART_RATIO_LINEAR_DENSITY = 0.3
+# How far an explicit map's own sparsity (1 - its parameter-weighted mean density) may be from the
+# sparsity asked: a map written by hand to a few decimals still names its level.
+EXPLICIT_SPARSITY_TOLERANCE = 1e-3
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -115,7 +118,7 @@ def allocate(shapes: Mapping[str, tuple], sparsity: float, scheme) -> dict[str, 
     if not shapes:
         raise PaituneError("the model has no prunable (Conv/Linear) weights")
     if isinstance(scheme, Mapping):
-        return explicit(shapes, scheme)
+        return explicit(shapes, scheme, sparsity=s)
     spec = allocation_spec(scheme)
     if spec.ranks_scores:
         raise PaituneError(
@@ -130,8 +133,15 @@ def allocate(shapes: Mapping[str, tuple], sparsity: float, scheme) -> dict[str, 
     return {name: densities[name] for name in shapes}
 
 
-def explicit(shapes: dict[str, tuple], densities: Mapping[str, float]) -> dict[str, float]:
-    """An explicit per-layer map; every prunable layer must be named, each density in [0, 1]."""
+def explicit(
+    shapes: dict[str, tuple], densities: Mapping[str, float], sparsity: float | None = None
+) -> dict[str, float]:
+    """An explicit per-layer map; every prunable layer must be named, each density in [0, 1].
+
+    With ``sparsity``, the map must remove that fraction of the weights (within
+    EXPLICIT_SPARSITY_TOLERANCE): a trial is filed, compared and reported under its sparsity, so a
+    map that keeps another fraction would put the same mask under every sparsity of a sweep.
+    """
     missing = [n for n in shapes if n not in densities]
     extra = [n for n in densities if n not in shapes]
     if missing or extra:
@@ -144,6 +154,14 @@ def explicit(shapes: dict[str, tuple], densities: Mapping[str, float]) -> dict[s
         if not 0.0 <= d <= 1.0 or math.isnan(d):
             raise PaituneError(f"explicit allocation: density of {name} must be in [0, 1], got {d}")
         out[name] = d
+    if sparsity is not None:
+        total = sum(numel(shape) for shape in shapes.values())
+        own = 1.0 - sum(out[name] * numel(shape) for name, shape in shapes.items()) / total
+        if abs(own - sparsity) > EXPLICIT_SPARSITY_TOLERANCE:
+            raise PaituneError(
+                f"explicit allocation removes {own:.6g} of the weights, not the sparsity {sparsity:g} asked: "
+                f"ask for sparsity {own:.6g} or scale the map's densities"
+            )
     return out
 
 

@@ -22,13 +22,15 @@ from paitune.spaces.schema import Space
 def check_buildable(space: Space) -> None:
     """A PaituneError (one line) where no trial of a (model, dataset) can run: the model does not
     build for the dataset's input, or an explicit {layer: density} allocation does not name the
-    model's prunable layers exactly. Every such trial would fail; the planner knows it first."""
+    model's prunable layers exactly or does not remove the fraction of weights a sparsity of the
+    space asks. Every such trial would fail; the planner knows it first."""
     from paitune.pruning.allocation import explicit
     from paitune.spaces.compile import model_layer_shapes
 
     shape = tuple(space.settings.get("synthetic_shape", TRIAL_DEFAULTS["synthetic_shape"]))
     classes = int(space.settings.get("synthetic_classes", TRIAL_DEFAULTS["synthetic_classes"]))
     maps = [a for a in possible_setting_values(space, "allocation") if isinstance(a, Mapping)]
+    sparsities = [float(s) for s in possible_setting_values(space, "sparsity")]
     for dataset in possible_setting_values(space, "dataset"):
         for model in possible_setting_values(space, "model"):
             try:
@@ -37,6 +39,14 @@ def check_buildable(space: Space) -> None:
                     explicit(shapes, densities)
             except PaituneError as err:
                 raise PaituneError(f"no trial of model {model} on dataset {dataset} can run: {err}") from None
+            for densities in maps:
+                for sparsity in sparsities:
+                    try:
+                        explicit(shapes, densities, sparsity=sparsity)
+                    except PaituneError as err:
+                        raise PaituneError(
+                            f"model {model} on dataset {dataset} at sparsity {sparsity:g}: {err}"
+                        ) from None
 
 
 def unbuildable(space: Space) -> list[str]:
