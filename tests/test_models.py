@@ -85,13 +85,20 @@ def test_vgg_parameter_counts():
     assert n_params(vgg16) == _vgg_expected_params("vgg16", 10) == 14_724_042  # the usual "14.7M"
     assert [m for m in vgg16.modules() if isinstance(m, nn.Linear)][0].in_features == 512
     assert len([m for m in vgg16.modules() if isinstance(m, nn.Linear)]) == 1
+    # GraSP's CIFAR VGG: four max-pools leave a 2x2 map, averaged (its AvgPool2d(2)) into the Linear
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = vgg16.eval().features(x)
+        assert features.shape == (2, 512, 2, 2)
+        expected = vgg16.classifier(torch.nn.functional.avg_pool2d(features, 2).flatten(1))
+        torch.testing.assert_close(vgg16(x), expected)
 
 
 def test_vgg_skips_pools_once_spatial_size_is_one():
     def pools(shape):
         return sum(isinstance(m, nn.MaxPool2d) for m in build_model("vgg11", shape, 10).modules())
 
-    assert pools((3, 32, 32)) == 5
+    assert pools((3, 32, 32)) == 4
     assert pools((1, 8, 8)) == 3  # 8 -> 4 -> 2 -> 1, then skipped
 
 

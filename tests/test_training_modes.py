@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from paitune.data import load_dataset
+from paitune.data.vision import VISION_DATASETS, black_pixel
 from paitune.errors import PaituneError
 from paitune.models import build_model
 from paitune.pruning import prunable_parameters, prune
@@ -74,24 +75,45 @@ def test_crop_flip_matches_a_per_image_reference_so_each_image_keeps_its_label()
     assert torch.equal(policy.apply(x.contiguous(memory_format=torch.channels_last), top, left, flip), out)
 
 
+def standardized(raw, name):
+    spec = VISION_DATASETS[name]
+    return (raw - torch.tensor(spec.mean).view(1, -1, 1, 1)) / torch.tensor(spec.std).view(1, -1, 1, 1)
+
+
+def test_the_padding_is_a_black_pixel_as_the_papers_pad_the_raw_image():
+    """GraSP's, SynFlow's and open_lth's pipelines pad the raw image with black, then standardize:
+    on the stored (standardized) CIFAR inputs the same crops show -mean/std in the border, not 0."""
+    raw = torch.rand(24, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    policy = standard_policy("cifar10", (3, 32, 32))
+    top, left, flip = policy.draw(24, torch.Generator().manual_seed(2))
+    expected = standardized(reference_crop_flip(raw, top, left, flip), "cifar10")  # pad raw, then standardize
+    assert torch.equal(policy.apply(standardized(raw, "cifar10"), top, left, flip), expected)
+    corner = policy.apply(standardized(raw, "cifar10"), torch.zeros(24, dtype=torch.long), torch.zeros(24, dtype=torch.long),
+                          torch.zeros(24, dtype=torch.bool))[:, :, 0, 0]  # fmt: skip
+    assert torch.equal(corner, standardized(torch.zeros(1, 3, 1, 1), "cifar10").view(1, 3).expand(24, 3))
+
+
 @pytest.mark.skipif(not HAS_TORCHVISION, reason="torchvision is not installed")
 def test_crop_flip_matches_torchvision_on_the_same_draws():
     import torchvision.transforms.v2.functional as TF
 
-    x = images(32)
-    policy = CropFlip()
+    raw = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    spec = VISION_DATASETS["cifar10"]
+    policy = standard_policy("cifar10", (3, 32, 32))
     top, left, flip = policy.draw(32, torch.Generator().manual_seed(1))
     expected = []
-    for img, i, j, f in zip(x, top.tolist(), left.tolist(), flip.tolist()):
-        crop = TF.crop(TF.pad(img, [4]), i, j, 32, 32)
-        expected.append(TF.horizontal_flip(crop) if f else crop)
-    assert torch.equal(policy.apply(x, top, left, flip), torch.stack(expected))
+    for img, i, j, f in zip(raw, top.tolist(), left.tolist(), flip.tolist()):
+        crop = TF.crop(TF.pad(img, [4]), i, j, 32, 32)  # torchvision's RandomCrop(32, padding=4) on the raw image
+        crop = TF.horizontal_flip(crop) if f else crop
+        expected.append(TF.normalize(crop, list(spec.mean), list(spec.std)))
+    out = policy.apply(standardized(raw, "cifar10"), top, left, flip)
+    torch.testing.assert_close(out, torch.stack(expected), rtol=0, atol=1e-6)
 
 
 def test_standard_means_what_the_literature_trains_each_dataset_with():
-    assert standard_policy("cifar10", (3, 32, 32)) == CropFlip(4, True)
-    assert standard_policy("cifar100", (3, 32, 32)) == CropFlip(4, True)
-    assert standard_policy("synthetic", (3, 32, 32)) == CropFlip(4, True)
+    assert standard_policy("cifar10", (3, 32, 32)) == CropFlip(4, True, black_pixel("cifar10"))
+    assert standard_policy("cifar100", (3, 32, 32)) == CropFlip(4, True, black_pixel("cifar100"))
+    assert standard_policy("synthetic", (3, 32, 32)) == CropFlip(4, True)  # no raw image: padded with 0
     for name, shape in (("digits", (64,)), ("mnist", (1, 28, 28)), ("fashion_mnist", (1, 28, 28))):
         assert standard_policy(name, shape) is None
     assert not Augmenter("standard", "digits", (64,), 0).active

@@ -69,8 +69,8 @@ TRAINING = (
            "training", range=Range(1), nullable=True, hashed_at_default=False),
     Option("gamma", "float", 0.1, "step schedule: the factor each decay multiplies the rate by", "training",
            range=Range(0.0, 1.0, low_open=True), hashed_at_default=False),
-    Option("augment", "name", "none", "data augmentation on the device: standard = 4-pixel padded random crop + "
-           "horizontal flip for 32x32 images (nothing for smaller or flat inputs)", "training",
+    Option("augment", "name", "none", "data augmentation on the device: standard = random crop from the image padded "
+           "with 4 black pixels + horizontal flip for 32x32 images (nothing for smaller or flat inputs)", "training",
            choices="paitune.training:AUGMENTS", hashed_at_default=False),
     Option("precision", "name", "fp32", "autocast dtype of the forward passes (weights stay fp32; fp16 adds a "
            "loss scaler)", "training", choices="paitune.training:PRECISIONS", hashed_at_default=False),

@@ -141,11 +141,25 @@ def _to_tensors(dataset, spec: VisionSpec) -> tuple[torch.Tensor, torch.Tensor]:
             f"{spec.torchvision_class} images have shape {tuple(images.shape[1:])}, expected {spec.input_shape}; "
             "is the data root holding the right dataset?"
         )
-    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std).view(1, -1, 1, 1)
-    x = ((images.float() / 255.0) - mean) / std
+    x = _standardize(images.float() / 255.0, spec)
     y = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
     return x.contiguous(), y
+
+
+def _standardize(images: torch.Tensor, spec: VisionSpec) -> torch.Tensor:
+    """(N, C, H, W) images in [0, 1] standardized per channel with the dataset's statistics."""
+    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std).view(1, -1, 1, 1)
+    return (images - mean) / std
+
+
+def black_pixel(name: str) -> tuple[float, ...] | None:
+    """A black pixel of dataset ``name`` as its stored (standardized) inputs hold it, per channel:
+    what the papers' zero padding of the raw image becomes (None: not a standardized image dataset)."""
+    spec = VISION_DATASETS.get(name)
+    if spec is None:
+        return None
+    return tuple(_standardize(torch.zeros(1, len(spec.mean), 1, 1), spec).flatten().tolist())
 
 
 def _one_line(error: BaseException) -> str:

@@ -3,8 +3,9 @@
 Initialization (the same for every model, so PaI comparisons across models are not confounded by
 init): Kaiming-normal with mode ``fan_in`` and the ReLU gain for every Conv and Linear weight
 (std = sqrt(2 / fan_in)), zeros for their biases, and weight 1 / bias 0 plus fresh running
-statistics for batch-norm layers. This is ``torch.nn.init.kaiming_normal_``'s default, as in
-open_lth and the He et al. CIFAR ResNet code, which most PaI results are reported with.
+statistics for batch-norm layers. This is ``torch.nn.init.kaiming_normal_``'s default, as SynFlow's
+code initializes its models (open_lth's default draws batch-norm weights from U[0, 1); GraSP's
+uses fan_out for convs and N(0, 0.01) for Linear layers).
 """
 
 from __future__ import annotations

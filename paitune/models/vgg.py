@@ -1,5 +1,7 @@
-"""VGG-11/16/19 with batch norm, CIFAR-style (Simonyan & Zisserman 2015; the CIFAR variant used by
-SNIP, GraSP and SynFlow): 3x3 conv + BN + ReLU stacks, 2x2 max-pools, one Linear(512, classes)."""
+"""VGG-11/16/19 with batch norm, CIFAR-style, as GraSP's code builds them (Wang et al. 2020; the
+plans of Simonyan & Zisserman 2015 without their last max-pool): 3x3 conv (no bias: batch norm
+follows) + BN + ReLU stacks, four 2x2 max-pools, a 2x2 average pool over the last 2x2 map, one
+Linear(512, classes). SynFlow's and open_lth's VGGs are the same with conv biases."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from paitune.models.base import PaiModel, after_pool, image_shape, pool_kernel
 
 POOL = "M"
 CONFIGS: dict[str, tuple[int | str, ...]] = {
-    "vgg11": (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL),
-    "vgg16": (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL, 512, 512, 512, POOL),
+    "vgg11": (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512),
+    "vgg16": (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL, 512, 512, 512),
     "vgg19": (
         64,
         64,
@@ -33,7 +35,6 @@ CONFIGS: dict[str, tuple[int | str, ...]] = {
         512,
         512,
         512,
-        POOL,
     ),  # fmt: skip
 }
 
@@ -41,9 +42,9 @@ CONFIGS: dict[str, tuple[int | str, ...]] = {
 class VGG(PaiModel):
     """A VGG conv stack from ``CONFIGS[name]``, then global average pooling and a linear classifier.
 
-    On 32x32 inputs the five pools leave 1x1 maps, so the global pool is the identity and the head
-    is exactly the usual CIFAR Linear(512, classes). Smaller inputs (8x8 digits, 28x28 MNIST) skip
-    the pools along sides already down to 1 pixel; larger inputs are averaged down to 512 features.
+    On 32x32 inputs the four pools leave 2x2 maps, so the global pool is GraSP's AvgPool2d(2) (and
+    on 64x64 Tiny ImageNet its AvgPool2d(4)). Smaller inputs (8x8 digits, 28x28 MNIST) skip the
+    pools along sides already down to 1 pixel.
     """
 
     def __init__(self, name: str, input_shape: tuple[int, ...], num_classes: int):

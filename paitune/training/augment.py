@@ -4,7 +4,10 @@
 SynFlow, and the sanity-check papers all follow the ResNet recipe):
 
 * 32x32 images (CIFAR-10/100, and ``synthetic`` data of that shape): random crop with 4 pixels of
-  zero padding, then a random horizontal flip;
+  zero padding, then a random horizontal flip. The padding is black, as torchvision's pipeline in
+  GraSP's, SynFlow's and open_lth's code pads the raw image before standardizing it: the stored
+  inputs are standardized, so the pad value is a black pixel's standardized value per channel
+  (-mean/std; 0 for synthetic data, which has no raw image);
 * digits, MNIST and Fashion-MNIST, and any input that is not an image: nothing (a flipped digit is
   another digit; the papers train these without augmentation).
 
@@ -19,11 +22,13 @@ trip of the images.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..data.vision import black_pixel
 from ..errors import unknown_choice
 
 AUGMENTS = ("none", "standard")
@@ -36,10 +41,14 @@ _SEED_OFFSET = 0x5EED_A06
 
 @dataclass(frozen=True)
 class CropFlip:
-    """Random crop of the input's own size from the zero-padded image, then a random horizontal flip."""
+    """Random crop of the input's own size from the padded image, then a random horizontal flip.
+
+    ``fill``: the padding's value per channel (the dataset's black pixel); None pads with 0.
+    """
 
     padding: int = 4
     flip: bool = True
+    fill: tuple[float, ...] | None = None
 
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per image: row offset, column offset (each in 0 .. 2*padding) and whether to flip."""
@@ -51,8 +60,7 @@ class CropFlip:
     def apply(self, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """``x`` (N, C, H, W) cropped at (top, left) of its padded self and flipped where ``flip``."""
         n, c, h, w = x.shape
-        p = self.padding
-        padded = F.pad(x, (p, p, p, p)) if p else x
+        padded = self._pad(x)
         device = x.device
         top, left, flip = top.to(device), left.to(device), flip.to(device)
         rows = top[:, None] + torch.arange(h, device=device)  # (N, H)
@@ -64,13 +72,31 @@ class CropFlip:
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(x, *self.draw(x.shape[0], generator))
 
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        if not p:
+            return x
+        if self.fill is None:
+            return F.pad(x, (p, p, p, p))
+        n, c, h, w = x.shape
+        fill = _fill_tensor(self.fill, x.dtype, x.device)
+        padded = fill.expand(n, c, h + 2 * p, w + 2 * p).clone()
+        padded[:, :, p : p + h, p : p + w] = x  # the image itself exactly, whatever the fill
+        return padded
+
+
+@functools.lru_cache(maxsize=16)
+def _fill_tensor(fill: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The per-channel pad value on the device, made once (not a host-to-device copy per batch)."""
+    return torch.tensor(fill, dtype=dtype, device=device).view(1, -1, 1, 1)
+
 
 def standard_policy(dataset: str, input_shape: tuple[int, ...]) -> CropFlip | None:
     """What ``standard`` means for this dataset (None: train on the images as they are)."""
     if dataset in _PLAIN_DATASETS or len(input_shape) != 3:
         return None
     if tuple(input_shape[1:]) == (32, 32):
-        return CropFlip(padding=4, flip=True)
+        return CropFlip(padding=4, flip=True, fill=black_pixel(dataset))
     return None
 
 
