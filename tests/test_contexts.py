@@ -94,27 +94,50 @@ def test_asha_compares_a_trial_only_with_its_own_context(tmp_path):
     assert asha.decision_epochs() == (1, 2, 4)
 
 
-def test_control_arm_stops_with_its_partner_and_never_gets_ahead(tmp_path):
+def test_control_arm_stops_with_its_partner_and_never_before_it(tmp_path):
     asha = _asha(tmp_path)
     ctx = "c"
-    for tid, acc in [("a", 0.9), ("b", 0.95)]:
-        asha.on_trial_result(CTL, _trial(tid, context=ctx, seed=1), {"epoch": 1, "val_acc": acc})
+    for seed, acc in [(1, 0.9), (2, 0.95)]:
+        asha.on_trial_result(CTL, _trial(f"t{seed}", context=ctx, seed=seed), {"epoch": 1, "val_acc": acc})
     partner = _trial("p", context=ctx, seed=0)
     arm = _trial("s", context=ctx, seed=0, control="shuffle")
     assert pair_key(partner.config) == pair_key(arm.config)
     # the arm is never ranked: a poor arm continues while its partner runs
     assert asha.on_trial_result(CTL, arm, {"epoch": 1, "val_acc": 0.01}) == TrialScheduler.CONTINUE
-    # the arm reported epoch 1 and trains on: the partner is kept at epoch 1 so the pair stays level
-    assert asha.on_trial_result(CTL, partner, {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.CONTINUE
-    # at epoch 2 the arm has not reported yet: the partner is stopped there...
-    for tid, acc in [("a", 0.9), ("b", 0.95)]:
-        asha.on_trial_result(CTL, _trial(tid, context=ctx, seed=1), {"epoch": 2, "val_acc": acc})
+    assert asha.on_trial_result(CTL, partner, {"epoch": 1, "val_acc": 0.96}) == TrialScheduler.CONTINUE
+    # the arm reports epoch 2 before its partner: it trains on...
+    assert asha.on_trial_result(CTL, arm, {"epoch": 2, "val_acc": 0.9}) == TrialScheduler.CONTINUE
+    for seed, acc in [(1, 0.9), (2, 0.95)]:
+        asha.on_trial_result(CTL, _trial(f"t{seed}", context=ctx, seed=seed), {"epoch": 2, "val_acc": acc})
+    # ...and the partner, behind its context at epoch 2, is stopped there all the same: ASHA's
+    # decision does not depend on which of the two the cluster ran first
     assert asha.on_trial_result(CTL, partner, {"epoch": 2, "val_acc": 0.1}) == TrialScheduler.STOP
-    # ...and the arm stops at that same epoch
-    assert asha.on_trial_result(CTL, arm, {"epoch": 2, "val_acc": 0.9}) == TrialScheduler.STOP
+    # the arm, past that epoch, stops at its next report; the pair is compared at epoch 2
+    assert asha.on_trial_result(CTL, arm, {"epoch": 4, "val_acc": 0.9}) == TrialScheduler.STOP
     state = read_state(tmp_path / "asha.json")
-    assert state["stopped_at"] == {"p": 2.0, "s": 2.0}
-    assert "s" not in {tid for rungs in state["rungs"].values() for rec in rungs.values() for tid in rec}
+    assert state["stopped_at"] == {"p": 2.0, "s": 4.0} and state["pair_stopped"] == {pair_key(arm.config): 2.0}
+    assert pair_key(arm.config) in state["rungs"][ctx]["2"]  # the partner's record, under the pair's key
+    # an arm behind its partner stops at the partner's epoch
+    late = _trial("i", context=ctx, seed=0, control="invert")
+    assert asha.on_trial_result(CTL, late, {"epoch": 1, "val_acc": 0.5}) == TrialScheduler.CONTINUE
+    assert asha.on_trial_result(CTL, late, {"epoch": 2, "val_acc": 0.5}) == TrialScheduler.STOP
+
+
+def test_the_retry_of_a_trial_that_passed_a_rung_is_not_counted_there_again(tmp_path):
+    """A trial lost with its driver after passing a rung runs again under a new Tune trial: the
+    rung keeps one record of the config, so the next trial meets the rung the uninterrupted sweep
+    would have shown it (there: too few records to stop anybody)."""
+    asha = _asha(tmp_path)  # min_rung_trials = 2
+    first = _trial("t1", context="c", seed=0)
+    assert asha.on_trial_result(CTL, first, {"epoch": 1, "val_acc": 0.8}) == TrialScheduler.CONTINUE
+    restored = _asha(tmp_path)
+    retry = _trial("t1-retry", context="c", seed=0)  # same config and seed, new Tune trial
+    assert restored.on_trial_result(CTL, retry, {"epoch": 1, "val_acc": 0.8}) == TrialScheduler.CONTINUE
+    (rungs,) = restored.rungs().values()
+    assert len(rungs[0][1]) == 1
+    # one record only: a poor newcomer is not stopped by a rung holding the same config twice
+    other = _trial("t2", context="c", seed=1)
+    assert restored.on_trial_result(CTL, other, {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.CONTINUE
 
 
 def test_context_rungs_survive_a_restart(tmp_path):
@@ -175,15 +198,16 @@ def test_a_sweep_covers_every_context_ranks_within_it_and_pairs_its_controls(ray
         ahead = [acc[(t, row.epochs_run)] for t in rivals.trial_id if (t, row.epochs_run) in acc.index]
         assert any(a > mine for a in ahead), row.trial_id
 
-    # every control has its unmodified partner (same config but the control, same seed), trained as far
+    # every control has its unmodified partner (same config but the control, same seed) and reached
+    # the epoch its partner ended at (an arm is never stopped before its partner)
     arms = pruned[pruned.control != "none"]
     assert len(arms) == len(none)
     by_pair = {pair_key(json.loads(c)): r for c, r in zip(none.config_json, none.itertuples())}
     for row in arms.itertuples():
         partner = by_pair[pair_key(json.loads(row.config_json))]
         assert partner.seed == row.seed and partner.method == row.method and partner.sparsity == row.sparsity
-        assert partner.epochs_run >= row.epochs_run
-        if partner.status == "stopped":
+        assert row.epochs_run >= partner.epochs_run
+        if partner.status == "completed":
             assert row.epochs_run == partner.epochs_run
 
     # one Optuna study per context, holding only that context's sampled trials
@@ -227,7 +251,7 @@ def test_accuracy_vs_density_keeps_both_objectives_with_sparsity_as_a_choice():
     )
     search = ContextSearch(
         compile_space(space), metric=["val_acc", "density_achieved"], mode=["max", "min"],
-        sampler_factory=lambda i: make_sampler("nsga2", seed=i, n_objectives=2),
+        sampler_factory=lambda i, held: make_sampler("nsga2", seed=i, n_objectives=2),
         storage=optuna.storages.InMemoryStorage(), study_name="mo", budget=4,
     )  # fmt: skip
     configs = [search.suggest(f"t{i}") for i in range(4)]

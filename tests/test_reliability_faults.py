@@ -120,9 +120,9 @@ def check_sweep_is_whole(
     arm_rows = trials[(trials.method != "dense") & (trials.control != "none")]
     assert len(arm_rows) == num_samples * arms
     partner = {(r.context, r.method, r.allocation, r.seed): r for r in sampled.itertuples()}
-    for arm in arm_rows.itertuples():  # every arm pairs with one sampled trial, at its epoch
+    for arm in arm_rows.itertuples():  # every arm pairs with one sampled trial and reached its last epoch
         mate = partner[(arm.context, arm.method, arm.allocation, arm.seed)]
-        assert arm.epochs_run == mate.epochs_run, (arm.trial_id, arm.epochs_run, mate.trial_id, mate.epochs_run)
+        assert arm.epochs_run >= mate.epochs_run, (arm.trial_id, arm.epochs_run, mate.trial_id, mate.epochs_run)
     if arms:
         pairs = arm_rows.groupby(["context", "method", "allocation", "seed"]).control.nunique()
         assert len(pairs) == num_samples and (pairs == arms).all()

@@ -173,6 +173,10 @@ ARG_CASES = {
         ["{space}", "--set", "allocation={fc.weight: 0.5}"],
         "no trial of model mlp on dataset digits can run: explicit allocation must name every prunable layer",
     ),
+    "samples-not-a-multiple-of-seeds": (
+        ["{space}", "--set", "seeds=[0, 1]", "--num-samples", "3"],
+        "--num-samples 3 is not a multiple of the 2 seeds (every sampled config runs once per seed): use 2 or 4",
+    ),
     "allocation-map-of-another-sparsity": (
         ["{space}", "--set", "allocation={layers.1.weight: 0.5, layers.3.weight: 0.5, layers.5.weight: 0.5}"],
         "model mlp on dataset digits at sparsity 0.9: explicit allocation removes 0.5 of the weights, not the "

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-from paitune.search.asha import ContextASHA, read_state
+from paitune.search.asha import ContextASHA, pair_key, read_state
 from paitune.search.ray_procs import descendants, reap_orphans, record_processes
 from paitune.search.searcher import PaiOptunaSearch
 from paitune.search.study_attrs import ORPHAN_ATTR, RETRY_ATTR
@@ -58,7 +58,8 @@ def test_asha_rungs_and_stop_decisions_survive_a_restart(tmp_path):
     before = first.rungs()
     ((context, rungs),) = before.items()  # one context, its rungs lowest milestone first
     assert context == "dataset=digits,model=mlp,sparsity=0.9,epochs=10"  # the default context of these configs
-    assert rungs == [(1, {"a": 0.9, "b": 0.95, "c": 0.1}), (2, {"a": 0.95})]
+    key = {tid: pair_key(trial[tid].config) for tid in "abc"}  # a rung records each config once
+    assert rungs == [(1, {key["a"]: 0.9, key["b"]: 0.95, key["c"]: 0.1}), (2, {key["a"]: 0.95})]
 
     import pickle
 
@@ -390,7 +391,7 @@ def test_an_arm_written_before_its_partner_is_not_run_again_when_the_partner_is_
 
     def searcher(held):
         return ContextSearch(compiled, metric="val_acc", mode="max", storage=study_storage(tmp_path), study_name="s",
-                             sampler_factory=lambda i: optuna.samplers.RandomSampler(seed=i), budget=4,
+                             sampler_factory=lambda i, held: optuna.samplers.RandomSampler(seed=i), budget=4,
                              dense=compiled.dense_references(), results=results, tune_trials=held)  # fmt: skip
 
     first = searcher(TuneTrialIds())
@@ -651,3 +652,38 @@ def test_a_retry_continues_under_its_checkpoints_mask_without_scoring_again(monk
     with pytest.raises(RuntimeError, match="pruning is not deterministic"):
         run(config, resume_at=2)
     assert calls == [config.get("init_method", method)]
+
+
+def test_a_resumed_context_sampler_is_seeded_from_its_history_not_started_over(tmp_path):
+    """Optuna stores no sampler state: a resumed study's sampler seeded as at the start would draw
+    its first configs again. Its seed comes from the sweep's seed and the trials the study holds."""
+    from paitune.search.contexts import ContextSearch
+    from paitune.search.plan import SAMPLER_SEED_STRIDE
+    from paitune.search.study_store import study_storage
+    from paitune.search.tuner import context_sampler_seed
+
+    assert context_sampler_seed(None, 3, 10) is None
+    assert context_sampler_seed(7, 2, 0) == 7 + 2 * SAMPLER_SEED_STRIDE  # a fresh study: as before
+    resumed = context_sampler_seed(7, 2, 5)
+    assert resumed == context_sampler_seed(7, 2, 5) and 0 <= resumed < 2**32  # repeatable, a valid seed
+    assert len({resumed, context_sampler_seed(7, 2, 0), context_sampler_seed(7, 2, 6)}) == 3
+
+    compiled = compile_space(load_space_text(CONTROL_SPACE))
+    calls = []
+
+    def factory(index, held):
+        calls.append((index, held))
+        return optuna.samplers.RandomSampler(seed=context_sampler_seed(0, index, held))
+
+    def searcher():
+        return ContextSearch(compiled, metric="val_acc", mode="max", storage=study_storage(tmp_path), study_name="s",
+                             sampler_factory=factory, budget=6)  # fmt: skip
+
+    first = searcher()
+    for tid in ("a", "b", "c"):
+        assert isinstance(first.suggest(tid), dict)
+    held = {cid: len(study.trials) for cid, study in first.studies.items()}
+    assert calls == [(i, 0) for i in range(len(held))] and all(n >= 1 for n in held.values())
+    calls.clear()
+    searcher()  # a resume: each context's sampler learns how many trials its study holds
+    assert calls == [(i, n) for i, n in enumerate(held.values())]

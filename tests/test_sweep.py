@@ -533,14 +533,14 @@ def test_real_sweep_tables_match_the_result_grid(ray_session, tmp_path):
     for row in trials.itertuples():
         assert row.context == f"dataset=digits,model=mlp,sparsity={row.sparsity!r},epochs=3"
     # controls are never sampled: each sampled trial (control none) has one shuffle arm, the same
-    # config and seed, stopped at the epoch its partner was stopped at
+    # config and seed, never stopped before its partner
     sampled, arms = pruned[pruned.control == "none"], pruned[pruned.control == "shuffle"]
     assert len(sampled) == len(arms) == 8 and set(pruned.control) == {"none", "shuffle"}
     partner = {(r.context, r.method, r.allocation, r.seed): r for r in sampled.itertuples()}
     assert len(partner) == 8
     for arm in arms.itertuples():
         mate = partner.pop((arm.context, arm.method, arm.allocation, arm.seed))
-        assert arm.epochs_run == mate.epochs_run and arm.status == mate.status
+        assert arm.epochs_run >= mate.epochs_run and (mate.status == "stopped" or arm.status == mate.status)
     assert not partner
 
     study_rows = study_trials(study_storage(root), "real")
@@ -656,13 +656,13 @@ def test_dense_references_are_handed_out_first_and_never_reach_optuna(tmp_path):
 def test_asha_never_stops_or_records_the_dense_reference(tmp_path):
     from ray.tune.schedulers import TrialScheduler
 
-    from paitune.search.asha import ContextASHA
+    from paitune.search.asha import ContextASHA, pair_key
 
     asha = ContextASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
                        reduction_factor=2, min_rung_trials=1, state_path=tmp_path / "asha.json")  # fmt: skip
     ctl = SimpleNamespace(checkpoint=lambda **kw: None)
     good, dense = (
-        SimpleNamespace(trial_id="g", config={"method": "snip"}),
+        SimpleNamespace(trial_id="g", config={"method": "snip", "seed": 0}),
         SimpleNamespace(trial_id="d", config={"method": "dense"}),
     )
     asha.on_trial_add(ctl, good)
@@ -671,11 +671,11 @@ def test_asha_never_stops_or_records_the_dense_reference(tmp_path):
     assert asha.on_trial_result(ctl, dense, {"epoch": 1, "val_acc": 0.1}) == TrialScheduler.CONTINUE
     asha.on_trial_complete(ctl, dense, {"epoch": 4, "val_acc": 0.99})
     # a worse pruned trial of the same context is stopped where the dense reference was not
-    worse = SimpleNamespace(trial_id="w", config={"method": "snip"})
+    worse = SimpleNamespace(trial_id="w", config={"method": "snip", "seed": 1})
     assert asha.on_trial_result(ctl, worse, {"epoch": 1, "val_acc": 0.5}) == TrialScheduler.STOP
     rungs = asha.rungs()
-    assert rungs and all("d" not in rec for ctx in rungs.values() for _, rec in ctx)
-    assert any("g" in rec for ctx in rungs.values() for _, rec in ctx)
+    records = {key for ctx in rungs.values() for _, rec in ctx for key in rec}
+    assert records == {pair_key(good.config), pair_key(worse.config)}  # never the dense reference's
 
 
 SPARSE_SPACE = """

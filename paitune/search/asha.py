@@ -12,10 +12,17 @@ PaI sweep:
   compression 32 is never stopped for being behind trials at compression 2. A context with fewer
   than ``min_rung_trials`` recorded trials at a rung stops nobody there.
 - **Paired controls.** A control trial (control other than none) is the paired arm of the
-  unmodified trial with the same config and seed; it is never ranked. It stops at the epoch its
-  partner was stopped at, and a partner is not stopped below an epoch one of its arms already
-  reported, so every control-vs-none delta is measured at a common epoch (a trial waits inside its
-  report until the driver answers, and reports at every rung, so the arm is never ahead).
+  unmodified trial with the same config and seed; it is never ranked and never stopped before its
+  partner, so every arm reaches the epoch its partner ends at and each control-vs-none delta is
+  measured there. An arm stops at its first report at or after the epoch its partner was stopped
+  at. Arms train beside their partner and may be ahead of it: the partner's decision does not
+  look at them (were it kept running because an arm had passed the rung, ASHA's stops would
+  depend on which of the two trials the cluster ran first), so an arm ahead of its stopped partner
+  trains on to its next report, epochs the pair's delta does not use.
+
+A rung holds one record per config and seed (its pair key), not per Tune trial: the retry of a
+trial lost with a driver (a new Tune trial of the same config) is not counted at a rung its first
+run passed, so a resumed sweep decides every later rung as the uninterrupted sweep would.
 
 Ray restores a resumed Tuner's scheduler from the copy pickled when the Tuner was built, before
 any result arrived; this one writes its rungs and decisions to a small JSON file after every
@@ -83,7 +90,7 @@ def pair_key(config: dict) -> str:
 
 def read_state(path) -> dict:
     """ContextASHA's state as of its last change (snapshot plus journal), as one dict: ``rungs``
-    (context -> milestone -> trial id -> score), ``stopped_at``, ``pair_stopped``, ``arm_epoch``."""
+    (context -> milestone -> pair key -> score), ``stopped_at``, ``pair_stopped``."""
     reader = ContextASHA(metric="_", mode="max", max_t=2, grace_period=1, reduction_factor=2, state_path=path)
     reader._ensure_loaded()
     return reader._snapshot()[0]
@@ -161,10 +168,9 @@ class ContextASHA(FIFOScheduler):
         )
         self.state_path = str(state_path)
         self.tune_trials = tune_trials
-        self._rungs: dict[str, dict[int, dict[str, float]]] = {}  # context -> milestone -> trial -> score
+        self._rungs: dict[str, dict[int, dict[str, float]]] = {}  # context -> milestone -> pair key -> score
         self._stopped_at: dict[str, float] = {}  # trial id -> epoch ASHA stopped it at
         self._pair_stopped: dict[str, float] = {}  # pair key -> epoch its unmodified trial was stopped at
-        self._arm_epoch: dict[str, float] = {}  # pair key -> furthest epoch one of its control arms reported
         self._journal = JournaledState(self.state_path)
         self._loaded = False
         self.live = LiveTrials()
@@ -183,7 +189,7 @@ class ContextASHA(FIFOScheduler):
 
     # -- persistence ---------------------------------------------------------------------------
     def rungs(self) -> dict[str, list[tuple[int, dict[str, float]]]]:
-        """Per context, the rungs as (milestone, {trial_id: recorded score}), lowest first."""
+        """Per context, the rungs as (milestone, {pair key: recorded score}), lowest first."""
         self._ensure_loaded()
         return {ctx: [(m, dict(rec)) for m, rec in sorted(rungs.items())] for ctx, rungs in self._rungs.items()}
 
@@ -199,7 +205,6 @@ class ContextASHA(FIFOScheduler):
             }
             self._stopped_at = {tid: float(t) for tid, t in state.get("stopped_at", {}).items()}
             self._pair_stopped = {k: float(t) for k, t in state.get("pair_stopped", {}).items()}
-            self._arm_epoch = {k: float(t) for k, t in state.get("arm_epoch", {}).items()}
         for kind, *args in events:
             self._apply(kind, *args)
 
@@ -212,8 +217,6 @@ class ContextASHA(FIFOScheduler):
             self._stopped_at[args[0]] = float(args[1])
         elif kind == "pair_stopped":
             self._pair_stopped[args[0]] = float(args[1])
-        elif kind == "arm_epoch":
-            self._arm_epoch[args[0]] = float(args[1])
 
     def _record(self, kind: str, *args) -> None:
         self._apply(kind, *args)
@@ -227,10 +230,9 @@ class ContextASHA(FIFOScheduler):
             },
             "stopped_at": self._stopped_at,
             "pair_stopped": self._pair_stopped,
-            "arm_epoch": self._arm_epoch,
         }
         size = sum(len(rec) for rungs in self._rungs.values() for rec in rungs.values())
-        return state, size + len(self._stopped_at) + len(self._pair_stopped) + len(self._arm_epoch)
+        return state, size + len(self._stopped_at) + len(self._pair_stopped)
 
     def __getstate__(self):
         # Tune pickles the scheduler inside its Tuner file; a copy must reload the JSON when used.
@@ -254,14 +256,17 @@ class ContextASHA(FIFOScheduler):
         if milestone is None:
             return TrialScheduler.CONTINUE
         recorded = self._rungs.setdefault(trial_context(_config(trial)), {}).setdefault(milestone, {})
-        if trial.trial_id in recorded:
-            return TrialScheduler.CONTINUE  # decided at this rung already
+        pair = self._pair(trial)
+        if pair in recorded:
+            # Decided at this rung already: a report repeated from a checkpoint, or the retry of a
+            # trial that passed here before a driver restart (a new Tune trial, the same config).
+            return TrialScheduler.CONTINUE
         action = TrialScheduler.CONTINUE
         if len(recorded) >= self.min_rung_trials:
             cutoff = np.nanpercentile(list(recorded.values()), (1 - 1 / self.reduction_factor) * 100)
             if score < cutoff:
                 action = TrialScheduler.STOP
-        self._record("rung", trial_context(_config(trial)), milestone, trial.trial_id, _encode(score))
+        self._record("rung", trial_context(_config(trial)), milestone, pair, _encode(score))
         return action
 
     def on_trial_add(self, tune_controller, trial):
@@ -297,11 +302,6 @@ class ContextASHA(FIFOScheduler):
             if score is None:
                 return TrialScheduler.CONTINUE
             action = self._rank(trial, int(now), score)
-            # A trial waits in its report until the driver answers, and arms report at every
-            # rung: an arm that has reported this epoch already trains on towards its next
-            # report, so stopping the partner here would leave the arm ahead of it.
-            if action == TrialScheduler.STOP and self._arm_epoch.get(pair, 0) >= now:
-                action = TrialScheduler.CONTINUE
             if action == TrialScheduler.STOP:
                 self._record("pair_stopped", pair, float(now))
         if action == TrialScheduler.STOP:
@@ -310,11 +310,7 @@ class ContextASHA(FIFOScheduler):
 
     def _follow_partner(self, pair: str, now: float) -> str:
         stopped = self._pair_stopped.get(pair)
-        if stopped is not None and now >= stopped:
-            return TrialScheduler.STOP
-        if float(now) > self._arm_epoch.get(pair, 0.0):
-            self._record("arm_epoch", pair, float(now))
-        return TrialScheduler.CONTINUE
+        return TrialScheduler.STOP if stopped is not None and now >= stopped else TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result):
         self._ensure_loaded()

@@ -64,8 +64,9 @@ class ContextSearch(Searcher):
         grid: bool = False, dense: list[dict] | None = None, budget: int | None = None, results=None,
         tune_trials=None,
     ):  # fmt: skip
-        """``sampler_factory(index)``: a fresh sampler for the index-th context (each study needs
-        its own); ``budget``: sampled trials to run (side trials come on top)."""
+        """``sampler_factory(index, held)``: a fresh sampler for the index-th context (each study
+        needs its own), whose study holds ``held`` trials (a resume); ``budget``: sampled trials to
+        run (side trials come on top)."""
         super().__init__(
             metric=metric if isinstance(metric, str) else None, mode=mode if isinstance(mode, str) else None
         )
@@ -82,9 +83,10 @@ class ContextSearch(Searcher):
         self._children: dict[str, PaiOptunaSearch] = {}
         for index, (context, cid) in enumerate(zip(compiled.contexts(), compiled.context_ids())):
             sub = compiled.for_context(context)
+            name = context_study_name(study_name, cid)
             self._children[cid] = PaiOptunaSearch(
-                sub, metric=metric, mode=mode, sampler=sampler_factory(index), storage=storage,
-                study_name=context_study_name(study_name, cid), grid=grid, results=results, tune_trials=tune_trials,
+                sub, metric=metric, mode=mode, sampler=sampler_factory(index, _trials_held(storage, name)),
+                storage=storage, study_name=name, grid=grid, results=results, tune_trials=tune_trials,
             )  # fmt: skip
         self._dense = [{**config, CONTEXT_COLUMN: compiled.context_of(config)} for config in (dense or [])]
         self._side: dict[str, dict] = {}  # side key -> config, in the order they are owed
@@ -240,3 +242,12 @@ def load_context_studies(storage, name: str) -> dict[str, optuna.Study]:
 def study_trials(storage, name: str) -> list[optuna.trial.FrozenTrial]:
     """Every trial of every context study of the sweep ``name``."""
     return [t for study in load_context_studies(storage, name).values() for t in study.get_trials(deepcopy=False)]
+
+
+def _trials_held(storage, study_name: str) -> int:
+    """How many trials the study ``study_name`` holds in ``storage`` (0 where it does not exist yet)."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))

@@ -244,6 +244,16 @@ def plan_sweep(options: SweepOptions) -> SweepPlan:
     if options.sampler == "grid":
         points = sum(len(compiled.for_context(context).grid_points()) for context in compiled.contexts())
         num_samples = min(num_samples, points) if options.num_samples is not None else points
+    elif num_samples % len(compiled.seeds):
+        # Every sampled config runs once per seed: a remainder would leave one config without
+        # some of its replicates (and the seed it kept would be the one the sampler drew).
+        k = len(compiled.seeds)
+        named = "--num-samples" if options.num_samples is not None else "the space's num_samples"
+        lower, upper = num_samples - num_samples % k, num_samples - num_samples % k + k
+        raise PaituneError(
+            f"{named} {num_samples} is not a multiple of the {k} seeds (every sampled config runs once per seed): "
+            f"use {' or '.join(str(n) for n in (lower, upper) if n > 0)}"
+        )
     if not (options.cpus_per_trial > 0 and math.isfinite(options.cpus_per_trial)):
         raise PaituneError(f"--cpus-per-trial must be a finite number > 0, got {options.cpus_per_trial}")
     if not (options.gpus_per_trial >= 0 and math.isfinite(options.gpus_per_trial)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow.fs as pafs
 
 from paitune.config import TRIAL_DEFAULTS
@@ -17,6 +18,23 @@ from paitune.search.state_files import TUNE_DIR
 from paitune.search.study_store import study_storage
 from paitune.search.tune_state import set_aside_broken_snapshots
 from paitune.spaces.compile import SEED_PARAM
+
+
+def context_sampler_seed(base_seed: int | None, index: int, held: int) -> int | None:
+    """The seed of the ``index``-th context's sampler, its study holding ``held`` trials.
+
+    Each context's sampler is seeded apart from the others'. Optuna keeps no sampler's random
+    state in its storage, so a sampler built for a resumed study starts over: from the sweep's own
+    seed it would draw its first configs again (told as repeats, they spend the budget). A study
+    that holds trials seeds its sampler from the sweep's seed and that count, so a resume is
+    repeatable and draws afresh.
+    """
+    if base_seed is None:
+        return None
+    seed = base_seed + SAMPLER_SEED_STRIDE * index
+    if held:
+        seed = int(np.random.SeedSequence([seed, held]).generate_state(1)[0])
+    return seed
 
 
 def build_searcher(plan: SweepPlan, tune_trials=None):
@@ -31,9 +49,8 @@ def build_searcher(plan: SweepPlan, tune_trials=None):
     mode = plan.modes if plan.space.multi_objective else plan.modes[0]
     base_seed = plan.options.sampler_seed
 
-    def sampler_factory(index: int):
-        # Each context's study has its own sampler, seeded apart from the others'.
-        seed = None if base_seed is None else base_seed + SAMPLER_SEED_STRIDE * index
+    def sampler_factory(index: int, held: int):
+        seed = context_sampler_seed(base_seed, index, held)
         return make_sampler(plan.options.sampler, seed=seed, n_objectives=len(plan.metrics))
 
     return ContextSearch(
