@@ -20,6 +20,7 @@ from paitune.pruning import (
     apply_masks,
     count_flops,
     from_torch_prune,
+    full_masks,
     has_input_output_path,
     mask_hash,
     mask_report,
@@ -457,6 +458,44 @@ def test_collapse_empty_layer_and_disconnection_without_empty_layer():
         "2.weight": torch.tensor([[1, 0], [0, 0]], dtype=torch.bool),
     }
     assert has_input_output_path(net, ok, (2,))
+
+
+class _LayerNormMlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l1, self.ln, self.l2 = nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.l2(F.relu(self.ln(self.l1(x))))
+
+
+class _GroupNormCnn(nn.Module):
+    def __init__(self, norm=None):
+        super().__init__()
+        self.c, self.norm, self.fc = nn.Conv2d(3, 4, 1), norm or nn.GroupNorm(2, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.norm(self.c(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "net, shape",
+    [
+        (_LayerNormMlp(), (4,)),
+        (_GroupNormCnn(), (3, 5, 5)),
+        (_GroupNormCnn(nn.InstanceNorm2d(4, affine=True)), (3, 5, 5)),
+        (_GroupNormCnn(nn.BatchNorm2d(4, track_running_stats=False)), (3, 1, 1)),  # one value per channel
+    ],
+)
+def test_collapse_probe_takes_every_norm_layer_as_the_identity(net, shape):
+    # The probe's constant features normalize to 0 in layer / group / instance norm: every norm
+    # layer is the identity in the probe, so an unpruned model is connected and a cut one is not.
+    dense = full_masks(net)
+    report = mask_report(net, dense, shape)
+    assert has_input_output_path(net, dense, shape) and not report.disconnected and not report.collapsed
+    first = next(iter(dense))
+    cut = {**dense, first: torch.zeros_like(dense[first])}
+    assert not has_input_output_path(net, cut, shape) and mask_report(net, cut, shape).disconnected
 
 
 def test_torch_prune_interop_round_trip():

@@ -1,11 +1,12 @@
 """What a mask does to a network: densities, kept parameters, FLOPs, and layer collapse.
 
-FLOPs come from ``torch.utils.flop_counter`` (through ``paitune.models.flops``; one sample, a multiply-add counted as 2), per module;
-a pruned layer's count is scaled by its density (the work a sparse kernel would do), every other op
-counts in full. Layer collapse (Tanaka et al. 2020) is a layer with nothing kept, or no path left
-from the input to the output: checked by one forward pass of the masked net with every weight set
-to mask / fan-in, biases zeroed and norm layers made the identity, so the output is positive exactly
-when some input-to-output path survives (averaging keeps float64 far from under/overflow).
+FLOPs come from ``torch.utils.flop_counter`` (through ``paitune.models.flops``; one sample, a
+multiply-add counted as 2), per module; a pruned layer's count is scaled by its density (the work a
+sparse kernel would do), every other op counts in full. Layer collapse (Tanaka et al. 2020) is a
+layer with nothing kept, or no path left from the input to the output: checked by one forward pass
+of the masked net with every weight set to mask / fan-in, biases zeroed and every normalization
+layer (batch, instance, layer, group norm) replaced by the identity, so the output is positive
+exactly when some input-to-output path survives (averaging keeps float64 far from under/overflow).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from torch import nn
 
 from ..models.copying import copy_module
 from ..models.flops import forward_flops
+from ..models.norms import NORM_TYPES, replaced_by_identity
 from .layers import prunable_parameters
-
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 @dataclass
@@ -87,19 +87,14 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], masks: Mapping[s
 @torch.no_grad()
 def has_input_output_path(model: nn.Module, masks: Mapping[str, torch.Tensor], input_shape: tuple[int, ...]) -> bool:
     """True when some path of kept weights still links the input to the output."""
-    probe = copy_module(model).to(torch.float64).eval()
+    # Norm layers become the identity: they would normalize the probe's constant features to 0
+    # (layer and group norm), or need statistics a one-sample probe does not have (batch norm).
+    probe = replaced_by_identity(copy_module(model), NORM_TYPES).to(torch.float64).eval()
     params = prunable_parameters(probe)
     for name, p in params.items():
         fan_in = max(1, p[0].numel())
         p.copy_(masks[name].to(p.device, torch.float64) / fan_in)
-    for module in probe.modules():
-        if isinstance(module, NORM_TYPES):
-            for attr, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
-                t = getattr(module, attr, None)
-                if isinstance(t, torch.Tensor):
-                    t.fill_(value)
     keep_as_is = {id(p) for p in params.values()}
-    keep_as_is |= {id(p) for m in probe.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
     for p in probe.parameters():
         if id(p) not in keep_as_is:
             p.zero_()  # biases: a bias alone would make the output nonzero without any path
