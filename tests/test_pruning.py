@@ -14,6 +14,7 @@ from paitune.errors import PaituneError
 from paitune.pruning import (
     ALLOCATIONS,
     CONTROLS,
+    DEFAULT_ITERATIONS,
     METHODS,
     MaskEnforcer,
     allocate,
@@ -191,6 +192,18 @@ def test_a_layer_without_gradient_scores_zero_in_every_gradient_method(method):
     # 90 weights reach the output and 60 are kept: the head's 30 zero scores are never among them.
     masks = prune(net, method, sparsity=0.5, batches=data, iterations=2 if method != "snip" else None)
     assert masks.kept() == 60 and int(masks["aux.weight"].sum()) == 0
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "dense"])
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_prune_scores_with_gradients_under_a_callers_no_grad_or_inference_mode(method, mode):
+    iterations = 2 if method in DEFAULT_ITERATIONS else None
+    reference = prune(small_cnn(), method, sparsity=0.7, batches=batches(1), iterations=iterations, control="reinit")
+    with getattr(torch, mode)():
+        net, data = small_cnn(), batches(1)  # model and batches made in that mode too
+        masks = prune(net, method, sparsity=0.7, batches=data, iterations=iterations, control="reinit")
+    assert all(torch.equal(masks[n], reference[n]) and not masks[n].is_inference() for n in reference)
+    assert all(torch.equal(masks.weights[n], reference.weights[n]) for n in reference.weights)
 
 
 def test_iterative_snip_one_round_is_snip_and_force_differs_from_iterative():

@@ -21,6 +21,7 @@ from ..errors import PaituneError, unknown_choice
 from . import builtin, ntk_sap, phew, prospr, px, seeds
 from .allocation import GLOBAL, AllocationSpec, allocate, allocation_spec, check_sparsity
 from .controls import NO_CONTROL, ControlSpec, control_names, control_spec
+from .grad_mode import autograd_tensor, gradients_on
 from .layers import check_plain_weights, layer_shapes, prunable_parameters
 from .masks import Masks
 from .registry import MethodSpec, ScoringInputs, get_method, register_method, registered
@@ -100,6 +101,7 @@ def _input_shape(model: nn.Module, batches) -> tuple[int, ...] | None:
     return tuple(shape) if shape is not None else None
 
 
+@gradients_on()  # scoring differentiates: a caller's no_grad() or inference_mode() must not switch that off
 def prune(
     model: nn.Module,
     method: str,
@@ -122,10 +124,14 @@ def prune(
     ``method="dense"`` is the unpruned reference: all-ones masks, sparsity 0 only.
     ``method_options``: the method's own settings (e.g. ``{"inner_steps": 3}`` for prospr); a key the
     method does not take is a PaituneError naming the ones it does.
+
+    Scoring runs with autograd on, also when the caller is under ``torch.no_grad()`` or
+    ``torch.inference_mode()``; the masks are ordinary tensors either way.
     """
     s = check_sparsity(sparsity)
     check_plain_weights(model)
-    batches = list(batches) if batches is not None else None
+    if batches is not None:  # a batch made under torch.inference_mode cannot be saved for backward
+        batches = [tuple(autograd_tensor(t) if isinstance(t, torch.Tensor) else t for t in b) for b in batches]
     input_shape = _input_shape(model, batches)
     spec = get_method(method)
     _check_args(spec, control, schedule, iterations, batches, input_shape)
