@@ -537,6 +537,67 @@ def test_a_parametrized_weight_is_refused_rather_than_left_out_of_the_mask():
         prune(net, "snip", sparsity=0.5, batches=batches())
 
 
+def _weight_normed():
+    net = small_cnn()
+    net[7] = torch.nn.utils.weight_norm(net[7])  # weight = g * v / ||v||, recomputed on each forward
+    return net
+
+
+def _spectral_normed():
+    net = small_cnn()
+    net[7] = torch.nn.utils.spectral_norm(net[7])  # weight = weight_orig / sigma, recomputed on each forward
+    return net
+
+
+def _lazy():
+    net = small_cnn()
+    net[7] = nn.LazyLinear(20)  # no weight until the first forward
+    return net
+
+
+def _computed_weight():
+    net = small_cnn()
+    weight = net[7].weight.detach().clone()
+    del net[7].weight
+    net[7].weight = weight  # a plain tensor attribute, no parameter of the layer
+    return net
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch deprecates weight_norm (not its use here)
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (_weight_normed, "layer '7' has a torch.nn.utils.weight_norm weight (computed from weight_g and weight_v on "
+         "each forward): call torch.nn.utils.remove_weight_norm on it before pruning"),
+        (_spectral_normed, "layer '7' has a torch.nn.utils.spectral_norm weight (computed from weight_orig on each "
+         "forward): call torch.nn.utils.remove_spectral_norm on it before pruning"),
+        (_lazy, "layer '7' is a lazy module whose weight is not initialized yet: run one forward pass of the model first"),
+        (_computed_weight, "layer '7' has a weight that is not an nn.Parameter registered on the layer (a Tensor "
+         "computed elsewhere): make it the layer's own parameter before pruning"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("method", ["magnitude", "snip"])
+def test_a_weight_that_is_no_plain_parameter_is_refused_with_its_fix(build, message, method):
+    with pytest.raises(PaituneError) as err:
+        prune(build(), method, sparsity=0.5, batches=batches(1))
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    "transposed", [nn.ConvTranspose1d(6, 6, 1), nn.ConvTranspose2d(6, 6, 1), nn.ConvTranspose3d(6, 6, 1)]
+)
+def test_a_transposed_convolution_is_refused_rather_than_left_dense_and_uncounted(transposed):
+    net = small_cnn()
+    net[2] = nn.Sequential(nn.ReLU(), transposed)
+    with pytest.raises(PaituneError) as err:
+        prune(net, "magnitude", sparsity=0.9)
+    kind = type(transposed).__name__
+    assert str(err.value) == (
+        f"layer '2.1' is a {kind}, which paitune cannot prune (prunable weights are those of Conv1d/2d/3d and "
+        "Linear layers): use a model without transposed convolutions"
+    )
+
+
 # --- module copies ----------------------------------------------------------------------------
 
 

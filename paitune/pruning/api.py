@@ -22,7 +22,7 @@ from . import builtin, ntk_sap, phew, prospr, px, seeds
 from .allocation import GLOBAL, AllocationSpec, allocate, allocation_spec, check_sparsity
 from .controls import NO_CONTROL, ControlSpec, control_names, control_spec
 from .grad_mode import autograd_tensor, gradients_on
-from .layers import check_plain_weights, layer_shapes, prunable_parameters
+from .layers import check_plain_weights, check_prunable_layers, layer_shapes, prunable_parameters
 from .masks import Masks
 from .registry import MethodSpec, ScoringInputs, get_method, register_method, registered
 from .selection import select_global, select_per_layer
@@ -129,6 +129,7 @@ def prune(
     ``torch.inference_mode()``; the masks are ordinary tensors either way.
     """
     s = check_sparsity(sparsity)
+    check_prunable_layers(model)
     check_plain_weights(model)
     if batches is not None:  # a batch made under torch.inference_mode cannot be saved for backward
         batches = [tuple(autograd_tensor(t) if isinstance(t, torch.Tensor) else t for t in b) for b in batches]
