@@ -598,6 +598,28 @@ def test_a_transposed_convolution_is_refused_rather_than_left_dense_and_uncounte
     )
 
 
+class _TwoOutputs(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind, self.body, self.head = kind, nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        logits = self.head(F.relu(self.body(x)))
+        return (logits, logits.sum()) if self.kind == "tuple" else {"logits": logits}
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict"])
+@pytest.mark.parametrize("method", ["snip", "grasp", "synflow", "force", "prospr", "ntk_sap", "px", "report"])
+def test_a_forward_that_returns_no_single_tensor_is_one_clear_error(kind, method):
+    net, data = _TwoOutputs(kind), [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]
+    with pytest.raises(PaituneError) as err:
+        if method == "report":
+            mask_report(net, full_masks(net), (4,))
+        else:
+            prune(net, method, sparsity=0.5, batches=data, iterations=1 if method in DEFAULT_ITERATIONS else None)
+    assert str(err.value) == f"the model's forward must return one Tensor of logits; it returned {kind}"
+
+
 # --- module copies ----------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..models.copying import copy_module
+from ..models.scratch import scratch_copy
 from .layers import prunable_parameters
 from .registry import MethodSpec, ScoringInputs
 from .relu_calls import ReluCalls, relu_inputs
@@ -30,7 +30,7 @@ def _owners(net: nn.Module) -> dict[str, nn.Module]:
 
 class PxScorer:
     def __init__(self, inputs: ScoringInputs):
-        self.net = copy_module(inputs.model)
+        self.net = scratch_copy(inputs.model)
         params = prunable_parameters(self.net)
         self.names = list(params)
         self.classifier = self.names[-1]

@@ -20,6 +20,7 @@ from torch import nn
 from ..models.copying import copy_module
 from ..models.flops import forward_flops
 from ..models.norms import NORM_TYPES, replaced_by_identity
+from ..models.scratch import scratch_copy
 from .layers import prunable_parameters
 
 
@@ -89,7 +90,7 @@ def has_input_output_path(model: nn.Module, masks: Mapping[str, torch.Tensor], i
     """True when some path of kept weights still links the input to the output."""
     # Norm layers become the identity: they would normalize the probe's constant features to 0
     # (layer and group norm), or need statistics a one-sample probe does not have (batch norm).
-    probe = replaced_by_identity(copy_module(model), NORM_TYPES).to(torch.float64).eval()
+    probe = replaced_by_identity(scratch_copy(model), NORM_TYPES).to(torch.float64).eval()
     params = prunable_parameters(probe)
     for name, p in params.items():
         fan_in = max(1, p[0].numel())
