@@ -304,6 +304,24 @@ def test_dense_reference_keeps_everything_at_sparsity_zero_only():
         prune(net, "dense", sparsity=0.5)
 
 
+@pytest.mark.parametrize(
+    "choice, refused",
+    [
+        ({"control": "reinit"}, "use control 'none', got 'reinit'"),
+        ({"control": "shuffle"}, "use control 'none', got 'shuffle'"),
+        ({"allocation": "erk"}, "use allocation 'global', got 'erk'"),
+        ({"allocation": {"0.weight": 1.0}}, "use allocation 'global', got an explicit map"),
+        ({"iterations": 5}, "leave iterations unset, got 5"),
+    ],
+)
+def test_dense_refuses_a_choice_it_would_ignore(choice, refused):
+    # The unpruned reference has nothing to control, allocate or iterate: such a value would be
+    # dropped while the trial is filed with it.
+    with pytest.raises(PaituneError) as err:
+        prune(small_cnn(), "dense", sparsity=0.0, **choice)
+    assert str(err.value) == f"method 'dense' is the unpruned reference: {refused}"
+
+
 def test_invert_magnitude_keeps_smallest():
     net = two_layer(W1, W2)
     masks = prune(net, "magnitude", sparsity=1 - 2 / 12, control="invert")

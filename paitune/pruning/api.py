@@ -77,6 +77,23 @@ def _check_mask_builder(spec: MethodSpec, allocation, control: ControlSpec, iter
         raise PaituneError(f"method {spec.name!r} prunes in one step: leave iterations unset (or 1)")
 
 
+def _check_dense(allocation, control, iterations, sparsity) -> None:
+    """The unpruned reference has nothing to allocate, control or iterate: a value that would change
+    a pruned trial must not be silently ignored and recorded as the reference's."""
+    refused = None
+    if sparsity is not None and float(sparsity) != 0.0:
+        refused = f"use sparsity 0, got {sparsity}"
+    elif isinstance(allocation, Mapping) or allocation != GLOBAL:
+        shown = "an explicit map" if isinstance(allocation, Mapping) else repr(allocation)
+        refused = f"use allocation {GLOBAL!r}, got {shown}"
+    elif control != NO_CONTROL:
+        refused = f"use control {NO_CONTROL!r}, got {control!r}"
+    elif iterations is not None:
+        refused = f"leave iterations unset, got {iterations!r}"
+    if refused:
+        raise PaituneError(f"method {DENSE!r} is the unpruned reference: {refused}")
+
+
 def check_choices(
     method: str, *, allocation=GLOBAL, control=NO_CONTROL, iterations=None, method_options=None, sparsity=None
 ) -> dict:
@@ -85,9 +102,9 @@ def check_choices(
     A planner calls it on every config before anything runs; ``prune`` calls it too.
     """
     spec = get_method(method)
-    if method == DENSE and sparsity is not None and float(sparsity) != 0.0:
-        raise PaituneError(f"method 'dense' is the unpruned reference: use sparsity 0, got {sparsity}")
     control = control_spec(control)
+    if method == DENSE:
+        _check_dense(allocation, control.name, iterations, sparsity)
     options = spec.resolve_options(method_options)
     if spec.build_mask is not None:
         _check_mask_builder(spec, allocation, control, iterations)
