@@ -194,6 +194,7 @@ def test_a_layer_without_gradient_scores_zero_in_every_gradient_method(method):
     assert masks.kept() == 60 and int(masks["aux.weight"].sum()) == 0
 
 
+@pytest.mark.filterwarnings("ignore:control 'reinit'")
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "dense"])
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
 def test_prune_scores_with_gradients_under_a_callers_no_grad_or_inference_mode(method, mode):
@@ -252,6 +253,7 @@ def test_exact_kept_counts_and_model_untouched(method, allocation):
     assert mode_after == mode and all(g is None for g in grads_after)
 
 
+@pytest.mark.filterwarnings("ignore:control 'reinit'")  # small_cnn has no reset_parameters (tested below)
 @pytest.mark.parametrize("control", CONTROLS)
 def test_controls(control):
     net, data = small_cnn(), batches()
@@ -280,6 +282,53 @@ def test_controls(control):
         data_free = prune(net, "magnitude", sparsity=0.7, control=control)
         assert not data_free.meta["control_applies"]
         assert mask_hash(data_free) == mask_hash(prune(net, "magnitude", sparsity=0.7))
+
+
+class _OwnInit(nn.Module):
+    """Initialized in __init__ as torchvision's ResNets are: fan-out convs, zeroed norm weight, small head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 16, 3, bias=False), nn.BatchNorm2d(16), nn.Linear(16, 5)
+        self.init_weights()
+
+    def init_weights(self):
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.bn.weight)
+        nn.init.normal_(self.fc.weight, 0.0, 0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+class _OwnInitWithReset(_OwnInit):
+    def reset_parameters(self):
+        self.init_weights()
+
+
+def test_reinit_records_the_initializer_and_warns_when_the_model_has_none_of_its_own():
+    import warnings
+
+    from paitune.models import build_model
+
+    with pytest.warns(UserWarning) as caught:
+        layer_defaults = prune(_OwnInit(), "random", sparsity=0.5, control="reinit")
+    assert len(caught) == 1 and str(caught[0].message) == (
+        "control 'reinit': _OwnInit defines no reset_parameters(), so each layer's PyTorch default initializer "
+        "draws the fresh weights, which may differ from the model's own initialization; define "
+        "reset_parameters() on the model to re-draw with its initializer"
+    )
+    assert caught[0].filename == __file__  # points at the call of prune
+    assert layer_defaults.meta["reinit_from"] == "each layer's reset_parameters"
+    assert float(layer_defaults.weights["bn.weight"].min()) == 1.0  # BatchNorm's default, not the zeros
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        own = prune(_OwnInitWithReset(), "random", sparsity=0.5, control="reinit")
+        built = prune(build_model("mlp", (4,), 3, seed=0), "random", sparsity=0.5, control="reinit")
+    assert own.meta["reinit_from"] == built.meta["reinit_from"] == "model.reset_parameters"
+    assert float(own.weights["bn.weight"].abs().max()) == 0.0 and float(own.weights["fc.weight"].std()) < 0.02
+    assert "reinit_from" not in prune(_OwnInit(), "random", sparsity=0.5).meta
 
 
 def test_corrupt_batches_keep_label_range_and_pixel_multiset():

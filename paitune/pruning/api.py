@@ -207,6 +207,8 @@ def prune(
     }
     if options:
         meta["method_options"] = options
+    if treatment.meta is not None:
+        meta.update(treatment.meta(model))
     return Masks(masks, weights=weights, meta=meta)
 
 
