@@ -591,6 +591,60 @@ def test_torch_prune_interop_round_trip():
         prune(net, "magnitude", sparsity=0.5)
 
 
+class _Tied(nn.Module):
+    """b.weight is a.weight: masks name it a.weight, and it works in both layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.out = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False), nn.Linear(6, 3)
+        self.b.weight = self.a.weight
+        self.input_shape = (6,)
+
+    def forward(self, x):
+        return self.out(F.relu(self.b(F.relu(self.a(x)))))
+
+
+class _TiedEmbedding(nn.Module):
+    """A language-model tie: the output Linear's weight is the Embedding's (masks name it emb.weight)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.mid, self.head = nn.Embedding(12, 8), nn.Linear(8, 8), nn.Linear(8, 12, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, tokens):
+        return self.head(F.relu(self.mid(self.emb(tokens)))).mean(1)
+
+
+@pytest.mark.parametrize("build, x", [(_Tied, torch.randn(4, 6)), (_TiedEmbedding, torch.randint(0, 12, (4, 5)))])
+def test_torch_prune_interop_masks_every_module_of_a_tied_weight(build, x):
+    torch.manual_seed(0)
+    net = build()
+    masks = prune(net, "magnitude", sparsity=0.7)
+    applied, hooked = copy.deepcopy(net), copy.deepcopy(net)
+    apply_masks(applied, masks)
+    to_torch_prune(hooked, masks)
+    torch.testing.assert_close(hooked(x), applied(x))
+    back = from_torch_prune(hooked)
+    assert set(back) == set(masks) and all(torch.equal(back[n], masks[n]) for n in masks)
+
+
+def test_sparse_flops_scale_every_layer_of_a_tied_weight():
+    from paitune.proxies import compute_proxies
+
+    torch.manual_seed(0)
+    net = _Tied()
+    masks = prune(net, "magnitude", sparsity=0.9)
+    density, head = masks.densities()["a.weight"], masks.densities()["out.weight"]
+    by_hand = 2 * 36 * density * 2 + 2 * 18 * head  # layers a and b use the weight, then the head
+    report = mask_report(net, masks)
+    assert report.flops_dense == 2 * 36 * 2 + 2 * 18
+    assert report.flops_sparse == count_flops(net, (6,), masks) == round(by_hand)
+    assert [layer.flops_dense for layer in report.layers] == [2 * 36 * 2, 2 * 18]
+    batch = (torch.randn(4, 6), torch.randint(0, 3, (4,)))
+    assert compute_proxies(net, batch, ["flops"], masks=masks)["flops"] == pytest.approx(report.flops_sparse, abs=1)
+
+
 def test_a_parametrized_weight_is_refused_rather_than_left_out_of_the_mask():
     from torch.nn.utils import parametrize
 

@@ -32,6 +32,20 @@ def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if id(p) in owners}
 
 
+def parameter_users(model: nn.Module) -> dict[str, list[tuple[str, str]]]:
+    """Each parameter's name (``named_parameters``, which lists a shared parameter once, under its
+    first name) -> every (module name, attribute) holding that very Parameter: more than one for a
+    tied weight (``b.weight = a.weight``; an Embedding tied to the output Linear). Whatever is done
+    to a masked weight (its FLOPs scaled, a torch.nn.utils.prune mask attached) is done at each."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    users: dict[str, list[tuple[str, str]]] = {}
+    for module_name, module in model.named_modules():
+        for attr, p in module._parameters.items():
+            if p is not None and id(p) in names:
+                users.setdefault(names[id(p)], []).append((module_name, attr))
+    return users
+
+
 def check_plain_weights(model: nn.Module) -> None:
     """A PaituneError (one line naming the layer and the fix) for a Conv/Linear layer whose ``weight``
     is not a plain ``nn.Parameter`` registered on it.

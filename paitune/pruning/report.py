@@ -21,7 +21,7 @@ from ..models.copying import copy_module
 from ..models.flops import forward_flops
 from ..models.norms import NORM_TYPES, replaced_by_identity
 from ..models.scratch import scratch_copy
-from .layers import prunable_parameters
+from .layers import parameter_users, prunable_parameters
 
 
 @dataclass
@@ -60,8 +60,10 @@ class MaskReport:
         return out
 
 
-def _module_of(param_name: str) -> str:
-    return param_name.rpartition(".")[0]
+def _weight_flops(name: str, per_module: dict[str, int], users: dict[str, list[tuple[str, str]]]) -> int:
+    """The FLOPs of every module using weight ``name`` (each layer of a tied weight)."""
+    modules = {module_name for module_name, _ in users.get(name, ())} or {name.rpartition(".")[0]}
+    return sum(per_module.get(module_name, 0) for module_name in modules)
 
 
 def layer_flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
@@ -78,10 +80,11 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], masks: Mapping[s
     total, per_module = layer_flops(model, tuple(input_shape))
     if not masks:
         return total
+    users = parameter_users(model)
     removed = 0.0
     for name, m in masks.items():
         density = float(m.float().mean()) if m.numel() else 1.0
-        removed += per_module.get(_module_of(name), 0) * (1.0 - density)
+        removed += _weight_flops(name, per_module, users) * (1.0 - density)
     return int(round(total - removed))
 
 
@@ -115,13 +118,14 @@ def mask_report(
     flops_dense = flops_sparse = 0
     if input_shape is not None:
         flops_dense, per_module = layer_flops(model, tuple(input_shape))
+    users = parameter_users(model)
     layers = []
     removed = 0.0
     for name, p in params.items():
         m = masks[name]
         kept = int(m.sum())
         density = kept / m.numel() if m.numel() else 1.0
-        lf = per_module.get(_module_of(name), 0)
+        lf = _weight_flops(name, per_module, users)
         removed += lf * (1.0 - density)
         layers.append(LayerReport(name, tuple(p.shape), p.numel(), kept, density, lf))
     total = sum(layer.numel for layer in layers)
