@@ -270,6 +270,41 @@ def test_px_matches_the_closed_form_of_a_one_hidden_layer_net():
     torch.testing.assert_close(scores["2.weight"], grad_w2.abs() * w2**2)
 
 
+class _TiedHidden(nn.Module):
+    """Two hidden layers sharing one weight (b.weight is a.weight), each with its own bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.out = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+        self.b.weight = self.a.weight
+        with torch.no_grad():
+            self.a.bias.uniform_(0.5, 1.5)
+            self.b.bias.uniform_(-1.5, -0.5)
+
+    def forward(self, x):
+        return self.out(F.relu(self.b(F.relu(self.a(x)))))
+
+
+def test_px_sets_the_bias_of_every_layer_a_tied_weight_serves():
+    """J gives every layer but the classifier bias 1 and K bias b^2: a.bias as well as b.bias."""
+    torch.manual_seed(0)
+    net = _TiedHidden().double()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    w, ba, bb = net.a.weight.detach(), net.a.bias.detach(), net.b.bias.detach()
+    wo, bo = net.out.weight.detach(), net.out.bias.detach()
+    ga = (x @ w.T + ba > 0).double()
+    gb = (F.relu(x @ w.T + ba) @ w.T + bb > 0).double()
+    ones = torch.ones_like(w)
+    z1 = ((((x * x) @ ones.T + 1) * ga) @ ones.T + 1) * gb @ wo.T + bo
+    p, pc = (w**2).requires_grad_(True), wo.clone().requires_grad_(True)
+    z2 = ((torch.ones_like(x) @ p.T + ba**2) @ p.T + bb**2) @ pc.T + bo
+    gp, gc = torch.autograd.grad((z1 * z2).sum(), [p, pc])
+    scores = PxScorer(ScoringInputs(net, [(x, torch.zeros(5, dtype=torch.long))], (6,), 0, {}))(None)
+    assert set(scores) == {"a.weight", "out.weight"}
+    torch.testing.assert_close(scores["a.weight"], gp.abs() * w**2)
+    torch.testing.assert_close(scores["out.weight"], gc.abs() * wo**2)
+
+
 def test_px_reads_inputs_not_labels():
     model = build_model("cnn", (1, 8, 8), 10, seed=0)
     b = [batch((1, 8, 8))]

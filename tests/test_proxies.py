@@ -276,6 +276,32 @@ def test_model_is_unchanged(train_mode):
     assert not model[0].bias.requires_grad and model[0].weight.requires_grad
 
 
+def test_proxies_under_a_callers_inference_mode_equal_those_outside_it():
+    model, batch = small_cnn(), cnn_batch()
+    outside = compute_proxies(model, batch, masks={"0.weight": torch.arange(36).reshape(4, 1, 3, 3) % 2 == 0})
+    with torch.inference_mode():  # the batch and masks made in it are inference tensors
+        x, y = (t.clone() for t in batch)
+        inside = compute_proxies(model, (x, y), masks={"0.weight": torch.arange(36).reshape(4, 1, 3, 3) % 2 == 0})
+    assert inside.keys() == outside.keys()
+    assert all(inside[k] == outside[k] or (math.isnan(inside[k]) and math.isnan(outside[k])) for k in outside)
+
+
+@pytest.mark.parametrize("name", [p for p in PROXIES if p != "params"])  # params never runs the model
+def test_a_forward_that_returns_a_tuple_is_one_clear_error(name):
+    class TupleOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2, 3)
+
+        def forward(self, x):
+            logits = self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+            return logits, logits.sum()
+
+    with pytest.raises(PaituneError) as err:
+        compute_proxies(TupleOut(), cnn_batch(), [name], swap_mu=1.0, swap_sigma=1.0)
+    assert str(err.value) == "the model's forward must return one Tensor of logits; it returned tuple"
+
+
 def test_all_proxies_run_on_a_cnn_with_batchnorm_even_for_one_sample():
     model = small_cnn()
     for n in (8, 1):

@@ -14,12 +14,14 @@ from paitune.errors import PaituneError
 from paitune.pruning import (
     ALLOCATIONS,
     CONTROLS,
+    DEFAULT_ITERATIONS,
     METHODS,
     MaskEnforcer,
     allocate,
     apply_masks,
     count_flops,
     from_torch_prune,
+    full_masks,
     has_input_output_path,
     mask_hash,
     mask_report,
@@ -192,6 +194,19 @@ def test_a_layer_without_gradient_scores_zero_in_every_gradient_method(method):
     assert masks.kept() == 60 and int(masks["aux.weight"].sum()) == 0
 
 
+@pytest.mark.filterwarnings("ignore:control 'reinit'")
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "dense"])
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_prune_scores_with_gradients_under_a_callers_no_grad_or_inference_mode(method, mode):
+    iterations = 2 if method in DEFAULT_ITERATIONS else None
+    reference = prune(small_cnn(), method, sparsity=0.7, batches=batches(1), iterations=iterations, control="reinit")
+    with getattr(torch, mode)():
+        net, data = small_cnn(), batches(1)  # model and batches made in that mode too
+        masks = prune(net, method, sparsity=0.7, batches=data, iterations=iterations, control="reinit")
+    assert all(torch.equal(masks[n], reference[n]) and not masks[n].is_inference() for n in reference)
+    assert all(torch.equal(masks.weights[n], reference.weights[n]) for n in reference.weights)
+
+
 def test_iterative_snip_one_round_is_snip_and_force_differs_from_iterative():
     net, data = small_cnn(), batches()
     one = prune(net, "iterative_snip", sparsity=0.8, batches=data, iterations=1)
@@ -238,6 +253,7 @@ def test_exact_kept_counts_and_model_untouched(method, allocation):
     assert mode_after == mode and all(g is None for g in grads_after)
 
 
+@pytest.mark.filterwarnings("ignore:control 'reinit'")  # small_cnn has no reset_parameters (tested below)
 @pytest.mark.parametrize("control", CONTROLS)
 def test_controls(control):
     net, data = small_cnn(), batches()
@@ -268,6 +284,53 @@ def test_controls(control):
         assert mask_hash(data_free) == mask_hash(prune(net, "magnitude", sparsity=0.7))
 
 
+class _OwnInit(nn.Module):
+    """Initialized in __init__ as torchvision's ResNets are: fan-out convs, zeroed norm weight, small head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 16, 3, bias=False), nn.BatchNorm2d(16), nn.Linear(16, 5)
+        self.init_weights()
+
+    def init_weights(self):
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.bn.weight)
+        nn.init.normal_(self.fc.weight, 0.0, 0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+class _OwnInitWithReset(_OwnInit):
+    def reset_parameters(self):
+        self.init_weights()
+
+
+def test_reinit_records_the_initializer_and_warns_when_the_model_has_none_of_its_own():
+    import warnings
+
+    from paitune.models import build_model
+
+    with pytest.warns(UserWarning) as caught:
+        layer_defaults = prune(_OwnInit(), "random", sparsity=0.5, control="reinit")
+    assert len(caught) == 1 and str(caught[0].message) == (
+        "control 'reinit': _OwnInit defines no reset_parameters(), so each layer's PyTorch default initializer "
+        "draws the fresh weights, which may differ from the model's own initialization; define "
+        "reset_parameters() on the model to re-draw with its initializer"
+    )
+    assert caught[0].filename == __file__  # points at the call of prune
+    assert layer_defaults.meta["reinit_from"] == "each layer's reset_parameters"
+    assert float(layer_defaults.weights["bn.weight"].min()) == 1.0  # BatchNorm's default, not the zeros
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        own = prune(_OwnInitWithReset(), "random", sparsity=0.5, control="reinit")
+        built = prune(build_model("mlp", (4,), 3, seed=0), "random", sparsity=0.5, control="reinit")
+    assert own.meta["reinit_from"] == built.meta["reinit_from"] == "model.reset_parameters"
+    assert float(own.weights["bn.weight"].abs().max()) == 0.0 and float(own.weights["fc.weight"].std()) < 0.02
+    assert "reinit_from" not in prune(_OwnInit(), "random", sparsity=0.5).meta
+
+
 def test_corrupt_batches_keep_label_range_and_pixel_multiset():
     from paitune.pruning import corrupt_batches
 
@@ -288,6 +351,24 @@ def test_dense_reference_keeps_everything_at_sparsity_zero_only():
     assert masks.density() == 1.0
     with pytest.raises(PaituneError, match="use sparsity 0"):
         prune(net, "dense", sparsity=0.5)
+
+
+@pytest.mark.parametrize(
+    "choice, refused",
+    [
+        ({"control": "reinit"}, "use control 'none', got 'reinit'"),
+        ({"control": "shuffle"}, "use control 'none', got 'shuffle'"),
+        ({"allocation": "erk"}, "use allocation 'global', got 'erk'"),
+        ({"allocation": {"0.weight": 1.0}}, "use allocation 'global', got an explicit map"),
+        ({"iterations": 5}, "leave iterations unset, got 5"),
+    ],
+)
+def test_dense_refuses_a_choice_it_would_ignore(choice, refused):
+    # The unpruned reference has nothing to control, allocate or iterate: such a value would be
+    # dropped while the trial is filed with it.
+    with pytest.raises(PaituneError) as err:
+        prune(small_cnn(), "dense", sparsity=0.0, **choice)
+    assert str(err.value) == f"method 'dense' is the unpruned reference: {refused}"
 
 
 def test_invert_magnitude_keeps_smallest():
@@ -459,6 +540,44 @@ def test_collapse_empty_layer_and_disconnection_without_empty_layer():
     assert has_input_output_path(net, ok, (2,))
 
 
+class _LayerNormMlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l1, self.ln, self.l2 = nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.l2(F.relu(self.ln(self.l1(x))))
+
+
+class _GroupNormCnn(nn.Module):
+    def __init__(self, norm=None):
+        super().__init__()
+        self.c, self.norm, self.fc = nn.Conv2d(3, 4, 1), norm or nn.GroupNorm(2, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.norm(self.c(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "net, shape",
+    [
+        (_LayerNormMlp(), (4,)),
+        (_GroupNormCnn(), (3, 5, 5)),
+        (_GroupNormCnn(nn.InstanceNorm2d(4, affine=True)), (3, 5, 5)),
+        (_GroupNormCnn(nn.BatchNorm2d(4, track_running_stats=False)), (3, 1, 1)),  # one value per channel
+    ],
+)
+def test_collapse_probe_takes_every_norm_layer_as_the_identity(net, shape):
+    # The probe's constant features normalize to 0 in layer / group / instance norm: every norm
+    # layer is the identity in the probe, so an unpruned model is connected and a cut one is not.
+    dense = full_masks(net)
+    report = mask_report(net, dense, shape)
+    assert has_input_output_path(net, dense, shape) and not report.disconnected and not report.collapsed
+    first = next(iter(dense))
+    cut = {**dense, first: torch.zeros_like(dense[first])}
+    assert not has_input_output_path(net, cut, shape) and mask_report(net, cut, shape).disconnected
+
+
 def test_torch_prune_interop_round_trip():
     net = small_cnn()
     masks = prune(net, "magnitude", sparsity=0.5)
@@ -472,6 +591,60 @@ def test_torch_prune_interop_round_trip():
         prune(net, "magnitude", sparsity=0.5)
 
 
+class _Tied(nn.Module):
+    """b.weight is a.weight: masks name it a.weight, and it works in both layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.out = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False), nn.Linear(6, 3)
+        self.b.weight = self.a.weight
+        self.input_shape = (6,)
+
+    def forward(self, x):
+        return self.out(F.relu(self.b(F.relu(self.a(x)))))
+
+
+class _TiedEmbedding(nn.Module):
+    """A language-model tie: the output Linear's weight is the Embedding's (masks name it emb.weight)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.mid, self.head = nn.Embedding(12, 8), nn.Linear(8, 8), nn.Linear(8, 12, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, tokens):
+        return self.head(F.relu(self.mid(self.emb(tokens)))).mean(1)
+
+
+@pytest.mark.parametrize("build, x", [(_Tied, torch.randn(4, 6)), (_TiedEmbedding, torch.randint(0, 12, (4, 5)))])
+def test_torch_prune_interop_masks_every_module_of_a_tied_weight(build, x):
+    torch.manual_seed(0)
+    net = build()
+    masks = prune(net, "magnitude", sparsity=0.7)
+    applied, hooked = copy.deepcopy(net), copy.deepcopy(net)
+    apply_masks(applied, masks)
+    to_torch_prune(hooked, masks)
+    torch.testing.assert_close(hooked(x), applied(x))
+    back = from_torch_prune(hooked)
+    assert set(back) == set(masks) and all(torch.equal(back[n], masks[n]) for n in masks)
+
+
+def test_sparse_flops_scale_every_layer_of_a_tied_weight():
+    from paitune.proxies import compute_proxies
+
+    torch.manual_seed(0)
+    net = _Tied()
+    masks = prune(net, "magnitude", sparsity=0.9)
+    density, head = masks.densities()["a.weight"], masks.densities()["out.weight"]
+    by_hand = 2 * 36 * density * 2 + 2 * 18 * head  # layers a and b use the weight, then the head
+    report = mask_report(net, masks)
+    assert report.flops_dense == 2 * 36 * 2 + 2 * 18
+    assert report.flops_sparse == count_flops(net, (6,), masks) == round(by_hand)
+    assert [layer.flops_dense for layer in report.layers] == [2 * 36 * 2, 2 * 18]
+    batch = (torch.randn(4, 6), torch.randint(0, 3, (4,)))
+    assert compute_proxies(net, batch, ["flops"], masks=masks)["flops"] == pytest.approx(report.flops_sparse, abs=1)
+
+
 def test_a_parametrized_weight_is_refused_rather_than_left_out_of_the_mask():
     from torch.nn.utils import parametrize
 
@@ -483,6 +656,89 @@ def test_a_parametrized_weight_is_refused_rather_than_left_out_of_the_mask():
     parametrize.register_parametrization(net[0], "weight", Scale())
     with pytest.raises(PaituneError, match="parametrize"):
         prune(net, "snip", sparsity=0.5, batches=batches())
+
+
+def _weight_normed():
+    net = small_cnn()
+    net[7] = torch.nn.utils.weight_norm(net[7])  # weight = g * v / ||v||, recomputed on each forward
+    return net
+
+
+def _spectral_normed():
+    net = small_cnn()
+    net[7] = torch.nn.utils.spectral_norm(net[7])  # weight = weight_orig / sigma, recomputed on each forward
+    return net
+
+
+def _lazy():
+    net = small_cnn()
+    net[7] = nn.LazyLinear(20)  # no weight until the first forward
+    return net
+
+
+def _computed_weight():
+    net = small_cnn()
+    weight = net[7].weight.detach().clone()
+    del net[7].weight
+    net[7].weight = weight  # a plain tensor attribute, no parameter of the layer
+    return net
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch deprecates weight_norm (not its use here)
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (_weight_normed, "layer '7' has a torch.nn.utils.weight_norm weight (computed from weight_g and weight_v on "
+         "each forward): call torch.nn.utils.remove_weight_norm on it before pruning"),
+        (_spectral_normed, "layer '7' has a torch.nn.utils.spectral_norm weight (computed from weight_orig on each "
+         "forward): call torch.nn.utils.remove_spectral_norm on it before pruning"),
+        (_lazy, "layer '7' is a lazy module whose weight is not initialized yet: run one forward pass of the model first"),
+        (_computed_weight, "layer '7' has a weight that is not an nn.Parameter registered on the layer (a Tensor "
+         "computed elsewhere): make it the layer's own parameter before pruning"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("method", ["magnitude", "snip"])
+def test_a_weight_that_is_no_plain_parameter_is_refused_with_its_fix(build, message, method):
+    with pytest.raises(PaituneError) as err:
+        prune(build(), method, sparsity=0.5, batches=batches(1))
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    "transposed", [nn.ConvTranspose1d(6, 6, 1), nn.ConvTranspose2d(6, 6, 1), nn.ConvTranspose3d(6, 6, 1)]
+)
+def test_a_transposed_convolution_is_refused_rather_than_left_dense_and_uncounted(transposed):
+    net = small_cnn()
+    net[2] = nn.Sequential(nn.ReLU(), transposed)
+    with pytest.raises(PaituneError) as err:
+        prune(net, "magnitude", sparsity=0.9)
+    kind = type(transposed).__name__
+    assert str(err.value) == (
+        f"layer '2.1' is a {kind}, which paitune cannot prune (prunable weights are those of Conv1d/2d/3d and "
+        "Linear layers): use a model without transposed convolutions"
+    )
+
+
+class _TwoOutputs(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind, self.body, self.head = kind, nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        logits = self.head(F.relu(self.body(x)))
+        return (logits, logits.sum()) if self.kind == "tuple" else {"logits": logits}
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict"])
+@pytest.mark.parametrize("method", ["snip", "grasp", "synflow", "force", "prospr", "ntk_sap", "px", "report"])
+def test_a_forward_that_returns_no_single_tensor_is_one_clear_error(kind, method):
+    net, data = _TwoOutputs(kind), [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]
+    with pytest.raises(PaituneError) as err:
+        if method == "report":
+            mask_report(net, full_masks(net), (4,))
+        else:
+            prune(net, method, sparsity=0.5, batches=data, iterations=1 if method in DEFAULT_ITERATIONS else None)
+    assert str(err.value) == f"the model's forward must return one Tensor of logits; it returned {kind}"
 
 
 # --- module copies ----------------------------------------------------------------------------

@@ -304,6 +304,29 @@ seeds: [3, 4]
     assert compile_space(only_dense).dense_references() == []
 
 
+def test_dense_references_pass_the_rules_prune_applies_to_the_dense_method():
+    # prune refuses method dense with another allocation, a control or rounds: the references a
+    # sweep schedules never carry the space's own.
+    from paitune.trial import resolve_config
+
+    space = load_space_text(
+        """
+settings: {dataset: digits, model: mlp, epochs: 1, allocation: erk, iterations: 7, schedule: linear}
+params:
+  method: {type: categorical, choices: [synflow, snip]}
+  sparsity: {type: categorical, choices: [0.5, 0.9]}
+seeds: [0]
+"""
+    )
+    refs = compile_space(space).dense_references()
+    assert refs
+    for r in refs:
+        resolved = resolve_config(r)
+        assert (resolved["allocation"], resolved["control"], resolved["iterations"]) == ("global", "none", None)
+    with pytest.raises(PaituneError, match="method 'dense' is the unpruned reference: use allocation 'global'"):
+        resolve_config({**refs[0], "allocation": "erk"})
+
+
 def test_dense_references_follow_the_training_values_of_the_context(tmp_path, capsys):
     # augment is part of the context: one dense reference per augment value. prune_batches (a
     # pruning option) is part of it too, but an unpruned model has none: one reference serves both.

@@ -25,6 +25,7 @@ from paitune.proxies.network import (
 from paitune.proxies.synflow import synflow
 from paitune.proxies.zen import zen
 from paitune.proxies.zico import zico
+from paitune.pruning.grad_mode import autograd_tensor, gradients_on
 from paitune.registry import Registry
 
 Proxy = Callable[..., float]  # (masked, x, y, **settings) -> value
@@ -124,12 +125,13 @@ def compute_proxies(
     if "swap_reg" in selected:
         check_swap_settings(swap_mu, swap_sigma)  # before any proxy runs
     device = model_device(model)
-    x, y = check_batch(batch, device)
-    checked_masks = check_masks(model, masks)
     results: dict[str, float] = {}
     from_gradients: dict[str, float] | None = None  # every selected one, from the first's backward pass
-    # Gradients are the proxies' substance: a caller's torch.no_grad() must not switch them off.
-    with torch.enable_grad():
+    # Gradients are the proxies' substance: a caller's torch.no_grad() or inference_mode() must not
+    # switch them off.
+    with gradients_on():
+        x, y = (autograd_tensor(t) for t in check_batch(batch, device))
+        checked_masks = {name: autograd_tensor(m) for name, m in check_masks(model, masks).items()}
         for name in selected:
             spec = _PROXIES.get(name)
             if spec.from_loss_gradients is not None and from_gradients is not None:

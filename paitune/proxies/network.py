@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from paitune.errors import PaituneError
-from paitune.models.copying import copy_module
+from paitune.models.scratch import scratch_copy
 
 # "Prunable" as in Abdelfattah et al.'s code: the weights of convolution and linear layers.
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -134,7 +134,8 @@ def working_copy(model: nn.Module, masks: dict[str, torch.Tensor]) -> MaskedNet:
 
 
 def _deepcopy(model: nn.Module) -> nn.Module:
-    """``copy.deepcopy(model)``, also for modules that hold computed (non-leaf) tensors.
+    """``copy.deepcopy(model)`` (a ``scratch_copy``: its forward must return one Tensor), also for
+    modules that hold computed (non-leaf) tensors.
 
     torch.nn.utils.prune stores the masked weight as a plain attribute computed with autograd,
     which deepcopy refuses; its forward pre-hook recomputes it anyway, so a detached copy will do.
@@ -144,7 +145,7 @@ def _deepcopy(model: nn.Module) -> nn.Module:
         for value in vars(module).values():
             if isinstance(value, torch.Tensor) and not value.is_leaf:
                 memo[id(value)] = value.detach().clone()
-    return copy_module(model, memo)
+    return scratch_copy(model, memo)
 
 
 def _bake_torch_prune_masks(net: nn.Module) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

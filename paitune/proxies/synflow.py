@@ -9,25 +9,14 @@ overflows float32 on deep nets (a deliberate deviation from the float32 of the o
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from paitune.models.norms import replaced_by_identity
 from paitune.proxies.network import BATCHNORM_TYPES, MaskedNet
-
-
-def without_batchnorm(net: nn.Module) -> nn.Module:
-    """``net`` with every batch-norm layer replaced by an identity (in place; returns the root)."""
-    if isinstance(net, BATCHNORM_TYPES):
-        return nn.Identity()
-    for module in list(net.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, BATCHNORM_TYPES):
-                setattr(module, child_name, nn.Identity())
-    return net
 
 
 def synflow(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
     """Sum of |w * dR/dw| over prunable weights, R = sum(f(1)) on the linearized float64 net."""
-    net = without_batchnorm(masked.net)
+    net = replaced_by_identity(masked.net, BATCHNORM_TYPES)
     # Eval mode: with batch norm gone this only switches dropout off, which would otherwise
     # zero random paths of the all-ones input.
     net.eval()

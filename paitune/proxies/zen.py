@@ -19,10 +19,10 @@ import math
 import torch
 from torch import nn
 
+from paitune.models.norms import NORM_TYPES
 from paitune.proxies.network import MaskedNet, train_mode
 
 PERTURBATION = 0.01
-NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)  # _NormBase: batch and instance norm
 
 
 def zen(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -36,7 +36,7 @@ def zen(masked: MaskedNet, x: torch.Tensor, y: torch.Tensor) -> float:
         # Every normalization layer's affine part is the identity (the official code resets batch
         # and group norm; layer and instance norm too, so zen stays free of every weight).
         for norm in net.modules():
-            if isinstance(norm, NORMS):
+            if isinstance(norm, NORM_TYPES):
                 if getattr(norm, "weight", None) is not None:
                     norm.weight.fill_(1.0)
                 if getattr(norm, "bias", None) is not None:

@@ -21,7 +21,8 @@ from ..errors import PaituneError, unknown_choice
 from . import builtin, ntk_sap, phew, prospr, px, seeds
 from .allocation import GLOBAL, AllocationSpec, allocate, allocation_spec, check_sparsity
 from .controls import NO_CONTROL, ControlSpec, control_names, control_spec
-from .layers import check_plain_weights, layer_shapes, prunable_parameters
+from .grad_mode import autograd_tensor, gradients_on
+from .layers import check_plain_weights, check_prunable_layers, layer_shapes, prunable_parameters
 from .masks import Masks
 from .registry import MethodSpec, ScoringInputs, get_method, register_method, registered
 from .selection import select_global, select_per_layer
@@ -76,6 +77,23 @@ def _check_mask_builder(spec: MethodSpec, allocation, control: ControlSpec, iter
         raise PaituneError(f"method {spec.name!r} prunes in one step: leave iterations unset (or 1)")
 
 
+def _check_dense(allocation, control, iterations, sparsity) -> None:
+    """The unpruned reference has nothing to allocate, control or iterate: a value that would change
+    a pruned trial must not be silently ignored and recorded as the reference's."""
+    refused = None
+    if sparsity is not None and float(sparsity) != 0.0:
+        refused = f"use sparsity 0, got {sparsity}"
+    elif isinstance(allocation, Mapping) or allocation != GLOBAL:
+        shown = "an explicit map" if isinstance(allocation, Mapping) else repr(allocation)
+        refused = f"use allocation {GLOBAL!r}, got {shown}"
+    elif control != NO_CONTROL:
+        refused = f"use control {NO_CONTROL!r}, got {control!r}"
+    elif iterations is not None:
+        refused = f"leave iterations unset, got {iterations!r}"
+    if refused:
+        raise PaituneError(f"method {DENSE!r} is the unpruned reference: {refused}")
+
+
 def check_choices(
     method: str, *, allocation=GLOBAL, control=NO_CONTROL, iterations=None, method_options=None, sparsity=None
 ) -> dict:
@@ -84,9 +102,9 @@ def check_choices(
     A planner calls it on every config before anything runs; ``prune`` calls it too.
     """
     spec = get_method(method)
-    if method == DENSE and sparsity is not None and float(sparsity) != 0.0:
-        raise PaituneError(f"method 'dense' is the unpruned reference: use sparsity 0, got {sparsity}")
     control = control_spec(control)
+    if method == DENSE:
+        _check_dense(allocation, control.name, iterations, sparsity)
     options = spec.resolve_options(method_options)
     if spec.build_mask is not None:
         _check_mask_builder(spec, allocation, control, iterations)
@@ -100,6 +118,7 @@ def _input_shape(model: nn.Module, batches) -> tuple[int, ...] | None:
     return tuple(shape) if shape is not None else None
 
 
+@gradients_on()  # scoring differentiates: a caller's no_grad() or inference_mode() must not switch that off
 def prune(
     model: nn.Module,
     method: str,
@@ -122,10 +141,15 @@ def prune(
     ``method="dense"`` is the unpruned reference: all-ones masks, sparsity 0 only.
     ``method_options``: the method's own settings (e.g. ``{"inner_steps": 3}`` for prospr); a key the
     method does not take is a PaituneError naming the ones it does.
+
+    Scoring runs with autograd on, also when the caller is under ``torch.no_grad()`` or
+    ``torch.inference_mode()``; the masks are ordinary tensors either way.
     """
     s = check_sparsity(sparsity)
+    check_prunable_layers(model)
     check_plain_weights(model)
-    batches = list(batches) if batches is not None else None
+    if batches is not None:  # a batch made under torch.inference_mode cannot be saved for backward
+        batches = [tuple(autograd_tensor(t) if isinstance(t, torch.Tensor) else t for t in b) for b in batches]
     input_shape = _input_shape(model, batches)
     spec = get_method(method)
     _check_args(spec, control, schedule, iterations, batches, input_shape)
@@ -183,6 +207,8 @@ def prune(
     }
     if options:
         meta["method_options"] = options
+    if treatment.meta is not None:
+        meta.update(treatment.meta(model))
     return Masks(masks, weights=weights, meta=meta)
 
 

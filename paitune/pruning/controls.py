@@ -9,6 +9,7 @@ accuracy means.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from ..models.copying import copy_module
 from ..registry import Registry
-from .reinit import redraw_in_place
+from .reinit import LAYER_INITIALIZERS, initializer, redraw_in_place
 from .seeds import derived_seed, generator
 
 Scores = dict[str, torch.Tensor]
@@ -35,7 +36,8 @@ class ControlSpec:
     one and ``masks.meta["control_applies"]`` is False). ``scores(scores)``: each round's scores
     before selection; a method without scores (PHEW) refuses such a control. ``masks(masks,
     seed)``: the finished mask. ``weights(model, seed)``: new values of every parameter of the
-    model, which ``apply_masks`` loads. ``if_hurts`` / ``if_not``: what it means for the method
+    model, which ``apply_masks`` loads. ``meta(model)``: facts the control adds to ``masks.meta``
+    (reinit: which initializer drew the weights). ``if_hurts`` / ``if_not``: what it means for the method
     when the control lowers accuracy / when it does not (the analysis' sanity table).
     """
 
@@ -44,6 +46,7 @@ class ControlSpec:
     scores: Callable[[Scores], Scores] | None = None
     masks: Callable[[MaskDict, int], MaskDict] | None = None
     weights: Callable[[nn.Module, int], dict[str, torch.Tensor]] | None = None
+    meta: Callable[[nn.Module], dict] | None = None
     if_hurts: str = ""
     if_not: str = ""
 
@@ -87,12 +90,26 @@ def shuffle_masks(masks: MaskDict, seed: int) -> MaskDict:
 def fresh_weights(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """All parameters re-drawn from the model's own initializer (``reset_parameters``), seeded.
 
+    A model without a ``reset_parameters()`` of its own gets each layer's PyTorch default instead,
+    with a UserWarning: that may not be the distribution the model was initialized with.
     Drawn on a CPU copy: the same seed gives the same weights on every device, and no CUDA RNG
     state is consumed. ``apply_masks`` moves them to the model's device.
     """
+    if initializer(model) == LAYER_INITIALIZERS:
+        warnings.warn(
+            f"control 'reinit': {type(model).__name__} defines no reset_parameters(), so each layer's PyTorch "
+            "default initializer draws the fresh weights, which may differ from the model's own initialization; "
+            "define reset_parameters() on the model to re-draw with its initializer",
+            UserWarning,
+            stacklevel=4,  # the caller of prune (fresh_weights <- prune <- its grad-mode decorator <- caller)
+        )
     scratch = copy_module(model).cpu()
     redraw_in_place(scratch, derived_seed(seed, "reinit"))
     return {name: p.detach().clone() for name, p in scratch.named_parameters()}
+
+
+def reinit_meta(model: nn.Module) -> dict:
+    return {"reinit_from": initializer(model)}
 
 
 def invert_scores(scores: Scores) -> Scores:
@@ -136,7 +153,7 @@ for _spec in (
         if_not="per-layer densities carry the signal (positions within layers do not matter)",
     ),
     ControlSpec(
-        "reinit", weights=fresh_weights,
+        "reinit", weights=fresh_weights, meta=reinit_meta,
         if_hurts="the mask is tied to the initial weights it was scored on",
         if_not="the mask works with fresh weights (initial values do not matter)",
     ),

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedParameter
 from torch.nn.utils import parametrize
+from torch.nn.utils.prune import BasePruningMethod
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import PaituneError
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# Transposed convolutions: a model holding one is refused (``check_prunable_layers``).
+UNPRUNABLE_CONV_TYPES = (nn.modules.conv._ConvTransposeNd,)
 
 
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -26,24 +32,76 @@ def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if id(p) in owners}
 
 
+def parameter_users(model: nn.Module) -> dict[str, list[tuple[str, str]]]:
+    """Each parameter's name (``named_parameters``, which lists a shared parameter once, under its
+    first name) -> every (module name, attribute) holding that very Parameter: more than one for a
+    tied weight (``b.weight = a.weight``; an Embedding tied to the output Linear). Whatever is done
+    to a masked weight (its FLOPs scaled, a torch.nn.utils.prune mask attached) is done at each."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    users: dict[str, list[tuple[str, str]]] = {}
+    for module_name, module in model.named_modules():
+        for attr, p in module._parameters.items():
+            if p is not None and id(p) in names:
+                users.setdefault(names[id(p)], []).append((module_name, attr))
+    return users
+
+
 def check_plain_weights(model: nn.Module) -> None:
-    """A PaituneError for a Conv/Linear weight that is not a plain parameter: one under
-    ``torch.nn.utils.prune`` (weight_orig * weight_mask) or ``torch.nn.utils.parametrize`` is
-    computed anew on each forward, so ``prunable_parameters`` cannot own it, and scoring it would
-    silently leave the layer out of the mask."""
+    """A PaituneError (one line naming the layer and the fix) for a Conv/Linear layer whose ``weight``
+    is not a plain ``nn.Parameter`` registered on it.
+
+    Such a weight is computed anew on each forward (``torch.nn.utils.prune``: weight_orig *
+    weight_mask; ``parametrize``; the old ``weight_norm``: from weight_g and weight_v; the old
+    ``spectral_norm``: from weight_orig) or not there yet (a lazy module): ``prunable_parameters``
+    cannot own it, so scoring would silently leave the layer out of the mask, or fail.
+    """
     for name, module in model.named_modules():
-        if not isinstance(module, PRUNABLE_TYPES):
-            continue
-        shown = name or type(module).__name__
-        if parametrize.is_parametrized(module, "weight"):
-            raise PaituneError(
-                f"layer {shown!r} has a torch.nn.utils.parametrize weight: call "
-                "parametrize.remove_parametrizations on it before pruning"
+        if isinstance(module, PRUNABLE_TYPES):
+            problem = _weight_problem(module)
+            if problem:
+                raise PaituneError(f"layer {name or type(module).__name__!r} {problem}")
+
+
+def _weight_problem(module: nn.Module) -> str | None:
+    """What keeps ``module.weight`` from being a plain parameter, and its fix; None when it is one."""
+    if parametrize.is_parametrized(module, "weight"):
+        return "has a torch.nn.utils.parametrize weight: call parametrize.remove_parametrizations on it before pruning"
+    if isinstance(module._parameters.get("weight"), UninitializedParameter):
+        return "is a lazy module whose weight is not initialized yet: run one forward pass of the model first"
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, BasePruningMethod) and hook._tensor_name == "weight":
+            return (
+                "is already pruned with torch.nn.utils.prune: call torch.nn.utils.prune.remove(module, 'weight') "
+                "first (from_torch_prune reads its mask)"
             )
-        if hasattr(module, "weight_orig"):
+        if isinstance(hook, WeightNorm) and hook.name == "weight":
+            return (
+                "has a torch.nn.utils.weight_norm weight (computed from weight_g and weight_v on each forward): "
+                "call torch.nn.utils.remove_weight_norm on it before pruning"
+            )
+        if isinstance(hook, SpectralNorm) and hook.name == "weight":
+            return (
+                "has a torch.nn.utils.spectral_norm weight (computed from weight_orig on each forward): "
+                "call torch.nn.utils.remove_spectral_norm on it before pruning"
+            )
+    if not isinstance(module._parameters.get("weight"), nn.Parameter):
+        return (
+            f"has a weight that is not an nn.Parameter registered on the layer (a {type(module.weight).__name__} "
+            "computed elsewhere): make it the layer's own parameter before pruning"
+        )
+    return None
+
+
+def check_prunable_layers(model: nn.Module) -> None:
+    """A PaituneError naming a layer that has Conv-like weights paitune cannot prune: a transposed
+    convolution (ConvTranspose1d/2d/3d). Pruning it properly needs its own FLOP count, collapse
+    probe and allocation rules; left dense and out of the count, it would falsify the sparsity."""
+    for name, module in model.named_modules():
+        if isinstance(module, UNPRUNABLE_CONV_TYPES):
             raise PaituneError(
-                f"layer {shown!r} is already pruned with torch.nn.utils.prune: call "
-                "torch.nn.utils.prune.remove(module, 'weight') first (from_torch_prune reads its mask)"
+                f"layer {name or type(module).__name__!r} is a {type(module).__name__}, which paitune cannot prune "
+                "(prunable weights are those of Conv1d/2d/3d and Linear layers): use a model without transposed "
+                "convolutions"
             )
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import PaituneError
-from .layers import prunable_parameters
+from .layers import parameter_users, prunable_parameters
 
 
 class Masks(dict):
@@ -112,24 +112,33 @@ def mask_hash(masks: Mapping[str, torch.Tensor]) -> str:
 
 
 def to_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
-    """Attach the masks with ``torch.nn.utils.prune.custom_from_mask`` (weight_orig + weight_mask)."""
+    """Attach the masks with ``torch.nn.utils.prune.custom_from_mask`` (weight_orig + weight_mask),
+    at every module holding the masked Parameter (each layer of a tied weight), as ``apply_masks``
+    zeroes it for all of them."""
     from torch.nn.utils import prune as torch_prune
 
     _check_keys(model, masks)
     modules = dict(model.named_modules())
+    users = parameter_users(model)  # before any custom_from_mask renames a parameter
     for name, m in masks.items():
-        module_name, _, attr = name.rpartition(".")
-        torch_prune.custom_from_mask(modules[module_name], attr, m.to(getattr(modules[module_name], attr).device))
+        for module_name, attr in users[name]:
+            module = modules[module_name]
+            torch_prune.custom_from_mask(module, attr, m.to(getattr(module, attr).device))
 
 
 def from_torch_prune(model: nn.Module) -> Masks:
-    """Read back the masks a model carries from ``torch.nn.utils.prune`` (its ``*_mask`` buffers)."""
-    masks = {}
+    """Read back the masks a model carries from ``torch.nn.utils.prune`` (its ``*_mask`` buffers),
+    keyed by the weight's name; a Parameter masked at several modules (a tied weight) is read once,
+    kept where every one of its masks keeps it."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    masks: dict[str, torch.Tensor] = {}
     for module_name, module in model.named_modules():
         for buffer_name, buf in module.named_buffers(recurse=False):
             if buffer_name.endswith("_mask"):
                 attr = buffer_name[: -len("_mask")]
-                masks[f"{module_name}.{attr}" if module_name else attr] = buf.bool()
+                orig = names.get(id(module._parameters.get(f"{attr}_orig")))
+                name = orig[: -len("_orig")] if orig else f"{module_name}.{attr}" if module_name else attr
+                masks[name] = masks[name] & buf.bool() if name in masks else buf.bool()
     return Masks(masks)
 
 

@@ -17,6 +17,7 @@ from torch.func import functional_call
 
 from ..config.options import Range
 from ..models.copying import copy_module
+from ..models.scratch import scratch_copy
 from .layers import prunable_parameters
 from .registry import MethodSpec, ScoringInputs, method_option
 from .reinit import redraw_in_place
@@ -34,7 +35,7 @@ def _fresh_statistics(net: nn.Module) -> None:
 class NtkSapScorer:
     def __init__(self, inputs: ScoringInputs):
         self.draw = copy_module(inputs.model).cpu()  # re-drawn on the CPU: a seed means one draw everywhere
-        self.net = copy_module(inputs.model)
+        self.net = scratch_copy(inputs.model)
         self.names = list(prunable_parameters(self.net))
         self.device = next(iter(prunable_parameters(self.net).values())).device
         if inputs.batches:

@@ -16,29 +16,36 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..models.copying import copy_module
+from ..models.scratch import scratch_copy
 from .layers import prunable_parameters
 from .registry import MethodSpec, ScoringInputs
 from .relu_calls import ReluCalls, relu_inputs
 
 
-def _owners(net: nn.Module) -> dict[str, nn.Module]:
-    """Each prunable weight's name -> its module (for the bias's name)."""
-    by_id = {id(m.weight): (name, m) for name, m in net.named_modules() if getattr(m, "weight", None) is not None}
+def _owners(net: nn.Module) -> dict[str, list[tuple[str, nn.Module]]]:
+    """Each prunable weight's name -> every (module name, module) using it: a tied weight is the
+    weight of several layers, each with its own bias."""
+    by_id: dict[int, list[tuple[str, nn.Module]]] = {}
+    for name, module in net.named_modules():
+        if getattr(module, "weight", None) is not None:
+            by_id.setdefault(id(module.weight), []).append((name, module))
     return {name: by_id[id(p)] for name, p in prunable_parameters(net).items()}
 
 
 class PxScorer:
     def __init__(self, inputs: ScoringInputs):
-        self.net = copy_module(inputs.model)
+        self.net = scratch_copy(inputs.model)
         params = prunable_parameters(self.net)
         self.names = list(params)
         self.classifier = self.names[-1]
         self.original = {n: p.detach().clone() for n, p in params.items()}
+        # Every layer but the classifier: its bias by parameter name (a tied weight's layers each have one).
         self.biases = {}
-        for weight_name, (module_name, module) in _owners(self.net).items():
-            if weight_name != self.classifier and getattr(module, "bias", None) is not None:
-                self.biases[weight_name] = (f"{module_name}.bias" if module_name else "bias", module.bias.detach())
+        params_by_id = {id(p): name for name, p in self.net.named_parameters()}
+        for weight_name, layers in _owners(self.net).items():
+            for _, module in layers:
+                if weight_name != self.classifier and getattr(module, "bias", None) is not None:
+                    self.biases[params_by_id[id(module.bias)]] = module.bias.detach()
         self.inputs = [x for x, _ in inputs.batches]
         # The norm layers' buffers as the model has them: J and K run in train mode on copies of
         # them each time, so the gates always come from the model's own running statistics.
@@ -71,7 +78,7 @@ class PxScorer:
         j_params = dict(masked)
         for n in self.names[:-1]:
             j_params[n] = m[n]
-        for bias_name, bias in self.biases.values():
+        for bias_name, bias in self.biases.items():
             j_params[bias_name] = torch.ones_like(bias)
         calls = iter(gates)
         self.net.train()
@@ -82,7 +89,7 @@ class PxScorer:
         p = {n: (self.original[n].pow(2) * m[n]).requires_grad_(True) for n in self.names[:-1]}
         p[self.classifier] = (self.original[self.classifier] * m[self.classifier]).requires_grad_(True)
         k_params = {**masked, **p}
-        for bias_name, bias in self.biases.values():
+        for bias_name, bias in self.biases.items():
             k_params[bias_name] = bias.pow(2)
         with ReluCalls(lambda z, default: z):
             z2 = functional_call(self.net, {**k_params, **self._buffers()}, (torch.ones_like(x),))

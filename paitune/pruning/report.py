@@ -1,11 +1,12 @@
 """What a mask does to a network: densities, kept parameters, FLOPs, and layer collapse.
 
-FLOPs come from ``torch.utils.flop_counter`` (through ``paitune.models.flops``; one sample, a multiply-add counted as 2), per module;
-a pruned layer's count is scaled by its density (the work a sparse kernel would do), every other op
-counts in full. Layer collapse (Tanaka et al. 2020) is a layer with nothing kept, or no path left
-from the input to the output: checked by one forward pass of the masked net with every weight set
-to mask / fan-in, biases zeroed and norm layers made the identity, so the output is positive exactly
-when some input-to-output path survives (averaging keeps float64 far from under/overflow).
+FLOPs come from ``torch.utils.flop_counter`` (through ``paitune.models.flops``; one sample, a
+multiply-add counted as 2), per module; a pruned layer's count is scaled by its density (the work a
+sparse kernel would do), every other op counts in full. Layer collapse (Tanaka et al. 2020) is a
+layer with nothing kept, or no path left from the input to the output: checked by one forward pass
+of the masked net with every weight set to mask / fan-in, biases zeroed and every normalization
+layer (batch, instance, layer, group norm) replaced by the identity, so the output is positive
+exactly when some input-to-output path survives (averaging keeps float64 far from under/overflow).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from torch import nn
 
 from ..models.copying import copy_module
 from ..models.flops import forward_flops
-from .layers import prunable_parameters
-
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+from ..models.norms import NORM_TYPES, replaced_by_identity
+from ..models.scratch import scratch_copy
+from .layers import parameter_users, prunable_parameters
 
 
 @dataclass
@@ -59,8 +60,10 @@ class MaskReport:
         return out
 
 
-def _module_of(param_name: str) -> str:
-    return param_name.rpartition(".")[0]
+def _weight_flops(name: str, per_module: dict[str, int], users: dict[str, list[tuple[str, str]]]) -> int:
+    """The FLOPs of every module using weight ``name`` (each layer of a tied weight)."""
+    modules = {module_name for module_name, _ in users.get(name, ())} or {name.rpartition(".")[0]}
+    return sum(per_module.get(module_name, 0) for module_name in modules)
 
 
 def layer_flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
@@ -77,29 +80,25 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], masks: Mapping[s
     total, per_module = layer_flops(model, tuple(input_shape))
     if not masks:
         return total
+    users = parameter_users(model)
     removed = 0.0
     for name, m in masks.items():
         density = float(m.float().mean()) if m.numel() else 1.0
-        removed += per_module.get(_module_of(name), 0) * (1.0 - density)
+        removed += _weight_flops(name, per_module, users) * (1.0 - density)
     return int(round(total - removed))
 
 
 @torch.no_grad()
 def has_input_output_path(model: nn.Module, masks: Mapping[str, torch.Tensor], input_shape: tuple[int, ...]) -> bool:
     """True when some path of kept weights still links the input to the output."""
-    probe = copy_module(model).to(torch.float64).eval()
+    # Norm layers become the identity: they would normalize the probe's constant features to 0
+    # (layer and group norm), or need statistics a one-sample probe does not have (batch norm).
+    probe = replaced_by_identity(scratch_copy(model), NORM_TYPES).to(torch.float64).eval()
     params = prunable_parameters(probe)
     for name, p in params.items():
         fan_in = max(1, p[0].numel())
         p.copy_(masks[name].to(p.device, torch.float64) / fan_in)
-    for module in probe.modules():
-        if isinstance(module, NORM_TYPES):
-            for attr, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
-                t = getattr(module, attr, None)
-                if isinstance(t, torch.Tensor):
-                    t.fill_(value)
     keep_as_is = {id(p) for p in params.values()}
-    keep_as_is |= {id(p) for m in probe.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
     for p in probe.parameters():
         if id(p) not in keep_as_is:
             p.zero_()  # biases: a bias alone would make the output nonzero without any path
@@ -119,13 +118,14 @@ def mask_report(
     flops_dense = flops_sparse = 0
     if input_shape is not None:
         flops_dense, per_module = layer_flops(model, tuple(input_shape))
+    users = parameter_users(model)
     layers = []
     removed = 0.0
     for name, p in params.items():
         m = masks[name]
         kept = int(m.sum())
         density = kept / m.numel() if m.numel() else 1.0
-        lf = per_module.get(_module_of(name), 0)
+        lf = _weight_flops(name, per_module, users)
         removed += lf * (1.0 - density)
         layers.append(LayerReport(name, tuple(p.shape), p.numel(), kept, density, lf))
     total = sum(layer.numel for layer in layers)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.copying import copy_module
+from ..models.scratch import scratch_copy
 from .layers import prunable_parameters
 
 GRASP_TEMPERATURE = 200.0  # Wang et al.'s code divides the logits by T = 200 for both passes
@@ -24,7 +24,7 @@ class ScoringCopy:
     """A deep copy of the model on which scores are computed; holds the original weights w0."""
 
     def __init__(self, model: nn.Module, *, dtype: torch.dtype | None = None):
-        self.model = copy_module(model)
+        self.model = scratch_copy(model)
         if dtype is not None:
             self.model = self.model.to(dtype)
         for p in self.model.parameters():
