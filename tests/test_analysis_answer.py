@@ -139,3 +139,45 @@ def test_which_matters_more_from_rung_pairs_alone_says_so():
     row = allocation_vs_method(asha_censor(planted_results(spec), rung=3))[0]
     assert row["verdict"] == "allocation_at_rungs"
     assert "not shown at the budget" in row["sentence"] and "pairs that ran the budget" in row["sentence"]
+
+
+def _searched_maps(allocations, seed=0, map_sd=0.03):
+    """No method effect. Under ``searched`` each (context, method) runs its own per-layer map (a
+    config: alloc_* weights), whose effect, the same in every seed, is real; under ``erk`` every
+    method shares one map."""
+    from planted import generate_tables, results_from_tables
+
+    spec = PlantedSpec(methods=("random", "snip", "synflow"), allocations=allocations, sparsities=(0.875, 0.9375, 0.96875),
+                       seeds=5, noise=0.01, seed_effect=0.01, n_layers=4, seed=seed)  # fmt: skip
+    results = results_from_tables(generate_tables(spec))
+    trials, epochs = results.trials, results.epochs
+    rng = np.random.default_rng(1000 + seed)
+    searched = (trials["allocation"] == "searched").to_numpy()
+    config = trials.groupby(["context", "method"]).ngroup().to_numpy()
+    effect = np.where(searched, rng.normal(0.0, map_sd, config.max() + 1)[config], 0.0)
+    weights = np.exp(rng.uniform(np.log(0.05), 0.0, (config.max() + 1, 4)))
+    for i in range(4):
+        trials[f"alloc_{i:02d}"] = np.where(searched, weights[config, i], np.nan)
+    for column in ("val_acc", "best_val_acc", "test_acc"):
+        trials[column] = trials[column] + effect
+    shift = dict(zip(trials["tix"], effect))
+    for column in ("val_acc", "test_acc"):
+        epochs[column] = epochs[column] + epochs["tix"].map(shift).to_numpy()
+    return results
+
+
+def test_methods_are_not_compared_with_random_under_a_searched_allocation():
+    """A searched allocation gives each method maps of its own, so no block holds the layerwise
+    densities fixed: with no method effect, a map's effect read as the method's. Methods are
+    compared under the fixed allocations only; under `searched` alone there is no such answer."""
+    from paitune.analysis import pairwise_win_rates
+    from paitune.analysis.answer import versus_random
+
+    both = pairwise_win_rates(_searched_maps(("erk", "searched")), "method")
+    assert len(both) == 6 and (both["n_contexts"] == 3).all()  # the three ERK blocks, not the searched ones
+    false = 0
+    for seed in range(6):
+        table = pairwise_win_rates(_searched_maps(("searched",), seed=seed), "method").assign(factor="method")
+        assert table.empty
+        false += sum(row["verdict"] != "inconclusive" for row in versus_random({"pairwise": table}))
+    assert false == 0

@@ -447,3 +447,76 @@ def test_continuous_sparsity_is_binned_and_said_so(tmp_path):
     # A grid sweep is left alone.
     grid, _ = _results(tmp_path, "grid", methods=("alpha",), sparsities=SPARSITIES, seeds=3)
     assert bin_continuous_sparsity(grid) == (grid, [])
+
+
+def test_an_arm_that_ran_past_its_stopped_partner_is_described_with_its_pair():
+    """ASHA stops an arm at its first report at or after its partner's stop, so an arm that was
+    ahead may run the budget. The descriptive tables count it with its pair (stopped), and the
+    paired deltas still compare it at the partner's last epoch: both as if it had stopped there."""
+    from planted import asha_censor, planted_results
+
+    from paitune.analysis.accuracy import accuracy_vs_sparsity
+    from paitune.analysis.load import Results
+    from paitune.analysis.sanity import paired_deltas
+
+    spec = PlantedSpec(methods=("alpha", "beta"), controls=("none", "shuffle"), sparsities=(0.5, 0.9), seeds=3,
+                       budgets=(6,), dense=True, control_effects={("alpha", "shuffle"): -0.05})  # fmt: skip
+    full = planted_results(spec)
+    censored = asha_censor(full, rung=2, keep=0.5)
+    arms = (censored.trials["control"] != "none").to_numpy()
+    raced = arms & (censored.trials["status"] == "stopped").to_numpy()
+    assert raced.sum() >= 4
+    # the arms of stopped partners ran the whole budget: their rows and epochs as if uncensored
+    assert (censored.trials["tix"].to_numpy() == full.trials["tix"].to_numpy()).all()
+    trials = pd.concat([censored.trials.loc[~raced], full.trials.loc[raced]]).sort_index()
+    raced_tix = trials.loc[raced, "tix"].to_numpy()
+    epochs = pd.concat(
+        [
+            censored.epochs.loc[~censored.epochs["tix"].isin(raced_tix)],
+            full.epochs.loc[full.epochs["tix"].isin(raced_tix)],
+        ]
+    ).reset_index(drop=True)
+    ahead = Results(trials=trials, epochs=epochs, layers=censored.layers, sources=censored.sources)
+    assert (ahead.trials.loc[raced, "status"] == "completed").all()
+
+    keys = ["method", "allocation", "control", "sparsity"]
+    expected = accuracy_vs_sparsity(censored, n_boot=100).set_index(keys).sort_index()
+    got = accuracy_vs_sparsity(ahead, n_boot=100).set_index(keys).sort_index()
+    for column in ("n", "n_trials", "n_stopped", "mean", "gap"):
+        pd.testing.assert_series_equal(got[column], expected[column], check_exact=False, rtol=1e-12)
+    pairs = ["method", "allocation", "control", "context", "seed"]
+    before = paired_deltas(censored).sort_values(pairs).reset_index(drop=True)
+    after = paired_deltas(ahead).sort_values(pairs).reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        after[pairs + ["epoch", "delta", "stopped"]], before[pairs + ["epoch", "delta", "stopped"]]
+    )
+
+
+def test_the_searched_best_profile_stands_beside_completed_trials_of_its_own_method():
+    """The searched best is the completed searched trial with the best validation accuracy; the
+    ERK / uniform rows beside it are its own method's completed trials (a stopped trial's accuracy
+    at a rung, or another method's, would set a different thing beside it), global rows every
+    method's completed trials."""
+    from planted import asha_censor, planted_results
+
+    from paitune.analysis.layers import searched_profiles
+
+    spec = PlantedSpec(methods=("random", "snip"), allocations=("erk", "uniform", "global", "searched"),
+                       sparsities=(0.9,), seeds=3, budgets=(6,))  # fmt: skip
+    results = asha_censor(planted_results(spec), rung=2, keep=0.5)
+    trials = results.trials.loc[results.trials["control"] == "none"]
+    done = trials.loc[trials["status"] == "completed"]
+    table = searched_profiles(results, 0.9)
+    searched = done.loc[done["allocation"] == "searched"]
+    best = searched.loc[searched["val_acc"].idxmax()]
+    rows = table.groupby("profile")[["test_acc", "n"]].first()
+    (label,) = [p for p in rows.index if p.startswith("searched best")]
+    assert best["trial_id"] in label and rows.loc[label, "test_acc"] == best["test_acc"]
+    expected = {}
+    for (allocation, method), group in done.loc[done["allocation"] != "searched"].groupby(["allocation", "method"]):
+        if allocation == "global" or method == best["method"]:
+            expected[f"{allocation}: {method}"] = (group["test_acc"].mean(), len(group))
+    shown = {p: (rows.loc[p, "test_acc"], rows.loc[p, "n"]) for p in rows.index if p != label}
+    assert shown.keys() == expected.keys()
+    for profile, (acc, n) in expected.items():
+        assert shown[profile][0] == pytest.approx(acc) and shown[profile][1] == n

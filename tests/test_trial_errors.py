@@ -52,3 +52,27 @@ def test_the_sink_writes_the_trace_beside_the_tables_and_the_summary_groups_fail
     text = summary_text(trials, tmp_path)
     assert "  2 x ValueError: bad" in text and "  1 x KeyError: 'x'" in text
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_the_sweep_summary_ranks_configs_not_control_arms(tmp_path):
+    """A control arm is a sanity check, not a config to pick, and one that ran past its stopped
+    partner has epochs its config was not given: the summary's top list leaves arms out."""
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["p", "s", "q"],
+            "status": ["stopped", "completed", "completed"],
+            "method": "snip",
+            "sparsity": 0.9,
+            "allocation": "erk",
+            "control": ["none", "shuffle", "none"],
+            "seed": 0,
+            "epochs_run": [2, 8, 8],
+            "val_acc": [0.5, 0.99, 0.9],
+            "test_acc": [0.5, 0.98, 0.9],
+            "density_achieved": 0.1,
+            "error": None,
+        }  # fmt: skip
+    )
+    text = summary_text(trials, tmp_path)
+    table = text.split("top 2 by val_acc (control arms left out):\n", 1)[1]
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["q", "p"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from paitune.analysis.common import pair_completed
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
 from paitune.analysis.reference import (
@@ -25,7 +26,7 @@ from paitune.analysis.reference import (
     with_setting,
 )
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED
-from paitune.results.schema import STATUS_COMPLETED, STATUSES
+from paitune.results.schema import STATUS_COMPLETED, STATUS_STOPPED, STATUSES
 
 # A cell of the descriptive tables: the context (its values beyond dataset, model, budget and
 # sparsity in ``setting``) and the choices; trials of one seed differing in anything else (a
@@ -35,9 +36,10 @@ CELL_COLUMNS = ["dataset", "model", "max_epochs", SETTING, "method", "allocation
 
 def completed_trials(results: Results) -> pd.DataFrame:
     """Completed trials with a final accuracy (the rows every accuracy statistic uses), with their
-    ``setting`` (``paitune.analysis.reference.with_setting``)."""
+    ``setting`` (``paitune.analysis.reference.with_setting``). A control arm counts where its pair
+    ran the budget: its unmodified partner completed too (``common.pair_completed``)."""
     trials = with_setting(results.trials)
-    return trials.loc[(trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
+    return trials.loc[pair_completed(results) & trials["test_acc"].notna().to_numpy()]
 
 
 def completed_methods(results: Results) -> pd.DataFrame:
@@ -76,7 +78,8 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     ``ci_low``/``ci_high`` a Student-t 95% interval over the seeds (``paitune.analysis.reference.
     seed_mean_ci``; ``n_boot`` and ``seed`` are unused), null when ``n`` < 2 (``note`` =
     "too_few_runs").
-    Stopped/failed/diverged trials of the cell are counted in ``n_stopped``/``n_failed``/``n_diverged``.
+    Stopped/failed/diverged trials of the cell are counted in ``n_stopped``/``n_failed``/``n_diverged`` (an arm
+    that ran the budget after its partner was stopped in ``n_stopped``, with its pair).
 
     Beside sparsity: ``compression`` = 1 / (1 - sparsity). Beside the accuracy: its gap to the
     dense reference of the same context, the same completed trials' final accuracies paired by
@@ -111,9 +114,12 @@ def accuracy_vs_sparsity(results: Results, *, n_boot: int = N_BOOT, seed: int = 
     gaps = gaps.merge(dense_mean.rename("dense_mean").reset_index(), on=CELL_COLUMNS, how="left")
     table = table.merge(gaps, on=CELL_COLUMNS, how="left")
 
-    # Cells that have only non-completed trials still appear (with n = 0), so nothing vanishes.
+    # Cells that have only non-completed trials still appear (with n = 0), so nothing vanishes. An
+    # arm that ran the budget after its partner was stopped counts with its pair: stopped.
     trials = with_setting(results.trials)
-    other = trials.loc[trials["status"] != STATUS_COMPLETED, CELL_COLUMNS + ["status"]]
+    status = trials["status"].where(pair_completed(results) | (trials["status"] != STATUS_COMPLETED).to_numpy(),
+                                    STATUS_STOPPED)  # fmt: skip
+    other = trials.assign(status=status).loc[status != STATUS_COMPLETED, CELL_COLUMNS + ["status"]]
     others = (
         other.groupby(CELL_COLUMNS + ["status"], dropna=False, observed=True)
         .size()

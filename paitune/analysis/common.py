@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from paitune.analysis.load import Results
+from paitune.results.schema import STATUS_COMPLETED
 from paitune.spaces.context import CONTEXT_COLUMN, DEFAULT_CONTEXT_KEYS, context_id
 
 DENSE_METHOD = "dense"
@@ -377,3 +378,40 @@ def accuracy_at(results: Results, tix: np.ndarray, epoch: np.ndarray) -> tuple[n
         val[own] = trials["val_acc"].to_numpy(np.float64)[tix[own]]
     test[own] = trials["test_acc"].to_numpy(np.float64)[tix[own]]
     return val, test
+
+
+# A control trial's unmodified partner: same context, choices (but the control), seed and searched
+# hyperparameters ("config", one group number), as the searcher pairs them.
+PARTNER_KEYS = ["context", "method", "allocation", "seed", "config"]
+
+
+def partner_frame(results: Results) -> pd.DataFrame:
+    """{tix, control, *PARTNER_KEYS} of every trial, in the trials table's order."""
+    trials = results.trials
+    frame = pd.DataFrame(
+        {
+            "tix": trials["tix"].to_numpy(np.int64),
+            "context": context_of(trials).to_numpy(),
+            "method": trials["method"].to_numpy(),
+            "allocation": trials["allocation"].to_numpy(),
+            "control": trials["control"].to_numpy(),
+            "seed": trials["seed"].to_numpy(),
+        }
+    )
+    hyper = hyperparameter_columns(results)
+    frame["config"] = trials[hyper].groupby(hyper, dropna=False, sort=False).ngroup().to_numpy() if hyper else 0
+    return frame
+
+
+def pair_completed(results: Results) -> np.ndarray:
+    """Per trial (the trials table's order): whether it and, for a control arm, its unmodified
+    partner ran the whole budget. ASHA stops an arm at its first report at or after its partner's
+    stop, so an arm that was ahead may run the budget while its pair ended at the partner's epoch:
+    counted as completed, it would stand in a control row beside a none row without its partner.
+    An arm whose partner is not in the tables keeps its own status."""
+    frame = partner_frame(results).assign(done=(results.trials["status"] == STATUS_COMPLETED).to_numpy())
+    base = frame.loc[frame["control"] == "none", [*PARTNER_KEYS, "done"]].drop_duplicates(PARTNER_KEYS)
+    partner = frame[PARTNER_KEYS].merge(base, on=PARTNER_KEYS, how="left")["done"]
+    arm = (frame["control"] != "none").to_numpy()
+    partner_done = partner.fillna(True).to_numpy(bool)
+    return frame["done"].to_numpy(bool) & (~arm | partner_done)

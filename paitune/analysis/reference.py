@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from paitune.analysis.common import pair_completed
 from paitune.analysis.load import Results
 from paitune.analysis.stats import MIN_RUNS_CI, N_BOOT, SEED, grouped_t_test
 from paitune.results.schema import STATUS_COMPLETED
@@ -154,7 +155,7 @@ def final_gaps(results: Results) -> pd.DataFrame:
     the verdict sections' (``paitune.analysis.common``).
     """
     trials = with_setting(results.trials)
-    done = trials.loc[(trials["status"] == STATUS_COMPLETED) & trials["test_acc"].notna()]
+    done = trials.loc[pair_completed(results) & trials["test_acc"].notna().to_numpy()]  # completed_trials' rows
     keys = ["dataset", "model", "max_epochs", SETTING, "method", "allocation", "control", "sparsity"]
     rows = done[["tix", "seed", *keys, SHARED, "test_acc"]].rename(columns={"test_acc": "acc"}).reset_index(drop=True)
     reference = dense_per_seed(results)[DENSE_KEYS + ["dense_acc"]]

@@ -43,20 +43,17 @@ import pandas as pd
 
 from paitune.analysis.accuracy import completed_trials
 from paitune.analysis.common import (
+    PARTNER_KEYS,
     accuracy_at,
     at_budget,
     at_last_shared_epoch,
-    context_of,
-    hyperparameter_columns,
+    partner_frame,
     reached_epochs,
 )
 from paitune.analysis.load import Results
 from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, all_equal_p, grouped_t_test, holm
 from paitune.results.schema import STATUS_STOPPED
 
-# A control trial's unmodified partner: same context, choices (but the control), seed and searched
-# hyperparameters ("config", one group number), as the searcher pairs them.
-PARTNER_KEYS = ["context", "method", "allocation", "seed", "config"]
 NOT_APPLICABLE = "not_applicable"
 _NOT_APPLICABLE_TEXT = (
     "not applicable: the mask does not use the data (data-free method, or the control "
@@ -115,31 +112,13 @@ def _interpret(control: str, verdict: str, budget_opposite: bool = False) -> str
     return f"{control} lowers accuracy" if hurts else f"{control} shows no loss of accuracy"
 
 
-def _partner_frame(results: Results) -> pd.DataFrame:
-    """{tix, control, *PARTNER_KEYS} of every trial."""
-    trials = results.trials
-    frame = pd.DataFrame(
-        {
-            "tix": trials["tix"].to_numpy(np.int64),
-            "context": context_of(trials).to_numpy(),
-            "method": trials["method"].to_numpy(),
-            "allocation": trials["allocation"].to_numpy(),
-            "control": trials["control"].to_numpy(),
-            "seed": trials["seed"].to_numpy(),
-        }
-    )
-    hyper = hyperparameter_columns(results)
-    frame["config"] = trials[hyper].groupby(hyper, dropna=False, sort=False).ngroup().to_numpy() if hyper else 0
-    return frame
-
-
 def _unchanged_masks(results: Results) -> pd.DataFrame:
     """(method, control) of corrupt controls whose every pair (completed trials) kept the
     unmodified mask_hash."""
     done = completed_trials(results)
     if "mask_hash" not in done.columns:
         return pd.DataFrame(columns=["method", "control"])
-    frame = _partner_frame(results).assign(mask_hash=results.trials["mask_hash"].to_numpy())
+    frame = partner_frame(results).assign(mask_hash=results.trials["mask_hash"].to_numpy())
     hashes = frame.loc[frame["tix"].isin(done["tix"]) & frame["mask_hash"].notna()]
     base = hashes.loc[hashes["control"] == "none"].drop(columns=["control", "tix"])
     treated = hashes.loc[hashes["control"].isin(data_controls())]
@@ -163,7 +142,7 @@ def paired_deltas(results: Results) -> pd.DataFrame:
     pair stopped before it or a context with fewer stops (``BudgetPairs``)."""
     trials = results.trials
     reached = reached_epochs(results)
-    frame = _partner_frame(results).assign(
+    frame = partner_frame(results).assign(
         reached=reached[trials["tix"].to_numpy(np.int64)],
         max_epochs=trials["max_epochs"].to_numpy(np.float64),
         stopped=(trials["status"] == STATUS_STOPPED).to_numpy(),

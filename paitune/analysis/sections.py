@@ -92,8 +92,10 @@ SECTIONS = (
     Section(
         "layers",
         "Layerwise profiles",
-        "Mean per-layer density at one sparsity level; for a "
-        "searched allocation, the best profile found beside ERK / uniform / global.",
+        "Mean per-layer density at one sparsity level; for a searched allocation, the best profile "
+        "found (on validation: its test accuracy, one trial's best of many, is optimistic) beside "
+        "ERK / uniform of its method and the global profiles. The allocation rankings test whether "
+        "searching beats ERK.",
         ("layer_profiles", "searched_profiles"),
     ),
     Section(

@@ -98,7 +98,9 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   dense) or on a method whose masks the control left unchanged; its numbers are null.
 - ``layer_profiles``: {model, method, allocation, sparsity, layer_index, layer, density, n}.
 - ``searched_profiles``: {model, profile, layer_index, layer, density, test_acc, n}; the searched
-  best is picked by validation accuracy.
+  best is picked by validation accuracy among completed trials (its test_acc, one trial's best of
+  many, is optimistic), beside ERK / uniform of its method and each method's global profile
+  (completed trials).
 - ``collapse``: {method, allocation, max_sparsity_without_collapse, first_collapse_sparsity,
   n_trials, n_collapsed, n_levels, dataset, model}: per dataset x model.
 - ``proxies``: {proxy, spearman, kendall, ci_low, ci_high, n, kind, within_spearman,

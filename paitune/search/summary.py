@@ -10,6 +10,7 @@ import pandas as pd
 from paitune.results import schema as rs
 from paitune.results.layout import layout
 from paitune.results.storage import Location, locate, read_parquet_files
+from paitune.spaces.compile import NO_CONTROL
 
 SUMMARY_COLUMNS = ["trial_id", "status", "method", "sparsity", "allocation", "control", "seed", "epochs_run",
                    "val_acc", "test_acc", "density_achieved"]  # fmt: skip
@@ -34,9 +35,12 @@ def summary_text(trials: pd.DataFrame, experiment_dir: str | Path | Location) ->
     if len(failed):
         lines.append(f"failed trials, by error (full traces in {experiment_dir}/errors/<trial_id>.txt):")
         lines += [f"  {n} x {message}" for message, n in failed.value_counts().items()]
-    best = trials.sort_values(["val_acc", "epochs_run"], ascending=False, na_position="last").head(TOP)
+    # The configs a user may pick: control arms are sanity checks, and one that ran on past its
+    # stopped partner would rank there with epochs its config was not given.
+    candidates = trials.loc[trials["control"] == NO_CONTROL] if "control" in trials.columns else trials
+    best = candidates.sort_values(["val_acc", "epochs_run"], ascending=False, na_position="last").head(TOP)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
-        lines.append(f"top {min(TOP, len(best))} by val_acc:")
+        lines.append(f"top {min(TOP, len(best))} by val_acc (control arms left out):")
         lines.append(best[SUMMARY_COLUMNS].to_string(index=False))
     return "\n".join(lines)
 
