@@ -13,23 +13,12 @@ The score is |G| * w^2. The classifier and norm layers keep their parameters and
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.func import functional_call
 
 from ..models.scratch import scratch_copy
-from .layers import prunable_parameters
+from .layers import parameter_users, prunable_parameters
 from .registry import MethodSpec, ScoringInputs
 from .relu_calls import ReluCalls, relu_inputs
-
-
-def _owners(net: nn.Module) -> dict[str, list[tuple[str, nn.Module]]]:
-    """Each prunable weight's name -> every (module name, module) using it: a tied weight is the
-    weight of several layers, each with its own bias."""
-    by_id: dict[int, list[tuple[str, nn.Module]]] = {}
-    for name, module in net.named_modules():
-        if getattr(module, "weight", None) is not None:
-            by_id.setdefault(id(module.weight), []).append((name, module))
-    return {name: by_id[id(p)] for name, p in prunable_parameters(net).items()}
 
 
 class PxScorer:
@@ -41,11 +30,14 @@ class PxScorer:
         self.original = {n: p.detach().clone() for n, p in params.items()}
         # Every layer but the classifier: its bias by parameter name (a tied weight's layers each have one).
         self.biases = {}
+        modules = dict(self.net.named_modules())
         params_by_id = {id(p): name for name, p in self.net.named_parameters()}
-        for weight_name, layers in _owners(self.net).items():
-            for _, module in layers:
-                if weight_name != self.classifier and getattr(module, "bias", None) is not None:
-                    self.biases[params_by_id[id(module.bias)]] = module.bias.detach()
+        users = parameter_users(self.net)
+        for weight_name in self.names[:-1]:
+            for module_name, attr in users[weight_name]:
+                bias = getattr(modules[module_name], "bias", None) if attr == "weight" else None
+                if bias is not None:
+                    self.biases[params_by_id[id(bias)]] = bias.detach()
         self.inputs = [x for x, _ in inputs.batches]
         # The norm layers' buffers as the model has them: J and K run in train mode on copies of
         # them each time, so the gates always come from the model's own running statistics.
