@@ -162,6 +162,40 @@ def test_a_choice_ahead_in_one_context_and_behind_in_the_rest_is_not_a_robust_wi
     assert verdicts.count("context_dependent") >= 6, verdicts
 
 
+def _method_offset_by_dataset(results, method: str, offsets: dict):
+    """``results`` with ``method``'s accuracies moved by ``offsets[<dataset>]`` (by tix)."""
+    trials = results.trials
+    shift = np.where(trials["method"].eq(method), trials["dataset"].map(offsets), 0.0)
+    offset = np.zeros(int(trials["tix"].max()) + 1)
+    offset[trials["tix"].to_numpy()] = shift
+    return _with_offsets(results, offset)
+
+
+@pytest.mark.parametrize(("offsets", "robust"), [({"d1": 0.03, "d2": 0.0}, False), ({"d1": 0.03, "d2": 0.01}, True)])
+def test_a_robust_lead_must_be_shown_in_every_dataset(offsets, robust):
+    # A: +3 points on d1 and 0 on d2 (6 sparsities each). Over the 12 blocks A is ahead by the
+    # signed-rank test (d1's six decide it), and on average over seeds: without a test in each
+    # dataset it was a robust winner in 20 of 20 tables. A lead of +1 on d2 is shown there too.
+    verdicts = []
+    for i in range(10):
+        spec = PlantedSpec(
+            methods=("A", "B", "C"),
+            datasets=("d1", "d2"),
+            sparsities=(0.5, 0.58, 0.66, 0.74, 0.82, 0.9),
+            seeds=5,
+            noise=0.005,
+            n_layers=1,
+            seed=300 + i,
+        )
+        results = _method_offset_by_dataset(planted_results(spec), "A", offsets)
+        verdicts.append(rank_choices(results, "method").set_index("choice").loc["A", "verdict"])
+    if robust:
+        assert verdicts.count("robust_winner") >= 9, verdicts
+    else:
+        assert "robust_winner" not in verdicts
+        assert verdicts.count("context_dependent") >= 7, verdicts
+
+
 def test_a_lead_that_vanishes_where_the_choices_are_close_is_still_robust():
     # A: +4 points at five sparsities, no effect at the sixth, where the block mean over seeds
     # falls on either side of 0 by chance. Across the blocks A is plainly ahead (signed-rank test).

@@ -10,7 +10,7 @@ import pandas as pd
 from paitune.analysis.after_training import EQUIVALENCE_MARGIN as IMP_MARGIN
 from paitune.analysis.rankings import WIN_MARGIN
 from paitune.analysis.sanity import EQUIVALENCE_MARGIN, NOT_APPLICABLE
-from paitune.analysis.stats import MIN_UNITS
+from paitune.analysis.stats import ALPHA, MIN_UNITS
 
 MAX_PER_SECTION = 200
 
@@ -63,6 +63,19 @@ def _ranking_sentence(row, n_choices: int) -> str:
     if row.verdict == "too_few_runs":
         held = f"only {int(row.n_units)} seeds hold" if pd.notna(row.n_units) else f"fewer than {MIN_UNITS} seeds hold"
         return f"{row.factor} {row.choice}: too few runs: {held} every choice; a verdict needs {MIN_UNITS}."
+    if others and others in (row.n_ahead, row.n_behind):
+        side = "ahead of" if row.n_ahead == others else "behind"
+        why = (
+            "the Friedman test over seeds shows no difference among the choices"
+            if not row.friedman_p < ALPHA
+            else "the lead is not shown in every context, or in every dataset x model group on its own "
+            "(pairwise: holds), so it is not robust"
+        )
+        return (
+            f"{base}; inconclusive: significantly {side} all {others} other choices on average over seeds "
+            f"(Friedman p = {_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)}), "
+            f"but {why}."
+        )
     return (
         f"{base}; inconclusive: significantly ahead of {int(row.n_ahead)} and behind {int(row.n_behind)} of "
         f"the {others} other choices (Friedman p = {_f(row.friedman_p)}), neither best, worst nor shown "

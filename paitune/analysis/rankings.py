@@ -45,8 +45,10 @@ Verdict rules (first that applies), per choice:
   other choice (Holm-adjusted pairwise p < 0.05, higher mean win score), and the lead holds in
   blocks the two share: ahead (mean difference over seeds >= 0) in every one, or by a one-sided
   Wilcoxon signed-rank test over the blocks (``block_signs``). A choice far ahead in one context
-  and behind in the rest is ahead on average over seeds, but not robustly. All of this over every
-  comparison and over the pairs that ran the budget (an intersection-union test).
+  and behind in the rest is ahead on average over seeds, but not robustly. And the lead is shown
+  in every dataset x model group the two share, each on its own (one-sided paired t-test over
+  seeds at ALPHA): a lead in one dataset and none in another is not one that transfers. All of
+  this over every comparison and over the pairs that ran the budget (an intersection-union test).
 - ``ahead_at_rungs``: the same over every comparison, not over the pairs that ran the budget.
 - ``robust_loser`` / ``behind_at_rungs``: the same, behind every other choice.
 - ``context_dependent``: its per-seed win scores differ between the levels of some context
@@ -107,6 +109,9 @@ VERDICTS = (
 )
 WIN_MARGIN = 0.1  # equivalence margin on the win rate for no_difference
 SLICE_COLUMNS = ["dataset", "model", "sparsity", "max_epochs"]
+# What a robust lead must be shown in, each on its own: a claim that transfers across datasets
+# and models, not a lead in one that the blocks of another, tied there, do not contradict.
+TRANSFER_GROUP = ["dataset", "model"]
 BUDGET_SUFFIX = "_budget"  # the same comparison, over the pairs compared at the budget only
 
 
@@ -184,6 +189,7 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
     final = at_budget(epoch, pairs["max_epochs"].to_numpy(np.float64))
     pairs = pairs.assign(win=win, diff=np.where(valid, acc_a - acc_b, np.nan), final=final)
     mean = pairs.groupby(["ctx", "seed", "choice_a"])["win"].mean()
+    group_of = scores.groupby("ctx")[TRANSFER_GROUP].first()
     for suffix, kept in (("", pairs.loc[valid]), (BUDGET_SUFFIX, pairs.loc[valid & final])):
         scores.attrs["head_to_head" + suffix] = (
             kept.groupby(["seed", "choice_a", "choice_b"])
@@ -194,6 +200,13 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
         # Per block and ordered pair: the mean difference over seeds (does the lead hold in each?).
         scores.attrs["block_diffs" + suffix] = (
             kept.groupby(["ctx", "choice_a", "choice_b"])["diff"].mean().rename("diff").reset_index()
+            .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
+        )  # fmt: skip
+        # Per transfer group, seed and ordered pair: the mean difference over the group's blocks
+        # (is the lead shown in every dataset x model?).
+        scores.attrs["group_diffs" + suffix] = (
+            kept.assign(**{c: kept["ctx"].map(group_of[c]) for c in TRANSFER_GROUP})
+            .groupby([*TRANSFER_GROUP, "seed", "choice_a", "choice_b"], dropna=False)["diff"].mean().reset_index()
             .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
         )  # fmt: skip
     # Per (block, seed, choice): its win score over the rivals it met at the budget; per choice,
@@ -219,17 +232,27 @@ def head_to_head(results: Results, factor: str, *, budget: bool = False) -> pd.D
 
 
 def block_signs(results: Results, factor: str, *, budget: bool = False) -> pd.DataFrame:
-    """choices x opponents: +1 where the choice's lead over the opponent holds across the blocks
-    the two share, -1 where its deficit does, 0 otherwise. A lead holds when the choice is ahead
-    of (or level with) the opponent, on average over seeds, in every shared block, or when a
-    one-sided Wilcoxon signed-rank test over the blocks (each block one unit, its mean difference
-    over seeds) puts it ahead at ALPHA: a lead that vanishes in a few blocks where the two are
-    close still generalizes, one far ahead in a single context and behind in the rest does not
-    (4 blocks can never reach ALPHA by the test; then every block must agree). With ``budget``,
-    over the pairs compared at the budget only."""
+    """choices x opponents: +1 where the choice's lead over the opponent holds, -1 where its
+    deficit does, 0 otherwise. A lead holds when both:
+
+    - across the blocks the two share: the choice is ahead of (or level with) the opponent, on
+      average over seeds, in every shared block, or a one-sided Wilcoxon signed-rank test over
+      the blocks (each block one unit, its mean difference over seeds) puts it ahead at ALPHA: a
+      lead that vanishes in a few blocks where the two are close still generalizes, one far ahead
+      in a single context and behind in the rest does not (4 blocks can never reach ALPHA by the
+      test; then every block must agree);
+    - in every dataset x model group the two share (``TRANSFER_GROUP``), on its own: the paired
+      t-test over seeds of the mean difference over the group's blocks puts the choice ahead at
+      ALPHA (two-sided p, on MIN_UNITS seeds or more). Without it a lead in one dataset, with the
+      other dataset's blocks tied by noise, passes the test over blocks (planted: +3 points on
+      one dataset, 0 on the other, robust_winner in 20 of 20 tables); with it, 0 of 20.
+
+    With ``budget``, over the pairs compared at the budget only."""
     from scipy.stats import wilcoxon
 
-    diffs = context_scores(results, factor).attrs.get("block_diffs" + (BUDGET_SUFFIX if budget else ""))
+    suffix = BUDGET_SUFFIX if budget else ""
+    scores = context_scores(results, factor)
+    diffs = scores.attrs.get("block_diffs" + suffix)
     if diffs is None or diffs.empty:
         return pd.DataFrame()
     signs = {}
@@ -244,7 +267,21 @@ def block_signs(results: Results, factor: str, *, budget: bool = False) -> pd.Da
         signs[(choice, opponent)] = int(ahead) - int(behind)  # level everywhere: 0
     sign = pd.Series(signs, dtype=np.int64)
     sign.index.names = ["choice", "opponent"]
-    return sign.unstack("opponent")
+    shown = _shown_in_every_group(scores.attrs["group_diffs" + suffix]).reindex(sign.index)
+    return sign.where(sign == shown, 0).unstack("opponent")
+
+
+def _shown_in_every_group(group_diffs: pd.DataFrame) -> pd.Series:
+    """Per ordered pair: +1 where the choice is significantly ahead (paired t over seeds, ALPHA)
+    in every dataset x model group the two share, -1 where it is significantly behind in every
+    one, 0 otherwise."""
+    tests = grouped_t_test(group_diffs, ["choice", "opponent", *TRANSFER_GROUP], "diff")
+    # One-sided at ALPHA (half the two-sided p, in the direction of the mean): each group is one
+    # part of an intersection-union test, valid at ALPHA without adjusting over the groups.
+    shown = (tests["n_units"] >= MIN_UNITS) & (tests["p"] / 2 < ALPHA)
+    tests = tests.assign(ahead=shown & (tests["mean"] > 0), behind=shown & (tests["mean"] < 0))
+    every = tests.groupby(["choice", "opponent"])[["ahead", "behind"]].all()
+    return every["ahead"].astype(np.int64) - every["behind"].astype(np.int64)
 
 
 def _unit_matrix(scores: pd.DataFrame, value: str = "win_score") -> pd.DataFrame:
@@ -618,7 +655,8 @@ def pairwise_win_rates(
     ``*_budget`` columns: the same over the pairs compared at the budget only (both ran it):
     seeds with such a pair, mean difference, Holm-adjusted p (``pair_p_matrix``). ``holds`` /
     ``holds_budget``: +1 where the choice's lead over the opponent holds across the blocks they
-    share, -1 where its deficit does, 0 otherwise (``block_signs``)."""
+    share and is shown in every dataset x model group, -1 where its deficit does, 0 otherwise
+    (``block_signs``)."""
     columns = [
         "factor",
         "choice",

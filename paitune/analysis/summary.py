@@ -65,7 +65,8 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   t-interval over seeds (n_units), n_contexts = contexts (blocks) behind it; verdict in
   robust_winner (significantly ahead of every other choice: Friedman over seeds, then
   Holm-adjusted head-to-head paired t-tests over seeds; the lead over each holding across the
-  contexts they share; shown both over every comparison and over the pairs that ran the budget) |
+  contexts they share and shown in every dataset x model group; both over every comparison and
+  over the pairs that ran the budget) |
   ahead_at_rungs (the lead shown only over every comparison: ASHA compared some pairs at a rung) |
   context_dependent | no_difference (win rate shown within 0.5 +/- 0.1, no head-to-head
   difference, at the budget too) | inconclusive | behind_at_rungs | robust_loser (behind every
@@ -84,7 +85,8 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   holds_budget}: win rate of choice over opponent, per seed then over seeds; p_adjusted = the
   pair's Holm-adjusted head-to-head paired t-test p over seeds; the *_budget columns: the same on
   the pairs that ran the budget; holds = +1 where the choice's lead holds across the contexts the
-  two share, -1 where its deficit does, 0 otherwise (holds_budget: at the budget).
+  two share and is shown in every dataset x model group, -1 where its deficit does, 0 otherwise
+  (holds_budget: at the budget).
 - ``ranking_slices``: {factor, choice, slice, level, n, mean, ci_low, ci_high, n_units}: win
   rate per level of a context variable; n = contexts, CI over seeds.
 - ``sanity``: {method, control, delta, ci_low, ci_high, n, verdict, interpretation, mean_none,
