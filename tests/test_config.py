@@ -116,3 +116,20 @@ def test_a_method_option_whose_trial_key_is_taken_is_refused_and_nothing_registe
     with pytest.raises(ValueError, match="trial key 'drop_fraction', which is taken"):
         register_method(spec)
     assert "drop" not in method_names() and TRIAL_OPTIONS["drop_fraction"].component == "sparse"
+
+
+def test_two_explicit_maps_are_filed_as_two_allocations():
+    from paitune.config import TRIAL_DEFAULTS, allocation_label
+    from paitune.results.rows import TrialRecord, trial_row, trials_schema
+
+    first, second = {"0.weight": 0.1, "2.weight": 0.3}, {"0.weight": 0.3, "2.weight": 0.1}
+    labels = []
+    for densities in (first, second, dict(reversed(list(first.items())))):
+        record = TrialRecord("t", {**TRIAL_DEFAULTS, "allocation": densities})
+        row = trial_row(record, experiment="e", status="completed", error=None, schema=trials_schema([], []),
+                        search_params=[])  # fmt: skip
+        labels.append(row.column("allocation")[0].as_py())
+    # One name per map (the keys' order does not matter), never a name two maps share.
+    assert labels[0] == labels[2] == allocation_label(first) and labels[1] == allocation_label(second)
+    assert labels[0] != labels[1] and all(label.startswith("explicit:") for label in labels)
+    assert allocation_label("erk") == "erk"

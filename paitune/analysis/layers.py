@@ -17,7 +17,7 @@ from paitune.analysis.reference import without_dense
 
 def standard_allocations() -> frozenset[str]:
     """The registered allocations (paitune.pruning, plug-ins included): each a rule. Any other value
-    ("searched", "explicit") is treated as a per-layer profile found by the search."""
+    ("searched", "explicit:<hash>") is treated as a per-layer profile found by the search."""
     from paitune.pruning.allocation import allocation_names
 
     return frozenset(allocation_names())

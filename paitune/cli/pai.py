@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from ..config import TRIAL_DEFAULTS, method_key
+from ..config import TRIAL_DEFAULTS, allocation_label, method_key
 from ..config.cli import OptionHelpFormatter, add_option_arguments, parse_text, trial_options, values_from_args
 from ..errors import PaituneError
 
@@ -111,7 +111,7 @@ def run_prune(args) -> int:
     cfg = trial.config
     print(
         f"{cfg['model']} on {cfg['dataset']}: {cfg['method']} at sparsity {cfg['sparsity']:g}, "
-        f"allocation {cfg['allocation'] if isinstance(cfg['allocation'], str) else 'explicit'}, control {cfg['control']}"
+        f"allocation {allocation_label(cfg['allocation'])}, control {cfg['control']}"
     )
     width = max(len(layer.name) for layer in report.layers)
     print(f"{'layer':<{width}}  {'shape':>16}  {'numel':>10}  {'kept':>10}  {'density':>9}")

@@ -260,6 +260,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(finite(value), sort_keys=True, separators=(",", ":"), default=default)
 
 
+def allocation_label(allocation: Any) -> str:
+    """A config's allocation as results and messages name it: the scheme's name, or for an explicit
+    {layer: density} map ``explicit:`` and 8 hex digits of the map's canonical JSON, so two
+    different maps (two sweeps merged in one analysis) are never filed, and compared, as one
+    allocation."""
+    if isinstance(allocation, Mapping):
+        digest = hashlib.sha256(canonical_json({k: float(v) for k, v in allocation.items()}).encode("utf-8"))
+        return f"explicit:{digest.hexdigest()[:8]}"
+    return str(allocation)
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     """sha256 of the config's canonical JSON, first 16 hex characters.
 

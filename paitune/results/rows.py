@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from paitune.config import TRIAL_OPTIONS, canonical_json, config_hash, trial_config
+from paitune.config import TRIAL_OPTIONS, allocation_label, canonical_json, config_hash, trial_config
 from paitune.results import schema as rs
 from paitune.spaces.context import CONTEXT_COLUMN, DENSE_BASE_KEYS, context_id, reference_setting
 
@@ -127,9 +127,9 @@ class TrialRecord:
 
 def _allocation_label(tune_config: dict[str, Any], search_params: list[str]) -> str:
     allocation = tune_config.get("allocation")
-    if isinstance(allocation, dict):
-        return "searched" if any(p in tune_config for p in search_params) else "explicit"
-    return str(allocation)
+    if isinstance(allocation, dict) and any(p in tune_config for p in search_params):
+        return "searched"  # maps the space's allocation search drew: one searched allocation
+    return allocation_label(allocation)
 
 
 def trial_row(
