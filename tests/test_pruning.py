@@ -521,6 +521,38 @@ def test_report_flops_and_densities_by_hand():
     assert count_flops(net, (4,), masks) == r.flops_sparse
 
 
+class _Attention(nn.Module):
+    """Tokens of 8 features -> 16-wide attention (2 heads) -> mean -> 3 classes."""
+
+    def __init__(self, batch_first: bool):
+        super().__init__()
+        self.batch_first = batch_first
+        self.emb, self.head = nn.Linear(8, 16), nn.Linear(16, 3)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=batch_first)
+
+    def forward(self, x):  # x: (batch, tokens, 8)
+        h = self.emb(x) if self.batch_first else self.emb(x).transpose(0, 1)
+        a, _ = self.attn(h, h, h, need_weights=False)
+        return self.head(a.mean(1 if self.batch_first else 0))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_flops_by_hand_and_out_proj_scaled_by_its_density(batch_first):
+    # 5 tokens of width E = 16, 2 heads of 8: every matmul counted, 2 FLOPs per multiply-add.
+    net = _Attention(batch_first).eval()  # eval: MultiheadAttention's fused fast path applies
+    tokens, e = 5, 16
+    attention = 2 * tokens * e * 3 * e + 2 * (2 * 2 * tokens * tokens * 8) + 2 * tokens * e * e
+    dense = 2 * tokens * 8 * e + attention + 2 * e * 3
+    masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in prunable_parameters(net).items()}
+    assert "attn.out_proj.weight" in masks  # in_proj_weight is not a Conv/Linear weight: dense
+    masks["attn.out_proj.weight"][:, 4:] = False  # density 0.25
+    r = mask_report(net, masks, (tokens, 8))
+    assert r.flops_dense == dense
+    assert r.flops_sparse == dense - 0.75 * (2 * tokens * e * e)
+    assert count_flops(net, (tokens, 8), masks) == r.flops_sparse
+    assert torch.backends.mha.get_fastpath_enabled()  # the setting is restored
+
+
 def test_collapse_empty_layer_and_disconnection_without_empty_layer():
     net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
     empty = {"0.weight": torch.zeros(2, 2, dtype=torch.bool), "2.weight": torch.ones(2, 2, dtype=torch.bool)}
