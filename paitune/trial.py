@@ -35,12 +35,13 @@ from .pruning.registry import method_names
 from .sparse import SPARSE_METHODS, build_sparse_trial, check_sparse_config
 from .sparse.config import pai_method
 from .sparse.registry import prune_from_config
-from .training import TrainConfig, Trainer
+from .training import TrainConfig, Trainer, check_training_config
 
 
 def resolve_config(config: Mapping) -> dict:
     """The full trial config (``paitune.config.resolve_config``) and the rules that span its keys."""
     resolved = check_sparse_config(resolve_options(config))
+    check_training_config(resolved)
     if "swap_reg" in resolved["proxies"]:
         check_swap_settings(resolved["swap_mu"], resolved["swap_sigma"])
     _check_method_choices(resolved)

@@ -119,6 +119,47 @@ SPACE_CASES = {
         [],
         "the space gives trials that cannot run (method='imp', control='none'): trial config key 'rewind_epoch'",
     ),
+    "multistep-milestones-collide": (
+        "settings: {epochs: 3, lr_schedule: multistep}\n",
+        [],
+        "lr_milestones [0.5, 0.75] fall at epochs [2, 2] of 3: 0.5 and 0.75 are both epoch 2; give fewer milestones",
+    ),
+    "multistep-milestone-at-the-end": (
+        "settings: {epochs: 10, lr_schedule: multistep, lr_milestones: [0.5, 0.96]}\n",
+        [],
+        "lr_milestones: 0.96 of the run falls at epoch 10 of 10, the last",
+    ),
+    "milestone-out-of-range": (
+        "settings: {lr_milestones: [0.5, 1.5]}\n",
+        [],
+        "settings.lr_milestones: lr_milestones[1] must be in (0, 1), got 1.5",
+    ),
+    "milestones-not-increasing": (
+        "settings: {lr_milestones: [0.75, 0.5]}\n",
+        [],
+        "settings.lr_milestones: lr_milestones must be strictly increasing",
+    ),
+    "milestones-searched": (
+        "params:\n  lr_milestones: {type: categorical, choices: [0.5, 0.75]}\n",
+        [],
+        "params.lr_milestones: lr_milestones is a list of fractions; set it under settings",
+    ),
+    "nesterov-with-adam": (
+        "settings: {optimizer: adam, nesterov: true}\n",
+        [],
+        "nesterov applies to the sgd optimizer only, not 'adam'",
+    ),
+    "nesterov-without-momentum": (
+        "settings: {momentum: 0.0, nesterov: true}\n",
+        [],
+        "nesterov needs momentum > 0",
+    ),
+    "nesterov-searched-with-adam": (
+        "params:\n  optimizer: {type: categorical, choices: [sgd, adam]}\n"
+        "  nesterov: {type: categorical, choices: [false, true]}\n",
+        [],
+        "(method='random', optimizer='adam', nesterov=True, control='none'): nesterov applies to the sgd optimizer",
+    ),
 }
 
 # name -> (args after `paitune sweep`, with {space} {out}; expected text)
@@ -126,6 +167,18 @@ ARG_CASES = {
     "set-makes-a-combination-a-trial-rejects": (
         ["{space}", "--set", "method=imp", "--set", "rewind_epoch=3", "--scheduler", "fifo"],
         "trial config key 'rewind_epoch' must be in [0, epochs)",
+    ),
+    "set-multistep-on-a-short-run": (
+        ["{space}", "--set", "lr_schedule=multistep"],
+        "lr_milestones: 0.75 of the run falls at epoch 2 of 2, the last",
+    ),
+    "set-milestones-as-text": (
+        ["{space}", "--set", "lr_milestones=0.5,0.75"],
+        "lr_milestones must be a list of numbers like [0.5, 0.75], each in (0, 1), got '0.5,0.75'",
+    ),
+    "set-nesterov-without-momentum": (
+        ["{space}", "--set", "nesterov=true", "--set", "momentum=0"],
+        "nesterov needs momentum > 0",
     ),
     "unknown-sampler": (["{space}", "--sampler", "bayes"], "unknown sampler 'bayes'"),
     "unknown-scheduler": (["{space}", "--scheduler", "hyperband"], "unknown scheduler 'hyperband'"),
@@ -330,6 +383,10 @@ def _run_cli(args, tmp_path) -> subprocess.CompletedProcess:
             "unknown pruning method 'snipp'",
         ),
         (["sweep", "--out", "{out}", "--name", "ghost", "--resume"], "--resume: no sweep 'ghost'"),
+        (
+            ["sweep", "{space}", "--out", "{out}", "--name", "s", "--set", "optimizer=adam", "--set", "nesterov=true"],
+            "nesterov applies to the sgd optimizer only, not 'adam'",
+        ),
     ],
 )
 def test_bad_input_in_a_real_process(args, expected, tmp_path):

@@ -72,6 +72,11 @@ def parse_text(option: Option, text: str, *, where: str | None = None) -> Any:
             raise PaituneError(f"{where}: {option.name} must be comma-separated integers like 3,32,32") from None
     if option.kind == "names":
         return [v.strip() for v in text.split(",") if v.strip()]
+    if option.kind == "floats":
+        try:
+            return [float(v) for v in text.split(",")]
+        except ValueError:
+            raise PaituneError(f"{where}: {option.name} must be comma-separated numbers like 0.5,0.75") from None
     if option.kind == "allocation" and text.endswith(".json"):
         return _allocation_file(text)
     return text

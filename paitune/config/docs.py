@@ -33,6 +33,9 @@ def _allowed(option: Option) -> str:
     if option.kind in ("name", "names", "allocation"):
         names = ", ".join(f"`{n}`" for n in option.allowed())
         return names + (", or `{layer: density}`" if option.kind == "allocation" else "")
+    if option.kind == "floats":
+        each = f", each {option.range.text()}" if option.range is not None else ""
+        return f"strictly increasing{each}"
     if option.range is not None:
         text = option.range.text()
         return text + (", or unset" if option.nullable else "")
@@ -50,9 +53,9 @@ def _default(value) -> str:
 
 
 def _kind(option: Option) -> str:
-    return {"name": "name", "names": "list of names", "shape": "list of sizes", "allocation": "name or mapping"}.get(
-        option.kind, option.kind
-    )
+    kinds = {"name": "name", "names": "list of names", "shape": "list of sizes", "floats": "list of numbers",
+             "allocation": "name or mapping"}  # fmt: skip
+    return kinds.get(option.kind, option.kind)
 
 
 def _cell(text: str) -> str:

@@ -21,9 +21,9 @@ from typing import Any
 from paitune.errors import PaituneError, unknown_choice
 
 # What an option holds. "name": one of a registry's names; "bool": true or false; "path": a string or None; "shape": a list
-# of positive sizes; "names": a list of a registry's names; "allocation": a scheme name or a
-# {layer: density} mapping.
-KINDS = ("name", "int", "float", "bool", "path", "shape", "names", "allocation")
+# of positive sizes; "names": a list of a registry's names; "floats": a non-empty, strictly increasing list
+# of numbers, each within the option's range; "allocation": a scheme name or a {layer: density} mapping.
+KINDS = ("name", "int", "float", "bool", "path", "shape", "names", "floats", "allocation")
 NUMERIC_KINDS = ("int", "float")
 
 
@@ -149,6 +149,8 @@ def check_value(option: Option, value: Any, *, extra_names: tuple[str, ...] = ()
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value)
         ):
             raise PaituneError(f"{key} must be a list of positive sizes like [3, 32, 32], got {value!r}")
+    elif option.kind == "floats":
+        _check_floats(option, value)
     elif option.kind == "path":
         if not isinstance(value, str):
             raise PaituneError(f"{key} must be a path, got {value!r}")
@@ -164,6 +166,20 @@ def check_value(option: Option, value: Any, *, extra_names: tuple[str, ...] = ()
     declared = method_option_of(option)
     if declared is not None:
         check_value(replace(declared, name=key), value)
+
+
+def _check_floats(option: Option, value: Any) -> None:
+    key = option.name
+    within = f", each {option.range.text()}" if option.range is not None else ""
+    if not isinstance(value, list) or not value:
+        raise PaituneError(f"{key} must be a list of numbers like [0.5, 0.75]{within}, got {value!r}")
+    for i, v in enumerate(value):
+        number = _number(f"{key}[{i}]", v, integer=False)
+        if option.range is not None and not option.range.holds(number):
+            raise PaituneError(f"{key}[{i}] must be {option.range.text()}, got {v!r}")
+    for i in range(1, len(value)):
+        if not value[i - 1] < value[i]:
+            raise PaituneError(f"{key} must be strictly increasing, got {value!r}")
 
 
 def method_option_of(option: Option) -> Option | None:
@@ -198,6 +214,13 @@ def coerce(option: Option, value: Any) -> Any:
         return [value] if isinstance(value, str) else list(value)
     if option.kind == "shape":
         return [int(d) for d in value]
+    if option.kind == "floats":
+        # Lists of plain numbers only: anything else is left as it is, for check_value to name.
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value
+        ):
+            return [float(v) for v in value]
+        return value
     if option.kind == "allocation" and isinstance(value, dict):
         return {str(k): float(v) for k, v in value.items()}
     return value

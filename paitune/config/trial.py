@@ -62,13 +62,19 @@ TRAINING = (
     Option("optimizer", "name", "sgd", "optimizer", "training", choices="paitune.training:OPTIMIZERS"),
     Option("lr", "float", 0.05, "learning rate", "training", range=Range(0.0, low_open=True)),
     Option("momentum", "float", 0.9, "SGD momentum", "training", range=Range(0.0, 1.0, high_open=True)),
+    Option("nesterov", "bool", False, "sgd: Nesterov momentum (needs momentum > 0)", "training",
+           hashed_at_default=False),
     Option("weight_decay", "float", 5e-4, "L2 weight decay", "training", range=Range(0.0)),
     Option("lr_schedule", "name", "cosine", "learning-rate schedule over the epochs", "training",
            choices="paitune.training:LR_SCHEDULES"),
     Option("step_size", "int", None, "step schedule: epochs between decays (unset: a third of the run)",
            "training", range=Range(1), nullable=True, hashed_at_default=False),
-    Option("gamma", "float", 0.1, "step schedule: the factor each decay multiplies the rate by", "training",
-           range=Range(0.0, 1.0, low_open=True), hashed_at_default=False),
+    Option("gamma", "float", 0.1, "step and multistep schedules: the factor each decay multiplies the rate by",
+           "training", range=Range(0.0, 1.0, low_open=True), hashed_at_default=False),
+    Option("lr_milestones", "floats", [0.5, 0.75], "multistep schedule: the fractions of the run after which the "
+           "rate is multiplied by gamma (each at the epoch nearest fraction x epochs, halves up, at least 1; "
+           "distinct, and before the last epoch)", "training", range=Range(0.0, 1.0, low_open=True, high_open=True),
+           not_searchable="lr_milestones is a list of fractions; set it under settings", hashed_at_default=False),
     Option("augment", "name", "none", "data augmentation on the device: standard = random crop from the image padded "
            "with 4 black pixels + horizontal flip for 32x32 images (nothing for smaller or flat inputs)", "training",
            choices="paitune.training:AUGMENTS", hashed_at_default=False),

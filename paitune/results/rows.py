@@ -19,8 +19,19 @@ from paitune.results import schema as rs
 from paitune.spaces.context import CONTEXT_COLUMN, DENSE_BASE_KEYS, context_id, reference_setting
 
 # Column types of the trial config values that are not fixed columns of the trials table. Lists,
-# paths and shapes are stored as text (proxies comma-separated, shapes like "3x32x32").
+# paths and shapes are stored as text (names and numbers comma-separated, shapes like "3x32x32").
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+
+
+def _column_value(kind: str, value: Any) -> Any:
+    """A trial config value as its trials-table column holds it (``_ARROW_TYPES``, else text)."""
+    if kind == "names":
+        return ",".join(value)
+    if kind == "shape":
+        return "x".join(str(d) for d in value)
+    if kind == "floats":
+        return ",".join(repr(float(v)) for v in value)  # repr: round-trip exact
+    return value
 
 
 def config_column_types() -> dict[str, pa.DataType]:
@@ -185,12 +196,7 @@ def trial_row(
         DENSE_ACC_COLUMN: _clean(dense_test_acc),
     }
     for key in config_column_types():
-        value = config[key]
-        if key == "proxies":
-            value = ",".join(value)
-        elif key == "synthetic_shape":
-            value = "x".join(str(d) for d in value)
-        row[key] = value
+        row[key] = _column_value(TRIAL_OPTIONS[key].kind, config[key])
     for p in search_params:
         row[p] = record.config.get(p)
     for name, value in facts.get("proxies", {}).items():

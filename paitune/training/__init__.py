@@ -2,9 +2,20 @@
 
 from .augment import AUGMENTS, Augmenter, CropFlip, standard_policy
 from .modes import PRECISIONS
-from .trainer import LR_SCHEDULES, OPTIMIZERS, Diverged, EpochMetrics, TrainConfig, Trainer, evaluate, train
+from .trainer import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    Diverged,
+    EpochMetrics,
+    TrainConfig,
+    Trainer,
+    check_training_config,
+    evaluate,
+    milestone_epochs,
+    train,
+)
 
 __all__ = [
     "AUGMENTS", "LR_SCHEDULES", "OPTIMIZERS", "PRECISIONS", "Augmenter", "CropFlip", "Diverged", "EpochMetrics",
-    "TrainConfig", "Trainer", "evaluate", "standard_policy", "train",
+    "TrainConfig", "Trainer", "check_training_config", "evaluate", "milestone_epochs", "standard_policy", "train",
 ]  # fmt: skip

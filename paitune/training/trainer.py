@@ -26,21 +26,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import TRIAL_OPTIONS, check_value, component_defaults
+from ..errors import PaituneError
 from ..pruning import MaskEnforcer, Masks, apply_masks
 from .augment import Augmenter
 from .evaluation import evaluate
 from .modes import autocast, compiled_forward, grad_scaler, to_layout
 
 OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("cosine", "step", "constant")
+LR_SCHEDULES = ("cosine", "step", "multistep", "constant")
 
 
 _DEFAULTS = {**component_defaults("training"), **component_defaults("run")}
@@ -56,10 +57,12 @@ class TrainConfig:
     optimizer: str = _DEFAULTS["optimizer"]
     lr: float = _DEFAULTS["lr"]
     momentum: float = _DEFAULTS["momentum"]
+    nesterov: bool = _DEFAULTS["nesterov"]
     weight_decay: float = _DEFAULTS["weight_decay"]
     lr_schedule: str = _DEFAULTS["lr_schedule"]
     step_size: int | None = _DEFAULTS["step_size"]
     gamma: float = _DEFAULTS["gamma"]
+    lr_milestones: list[float] = field(default_factory=lambda: list(_DEFAULTS["lr_milestones"]))
     augment: str = _DEFAULTS["augment"]
     precision: str = _DEFAULTS["precision"]
     channels_last: bool = _DEFAULTS["channels_last"]
@@ -71,6 +74,7 @@ class TrainConfig:
     def __post_init__(self):
         for name in _DEFAULTS:
             check_value(TRIAL_OPTIONS[name], getattr(self, name))
+        check_training_config(asdict(self))
 
     @classmethod
     def from_trial_config(cls, config: Mapping) -> TrainConfig:
@@ -107,18 +111,61 @@ class Diverged(RuntimeError):
         self.last = last
 
 
+def milestone_epochs(fractions: list[float], epochs: int) -> list[int]:
+    """The epochs after which the multistep schedule multiplies the rate by gamma: each fraction of
+    the run rounded to the nearest epoch (halves up), at least 1. Milestone m leaves epochs 1..m at
+    the rate before it: the scheduler steps once after every epoch."""
+    return [max(1, math.floor(fraction * epochs + 0.5)) for fraction in fractions]
+
+
+def check_training_config(config: Mapping[str, Any]) -> None:
+    """The training rules that span options (a resolved trial config, or a ``TrainConfig``'s
+    fields): PaituneError, one line, at the first one broken."""
+    if config["nesterov"]:
+        if config["optimizer"] != "sgd":
+            raise PaituneError(
+                f"nesterov applies to the sgd optimizer only, not {config['optimizer']!r}: "
+                "set nesterov false or optimizer sgd"
+            )
+        if config["momentum"] == 0:
+            raise PaituneError(
+                "nesterov needs momentum > 0 (Nesterov momentum is a form of momentum; torch's SGD refuses it "
+                "at momentum 0): set momentum, e.g. 0.9, or nesterov false"
+            )
+    if config["lr_schedule"] == "multistep":
+        fractions, epochs = config["lr_milestones"], int(config["epochs"])
+        at = milestone_epochs(fractions, epochs)
+        for fraction, epoch in zip(fractions, at):
+            if epoch >= epochs:
+                raise PaituneError(
+                    f"lr_milestones: {fraction:g} of the run falls at epoch {epoch} of {epochs}, the last (the rate "
+                    "would change only after training ends): give a smaller fraction or more epochs"
+                )
+        for i in range(1, len(at)):
+            if at[i] == at[i - 1]:
+                raise PaituneError(
+                    f"lr_milestones {fractions} fall at epochs {at} of {epochs}: {fractions[i - 1]:g} and "
+                    f"{fractions[i]:g} are both epoch {at[i]}; give fewer milestones or more epochs"
+                )
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov)  # fmt: skip
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    """Stepped once after every epoch: epoch e (1-based) trains at the rate after e - 1 steps."""
     if cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     if cfg.lr_schedule == "step":
         step = cfg.step_size or max(1, cfg.epochs // 3)
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=cfg.gamma)
+    if cfg.lr_schedule == "multistep":
+        milestones = milestone_epochs(cfg.lr_milestones, cfg.epochs)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=cfg.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
 
 
