@@ -120,14 +120,14 @@ SPACE_CASES = {
         "the space gives trials that cannot run (method='imp', control='none'): trial config key 'rewind_epoch'",
     ),
     "multistep-milestones-collide": (
-        "settings: {epochs: 3, lr_schedule: multistep}\n",
+        "settings: {epochs: 7, lr_schedule: multistep, lr_milestones: [0.5, 0.55]}\n",
         [],
-        "lr_milestones [0.5, 0.75] fall at epochs [2, 2] of 3: 0.5 and 0.75 are both epoch 2; give fewer milestones",
+        "lr_milestones [0.5, 0.55] fall at epochs [3, 3] of 7: 0.5 and 0.55 are both epoch 3; give fewer milestones",
     ),
     "multistep-milestone-at-the-end": (
-        "settings: {epochs: 10, lr_schedule: multistep, lr_milestones: [0.5, 0.96]}\n",
+        "settings: {epochs: 1, lr_schedule: multistep, lr_milestones: [0.5]}\n",
         [],
-        "lr_milestones: 0.96 of the run falls at epoch 10 of 10, the last",
+        "lr_milestones: 0.5 of the run falls at epoch 1 of 1, the last",
     ),
     "milestone-out-of-range": (
         "settings: {lr_milestones: [0.5, 1.5]}\n",
@@ -170,7 +170,7 @@ ARG_CASES = {
     ),
     "set-multistep-on-a-short-run": (
         ["{space}", "--set", "lr_schedule=multistep"],
-        "lr_milestones: 0.75 of the run falls at epoch 2 of 2, the last",
+        "lr_milestones [0.5, 0.75] fall at epochs [1, 1] of 2: 0.5 and 0.75 are both epoch 1",
     ),
     "set-milestones-as-text": (
         ["{space}", "--set", "lr_milestones=0.5,0.75"],

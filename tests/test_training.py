@@ -99,16 +99,15 @@ def test_multistep_multiplies_the_rate_by_gamma_after_each_milestone_epoch():
     cfg = TrainConfig(epochs=8, lr=0.1, gamma=0.1, lr_schedule="multistep", lr_milestones=[0.5, 0.75])
     assert _rates_per_epoch(cfg) == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2, rel=1e-12)
     cfg = TrainConfig(epochs=5, lr=0.2, gamma=0.5, lr_schedule="multistep", lr_milestones=[0.1, 0.5])
-    assert _rates_per_epoch(cfg) == pytest.approx([0.2, 0.1, 0.1, 0.05, 0.05], rel=1e-12)
+    assert _rates_per_epoch(cfg) == pytest.approx([0.2, 0.1, 0.05, 0.05, 0.05], rel=1e-12)  # epochs 1 and 2
 
 
-def test_milestone_epochs_round_to_the_nearest_epoch_halves_up_and_at_least_1():
+def test_milestone_epochs_are_the_whole_epochs_of_each_fraction_at_least_1():
     assert milestone_epochs([0.5, 0.75], 8) == [4, 6]
-    assert milestone_epochs([0.5, 0.75], 160) == [80, 120]
-    assert milestone_epochs([0.5], 5) == [3]  # 2.5: halves up
-    assert milestone_epochs([0.3], 5) == [2]  # 1.5
-    assert milestone_epochs([0.1, 0.5], 5) == [1, 3]  # 0.5 rounds to 1
-    assert milestone_epochs([0.05], 5) == [1]  # 0.25 rounds to 0: at least 1
+    assert milestone_epochs([0.5, 0.75], 160) == [80, 120]  # GraSP's CIFAR recipe
+    assert milestone_epochs([0.5, 0.75], 25) == [12, 18]  # int(12.5), int(18.75), as GraSP's code
+    assert milestone_epochs([0.3], 5) == [1]  # 1.5
+    assert milestone_epochs([0.05], 5) == [1]  # 0.25: at least 1
 
 
 def test_nesterov_reaches_torch_sgd_and_changes_the_steps():
@@ -160,8 +159,8 @@ def test_resume_under_multistep_and_nesterov_is_bit_identical():
         (dict(nesterov=True, optimizer="adam"), "nesterov applies to the sgd optimizer only, not 'adam'"),
         (dict(nesterov=True, momentum=0.0), "nesterov needs momentum > 0"),
         (dict(nesterov="yes"), "nesterov must be true or false"),
-        (dict(lr_schedule="multistep", epochs=3), r"0.5 and 0.75 are both epoch 2"),
-        (dict(lr_schedule="multistep", epochs=2), "0.75 of the run falls at epoch 2 of 2, the last"),
+        (dict(lr_schedule="multistep", epochs=2), r"0.5 and 0.75 are both epoch 1"),
+        (dict(lr_schedule="multistep", epochs=1, lr_milestones=[0.5]), "0.5 of the run falls at epoch 1 of 1, the last"),
         (dict(lr_milestones=[0.75, 0.5]), "lr_milestones must be strictly increasing"),
         (dict(lr_milestones=[0.5, 0.5]), "lr_milestones must be strictly increasing"),
         (dict(lr_milestones=[0.0, 0.5]), r"lr_milestones\[0\] must be in \(0, 1\)"),

@@ -72,7 +72,7 @@ TRAINING = (
     Option("gamma", "float", 0.1, "step and multistep schedules: the factor each decay multiplies the rate by",
            "training", range=Range(0.0, 1.0, low_open=True), hashed_at_default=False),
     Option("lr_milestones", "floats", [0.5, 0.75], "multistep schedule: the fractions of the run after which the "
-           "rate is multiplied by gamma (each at the epoch nearest fraction x epochs, halves up, at least 1; "
+           "rate is multiplied by gamma (each at epoch int(fraction x epochs), at least 1; "
            "distinct, and before the last epoch)", "training", range=Range(0.0, 1.0, low_open=True, high_open=True),
            not_searchable="lr_milestones is a list of fractions; set it under settings", hashed_at_default=False),
     Option("augment", "name", "none", "data augmentation on the device: standard = random crop from the image padded "

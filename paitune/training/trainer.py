@@ -112,10 +112,11 @@ class Diverged(RuntimeError):
 
 
 def milestone_epochs(fractions: list[float], epochs: int) -> list[int]:
-    """The epochs after which the multistep schedule multiplies the rate by gamma: each fraction of
-    the run rounded to the nearest epoch (halves up), at least 1. Milestone m leaves epochs 1..m at
-    the rate before it: the scheduler steps once after every epoch."""
-    return [max(1, math.floor(fraction * epochs + 0.5)) for fraction in fractions]
+    """The epochs after which the multistep schedule multiplies the rate by gamma: the whole epochs
+    in each fraction of the run (``int(fraction * epochs)``, as GraSP's code computes its
+    milestones), at least 1. Milestone m leaves epochs 1..m at the rate before it: the scheduler
+    steps once after every epoch."""
+    return [max(1, math.floor(fraction * epochs)) for fraction in fractions]
 
 
 def check_training_config(config: Mapping[str, Any]) -> None:
