@@ -160,7 +160,10 @@ def test_resume_under_multistep_and_nesterov_is_bit_identical():
         (dict(nesterov=True, momentum=0.0), "nesterov needs momentum > 0"),
         (dict(nesterov="yes"), "nesterov must be true or false"),
         (dict(lr_schedule="multistep", epochs=2), r"0.5 and 0.75 are both epoch 1"),
-        (dict(lr_schedule="multistep", epochs=1, lr_milestones=[0.5]), "0.5 of the run falls at epoch 1 of 1, the last"),
+        (
+            dict(lr_schedule="multistep", epochs=1, lr_milestones=[0.5]),
+            "0.5 of the run falls at epoch 1 of 1, the last",
+        ),
         (dict(lr_milestones=[0.75, 0.5]), "lr_milestones must be strictly increasing"),
         (dict(lr_milestones=[0.5, 0.5]), "lr_milestones must be strictly increasing"),
         (dict(lr_milestones=[0.0, 0.5]), r"lr_milestones\[0\] must be in \(0, 1\)"),
