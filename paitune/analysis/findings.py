@@ -52,7 +52,7 @@ def _ranking_sentence(row, n_choices: int) -> str:
         return (
             f"{base}; context dependent: its standing differs between levels of a context variable "
             f"(p = {_f(row.heterogeneity_p)}, Bonferroni-corrected) and it is significantly ahead of the "
-            "field at some level (see ranking_slices)."
+            "field at some level (Bonferroni over the levels; see ranking_slices)."
         )
     if row.verdict == "no_difference":
         return (

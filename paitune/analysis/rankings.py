@@ -55,8 +55,8 @@ Verdict rules (first that applies), per choice:
   variable (Friedman across levels with seeds as blocks, or a paired t-test for two levels,
   p below 0.05 / (variables x choices): Bonferroni; a seed whose win scores tie at every level
   is no evidence, and when every seed ties Friedman's p is 1) and it is ahead of the field at some level
-  (the t-interval over seeds of its win rate there lies above 0.5), over every comparison and
-  over those made at the budget.
+  (the one-sided t-interval over seeds of its win rate there above 0.5, Bonferroni over the
+  levels checked), over every comparison and over those made at the budget.
 - ``no_difference``: equivalent to the field: the 90% t-interval of its win rate lies inside
   0.5 +/- WIN_MARGIN (two one-sided tests at 5%), and it is significantly ahead of or behind no
   choice (a mid-field choice, ahead of one and behind another, also wins half its comparisons);
@@ -82,6 +82,7 @@ from paitune.analysis.common import DENSE_METHOD, at_budget, at_last_shared_epoc
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
     ALPHA,
+    LEVEL,
     MIN_UNITS,
     N_BOOT,
     SEED,
@@ -355,9 +356,10 @@ def _slice_columns(scores: pd.DataFrame, factor: str) -> list[str]:
 
 def slice_win_rates(scores: pd.DataFrame, factor: str, value: str = "win_score") -> pd.DataFrame:
     """Win rate of each choice within each slice (the contexts at one level of one context
-    variable): {choice, slice, level, n, n_units, mean, ci_low, ci_high}; n = blocks, CI over seeds.
+    variable): {choice, slice, level, n, n_units, mean, ci_low, ci_high, p}; n = blocks, CI over
+    seeds, p = two-sided t-test p of a win rate of 0.5 (unadjusted).
     ``value="win_score_budget"``: over the comparisons made at the budget only."""
-    names = ["choice", "slice", "level", "n", "n_units", "mean", "ci_low", "ci_high"]
+    names = ["choice", "slice", "level", "n", "n_units", "mean", "ci_low", "ci_high", "p"]
     parts = []
     for column in _slice_columns(scores, factor):
         frame = scores.assign(level=scores[column].astype(str))
@@ -446,12 +448,25 @@ def _equivalent(table: pd.DataFrame, choices: list[str]) -> pd.Series:
 
 
 def _ahead_somewhere(slices: pd.DataFrame, slices_budget: pd.DataFrame) -> pd.Series:
-    """Per choice: its win rate's t-interval lies above 0.5 at some level of some context variable,
-    both over every comparison and over the comparisons made at the budget."""
+    """Per choice: its win rate is significantly above 0.5 at some level of some context variable,
+    both over every comparison and over the comparisons made at the budget: the one-sided
+    t-interval over seeds at each level, at level 1 - ALPHA / m for the m levels (of every
+    variable) checked for the choice (Bonferroni: "at some level" is a claim about the best of
+    them). A level where every seed has the same win rate has a zero-width interval there: a
+    choice that wins every comparison of every seed at a level is ahead at it (the chance of that
+    without an effect is (1/k)^seeds among k choices, not a sign flip's 1/2^seeds)."""
     keys = ["choice", "slice", "level"]
     if not len(slices) or not len(slices_budget):
         return pd.Series(dtype=bool)
-    both = slices.loc[slices["ci_low"] > 0.5, keys].merge(slices_budget.loc[slices_budget["ci_low"] > 0.5, keys])
+
+    def ahead(table: pd.DataFrame) -> pd.DataFrame:
+        dof = np.maximum(table["n_units"].to_numpy(np.float64) - 1.0, 1.0)
+        se = (table["ci_high"] - table["ci_low"]).to_numpy(np.float64) / (2.0 * student_t.ppf(0.5 + LEVEL / 2.0, dof))
+        checked = table.groupby("choice")["level"].transform("size").to_numpy(np.float64)
+        low = table["mean"].to_numpy(np.float64) - student_t.ppf(1.0 - ALPHA / checked, dof) * se
+        return table.loc[low > 0.5, keys]
+
+    both = ahead(slices).merge(ahead(slices_budget))
     return pd.Series(True, index=both["choice"].unique(), dtype=bool)
 
 
