@@ -28,7 +28,7 @@ def _plot_figures(analysis: Analysis) -> dict[str, list[tuple[str, object]]]:
         "pai_vs_imp": [("pai_vs_imp", plots.pai_vs_imp(t["pai_vs_imp"]))],
         "rankings": [
             ("rankings", plots.rankings(t["rankings"])),
-            ("critical_difference", plots.critical_difference(analysis.tests)),
+            ("critical_difference", plots.critical_difference(t["rankings"], analysis.tests)),
         ],
         "sanity": [("sanity", plots.sanity(t["sanity"]))],
         "layers": [("layer_profiles", plots.layer_profiles(t["layer_profiles"], t["searched_profiles"]))],
