@@ -1,6 +1,6 @@
 """What the report's plots draw, checked on their data rather than their pixels: the
-critical-difference bars (``plots.cd_bars``) against the head-to-head tests and the diagram's ranks
-against the rankings table."""
+critical-difference bars (``plots.cd_bars``) against the head-to-head tests, the diagram's ranks
+against the rankings table, and the proxies scatter against the proxies table's rows."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from planted import PlantedSpec, planted_results
+from scipy.stats import spearmanr
 
 from paitune.analysis import analyze, plots
+from paitune.analysis.common import DENSE_METHOD, scored_trials
+from paitune.analysis.proxies import proxy_points
 from paitune.analysis.stats import ALPHA
 
 
@@ -163,3 +166,32 @@ def test_the_diagram_says_when_a_pair_had_no_test():
     plt.close(figure)
     untested = _p_matrix(["a", "b", "c"], {}, default=np.nan)
     assert plots.critical_difference(rankings, {"method": {"p_matrix": untested, "friedman_p": np.nan}}) is None
+
+
+def test_the_proxies_plot_draws_the_tables_rows(analysis):
+    table = analysis.tables["proxies"]
+    points = proxy_points(analysis.results)
+    trials = analysis.results.trials.set_index("tix").loc[points["tix"]]
+    assert (trials["control"] == "none").all() and (trials["method"] != DENSE_METHOD).all()
+    assert (trials["status"] == "stopped").any()  # stopped trials count, at the common epoch
+    acc = scored_trials(analysis.results).set_index("tix")["acc"]
+    np.testing.assert_array_equal(points["test_acc"].to_numpy(), acc.loc[points["tix"]].to_numpy())
+    for row in table.itertuples():
+        rows = points.loc[points["proxy"] == row.proxy]
+        assert len(rows) == row.n
+        assert spearmanr(rows["value"], rows["test_acc"]).statistic == pytest.approx(row.spearman, abs=1e-9)
+    figure = plots.proxies(points, table)
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    proxies = list(table.loc[table["kind"] == "proxy", "proxy"])
+    assert len(panels) == len(proxies)
+    for ax, name in zip(panels, proxies):
+        row = table.set_index("proxy").loc[name]
+        assert ax.get_title().startswith(f"{name}: pooled rho = {row['spearman']:.2f} (n = {row['n']})")
+        assert ax.get_ylabel() == "test accuracy at the context's common epoch"
+        (scatter,) = ax.collections
+        drawn = np.asarray(scatter.get_offsets())
+        assert len(drawn) == row["n"] <= plots.MAX_SCATTER_POINTS
+        rows = points.loc[points["proxy"] == name, ["value", "test_acc"]].to_numpy()
+        assert sorted(map(tuple, drawn)) == sorted(map(tuple, rows))  # the same (proxy, accuracy) pairs
+        assert spearmanr(drawn[:, 0], drawn[:, 1]).statistic == pytest.approx(row["spearman"], abs=1e-9)
+    plt.close(figure)

@@ -409,24 +409,32 @@ def layer_profiles(table: pd.DataFrame, searched: pd.DataFrame | None = None):
     return figure
 
 
-def proxies(trials: pd.DataFrame, proxy_columns: list[str], table: pd.DataFrame):
-    """Scatter of each proxy (at init) vs final accuracy, sampled to MAX_SCATTER_POINTS points."""
-    if not proxy_columns or trials.empty:
+def proxies(points: pd.DataFrame, table: pd.DataFrame):
+    """Scatter of each proxy (at init) vs accuracy: the rows the ``proxies`` table's pooled
+    Spearman is computed over (``paitune.analysis.proxies.proxy_points``: control none, no dense
+    trials, test accuracy at the context's common epoch), one panel per proxy in the table's
+    order, sampled to MAX_SCATTER_POINTS points per panel; the title quotes the table's pooled
+    Spearman and its n."""
+    if table.empty or points.empty:
         return None
-    sample = trials.sample(n=min(len(trials), MAX_SCATTER_POINTS), random_state=0)
-    figure, axes = _panels(len(proxy_columns), width=3.6, height=3.0)
-    rho = dict(zip(table["proxy"], table["spearman"])) if not table.empty else {}
-    for ax, column in zip(axes, proxy_columns[:MAX_PANELS]):
-        name = column.removeprefix("proxy_")
-        values = sample[column].astype(float)
-        positive = values[np.isfinite(values)]
-        ax.scatter(values, sample["test_acc"], s=4, alpha=0.4)
-        if len(positive) and (positive > 0).all() and positive.max() / positive.min() > 100:
+    names = [n for n in table.loc[table["kind"] == "proxy", "proxy"] if (points["proxy"] == n).any()][:MAX_PANELS]
+    if not names:
+        return None
+    rows = table.set_index("proxy")
+    figure, axes = _panels(len(names), width=3.6, height=3.0)
+    for ax, name in zip(axes, names):
+        data = points.loc[points["proxy"] == name]
+        shown = data.sample(n=min(len(data), MAX_SCATTER_POINTS), random_state=0)
+        values = shown["value"].to_numpy(dtype=np.float64)
+        ax.scatter(values, shown["test_acc"], s=4, alpha=0.4)
+        if len(values) and (values > 0).all() and values.max() / values.min() > 100:
             ax.set_xscale("log")
-        value = rho.get(name)
-        ax.set_title(f"{name}: rho = {value:.2f}" if value is not None and np.isfinite(value) else name, fontsize=9)
+        rho, n = rows.loc[name, "spearman"], len(data)
+        title = f"{name}: pooled rho = {rho:.2f}" if pd.notna(rho) else f"{name}: pooled rho —"
+        count = f"n = {n}" if len(shown) == n else f"{len(shown)} of n = {n} shown"
+        ax.set_title(f"{title} ({count})", fontsize=9)
         ax.set_xlabel(f"{name} at init")
-        ax.set_ylabel("final test accuracy")
+        ax.set_ylabel("test accuracy at the context's common epoch", fontsize=8)
     figure.tight_layout()
     return figure
 
