@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from paitune.analysis.stats import ALPHA  # noqa: E402
 from paitune.spaces.context import reference_setting  # noqa: E402
 
 MAX_PANELS = 6
@@ -212,28 +213,144 @@ def rankings(table: pd.DataFrame):
     return figure
 
 
-def critical_difference(tests: dict):
-    """Critical-difference diagrams (Demsar 2006), one per factor with at least three choices:
-    mean rank over seeds (1 = best) and bars joining choices whose Holm-adjusted head-to-head
-    comparison is not significant at 5% (scikit-posthocs ``critical_difference_diagram``)."""
-    import scikit_posthocs as sp
+def cd_bars(mean_ranks: pd.Series, p_matrix: pd.DataFrame, alpha: float = ALPHA) -> list[list[str]]:
+    """The bars of a critical-difference diagram, each a list of choices in rank order.
 
-    usable = [
-        (factor, t)
-        for factor, t in tests.items()
-        if len(t.get("ranks", ())) >= 3 and not t["p_matrix"].empty and t["p_matrix"].notna().all().all()
-    ]
-    usable = [(f, t) for f, t in usable if len(t["ranks"]) <= 20]  # beyond 20 labels the diagram is unreadable
-    if not usable:
+    The choices are ordered by ``mean_ranks`` (ties by name). A bar joins a maximal run of choices
+    adjacent in that order in which no pair is significantly different: every pair's p in
+    ``p_matrix`` (Holm-adjusted) is at least ``alpha``, and a pair without a test (NaN, or absent
+    from the matrix) counts as not separated. A run inside another is dropped, and so is a run of
+    one choice. Every choice between a bar's ends is in the bar, so a bar never passes over a
+    choice that differs significantly from any choice it joins."""
+    order = sorted(mean_ranks.index, key=lambda c: (float(mean_ranks[c]), str(c)))
+    p = p_matrix.reindex(index=order, columns=order).to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        separated = p < alpha  # NaN compares false: not separated
+    separated |= separated.T
+    runs = []
+    for i in range(len(order)):
+        j = i
+        while j + 1 < len(order) and not separated[j + 1, i : j + 1].any():
+            j += 1
+        runs.append((i, j))
+    # The run from i ends no earlier than the run from i - 1, so a run lies inside another
+    # exactly when the run before it ends at the same choice.
+    kept = [(i, j) for n, (i, j) in enumerate(runs) if j > i and (n == 0 or runs[n - 1][1] < j)]
+    return [order[i : j + 1] for i, j in kept]
+
+
+def _seeds_text(n_units: pd.Series) -> str:
+    n = pd.to_numeric(n_units, errors="coerce").dropna().astype(int)
+    if n.empty:
+        return "seeds"
+    low, high = int(n.min()), int(n.max())
+    return f"{high} seeds" if low == high else f"{low}-{high} seeds"
+
+
+def _bar_rows(ranks: pd.Series, bars: list[list[str]], pad: float) -> list[int]:
+    """The row (0 = nearest the axis) of each bar: the first row whose bars all end, with a gap,
+    before it starts (the bars come in rank order), so bars that do not overlap share a row."""
+    ends: list[float] = []
+    rows = []
+    for bar in bars:
+        start = float(ranks[bar[0]]) - pad
+        row = next((r for r, end in enumerate(ends) if end + 2 * pad < start), len(ends))
+        if row == len(ends):
+            ends.append(0.0)
+        ends[row] = float(ranks[bar[-1]]) + pad
+        rows.append(row)
+    return rows
+
+
+def _cd_panel(ax, ranks: pd.Series, bars: list[list[str]]) -> None:
+    """One Demsar-style diagram: the rank axis (1 = best, on the left), a marker and an elbow to
+    its label per choice (the better half labelled on the left, the rest on the right), and the
+    bars below the axis."""
+    order = sorted(ranks.index, key=lambda c: (float(ranks[c]), str(c)))
+    low, high = 1, max(len(order), int(np.ceil(float(ranks.max()))))
+    span = max(high - low, 1)
+    margin = 0.35 * span + 1.0  # room for the labels, in rank units
+    ax.plot([low, high], [0, 0], color="black", lw=1)
+    for tick in range(low, high + 1):
+        ax.plot([tick, tick], [0, 0.06], color="black", lw=1)
+        ax.text(tick, 0.09, str(tick), ha="center", va="bottom", fontsize=7)
+    bar_step, label_step = 0.15, 0.2
+    pad = 0.015 * span
+    rows = _bar_rows(ranks, bars, pad)
+    for row, bar in zip(rows, bars):
+        y = -bar_step * (row + 1)
+        ax.plot(
+            [ranks[bar[0]] - pad, ranks[bar[-1]] + pad],
+            [y, y],
+            color="tab:gray",
+            lw=3,
+            solid_capstyle="round",
+            gid="cd_bar",
+        )
+    top = -bar_step * (max(rows, default=-1) + 2) - 0.05
+    n_left = -(-len(order) // 2)
+    sides = [(order[:n_left], low - 0.2, "right"), (order[n_left:][::-1], high + 0.2, "left")]
+    for side, edge, align in sides:
+        for i, choice in enumerate(side):  # the choice nearest its edge has the shortest elbow
+            x, y = float(ranks[choice]), top - i * label_step
+            ax.plot([x, x, edge], [0, y, y], color="black", lw=0.7)
+            ax.text(
+                edge + (-0.05 if align == "right" else 0.05),
+                y,
+                f"{choice} ({x:.2f})",
+                ha=align,
+                va="center",
+                fontsize=7,
+            )
+    ax.plot(ranks.reindex(order).to_numpy(), np.zeros(len(order)), "o", color="black", ms=3, gid="cd_ranks")
+    ax.set_xlim(low - margin, high + margin)
+    ax.set_ylim(top - n_left * label_step, 0.3)
+    ax.axis("off")
+
+
+def critical_difference(rankings_table: pd.DataFrame, tests: dict):
+    """Critical-difference diagrams (Demsar 2006), one per factor with three to twenty choices.
+
+    Each choice sits at its ``mean_rank`` from the rankings table (1 = best), the number the
+    report prints. The bars come from the report's own head-to-head tests (``tests[factor]
+    ["p_matrix"]``, the Holm-adjusted p the verdicts and the pairwise table use), not from a
+    Nemenyi critical difference: ``cd_bars`` joins runs of choices adjacent in rank order with no
+    significantly different pair among them. A factor whose pairs were all left untested (too few
+    seeds) is not drawn."""
+    panels = []
+    for factor, t in tests.items():
+        rows = rankings_table.loc[rankings_table["factor"] == factor]
+        ranks = pd.to_numeric(rows.set_index("choice")["mean_rank"], errors="coerce").dropna()
+        p_matrix = t.get("p_matrix", pd.DataFrame())
+        if not 3 <= len(ranks) <= 20 or p_matrix.empty:  # beyond 20 labels the diagram is unreadable
+            continue
+        p = p_matrix.reindex(index=ranks.index, columns=ranks.index).to_numpy(dtype=np.float64)
+        upper = p[np.triu_indices(len(ranks), k=1)]
+        if not np.isfinite(upper).any():
+            continue
+        panels.append((factor, ranks, cd_bars(ranks, p_matrix), t, rows, int((~np.isfinite(upper)).sum())))
+    if not panels:
         return None
-    figure, axes = plt.subplots(len(usable), 1, figsize=(8, 2.2 * len(usable)), squeeze=False)
-    for ax, (factor, t) in zip(axes.ravel(), usable):
-        ranks = t["ranks"].astype(float)
-        p_matrix = t["p_matrix"].loc[ranks.index, ranks.index].astype(float)
-        sp.critical_difference_diagram(ranks, p_matrix, ax=ax, label_props={"fontsize": 8})
+    heights = [
+        1.0 + 0.15 * (max(_bar_rows(ranks, bars, 0.0), default=-1) + 1) + 0.2 * -(-len(ranks) // 2)
+        for _, ranks, bars, *_ in panels
+    ]
+    figure, axes = plt.subplots(
+        len(panels), 1, figsize=(10, sum(heights)), squeeze=False, gridspec_kw={"height_ratios": heights}
+    )
+    for ax, (factor, ranks, bars, t, rows, untested) in zip(axes.ravel(), panels):
+        _cd_panel(ax, ranks, bars)
+        friedman = t.get("friedman_p", np.nan)
+        friedman_text = f"; Friedman p = {friedman:.3g}" if np.isfinite(friedman) else ""
+        untested_text = ""
+        if untested == 1:
+            untested_text = "\n1 pair without a test (too few seeds) counts as not separated"
+        elif untested:
+            untested_text = f"\n{untested} pairs without a test (too few seeds) count as not separated"
         ax.set_title(
-            f"{factor}: mean rank over seeds (Friedman p = {t['friedman_p']:.3g}); "
-            "a bar joins choices not significantly different",
+            f"{factor}: mean rank over {_seeds_text(rows['n_units'])} (1 = best; the rankings table's mean_rank)"
+            f"{friedman_text}\na bar joins choices with no significant difference by the head-to-head tests, "
+            f"Holm-adjusted (p >= {ALPHA:g}){untested_text}",
             fontsize=8,
         )
     figure.tight_layout()
@@ -292,24 +409,32 @@ def layer_profiles(table: pd.DataFrame, searched: pd.DataFrame | None = None):
     return figure
 
 
-def proxies(trials: pd.DataFrame, proxy_columns: list[str], table: pd.DataFrame):
-    """Scatter of each proxy (at init) vs final accuracy, sampled to MAX_SCATTER_POINTS points."""
-    if not proxy_columns or trials.empty:
+def proxies(points: pd.DataFrame, table: pd.DataFrame):
+    """Scatter of each proxy (at init) vs accuracy: the rows the ``proxies`` table's pooled
+    Spearman is computed over (``paitune.analysis.proxies.proxy_points``: control none, no dense
+    trials, test accuracy at the context's common epoch), one panel per proxy in the table's
+    order, sampled to MAX_SCATTER_POINTS points per panel; the title quotes the table's pooled
+    Spearman and its n."""
+    if table.empty or points.empty:
         return None
-    sample = trials.sample(n=min(len(trials), MAX_SCATTER_POINTS), random_state=0)
-    figure, axes = _panels(len(proxy_columns), width=3.6, height=3.0)
-    rho = dict(zip(table["proxy"], table["spearman"])) if not table.empty else {}
-    for ax, column in zip(axes, proxy_columns[:MAX_PANELS]):
-        name = column.removeprefix("proxy_")
-        values = sample[column].astype(float)
-        positive = values[np.isfinite(values)]
-        ax.scatter(values, sample["test_acc"], s=4, alpha=0.4)
-        if len(positive) and (positive > 0).all() and positive.max() / positive.min() > 100:
+    names = [n for n in table.loc[table["kind"] == "proxy", "proxy"] if (points["proxy"] == n).any()][:MAX_PANELS]
+    if not names:
+        return None
+    rows = table.set_index("proxy")
+    figure, axes = _panels(len(names), width=3.6, height=3.0)
+    for ax, name in zip(axes, names):
+        data = points.loc[points["proxy"] == name]
+        shown = data.sample(n=min(len(data), MAX_SCATTER_POINTS), random_state=0)
+        values = shown["value"].to_numpy(dtype=np.float64)
+        ax.scatter(values, shown["test_acc"], s=4, alpha=0.4)
+        if len(values) and (values > 0).all() and values.max() / values.min() > 100:
             ax.set_xscale("log")
-        value = rho.get(name)
-        ax.set_title(f"{name}: rho = {value:.2f}" if value is not None and np.isfinite(value) else name, fontsize=9)
+        rho, n = rows.loc[name, "spearman"], len(data)
+        title = f"{name}: pooled rho = {rho:.2f}" if pd.notna(rho) else f"{name}: pooled rho —"
+        count = f"n = {n}" if len(shown) == n else f"{len(shown)} of n = {n} shown"
+        ax.set_title(f"{title} ({count})", fontsize=9)
         ax.set_xlabel(f"{name} at init")
-        ax.set_ylabel("final test accuracy")
+        ax.set_ylabel("test accuracy at the context's common epoch", fontsize=8)
     figure.tight_layout()
     return figure
 

@@ -108,6 +108,16 @@ def _long(results: Results) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def proxy_points(results: Results) -> pd.DataFrame:
+    """The rows the ``proxies`` table's pooled numbers (``n``, ``spearman``, ...) are computed
+    over, one per trial and proxy (or baseline, ``kind``) with a finite value: control ``none``,
+    the dense reference left out, ``test_acc`` the trial's test accuracy at its context's common
+    epoch (stopped trials included). Columns: {context, dataset, model, sparsity, max_epochs,
+    method, allocation, hyper, seed, tix, test_acc, params_kept / flops_sparse where counted,
+    proxy, kind, value}."""
+    return _long(results)
+
+
 def _complete_block(present: np.ndarray) -> list[np.ndarray]:
     """The indices kept along each axis of ``present`` (contexts x levels of each config factor,
     true where the cell has trials): a block in which every cell is present, found greedily by

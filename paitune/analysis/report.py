@@ -14,6 +14,7 @@ from paitune.analysis import document, plots
 from paitune.analysis.accuracy import completed_trials
 from paitune.analysis.html_report import render_html
 from paitune.analysis.markdown_report import render_markdown
+from paitune.analysis.proxies import proxy_points
 from paitune.analysis.run import Analysis
 from paitune.analysis.summary import write_summary
 
@@ -28,12 +29,12 @@ def _plot_figures(analysis: Analysis) -> dict[str, list[tuple[str, object]]]:
         "pai_vs_imp": [("pai_vs_imp", plots.pai_vs_imp(t["pai_vs_imp"]))],
         "rankings": [
             ("rankings", plots.rankings(t["rankings"])),
-            ("critical_difference", plots.critical_difference(analysis.tests)),
+            ("critical_difference", plots.critical_difference(t["rankings"], analysis.tests)),
         ],
         "sanity": [("sanity", plots.sanity(t["sanity"]))],
         "layers": [("layer_profiles", plots.layer_profiles(t["layer_profiles"], t["searched_profiles"]))],
         "proxies": [
-            ("proxies", plots.proxies(done, analysis.results.proxy_columns, t["proxies"])),
+            ("proxies", plots.proxies(proxy_points(analysis.results), t["proxies"])),
             ("proxy_size_bias", plots.proxy_size_bias(t["proxies"])),
         ],
         "importance": [("importance", plots.importance(t["importance"]))],
