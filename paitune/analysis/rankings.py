@@ -571,7 +571,7 @@ def rank_choices(
     """Per choice: {factor, choice, mean_rank, win_rate, ci_low, ci_high, n_contexts, n_units,
     verdict, p_adjusted, ...} (see the module docstring). With ``with_slices`` also returns the
     per-slice win rates; with ``with_tests`` also the pairwise p matrix and mean Friedman ranks
-    (for the critical-difference diagram). ``n_boot`` / ``seed`` are accepted for compatibility:
+    (the diagram takes the p matrix and the table's mean_rank). ``n_boot`` / ``seed`` are accepted for compatibility:
     the intervals are t-intervals over seeds, nothing is resampled."""
     scores = context_scores(results, factor)
     extras = []
@@ -841,7 +841,7 @@ def concordance(results: Results, factor: str, *, n_boot: int = N_BOOT, seed: in
 
 def ranking_tables(results: Results, factors=tuple(FACTORS), *, n_boot: int = N_BOOT, seed: int = SEED):
     """(rankings, concordance, pairwise, slices, tests) over the given factors; ``tests`` maps a
-    factor to its pairwise p matrix and mean ranks (the critical-difference diagram's input)."""
+    factor to its pairwise p matrix (the critical-difference diagram's bars) and mean Friedman ranks."""
     ranked, slices, pairs, conc, tests = [], [], [], [], {}
     for factor in factors:
         table, factor_slices, factor_tests = rank_choices(results, factor, with_slices=True, with_tests=True)

@@ -34,7 +34,7 @@ class Analysis:
 
     results: Results
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    # Per ranking factor: the Holm-adjusted pairwise p matrix and mean ranks (critical-difference diagram).
+    # Per ranking factor: the Holm-adjusted pairwise p matrix (the critical-difference diagram's bars) and mean ranks.
     tests: dict = field(default_factory=dict)
     n_boot: int = N_BOOT
     seed: int = SEED
