@@ -444,3 +444,14 @@ def asha_censor(results, rung: int, keep: float = 1.0 / 3.0):
         layers=results.layers,
         sources=results.sources,
     )
+
+
+def with_offsets(results, offset_by_tix: np.ndarray):
+    """``results`` with a known accuracy offset added to each trial's accuracies (by tix)."""
+    from paitune.analysis.load import Results
+
+    trials, epochs = results.trials.copy(), results.epochs.copy()
+    for frame, columns in ((trials, ("test_acc", "val_acc", "best_val_acc")), (epochs, ("test_acc", "val_acc"))):
+        for c in columns:
+            frame[c] = frame[c] + offset_by_tix[frame["tix"].to_numpy()]
+    return Results(trials=trials, epochs=epochs, layers=results.layers, sources=results.sources)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from planted import PlantedSpec, asha_censor, planted_results
+from planted import PlantedSpec, asha_censor, planted_results, with_offsets
 
 from paitune.analysis import accuracy_vs_sparsity, dense_reference, operating_points, pai_vs_imp
 from paitune.analysis.load import Results
@@ -100,6 +100,32 @@ def test_asha_censoring_gives_no_false_equivalence_with_imp():
         spec = _imp_two_points_ahead(("alpha", "imp"), seed=100 + draw)
         verdicts += list(pai_vs_imp(asha_censor(planted_results(spec), rung=1))["verdict"])
     assert "matches_imp" not in verdicts and "above_imp" not in verdicts
+
+
+def test_a_method_meets_the_imp_of_its_own_allocation():
+    # IMP/global 2 points above every method, IMP/erk 2 points below: pooled, each row's gap
+    # averaged to 0 and read as matches_imp (236 of 240 rows in an audit). Against the IMP of its
+    # own allocation each row is 2 points off: below IMP under global, above it under erk.
+    verdicts = set()
+    for draw in range(2):
+        spec = PlantedSpec(
+            methods=("alpha", "beta", "imp"),
+            allocations=("global", "erk"),
+            sparsities=(0.5, 0.8, 0.9),
+            seeds=10,
+            noise=0.005,
+            n_layers=1,
+            seed=200 + draw,
+        )
+        results = planted_results(spec)
+        trials = results.trials
+        is_imp = trials["method"].eq("imp").to_numpy()
+        shift = np.where(is_imp, np.where(trials["allocation"].eq("global"), 0.02, -0.02), 0.0)
+        offset = np.zeros(int(trials["tix"].max()) + 1)
+        offset[trials["tix"].to_numpy()] = shift
+        table = pai_vs_imp(with_offsets(results, offset))
+        verdicts |= set(zip(table["allocation"], table["verdict"]))
+    assert verdicts == {("global", "below_imp"), ("erk", "above_imp")}, verdicts
 
 
 # ---- equivalence claims over a table's rows ----------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from planted import PlantedSpec, asha_censor, planted_results
+from planted import PlantedSpec, asha_censor, planted_results, with_offsets
 
 from paitune.analysis import analyze, pai_vs_imp, proxy_correlations, rank_choices, sanity_checks
 
@@ -168,7 +168,7 @@ def _method_offset_by_dataset(results, method: str, offsets: dict):
     shift = np.where(trials["method"].eq(method), trials["dataset"].map(offsets), 0.0)
     offset = np.zeros(int(trials["tix"].max()) + 1)
     offset[trials["tix"].to_numpy()] = shift
-    return _with_offsets(results, offset)
+    return with_offsets(results, offset)
 
 
 @pytest.mark.parametrize(("offsets", "robust"), [({"d1": 0.03, "d2": 0.0}, False), ({"d1": 0.03, "d2": 0.01}, True)])
@@ -378,18 +378,7 @@ def _shuffle_shifted(results, column: str, effects: dict):
     shift = np.where(trials["control"].eq("shuffle"), trials[column].map(effects), 0.0)
     offset = np.zeros(int(trials["tix"].max()) + 1)
     offset[trials["tix"].to_numpy()] = shift
-    return _with_offsets(results, offset)
-
-
-def _with_offsets(results, offset_by_tix):
-    """``results`` with a known accuracy offset added to each trial's accuracies (by tix)."""
-    from paitune.analysis.load import Results
-
-    trials, epochs = results.trials.copy(), results.epochs.copy()
-    for frame, columns in ((trials, ("test_acc", "val_acc", "best_val_acc")), (epochs, ("test_acc", "val_acc"))):
-        for c in columns:
-            frame[c] = frame[c] + offset_by_tix[frame["tix"].to_numpy()]
-    return Results(trials=trials, epochs=epochs, layers=results.layers, sources=results.sources)
+    return with_offsets(results, offset)
 
 
 # ---- (c) coverage of the intervals at few seeds -----------------------------------------------

@@ -9,8 +9,11 @@ best validation accuracy, ``paitune.analysis.common``). Sparsity levels are matc
 (after the binning of continuously sampled sparsity, ``paitune.analysis.levels``); a level IMP
 did not reach has no row.
 
-Pairs: each trial of a method meets each IMP trial of its level and seed (IMP's allocations alike:
-IMP is one reference per context) at the last epoch *both* reached, min(reached, reached by the
+Pairs: each trial of a method meets the IMP trial of its level, seed and allocation; where IMP did
+not run the method's allocation there, each IMP trial of its level and seed (pooling IMP's
+allocations where the method's own exists would average a gap of +2 points to one and -2 to the
+other into a false match: planted, ``matches_imp`` in 236 of 240 rows). A pair meets at the last
+epoch *both* reached, min(reached, reached by the
 IMP partner), as the sanity checks pair a control with its partner: two trials that ran the
 budget meet at its end, whatever other methods of the context did, and an ASHA-stopped trial
 meets its partner where it was stopped. The pair's gap = test accuracy(method) - test
@@ -83,9 +86,12 @@ def imp_pairs(results: Results) -> pd.DataFrame:
     scored = scored_trials(results)
     done = scored.loc[scored["selected"] & (scored["control"] == "none") & (scored["method"] != DENSE_METHOD)]
     keys = LEVEL_KEYS + ["seed"]
-    imp = done.loc[done["method"] == IMP_METHOD, keys + ["tix", "reached"]]
+    imp = done.loc[done["method"] == IMP_METHOD, keys + ["allocation", "tix", "reached"]]
     others = done.loc[done["method"] != IMP_METHOD, CELL + ["seed", "tix", "reached"]]
     pairs = others.merge(imp, on=keys, how="inner", suffixes=("", "_imp"))
+    # The IMP of the trial's own allocation where it ran, else every IMP of the level and seed.
+    same = pairs["allocation"] == pairs["allocation_imp"]
+    pairs = pairs.loc[same | ~same.groupby(pairs["tix"]).transform("any")].drop(columns="allocation_imp")
     if pairs.empty:
         return pairs.assign(epoch=[], acc=[], acc_imp=[], gap=[], censored=[])
     epoch, acc, acc_imp = at_last_shared_epoch(
