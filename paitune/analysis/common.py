@@ -383,6 +383,10 @@ def accuracy_at(results: Results, tix: np.ndarray, epoch: np.ndarray) -> tuple[n
 # A control trial's unmodified partner: same context, choices (but the control), seed and searched
 # hyperparameters ("config", one group number), as the searcher pairs them.
 PARTNER_KEYS = ["context", "method", "allocation", "seed", "config"]
+# What an effect claimed across contexts must be shown in, each on its own: a claim that transfers
+# across datasets and models, not an average that a gain in one and none (or a loss) in another
+# make.
+TRANSFER_GROUP = ["dataset", "model"]
 
 
 def partner_frame(results: Results) -> pd.DataFrame:

@@ -98,6 +98,12 @@ def _sanity_sentence(row) -> str:
             f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05, and "
             f"{_f(row.p_adjusted_budget)} on the pairs that ran the budget."
         )
+    if row.verdict == "context_dependent":
+        return (
+            f"{subject}: context dependent: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05 on "
+            "average, but not shown in every dataset x model group on its own: the control moves accuracy "
+            "differently across them."
+        )
     if row.verdict in ("hurts_at_rungs", "helps_at_rungs"):
         return (
             f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05, but "

@@ -78,7 +78,14 @@ import pandas as pd
 from scipy.stats import friedmanchisquare
 from scipy.stats import t as student_t
 
-from paitune.analysis.common import DENSE_METHOD, at_budget, at_last_shared_epoch, scored_trials, scoring_meta
+from paitune.analysis.common import (
+    DENSE_METHOD,
+    TRANSFER_GROUP,
+    at_budget,
+    at_last_shared_epoch,
+    scored_trials,
+    scoring_meta,
+)
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
     ALPHA,
@@ -110,9 +117,6 @@ VERDICTS = (
 )
 WIN_MARGIN = 0.1  # equivalence margin on the win rate for no_difference
 SLICE_COLUMNS = ["dataset", "model", "sparsity", "max_epochs"]
-# What a robust lead must be shown in, each on its own: a claim that transfers across datasets
-# and models, not a lead in one that the blocks of another, tied there, do not contradict.
-TRANSFER_GROUP = ["dataset", "model"]
 BUDGET_SUFFIX = "_budget"  # the same comparison, over the pairs compared at the budget only
 
 

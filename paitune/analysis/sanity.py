@@ -44,9 +44,11 @@ import pandas as pd
 from paitune.analysis.accuracy import completed_trials
 from paitune.analysis.common import (
     PARTNER_KEYS,
+    TRANSFER_GROUP,
     accuracy_at,
     at_budget,
     at_last_shared_epoch,
+    context_of,
     partner_frame,
     reached_epochs,
 )
@@ -55,6 +57,7 @@ from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, all_equal_p, 
 from paitune.results.schema import STATUS_STOPPED
 
 NOT_APPLICABLE = "not_applicable"
+CONTEXT_DEPENDENT = "context_dependent"
 _NOT_APPLICABLE_TEXT = (
     "not applicable: the mask does not use the data (data-free method, or the control "
     "left every mask unchanged), so corrupting the data cannot change it"
@@ -96,6 +99,11 @@ def _interpret(control: str, verdict: str, budget_opposite: bool = False) -> str
         return (
             f"inconclusive: neither an effect of {control} nor its absence (within "
             f"{EQUIVALENCE_MARGIN:.0%} accuracy) is shown at this number of seeds"
+        )
+    if verdict == CONTEXT_DEPENDENT:
+        return (
+            f"{control} moves accuracy on average over the contexts, but not the same way in every "
+            "dataset x model: see the rows per context"
         )
     if verdict.endswith("_at_rungs"):
         moved, back = ("lowers", "raises") if verdict == "hurts_at_rungs" else ("raises", "lowers")
@@ -315,6 +323,30 @@ class BudgetPairs:
         return tested
 
 
+def _shown_in_every_group(pairs: pd.DataFrame, results: Results, table: pd.DataFrame) -> pd.Series:
+    """Per row of ``table``: its delta is shown in every dataset x model group it has pairs in, on
+    its own: the one-sided t-test over seeds of the group's mean delta, in the direction of the
+    row's delta, at ALPHA (each group one part of an intersection-union test; on MIN_UNITS seeds
+    or more). With one group this follows from the row's own test."""
+    trials = results.trials
+    groups = trials[TRANSFER_GROUP].assign(context=context_of(trials).to_numpy()).drop_duplicates("context")
+    per_seed = (
+        pairs.merge(groups, on="context", how="left")
+        .groupby(["method", "control", *TRANSFER_GROUP, "seed"], dropna=False)["delta"]
+        .mean()
+        .reset_index()
+    )
+    tests = grouped_t_test(per_seed, ["method", "control", *TRANSFER_GROUP], "delta")
+    sign = table.set_index(["method", "control"])["delta"]
+    row_sign = np.sign(sign.reindex(pd.MultiIndex.from_frame(tests[["method", "control"]])).to_numpy(np.float64))
+    shown = (tests["n_units"] >= MIN_UNITS) & (tests["p"] / 2 < ALPHA) & (np.sign(tests["mean"]) == row_sign)
+    every = shown.groupby([tests["method"], tests["control"]]).all()
+    return pd.Series(
+        every.reindex(pd.MultiIndex.from_frame(table[["method", "control"]])).fillna(False).to_numpy(bool),
+        index=table.index,
+    )
+
+
 def _t_p(mean: float, se: float, n: int, side: str = "two") -> float:
     """The t-test p of ``mean`` with standard error ``se`` on n - 1 degrees of freedom (two-sided,
     or one-sided: mean > 0 for "greater", mean < 0 for "less"); with no spread, the exact
@@ -506,6 +538,11 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     # ALPHA: an intersection-union test); shown only where ASHA compared the pair at a rung, it is
     # an effect at the rungs.
     effect = table["p_adjusted"] < ALPHA
+    # ... and in every dataset x model group on its own: an average over the groups can come from
+    # a loss in one and a gain in another (planted -3 / +1 points: "hurts" in 11 of 20 tables).
+    everywhere = _shown_in_every_group(pairs, results, table) if len(pairs) else np.zeros(len(table), dtype=bool)
+    context_dependent = (effect & ~everywhere).to_numpy()
+    effect = effect & everywhere
     budget_sign = np.sign(table["delta_budget"].fillna(0.0))
     budget_effect = table["p_adjusted_budget"] < ALPHA
     shown = budget_effect & (budget_sign == np.sign(table["delta"]))
@@ -517,13 +554,23 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
         [
             na,
             ~tested,
+            context_dependent,
             effect & shown & (table["delta"] < 0),
             effect & shown & (table["delta"] > 0),
             effect & (table["delta"] < 0),
             effect & (table["delta"] > 0),
             table["p_equivalent"] < ALPHA,
         ],
-        [NOT_APPLICABLE, "too_few_runs", "hurts", "helps", "hurts_at_rungs", "helps_at_rungs", "no_effect"],
+        [
+            NOT_APPLICABLE,
+            "too_few_runs",
+            CONTEXT_DEPENDENT,
+            "hurts",
+            "helps",
+            "hurts_at_rungs",
+            "helps_at_rungs",
+            "no_effect",
+        ],  # fmt: skip
         default="inconclusive",
     )
     table["verdict"] = verdict

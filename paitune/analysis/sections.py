@@ -72,8 +72,8 @@ SECTIONS = (
         "Accuracy of each control minus its paired unmodified trial (same "
         "config and seed) at the last epoch both reached. The unit is the seed (pairs of a seed averaged): "
         "95% t-interval over seeds (n_units; n = pairs), t-test Holm-adjusted over rows (p_adjusted); hurts / "
-        "helps need the pairs that ran the budget to show it too (p_adjusted_budget), else hurts_at_rungs / "
-        "helps_at_rungs; "
+        "helps need every dataset x model group to show it on its own (else context_dependent) and the pairs "
+        "that ran the budget to show it too (p_adjusted_budget), else hurts_at_rungs / helps_at_rungs; "
         "no_effect only when an equivalence test (TOST) shows |delta| < 0.01, else inconclusive. "
         "corrupt_labels / corrupt_pixels score the mask on corrupted data: hurting means the mask uses the "
         "data; for data-free methods they are not applicable.",

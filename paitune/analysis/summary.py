@@ -94,8 +94,9 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   mean_control, n_units, p_adjusted, p_adjusted_budget, p_equivalent, n_censored}; delta = control - unmodified
   accuracy of paired trials (same config and seed) at the last epoch both reached, averaged per
   seed, mean and t-interval over seeds (n_units), n = pairs (n_censored of them compared before
-  the budget); verdict in hurts | helps (Holm-adjusted p < 0.05 on every pair and on the pairs
-  that ran the budget: p_adjusted_budget) | hurts_at_rungs | helps_at_rungs (the first only) | no_effect (TOST: |delta| <
+  the budget); verdict in context_dependent (Holm-adjusted p < 0.05, not shown in every dataset x
+  model group on its own) | hurts | helps (Holm-adjusted p < 0.05 on every pair, shown in every
+  dataset x model group, and on the pairs that ran the budget: p_adjusted_budget) | hurts_at_rungs | helps_at_rungs (the first only) | no_effect (TOST: |delta| <
   0.01 at the budget in every context, Holm-adjusted over rows) | inconclusive | too_few_runs (fewer than 3 seeds) | not_applicable. not_applicable: a
   corrupt_labels / corrupt_pixels control on a data-free method (random, magnitude, synflow,
   dense) or on a method whose masks the control left unchanged; its numbers are null.
