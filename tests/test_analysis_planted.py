@@ -257,6 +257,44 @@ def test_win_scores_tied_across_levels_in_every_seed_are_not_context_dependent()
     assert flagged <= 1
 
 
+def test_no_difference_is_found_without_effects_and_not_from_effects_that_cancel():
+    # Equal choices, 20 seeds, 2 datasets: no_difference for most. A +2 points on d1 and -2 on d2
+    # wins half its comparisons, as an equal choice does; over 20 tables at 3 seeds it (or a
+    # rival it makes look equal) was called no_difference in 6 before each pair's accuracy had
+    # to match within 1 point in every dataset.
+    found = []
+    for i in range(3):
+        spec = PlantedSpec(
+            methods=("A", "B", "C"),
+            datasets=("d1", "d2"),
+            sparsities=tuple(np.linspace(0.5, 0.9, 8).round(2)),
+            seeds=20,
+            noise=0.003,
+            n_layers=1,
+            seed=1700 + i,
+        )
+        found += list(rank_choices(planted_results(spec), "method")["verdict"])
+    assert found.count("no_difference") >= 7, found
+    cancelled = []
+    for i in range(20):
+        spec = PlantedSpec(
+            methods=("random", "A", "B", "C"),
+            datasets=("d1", "d2"),
+            sparsities=(0.5, 0.7, 0.9),
+            seeds=3,
+            noise=0.01,
+            n_layers=1,
+            seed=1000 + i,
+        )
+        results = planted_results(spec)
+        trials = results.trials
+        shift = np.where(trials["method"].eq("A"), trials["dataset"].map({"d1": 0.02, "d2": -0.02}), 0.0)
+        offset = np.zeros(int(trials["tix"].max()) + 1)
+        offset[trials["tix"].to_numpy()] = shift
+        cancelled += list(rank_choices(with_offsets(results, offset), "method")["verdict"])
+    assert "no_difference" not in cancelled
+
+
 def test_a_mid_field_choice_is_not_called_equivalent_to_the_field():
     # B is 5 points behind A and 5 ahead of C: its win rate is 0.5, yet it differs from both.
     spec = PlantedSpec(

@@ -47,10 +47,10 @@ import pandas as pd
 from paitune.analysis.common import DENSE_METHOD, at_budget, at_last_shared_epoch, scored_trials
 from paitune.analysis.levels import compression_ratio
 from paitune.analysis.load import Results
-from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
+from paitune.analysis.stats import ACCURACY_MARGIN, ALPHA, MIN_UNITS, N_BOOT, SEED, grouped_t_test, holm
 
 IMP_METHOD = "imp"
-EQUIVALENCE_MARGIN = 0.01  # accuracy (fraction): matches_imp means |gap| < 1 point, shown by TOST
+EQUIVALENCE_MARGIN = ACCURACY_MARGIN  # matches_imp means |gap| < 1 point, shown by TOST
 LEVEL_KEYS = ["dataset", "model", "max_epochs", "sparsity"]
 CELL = LEVEL_KEYS + ["method", "allocation"]
 COLUMNS = [

@@ -10,7 +10,7 @@ import pandas as pd
 from paitune.analysis.after_training import EQUIVALENCE_MARGIN as IMP_MARGIN
 from paitune.analysis.rankings import WIN_MARGIN
 from paitune.analysis.sanity import EQUIVALENCE_MARGIN, NOT_APPLICABLE
-from paitune.analysis.stats import ALPHA, MIN_UNITS
+from paitune.analysis.stats import ACCURACY_MARGIN, ALPHA, MIN_UNITS
 
 MAX_PER_SECTION = 200
 
@@ -57,8 +57,9 @@ def _ranking_sentence(row, n_choices: int) -> str:
     if row.verdict == "no_difference":
         return (
             f"{base}; no difference from the field: its win rate is shown to lie within 0.5 +/- "
-            f"{WIN_MARGIN} (90% t-interval inside the margin) and no head-to-head test separates it from "
-            "another choice."
+            f"{WIN_MARGIN} (90% t-interval inside the margin), its accuracy within {100 * ACCURACY_MARGIN:g} "
+            "point of every other choice's in every dataset x model group (TOST), and no head-to-head test "
+            "separates it from another choice."
         )
     if row.verdict == "too_few_runs":
         held = f"only {int(row.n_units)} seeds hold" if pd.notna(row.n_units) else f"fewer than {MIN_UNITS} seeds hold"

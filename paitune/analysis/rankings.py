@@ -58,8 +58,9 @@ Verdict rules (first that applies), per choice:
   (the one-sided t-interval over seeds of its win rate there above 0.5, Bonferroni over the
   levels checked), over every comparison and over those made at the budget.
 - ``no_difference``: equivalent to the field: the 90% t-interval of its win rate lies inside
-  0.5 +/- WIN_MARGIN (two one-sided tests at 5%), and it is significantly ahead of or behind no
-  choice (a mid-field choice, ahead of one and behind another, also wins half its comparisons);
+  0.5 +/- WIN_MARGIN (two one-sided tests at 5%), its accuracy within ACCURACY_MARGIN of every
+  rival's in every dataset x model group (TOST over seeds, each pair and group on its own), and
+  it is significantly ahead of or behind no choice (a mid-field choice, ahead of one and behind another, also wins half its comparisons);
   both over every comparison and over the pairs that ran the budget.
 - ``inconclusive``: none of the above (it may be significantly ahead of some choices and behind
   others: ``n_ahead`` / ``n_behind`` say).
@@ -88,11 +89,13 @@ from paitune.analysis.common import (
 )
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
+    ACCURACY_MARGIN,
     ALPHA,
     LEVEL,
     MIN_UNITS,
     N_BOOT,
     SEED,
+    all_equal_p,
     grouped_t_test,
     holm,
     kendalls_w,
@@ -448,7 +451,25 @@ def _equivalent(table: pd.DataFrame, choices: list[str]) -> pd.Series:
     se = table["sd"].fillna(0).to_numpy() / np.sqrt(np.maximum(n, 1))
     mean = table["win_rate"].to_numpy(np.float64)
     inside = (mean - q * se > 0.5 - WIN_MARGIN) & (mean + q * se < 0.5 + WIN_MARGIN) & (n >= MIN_UNITS)
+    # Seeds that all agree (sd 0) give a zero-width interval: the exact one-sided sign-flip p
+    # decides there, as in every other test of the analysis (``stats.all_equal_p``).
+    flat = se <= 1e-12
+    inside &= ~flat | (all_equal_p(n, sides=1) < ALPHA)
     return pd.Series(inside, index=choices)
+
+
+def _matches_every_rival_in_every_group(scores: pd.DataFrame, choices: list[str], budget: bool) -> pd.Series:
+    """Per choice: its test accuracy is within ACCURACY_MARGIN of every rival's in every dataset x
+    model group they share, each shown on its own (TOST over seeds of the group's mean difference,
+    MIN_UNITS seeds or more; an intersection-union test). A win rate of 0.5 against the field also
+    comes from +2 points on one dataset and -2 on another, or from being ahead of one rival and
+    behind another by the same margin."""
+    diffs = scores.attrs.get("group_diffs" + (BUDGET_SUFFIX if budget else ""))
+    if diffs is None or diffs.empty:
+        return pd.Series(False, index=choices)
+    tests = grouped_t_test(diffs, ["choice", "opponent", *TRANSFER_GROUP], "diff", margin=ACCURACY_MARGIN)
+    shown = (tests["n_units"] >= MIN_UNITS) & (tests["p_equivalent"] < ALPHA)
+    return shown.groupby(tests["choice"]).all().reindex(choices).fillna(False).astype(bool)
 
 
 def _ahead_somewhere(slices: pd.DataFrame, slices_budget: pd.DataFrame) -> pd.Series:
@@ -612,6 +633,8 @@ def rank_choices(
     at_end = _unit_matrix(scores, "win_score_budget").stack().rename("w").reset_index()
     at_end = grouped_t_test(at_end, ["choice"], "w", null=0.5).rename(columns={"mean": "win_rate"})
     equivalent = _equivalent(overall, choices) & _equivalent(at_end, choices)
+    equivalent &= _matches_every_rival_in_every_group(scores, choices, budget=False)
+    equivalent &= _matches_every_rival_in_every_group(scores, choices, budget=True)
     verdicts = _verdicts(
         overall, slices, slice_win_rates(scores, factor, "win_score_budget"), friedman_p, n_complete,
         len(_slice_columns(scores, factor)),

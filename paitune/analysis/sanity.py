@@ -53,7 +53,7 @@ from paitune.analysis.common import (
     reached_epochs,
 )
 from paitune.analysis.load import Results
-from paitune.analysis.stats import ALPHA, MIN_UNITS, N_BOOT, SEED, all_equal_p, grouped_t_test, holm
+from paitune.analysis.stats import ACCURACY_MARGIN, ALPHA, MIN_UNITS, N_BOOT, SEED, all_equal_p, grouped_t_test, holm
 from paitune.results.schema import STATUS_STOPPED
 
 NOT_APPLICABLE = "not_applicable"
@@ -137,7 +137,7 @@ def _unchanged_masks(results: Results) -> pd.DataFrame:
     return same.loc[same].reset_index()[["method", "control"]]
 
 
-EQUIVALENCE_MARGIN = 0.01  # accuracy (fraction): "no effect" means |delta| < 1 point, shown by TOST
+EQUIVALENCE_MARGIN = ACCURACY_MARGIN  # "no effect" means |delta| < 1 point, shown by TOST
 # "No effect" must hold in each of these cells: a row pools its contexts and its allocations.
 EQUIVALENCE_CELL = ["context", "allocation"]
 

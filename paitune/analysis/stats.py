@@ -334,6 +334,9 @@ ALPHA = 1.0 - LEVEL
 # The fewest independent units (seeds; dataset x model groups for transfer) a verdict may rest
 # on. Two seeds give a t-interval with one degree of freedom: far too wide to decide anything.
 MIN_UNITS = 3
+# Two accuracies (fractions) count as equal within 1 point: the margin of every equivalence claim
+# about accuracy (no_effect, matches_imp, no_difference), shown by TOST.
+ACCURACY_MARGIN = 0.01
 
 
 def grouped_t_test(

@@ -68,8 +68,8 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   contexts they share and shown in every dataset x model group; both over every comparison and
   over the pairs that ran the budget) |
   ahead_at_rungs (the lead shown only over every comparison: ASHA compared some pairs at a rung) |
-  context_dependent | no_difference (win rate shown within 0.5 +/- 0.1, no head-to-head
-  difference, at the budget too) | inconclusive | behind_at_rungs | robust_loser (behind every
+  context_dependent | no_difference (win rate shown within 0.5 +/- 0.1, accuracy within 1 point of
+  every rival in every dataset x model group, no head-to-head difference, at the budget too) | inconclusive | behind_at_rungs | robust_loser (behind every
   other) | too_few_runs; p_adjusted = largest Holm-adjusted pairwise p against another choice,
   p_adjusted_budget the same on the pairs that ran the budget, budget_share = share of the
   choice's comparisons made at the budget (rules in ``paitune.analysis.rankings``).
