@@ -11,15 +11,18 @@ difference over the blocks the two share, each pair at the last epoch both trial
   shuffle controls, the method's shuffle delta (its own per-layer densities, random positions:
   random pruning at exactly that method's layerwise density; ``sanity``) is quoted beside it.
 - **Allocation vs method.** How much a factor matters, per seed, is the accuracy gap between its
-  best and worst choice, the two named by the *other* seeds (``cross_validated_spread``): an
-  absolute difference would grow with noise and with a choice x seed interaction, this one has
-  mean 0 unless the effect reproduces. Its mean over seeds is what the sentence quotes. These
-  per-seed values are not independent (each seed helps name the pair for every other seed), so
-  the verdict comes from sample splitting instead (``split_sample_test``): the pairs are named
-  on half of the seeds and the allocation's gap minus the method's is t-tested over the other
-  half, independent of the naming; the p-values of many such splits are combined by doubling
-  their median (valid whatever their dependence). ``inconclusive`` when neither is shown to
-  matter more.
+  best and worst choice, the two named by the *other* seeds (``cross_validated_spread``) within
+  each dataset x model group (``TRANSFER_GROUP``) on its own, the gaps averaged over the groups
+  both factors were compared in: a method effect that flips between datasets matters in every
+  group, and would cancel out in a ranking of the choices over all of them. An absolute
+  difference would grow with noise and with a choice x seed interaction, this one has mean 0
+  unless the effect reproduces. Its mean over seeds is what the sentence quotes. These per-seed
+  values are not independent (each seed helps name the pairs for every other seed), so the
+  verdict comes from sample splitting instead (``split_sample_test``): the pairs are named on
+  half of the seeds and the allocation's gap minus the method's is t-tested over the other half,
+  independent of the naming; the p-values of many such splits are combined by doubling their
+  median (valid whatever their dependence). ``inconclusive`` when neither is shown to matter
+  more.
 
 Each answer is a row {question, subject, verdict, n_units, sentence}; the report prints the
 sentences first, as one paragraph.
@@ -35,7 +38,7 @@ import pandas as pd
 
 from paitune.analysis.common import p_text
 from paitune.analysis.load import Results
-from paitune.analysis.rankings import head_to_head
+from paitune.analysis.rankings import BUDGET_SUFFIX, TRANSFER_GROUP, context_scores, head_to_head
 from paitune.analysis.stats import ALPHA, MIN_UNITS, SEED, one_sided_t_p, quantile_aggregated_p
 
 # Splits of the seeds into a naming half and a testing half: all of them up to this many, else
@@ -149,22 +152,75 @@ def _advantages(h2h: pd.DataFrame) -> pd.DataFrame:
     return scaled.unstack("choice").dropna(axis=1, how="any")
 
 
-def cross_validated_spread(h2h: pd.DataFrame) -> pd.Series:
-    """Per seed: how much the factor matters, cross-validated over seeds. The best and the worst
-    choice are named from the *other* seeds (their mean advantages); the seed's own accuracy
-    difference between those two is its value. A factor whose choices differ only by chance
-    (or differently in every seed: a choice x seed interaction) has mean 0 however noisy; one
-    with a reproducible effect has the best-minus-worst gap in points. (The values of different
-    seeds are not independent: describe with their mean, test with ``split_sample_test``.)"""
-    table = _advantages(h2h)
-    if table.shape[0] < 2 or table.shape[1] < 2:
+def _group_advantages(diffs: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """Per dataset x model group of ``diffs`` (per seed and ordered pair, the mean accuracy
+    difference over the group's blocks: ``context_scores(...).attrs["group_diffs"]``), its seeds x
+    choices advantage table (``_advantages``); a table without the group columns (as
+    ``head_to_head`` gives) is one group, keyed ()."""
+    if not len(diffs):
+        return {}
+    if not all(column in diffs.columns for column in TRANSFER_GROUP):
+        return {(): _advantages(diffs)}
+    keys = [diffs[column].astype(str) for column in TRANSFER_GROUP]  # a missing model is a level too
+    return {key: _advantages(part) for key, part in diffs.groupby(keys, sort=True)}
+
+
+def _aligned(diffs: dict[str, pd.DataFrame]) -> tuple[pd.Index, dict[str, list[np.ndarray]]]:
+    """(seeds, per factor one seeds x choices advantage array per group): the dataset x model
+    groups where every factor of ``diffs`` has 2 choices or more, the seeds present in all of
+    them (sorted), each group's choices those present in all of its seeds."""
+    groups = {
+        factor: {key: table for key, table in _group_advantages(frame).items() if table.shape[1] >= 2}
+        for factor, frame in diffs.items()
+    }
+    shared = sorted(set.intersection(*(set(tables) for tables in groups.values())))
+    if not shared:
+        return pd.Index([]), {factor: [] for factor in groups}
+    seeds = None
+    for tables in groups.values():
+        for key in shared:
+            seeds = tables[key].index if seeds is None else seeds.intersection(tables[key].index)
+    seeds = seeds.sort_values()
+    return seeds, {
+        factor: [tables[key].reindex(seeds).to_numpy(np.float64) for key in shared] for factor, tables in groups.items()
+    }
+
+
+def _named_gaps(tables: list[np.ndarray], naming: np.ndarray) -> np.ndarray:
+    """(rows of ``naming``, seeds): per row of ``naming`` (booleans over the seeds, true for the
+    seeds that name the pairs), each seed's gap. In each group (a seeds x choices advantage
+    table), the best and worst choice are the highest and lowest mean advantage over the naming
+    seeds; the group's gap on a seed is that seed's advantage of the best minus that of the
+    worst, and the seed's gap is the mean of its groups' gaps."""
+    count = naming.sum(axis=1, keepdims=True)
+    total = np.zeros((len(naming), tables[0].shape[0]))
+    for values in tables:
+        means = naming @ values / count
+        best, worst = np.argmax(means, axis=1), np.argmin(means, axis=1)
+        total += values[:, best].T - values[:, worst].T
+    return total / len(tables)
+
+
+def _spreads(tables: list[np.ndarray]) -> np.ndarray:
+    """Per seed: its gap with each group's pair named by all the other seeds."""
+    n = tables[0].shape[0]
+    return np.diagonal(_named_gaps(tables, ~np.eye(n, dtype=bool))).copy()
+
+
+def cross_validated_spread(diffs: pd.DataFrame) -> pd.Series:
+    """Per seed: how much the factor matters, cross-validated over seeds. In each dataset x model
+    group of ``diffs`` (``_group_advantages``; one group without the group columns) the best and
+    the worst choice are named from the *other* seeds (their mean advantages); the seed's own
+    accuracy difference between those two, averaged over the groups, is its value. A factor
+    whose choices differ only by chance (or differently in every seed: a choice x seed
+    interaction) has mean 0 however noisy; one with a reproducible effect in each group has the
+    best-minus-worst gap in points, also where the best choice differs from group to group.
+    (The values of different seeds are not independent: describe with their mean, test with
+    ``split_sample_test``.)"""
+    seeds, tables = _aligned({"factor": diffs})
+    if len(seeds) < 2:
         return pd.Series(dtype=float)
-    values = table.to_numpy(np.float64)
-    out = {}
-    for i, seed in enumerate(table.index):
-        others = np.delete(values, i, axis=0).mean(axis=0)
-        out[seed] = values[i, int(np.argmax(others))] - values[i, int(np.argmin(others))]
-    return pd.Series(out)
+    return pd.Series(_spreads(tables["factor"]), index=seeds)
 
 
 def _naming_halves(n: int) -> np.ndarray:
@@ -181,34 +237,39 @@ def _naming_halves(n: int) -> np.ndarray:
     return halves
 
 
-def split_sample_test(allocation: np.ndarray, method: np.ndarray) -> dict:
-    """Does the allocation or the method matter more? Seeds x choices advantage tables of the
-    two factors (the same seeds in the same order) in; {p, more, n_splits, p_allocation,
-    p_method} out.
+def _as_groups(tables) -> list[np.ndarray]:
+    """A seeds x choices array is one group; a list or tuple of them, one per group."""
+    if isinstance(tables, (list, tuple)):
+        return [np.asarray(table, np.float64) for table in tables]
+    return [np.asarray(tables, np.float64)]
+
+
+def split_sample_test(allocation, method) -> dict:
+    """Does the allocation or the method matter more? Each factor's seeds x choices advantage
+    table, or a list of them, one per dataset x model group (every table with the same seeds in
+    the same order), in; {p, more, n_splits, n_groups, p_allocation, p_method} out.
 
     For each split of the seeds (``_naming_halves``), each factor's best and worst choice are
-    named by their mean advantage over the naming half; on every seed of the other half the
-    factor's gap is that seed's advantage of the best minus that of the worst, and the
-    allocation's gap minus the method's is t-tested over those seeds (one-sided, each way).
-    Given the naming half the tested seeds are independent and the pair is fixed, so each
-    split's p is valid; the splits' p-values are combined by ``quantile_aggregated_p`` (twice
-    the median) and the two directions by Bonferroni: p = min(1, 2 min(p_allocation,
-    p_method)), ``more`` the direction of the smaller. Needs 3 seeds (1 naming, 2 testing).
+    named in each group by their mean advantage over the naming half; on every seed of the other
+    half the factor's gap is the mean over groups of that seed's advantage of the group's best
+    minus that of its worst, and the allocation's gap minus the method's is t-tested over those
+    seeds (one-sided, each way). Given the naming half the tested seeds are independent and the
+    pairs are fixed, so each split's p is valid; the splits' p-values are combined by
+    ``quantile_aggregated_p`` (twice the median) and the two directions by Bonferroni: p = min(1,
+    2 min(p_allocation, p_method)), ``more`` the direction of the smaller. Needs 3 seeds (1
+    naming, 2 testing) and 2 choices of each factor in every group.
     """
-    allocation, method = np.asarray(allocation, np.float64), np.asarray(method, np.float64)
-    n = allocation.shape[0]
-    out = {"p": np.nan, "more": "", "n_splits": 0, "p_allocation": np.nan, "p_method": np.nan}
-    if n < MIN_UNITS or allocation.shape[1] < 2 or method.shape[1] < 2:
+    allocation, method = _as_groups(allocation), _as_groups(method)
+    out = {"p": np.nan, "more": "", "n_splits": 0, "n_groups": len(allocation), "p_allocation": np.nan,
+           "p_method": np.nan}  # fmt: skip
+    if not allocation or not method:
+        return out
+    n = allocation[0].shape[0]
+    if n < MIN_UNITS or any(table.shape[1] < 2 for table in allocation + method):
         return out
     naming = _naming_halves(n)
     k = int(naming[0].sum())
-
-    def gaps(values: np.ndarray) -> np.ndarray:  # (splits, n): each seed's gap of the named pair
-        means = naming @ values / k
-        best, worst = np.argmax(means, axis=1), np.argmin(means, axis=1)
-        return values[:, best].T - values[:, worst].T
-
-    diff = gaps(allocation) - gaps(method)
+    diff = _named_gaps(allocation, naming) - _named_gaps(method, naming)
     tested = diff[~naming].reshape(len(naming), n - k)
     greater, less = one_sided_t_p(tested, axis=1)
     p_allocation, p_method = quantile_aggregated_p(greater), quantile_aggregated_p(less)
@@ -216,24 +277,34 @@ def split_sample_test(allocation: np.ndarray, method: np.ndarray) -> dict:
         "p": min(1.0, 2.0 * min(p_allocation, p_method)),
         "more": "allocation" if p_allocation <= p_method else "method",
         "n_splits": len(naming),
+        "n_groups": len(allocation),
         "p_allocation": p_allocation,
         "p_method": p_method,
     }
 
 
-def _which_matters_more(h2h: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict | None]:
-    """(per-seed cross-validated spreads of both factors, the split-sample test or None)."""
-    both = pd.concat({factor: cross_validated_spread(h2h[factor]) for factor in h2h}, axis=1).dropna()
-    if both.empty:
-        return both, None
-    tables = [_advantages(h2h[factor]).reindex(both.index).to_numpy(np.float64) for factor in h2h]
-    return both, split_sample_test(*tables)
+def _group_diffs(results: Results, factor: str, *, budget: bool = False) -> pd.DataFrame:
+    """Per dataset x model group, seed and ordered pair of choices: the mean accuracy difference
+    over the group's blocks (``context_scores``); with ``budget``, over the pairs compared at the
+    budget only."""
+    attrs = context_scores(results, factor).attrs
+    return attrs.get("group_diffs" + (BUDGET_SUFFIX if budget else ""), pd.DataFrame())
+
+
+def _which_matters_more(diffs: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict | None]:
+    """(per-seed cross-validated spreads of both factors, the split-sample test or None), both
+    over the same dataset x model groups and seeds."""
+    seeds, tables = _aligned(diffs)
+    if len(seeds) < 2:
+        return pd.DataFrame(columns=list(diffs)), None
+    both = pd.DataFrame({factor: _spreads(tables[factor]) for factor in diffs}, index=seeds)
+    return both, split_sample_test(*(tables[factor] for factor in diffs))
 
 
 def allocation_vs_method(results: Results) -> list[dict]:
     factors = ("allocation", "method")
     h2h = {factor: head_to_head(results, factor) for factor in factors}
-    both, test = _which_matters_more(h2h)
+    both, test = _which_matters_more({factor: _group_diffs(results, factor) for factor in factors})
     if test is None:
         return []
     n = len(both)
@@ -256,7 +327,7 @@ def allocation_vs_method(results: Results) -> list[dict]:
     if verdict in factors and not all(_same_pairs(h2h[f], at_end[f]) for f in factors):
         # Some pairs were compared at ASHA's rungs: the claim about the budget needs the pairs that
         # ran it to show it too (an intersection-union test).
-        end_both, end_test = _which_matters_more(at_end)
+        end_both, end_test = _which_matters_more({f: _group_diffs(results, f, budget=True) for f in factors})
         shown = (
             end_test is not None and len(end_both) >= MIN_UNITS and end_test["p"] < ALPHA
             and end_test["more"] == verdict
@@ -266,10 +337,16 @@ def allocation_vs_method(results: Results) -> list[dict]:
         if not shown:
             verdict = f"{verdict}_at_rungs"
             claim += " where the pairs were compared (some at ASHA's rungs), not shown at the budget"
+    groups = test["n_groups"]
+    where = (
+        "in the one dataset x model group"
+        if groups == 1
+        else f"in each of the {groups} dataset x model groups, the gaps averaged over the groups"
+    )
     sentence = (
         f"{claim}: the best and worst allocation differ by {_pct(both['allocation'].mean())} (same method, "
         f"context and seed), the best and worst method by {_pct(both['method'].mean())} (same allocation), "
-        f"each pair named by the other seeds ({n} seeds{how})."
+        f"each pair named by the other seeds {where} ({n} seeds{how})."
     )
     return [
         {
