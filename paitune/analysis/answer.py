@@ -50,7 +50,8 @@ COLUMNS = ["question", "subject", "verdict", "n_units", "sentence"]
 
 
 def _pct(value: float) -> str:
-    return f"{100 * value:+.1f} points"
+    shown = round(100 * value, 1) + 0.0  # + 0.0: no "-0.0"
+    return f"{shown:+.1f} points"
 
 
 def _budget_text(row) -> str:
@@ -89,8 +90,8 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
             verdict = "context_dependent"
             side = "ahead of" if ahead else "behind"
             claim = (
-                f"is {side} random pruning at the same allocation on average, but not in every context "
-                "(the rankings' per-context tables show where)"
+                f"is {side} random pruning at the same allocation on average, but not in every context or "
+                "not in every dataset x model group on its own (pairwise: holds, holds_budget)"
             )
         elif ahead and at_end and row.mean_diff_budget > 0:
             verdict, claim = "beats_random", "beats random pruning at the same allocation"
@@ -104,11 +105,13 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
             claim = "is behind random pruning at the same allocation at ASHA's rungs, not shown at the budget"
         else:
             verdict, claim = "inconclusive", "is not shown to differ from random pruning at the same allocation"
+        budget_text = _budget_text(row)
+        where = " where each pair met (the last epoch both reached)" if budget_text else ""
         sentence = (
-            f"{row.choice} {claim}: {_pct(row.mean_diff)} test accuracy, wins {row.win_rate:.0%} of its "
-            f"head-to-head comparisons in {int(row.n_contexts)} contexts ({n} seeds, "
+            f"{row.choice} {claim}: {_pct(row.mean_diff)} test accuracy{where}, wins {row.win_rate:.0%} of its "
+            f"head-to-head comparisons in {int(row.n_contexts)} blocks (context x allocation; {n} seeds, "
             + (f"Holm {p_text(row.p_adjusted)}" if np.isfinite(row.p_adjusted) else f"no test below {MIN_UNITS} seeds")
-            + _budget_text(row)
+            + budget_text
             + ")"
         )
         if row.choice in shuffle.index:

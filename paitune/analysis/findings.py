@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from paitune.analysis.after_training import EQUIVALENCE_MARGIN as IMP_MARGIN
-from paitune.analysis.rankings import WIN_MARGIN
+from paitune.analysis.rankings import FACTORS, WIN_MARGIN
 from paitune.analysis.sanity import EQUIVALENCE_MARGIN, NOT_APPLICABLE
 from paitune.analysis.stats import ACCURACY_MARGIN, ALPHA, MIN_UNITS
 
@@ -23,30 +23,41 @@ def _f(value, digits=3) -> str:
 
 def _ranking_sentence(row, n_choices: int) -> str:
     others = n_choices - 1
+    held = FACTORS.get(row.factor, [])
+    block = f"context x {' x '.join(held)}" if held else "context"
     base = (
         f"{row.factor} {row.choice}: win rate {_f(row.win_rate, 2)} [{_f(row.ci_low, 2)}, {_f(row.ci_high, 2)}] "
-        f"over {int(row.n_units)} seeds and {int(row.n_contexts)} contexts"
+        f"over {int(row.n_units)} seeds and {int(row.n_contexts)} blocks ({block})"
     )
     if row.verdict == "robust_winner":
         return (
             f"{base}; robust winner: significantly ahead of all {others} other choices (Friedman p = "
             f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
-            "its lead over each holding across the contexts they share."
+            "its lead over each holding across the blocks they share and shown in every dataset x model group."
         )
     if row.verdict == "robust_loser":
         return (
             f"{base}; robust loser: significantly behind all {others} other choices (Friedman p = "
             f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
-            "its deficit to each holding across the contexts they share."
+            "its deficit to each holding across the blocks they share and shown in every dataset x model group."
         )
     if row.verdict in ("ahead_at_rungs", "behind_at_rungs"):
         ahead = row.verdict == "ahead_at_rungs"
+        lead = "lead" if ahead else "deficit"
+        at_budget = f"{_f(100 * row.budget_share, 2)}% of its comparisons; largest Holm-adjusted p there = " + _f(
+            row.p_adjusted_budget
+        )
+        why = (
+            f"significant there on average ({at_budget} < 0.05), but the {lead} does not hold in every block or "
+            "is not shown in every dataset x model group at the budget (pairwise: holds_budget)"
+            if row.p_adjusted_budget < ALPHA
+            else f"not shown there ({at_budget}): ASHA stopped rivals at its rungs, where a choice that only "
+            "learns faster also leads"
+        )
         return (
             f"{base}; {'ahead of' if ahead else 'behind'} all {others} other choices where compared (Friedman p = "
-            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), but "
-            f"not shown on the pairs that ran the budget ({_f(100 * row.budget_share, 2)}% of its comparisons; "
-            f"largest Holm-adjusted p there = {_f(row.p_adjusted_budget)}): ASHA stopped rivals at its rungs, "
-            "where a choice that only learns faster also leads."
+            f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05); on the "
+            f"pairs that ran the budget {why}."
         )
     if row.verdict == "context_dependent":
         return (
@@ -69,8 +80,8 @@ def _ranking_sentence(row, n_choices: int) -> str:
         why = (
             "the Friedman test over seeds shows no difference among the choices"
             if not row.friedman_p < ALPHA
-            else "the lead is not shown in every context, or in every dataset x model group on its own "
-            "(pairwise: holds), so it is not robust"
+            else f"the {'lead' if row.n_ahead == others else 'deficit'} is not shown in every block, or in "
+            "every dataset x model group on its own (pairwise: holds), so it is not robust"
         )
         return (
             f"{base}; inconclusive: significantly {side} all {others} other choices on average over seeds "
@@ -96,8 +107,9 @@ def _sanity_sentence(row) -> str:
     )
     if row.verdict in ("hurts", "helps"):
         return (
-            f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05, and "
-            f"{_f(row.p_adjusted_budget)} on the pairs that ran the budget."
+            f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05; on the pairs "
+            f"that ran the budget delta {_f(getattr(row, 'delta_budget', np.nan))} (adjusted for ASHA's "
+            f"selection), Holm-adjusted p = {_f(row.p_adjusted_budget)}."
         )
     if row.verdict == "context_dependent":
         return (
@@ -116,10 +128,17 @@ def _sanity_sentence(row) -> str:
             f"{subject}: no effect: {numbers}; equivalence test (Holm-adjusted) p = {_f(row.p_equivalent)} "
             f"< 0.05 shows |delta| < {EQUIVALENCE_MARGIN} at the budget in every context."
         )
+    untestable = not row.p_equivalent < 1.0  # a context with fewer than MIN_UNITS seeds of budget pairs
+    equivalence = (
+        f"equivalence within {EQUIVALENCE_MARGIN} cannot be shown: some context (or allocation) has fewer than "
+        f"{MIN_UNITS} seeds whose pairs ran the budget"
+        if untestable
+        else f"no equivalence within {EQUIVALENCE_MARGIN} at the budget in every context shown (p = "
+        f"{_f(row.p_equivalent)})"
+    )
     return (
         f"{subject}: inconclusive: {numbers}; no effect shown (Holm-adjusted p = {_f(row.p_adjusted)}) and "
-        f"no equivalence within {EQUIVALENCE_MARGIN} at the budget in every context shown (p = "
-        f"{_f(row.p_equivalent)})."
+        f"{equivalence}."
     )
 
 
@@ -171,16 +190,18 @@ def findings(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             )
             rows.append(("proxies", row.proxy, verdict, row.size_note))
     contexts = tables.get("contexts", pd.DataFrame())
-    if len(contexts):
-        early = contexts.loc[contexts["common_epoch"] < contexts["max_epochs"]]
+    early = contexts.loc[contexts["common_epoch"] < contexts["max_epochs"]] if len(contexts) else contexts
+    if len(early):
         rows.append(
             (
                 "contexts",
                 "common_epoch",
                 "",
-                f"{len(early)} of {len(contexts)} contexts had trials stopped before the budget; their "
-                "comparisons use the common epoch (median "
-                f"{_f(early['common_epoch'].median()) if len(early) else 'n/a'}), the others the full budget.",
+                f"{len(early)} of {len(contexts)} contexts had trials stopped before the budget. Two trials are "
+                "compared at the last epoch both reached (rankings, controls, PaI vs IMP, the answer); the "
+                "proxy correlations, regret and mean_acc use the context's common epoch, the last every trial "
+                f"of it reached (median {_f(early['common_epoch'].median())} in these contexts), the others "
+                "the full budget.",
             )
         )
     return pd.DataFrame(rows, columns=["section", "subject", "verdict", "sentence"])

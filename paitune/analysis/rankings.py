@@ -91,7 +91,6 @@ from paitune.analysis.load import Results
 from paitune.analysis.stats import (
     ACCURACY_MARGIN,
     ALPHA,
-    LEVEL,
     MIN_UNITS,
     N_BOOT,
     SEED,
@@ -361,17 +360,25 @@ def _slice_columns(scores: pd.DataFrame, factor: str) -> list[str]:
     return [c for c in candidates if scores[c].nunique(dropna=False) > 1]
 
 
+def _win_rate_test(frame: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """``grouped_t_test`` of a win rate of 0.5 over seeds, its t-interval cut to [0, 1], the range a
+    win rate lives in (the tests use ``sd``, not the interval)."""
+    table = grouped_t_test(frame, by, value, null=0.5)
+    table[["ci_low", "ci_high"]] = table[["ci_low", "ci_high"]].clip(0.0, 1.0)
+    return table
+
+
 def slice_win_rates(scores: pd.DataFrame, factor: str, value: str = "win_score") -> pd.DataFrame:
     """Win rate of each choice within each slice (the contexts at one level of one context
-    variable): {choice, slice, level, n, n_units, mean, ci_low, ci_high, p}; n = blocks, CI over
-    seeds, p = two-sided t-test p of a win rate of 0.5 (unadjusted).
-    ``value="win_score_budget"``: over the comparisons made at the budget only."""
-    names = ["choice", "slice", "level", "n", "n_units", "mean", "ci_low", "ci_high", "p"]
+    variable): {choice, slice, level, n, n_units, mean, sd, ci_low, ci_high, p}; n = blocks, CI over
+    seeds (within [0, 1]), sd = over seeds, p = two-sided t-test p of a win rate of 0.5
+    (unadjusted). ``value="win_score_budget"``: over the comparisons made at the budget only."""
+    names = ["choice", "slice", "level", "n", "n_units", "mean", "sd", "ci_low", "ci_high", "p"]
     parts = []
     for column in _slice_columns(scores, factor):
         frame = scores.assign(level=scores[column].astype(str))
         per_seed = frame.groupby(["choice", "level", "seed"])[value].mean().rename("w").reset_index()
-        table = grouped_t_test(per_seed, ["choice", "level"], "w", null=0.5)
+        table = _win_rate_test(per_seed, ["choice", "level"], "w")
         blocks = frame.groupby(["choice", "level"])["ctx"].nunique().rename("n").reset_index()
         parts.append(table.merge(blocks, on=["choice", "level"]).assign(slice=column))
     if not parts:
@@ -485,11 +492,12 @@ def _ahead_somewhere(slices: pd.DataFrame, slices_budget: pd.DataFrame) -> pd.Se
         return pd.Series(dtype=bool)
 
     def ahead(table: pd.DataFrame) -> pd.DataFrame:
-        dof = np.maximum(table["n_units"].to_numpy(np.float64) - 1.0, 1.0)
-        se = (table["ci_high"] - table["ci_low"]).to_numpy(np.float64) / (2.0 * student_t.ppf(0.5 + LEVEL / 2.0, dof))
+        n = table["n_units"].to_numpy(np.float64)
+        dof = np.maximum(n - 1.0, 1.0)
+        se = table["sd"].fillna(0.0).to_numpy(np.float64) / np.sqrt(np.maximum(n, 1.0))
         checked = table.groupby("choice")["level"].transform("size").to_numpy(np.float64)
         low = table["mean"].to_numpy(np.float64) - student_t.ppf(1.0 - ALPHA / checked, dof) * se
-        return table.loc[low > 0.5, keys]
+        return table.loc[(low > 0.5) & (n >= 2), keys]
 
     both = ahead(slices).merge(ahead(slices_budget))
     return pd.Series(True, index=both["choice"].unique(), dtype=bool)
@@ -611,7 +619,7 @@ def rank_choices(
     h2h = head_to_head(results, factor)
     friedman_p, p_matrix, n_complete = pairwise_tests(matrix, h2h)
     per_seed = matrix.stack().rename("w").reset_index()
-    overall = grouped_t_test(per_seed, ["choice"], "w", null=0.5).rename(columns={"mean": "win_rate"})
+    overall = _win_rate_test(per_seed, ["choice"], "w").rename(columns={"mean": "win_rate"})
     stats = (
         scores.groupby("choice")
         .agg(
@@ -719,7 +727,7 @@ def pairwise_win_rates(
     h2h = head_to_head(results, factor)
     if h2h.empty:
         return pd.DataFrame(columns=columns)
-    table = grouped_t_test(h2h, ["choice", "opponent"], "win", null=0.5).rename(columns={"mean": "win_rate"})
+    table = _win_rate_test(h2h, ["choice", "opponent"], "win").rename(columns={"mean": "win_rate"})
     extra = (
         h2h.groupby(["choice", "opponent"])
         .agg(n_contexts=("n_blocks", "max"), mean_diff=("diff", "mean"))

@@ -459,6 +459,7 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
         "n_units",
         "verdict",
         "p_adjusted",
+        "delta_budget",
         "p_adjusted_budget",
         "p_equivalent",
         "interpretation",
@@ -575,7 +576,9 @@ def sanity_checks(results: Results, *, n_boot: int = N_BOOT, seed: int = SEED) -
     )
     table["verdict"] = verdict
     table.loc[na | (table["n_units"] < 2).to_numpy(), ["ci_low", "ci_high"]] = np.nan
-    table.loc[na, ["delta", "mean_none", "mean_control", "p_adjusted", "p_adjusted_budget", "p_equivalent"]] = np.nan
+    table.loc[
+        na, ["delta", "mean_none", "mean_control", "p_adjusted", "delta_budget", "p_adjusted_budget", "p_equivalent"]
+    ] = np.nan
     table["interpretation"] = [
         _interpret(c, v, o) for c, v, o in zip(table["control"], table["verdict"], opposite, strict=True)
     ]

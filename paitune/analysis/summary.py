@@ -87,11 +87,13 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   the pairs that ran the budget; holds = +1 where the choice's lead holds across the contexts the
   two share and is shown in every dataset x model group, -1 where its deficit does, 0 otherwise
   (holds_budget: at the budget).
-- ``ranking_slices``: {factor, choice, slice, level, n, mean, ci_low, ci_high, n_units, p}: win
+- ``ranking_slices``: {factor, choice, slice, level, n, mean, sd, ci_low, ci_high, n_units, p}: win
   rate per level of a context variable; n = contexts, CI over seeds, p = t-test p of 0.5
   (unadjusted; context_dependent's "ahead at some level" is Bonferroni over the levels).
 - ``sanity``: {method, control, delta, ci_low, ci_high, n, verdict, interpretation, mean_none,
-  mean_control, n_units, p_adjusted, p_adjusted_budget, p_equivalent, n_censored}; delta = control - unmodified
+  mean_control, n_units, p_adjusted, delta_budget, p_adjusted_budget, p_equivalent, n_censored};
+  delta_budget = the same over the pairs that ran the budget (adjusted for ASHA's selection of the
+  unmodified arm); delta = control - unmodified
   accuracy of paired trials (same config and seed) at the last epoch both reached, averaged per
   seed, mean and t-interval over seeds (n_units), n = pairs (n_censored of them compared before
   the budget); verdict in context_dependent (Holm-adjusted p < 0.05, not shown in every dataset x
