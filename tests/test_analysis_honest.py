@@ -363,7 +363,7 @@ def test_proxy_that_only_counts_parameters_adds_nothing_beyond_size(tmp_path):
     assert size["ci_low"] > 0.5  # looks like a great proxy on its own...
     assert size["partial_ci_low"] <= 0 <= size["partial_ci_high"]  # ...but it is only size
     assert size["adds_beyond_size"] is False or size["adds_beyond_size"] == False  # noqa: E712
-    assert "adds nothing beyond size" in size["size_note"]
+    assert "is not shown to add anything beyond size" in size["size_note"]
     signal = table.loc["signal"]
     assert bool(signal["adds_beyond_size"]) and signal["partial_ci_low"] > 0.3
     assert "adds information beyond size" in signal["size_note"]

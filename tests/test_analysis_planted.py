@@ -517,6 +517,34 @@ def test_strict_ordering_gives_the_first_alone_as_robust_winner():
 # ---- (f) proxies are judged within context -----------------------------------------------------
 
 
+def test_a_proxy_that_tracks_learning_speed_is_not_said_to_predict_final_accuracy():
+    # Six methods learn at six speeds to the same final accuracy; a proxy tracks the speed. With
+    # 30% of trials stopped at a rung, the contexts' common epoch is that rung, where the fast
+    # learners lead: on it alone, "adds beyond size" in 10 of 10 tables. The trials that ran the
+    # budget show nothing, and the claim is about the budget.
+    speeds = dict(zip(("m0", "m1", "m2", "m3", "m4", "m5"), (1.0, 1.5, 2.0, 3.0, 4.5, 6.0)))
+    claimed = []
+    for i in range(5):
+        spec = PlantedSpec(
+            methods=tuple(speeds),
+            sparsities=(0.5, 0.7, 0.9),
+            seeds=3,
+            noise=0.01,
+            n_layers=1,
+            seed=2500 + i,
+            method_speeds=speeds,
+            stopped_fraction=0.3,
+        )
+        results = planted_results(spec)
+        noise = np.random.default_rng(i).normal(0.0, 0.3, len(results.trials))
+        results.trials["proxy_speed"] = results.trials["method"].map(speeds).to_numpy(np.float64) + noise
+        table, _ = proxy_correlations(results, n_boot=50)
+        row = table.set_index("proxy").loc["speed"]
+        assert row["common_epoch"] < 10 and np.isfinite(row["within_partial_p_adjusted"])
+        claimed.append(bool(row["adds_beyond_size"]))
+    assert not any(claimed)
+
+
 def test_proxy_shifted_between_datasets_does_not_add_beyond_size():
     # Four methods: with two (2 x 2 allocations x 3 settings = 12 configs) the permutation p is at
     # least 1/24, which Holm over the three proxies can never bring under 0.05.

@@ -25,8 +25,11 @@ nothing.
   the mean over contexts of the within-context (partial) Spearman. ``within_p`` tests the raw
   Spearman, ``within_partial_p`` the partial one;
   ``n_configs`` and ``n_contexts_tested`` say what they rest on (the largest complete block of
-  contexts x configs, see ``config_permutation_tests``). ``adds_beyond_size`` is true when
-  ``within_partial_p`` < 0.05, false when not, null with fewer than MIN_UNITS configs, without
+  contexts x configs, see ``config_permutation_tests``). Where some context's common epoch is
+  before the budget (ASHA stopped trials), the same test on the completed trials' final accuracy
+  gives ``within_partial_p_budget`` (else it equals ``within_partial_p``), ``common_epoch`` the
+  median common epoch. ``adds_beyond_size`` is true when both (Holm-adjusted over the proxies)
+  are below 0.05, false when not, null with fewer than MIN_UNITS configs, without
   parameter/FLOP counts, or for the baselines; ``size_note`` says it in words.
 - pooled (descriptive only): Spearman (bootstrap CI), Kendall's tau-b and the partial Spearman
   over all trials of all contexts. Across contexts, anything that tracks sparsity or the dataset
@@ -69,9 +72,15 @@ def _size_columns(done: pd.DataFrame) -> list[str]:
     return [b for b in BASELINES if b in done.columns and pd.api.types.is_numeric_dtype(done[b])]
 
 
-def _long(results: Results) -> pd.DataFrame:
+def _long(results: Results, *, at_budget: bool = False) -> pd.DataFrame:
+    """One row per (trial, proxy or baseline): control none, no dense reference; ``test_acc`` at
+    the context's common epoch, or with ``at_budget`` the trials that ran the budget with their
+    final test accuracy."""
     scored = scored_trials(results)
     rows = scored.loc[(scored["control"] == "none") & (scored["method"] != DENSE_METHOD)]
+    if at_budget:
+        rows = rows.loc[rows["completed"]]
+        rows = rows.assign(acc=results.trials["test_acc"].to_numpy(np.float64)[rows["tix"].to_numpy()])
     trials = results.trials.iloc[rows["tix"].to_numpy()]
     proxies = [c for c in results.proxy_columns if pd.api.types.is_numeric_dtype(trials[c])]
     sizes = _size_columns(trials)
@@ -275,10 +284,21 @@ def _size_sentence(row, has_counts: bool) -> str:
         f"{row.n_contexts_tested} contexts, its statistic (the plain mean over their seed-matched trials) "
         f"{row.within_partial_stat:.2f}, {_adjusted_text(row.within_partial_p, row.within_partial_p_adjusted)}"
     )
+    early = row.within_partial_p_budget != row.within_partial_p  # some common epoch before the budget
+    if early:
+        partial += (
+            f"; accuracy at each context's common epoch (median epoch {row.common_epoch:g}), and on the trials "
+            f"that ran the budget, at their final accuracy, {_adjusted_text(row.within_partial_p_budget, row.within_partial_p_budget_adjusted)}"
+        )
     if row.adds_beyond_size:
         return (
             f"{row.proxy} adds information beyond size: controlling for parameter count and FLOPs, {partial} "
             f"(pooled raw Spearman {row.spearman:.2f}, descriptive)"
+        )
+    if np.isfinite(row.within_partial_p_adjusted) and row.within_partial_p_adjusted < ALPHA:
+        return (
+            f"{row.proxy} adds information beyond size at the contexts' common epoch, before the budget, but the "
+            f"trials that ran the budget do not show it, so it is not shown to predict final accuracy ({partial})"
         )
     if np.isfinite(row.within_p_adjusted) and row.within_p_adjusted < ALPHA:
         return (
@@ -293,8 +313,8 @@ def _size_sentence(row, has_counts: bool) -> str:
         f"{_adjusted_text(row.within_p, row.within_p_adjusted)}"
     )
     return (
-        f"{row.proxy} adds nothing beyond size that {row.n_configs} configs can show, and is not shown to track "
-        f"accuracy within contexts either ({partial}{raw}); pooled over contexts, where size changes too, its "
+        f"{row.proxy} is not shown to add anything beyond size at {row.n_configs} configs, nor to track "
+        f"accuracy within contexts ({partial}{raw}); pooled over contexts, where size changes too, its "
         f"Spearman is {row.spearman:.2f} (descriptive)"
     )
 
@@ -324,9 +344,15 @@ def size_bias(long: pd.DataFrame, overall: pd.DataFrame, *, n_boot: int, seed: i
         adjusted = np.full(len(p), np.nan)
         adjusted[is_proxy] = holm(p[is_proxy])
         overall[f"{raw}_adjusted"] = adjusted
+    # A claim about accuracy at the budget: where some context's common epoch is before it, the
+    # trials that ran the budget must show it too (an intersection-union test).
+    budget_p = pd.to_numeric(overall["within_partial_p_budget"], errors="coerce").to_numpy(dtype=np.float64)
+    adjusted = np.full(len(budget_p), np.nan)
+    adjusted[is_proxy] = holm(np.where(np.isfinite(budget_p[is_proxy]), budget_p[is_proxy], 1.0))
+    overall["within_partial_p_budget_adjusted"] = adjusted
     p = overall["within_partial_p_adjusted"].to_numpy(dtype=np.float64)
     known = is_proxy & np.isfinite(p)
-    overall["adds_beyond_size"] = pd.array(np.where(known, p < ALPHA, False), dtype="boolean")
+    overall["adds_beyond_size"] = pd.array(np.where(known, (p < ALPHA) & (adjusted < ALPHA), False), dtype="boolean")
     overall.loc[~known, "adds_beyond_size"] = pd.NA
     has_counts = bool(controls)
     overall["size_note"] = [_size_sentence(row, has_counts) for row in overall.itertuples()]  # one per proxy
@@ -359,7 +385,8 @@ def proxy_correlations(
     within_partial_ci_high, n_configs, n_contexts_tested, within_stat, within_p,
     within_partial_stat, within_partial_p, within_p_adjusted, within_partial_p_adjusted,
     params_spearman, flops_spearman, partial_spearman, partial_ci_low, partial_ci_high,
-    adds_beyond_size, size_note}; ci_* are the pooled Spearman's, within_*_p the permutation tests
+    common_epoch, within_partial_p_budget, within_partial_p_budget_adjusted, adds_beyond_size,
+    size_note}; ci_* are the pooled Spearman's, within_*_p the permutation tests
     over configs (``config_permutation_tests``), *_adjusted the same Holm-adjusted over the proxies
     tested (the baselines are not claims and are not counted).
     proxies_by_context: {proxy, context, dataset, model, sparsity, max_epochs, n, spearman,
@@ -394,6 +421,9 @@ def proxy_correlations(
         "partial_spearman",
         "partial_ci_low",
         "partial_ci_high",
+        "common_epoch",
+        "within_partial_p_budget",
+        "within_partial_p_budget_adjusted",
         "adds_beyond_size",
         "size_note",
     ]
@@ -457,6 +487,18 @@ def proxy_correlations(
     ] = np.nan
     overall["n_contexts"] = pd.to_numeric(overall["n_contexts"], errors="coerce").fillna(0).astype("int64")
     overall = overall.merge(config_permutation_tests(long, seed=seed), on="proxy", how="left")
+    scored = scored_trials(results)
+    epochs = scored.groupby("context")[["common_epoch", "max_epochs"]].first()
+    overall["common_epoch"] = float(epochs["common_epoch"].median()) if len(epochs) else np.nan
+    if (epochs["common_epoch"] < epochs["max_epochs"]).any():
+        at_end = config_permutation_tests(_long(results, at_budget=True), seed=seed)
+        overall = overall.merge(
+            at_end[["proxy", "within_partial_p"]].rename(columns={"within_partial_p": "within_partial_p_budget"}),
+            on="proxy",
+            how="left",
+        )
+    else:  # every context's common epoch is the budget: the same test
+        overall["within_partial_p_budget"] = overall["within_partial_p"]
     for column in ("n_configs", "n_contexts_tested"):
         overall[column] = pd.to_numeric(overall[column], errors="coerce").fillna(0).astype("int64")
     overall = size_bias(long, overall, n_boot=n_boot, seed=seed)

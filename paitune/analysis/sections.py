@@ -124,7 +124,9 @@ SECTIONS = (
         "(accuracy minus its context's mean; Optuna fANOVA, PED-ANOVA), normalized to sum to 1 over the "
         "parameters: a ranking of the parameters, not a share of the variance explained, and no test that "
         "any of them matters (with no effect at all the shares still sum to 1); "
-        "context variables, controls and the seed are not parameters.",
+        "context variables, controls and the seed are not parameters. Whether the method or the allocation "
+        "matters more is decided by the split-sample test of the answer at the top of the report, not by these shares (the two "
+        "evaluators can disagree with each other and with it).",
         ("importance",),
     ),
     Section(

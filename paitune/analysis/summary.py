@@ -113,13 +113,16 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   within_ci_low, within_ci_high, n_contexts, params_spearman, flops_spearman, partial_spearman,
   partial_ci_low, partial_ci_high, adds_beyond_size, size_note, within_partial_spearman,
   within_partial_ci_low, within_partial_ci_high, n_configs, n_contexts_tested, within_stat,
-  within_p, within_partial_stat, within_partial_p, within_p_adjusted, within_partial_p_adjusted};
+  within_p, within_partial_stat, within_partial_p, within_p_adjusted, within_partial_p_adjusted,
+  common_epoch, within_partial_p_budget, within_partial_p_budget_adjusted};
   control none only; kind in proxy | baseline;
   within_* = per-context correlations combined on Fisher's z scale (t-interval over the
   n_contexts contexts, descriptive); adds_beyond_size true when the permutation test that
   relabels configs (the unit: every context holds the same configs) finds the within-context
   partial Spearman (size held fixed) at p < 0.05 Holm-adjusted over the proxies
-  (within_partial_p_adjusted), false when not, null with too few configs (and for the
+  (within_partial_p_adjusted) and, where a context's common epoch (accuracy's epoch; median:
+  common_epoch) is before the budget, also on the trials that ran it
+  (within_partial_p_budget_adjusted), false when not, null with too few configs (and for the
   baselines); spearman, kendall and partial_spearman pool all contexts and are descriptive only.
 - ``proxies_by_context``: {proxy, context, dataset, model, sparsity, max_epochs, n, spearman,
   ci_low, ci_high, partial_spearman}.
