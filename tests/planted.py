@@ -446,10 +446,13 @@ def asha_censor(results, rung: int, keep: float = 1.0 / 3.0):
     )
 
 
-def with_offsets(results, offset_by_tix: np.ndarray):
-    """``results`` with a known accuracy offset added to each trial's accuracies (by tix)."""
+def with_offsets(results, shift):
+    """``results`` with a known accuracy offset added to each trial's accuracies: ``shift`` holds
+    one offset per row of ``results.trials`` (its epochs move with it, found by tix)."""
     from paitune.analysis.load import Results
 
+    offset_by_tix = np.zeros(int(results.trials["tix"].max()) + 1)
+    offset_by_tix[results.trials["tix"].to_numpy()] = np.asarray(shift, dtype=np.float64)
     trials, epochs = results.trials.copy(), results.epochs.copy()
     for frame, columns in ((trials, ("test_acc", "val_acc", "best_val_acc")), (epochs, ("test_acc", "val_acc"))):
         for c in columns:

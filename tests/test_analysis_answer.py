@@ -149,8 +149,7 @@ def _two_datasets(i: int, flips: dict[str, float], **kw):
     results = planted_results(spec)
     trials = results.trials
     sign = np.where(trials["dataset"] == "d1", 1.0, -1.0)
-    offset = np.zeros(int(trials["tix"].max()) + 1)
-    offset[trials["tix"].to_numpy()] = sign * trials["method"].map(flips).fillna(0.0).to_numpy()
+    offset = sign * trials["method"].map(flips).fillna(0.0).to_numpy()
     return with_offsets(results, offset)
 
 
