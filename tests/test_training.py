@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
+from resume import assert_same_run, straight_and_resumed
 
 from paitune.data import load_dataset
 from paitune.errors import PaituneError
@@ -127,26 +126,10 @@ def test_nesterov_reaches_torch_sgd_and_changes_the_steps():
 def test_resume_under_multistep_and_nesterov_is_bit_identical():
     cfg = TrainConfig(epochs=4, lr=0.05, seed=1, lr_schedule="multistep", lr_milestones=[0.25, 0.5], gamma=0.5,
                       nesterov=True)  # fmt: skip
-    data, model, masks = setup()
-    straight = Trainer(model, masks, data, cfg)
-    for _ in range(4):
-        straight.run_epoch()
-    data, model, masks = setup()
-    first = Trainer(model, masks, data, cfg)
-    first.run_epoch()  # saved at the first milestone: the resumed run trains epoch 2 at the decayed rate
-    buffer = io.BytesIO()
-    torch.save(first.state_dict(), buffer)  # loaded as the trial function loads its checkpoints
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
-    data, model2, masks2 = setup()
-    resumed = Trainer(model2, masks2, data, cfg)
-    resumed.load_state_dict(state)
-    while resumed.epoch < cfg.epochs:
-        resumed.run_epoch()
-    strip = lambda h: [m.to_dict() | {"seconds": 0} for m in h]  # noqa: E731
-    assert strip(resumed.history) == strip(straight.history)
-    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name
+    data = setup()[0]
+    # saved after epoch 1, the first milestone: the resumed run trains epoch 2 at the decayed rate
+    straight, resumed, _ = straight_and_resumed(lambda: setup()[1:], data, cfg)
+    assert_same_run(straight, resumed)
     assert resumed.optimizer.param_groups[0]["lr"] == straight.optimizer.param_groups[0]["lr"] == 0.05 * 0.5**2
 
 

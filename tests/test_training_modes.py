@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from resume import assert_same_run, straight_and_resumed
 
 from paitune.data import load_dataset
 from paitune.data.vision import VISION_DATASETS, black_pixel
@@ -182,28 +182,9 @@ def test_a_step_the_fp16_loss_scaler_skips_is_no_step_for_a_step_hook():
 
 
 def _resume_matches(cfg, data, model_name="resnet20"):
-    model, masks = pruned(data, model_name)
-    straight = Trainer(model, masks, data, cfg)
-    for _ in range(cfg.epochs):
-        straight.run_epoch()
-    model, masks = pruned(data, model_name)
-    first = Trainer(model, masks, data, cfg)
-    first.run_epoch()
-    # through a file, loaded as the trial function loads its checkpoints (weights_only)
-    buffer = io.BytesIO()
-    torch.save(first.state_dict(), buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
+    straight, resumed, state = straight_and_resumed(lambda: pruned(data, model_name), data, cfg)
     assert "augment" in state and ("scaler" in state) == (cfg.precision == "fp16")
-    model2, masks2 = pruned(data, model_name)
-    resumed = Trainer(model2, masks2, data, cfg)
-    resumed.load_state_dict(state)
-    while resumed.epoch < cfg.epochs:
-        resumed.run_epoch()
-    strip = lambda h: [m.to_dict() | {"seconds": 0} for m in h]  # noqa: E731
-    assert strip(resumed.history) == strip(straight.history)
-    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert_same_run(straight, resumed)
 
 
 @pytest.mark.parametrize("precision, model", [("bf16", "cnn"), ("fp16", "mlp")])

@@ -43,7 +43,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.stats import kendalltau
 
-from paitune.analysis.common import DENSE_METHOD, p_text, scored_trials
+from paitune.analysis.common import DENSE_METHOD, context_table, p_text, scored_trials
 from paitune.analysis.load import Results
 from paitune.analysis.stats import (
     ALPHA,
@@ -487,8 +487,7 @@ def proxy_correlations(
     ] = np.nan
     overall["n_contexts"] = pd.to_numeric(overall["n_contexts"], errors="coerce").fillna(0).astype("int64")
     overall = overall.merge(config_permutation_tests(long, seed=seed), on="proxy", how="left")
-    scored = scored_trials(results)
-    epochs = scored.groupby("context")[["common_epoch", "max_epochs"]].first()
+    epochs = context_table(results)
     overall["common_epoch"] = float(epochs["common_epoch"].median()) if len(epochs) else np.nan
     if (epochs["common_epoch"] < epochs["max_epochs"]).any():
         at_end = config_permutation_tests(_long(results, at_budget=True), seed=seed)

@@ -48,7 +48,7 @@ from paitune.analysis.common import (
     accuracy_at,
     at_budget,
     at_last_shared_epoch,
-    context_of,
+    context_table,
     partner_frame,
     reached_epochs,
 )
@@ -328,8 +328,7 @@ def _shown_in_every_group(pairs: pd.DataFrame, results: Results, table: pd.DataF
     its own: the one-sided t-test over seeds of the group's mean delta, in the direction of the
     row's delta, at ALPHA (each group one part of an intersection-union test; on MIN_UNITS seeds
     or more). With one group this follows from the row's own test."""
-    trials = results.trials
-    groups = trials[TRANSFER_GROUP].assign(context=context_of(trials).to_numpy()).drop_duplicates("context")
+    groups = context_table(results)[["context", *TRANSFER_GROUP]]
     per_seed = (
         pairs.merge(groups, on="context", how="left")
         .groupby(["method", "control", *TRANSFER_GROUP, "seed"], dropna=False)["delta"]
