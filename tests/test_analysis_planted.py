@@ -641,3 +641,36 @@ def test_findings_state_each_verdict_with_its_numbers():
     assert "significantly ahead of all 2 other choices" in winner["sentence"] and "over 5 seeds" in winner["sentence"]
     hurt = rows.loc[("sanity", "alpha:shuffle")]
     assert hurt["verdict"] == "hurts" and "Holm-adjusted p" in hurt["sentence"] and "5 seeds" in hurt["sentence"]
+
+
+@pytest.mark.parametrize("collapse", [True, False])
+def test_a_mean_lead_carried_by_one_block_is_said_in_the_findings(collapse):
+    # A: +20 points at the highest of four sparsities (its rival collapses there) and -1 point at
+    # the three others: +4.3 points on average, behind in 3 of 4 blocks. The pairwise table's mean
+    # difference alone reads as a general lead; the findings say the median block disagrees.
+    # Without the collapse (+1 point everywhere), nothing is flagged.
+    effect = (lambda s: np.where(np.asarray(s) > 0.9, 0.2, -0.01)) if collapse else _const(0.01)
+    spec = PlantedSpec(
+        methods=("A", "B"),
+        sparsities=(0.5, 0.75, 0.875, 0.9375),
+        seeds=5,
+        noise=0.003,
+        n_layers=1,
+        seed=7,
+        method_effects={"A": effect},
+    )
+    tables = analyze(results=planted_results(spec), n_boot=N_BOOT)
+    pair = tables["pairwise"].set_index(["factor", "choice", "opponent"]).loc[("method", "A", "B")]
+    flagged = tables["findings"].loc[tables["findings"]["verdict"] == "mean_from_few_blocks"]
+    if not collapse:
+        assert pair["median_diff"] > 0 and (pair["blocks_ahead"], pair["blocks_behind"]) == (4, 0)
+        assert flagged.empty
+        return
+    assert pair["mean_diff"] == pytest.approx(0.0425, abs=0.005) and pair["median_diff"] < 0
+    assert (pair["blocks_ahead"], pair["blocks_behind"]) == (1, 3)
+    # Once per pair (the choice ahead on average), per factor that compares A with B.
+    assert list(flagged["subject"]) == ["method:A>B", "method_x_allocation:A/global>B/global"]
+    assert set(flagged["section"]) == {"rankings"}
+    sentence = flagged["sentence"].iloc[0]
+    assert "+4.2 points on average over 4 blocks and 5 seeds" in sentence or "+4.3 points" in sentence
+    assert "ahead in 1 and behind in 3 of the 4 blocks" in sentence

@@ -38,7 +38,7 @@ import pandas as pd
 
 from paitune.analysis.common import p_text
 from paitune.analysis.load import Results
-from paitune.analysis.rankings import BUDGET_SUFFIX, TRANSFER_GROUP, context_scores, head_to_head
+from paitune.analysis.rankings import BUDGET_SUFFIX, TRANSFER_GROUP, context_scores, head_to_head, pair_table
 from paitune.analysis.stats import ALPHA, MIN_UNITS, SEED, one_sided_t_p, quantile_aggregated_p
 
 # Splits of the seeds into a naming half and a testing half: all of them up to this many, else
@@ -157,7 +157,7 @@ def _advantages(h2h: pd.DataFrame) -> pd.DataFrame:
 
 def _group_advantages(diffs: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """Per dataset x model group of ``diffs`` (per seed and ordered pair, the mean accuracy
-    difference over the group's blocks: ``context_scores(...).attrs["group_diffs"]``), its seeds x
+    difference over the group's blocks: ``pair_table(context_scores(...), "group_diffs")``), its seeds x
     choices advantage table (``_advantages``); a table without the group columns (as
     ``head_to_head`` gives) is one group, keyed ()."""
     if not len(diffs):
@@ -290,8 +290,9 @@ def _group_diffs(results: Results, factor: str, *, budget: bool = False) -> pd.D
     """Per dataset x model group, seed and ordered pair of choices: the mean accuracy difference
     over the group's blocks (``context_scores``); with ``budget``, over the pairs compared at the
     budget only."""
-    attrs = context_scores(results, factor).attrs
-    return attrs.get("group_diffs" + (BUDGET_SUFFIX if budget else ""), pd.DataFrame())
+    return pair_table(
+        context_scores(results, factor), "group_diffs" + (BUDGET_SUFFIX if budget else ""), pd.DataFrame()
+    )
 
 
 def _which_matters_more(diffs: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict | None]:

@@ -95,6 +95,30 @@ def _ranking_sentence(row, n_choices: int) -> str:
     )
 
 
+def _few_blocks_sentence(row) -> str:
+    """A pair whose mean accuracy difference the median block does not share: the mean is carried
+    by a few blocks (a collapse at one sparsity), and a reader of the pairwise table's mean_diff
+    would take it for a general lead."""
+    n_blocks = int(row.n_contexts)
+    return (
+        f"{row.factor} {row.choice} vs {row.opponent}: {100 * row.mean_diff:+.1f} points on average over "
+        f"{n_blocks} blocks and {int(row.n_units)} seeds, but the median block difference is "
+        f"{100 * row.median_diff + 0.0:+.1f} points: ahead in {int(row.blocks_ahead)} and behind in "
+        f"{int(row.blocks_behind)} of the {n_blocks} blocks, winning {_f(row.win_rate, 2)} of the comparisons. "
+        "A few blocks with large differences carry the mean, so it does not say that "
+        f"{row.choice} is generally ahead; the verdicts ask that a lead hold across the blocks."
+    )
+
+
+def _few_blocks_pairs(pairwise: pd.DataFrame) -> pd.DataFrame:
+    """Ordered pairs with a mean difference of at least ACCURACY_MARGIN (the choice ahead, so each
+    pair once) whose median block difference is not positive."""
+    if pairwise.empty or "median_diff" not in pairwise.columns:
+        return pairwise.iloc[:0]
+    flagged = (pairwise["mean_diff"] >= ACCURACY_MARGIN) & ~(pairwise["median_diff"] > 0)
+    return pairwise.loc[flagged].sort_values("mean_diff", ascending=False)
+
+
 def _sanity_sentence(row) -> str:
     subject = f"{row.method} / {row.control}"
     if row.verdict == NOT_APPLICABLE:
@@ -177,6 +201,9 @@ def findings(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for factor, group in rankings.groupby("factor", sort=False):
         for row in group.head(MAX_PER_SECTION).itertuples():
             rows.append(("rankings", f"{factor}:{row.choice}", row.verdict, _ranking_sentence(row, len(group))))
+    for row in _few_blocks_pairs(tables.get("pairwise", pd.DataFrame())).head(MAX_PER_SECTION).itertuples():
+        subject = f"{row.factor}:{row.choice}>{row.opponent}"
+        rows.append(("rankings", subject, "mean_from_few_blocks", _few_blocks_sentence(row)))
     for row in tables.get("sanity", pd.DataFrame()).head(MAX_PER_SECTION).itertuples():
         rows.append(("sanity", f"{row.method}:{row.control}", row.verdict, _sanity_sentence(row)))
     for row in tables.get("pai_vs_imp", pd.DataFrame()).head(MAX_PER_SECTION).itertuples():

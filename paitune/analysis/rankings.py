@@ -125,6 +125,23 @@ BUDGET_SUFFIX = "_budget"  # the same comparison, over the pairs compared at the
 _SCORES: dict[tuple[int, str], tuple[Results, pd.DataFrame]] = {}
 
 
+class _PairTables(dict):
+    """The head-to-head tables derived with a ``context_scores`` frame, kept in its attrs under
+    PAIR_TABLES. pandas deep-copies a frame's attrs into every frame derived from it (each column
+    pick, groupby or merge); these tables never change, so the copy is the same object."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+PAIR_TABLES = "pair_tables"
+
+
+def pair_table(scores: pd.DataFrame, name: str, default=None):
+    """One table derived with ``scores`` (``_pairwise_win_scores``), ``default`` where absent."""
+    return scores.attrs.get(PAIR_TABLES, {}).get(name, default)
+
+
 def context_scores(results: Results, factor: str) -> pd.DataFrame:
     """One row per (block, seed, choice): {ctx, seed, choice, acc, rank, k, win_score, regret}
     plus the block's context columns; ``ctx`` numbers the blocks."""
@@ -196,22 +213,23 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
     final = at_budget(epoch, pairs["max_epochs"].to_numpy(np.float64))
     pairs = pairs.assign(win=win, diff=np.where(valid, acc_a - acc_b, np.nan), final=final)
     mean = pairs.groupby(["ctx", "seed", "choice_a"])["win"].mean()
+    derived = scores.attrs[PAIR_TABLES] = _PairTables()
     group_of = scores.groupby("ctx")[TRANSFER_GROUP].first()
     for suffix, kept in (("", pairs.loc[valid]), (BUDGET_SUFFIX, pairs.loc[valid & final])):
-        scores.attrs["head_to_head" + suffix] = (
+        derived["head_to_head" + suffix] = (
             kept.groupby(["seed", "choice_a", "choice_b"])
             .agg(win=("win", "mean"), diff=("diff", "mean"), n_blocks=("ctx", "nunique"))
             .reset_index()
             .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
         )
         # Per block and ordered pair: the mean difference over seeds (does the lead hold in each?).
-        scores.attrs["block_diffs" + suffix] = (
+        derived["block_diffs" + suffix] = (
             kept.groupby(["ctx", "choice_a", "choice_b"])["diff"].mean().rename("diff").reset_index()
             .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
         )  # fmt: skip
         # Per transfer group, seed and ordered pair: the mean difference over the group's blocks
         # (is the lead shown in every dataset x model?).
-        scores.attrs["group_diffs" + suffix] = (
+        derived["group_diffs" + suffix] = (
             kept.assign(**{c: kept["ctx"].map(group_of[c]) for c in TRANSFER_GROUP})
             .groupby([*TRANSFER_GROUP, "seed", "choice_a", "choice_b"], dropna=False)["diff"].mean().reset_index()
             .rename(columns={"choice_a": "choice", "choice_b": "opponent"})
@@ -222,7 +240,7 @@ def _pairwise_win_scores(results: Results, trials: pd.DataFrame, scores: pd.Data
     index = pd.MultiIndex.from_frame(scores[["ctx", "seed", "choice"]])
     scores["win_score_budget"] = at_end.reindex(index).to_numpy(np.float64)
     counted = pairs.loc[valid].groupby("choice_a")["final"].agg(["size", "sum"])
-    scores.attrs["budget_share"] = (counted["sum"] / counted["size"]).rename("budget_share")
+    derived["budget_share"] = (counted["sum"] / counted["size"]).rename("budget_share")
     return mean.reindex(index).to_numpy(np.float64)
 
 
@@ -232,7 +250,8 @@ def head_to_head(results: Results, factor: str, *, budget: bool = False) -> pd.D
     test-accuracy difference, each pair at the last epoch both trials reached; with ``budget``,
     over the pairs compared at the budget only (both trials ran it)."""
     scores = context_scores(results, factor)
-    return scores.attrs.get(
+    return pair_table(
+        scores,
         "head_to_head" + (BUDGET_SUFFIX if budget else ""),
         pd.DataFrame(columns=["seed", "choice", "opponent", "win", "diff", "n_blocks"]),
     )
@@ -259,7 +278,7 @@ def block_signs(results: Results, factor: str, *, budget: bool = False) -> pd.Da
 
     suffix = BUDGET_SUFFIX if budget else ""
     scores = context_scores(results, factor)
-    diffs = scores.attrs.get("block_diffs" + suffix)
+    diffs = pair_table(scores, "block_diffs" + suffix)
     if diffs is None or diffs.empty:
         return pd.DataFrame()
     signs = {}
@@ -274,7 +293,7 @@ def block_signs(results: Results, factor: str, *, budget: bool = False) -> pd.Da
         signs[(choice, opponent)] = int(ahead) - int(behind)  # level everywhere: 0
     sign = pd.Series(signs, dtype=np.int64)
     sign.index.names = ["choice", "opponent"]
-    shown = _shown_in_every_group(scores.attrs["group_diffs" + suffix]).reindex(sign.index)
+    shown = _shown_in_every_group(pair_table(scores, "group_diffs" + suffix)).reindex(sign.index)
     return sign.where(sign == shown, 0).unstack("opponent")
 
 
@@ -471,7 +490,7 @@ def _matches_every_rival_in_every_group(scores: pd.DataFrame, choices: list[str]
     MIN_UNITS seeds or more; an intersection-union test). A win rate of 0.5 against the field also
     comes from +2 points on one dataset and -2 on another, or from being ahead of one rival and
     behind another by the same margin."""
-    diffs = scores.attrs.get("group_diffs" + (BUDGET_SUFFIX if budget else ""))
+    diffs = pair_table(scores, "group_diffs" + (BUDGET_SUFFIX if budget else ""))
     if diffs is None or diffs.empty:
         return pd.Series(False, index=choices)
     tests = grouped_t_test(diffs, ["choice", "opponent", *TRANSFER_GROUP], "diff", margin=ACCURACY_MARGIN)
@@ -650,7 +669,7 @@ def rank_choices(
         _evidence(results, factor, choices, p_matrix, budget=True),
         equivalent,
     )  # fmt: skip
-    overall["budget_share"] = overall["choice"].map(scores.attrs.get("budget_share", pd.Series(dtype=float)))
+    overall["budget_share"] = overall["choice"].map(pair_table(scores, "budget_share", pd.Series(dtype=float)))
     overall = pd.concat([overall, verdicts], axis=1)
     overall = overall.merge(_completion(results, factor), on="choice", how="left")
     overall["factor"] = factor
@@ -706,7 +725,10 @@ def pairwise_win_rates(
     seeds with such a pair, mean difference, Holm-adjusted p (``pair_p_matrix``). ``holds`` /
     ``holds_budget``: +1 where the choice's lead over the opponent holds across the blocks they
     share and is shown in every dataset x model group, -1 where its deficit does, 0 otherwise
-    (``block_signs``)."""
+    (``block_signs``). ``median_diff``, ``blocks_ahead``, ``blocks_behind``: over the blocks the
+    two share, each block's difference averaged over seeds: its median and how many blocks have
+    the choice ahead or behind. A mean far from the median is carried by a few blocks (one
+    allocation collapsing at one sparsity), which ``findings`` says in words."""
     columns = [
         "factor",
         "choice",
@@ -717,6 +739,9 @@ def pairwise_win_rates(
         "ci_low",
         "ci_high",
         "mean_diff",
+        "median_diff",
+        "blocks_ahead",
+        "blocks_behind",
         "p_adjusted",
         "n_units_budget",
         "mean_diff_budget",
@@ -734,6 +759,14 @@ def pairwise_win_rates(
         .reset_index()
     )
     table = table.merge(extra, on=["choice", "opponent"])
+    blocks = pair_table(context_scores(results, factor), "block_diffs")
+    per_block = (
+        blocks.assign(ahead=blocks["diff"] > 0, behind=blocks["diff"] < 0)
+        .groupby(["choice", "opponent"])
+        .agg(median_diff=("diff", "median"), blocks_ahead=("ahead", "sum"), blocks_behind=("behind", "sum"))
+        .reset_index()
+    )
+    table = table.merge(per_block, on=["choice", "opponent"], how="left")
     if p_matrix is None:  # rank_choices computed it already when called from ranking_tables
         _, p_matrix, _ = pairwise_tests(_unit_matrix(context_scores(results, factor)), h2h)
     at_end = head_to_head(results, factor, budget=True)

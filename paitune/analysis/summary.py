@@ -81,8 +81,11 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
   model)-out regret choosing by mean rank on the other groups, t-interval over the n_regret_groups
   held-out groups (null with fewer than two).
 - ``pairwise``: {factor, choice, opponent, n_contexts, n_units, win_rate, ci_low, ci_high,
-  mean_diff, p_adjusted, n_units_budget, mean_diff_budget, p_adjusted_budget, holds,
-  holds_budget}: win rate of choice over opponent, per seed then over seeds; p_adjusted = the
+  mean_diff, median_diff, blocks_ahead, blocks_behind, p_adjusted, n_units_budget,
+  mean_diff_budget, p_adjusted_budget, holds, holds_budget}: win rate of choice over opponent,
+  per seed then over seeds; median_diff / blocks_ahead / blocks_behind = over the shared blocks,
+  each averaged over seeds, the median difference and the blocks with the choice ahead / behind;
+  p_adjusted = the
   pair's Holm-adjusted head-to-head paired t-test p over seeds; the *_budget columns: the same on
   the pairs that ran the budget; holds = +1 where the choice's lead holds across the contexts the
   two share and is shown in every dataset x model group, -1 where its deficit does, 0 otherwise
