@@ -13,6 +13,11 @@ SWEEP_OUT ?= results
 SWEEP_NAME ?= default-$(shell date +%Y%m%d-%H%M%S)
 SWEEP_ARGS ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): whole test files go to each, so a file's module fixtures are built
+# once; each process that needs Ray starts its own. Two keep a 2-core machine busy while the other
+# waits on a subprocess sweep; more would start more Ray instances than such a machine holds.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: install install-dev test test-fast lint sweep bench clean
 
@@ -35,7 +40,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 test: install-dev
-	$(BIN)/python -m pytest -q --timeout=1200 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --timeout=1200 $(XDIST) $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check paitune tests bench
@@ -43,7 +48,7 @@ lint: install-dev
 
 # The inner loop: no Ray, no slow multi-process tests (README.md says how long it takes).
 test-fast: install-dev
-	$(BIN)/python -m pytest -q --timeout=600 -m "not slow and not ray" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --timeout=600 -m "not slow and not ray" $(XDIST) $(PYTEST_ARGS)
 
 sweep: install
 	$(BIN)/paitune sweep default --out $(SWEEP_OUT) --name $(SWEEP_NAME) $(SWEEP_ARGS)

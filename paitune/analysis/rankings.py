@@ -274,10 +274,17 @@ def block_signs(results: Results, factor: str, *, budget: bool = False) -> pd.Da
       one dataset, 0 on the other, robust_winner in 20 of 20 tables); with it, 0 of 20.
 
     With ``budget``, over the pairs compared at the budget only."""
-    from scipy.stats import wilcoxon
-
     suffix = BUDGET_SUFFIX if budget else ""
     scores = context_scores(results, factor)
+    cached = pair_table(scores, "block_signs" + suffix)
+    if cached is None:  # the rankings and the pairwise table both ask
+        cached = scores.attrs[PAIR_TABLES]["block_signs" + suffix] = _block_signs(scores, suffix)
+    return cached
+
+
+def _block_signs(scores: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    from scipy.stats import wilcoxon
+
     diffs = pair_table(scores, "block_diffs" + suffix)
     if diffs is None or diffs.empty:
         return pd.DataFrame()
@@ -338,12 +345,14 @@ def pair_p_matrix(h2h: pd.DataFrame, choices: list[str]) -> pd.DataFrame:
     k = len(choices)
     p_matrix = pd.DataFrame(np.nan, index=choices, columns=choices)
     raw, index = [], []
-    per_pair = h2h.set_index(["choice", "opponent"]) if len(h2h) else None
+    per_pair = (
+        {key: d.to_numpy(np.float64) for key, d in h2h.groupby(["choice", "opponent"], sort=False)["diff"]}
+        if len(h2h)
+        else {}
+    )
     for i in range(k):
         for j in range(i + 1, k):
-            key = (choices[i], choices[j])
-            found = per_pair is not None and key in per_pair.index
-            diffs = per_pair.loc[[key], "diff"].to_numpy(np.float64) if found else np.zeros(0)
+            diffs = per_pair.get((choices[i], choices[j]), np.zeros(0))
             raw.append(t_test_p(diffs) if len(diffs) >= MIN_UNITS else np.nan)
             index.append((i, j))
     raw = np.asarray(raw, dtype=np.float64)
