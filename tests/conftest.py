@@ -110,18 +110,7 @@ def ray_session():
 
 def pytest_collection_modifyitems(config, items):
     """A test that uses the shared Ray instance is a ``ray`` test, marked or not: ``make test-fast``
-    (``-m "not slow and not ray"``) then never starts Ray.
-
-    Files then run longest first: those with a ``slow`` test, then those with a ``ray`` test, then
-    the rest, each file's tests in their own order. ``make test`` hands whole files to its test
-    processes in this order, so the multi-process sweeps start at once and the many short files
-    fill the gaps, instead of two long files ending the run on their own."""
+    (``-m "not slow and not ray"``) then never starts Ray."""
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
-    weight: dict[str, int] = {}
-    for item in items:
-        file = item.nodeid.split("::", 1)[0]
-        rank = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("ray") else 2
-        weight[file] = min(weight.get(file, 2), rank)
-    items.sort(key=lambda item: weight[item.nodeid.split("::", 1)[0]])  # stable: files stay whole

@@ -49,6 +49,26 @@ def test_proxies_json():
     assert set(values) == {"snip", "synflow", "params"} and values["params"] > 0
 
 
+def test_proxies_without_names_runs_every_proxy_its_settings_allow():
+    # "All" proxies: swap_reg needs swap_mu and swap_sigma, so it is left out without them (the
+    # README's command) and computed with them.
+    base = ("proxies", "--model", "cnn", "--method", "snip", "--sparsity", "0.9", "--json")
+    out = paitune(*base)
+    assert out.returncode == 0, out.stderr
+    values = json.loads(out.stdout)["proxies"]
+    assert "swap_reg" not in values and {"snip", "synflow", "naswot", "zen", "params"} <= set(values)
+    out = paitune(*base, "--swap-mu", "0.5", "--swap-sigma", "1.0")
+    assert out.returncode == 0, out.stderr
+    assert "swap_reg" in json.loads(out.stdout)["proxies"]
+
+
+def test_proxies_help_gives_its_own_sparsity_default():
+    # proxies scores the dense model unless --sparsity is given; its help says so, prune's says 0.9.
+    helps = {command: " ".join(paitune(command, "--help").stdout.split()) for command in ("proxies", "prune")}
+    assert "fraction of the prunable weights removed (default: 0)" in helps["proxies"]
+    assert "fraction of the prunable weights removed (default: 0.9)" in helps["prune"]
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

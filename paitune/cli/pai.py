@@ -47,7 +47,11 @@ def add_parser(subparsers) -> None:
         "proxies", help="zero-cost proxies of a (pruned) model at init", formatter_class=OptionHelpFormatter
     )
     _add_trial_arguments(q)
-    q.add_argument("--names", default=None, help="comma-separated proxies (default: all)")
+    q.add_argument(
+        "--names",
+        default=None,
+        help="comma-separated proxies (default: all; swap_reg only with --swap-mu and --swap-sigma)",
+    )
     add_option_arguments(q, _PROXY_SETTINGS)
     q.set_defaults(func=run_proxies, sparsity="0")  # proxies of the dense model unless --sparsity is given
 
@@ -134,9 +138,13 @@ def run_prune(args) -> int:
 
 
 def run_proxies(args) -> int:
-    from ..proxies import proxy_names
+    from ..proxies import runnable_proxy_names
 
-    names = list(proxy_names()) if not args.names else [n.strip() for n in args.names.split(",") if n.strip()]
+    # "All" is every proxy the given settings let run: swap_reg only with --swap-mu and --swap-sigma.
+    settings = values_from_args(args, _PROXY_SETTINGS)
+    names = (
+        runnable_proxy_names(settings) if not args.names else [n.strip() for n in args.names.split(",") if n.strip()]
+    )
     trial = _prepare(args, names)
     values = {name: (v if math.isfinite(v) else None) for name, v in trial.proxies.items()}
     if args.json:

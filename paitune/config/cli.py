@@ -38,7 +38,9 @@ class OptionHelpFormatter(argparse.HelpFormatter):
             text += f"; one of: {', '.join(option.allowed())}"
         if option.kind == "allocation":
             text += ", or a JSON file {layer: density}"
-        default = ",".join(map(str, option.default)) if isinstance(option.default, list) else option.default
+        # A subcommand may set its own default (``set_defaults``): the help says that one.
+        default = option.default if action.default is None else action.default
+        default = ",".join(map(str, default)) if isinstance(default, list) else default
         return f"{text} (default: {default})".replace("%", "%%")
 
 

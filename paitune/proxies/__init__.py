@@ -6,6 +6,13 @@ weights summed over layers and elements. ``compute_proxies(model, (x, y))`` retu
 with ``masks`` it scores the pruned network. The model is never changed.
 """
 
-from paitune.proxies.compute import PROXIES, ProxySpec, compute_proxies, proxy_names, register_proxy
+from paitune.proxies.compute import (
+    PROXIES,
+    ProxySpec,
+    compute_proxies,
+    proxy_names,
+    register_proxy,
+    runnable_proxy_names,
+)
 
-__all__ = ["PROXIES", "ProxySpec", "compute_proxies", "proxy_names", "register_proxy"]
+__all__ = ["PROXIES", "ProxySpec", "compute_proxies", "proxy_names", "register_proxy", "runnable_proxy_names"]

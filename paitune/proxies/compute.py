@@ -83,13 +83,19 @@ def proxy_names() -> tuple[str, ...]:
 PROXIES: tuple[str, ...] = proxy_names()  # the built-in proxies
 
 
+def runnable_proxy_names(settings: dict) -> list[str]:
+    """Every registered proxy whose settings ``settings`` gives (not None): what "all proxies"
+    means, since swap_reg cannot run without swap_mu and swap_sigma."""
+    return [s.name for s in _PROXIES.specs() if all(settings.get(key) is not None for key in s.settings)]
+
+
 def _selected(names: Iterable[str] | str | None, settings: dict) -> list[str]:
     """The requested proxy names, checked, duplicates dropped, in the order given.
 
     None means every proxy whose settings are given (swap_reg only with swap_mu and swap_sigma).
     """
     if names is None:
-        return [s.name for s in _PROXIES.specs() if all(settings[key] is not None for key in s.settings)]
+        return runnable_proxy_names(settings)
     if isinstance(names, str):
         names = [names]
     selected = list(dict.fromkeys(names))
