@@ -137,7 +137,8 @@ pairwise, proxies, importance, layer profiles and collapse leave it out.
 - ``early_vs_final_by_method``: the same with ``method``.
 - ``notes``: {section, note}: the findings the report prints under a section (dense reference
   missing, sparsity binned, proxy size bias sentences, no IMP trials, ...).
-- ``findings``: {section, subject, verdict, sentence}: each verdict as a sentence with its numbers.
+- ``findings``: {section, subject, verdict, sentence}: each verdict as a sentence with its numbers;
+  ``mean_from_few_blocks``: a pairwise mean difference its median block does not share.
 - ``answer``: {question, subject, verdict, n_units, sentence}: the paragraph the report opens with
   (``paitune.analysis.answer``): question pai_vs_random (verdict beats_random | loses_to_random |
   context_dependent | beats_random_at_rungs | loses_to_random_at_rungs | inconclusive |
