@@ -634,13 +634,21 @@ def test_findings_state_each_verdict_with_its_numbers():
         method_effects={"alpha": _const(0.1)},
         control_effects={("alpha", "shuffle"): -0.05},
     )
-    findings = analyze(results=planted_results(spec), n_boot=N_BOOT)["findings"]
-    rows = findings.set_index(["section", "subject"])
+    analysis = analyze(results=planted_results(spec), n_boot=N_BOOT)
+    rows = analysis["findings"].set_index(["section", "subject"])
     winner = rows.loc[("rankings", "method:alpha")]
     assert winner["verdict"] == "robust_winner"
     assert "significantly ahead of all 2 other choices" in winner["sentence"] and "over 5 seeds" in winner["sentence"]
     hurt = rows.loc[("sanity", "alpha:shuffle")]
     assert hurt["verdict"] == "hurts" and "Holm-adjusted p" in hurt["sentence"] and "5 seeds" in hurt["sentence"]
+    # Nothing stopped: no second test at the budget, and no word of ASHA.
+    assert hurt["sentence"].endswith("every pair ran the budget.") and "ASHA" not in hurt["sentence"]
+    # Neither question of the answer was asked (no random, one allocation): the terminal says so.
+    from paitune.analysis.document import NO_ANSWER
+    from paitune.analysis.terminal import terminal_text
+
+    assert analysis["answer"].empty
+    assert NO_ANSWER in " ".join(terminal_text(analysis).split())
 
 
 @pytest.mark.parametrize("collapse", [True, False])

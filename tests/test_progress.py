@@ -36,3 +36,19 @@ def test_a_few_lines_whatever_the_number_of_trials():
     # the best unmodified trial per context: controls and the dense reference are not candidates
     assert lines[1] == "  best val_acc so far in c1: 0.9000"
     assert lines[-1] == "  ... and 19 more contexts" and len(lines) == 5
+
+
+def test_a_resumed_sweep_estimates_what_is_left_from_its_own_trials(monkeypatch):
+    # Resumed with 100 of 200 trials done before; 10 more finish in its first 60 s: 90 left at
+    # 6 s each is ~9:00, not the 0:36 that counting the 100 earlier trials as this run's gives.
+    clock = {"now": 1000.0}
+    monkeypatch.setattr("paitune.search.progress.time.monotonic", lambda: clock["now"])
+    out = io.StringIO()
+    progress = CompactProgress(total=200, metric="val_acc", mode="max", stream=out)
+    progress.setup()
+    progress.report([_trial("TERMINATED", 4, 0.9)] * 100 + [_trial("PENDING")] * 100, done=False)
+    clock["now"] += 60.0
+    progress.report([_trial("TERMINATED", 4, 0.9)] * 110 + [_trial("PENDING")] * 90, done=False)
+    first, later = [line for line in out.getvalue().splitlines() if line.startswith("paitune:")]
+    assert first.startswith("paitune: 100/200 trials done") and first.endswith("0:00 elapsed")
+    assert later.endswith("1:00 elapsed, ~9:00 left"), later

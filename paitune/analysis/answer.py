@@ -91,7 +91,9 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
             side = "ahead of" if ahead else "behind"
             claim = (
                 f"is {side} random pruning at the same allocation on average, but not in every context or "
-                "not in every dataset x model group on its own (pairwise: holds, holds_budget)"
+                "not in every dataset x model group on its own (pairwise: holds = "
+                f"{_sign_text(getattr(row, 'holds', None))}, holds_budget = "
+                f"{_sign_text(getattr(row, 'holds_budget', None))}; +1 / -1 where the lead / deficit holds)"
             )
         elif ahead and at_end and row.mean_diff_budget > 0:
             verdict, claim = "beats_random", "beats random pruning at the same allocation"
@@ -131,6 +133,10 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
             }
         )
     return out
+
+
+def _sign_text(sign) -> str:
+    return "n/a" if sign is None or pd.isna(sign) else f"{int(sign):+d}" if sign else "0"
 
 
 def _holds(sign, diff: float) -> bool:

@@ -17,6 +17,7 @@ import pandas as pd
 from paitune.analysis.sections import SECTIONS, Section
 
 MISSING = "—"
+NO_ANSWER = "no answer: the sweep compared no method with random and no allocations"
 CSV_DIR = "tables"
 # Sentences shown per findings group before "show all": enough for the decisive ones of a
 # typical sweep, few enough to read in a minute.

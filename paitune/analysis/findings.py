@@ -21,6 +21,10 @@ def _f(value, digits=3) -> str:
     return f"{value:.{digits}g}"
 
 
+def _all_others(others: int) -> str:
+    return "the other choice" if others == 1 else f"all {others} other choices"
+
+
 def _ranking_sentence(row, n_choices: int) -> str:
     others = n_choices - 1
     held = FACTORS.get(row.factor, [])
@@ -31,13 +35,13 @@ def _ranking_sentence(row, n_choices: int) -> str:
     )
     if row.verdict == "robust_winner":
         return (
-            f"{base}; robust winner: significantly ahead of all {others} other choices (Friedman p = "
+            f"{base}; robust winner: significantly ahead of {_all_others(others)} (Friedman p = "
             f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
             "its lead over each holding across the blocks they share and shown in every dataset x model group."
         )
     if row.verdict == "robust_loser":
         return (
-            f"{base}; robust loser: significantly behind all {others} other choices (Friedman p = "
+            f"{base}; robust loser: significantly behind {_all_others(others)} (Friedman p = "
             f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05), "
             "its deficit to each holding across the blocks they share and shown in every dataset x model group."
         )
@@ -55,7 +59,7 @@ def _ranking_sentence(row, n_choices: int) -> str:
             "learns faster also leads"
         )
         return (
-            f"{base}; {'ahead of' if ahead else 'behind'} all {others} other choices where compared (Friedman p = "
+            f"{base}; {'ahead of' if ahead else 'behind'} {_all_others(others)} where compared (Friedman p = "
             f"{_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)} < 0.05); on the "
             f"pairs that ran the budget {why}."
         )
@@ -84,7 +88,7 @@ def _ranking_sentence(row, n_choices: int) -> str:
             "every dataset x model group on its own (pairwise: holds), so it is not robust"
         )
         return (
-            f"{base}; inconclusive: significantly {side} all {others} other choices on average over seeds "
+            f"{base}; inconclusive: significantly {side} {_all_others(others)} on average over seeds "
             f"(Friedman p = {_f(row.friedman_p)}; largest Holm-adjusted head-to-head p = {_f(row.p_adjusted)}), "
             f"but {why}."
         )
@@ -104,9 +108,9 @@ def _few_blocks_sentence(row) -> str:
         f"{row.factor} {row.choice} vs {row.opponent}: {100 * row.mean_diff:+.1f} points on average over "
         f"{n_blocks} blocks and {int(row.n_units)} seeds, but the median block difference is "
         f"{100 * row.median_diff + 0.0:+.1f} points: ahead in {int(row.blocks_ahead)} and behind in "
-        f"{int(row.blocks_behind)} of the {n_blocks} blocks, winning {_f(row.win_rate, 2)} of the comparisons. "
-        "A few blocks with large differences carry the mean, so it does not say that "
-        f"{row.choice} is generally ahead; the verdicts ask that a lead hold across the blocks."
+        f"{int(row.blocks_behind)} of the {n_blocks} blocks, winning {row.win_rate:.0%} of the comparisons. "
+        "A few blocks with large differences carry the mean (and a test of the mean): in a typical block "
+        f"{row.choice} is not ahead; the verdicts ask that a lead hold across the blocks (pairwise: holds)."
     )
 
 
@@ -130,6 +134,8 @@ def _sanity_sentence(row) -> str:
         f"({int(row.n)} pairs)"
     )
     if row.verdict in ("hurts", "helps"):
+        if not getattr(row, "n_censored", 0):  # every pair ran the budget: the budget test is this test
+            return f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05; every pair ran the budget."
         return (
             f"{subject}: {row.verdict}: {numbers}, Holm-adjusted p = {_f(row.p_adjusted)} < 0.05; on the pairs "
             f"that ran the budget delta {_f(getattr(row, 'delta_budget', np.nan))} (adjusted for ASHA's "

@@ -104,9 +104,7 @@ def _findings(tables, groups) -> list[str]:
     parts = ["<section id='findings'><h2>Findings</h2>", "<h3 id='answer'>The answer</h3>"]
     answer = document.answer_text(tables)
     parts.append(
-        f"<p class='answer'>{escape(answer)}</p>"
-        if answer
-        else "<p class='note'>no answer: the sweep compared no method with random and no allocations</p>"
+        f"<p class='answer'>{escape(answer)}</p>" if answer else f"<p class='note'>{escape(document.NO_ANSWER)}</p>"
     )
     for g in groups:
         parts.append(

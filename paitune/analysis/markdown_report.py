@@ -52,7 +52,7 @@ def render_markdown(tables: dict[str, pd.DataFrame], plot_sections) -> str:
         "",
         "### The answer",
         "",
-        document.answer_text(tables) or "no answer: the sweep compared no method with random and no allocations",
+        document.answer_text(tables) or document.NO_ANSWER,
         "",
     ]
     for g in groups:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from paitune.analysis import operating
+from paitune.analysis.document import NO_ANSWER, answer_text
 from paitune.analysis.rankings import COLUMNS as RANKING_COLUMNS
 from paitune.analysis.run import Analysis
 
@@ -92,10 +93,8 @@ TERMINAL = [
 
 def terminal_text(analysis: Analysis, max_rows: int = 40) -> str:
     lines = []
-    answer = analysis.tables.get("answer")
-    if answer is not None and not answer.empty:
-        lines.append("\n== The answer ==")
-        lines.append(textwrap.fill(" ".join(answer["sentence"]), width=100))
+    lines.append("\n== The answer ==")
+    lines.append(textwrap.fill(answer_text(analysis.tables) or NO_ANSWER, width=100))
     for title, name, columns in TERMINAL:
         table = analysis.tables[name]
         if name == "accuracy_vs_sparsity":
@@ -111,7 +110,8 @@ def terminal_text(analysis: Analysis, max_rows: int = 40) -> str:
         text = table.head(max_rows).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
         lines.append(text)
         if len(table) > max_rows:
-            lines.append(f"... {len(table) - max_rows} more rows in summary.json")
+            more = len(table) - max_rows
+            lines.append(f"... {more} more row{'' if more == 1 else 's'} in summary.json")
     notes = analysis.tables.get("notes")
     if notes is not None and not notes.empty:
         lines.append("\n== Notes ==")

@@ -110,7 +110,7 @@ def _check_files(name: str, spec: VisionSpec, root: Path) -> None:
     if missing:
         raise PaituneError(
             f"{name} not found under {root} (missing {spec.folder}/{missing[0]}); pass --data-root DIR "
-            f"holding {spec.folder}/ as torchvision lays it out, or download=True"
+            f"holding {spec.folder}/ as torchvision lays it out (the Python loader also takes download=True)"
         )
 
 

@@ -34,9 +34,11 @@ class CompactProgress(ProgressReporter):
         self.stream = stream  # None: sys.stdout when printing (Tune pickles the reporter; a stream would not pickle)
         self._start = time.monotonic()
         self._last = -float("inf")
+        self._finished_before: int | None = None
 
     def setup(self, start_time=None, total_samples=None, metric=None, mode=None, **kwargs):
         self._start = time.monotonic()
+        self._finished_before = None
 
     def should_report(self, trials, done: bool = False) -> bool:
         return done or time.monotonic() - self._last >= self.every_s
@@ -65,7 +67,11 @@ class CompactProgress(ProgressReporter):
                     best[context] = value
         finished = counts["completed"] + counts["stopped"] + counts["failed"]
         elapsed = time.monotonic() - self._start
-        eta = elapsed / finished * max(0, self.total - finished) if finished else None
+        # A resumed sweep starts with trials finished before it: the rate counts this run's only.
+        if self._finished_before is None:
+            self._finished_before = finished
+        finished_here = finished - self._finished_before
+        eta = elapsed / finished_here * max(0, self.total - finished) if finished_here > 0 else None
         lines = [
             f"paitune: {finished}/{self.total} trials done ({counts['completed']} completed, {counts['stopped']} stopped, "
             f"{counts['failed']} failed), {counts['running']} running, {counts['pending']} pending; "
