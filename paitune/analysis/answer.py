@@ -36,7 +36,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from paitune.analysis.common import p_text
+from paitune.analysis.common import p_text, points_text
 from paitune.analysis.load import Results
 from paitune.analysis.rankings import BUDGET_SUFFIX, TRANSFER_GROUP, context_scores, head_to_head, pair_table
 from paitune.analysis.stats import ALPHA, MIN_UNITS, SEED, one_sided_t_p, quantile_aggregated_p
@@ -49,11 +49,6 @@ RANDOM = "random"
 COLUMNS = ["question", "subject", "verdict", "n_units", "sentence"]
 
 
-def _pct(value: float) -> str:
-    shown = round(100 * value, 1) + 0.0  # + 0.0: no "-0.0"
-    return f"{shown:+.1f} points"
-
-
 def _budget_text(row) -> str:
     """Where some comparisons were made before the budget: what the pairs that ran it show."""
     same = row.n_units_budget == row.n_units and row.mean_diff_budget == row.mean_diff
@@ -62,7 +57,7 @@ def _budget_text(row) -> str:
     seeds = f"{int(row.n_units_budget)} seed{'' if row.n_units_budget == 1 else 's'}"
     if not np.isfinite(row.p_adjusted_budget):
         return f"; pairs that ran the budget in {seeds}, no test below {MIN_UNITS}"
-    return f"; at the budget {_pct(row.mean_diff_budget)} over {seeds}, Holm {p_text(row.p_adjusted_budget)}"
+    return f"; at the budget {points_text(row.mean_diff_budget)} over {seeds}, Holm {p_text(row.p_adjusted_budget)}"
 
 
 def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
@@ -110,7 +105,7 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
         budget_text = _budget_text(row)
         where = " where each pair met (the last epoch both reached)" if budget_text else ""
         sentence = (
-            f"{row.choice} {claim}: {_pct(row.mean_diff)} test accuracy{where}, wins {row.win_rate:.0%} of its "
+            f"{row.choice} {claim}: {points_text(row.mean_diff)} test accuracy{where}, wins {row.win_rate:.0%} of its "
             f"head-to-head comparisons in {int(row.n_contexts)} blocks (context x allocation; {n} seeds, "
             + (f"Holm {p_text(row.p_adjusted)}" if np.isfinite(row.p_adjusted) else f"no test below {MIN_UNITS} seeds")
             + budget_text
@@ -121,7 +116,7 @@ def versus_random(tables: dict[str, pd.DataFrame]) -> list[dict]:
             s = s.iloc[0] if isinstance(s, pd.DataFrame) else s
             sentence += (
                 f"; shuffling its mask within each layer (random pruning at its own layerwise density) "
-                f"changes accuracy by {_pct(s['delta'])} ({s['verdict']})"
+                f"changes accuracy by {points_text(s['delta'])} ({s['verdict']})"
             )
         out.append(
             {
@@ -354,8 +349,8 @@ def allocation_vs_method(results: Results) -> list[dict]:
         else f"in each of the {groups} dataset x model groups, the gaps averaged over the groups"
     )
     sentence = (
-        f"{claim}: the best and worst allocation differ by {_pct(both['allocation'].mean())} (same method, "
-        f"context and seed), the best and worst method by {_pct(both['method'].mean())} (same allocation), "
+        f"{claim}: the best and worst allocation differ by {points_text(both['allocation'].mean())} (same method, "
+        f"context and seed), the best and worst method by {points_text(both['method'].mean())} (same allocation), "
         f"each pair named by the other seeds {where} ({n} seeds{how})."
     )
     return [

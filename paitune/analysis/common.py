@@ -341,6 +341,12 @@ def reached_epochs(results: Results) -> np.ndarray:
     return _reached(results)[0]
 
 
+def points_text(value: float) -> str:
+    """An accuracy difference (a fraction) as a sentence quotes it: "+4.2 points" (never "-0.0")."""
+    shown = round(100 * value, 1) + 0.0  # + 0.0: no "-0.0"
+    return f"{shown:+.1f} points"
+
+
 def p_text(value: float, digits: int = 3) -> str:
     """A p-value as a sentence quotes it: "p < 0.001" or "p = 0.0123" (``digits`` significant)."""
     return "p < 0.001" if value < 0.001 else f"p = {value:.{digits}g}"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from paitune.analysis.after_training import EQUIVALENCE_MARGIN as IMP_MARGIN
+from paitune.analysis.common import points_text
 from paitune.analysis.rankings import FACTORS, WIN_MARGIN
 from paitune.analysis.sanity import EQUIVALENCE_MARGIN, NOT_APPLICABLE
 from paitune.analysis.stats import ACCURACY_MARGIN, ALPHA, MIN_UNITS
@@ -105,9 +106,9 @@ def _few_blocks_sentence(row) -> str:
     would take it for a general lead."""
     n_blocks = int(row.n_contexts)
     return (
-        f"{row.factor} {row.choice} vs {row.opponent}: {100 * row.mean_diff:+.1f} points on average over "
+        f"{row.factor} {row.choice} vs {row.opponent}: {points_text(row.mean_diff)} on average over "
         f"{n_blocks} blocks and {int(row.n_units)} seeds, but the median block difference is "
-        f"{100 * row.median_diff + 0.0:+.1f} points: ahead in {int(row.blocks_ahead)} and behind in "
+        f"{points_text(row.median_diff)}: ahead in {int(row.blocks_ahead)} and behind in "
         f"{int(row.blocks_behind)} of the {n_blocks} blocks, winning {row.win_rate:.0%} of the comparisons. "
         "A few blocks with large differences carry the mean (and a test of the mean): in a typical block "
         f"{row.choice} is not ahead; the verdicts ask that a lead hold across the blocks (pairwise: holds)."

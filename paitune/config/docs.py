@@ -22,7 +22,8 @@ in step with the code.
 A trial config is a flat mapping of these options. A space sets them under `settings:` or searches
 them under `params:` (the key is the option's name); `paitune prune` and `paitune proxies` take the
 data, model, pruning and run options as flags (`--prune-batch-size` for `prune_batch_size`);
-`paitune proxies` scores the dense model unless `--sparsity` is given. An option that names only some methods under *read by* is held at its default for every other method.
+`paitune proxies` scores the dense model unless `--sparsity` is given. An option that names only
+some methods under *read by* is held at its default for every other method.
 """
 
 
